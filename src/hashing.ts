@@ -1,0 +1,33 @@
+import xxhash, { type XXHashAPI } from 'xxhash-wasm';
+
+let api: Promise<XXHashAPI> | undefined;
+
+/** xxhash-wasm compiles its module once per process; every hasher shares it. */
+function loadApi(): Promise<XXHashAPI> {
+  api ??= xxhash();
+  return api;
+}
+
+export function formatHash(value: bigint): string {
+  return `xxh64:${value.toString(16).padStart(16, '0')}`;
+}
+
+/** Streaming XXH64 (seed 0). `digest()` does not end the stream: more bytes may follow. */
+export interface Hasher {
+  update(data: Uint8Array): void;
+  digest(): string;
+}
+
+export async function createHasher(): Promise<Hasher> {
+  const { create64 } = await loadApi();
+  const state = create64(0n);
+  return {
+    update: (data) => void state.update(data),
+    digest: () => formatHash(state.digest()),
+  };
+}
+
+export async function hashBytes(data: Uint8Array): Promise<string> {
+  const { h64Raw } = await loadApi();
+  return formatHash(h64Raw(data, 0n));
+}

@@ -1,0 +1,12 @@
+/**
+ * ft as a library: the same transfer code the `ft` command uses. Nothing here prints or exits;
+ * progress and outcomes arrive as events, failures as FtError with a stable `code`.
+ */
+export { send, type SendOptions, type SendReport, type FileResult, type FileStatus } from './transfer/sender.js';
+export { serve, Receiver, SERVE_DEFAULTS, type ServeOptions } from './transfer/server.js';
+export type { ReceiverEvent, SendEvent } from './transfer/events.js';
+export { FtError, ERROR_CODES, EXIT, exitCodeFor, type ErrorCode } from './errors.js';
+export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/inbox.js';
+export { nodeFileSystem, type FileSystem } from './storage/file-system.js';
+export { DEFAULT_PORT, PROTOCOL_VERSION } from './wire/messages.js';
+export { escapeForDisplay } from './names/safe-name.js';

@@ -1,0 +1,100 @@
+import type { FileHandle } from './file-system.js';
+
+/** Socket chunks are gathered into writes of about this size: few, large file operations. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+/** Above this many queued bytes the caller should stop reading the socket (backpressure). */
+const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/** writev takes at most IOV_MAX (1024 on Linux) buffers per call. */
+const MAX_BATCH_BUFFERS = 1024;
+
+/**
+ * Appends body chunks to an open partial file in large batched writes, while the caller keeps
+ * feeding it. Memory stays bounded: `write` says when to wait for `drained()`.
+ */
+export class BodyWriter {
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private flushing: Promise<void> | undefined;
+  private failure: unknown;
+  private waiters: Array<() => void> = [];
+  /** Bytes written to the file so far, counted from the start of the file. */
+  position: number;
+
+  constructor(
+    private readonly handle: FileHandle,
+    start: number,
+  ) {
+    this.position = start;
+  }
+
+  /** Queues a chunk (kept by reference); false means: wait for `drained()` before the next. */
+  write(chunk: Buffer): boolean {
+    if (this.failure) throw this.failure;
+    this.queue.push(chunk);
+    this.queuedBytes += chunk.length;
+    if (this.queuedBytes >= WRITE_BATCH_BYTES) this.startFlush();
+    return this.queuedBytes < HIGH_WATER_BYTES;
+  }
+
+  /** Resolves once the queue is below the high-water mark again (rejects if a write failed). */
+  async drained(): Promise<void> {
+    while (this.queuedBytes >= HIGH_WATER_BYTES && !this.failure) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  /** Writes everything queued; the file then holds every byte given so far. */
+  async flush(): Promise<void> {
+    while ((this.queuedBytes > 0 || this.flushing) && !this.failure) {
+      this.startFlush();
+      await this.flushing;
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  private startFlush(): void {
+    if (this.flushing || this.failure) return;
+    this.flushing = this.writeQueued().finally(() => {
+      this.flushing = undefined;
+      for (const wake of this.waiters.splice(0)) wake();
+      if (this.queuedBytes >= WRITE_BATCH_BYTES && !this.failure) this.startFlush();
+    });
+  }
+
+  private async writeQueued(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_BATCH_BUFFERS);
+        const bytes = batch.reduce((sum, b) => sum + b.length, 0);
+        await writeAll(this.handle, batch, this.position);
+        this.position += bytes;
+        this.queuedBytes -= bytes;
+        for (const wake of this.waiters.splice(0)) wake();
+      }
+    } catch (error) {
+      this.failure = error;
+    }
+  }
+}
+
+/** writev may write less than asked (a full disk, a signal); loop until all is written or it throws. */
+async function writeAll(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let pending = buffers;
+  let at = position;
+  while (pending.length > 0) {
+    const { bytesWritten } = await handle.writev(pending, at);
+    at += bytesWritten;
+    pending = dropBytes(pending, bytesWritten);
+    if (bytesWritten === 0 && pending.length > 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+  }
+}
+
+function dropBytes(buffers: Buffer[], count: number): Buffer[] {
+  let left = count;
+  let index = 0;
+  while (index < buffers.length && left >= buffers[index]!.length) left -= buffers[index++]!.length;
+  const rest = buffers.slice(index);
+  if (left > 0 && rest.length > 0) rest[0] = rest[0]!.subarray(left);
+  return rest;
+}

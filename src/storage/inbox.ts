@@ -1,0 +1,171 @@
+import path from 'node:path';
+import { FtError } from '../errors.js';
+import { createHasher } from '../hashing.js';
+import { PARTIAL_DIR } from '../names/safe-name.js';
+import { isNotFound, readRange, type FileSystem } from './file-system.js';
+import { PartialStore, type ContentId, type Partial } from './partials.js';
+
+/** What to do when a different file already has the name: keep both, replace it, or refuse. */
+export type ConflictPolicy = 'rename' | 'overwrite' | 'reject';
+export const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['rename', 'overwrite', 'reject'];
+
+/** How many `name (n).ext` variants are tried before giving up. */
+const MAX_RENAME_ATTEMPTS = 1000;
+
+export type TargetState =
+  | { kind: 'free' }
+  | { kind: 'identical'; path: string }
+  | { kind: 'conflict'; reason: string };
+
+/**
+ * The receiving folder: finished files under their names, partial uploads in a hidden folder.
+ * Paths handed in are validated components (see parseSafeName); this class adds the checks that
+ * need the disk: no symbolic link or file on the way, no silent overwrite.
+ */
+export class Inbox {
+  readonly partials: PartialStore;
+  private readonly hashCache = new Map<string, string>();
+
+  private constructor(
+    readonly root: string,
+    private readonly fs: FileSystem,
+    readonly policy: ConflictPolicy,
+  ) {
+    this.partials = new PartialStore(path.join(root, PARTIAL_DIR), fs);
+  }
+
+  /** Creates the folder if needed; the root itself may be a link, resolved once here. */
+  static async open(dir: string, fs: FileSystem, policy: ConflictPolicy): Promise<Inbox> {
+    await fs.mkdir(dir, { recursive: true });
+    const root = await fs.realpath(dir);
+    const inbox = new Inbox(root, fs, policy);
+    await inbox.partials.ensureDir();
+    return inbox;
+  }
+
+  /** Decides, before any body byte, whether this content can land under this name. */
+  async inspect(components: string[], id: ContentId): Promise<TargetState> {
+    await this.checkParents(components, false);
+    const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
+    for (const candidate of candidates) {
+      const state = await this.compare(candidate, id);
+      if (state === 'missing') return { kind: 'free' };
+      if (state === 'identical') return { kind: 'identical', path: candidate.join('/') };
+      if (this.policy === 'reject') return { kind: 'conflict', reason: `a different file named ${candidate.join('/')} exists` };
+      if (this.policy === 'overwrite') {
+        if (state === 'not-a-file') return { kind: 'conflict', reason: `${candidate.join('/')} exists and is not a regular file` };
+        return { kind: 'free' };
+      }
+    }
+    return { kind: 'conflict', reason: `no free name after ${MAX_RENAME_ATTEMPTS} attempts` };
+  }
+
+  /**
+   * Moves a complete, verified, fsync'd partial to its final name and returns the name used.
+   * link() refuses to replace an existing name, which makes "keep both" and "reject" atomic.
+   */
+  async place(partial: Partial, components: string[]): Promise<string> {
+    await this.checkParents(components, true);
+    const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
+    for (const candidate of candidates) {
+      const target = this.pathOf(candidate);
+      if (this.policy === 'overwrite') {
+        await this.refuseLink(target);
+        await this.fs.rename(partial.dataPath, target);
+      } else {
+        try {
+          await this.fs.link(partial.dataPath, target);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+          if (this.policy === 'reject') throw new FtError('CONFLICT', `a file named ${candidate.join('/')} appeared meanwhile`);
+          continue;
+        }
+        await this.fs.unlink(partial.dataPath);
+      }
+      await partial.forgetMeta();
+      await this.syncDir(path.dirname(target));
+      return candidate.join('/');
+    }
+    throw new FtError('CONFLICT', `no free name for ${components.join('/')} after ${MAX_RENAME_ATTEMPTS} attempts`);
+  }
+
+  private pathOf(components: string[]): string {
+    return path.join(this.root, ...components);
+  }
+
+  /** Every folder on the way must be a real folder (or not exist yet); `create` makes the missing ones. */
+  private async checkParents(components: string[], create: boolean): Promise<void> {
+    let current = this.root;
+    for (const component of components.slice(0, -1)) {
+      current = path.join(current, component);
+      let stat = await this.fs.lstat(current).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)));
+      if (!stat && create) {
+        await this.fs.mkdir(current).catch((error) => {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        });
+        stat = await this.fs.lstat(current);
+      }
+      if (!stat) continue;
+      const shown = path.relative(this.root, current);
+      if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${shown} in the inbox is a symbolic link`);
+      if (!stat.isDirectory()) throw new FtError('CONFLICT', `${shown} in the inbox is a file, not a folder`);
+    }
+  }
+
+  private async refuseLink(target: string): Promise<void> {
+    const stat = await this.fs.lstat(target).catch(() => undefined);
+    if (stat?.isSymbolicLink()) {
+      throw new FtError('UNSAFE_PATH', `${path.relative(this.root, target)} in the inbox is a symbolic link`);
+    }
+  }
+
+  private async compare(components: string[], id: ContentId): Promise<'missing' | 'identical' | 'different' | 'not-a-file'> {
+    const target = this.pathOf(components);
+    const stat = await this.fs.lstat(target).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)));
+    if (!stat) return 'missing';
+    if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${components.join('/')} in the inbox is a symbolic link`);
+    if (!stat.isFile()) return 'not-a-file';
+    if (stat.size !== id.size) return 'different';
+    const cacheKey = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+    let hash = this.hashCache.get(cacheKey);
+    if (!hash) {
+      hash = await this.hashFile(target, stat.size);
+      this.hashCache.set(cacheKey, hash);
+    }
+    return hash === id.hash ? 'identical' : 'different';
+  }
+
+  private async hashFile(file: string, size: number): Promise<string> {
+    const hasher = await createHasher();
+    const handle = await this.fs.open(file, 'r');
+    try {
+      await readRange(handle, 0, size, (block) => hasher.update(block));
+    } finally {
+      await handle.close();
+    }
+    return hasher.digest();
+  }
+
+  /** A rename is durable only once its folder is synced. */
+  private async syncDir(dir: string): Promise<void> {
+    const handle = await this.fs.open(dir, 'r');
+    try {
+      await handle.sync();
+    } catch (error) {
+      // Some file systems cannot fsync a folder; the data itself is already synced.
+      if (!['EINVAL', 'EISDIR', 'EBADF'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+/** `a/b.tar.gz`, `a/b (1).tar.gz`, `a/b (2).tar.gz`, … */
+function* renameCandidates(components: string[]): Generator<string[]> {
+  yield components;
+  const last = components.at(-1)!;
+  const dot = last.indexOf('.', 1);
+  const stem = dot === -1 ? last : last.slice(0, dot);
+  const ext = dot === -1 ? '' : last.slice(dot);
+  for (let n = 1; n < MAX_RENAME_ATTEMPTS; n++) yield [...components.slice(0, -1), `${stem} (${n})${ext}`];
+}

@@ -1,0 +1,169 @@
+import path from 'node:path';
+import { FtError } from '../errors.js';
+import { createHasher, type Hasher } from '../hashing.js';
+import { isNotFound, readRange, type FileHandle, type FileSystem } from './file-system.js';
+
+/** What identifies a partial upload: its content, not its name, so a renamed re-send still resumes. */
+export interface ContentId {
+  size: number;
+  hash: string;
+}
+
+export interface PartialMeta extends ContentId {
+  filename: string;
+  createdAt: string;
+}
+
+const KEY_PATTERN = /^([0-9a-f]{16})-([0-9]+)\.(part|json)$/;
+
+export function partialKey(id: ContentId): string {
+  return `${id.hash.slice('xxh64:'.length)}-${id.size}`;
+}
+
+/**
+ * The hidden folder of partial uploads. One process owns an inbox; within it a key is held by
+ * at most one connection at a time (a second sender of the same content is told BUSY).
+ */
+export class PartialStore {
+  private readonly held = new Set<string>();
+
+  constructor(
+    readonly dir: string,
+    private readonly fs: FileSystem,
+  ) {}
+
+  async ensureDir(): Promise<void> {
+    await this.fs.mkdir(this.dir, { recursive: true });
+    const stat = await this.fs.lstat(this.dir);
+    if (!stat.isDirectory()) {
+      throw new FtError('UNSAFE_PATH', `${this.dir} must be a real folder, not a link or a file`);
+    }
+  }
+
+  /** Takes the partial for this content, creating its metadata when new; undefined when busy. */
+  async acquire(id: ContentId, filename: string): Promise<Partial | undefined> {
+    const key = partialKey(id);
+    if (this.held.has(key)) return undefined;
+    this.held.add(key);
+    try {
+      const partial = new Partial(this, key, id, path.join(this.dir, `${key}.part`), this.fs);
+      await partial.load(filename, path.join(this.dir, `${key}.json`));
+      return partial;
+    } catch (error) {
+      this.held.delete(key);
+      throw error;
+    }
+  }
+
+  release(key: string): void {
+    this.held.delete(key);
+  }
+
+  /** Deletes partials untouched for `ttlMs`; only files named like our own, only in our folder. */
+  async expire(ttlMs: number, now = Date.now()): Promise<string[]> {
+    const removed: string[] = [];
+    let names: string[];
+    try {
+      names = (await this.fs.readdir(this.dir)) as string[];
+    } catch (error) {
+      if (isNotFound(error)) return removed;
+      throw error;
+    }
+    for (const name of names) {
+      const match = KEY_PATTERN.exec(name);
+      if (!match || this.held.has(`${match[1]}-${match[2]}`)) continue;
+      const file = path.join(this.dir, name);
+      const stat = await this.fs.lstat(file).catch(() => undefined);
+      if (!stat?.isFile() || now - stat.mtimeMs < ttlMs) continue;
+      await this.fs.unlink(file).catch(() => undefined);
+      removed.push(name);
+    }
+    return removed;
+  }
+}
+
+/** One partial upload, held by one connection from its header until it is placed or released. */
+export class Partial {
+  /** Bytes already held: the offset the receiver offers (the receiver is the authority on it). */
+  offset = 0;
+  private metaPath = '';
+
+  constructor(
+    private readonly store: PartialStore,
+    readonly key: string,
+    readonly id: ContentId,
+    readonly dataPath: string,
+    private readonly fs: FileSystem,
+  ) {}
+
+  async load(filename: string, metaPath: string): Promise<void> {
+    this.metaPath = metaPath;
+    const stat = await this.fs.lstat(this.dataPath).catch((error) => {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    });
+    if (stat && (!stat.isFile() || stat.size > this.id.size)) {
+      // Not something we could have written for this content: start over.
+      await this.fs.unlink(this.dataPath);
+    } else if (stat) {
+      this.offset = stat.size;
+    }
+    const meta: PartialMeta = { filename, size: this.id.size, hash: this.id.hash, createdAt: new Date().toISOString() };
+    if (this.offset === 0 || !(await exists(this.fs, metaPath))) {
+      await this.fs.writeFile(metaPath, JSON.stringify(meta) + '\n');
+    }
+  }
+
+  /** Hashes the bytes held so far; the hasher goes on to take the rest of the body. */
+  async hashPrefix(): Promise<{ hasher: Hasher; prefixHash: string }> {
+    const hasher = await createHasher();
+    if (this.offset > 0) {
+      const handle = await this.fs.open(this.dataPath, 'r');
+      try {
+        const read = await readRange(handle, 0, this.offset, (block) => hasher.update(block));
+        this.offset = read;
+      } finally {
+        await handle.close();
+      }
+    }
+    return { hasher, prefixHash: hasher.digest() };
+  }
+
+  /** Opens for appending at `from` (the agreed offset, or 0 to discard what was held). */
+  async openForWrite(from: number): Promise<FileHandle> {
+    if (from === 0) {
+      return this.fs.open(this.dataPath, 'w');
+    }
+    const handle = await this.fs.open(this.dataPath, 'r+');
+    await handle.truncate(from);
+    return handle;
+  }
+
+  /** Removes the data and metadata (after placing the file, or when the content proved wrong). */
+  async discard(): Promise<void> {
+    await this.fs.unlink(this.dataPath).catch(ignoreNotFound);
+    await this.fs.unlink(this.metaPath).catch(ignoreNotFound);
+  }
+
+  async forgetMeta(): Promise<void> {
+    await this.fs.unlink(this.metaPath).catch(ignoreNotFound);
+  }
+
+  release(): void {
+    this.store.release(this.key);
+  }
+}
+
+function ignoreNotFound(error: unknown): void {
+  if (!isNotFound(error)) throw error;
+}
+
+async function exists(fs: FileSystem, file: string): Promise<boolean> {
+  try {
+    await fs.lstat(file);
+    return true;
+  } catch (error) {
+    if (isNotFound(error)) return false;
+    throw error;
+  }
+}

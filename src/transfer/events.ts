@@ -1,0 +1,38 @@
+import type { ErrorCode } from '../errors.js';
+
+/** What a receiver reports, in order, for each connection and file. */
+export type ReceiverEvent =
+  | { type: 'connection'; remote: string }
+  | { type: 'started'; remote: string; name: string; size: number; offset: number }
+  | { type: 'restarted'; remote: string; name: string; discarded: number }
+  | { type: 'progress'; remote: string; name: string; bytes: number; size: number }
+  | {
+      type: 'received';
+      remote: string;
+      name: string;
+      path: string;
+      size: number;
+      hash: string;
+      resumedFrom: number;
+      durationMs: number;
+    }
+  | { type: 'skipped'; remote: string; name: string; path: string }
+  | { type: 'refused'; remote: string; name: string; code: ErrorCode; message: string }
+  | { type: 'failed'; remote: string; name: string; code: ErrorCode; message: string }
+  | { type: 'connection-error'; remote: string; code: ErrorCode; message: string };
+
+/** What a sender reports for each file. `name` is the name on the receiver, `path` the local one. */
+export type SendEvent =
+  | { type: 'hashing'; path: string; name: string; size: number }
+  | { type: 'connected'; host: string; port: number; attempt: number }
+  | { type: 'started'; path: string; name: string; size: number; offset: number }
+  | { type: 'restarted'; path: string; name: string; discarded: number; reason: string }
+  | { type: 'progress'; path: string; name: string; bytes: number; size: number }
+  | { type: 'verified'; path: string; name: string; size: number; hash: string; remotePath: string; resumedFrom: number }
+  | { type: 'skipped'; path: string; name: string; remotePath: string }
+  | { type: 'refused'; path: string; name: string; code: ErrorCode; message: string }
+  | { type: 'failed'; path: string; name: string; code: ErrorCode; message: string }
+  | { type: 'retrying'; attempt: number; delayMs: number; code: ErrorCode; message: string };
+
+/** Progress events are limited to this rate per file (plus the final one). */
+export const PROGRESS_INTERVAL_MS = 250;

@@ -1,0 +1,87 @@
+import path from 'node:path';
+import { FtError } from '../errors.js';
+import { createHasher } from '../hashing.js';
+import { escapeForDisplay } from '../names/safe-name.js';
+import { readRange, type FileSystem } from '../storage/file-system.js';
+
+/** A local file to send and the name it gets on the receiver. */
+export interface LocalFile {
+  /** The path as the user gave it (or under the directory they gave). */
+  path: string;
+  /** Relative, `/`-separated name on the receiver. */
+  name: string;
+  size: number;
+  mtimeMs: number;
+  /** Filled by hashLocalFile. */
+  hash: string;
+}
+
+/**
+ * Expands the paths to send: a file is sent under its base name, a directory as its base name
+ * plus every regular file below it. Links to folders are not followed (no cycles).
+ */
+export async function collectFiles(paths: string[], fs: FileSystem): Promise<LocalFile[]> {
+  const files: LocalFile[] = [];
+  for (const given of paths) {
+    const stat = await fs.stat(given).catch((error: NodeJS.ErrnoException) => {
+      const why = error.code === 'ENOENT' ? 'no such file or folder' : error.code === 'EACCES' ? 'permission denied' : error.message;
+      throw new FtError('LOCAL_FILE', `cannot send ${escapeForDisplay(given)}: ${why}`, { path: given });
+    });
+    const base = path.basename(path.resolve(given));
+    if (stat.isFile()) {
+      files.push({ path: given, name: base, size: stat.size, mtimeMs: stat.mtimeMs, hash: '' });
+    } else if (stat.isDirectory()) {
+      await walk(fs, given, base, files);
+    } else {
+      throw new FtError('LOCAL_FILE', `cannot send ${escapeForDisplay(given)}: not a regular file or folder`, { path: given });
+    }
+  }
+  return files;
+}
+
+async function walk(fs: FileSystem, dir: string, name: string, out: LocalFile[]): Promise<void> {
+  const entries = (await fs.readdir(dir)) as string[];
+  entries.sort();
+  for (const entry of entries) {
+    const full = path.join(dir, entry);
+    const link = await fs.lstat(full);
+    const stat = link.isSymbolicLink() ? await fs.stat(full).catch(() => undefined) : link;
+    if (!stat) continue;
+    if (stat.isFile()) out.push({ path: full, name: `${name}/${entry}`, size: stat.size, mtimeMs: stat.mtimeMs, hash: '' });
+    else if (stat.isDirectory() && !link.isSymbolicLink()) await walk(fs, full, `${name}/${entry}`, out);
+  }
+}
+
+/**
+ * Hashes the whole file (XXH64), refreshing size and mtime from the open file so the hash and
+ * the size announced describe the same content.
+ */
+export async function hashLocalFile(file: LocalFile, fs: FileSystem, signal?: AbortSignal): Promise<void> {
+  const hasher = await createHasher();
+  const handle = await fs.open(file.path, 'r');
+  try {
+    const stat = await handle.stat();
+    const read = await readRange(handle, 0, stat.size, (block) => {
+      signal?.throwIfAborted();
+      hasher.update(block);
+    });
+    if (read !== stat.size) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} shrank while it was hashed`);
+    file.size = stat.size;
+    file.mtimeMs = stat.mtimeMs;
+    file.hash = hasher.digest();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** XXH64 of the first `length` bytes, to check a receiver's partial before resuming it. */
+export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileSystem): Promise<string> {
+  const hasher = await createHasher();
+  const handle = await fs.open(file.path, 'r');
+  try {
+    await readRange(handle, 0, length, (block) => hasher.update(block));
+  } finally {
+    await handle.close();
+  }
+  return hasher.digest();
+}

@@ -1,0 +1,381 @@
+/**
+ * One connection on the receiving side.
+ *
+ *  1. We greet with `hello` (protocol, version, auth method, a fresh nonce).
+ *  2. The sender answers `hello` (with an HMAC proof when a token is set).
+ *  3. For each `file` header we answer `accept` (with the offset we hold), `skip` or `refuse`.
+ *     Headers may run ahead of bodies (pipelining); each is answered in order.
+ *  4. A `body` frame and its raw bytes follow for an accepted file; we count, hash and write
+ *     them, then verify, fsync, place the file and answer `done`, or `failed`.
+ *  5. `bye` ends the session. Protocol violations get an `error` frame and the connection closes.
+ */
+import type { Socket } from 'node:net';
+import { FtError, toFtError, type ErrorCode } from '../errors.js';
+import { createHasher, type Hasher } from '../hashing.js';
+import { collisionKey, parseSafeName } from '../names/safe-name.js';
+import { BodyWriter } from '../storage/body-writer.js';
+import type { FileHandle } from '../storage/file-system.js';
+import type { Inbox } from '../storage/inbox.js';
+import type { Partial } from '../storage/partials.js';
+import { encodeFrame, FrameDecoder, type Decoded } from '../wire/frame.js';
+import {
+  parseSenderMessage,
+  PROTOCOL,
+  PROTOCOL_VERSION,
+  type Body,
+  type FileHeader,
+  type ReceiverMessage,
+  type SenderHello,
+} from '../wire/messages.js';
+import { makeNonce, verifyProof } from './auth.js';
+import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
+
+export interface SessionLimits {
+  /** Largest file accepted, in bytes. */
+  maxFileSize: number;
+  /** Headers a sender may have waiting for their bodies at once. */
+  maxPendingFiles: number;
+  /** Time allowed for the sender's hello, in ms. */
+  helloTimeoutMs: number;
+  /** Time a connection may stay silent (between or inside bodies), in ms. */
+  idleTimeoutMs: number;
+}
+
+export interface SessionContext {
+  inbox: Inbox;
+  limits: SessionLimits;
+  token: string | undefined;
+  name: string;
+  emit: (event: ReceiverEvent) => void;
+  /** Free bytes on the inbox's disk, or undefined when unknown. */
+  freeSpace: () => Promise<number | undefined>;
+}
+
+/** An accepted file waiting for its body. */
+interface PendingFile {
+  header: FileHeader;
+  components: string[];
+  partial: Partial;
+  offset: number;
+  prefix: { hasher: Hasher; prefixHash: string } | undefined;
+}
+
+/** The body being received right now. */
+interface ActiveBody {
+  file: PendingFile;
+  handle: FileHandle;
+  writer: BodyWriter;
+  hasher: Hasher;
+  startedAt: number;
+  received: number;
+  lastProgress: number;
+  /** Set when writing failed mid-body: the rest of the body is read and dropped. */
+  failed: boolean;
+}
+
+type State = 'hello' | 'ready' | 'closing';
+
+export class ReceiverSession {
+  private readonly decoder = new FrameDecoder();
+  private readonly nonce = makeNonce();
+  private readonly remote: string;
+  private state: State = 'hello';
+  private readonly pending = new Map<number, PendingFile>();
+  private readonly usedIds = new Set<number>();
+  private readonly batchNames = new Map<string, string>();
+  private body: ActiveBody | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly ctx: SessionContext,
+  ) {
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+  }
+
+  async run(): Promise<void> {
+    const { socket, ctx } = this;
+    ctx.emit({ type: 'connection', remote: this.remote });
+    socket.setNoDelay(true);
+    socket.setTimeout(ctx.limits.helloTimeoutMs, () => socket.destroy(new FtError('TIMEOUT', 'peer was silent for too long')));
+    this.send({
+      type: 'hello',
+      protocol: PROTOCOL,
+      version: PROTOCOL_VERSION,
+      auth: ctx.token === undefined ? 'none' : 'hmac-sha256',
+      nonce: this.nonce,
+      name: ctx.name,
+    });
+    try {
+      // destroyOnReturn: false keeps the socket open after a throw, so the error frame can go out.
+      for await (const chunk of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+        for (const item of this.decoder.push(chunk)) await this.handle(item);
+      }
+      if (this.state !== 'closing') {
+        const where = this.body ? ` in the body of ${this.body.file.header.filename}` : '';
+        throw new FtError('CONNECTION_LOST', `connection closed before "bye"${where}`);
+      }
+    } catch (error) {
+      this.fail(toFtError(error, 'CONNECTION_LOST'));
+    } finally {
+      await this.releaseAll();
+    }
+  }
+
+  /** Closes from the outside (receiver shutting down): partial data is kept for resume. */
+  abort(): void {
+    this.socket.destroy();
+  }
+
+  private send(message: ReceiverMessage): void {
+    if (!this.socket.destroyed) this.socket.write(encodeFrame(message as unknown as Record<string, unknown>));
+  }
+
+  private fail(error: FtError): void {
+    const { code, message } = error;
+    if (!this.socket.destroyed && this.socket.writable) {
+      this.send({ type: 'error', code, message });
+      this.socket.end();
+      this.socket.destroySoon();
+    }
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.ctx.emit({ type: 'connection-error', remote: this.remote, code, message });
+  }
+
+  private async handle(item: Decoded): Promise<void> {
+    if (item.kind === 'body-chunk') return this.bodyChunk(item.data);
+    if (item.kind === 'body-end') return this.bodyEnd();
+    const message = parseSenderMessage(item.message);
+    if (this.state === 'closing') throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" after "bye"`);
+    if (this.state === 'hello') {
+      if (message.type !== 'hello') throw new FtError('UNEXPECTED_MESSAGE', `expected "hello", got "${message.type}"`);
+      return this.hello(message);
+    }
+    switch (message.type) {
+      case 'file':
+        return this.header(message);
+      case 'body':
+        return this.startBody(message);
+      case 'cancel':
+        return this.release(this.takePending(message.id));
+      case 'bye':
+        if (this.pending.size > 0) throw new FtError('UNEXPECTED_MESSAGE', `"bye" with ${this.pending.size} accepted files unsent`);
+        this.state = 'closing';
+        this.socket.end();
+        return;
+      default:
+        throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" is not allowed after the greeting`);
+    }
+  }
+
+  private hello(message: SenderHello): void {
+    if (message.version !== PROTOCOL_VERSION) {
+      throw new FtError('UNSUPPORTED_VERSION', `this receiver speaks version ${PROTOCOL_VERSION}, not ${message.version}`);
+    }
+    if (this.ctx.token !== undefined && !verifyProof(this.ctx.token, this.nonce, message.proof)) {
+      throw new FtError('AUTH_FAILED', 'the token proof is missing or wrong');
+    }
+    this.state = 'ready';
+    this.socket.setTimeout(this.ctx.limits.idleTimeoutMs);
+  }
+
+  private async header(header: FileHeader): Promise<void> {
+    if (this.usedIds.has(header.id)) throw new FtError('UNEXPECTED_MESSAGE', `file id ${header.id} was used before`);
+    if (this.pending.size >= this.ctx.limits.maxPendingFiles) {
+      throw new FtError('UNEXPECTED_MESSAGE', `more than ${this.ctx.limits.maxPendingFiles} headers are waiting for bodies`);
+    }
+    this.usedIds.add(header.id);
+    const refuse = (code: ErrorCode, message: string) => {
+      this.send({ type: 'refuse', id: header.id, code, message });
+      this.ctx.emit({ type: 'refused', remote: this.remote, name: header.filename, code, message });
+    };
+    try {
+      const components = parseSafeName(header.filename);
+      const key = collisionKey(header.filename);
+      const earlier = this.batchNames.get(key);
+      if (earlier !== undefined && earlier !== header.filename) {
+        return refuse('NAME_COLLISION', `"${header.filename}" and "${earlier}" differ only by case or normalisation`);
+      }
+      this.batchNames.set(key, header.filename);
+      if (header.size > this.ctx.limits.maxFileSize) {
+        return refuse('TOO_LARGE', `${header.size} bytes is over this receiver's limit of ${this.ctx.limits.maxFileSize}`);
+      }
+      const target = await this.ctx.inbox.inspect(components, header);
+      if (target.kind === 'identical') {
+        this.send({ type: 'skip', id: header.id, reason: 'already-there', path: target.path });
+        this.ctx.emit({ type: 'skipped', remote: this.remote, name: header.filename, path: target.path });
+        return;
+      }
+      if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
+      const partial = await this.ctx.inbox.partials.acquire(header, header.filename);
+      if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
+      const file: PendingFile = { header, components, partial, offset: partial.offset, prefix: undefined };
+      try {
+        const free = await this.ctx.freeSpace();
+        if (free !== undefined && header.size - file.offset > free) {
+          this.release(file);
+          return refuse('NO_SPACE', `${header.size - file.offset} bytes needed, ${free} free on the receiver`);
+        }
+        if (file.offset > 0) {
+          file.prefix = await partial.hashPrefix();
+          file.offset = partial.offset;
+        }
+      } catch (error) {
+        this.release(file);
+        throw error;
+      }
+      this.pending.set(header.id, file);
+      // The receiver is the authority on the offset; the sender checks prefixHash against its own bytes.
+      this.send(
+        file.prefix && file.offset > 0
+          ? { type: 'accept', id: header.id, offset: file.offset, prefixHash: file.prefix.prefixHash }
+          : { type: 'accept', id: header.id, offset: 0 },
+      );
+    } catch (error) {
+      const ftError = toFtError(error, 'WRITE_FAILED');
+      if (['BAD_NAME', 'UNSAFE_PATH', 'CONFLICT'].includes(ftError.code)) return refuse(ftError.code, ftError.message);
+      throw ftError;
+    }
+  }
+
+  private takePending(id: number): PendingFile {
+    const file = this.pending.get(id);
+    if (!file) throw new FtError('UNEXPECTED_MESSAGE', `no accepted file with id ${id}`);
+    this.pending.delete(id);
+    return file;
+  }
+
+  private async startBody(message: Body): Promise<void> {
+    const file = this.takePending(message.id);
+    const { header } = file;
+    // A resume must start at the offset we offered; 0 means the sender found our prefix wrong.
+    if (message.offset !== file.offset && message.offset !== 0) {
+      this.release(file);
+      throw new FtError('BAD_MESSAGE', `body for ${header.filename} starts at ${message.offset}, but ${file.offset} was offered`);
+    }
+    if (message.length !== header.size - message.offset) {
+      this.release(file);
+      throw new FtError('BAD_MESSAGE', `body length ${message.length} does not match size ${header.size} minus offset ${message.offset}`);
+    }
+    if (message.offset === 0 && file.offset > 0) {
+      this.ctx.emit({ type: 'restarted', remote: this.remote, name: header.filename, discarded: file.offset });
+    }
+    const resumed = message.offset > 0 && file.prefix !== undefined;
+    const hasher = resumed ? file.prefix!.hasher : await createHasher();
+    let handle: FileHandle;
+    try {
+      handle = await file.partial.openForWrite(message.offset);
+    } catch (error) {
+      this.release(file);
+      throw toFtError(error, 'WRITE_FAILED');
+    }
+    file.offset = message.offset;
+    const now = Date.now();
+    this.body = {
+      file,
+      handle,
+      writer: new BodyWriter(handle, message.offset),
+      hasher,
+      startedAt: now,
+      received: message.offset,
+      lastProgress: now,
+      failed: false,
+    };
+    this.ctx.emit({ type: 'started', remote: this.remote, name: header.filename, size: header.size, offset: message.offset });
+  }
+
+  private async bodyChunk(data: Buffer): Promise<void> {
+    const body = this.body!;
+    body.received += data.length;
+    if (body.failed) return;
+    body.hasher.update(data);
+    try {
+      if (!body.writer.write(data)) await body.writer.drained();
+    } catch (error) {
+      await this.bodyWriteFailed(body, error);
+      return;
+    }
+    const now = Date.now();
+    if (now - body.lastProgress >= PROGRESS_INTERVAL_MS) {
+      body.lastProgress = now;
+      const { filename: name, size } = body.file.header;
+      this.ctx.emit({ type: 'progress', remote: this.remote, name, bytes: body.received, size });
+    }
+  }
+
+  /** A full disk or an I/O error: report it, keep what was written for resume, drop the rest. */
+  private async bodyWriteFailed(body: ActiveBody, error: unknown): Promise<void> {
+    body.failed = true;
+    const errno = (error as NodeJS.ErrnoException).code;
+    const code: ErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'NO_SPACE' : 'WRITE_FAILED';
+    const message = `could not write ${body.file.header.filename}: ${(error as Error).message}`;
+    await body.handle.close().catch(() => undefined);
+    this.release(body.file);
+    this.send({ type: 'failed', id: body.file.header.id, code, message });
+    this.ctx.emit({ type: 'failed', remote: this.remote, name: body.file.header.filename, code, message });
+  }
+
+  private async bodyEnd(): Promise<void> {
+    const body = this.body!;
+    this.body = undefined;
+    if (body.failed) return;
+    const { file, handle, writer, hasher } = body;
+    const { header } = file;
+    const send = (message: ReceiverMessage) => this.send(message);
+    try {
+      await writer.flush();
+    } catch (error) {
+      return this.bodyWriteFailed(body, error);
+    }
+    const hash = hasher.digest();
+    if (hash !== header.hash) {
+      await handle.close();
+      // The bytes we hold are not the announced content, and we cannot tell which are wrong.
+      await file.partial.discard();
+      this.release(file);
+      const message = `content of ${header.filename} hashes to ${hash}, not ${header.hash}; nothing was kept`;
+      send({ type: 'failed', id: header.id, code: 'HASH_MISMATCH', message });
+      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'HASH_MISMATCH', message });
+      return;
+    }
+    try {
+      await handle.sync();
+      await handle.close();
+      const finalPath = await this.ctx.inbox.place(file.partial, file.components);
+      this.release(file);
+      send({ type: 'done', id: header.id, hash, path: finalPath });
+      this.ctx.emit({
+        type: 'received',
+        remote: this.remote,
+        name: header.filename,
+        path: finalPath,
+        size: header.size,
+        hash,
+        resumedFrom: file.offset,
+        durationMs: Date.now() - body.startedAt,
+      });
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      this.release(file);
+      const ftError = toFtError(error, 'WRITE_FAILED');
+      send({ type: 'failed', id: header.id, code: ftError.code, message: ftError.message });
+      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: ftError.code, message: ftError.message });
+    }
+  }
+
+  private release(file: PendingFile): void {
+    file.partial.release();
+  }
+
+  /** On any end of the connection: what was written stays on disk as a resumable partial. */
+  private async releaseAll(): Promise<void> {
+    const body = this.body;
+    this.body = undefined;
+    if (body && !body.failed) {
+      await body.writer.flush().catch(() => undefined);
+      await body.handle.close().catch(() => undefined);
+      this.release(body.file);
+    }
+    for (const file of this.pending.values()) this.release(file);
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,207 @@
+import net from 'node:net';
+import { once } from 'node:events';
+import { FtError, toFtError } from '../errors.js';
+import { encodeFrame, FrameDecoder } from '../wire/frame.js';
+import {
+  parseReceiverMessage,
+  PROTOCOL,
+  PROTOCOL_VERSION,
+  type Accept,
+  type Body,
+  type FileHeader,
+  type Done,
+  type Failed,
+  type ReceiverHello,
+  type Refuse,
+  type SenderMessage,
+  type Skip,
+} from '../wire/messages.js';
+import { proofFor } from './auth.js';
+
+export type Decision = Accept | Skip | Refuse;
+export type Outcome = Done | Failed;
+
+interface Waiter<T> {
+  resolve: (value: T) => void;
+  reject: (error: FtError) => void;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  token: string | undefined;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  signal: AbortSignal | undefined;
+}
+
+/**
+ * The sender's side of one TCP connection: the greeting, then frames out and replies routed
+ * back to whoever waits for that file id. Any failure fails every waiter with one FtError.
+ */
+export class SenderConnection {
+  private readonly decoder = new FrameDecoder();
+  private readonly decisions = new Map<number, Waiter<Decision>>();
+  private readonly outcomes = new Map<number, Waiter<Outcome>>();
+  private failure: FtError | undefined;
+  private helloWaiter: Waiter<ReceiverHello> | undefined;
+  receiverName: string | undefined;
+
+  private constructor(private readonly socket: net.Socket) {}
+
+  static async open(options: ConnectOptions): Promise<SenderConnection> {
+    const { host, port, signal } = options;
+    signal?.throwIfAborted();
+    const socket = net.connect({ host, port });
+    const connection = new SenderConnection(socket);
+    const onAbort = () => socket.destroy(new FtError('ABORTED', 'send was cancelled'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once('close', () => signal?.removeEventListener('abort', onAbort));
+    socket.setTimeout(options.connectTimeoutMs, () =>
+      socket.destroy(new FtError('TIMEOUT', `${host}:${port} did not answer within ${options.connectTimeoutMs} ms`)),
+    );
+    const hello = new Promise<ReceiverHello>((resolve, reject) => (connection.helloWaiter = { resolve, reject }));
+    connection.listen(host, port);
+    const greeting = await hello;
+    socket.setTimeout(options.idleTimeoutMs);
+    if (greeting.version !== PROTOCOL_VERSION) {
+      connection.close();
+      throw new FtError('UNSUPPORTED_VERSION', `receiver speaks protocol version ${greeting.version}, this ft speaks ${PROTOCOL_VERSION}`);
+    }
+    if (greeting.auth === 'hmac-sha256' && options.token === undefined) {
+      connection.close();
+      throw new FtError('AUTH_FAILED', `${host}:${port} requires a token: set FT_TOKEN or use --token-file`);
+    }
+    connection.receiverName = greeting.name;
+    const reply: SenderMessage = { type: 'hello', protocol: PROTOCOL, version: PROTOCOL_VERSION, client: 'ft' };
+    if (greeting.auth === 'hmac-sha256') reply.proof = proofFor(options.token!, greeting.nonce);
+    connection.write(reply);
+    return connection;
+  }
+
+  private listen(host: string, port: number): void {
+    const { socket } = this;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const item of this.decoder.push(chunk)) {
+          if (item.kind !== 'frame') throw new FtError('BAD_FRAME', 'the receiver sent raw bytes');
+          this.route(parseReceiverMessage(item.message));
+        }
+      } catch (error) {
+        socket.destroy(toFtError(error, 'BAD_FRAME'));
+      }
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error instanceof FtError) return this.failAll(error);
+      const connecting = this.helloWaiter !== undefined;
+      const code = connecting ? 'CONNECT_FAILED' : 'CONNECTION_LOST';
+      const what = error.code === 'ECONNREFUSED' ? 'connection refused (is `ft serve` running there?)' : error.message;
+      this.failAll(new FtError(code, `${host}:${port}: ${what}`, {}, { cause: error }));
+    });
+    socket.on('close', () => {
+      this.failAll(new FtError(this.helloWaiter ? 'CONNECT_FAILED' : 'CONNECTION_LOST', `${host}:${port} closed the connection`));
+    });
+  }
+
+  private route(message: ReturnType<typeof parseReceiverMessage>): void {
+    switch (message.type) {
+      case 'hello': {
+        const waiter = this.helloWaiter;
+        if (!waiter) throw new FtError('UNEXPECTED_MESSAGE', 'second "hello" from the receiver');
+        this.helloWaiter = undefined;
+        return waiter.resolve(message);
+      }
+      case 'error':
+        // The receiver explains why it closes; keep its code (AUTH_FAILED, BAD_MESSAGE, …).
+        return this.failAll(new FtError(message.code, `receiver: ${message.message}`));
+      case 'accept':
+      case 'skip':
+      case 'refuse':
+        return this.deliver(this.decisions, message.id, message);
+      case 'done':
+      case 'failed':
+        return this.deliver(this.outcomes, message.id, message);
+    }
+  }
+
+  private deliver<T extends Decision | Outcome>(waiters: Map<number, Waiter<T>>, id: number, message: T): void {
+    const waiter = waiters.get(id);
+    if (!waiter) throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" for file id ${id}, which expects none`);
+    waiters.delete(id);
+    waiter.resolve(message);
+  }
+
+  /** Registers interest before the frame goes out, so an early reply is never missed. */
+  private expect<T>(waiters: Map<number, Waiter<T>>, id: number): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    const promise = new Promise<T>((resolve, reject) => waiters.set(id, { resolve, reject }));
+    // A connection failure rejects every waiter at once; the caller may not be awaiting this one yet.
+    promise.catch(() => undefined);
+    return promise;
+  }
+
+  /** Sends a file header; resolves with the receiver's accept, skip or refuse. */
+  sendHeader(header: FileHeader): Promise<Decision> {
+    const decision = this.expect(this.decisions, header.id);
+    this.write(header);
+    return decision;
+  }
+
+  /** Sends the body frame; the caller streams the bytes; resolves with done or failed. */
+  startBody(body: Body): Promise<Outcome> {
+    const outcome = this.expect(this.outcomes, body.id);
+    this.write(body);
+    return outcome;
+  }
+
+  private failAll(error: FtError): void {
+    if (this.failure) return;
+    this.failure = error;
+    this.helloWaiter?.reject(error);
+    this.helloWaiter = undefined;
+    for (const waiters of [this.decisions, this.outcomes] as Map<number, Waiter<unknown>>[]) {
+      for (const waiter of waiters.values()) waiter.reject(error);
+      waiters.clear();
+    }
+    this.socket.destroy();
+  }
+
+  /** Throws the connection's failure, if any. */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Writes a frame; false means the socket buffer is full (await `drain`). */
+  write(message: SenderMessage): boolean {
+    this.check();
+    return this.socket.write(encodeFrame(message as unknown as Record<string, unknown>));
+  }
+
+  /** Writes raw body bytes, waiting while the receiver is slower than we are. */
+  async writeRaw(data: Buffer): Promise<void> {
+    this.check();
+    if (!this.socket.write(data)) await this.drain();
+  }
+
+  async drain(): Promise<void> {
+    if (!this.socket.writableNeedDrain) return;
+    const failed = new Promise<never>((_, reject) => this.socket.once('close', () => reject(this.failure)));
+    failed.catch(() => undefined);
+    await Promise.race([once(this.socket, 'drain'), failed]);
+    this.check();
+  }
+
+  /** Says goodbye and waits for the receiver to close its side. */
+  async finish(): Promise<void> {
+    this.write({ type: 'bye' });
+    this.socket.end();
+    if (!this.socket.closed) await once(this.socket, 'close').catch(() => undefined);
+  }
+
+  /** Drops the connection at once (abort, local read error). */
+  close(error?: FtError): void {
+    if (error) this.failAll(error);
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * Sending files to a receiver.
+ *
+ *  1. Expand the paths and hash every file (the header announces size and hash up front).
+ *  2. Connect, read the receiver's `hello`, answer with ours (and the token proof if asked).
+ *  3. Send headers up to PIPELINE_DEPTH ahead of the bodies; for each answer in order:
+ *     `skip` → already there; `refuse` → reported; `accept` → if it offers an offset, compare its
+ *     prefixHash with our own first `offset` bytes, then stream the body from that offset
+ *     (or from 0 when the prefix differs). A `done` confirms the file, `failed` reports why.
+ *  4. `bye`, and close. A lost connection is retried with growing back-off; the receiver's
+ *     partials make each retry a resume.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FtError, toFtError, type ErrorCode } from '../errors.js';
+import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../storage/file-system.js';
+import { DEFAULT_PORT } from '../wire/messages.js';
+import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
+import { collectFiles, hashLocalFile, hashLocalPrefix, type LocalFile } from './local-files.js';
+import { SenderConnection, type Outcome } from './sender-connection.js';
+
+export interface SendOptions {
+  /** Receiver host name or address. */
+  host: string;
+  /** @default 9527 */
+  port?: number;
+  /** Cancels the transfer; what the receiver got so far stays resumable. */
+  signal?: AbortSignal;
+  /** Every event, in order (started, progress, verified, skipped, …). */
+  onEvent?: (event: SendEvent) => void;
+  /** Progress only, at most 4 times a second per file. */
+  onProgress?: (progress: { path: string; name: string; bytes: number; size: number }) => void;
+  /** Reconnect attempts after a lost connection. @default 5 */
+  retries?: number;
+  /** First back-off delay in ms; it doubles each attempt, up to 10 s. @default 500 */
+  retryDelayMs?: number;
+  /** Shared secret, when the receiver requires one. */
+  token?: string;
+  /** @default 10000 */
+  connectTimeoutMs?: number;
+  /** Give up on a receiver that neither reads nor answers for this long, in ms. @default 60000 */
+  idleTimeoutMs?: number;
+  /** File system to read from. @default node:fs */
+  fs?: FileSystem;
+}
+
+export type FileStatus = 'sent' | 'resumed' | 'skipped' | 'refused' | 'failed';
+
+export interface FileResult {
+  path: string;
+  name: string;
+  size: number;
+  hash: string;
+  status: FileStatus;
+  /** Name the receiver stored it under (may differ when it kept both copies). */
+  remotePath?: string;
+  /** Bytes the receiver already held when the last body started. */
+  resumedFrom?: number;
+  /** Body bytes this run put on the wire for this file. */
+  bytesSent: number;
+  code?: ErrorCode;
+  message?: string;
+}
+
+export interface SendReport {
+  files: FileResult[];
+  bytesSent: number;
+  durationMs: number;
+}
+
+/** Headers sent ahead of their bodies, so many small files do not cost a round trip each. */
+const PIPELINE_DEPTH = 32;
+const MAX_RETRY_DELAY_MS = 10_000;
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT']);
+
+interface Job {
+  file: LocalFile;
+  result: FileResult;
+  /** Times the receiver found our content wrong; once is retried after re-hashing. */
+  mismatches: number;
+  busyRetries: number;
+  finished: boolean;
+}
+
+export async function send(paths: string[], options: SendOptions): Promise<SendReport> {
+  const started = Date.now();
+  const fs = options.fs ?? nodeFileSystem;
+  const emit = options.onEvent ?? (() => undefined);
+  if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
+
+  const files = await collectFiles(paths, fs);
+  for (const file of files) {
+    options.signal?.throwIfAborted();
+    emit({ type: 'hashing', path: file.path, name: file.name, size: file.size });
+    await hashLocalFile(file, fs, options.signal);
+  }
+  const jobs: Job[] = files.map((file) => ({
+    file,
+    result: { path: file.path, name: file.name, size: file.size, hash: file.hash, status: 'failed', bytesSent: 0 },
+    mismatches: 0,
+    busyRetries: 0,
+    finished: false,
+  }));
+
+  const retries = options.retries ?? 5;
+  let attempt = 0;
+  for (;;) {
+    const todo = jobs.filter((job) => !job.finished);
+    if (todo.length === 0) break;
+    const progressBefore = progressMark(jobs);
+    try {
+      await transferBatch(todo, options, fs, emit, attempt);
+      continue;
+    } catch (error) {
+      const ftError = abortAware(error, options.signal);
+      if (progressMark(jobs) !== progressBefore) attempt = 0;
+      if (!RETRYABLE.has(ftError.code) || attempt >= retries) {
+        throw Object.assign(ftError, { details: { ...ftError.details, results: jobs.map((j) => j.result) } });
+      }
+      const delayMs = Math.min((options.retryDelayMs ?? 500) * 2 ** attempt, MAX_RETRY_DELAY_MS);
+      attempt += 1;
+      emit({ type: 'retrying', attempt, delayMs, code: ftError.code, message: ftError.message });
+      await sleep(delayMs, undefined, { signal: options.signal }).catch(() => {
+        throw new FtError('ABORTED', 'send was cancelled');
+      });
+    }
+  }
+  const results = jobs.map((job) => job.result);
+  return { files: results, bytesSent: results.reduce((sum, r) => sum + r.bytesSent, 0), durationMs: Date.now() - started };
+}
+
+function progressMark(jobs: Job[]): number {
+  return jobs.reduce((sum, job) => sum + job.result.bytesSent + (job.finished ? 1 : 0), 0);
+}
+
+function abortAware(error: unknown, signal: AbortSignal | undefined): FtError {
+  if (signal?.aborted) return new FtError('ABORTED', 'send was cancelled');
+  return toFtError(error);
+}
+
+/** One connection's worth of work: returns when every job is finished, throws when the connection fails. */
+async function transferBatch(
+  todo: Job[],
+  options: SendOptions,
+  fs: FileSystem,
+  emit: (event: SendEvent) => void,
+  attempt: number,
+): Promise<void> {
+  const port = options.port ?? DEFAULT_PORT;
+  const connection = await SenderConnection.open({
+    host: options.host,
+    port,
+    token: options.token,
+    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+    signal: options.signal,
+  });
+  emit({ type: 'connected', host: options.host, port, attempt });
+  let nextId = 1;
+  const queue = [...todo];
+  const inFlight: Array<{ job: Job; id: number; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
+  const outcomes: Promise<void>[] = [];
+  const sendHeaders = () => {
+    while (queue.length > 0 && inFlight.length < PIPELINE_DEPTH) {
+      const job = queue.shift()!;
+      const { name: filename, size, hash } = job.file;
+      const id = nextId++;
+      inFlight.push({ job, id, decision: connection.sendHeader({ type: 'file', id, filename, size, hash }) });
+    }
+  };
+  try {
+    sendHeaders();
+    while (inFlight.length > 0) {
+      const { job, id, decision: pendingDecision } = inFlight.shift()!;
+      const decision = await pendingDecision;
+      const { file, result } = job;
+      if (decision.type === 'skip') {
+        Object.assign(result, { status: 'skipped', remotePath: decision.path });
+        job.finished = true;
+        emit({ type: 'skipped', path: file.path, name: file.name, remotePath: decision.path });
+      } else if (decision.type === 'refuse') {
+        if (decision.code === 'BUSY' && job.busyRetries++ < 3) {
+          // Another sender holds the same content; by the next connection it has likely finished.
+          await sleep(1000, undefined, { signal: options.signal });
+          queue.push(job);
+        } else {
+          Object.assign(result, { status: 'refused', code: decision.code, message: decision.message });
+          job.finished = true;
+          emit({ type: 'refused', path: file.path, name: file.name, code: decision.code, message: decision.message });
+        }
+      } else {
+        if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
+        let offset = decision.offset;
+        if (offset > 0 && (await hashLocalPrefix(file, offset, fs)) !== decision.prefixHash) {
+          emit({ type: 'restarted', path: file.path, name: file.name, discarded: offset, reason: 'receiver partial differs from this file' });
+          offset = 0;
+        }
+        const outcome = connection.startBody({ type: 'body', id, offset, length: file.size - offset });
+        emit({ type: 'started', path: file.path, name: file.name, size: file.size, offset });
+        result.resumedFrom = offset;
+        try {
+          await streamBody(connection, job, offset, fs, options, emit);
+        } catch (error) {
+          if ((error as FtError).code !== 'FILE_CHANGED') throw error;
+          // The body promised bytes we no longer have: this file fails, the others go on after a reconnect.
+          Object.assign(result, { status: 'failed', code: 'FILE_CHANGED', message: (error as FtError).message });
+          job.finished = true;
+          emit({ type: 'failed', path: file.path, name: file.name, code: 'FILE_CHANGED', message: (error as FtError).message });
+          throw new FtError('CONNECTION_LOST', 'reconnecting after a file changed mid-send');
+        }
+        const settled = outcome.then((o) => settle(job, offset, o, queue, fs, emit));
+        settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
+        outcomes.push(settled);
+      }
+      sendHeaders();
+      if (inFlight.length === 0 && queue.length === 0) {
+        await Promise.all(outcomes.splice(0));
+        sendHeaders();
+      }
+    }
+    await Promise.all(outcomes);
+    await connection.finish();
+  } catch (error) {
+    connection.close();
+    throw error;
+  }
+}
+
+/** Applies the receiver's verdict on one body. */
+async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], fs: FileSystem, emit: (event: SendEvent) => void): Promise<void> {
+  const { file, result } = job;
+  if (outcome.type === 'done') {
+    Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', remotePath: outcome.path, code: undefined, message: undefined });
+    job.finished = true;
+    emit({ type: 'verified', path: file.path, name: file.name, size: file.size, hash: outcome.hash, remotePath: outcome.path, resumedFrom: offset });
+    return;
+  }
+  if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0) {
+    // Our file may have changed after hashing: hash it again and send it once more from the start.
+    await hashLocalFile(file, fs);
+    Object.assign(result, { size: file.size, hash: file.hash });
+    queue.push(job);
+    return;
+  }
+  Object.assign(result, { status: 'failed', code: outcome.code, message: outcome.message });
+  job.finished = true;
+  emit({ type: 'failed', path: file.path, name: file.name, code: outcome.code, message: outcome.message });
+}
+
+/** Streams [offset, size) of the file, reading the next block while the previous one is sent. */
+async function streamBody(
+  connection: SenderConnection,
+  job: Job,
+  offset: number,
+  fs: FileSystem,
+  options: SendOptions,
+  emit: (event: SendEvent) => void,
+): Promise<void> {
+  const { file, result } = job;
+  const handle = await fs.open(file.path, 'r');
+  let pendingRead: Promise<Buffer> | undefined;
+  try {
+    let position = offset;
+    let lastProgress = Date.now();
+    const report = (bytes: number) => {
+      const progress = { path: file.path, name: file.name, bytes, size: file.size };
+      emit({ type: 'progress', ...progress });
+      options.onProgress?.(progress);
+    };
+    let next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
+    pendingRead = next;
+    while (next) {
+      const block = await next;
+      if (block.length === 0) {
+        connection.close();
+        throw new FtError('FILE_CHANGED', `${file.path} shrank while it was being sent; run the command again`);
+      }
+      position += block.length;
+      next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
+      pendingRead = next;
+      await connection.writeRaw(block);
+      result.bytesSent += block.length;
+      const now = Date.now();
+      if (now - lastProgress >= PROGRESS_INTERVAL_MS) {
+        lastProgress = now;
+        report(position);
+      }
+    }
+    report(file.size);
+  } finally {
+    await pendingRead?.catch(() => undefined);
+    await handle.close();
+  }
+}
+
+async function readBlock(handle: FileHandle, position: number, remaining: number): Promise<Buffer> {
+  // A fresh buffer per block: the socket keeps a reference until the bytes are sent.
+  const block = Buffer.allocUnsafe(Math.min(READ_BLOCK_BYTES, remaining));
+  const { bytesRead } = await handle.read(block, 0, block.length, position);
+  return block.subarray(0, bytesRead);
+}

@@ -1,0 +1,167 @@
+import { EventEmitter, once } from 'node:events';
+import net from 'node:net';
+import os from 'node:os';
+import { FtError } from '../errors.js';
+import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
+import { Inbox, type ConflictPolicy } from '../storage/inbox.js';
+import { DEFAULT_PORT } from '../wire/messages.js';
+import type { ReceiverEvent } from './events.js';
+import { ReceiverSession, type SessionLimits } from './receiver-session.js';
+
+export interface ServeOptions {
+  /** Folder to receive into, created if missing. @default './inbox' */
+  dir?: string;
+  /** TCP port; 0 picks a free one. @default 9527 */
+  port?: number;
+  /** Address to listen on. @default all interfaces */
+  host?: string;
+  /** When a different file already has the name. @default 'rename' (keep both) */
+  onConflict?: ConflictPolicy;
+  /** Shared secret senders must prove (HMAC over a per-connection nonce). */
+  token?: string;
+  /** Name announced to senders. @default the host name */
+  name?: string;
+  /** Largest file accepted, in bytes. @default no limit but free space */
+  maxFileSize?: number;
+  /** Concurrent connections. @default 64 */
+  maxConnections?: number;
+  /** Time a new connection has to say hello, in ms. @default 10000 */
+  helloTimeoutMs?: number;
+  /** Time a connection may stay silent, in ms. @default 60000 */
+  idleTimeoutMs?: number;
+  /** Partial uploads untouched this long are deleted, in ms. @default 7 days */
+  partialTtlMs?: number;
+  /** File system to write to. @default node:fs */
+  fs?: FileSystem;
+  /** Closes the receiver when aborted. */
+  signal?: AbortSignal;
+}
+
+export const SERVE_DEFAULTS = {
+  dir: './inbox',
+  port: DEFAULT_PORT,
+  onConflict: 'rename' as ConflictPolicy,
+  maxConnections: 64,
+  helloTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  partialTtlMs: 7 * 24 * 3600 * 1000,
+};
+
+type EventName = ReceiverEvent['type'];
+type EventOf<T extends EventName> = Extract<ReceiverEvent, { type: T }>;
+
+/**
+ * A running receiver. Each event is emitted under its `type` ('received', 'skipped', 'refused',
+ * 'failed', 'started', 'restarted', 'progress', 'connection', 'connection-error') and also as
+ * 'event'. Problems with one connection never stop the receiver.
+ */
+export class Receiver extends EventEmitter {
+  private readonly sessions = new Set<ReceiverSession>();
+  private readonly running = new Set<Promise<void>>();
+  private closing: Promise<void> | undefined;
+  private expiry: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly server: net.Server,
+    readonly inbox: Inbox,
+  ) {
+    super();
+  }
+
+  /** The address and port actually listened on (useful with port 0). */
+  get address(): { host: string; port: number; family: string } {
+    const address = this.server.address() as net.AddressInfo;
+    return { host: address.address, port: address.port, family: address.family };
+  }
+
+  get dir(): string {
+    return this.inbox.root;
+  }
+
+  override on<T extends EventName>(event: T, listener: (event: EventOf<T>) => void): this;
+  override on(event: 'event', listener: (event: ReceiverEvent) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener);
+  }
+
+  /** @internal */
+  publish(event: ReceiverEvent): void {
+    this.emit(event.type, event);
+    this.emit('event', event);
+  }
+
+  /** @internal */
+  track(session: ReceiverSession): void {
+    this.sessions.add(session);
+    const run = session.run().finally(() => {
+      this.sessions.delete(session);
+      this.running.delete(run);
+    });
+    this.running.add(run);
+  }
+
+  /** @internal */
+  scheduleExpiry(ttlMs: number): void {
+    const sweep = () => void this.inbox.partials.expire(ttlMs).catch(() => undefined);
+    sweep();
+    this.expiry = setInterval(sweep, Math.min(ttlMs, 3600_000)).unref();
+  }
+
+  /** Stops listening and drops open connections; their partial data stays for resume. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.expiry);
+      const closed = once(this.server, 'close');
+      this.server.close();
+      for (const session of this.sessions) session.abort();
+      await Promise.all([closed, ...this.running]);
+    })();
+    return this.closing;
+  }
+}
+
+export async function serve(options: ServeOptions = {}): Promise<Receiver> {
+  const fs = options.fs ?? nodeFileSystem;
+  const port = options.port ?? SERVE_DEFAULTS.port;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new FtError('USAGE', `Expected port to be an integer 0–65535, got ${JSON.stringify(port)}`);
+  }
+  const inbox = await Inbox.open(options.dir ?? SERVE_DEFAULTS.dir, fs, options.onConflict ?? SERVE_DEFAULTS.onConflict);
+  const limits: SessionLimits = {
+    maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
+    maxPendingFiles: 64,
+    helloTimeoutMs: options.helloTimeoutMs ?? SERVE_DEFAULTS.helloTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
+  };
+  const server = net.createServer();
+  server.maxConnections = options.maxConnections ?? SERVE_DEFAULTS.maxConnections;
+  const receiver = new Receiver(server, inbox);
+  const context = {
+    inbox,
+    limits,
+    token: options.token,
+    name: options.name ?? os.hostname(),
+    emit: (event: ReceiverEvent) => receiver.publish(event),
+    freeSpace: async () => {
+      if (!fs.statfs) return undefined;
+      const stats = await fs.statfs(inbox.root).catch(() => undefined);
+      return stats ? stats.bavail * stats.bsize : undefined;
+    },
+  };
+  server.on('connection', (socket) => receiver.track(new ReceiverSession(socket, context)));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      const where = `${options.host ?? '*'}:${port}`;
+      const why = error.code === 'EADDRINUSE' ? 'the port is in use (another ft serve?); pick another with --port' : error.message;
+      reject(new FtError('LISTEN_FAILED', `cannot listen on ${where}: ${why}`, {}, { cause: error }));
+    });
+    server.listen({ port, host: options.host }, resolve);
+  });
+  server.on('error', () => undefined);
+  receiver.scheduleExpiry(options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs);
+  if (options.signal) {
+    if (options.signal.aborted) await receiver.close();
+    else options.signal.addEventListener('abort', () => void receiver.close(), { once: true });
+  }
+  return receiver;
+}

@@ -1,0 +1,235 @@
+import { FtError, isErrorCode, type ErrorCode } from '../errors.js';
+import type { JsonObject } from './frame.js';
+
+/** Protocol marker and version: a receiver greets with them, a sender must echo a version it shares. */
+export const PROTOCOL = 'ft';
+export const PROTOCOL_VERSION = 1;
+export const DEFAULT_PORT = 9527;
+
+/** `xxh64:` + 16 lowercase hex digits: XXH64, seed 0, of the content. */
+export const HASH_PATTERN = /^xxh64:[0-9a-f]{16}$/;
+const NONCE_PATTERN = /^[0-9a-f]{32,128}$/;
+const PROOF_PATTERN = /^[0-9a-f]{64}$/;
+const MAX_TEXT = 4096;
+const MAX_FILENAME_BYTES = 4096;
+
+export type AuthMethod = 'none' | 'hmac-sha256';
+
+// Receiver → sender.
+export interface ReceiverHello {
+  type: 'hello';
+  protocol: typeof PROTOCOL;
+  version: number;
+  auth: AuthMethod;
+  nonce: string;
+  name?: string;
+}
+export interface Accept {
+  type: 'accept';
+  id: number;
+  offset: number;
+  /** Present when offset > 0: XXH64 of the receiver's first `offset` bytes. */
+  prefixHash?: string;
+}
+export interface Skip {
+  type: 'skip';
+  id: number;
+  reason: 'already-there';
+  path: string;
+}
+export interface Refuse {
+  type: 'refuse';
+  id: number;
+  code: ErrorCode;
+  message: string;
+}
+export interface Done {
+  type: 'done';
+  id: number;
+  hash: string;
+  path: string;
+}
+export interface Failed {
+  type: 'failed';
+  id: number;
+  code: ErrorCode;
+  message: string;
+}
+export interface ErrorMessage {
+  type: 'error';
+  code: ErrorCode;
+  message: string;
+}
+export type ReceiverMessage = ReceiverHello | Accept | Skip | Refuse | Done | Failed | ErrorMessage;
+
+// Sender → receiver.
+export interface SenderHello {
+  type: 'hello';
+  protocol: typeof PROTOCOL;
+  version: number;
+  proof?: string;
+  client?: string;
+}
+export interface FileHeader {
+  type: 'file';
+  id: number;
+  filename: string;
+  size: number;
+  hash: string;
+}
+export interface Body {
+  type: 'body';
+  id: number;
+  offset: number;
+  length: number;
+}
+export interface Cancel {
+  type: 'cancel';
+  id: number;
+}
+export interface Bye {
+  type: 'bye';
+}
+export type SenderMessage = SenderHello | FileHeader | Body | Cancel | Bye;
+
+/** Reads fields off an untrusted object, building a new one: unknown keys (and `__proto__`) never pass. */
+class Fields {
+  constructor(
+    private readonly raw: JsonObject,
+    private readonly type: string,
+  ) {}
+
+  private bad(field: string, expected: string): never {
+    const got = Object.hasOwn(this.raw, field) ? JSON.stringify(this.raw[field])?.slice(0, 60) : 'nothing';
+    throw new FtError('BAD_MESSAGE', `"${this.type}" message: expected ${field} to be ${expected}, got ${got}`);
+  }
+
+  private value(field: string): unknown {
+    return Object.hasOwn(this.raw, field) ? this.raw[field] : undefined;
+  }
+
+  id(): number {
+    const v = this.value('id');
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) this.bad('id', 'a positive integer');
+    return v;
+  }
+
+  count(field: string): number {
+    const v = this.value(field);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) this.bad(field, 'a non-negative integer up to 2^53-1');
+    return v;
+  }
+
+  text(field: string, maxBytes = MAX_TEXT): string {
+    const v = this.value(field);
+    if (typeof v !== 'string' || Buffer.byteLength(v) > maxBytes) this.bad(field, `a string of at most ${maxBytes} bytes`);
+    return v;
+  }
+
+  optionalText(field: string): string | undefined {
+    return this.value(field) === undefined ? undefined : this.text(field);
+  }
+
+  matching(field: string, pattern: RegExp, description: string): string {
+    const v = this.value(field);
+    if (typeof v !== 'string' || !pattern.test(v)) this.bad(field, description);
+    return v;
+  }
+
+  optionalMatching(field: string, pattern: RegExp, description: string): string | undefined {
+    return this.value(field) === undefined ? undefined : this.matching(field, pattern, description);
+  }
+
+  oneOf<T extends string>(field: string, allowed: readonly T[]): T {
+    const v = this.value(field);
+    if (!allowed.includes(v as T)) this.bad(field, `one of ${allowed.join(', ')}`);
+    return v as T;
+  }
+
+  code(): ErrorCode {
+    const v = this.value('code');
+    // An unknown code from a newer peer is kept as INTERNAL rather than failing the parse.
+    if (typeof v !== 'string') this.bad('code', 'an error code string');
+    return isErrorCode(v) ? v : 'INTERNAL';
+  }
+}
+
+const HASH_DESCRIPTION = '"xxh64:" and 16 lowercase hex digits';
+
+function typeOf(raw: JsonObject): string {
+  const type = Object.hasOwn(raw, 'type') ? raw.type : undefined;
+  if (typeof type !== 'string') throw new FtError('BAD_MESSAGE', 'message has no string "type"');
+  return type;
+}
+
+function protocolVersion(f: Fields): { protocol: typeof PROTOCOL; version: number } {
+  f.oneOf('protocol', [PROTOCOL]);
+  return { protocol: PROTOCOL, version: f.count('version') };
+}
+
+export function parseSenderMessage(raw: JsonObject): SenderMessage {
+  const type = typeOf(raw);
+  const f = new Fields(raw, type);
+  switch (type) {
+    case 'hello': {
+      const hello: SenderHello = { type, ...protocolVersion(f) };
+      const proof = f.optionalMatching('proof', PROOF_PATTERN, '64 lowercase hex digits');
+      if (proof !== undefined) hello.proof = proof;
+      const client = f.optionalText('client');
+      if (client !== undefined) hello.client = client;
+      return hello;
+    }
+    case 'file':
+      return {
+        type,
+        id: f.id(),
+        filename: f.text('filename', MAX_FILENAME_BYTES),
+        size: f.count('size'),
+        hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION),
+      };
+    case 'body':
+      return { type, id: f.id(), offset: f.count('offset'), length: f.count('length') };
+    case 'cancel':
+      return { type, id: f.id() };
+    case 'bye':
+      return { type };
+    default:
+      throw new FtError('BAD_MESSAGE', `unknown message type ${JSON.stringify(type).slice(0, 40)} from sender`);
+  }
+}
+
+export function parseReceiverMessage(raw: JsonObject): ReceiverMessage {
+  const type = typeOf(raw);
+  const f = new Fields(raw, type);
+  switch (type) {
+    case 'hello': {
+      const hello: ReceiverHello = {
+        type,
+        ...protocolVersion(f),
+        auth: f.oneOf('auth', ['none', 'hmac-sha256'] as const),
+        nonce: f.matching('nonce', NONCE_PATTERN, '32 to 128 lowercase hex digits'),
+      };
+      const name = f.optionalText('name');
+      if (name !== undefined) hello.name = name;
+      return hello;
+    }
+    case 'accept': {
+      const accept: Accept = { type, id: f.id(), offset: f.count('offset') };
+      const prefixHash = f.optionalMatching('prefixHash', HASH_PATTERN, HASH_DESCRIPTION);
+      if (accept.offset > 0 && prefixHash === undefined) f.matching('prefixHash', HASH_PATTERN, HASH_DESCRIPTION);
+      if (prefixHash !== undefined) accept.prefixHash = prefixHash;
+      return accept;
+    }
+    case 'skip':
+      return { type, id: f.id(), reason: f.oneOf('reason', ['already-there'] as const), path: f.text('path') };
+    case 'refuse':
+    case 'failed':
+      return { type, id: f.id(), code: f.code(), message: f.text('message') };
+    case 'done':
+      return { type, id: f.id(), hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION), path: f.text('path') };
+    case 'error':
+      return { type, code: f.code(), message: f.text('message') };
+    default:
+      throw new FtError('BAD_MESSAGE', `unknown message type ${JSON.stringify(type).slice(0, 40)} from receiver`);
+  }
+}

@@ -89,7 +89,8 @@ export class ReceiverSession {
     private readonly socket: Socket,
     private readonly ctx: SessionContext,
   ) {
-    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    const address = (socket.remoteAddress ?? '?').replace(/^::ffff:/, '');
+    this.remote = address.includes(':') ? `[${address}]:${socket.remotePort}` : `${address}:${socket.remotePort}`;
   }
 
   async run(): Promise<void> {

@@ -103,17 +103,20 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
 
   const retries = options.retries ?? 5;
   let attempt = 0;
+  let everConnected = false;
   for (;;) {
     const todo = jobs.filter((job) => !job.finished);
     if (todo.length === 0) break;
     const progressBefore = progressMark(jobs);
     try {
-      await transferBatch(todo, options, fs, emit, attempt);
+      await transferBatch(todo, options, fs, emit, attempt, () => (everConnected = true));
       continue;
     } catch (error) {
       const ftError = abortAware(error, options.signal);
       if (progressMark(jobs) !== progressBefore) attempt = 0;
-      if (!RETRYABLE.has(ftError.code) || attempt >= retries) {
+      // A receiver that never answered is more likely a wrong address than a restart: fail fast.
+      const retryable = RETRYABLE.has(ftError.code) && (everConnected || ftError.code !== 'CONNECT_FAILED');
+      if (!retryable || attempt >= retries) {
         throw Object.assign(ftError, { details: { ...ftError.details, results: jobs.map((j) => j.result) } });
       }
       const delayMs = Math.min((options.retryDelayMs ?? 500) * 2 ** attempt, MAX_RETRY_DELAY_MS);
@@ -144,6 +147,7 @@ async function transferBatch(
   fs: FileSystem,
   emit: (event: SendEvent) => void,
   attempt: number,
+  onConnected: () => void,
 ): Promise<void> {
   const port = options.port ?? DEFAULT_PORT;
   const connection = await SenderConnection.open({
@@ -154,6 +158,7 @@ async function transferBatch(
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     signal: options.signal,
   });
+  onConnected();
   emit({ type: 'connected', host: options.host, port, attempt });
   let nextId = 1;
   const queue = [...todo];

@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, exitCodeFor, FtError } from '../errors.js';
+import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/inbox.js';
+import { DEFAULT_PORT } from '../wire/messages.js';
+import { parseCount, parsePort, parseSize, parseTarget } from './options.js';
+import { isInterrupted, sendCommand } from './send-command.js';
+import { serveCommand } from './serve-command.js';
+
+/** Exit code when the user interrupts a send (128 + SIGINT, as shells report it). */
+const EXIT_INTERRUPTED = 130;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('ft')
+    .description('Fast, resumable, verified file transfer on the local network')
+    .version(version(), '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program
+    .command('serve')
+    .description('receive files into a folder')
+    .argument('[dir]', 'folder to receive into (created if missing)', './inbox')
+    .option('-p, --port <n>', 'TCP port to listen on', parsePort, DEFAULT_PORT)
+    .option('--host <address>', 'address to listen on (default: all interfaces)')
+    .addOption(
+      new Option('--on-conflict <policy>', 'when a different file has the name: keep both, replace, or refuse')
+        .choices(CONFLICT_POLICIES as ConflictPolicy[])
+        .default('rename'),
+    )
+    .option('--max-file-size <size>', 'refuse files larger than this (e.g. 10G)', parseSize)
+    .option('--name <name>', 'name shown to senders (default: host name)')
+    .option('--token-file <file>', 'require senders to prove this shared secret (or set FT_TOKEN)')
+    .option('--json', 'print one JSON object per line for each event')
+    .action(async (dir: string, options) => setExit(await serveCommand(dir, options)));
+
+  program
+    .command('send')
+    .description('send files and folders to a receiver')
+    .argument('<paths...>', 'files or folders to send (folders keep their relative paths)')
+    .requiredOption('-t, --to <host[:port]>', 'receiver address, e.g. 192.168.1.20 or laptop.local:9527')
+    .option('--retries <n>', 'reconnect attempts when the connection drops', parseCount, 5)
+    .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
+    .option('--json', 'print one JSON object per line for each event')
+    .action(async (paths: string[], options) => {
+      const target = parseTarget(options.to);
+      setExit(await sendCommand(paths, { ...options, ...target }));
+    });
+
+  return program;
+}
+
+/** Runs the CLI and returns the exit code; the only place that turns errors into messages. */
+export async function run(argv: string[]): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  const program = buildProgram((code) => (exitCode = code));
+  const json = argv.includes('--json');
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander has already printed its one-line message (or the help / version).
+      return ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code) ? EXIT.OK : EXIT.USAGE;
+    }
+    if (isInterrupted(error)) {
+      process.stderr.write('ft: interrupted; run the same command again to resume\n');
+      return EXIT_INTERRUPTED;
+    }
+    const ftError = error instanceof FtError ? error : undefined;
+    if (json && ftError) process.stdout.write(JSON.stringify({ event: 'error', code: ftError.code, message: ftError.message }) + '\n');
+    if (ftError) {
+      process.stderr.write(`ft: ${ftError.message}\n`);
+      return exitCodeFor(ftError.code);
+    }
+    process.stderr.write(`ft: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);
+    return EXIT.OTHER;
+  }
+}

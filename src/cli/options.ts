@@ -1,0 +1,59 @@
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { InvalidArgumentError } from 'commander';
+import { FtError } from '../errors.js';
+import { DEFAULT_PORT } from '../wire/messages.js';
+
+export function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(`expected a port from 1 to 65535, got "${value}"`);
+  }
+  return port;
+}
+
+export function parseCount(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  return Number(value);
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** `500`, `64k`, `10M`, `2G`, `1T` (binary units; an optional trailing `B` or `iB` is allowed). */
+export function parseSize(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
+  if (!match) throw new InvalidArgumentError(`expected a size such as 500M or 2G, got "${value}"`);
+  return Math.floor(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!);
+}
+
+/** `host`, `host:port`, `[v6]:port` or a bare IPv6 address. */
+export function parseTarget(value: string, defaultPort = DEFAULT_PORT): { host: string; port: number } {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
+  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] ? parsePort(bracketed[2]) : defaultPort };
+  if (net.isIPv6(value)) return { host: value, port: defaultPort };
+  const colon = value.lastIndexOf(':');
+  if (colon === -1) return { host: value, port: defaultPort };
+  const host = value.slice(0, colon);
+  if (host === '') throw new InvalidArgumentError(`expected host[:port], got "${value}"`);
+  return { host, port: parsePort(value.slice(colon + 1)) };
+}
+
+/**
+ * The shared secret comes from a file or the FT_TOKEN variable, never from the command line,
+ * where any user could read it in the process list.
+ */
+export function readToken(tokenFile: string | undefined): string | undefined {
+  let token: string | undefined;
+  if (tokenFile !== undefined) {
+    try {
+      token = readFileSync(tokenFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      throw new FtError('USAGE', `cannot read token file ${tokenFile}: ${(error as Error).message}`);
+    }
+  } else {
+    token = process.env.FT_TOKEN;
+  }
+  if (token === undefined) return undefined;
+  if (token.length === 0) throw new FtError('USAGE', 'the token is empty: put a secret in the token file or FT_TOKEN');
+  return token;
+}

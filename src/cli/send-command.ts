@@ -1,0 +1,203 @@
+import cliProgress from 'cli-progress';
+import { EXIT, FtError } from '../errors.js';
+import { escapeForDisplay } from '../names/safe-name.js';
+import type { SendEvent } from '../transfer/events.js';
+import { send, type FileResult, type SendReport } from '../transfer/sender.js';
+import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
+import { readToken } from './options.js';
+
+export interface SendCommandOptions {
+  host: string;
+  port: number;
+  retries: number;
+  tokenFile?: string;
+  json?: boolean;
+}
+
+export async function sendCommand(paths: string[], options: SendCommandOptions): Promise<number> {
+  const token = readToken(options.tokenFile);
+  const view = options.json ? new JsonView() : process.stderr.isTTY ? new BarView() : new LineView();
+  const controller = new AbortController();
+  const interrupt = () => controller.abort();
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  try {
+    const report = await send(paths, {
+      host: options.host,
+      port: options.port,
+      retries: options.retries,
+      token,
+      signal: controller.signal,
+      onEvent: (event) => view.event(event),
+    });
+    view.summary(report);
+    return exitCodeOf(report.files);
+  } catch (error) {
+    view.stop();
+    throw error;
+  } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+  }
+}
+
+/** 3 if a file failed verification, else 4 if one was refused, else 1 if one failed otherwise. */
+export function exitCodeOf(files: FileResult[]): number {
+  if (files.some((f) => f.status === 'failed' && f.code === 'HASH_MISMATCH')) return EXIT.VERIFY_FAILED;
+  if (files.some((f) => f.status === 'refused')) return EXIT.REFUSED;
+  if (files.some((f) => f.status === 'failed')) return EXIT.OTHER;
+  return EXIT.OK;
+}
+
+interface View {
+  event(event: SendEvent): void;
+  summary(report: SendReport): void;
+  stop(): void;
+}
+
+function summaryLine(report: SendReport): string {
+  const count = (status: FileResult['status']) => report.files.filter((f) => f.status === status).length;
+  const parts = [`${count('sent') + count('resumed')} sent`];
+  if (count('resumed')) parts.push(`${count('resumed')} resumed`);
+  parts.push(`${count('skipped')} already there`);
+  if (count('refused')) parts.push(`${count('refused')} refused`);
+  if (count('failed')) parts.push(`${count('failed')} failed`);
+  const rate = formatRate(report.bytesSent, report.durationMs);
+  return `ft: ${parts.join(', ')}; ${formatBytes(report.bytesSent)} in ${formatDuration(report.durationMs)} (${rate})`;
+}
+
+/** Without a terminal: one plain line per finished file, then the summary. */
+class LineView implements View {
+  protected write(line: string): void {
+    process.stdout.write(`${line}\n`);
+  }
+
+  event(event: SendEvent): void {
+    const line = describe(event);
+    if (line) this.write(line);
+  }
+
+  summary(report: SendReport): void {
+    this.write(summaryLine(report));
+  }
+
+  stop(): void {}
+}
+
+function describe(event: SendEvent): string | undefined {
+  switch (event.type) {
+    case 'verified': {
+      const name = escapeForDisplay(event.name);
+      const as = event.remotePath !== event.name ? ` (stored as ${escapeForDisplay(event.remotePath)})` : '';
+      const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
+      return `sent     ${name}${as}: ${formatBytes(event.size)} verified${resumed}`;
+    }
+    case 'skipped':
+      return `skipped  ${escapeForDisplay(event.name)}: already there`;
+    case 'refused':
+      return `refused  ${escapeForDisplay(event.name)}: ${event.code}: ${event.message}`;
+    case 'failed':
+      return `failed   ${escapeForDisplay(event.name)}: ${event.code}: ${event.message}`;
+    case 'restarted':
+      return `restart  ${escapeForDisplay(event.name)}: ${event.reason}; sending from the start`;
+    case 'retrying':
+      return `retry    ${event.message}; attempt ${event.attempt} in ${formatDuration(event.delayMs)}`;
+    default:
+      return undefined;
+  }
+}
+
+/** On a terminal: a live bar per file in flight; finished files scroll above the bars. */
+class BarView extends LineView {
+  private readonly bars = new cliProgress.MultiBar(
+    {
+      format: '{name} |{bar}| {percentage}% | {done}/{total_h} | {rate} | ETA {eta_formatted}',
+      hideCursor: true,
+      clearOnComplete: true,
+      stopOnComplete: false,
+      etaBuffer: 40,
+      barsize: 24,
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  private readonly active = new Map<string, { bar: cliProgress.SingleBar; start: number; startBytes: number }>();
+
+  protected override write(line: string): void {
+    this.bars.log(`${line}\n`);
+  }
+
+  override event(event: SendEvent): void {
+    if (event.type === 'started') {
+      const bar = this.bars.create(Math.max(event.size, 1), event.offset, this.payload(event.name, event.offset, event.size, 0, 0));
+      this.active.set(event.path, { bar, start: Date.now(), startBytes: event.offset });
+    } else if (event.type === 'progress') {
+      const entry = this.active.get(event.path);
+      if (entry) {
+        const elapsed = Date.now() - entry.start;
+        entry.bar.update(event.bytes, this.payload(event.name, event.bytes, event.size, event.bytes - entry.startBytes, elapsed));
+      }
+    } else {
+      if (['verified', 'failed', 'refused', 'skipped'].includes(event.type) && 'path' in event) {
+        const entry = this.active.get(event.path);
+        if (entry) {
+          this.bars.remove(entry.bar);
+          this.active.delete(event.path);
+        }
+      }
+      super.event(event);
+    }
+  }
+
+  private payload(name: string, bytes: number, size: number, moved: number, elapsedMs: number) {
+    const shown = escapeForDisplay(name);
+    return {
+      name: shown.length > 32 ? `…${shown.slice(-31)}` : shown.padEnd(32),
+      done: formatBytes(bytes),
+      total_h: formatBytes(size),
+      rate: formatRate(moved, elapsedMs),
+    };
+  }
+
+  override summary(report: SendReport): void {
+    this.stop();
+    process.stdout.write(`${summaryLine(report)}\n`);
+  }
+
+  override stop(): void {
+    this.bars.stop();
+  }
+}
+
+/** `--json`: one object per line for each event, `resumed` when a body starts past 0, and a summary. */
+class JsonView implements View {
+  private write(event: string, fields: object): void {
+    process.stdout.write(jsonLine(event, fields));
+  }
+
+  event(event: SendEvent): void {
+    if (event.type === 'hashing' || event.type === 'connected') return;
+    if (event.type === 'started' && event.offset > 0) this.write('resumed', event);
+    this.write(event.type, event);
+  }
+
+  summary(report: SendReport): void {
+    const count = (status: FileResult['status']) => report.files.filter((f) => f.status === status).length;
+    this.write('summary', {
+      sent: count('sent') + count('resumed'),
+      resumed: count('resumed'),
+      skipped: count('skipped'),
+      refused: count('refused'),
+      failed: count('failed'),
+      bytes: report.bytesSent,
+      durationMs: report.durationMs,
+      files: report.files,
+    });
+  }
+
+  stop(): void {}
+}
+
+export function isInterrupted(error: unknown): boolean {
+  return error instanceof FtError && error.code === 'ABORTED';
+}

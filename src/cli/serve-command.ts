@@ -1,0 +1,81 @@
+import { escapeForDisplay } from '../names/safe-name.js';
+import type { ConflictPolicy } from '../storage/inbox.js';
+import type { ReceiverEvent } from '../transfer/events.js';
+import { serve } from '../transfer/server.js';
+import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
+import { readToken } from './options.js';
+
+export interface ServeCommandOptions {
+  port: number;
+  host?: string;
+  onConflict: ConflictPolicy;
+  maxFileSize?: number;
+  name?: string;
+  tokenFile?: string;
+  json?: boolean;
+}
+
+const LOOPBACK = /^(127\.|::1$|localhost$)/;
+
+export async function serveCommand(dir: string, options: ServeCommandOptions): Promise<number> {
+  const token = readToken(options.tokenFile);
+  const out = (text: string) => process.stdout.write(text);
+  const receiver = await serve({
+    dir,
+    port: options.port,
+    host: options.host,
+    onConflict: options.onConflict,
+    maxFileSize: options.maxFileSize,
+    name: options.name,
+    token,
+  });
+  const { host, port } = receiver.address;
+  if (options.json) {
+    out(jsonLine('listening', { dir: receiver.dir, host, port, auth: token !== undefined }));
+    receiver.on('event', (event) => {
+      if (event.type !== 'connection') out(jsonLine(event.type === 'connection-error' ? 'error' : event.type, event));
+    });
+  } else {
+    const shownHost = host.includes(':') ? `[${host}]` : host;
+    out(`ft: receiving into ${receiver.dir} on ${shownHost}:${port}\n`);
+    if (token === undefined && !LOOPBACK.test(options.host ?? '')) {
+      process.stderr.write('ft: warning: no token set, so anyone on the network can send files here (see --token-file)\n');
+    }
+    receiver.on('event', (event) => {
+      const line = describe(event);
+      if (line) out(`${line}\n`);
+    });
+  }
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await receiver.close();
+  if (!options.json) out('ft: stopped; unfinished uploads are kept for resume\n');
+  return 0;
+}
+
+function describe(event: ReceiverEvent): string | undefined {
+  const name = 'name' in event ? escapeForDisplay(event.name) : '';
+  switch (event.type) {
+    case 'received': {
+      const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
+      const renamed = event.path !== event.name ? ` as ${escapeForDisplay(event.path)}` : '';
+      const rate = formatRate(event.size - event.resumedFrom, event.durationMs);
+      return `received ${name}${renamed} (${formatBytes(event.size)} in ${formatDuration(event.durationMs)}, ${rate}${resumed}) from ${event.remote}`;
+    }
+    case 'skipped':
+      return `skipped  ${name}: already there`;
+    case 'refused':
+      return `refused  ${name} from ${event.remote}: ${event.code}: ${event.message}`;
+    case 'failed':
+      return `failed   ${name} from ${event.remote}: ${event.code}: ${event.message}`;
+    case 'restarted':
+      return `restart  ${name}: the sender's file differs from the ${formatBytes(event.discarded)} held; starting over`;
+    case 'connection-error':
+      return event.code === 'CONNECTION_LOST' ? `dropped  ${event.remote}: ${event.message}` : `error    ${event.remote}: ${event.code}: ${event.message}`;
+    default:
+      return undefined;
+  }
+}

@@ -44,10 +44,15 @@ export class SenderConnection {
   private readonly decisions = new Map<number, Waiter<Decision>>();
   private readonly outcomes = new Map<number, Waiter<Outcome>>();
   private failure: FtError | undefined;
+  private rejectFailed: (error: FtError) => void = () => undefined;
+  /** Rejects when the connection fails, for racing against waits on the socket. */
+  private readonly failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
   private helloWaiter: Waiter<ReceiverHello> | undefined;
   receiverName: string | undefined;
 
-  private constructor(private readonly socket: net.Socket) {}
+  private constructor(private readonly socket: net.Socket) {
+    this.failed.catch(() => undefined);
+  }
 
   static async open(options: ConnectOptions): Promise<SenderConnection> {
     const { host, port, signal } = options;
@@ -158,6 +163,7 @@ export class SenderConnection {
   private failAll(error: FtError): void {
     if (this.failure) return;
     this.failure = error;
+    this.rejectFailed(error);
     this.helloWaiter?.reject(error);
     this.helloWaiter = undefined;
     for (const waiters of [this.decisions, this.outcomes] as Map<number, Waiter<unknown>>[]) {
@@ -186,9 +192,7 @@ export class SenderConnection {
 
   async drain(): Promise<void> {
     if (!this.socket.writableNeedDrain) return;
-    const failed = new Promise<never>((_, reject) => this.socket.once('close', () => reject(this.failure)));
-    failed.catch(() => undefined);
-    await Promise.race([once(this.socket, 'drain'), failed]);
+    await Promise.race([once(this.socket, 'drain'), this.failed]);
     this.check();
   }
 

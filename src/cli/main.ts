@@ -3,7 +3,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { EXIT, exitCodeFor, FtError } from '../errors.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/inbox.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
-import { parseCount, parsePort, parseSize, parseTarget } from './options.js';
+import { discoverCommand } from './discover-command.js';
+import { parseCount, parsePort, parseSeconds, parseSize } from './options.js';
 import { isInterrupted, sendCommand } from './send-command.js';
 import { serveCommand } from './serve-command.js';
 
@@ -36,6 +37,9 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--max-file-size <size>', 'refuse files larger than this (e.g. 10G)', parseSize)
     .option('--name <name>', 'name shown to senders (default: host name)')
     .option('--token-file <file>', 'require senders to prove this shared secret (or set FT_TOKEN)')
+    .option('--no-beacon', 'do not announce this receiver on the LAN')
+    .option('--beacon-interval <seconds>', 'seconds between announcements', parseSeconds, 3)
+    .option('--interface <name|address>', 'announce on this network interface only')
     .option('--json', 'print one JSON object per line for each event')
     .action(async (dir: string, options) => setExit(await serveCommand(dir, options)));
 
@@ -43,14 +47,20 @@ function buildProgram(setExit: (code: number) => void): Command {
     .command('send')
     .description('send files and folders to a receiver')
     .argument('<paths...>', 'files or folders to send (folders keep their relative paths)')
-    .requiredOption('-t, --to <host[:port]>', 'receiver address, e.g. 192.168.1.20 or laptop.local:9527')
+    .option('-t, --to <receiver>', 'receiver: address[:port], host name, or a name from `ft discover` (default: the only receiver found)')
     .option('--retries <n>', 'reconnect attempts when the connection drops', parseCount, 5)
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
+    .option('--interface <name|address>', 'look for receivers on this network interface only')
     .option('--json', 'print one JSON object per line for each event')
-    .action(async (paths: string[], options) => {
-      const target = parseTarget(options.to);
-      setExit(await sendCommand(paths, { ...options, ...target }));
-    });
+    .action(async (paths: string[], options) => setExit(await sendCommand(paths, options)));
+
+  program
+    .command('discover')
+    .description('list receivers on the local network')
+    .option('--timeout <seconds>', 'how long to wait for answers', parseSeconds, 1)
+    .option('--interface <name|address>', 'ask on this network interface only')
+    .option('--json', 'print one JSON object per line for each receiver')
+    .action(async (options) => setExit(await discoverCommand(options)));
 
   return program;
 }

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { InvalidArgumentError } from 'commander';
 import { FtError } from '../errors.js';
-import { DEFAULT_PORT } from '../wire/messages.js';
 
 export function parsePort(value: string): number {
   const port = Number(value);
@@ -26,13 +25,13 @@ export function parseSize(value: string): number {
   return Math.floor(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!);
 }
 
-/** `host`, `host:port`, `[v6]:port` or a bare IPv6 address. */
-export function parseTarget(value: string, defaultPort = DEFAULT_PORT): { host: string; port: number } {
+/** `host`, `host:port`, `[v6]:port` or a bare IPv6 address; the port is undefined when not given. */
+export function parseTarget(value: string): { host: string; port: number | undefined } {
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
-  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] ? parsePort(bracketed[2]) : defaultPort };
-  if (net.isIPv6(value)) return { host: value, port: defaultPort };
+  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] ? parsePort(bracketed[2]) : undefined };
+  if (net.isIPv6(value)) return { host: value, port: undefined };
   const colon = value.lastIndexOf(':');
-  if (colon === -1) return { host: value, port: defaultPort };
+  if (colon === -1) return { host: value, port: undefined };
   const host = value.slice(0, colon);
   if (host === '') throw new InvalidArgumentError(`expected host[:port], got "${value}"`);
   return { host, port: parsePort(value.slice(colon + 1)) };
@@ -56,4 +55,12 @@ export function readToken(tokenFile: string | undefined): string | undefined {
   if (token === undefined) return undefined;
   if (token.length === 0) throw new FtError('USAGE', 'the token is empty: put a secret in the token file or FT_TOKEN');
   return token;
+}
+
+export function parseSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) {
+    throw new InvalidArgumentError(`expected a number of seconds between 0 and 3600, got "${value}"`);
+  }
+  return seconds;
 }

@@ -4,11 +4,14 @@ import { escapeForDisplay } from '../names/safe-name.js';
 import type { SendEvent } from '../transfer/events.js';
 import { send, type FileResult, type SendReport } from '../transfer/sender.js';
 import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
-import { readToken } from './options.js';
+import { parseTarget, readToken } from './options.js';
+import { resolveReceiver } from '../discovery/resolve.js';
+import { DEFAULT_PORT } from '../wire/messages.js';
 
 export interface SendCommandOptions {
-  host: string;
-  port: number;
+  /** What followed --to: an address, a host name or a receiver name; undefined to discover. */
+  to?: string;
+  interface?: string;
   retries: number;
   tokenFile?: string;
   json?: boolean;
@@ -16,6 +19,14 @@ export interface SendCommandOptions {
 
 export async function sendCommand(paths: string[], options: SendCommandOptions): Promise<number> {
   const token = readToken(options.tokenFile);
+  const target = await resolveReceiver(options.to === undefined ? undefined : parseTarget(options.to), DEFAULT_PORT, {
+    interface: options.interface,
+  });
+  if (target.receiver) {
+    const line = `ft: sending to ${escapeForDisplay(target.receiver.name)} at ${target.host}:${target.port}`;
+    if (options.json) process.stdout.write(jsonLine('resolved', { ...target.receiver, host: target.host, port: target.port }));
+    else process.stderr.write(`${line}\n`);
+  }
   const view = options.json ? new JsonView() : process.stderr.isTTY ? new BarView() : new LineView();
   const controller = new AbortController();
   const interrupt = () => controller.abort();
@@ -23,8 +34,8 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
   process.once('SIGTERM', interrupt);
   try {
     const report = await send(paths, {
-      host: options.host,
-      port: options.port,
+      host: target.host,
+      port: target.port,
       retries: options.retries,
       token,
       signal: controller.signal,

@@ -12,6 +12,9 @@ export interface ServeCommandOptions {
   maxFileSize?: number;
   name?: string;
   tokenFile?: string;
+  beacon: boolean;
+  beaconInterval: number;
+  interface?: string;
   json?: boolean;
 }
 
@@ -28,16 +31,25 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     maxFileSize: options.maxFileSize,
     name: options.name,
     token,
+    beacon: options.beacon,
+    beaconInterval: options.beaconInterval,
+    interface: options.interface,
   });
+  const name = receiver.announcer?.info.name;
   const { host, port } = receiver.address;
   if (options.json) {
-    out(jsonLine('listening', { dir: receiver.dir, host, port, auth: token !== undefined }));
+    out(jsonLine('listening', { dir: receiver.dir, host, port, auth: token !== undefined, name, id: receiver.announcer?.info.id }));
+    if (receiver.discoveryError) out(jsonLine('warning', { message: `discovery is off: ${receiver.discoveryError}` }));
     receiver.on('event', (event) => {
       if (event.type !== 'connection') out(jsonLine(event.type === 'connection-error' ? 'error' : event.type, event));
     });
   } else {
     const shownHost = host.includes(':') ? `[${host}]` : host;
-    out(`ft: receiving into ${receiver.dir} on ${shownHost}:${port}\n`);
+    const announced = name ? ` as "${escapeForDisplay(name)}"` : '';
+    out(`ft: receiving into ${receiver.dir} on ${shownHost}:${port}${announced}\n`);
+    if (receiver.discoveryError) {
+      process.stderr.write(`ft: warning: discovery is off (${receiver.discoveryError}); senders need this address\n`);
+    }
     if (token === undefined && !LOOPBACK.test(options.host ?? '')) {
       process.stderr.write('ft: warning: no token set, so anyone on the network can send files here (see --token-file)\n');
     }
@@ -75,6 +87,8 @@ function describe(event: ReceiverEvent): string | undefined {
       return `restart  ${name}: the sender's file differs from the ${formatBytes(event.discarded)} held; starting over`;
     case 'connection-error':
       return event.code === 'CONNECTION_LOST' ? `dropped  ${event.remote}: ${event.message}` : `error    ${event.remote}: ${event.code}: ${event.message}`;
+    case 'warning':
+      return `warning  ${event.message}`;
     default:
       return undefined;
   }

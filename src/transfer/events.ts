@@ -19,7 +19,8 @@ export type ReceiverEvent =
   | { type: 'skipped'; remote: string; name: string; path: string }
   | { type: 'refused'; remote: string; name: string; code: ErrorCode; message: string }
   | { type: 'failed'; remote: string; name: string; code: ErrorCode; message: string }
-  | { type: 'connection-error'; remote: string; code: ErrorCode; message: string };
+  | { type: 'connection-error'; remote: string; code: ErrorCode; message: string }
+  | { type: 'warning'; message: string };
 
 /** What a sender reports for each file. `name` is the name on the receiver, `path` the local one. */
 export type SendEvent =

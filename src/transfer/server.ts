@@ -1,6 +1,9 @@
 import { EventEmitter, once } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
+import { Announcer } from '../discovery/announcer.js';
+import { cleanReceiverName, DEFAULT_DISCOVERY_PORT } from '../discovery/codec.js';
+import { isLoopbackAddress } from '../discovery/interfaces.js';
 import { FtError } from '../errors.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../storage/inbox.js';
@@ -31,6 +34,14 @@ export interface ServeOptions {
   idleTimeoutMs?: number;
   /** Partial uploads untouched this long are deleted, in ms. @default 7 days */
   partialTtlMs?: number;
+  /** Announce on the LAN with a UDP beacon and answer discovery queries. @default true */
+  beacon?: boolean;
+  /** Seconds between beacons. @default 3 */
+  beaconInterval?: number;
+  /** UDP port for beacons and queries. @default 9527 */
+  discoveryPort?: number;
+  /** Announce on this interface only (name or address). */
+  interface?: string;
   /** File system to write to. @default node:fs */
   fs?: FileSystem;
   /** Closes the receiver when aborted. */
@@ -45,6 +56,8 @@ export const SERVE_DEFAULTS = {
   helloTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
   partialTtlMs: 7 * 24 * 3600 * 1000,
+  beaconInterval: 3,
+  discoveryPort: DEFAULT_DISCOVERY_PORT,
 };
 
 type EventName = ReceiverEvent['type'];
@@ -60,6 +73,10 @@ export class Receiver extends EventEmitter {
   private readonly running = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
   private expiry: NodeJS.Timeout | undefined;
+  /** Present while the receiver announces itself on the LAN. */
+  announcer: Announcer | undefined;
+  /** Why the receiver could not announce itself, when discovery was asked for and failed. */
+  discoveryError: string | undefined;
 
   constructor(
     private readonly server: net.Server,
@@ -111,6 +128,7 @@ export class Receiver extends EventEmitter {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.expiry);
+      await this.announcer?.close();
       const closed = once(this.server, 'close');
       this.server.close();
       for (const session of this.sessions) session.abort();
@@ -136,11 +154,12 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const server = net.createServer();
   server.maxConnections = options.maxConnections ?? SERVE_DEFAULTS.maxConnections;
   const receiver = new Receiver(server, inbox);
+  const name = cleanReceiverName(options.name ?? os.hostname());
   const context = {
     inbox,
     limits,
     token: options.token,
-    name: options.name ?? os.hostname(),
+    name,
     emit: (event: ReceiverEvent) => receiver.publish(event),
     freeSpace: async () => {
       if (!fs.statfs) return undefined;
@@ -159,6 +178,23 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   });
   server.on('error', () => undefined);
   receiver.scheduleExpiry(options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs);
+  if (options.beacon ?? true) {
+    const host = options.host;
+    receiver.announcer = await Announcer.start({
+      name,
+      port: receiver.address.port,
+      auth: options.token !== undefined,
+      interval: options.beaconInterval ?? SERVE_DEFAULTS.beaconInterval,
+      discoveryPort: options.discoveryPort ?? SERVE_DEFAULTS.discoveryPort,
+      interface: options.interface,
+      loopbackOnly: host !== undefined && (host === 'localhost' || isLoopbackAddress(host)),
+      onError: (error) => receiver.publish({ type: 'warning', message: `discovery: ${error.message}` }),
+    }).catch((error: Error) => {
+      // Transfers work without discovery; the caller can say why senders will need the address.
+      receiver.discoveryError = error.message;
+      return undefined;
+    });
+  }
   if (options.signal) {
     if (options.signal.aborted) await receiver.close();
     else options.signal.addEventListener('abort', () => void receiver.close(), { once: true });

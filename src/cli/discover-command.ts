@@ -1,0 +1,33 @@
+import { discover } from '../discovery/discover.js';
+import { escapeForDisplay } from '../names/safe-name.js';
+import { jsonLine } from './format.js';
+
+export interface DiscoverCommandOptions {
+  timeout: number;
+  interface?: string;
+  json?: boolean;
+}
+
+export async function discoverCommand(options: DiscoverCommandOptions): Promise<number> {
+  const found = await discover({ timeout: options.timeout * 1000, interface: options.interface });
+  if (options.json) {
+    for (const receiver of found) process.stdout.write(jsonLine('receiver', receiver));
+    return 0;
+  }
+  if (found.length === 0) {
+    process.stdout.write(
+      'no receivers found.\n' +
+        'Discovery broadcasts on UDP port 9527: a firewall dropping it, Wi-Fi client isolation, or an interface\n' +
+        'without a broadcast address (VPN, point-to-point) hides receivers. Try --interface <name>, a longer\n' +
+        '--timeout, or send by address: ft send FILE --to 192.168.1.20:9527\n',
+    );
+    return 0;
+  }
+  const rows = found.map((r) => [escapeForDisplay(r.name), r.addresses.join(', '), String(r.port), r.auth ? 'yes' : 'no', r.id]);
+  const header = ['NAME', 'ADDRESSES', 'PORT', 'TOKEN', 'ID'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  for (const row of [header, ...rows]) {
+    process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+  }
+  return 0;
+}

@@ -1,0 +1,90 @@
+/**
+ * Discovery datagrams: small UTF-8 JSON objects on UDP port 9527.
+ *
+ *  - `announce`: a receiver's periodic broadcast beacon.
+ *  - `query`:    a sender asking "who is there?"; padded so that it is never smaller than the
+ *                answer it asks for (a spoofed query cannot be amplified).
+ *  - `answer`:   a receiver's unicast reply to a query, echoing its `qid`.
+ *
+ * Everything from the network is untrusted: anything that is not exactly one of these shapes
+ * decodes to undefined and is ignored.
+ */
+export const DISCOVERY_MARKER = 'ft-discovery';
+export const DISCOVERY_VERSION = 1;
+export const DEFAULT_DISCOVERY_PORT = 9527;
+/** Larger datagrams are dropped unread. */
+export const MAX_DATAGRAM_BYTES = 1024;
+/** Queries are padded to this size; answers are always smaller. */
+export const QUERY_BYTES = 512;
+export const MAX_NAME_BYTES = 64;
+
+const ID_PATTERN = /^[0-9a-f]{16}$/;
+const QID_PATTERN = /^[0-9a-f]{16}$/;
+
+/** What a receiver says about itself. */
+export interface ReceiverInfo {
+  name: string;
+  /** Stable for the life of one receiver process. */
+  id: string;
+  /** TCP port of the transfer service. */
+  port: number;
+  /** Whether senders need a token. */
+  auth: boolean;
+  /** Seconds between beacons, so listeners know when one has gone. */
+  interval: number;
+}
+
+export type Datagram =
+  | ({ kind: 'announce' } & ReceiverInfo)
+  | ({ kind: 'answer'; qid: string } & ReceiverInfo)
+  | { kind: 'query'; qid: string };
+
+export function encodeDatagram(datagram: Datagram): Buffer {
+  const { kind, ...fields } = datagram;
+  const base = { m: DISCOVERY_MARKER, v: DISCOVERY_VERSION, kind, ...fields };
+  if (kind !== 'query') return Buffer.from(JSON.stringify(base));
+  const unpadded = Buffer.byteLength(JSON.stringify({ ...base, pad: '' }));
+  return Buffer.from(JSON.stringify({ ...base, pad: ' '.repeat(Math.max(0, QUERY_BYTES - unpadded)) }));
+}
+
+export function decodeDatagram(bytes: Buffer): Datagram | undefined {
+  if (bytes.length === 0 || bytes.length > MAX_DATAGRAM_BYTES) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  const get = (key: string): unknown => (Object.hasOwn(raw as object, key) ? (raw as Record<string, unknown>)[key] : undefined);
+  if (get('m') !== DISCOVERY_MARKER || get('v') !== DISCOVERY_VERSION) return undefined;
+  const kind = get('kind');
+  if (kind === 'query') {
+    const qid = get('qid');
+    return typeof qid === 'string' && QID_PATTERN.test(qid) ? { kind, qid } : undefined;
+  }
+  if (kind !== 'announce' && kind !== 'answer') return undefined;
+  const info = receiverInfo(get);
+  if (!info) return undefined;
+  if (kind === 'announce') return { kind, ...info };
+  const qid = get('qid');
+  return typeof qid === 'string' && QID_PATTERN.test(qid) ? { kind, qid, ...info } : undefined;
+}
+
+function receiverInfo(get: (key: string) => unknown): ReceiverInfo | undefined {
+  const [name, id, port, auth, interval] = ['name', 'id', 'port', 'auth', 'interval'].map(get);
+  if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > MAX_NAME_BYTES) return undefined;
+  if (/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u.test(name)) return undefined;
+  if (typeof id !== 'string' || !ID_PATTERN.test(id)) return undefined;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  if (typeof auth !== 'boolean') return undefined;
+  if (typeof interval !== 'number' || !Number.isFinite(interval) || interval <= 0 || interval > 3600) return undefined;
+  return { name, id, port, auth, interval };
+}
+
+/** Receiver names are shown and matched: keep them short and printable. */
+export function cleanReceiverName(name: string): string {
+  let clean = name.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/gu, '').trim();
+  while (Buffer.byteLength(clean) > MAX_NAME_BYTES) clean = clean.slice(0, -1);
+  return clean || 'ft';
+}

@@ -4,7 +4,7 @@ import { EXIT, exitCodeFor, FtError } from '../errors.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/inbox.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import { discoverCommand } from './discover-command.js';
-import { parseCount, parsePort, parseSeconds, parseSize } from './options.js';
+import { parseCount, parseDuration, parsePort, parseSeconds, parseSize } from './options.js';
 import { isInterrupted, sendCommand } from './send-command.js';
 import { serveCommand } from './serve-command.js';
 
@@ -35,6 +35,14 @@ function buildProgram(setExit: (code: number) => void): Command {
         .default('rename'),
     )
     .option('--max-file-size <size>', 'refuse files larger than this (e.g. 10G)', parseSize)
+    .addOption(
+      new Option('--partial-ttl <duration>', 'delete unfinished uploads untouched this long (e.g. 12h, 7d)')
+        .argParser(parseDuration)
+        .default(7 * 86_400_000, '7d'),
+    )
+    .option('--max-connections <n>', 'concurrent connections in all', parseCount, 64)
+    .option('--max-connections-per-address <n>', 'concurrent connections from one address', parseCount, 8)
+    .option('--idle-timeout <seconds>', 'drop a connection silent for this long', parseSeconds, 60)
     .option('--name <name>', 'name shown to senders (default: host name)')
     .option('--token-file <file>', 'require senders to prove this shared secret (or set FT_TOKEN)')
     .option('--no-beacon', 'do not announce this receiver on the LAN')

@@ -64,3 +64,12 @@ export function parseSeconds(value: string): number {
   }
   return seconds;
 }
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `90s`, `30m`, `12h`, `7d` (a bare number is seconds); returns milliseconds. */
+export function parseDuration(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError(`expected a duration such as 90s, 30m, 12h or 7d, got "${value}"`);
+  return Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? 's']!);
+}

@@ -10,6 +10,10 @@ export interface ServeCommandOptions {
   host?: string;
   onConflict: ConflictPolicy;
   maxFileSize?: number;
+  partialTtl: number;
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  idleTimeout: number;
   name?: string;
   tokenFile?: string;
   beacon: boolean;
@@ -29,6 +33,10 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     host: options.host,
     onConflict: options.onConflict,
     maxFileSize: options.maxFileSize,
+    partialTtlMs: options.partialTtl,
+    maxConnections: options.maxConnections,
+    maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+    idleTimeoutMs: options.idleTimeout * 1000,
     name: options.name,
     token,
     beacon: options.beacon,

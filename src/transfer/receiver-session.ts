@@ -27,6 +27,7 @@ import {
   type ReceiverMessage,
   type SenderHello,
 } from '../wire/messages.js';
+import type { Admission } from './admission.js';
 import { makeNonce, verifyProof } from './auth.js';
 import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
 
@@ -49,6 +50,7 @@ export interface SessionContext {
   emit: (event: ReceiverEvent) => void;
   /** Free bytes on the inbox's disk, or undefined when unknown. */
   freeSpace: () => Promise<number | undefined>;
+  admission: Admission;
 }
 
 /** An accepted file waiting for its body. */
@@ -168,12 +170,18 @@ export class ReceiverSession {
     }
   }
 
-  private hello(message: SenderHello): void {
+  private async hello(message: SenderHello): Promise<void> {
     if (message.version !== PROTOCOL_VERSION) {
       throw new FtError('UNSUPPORTED_VERSION', `this receiver speaks version ${PROTOCOL_VERSION}, not ${message.version}`);
     }
-    if (this.ctx.token !== undefined && !verifyProof(this.ctx.token, this.nonce, message.proof)) {
-      throw new FtError('AUTH_FAILED', 'the token proof is missing or wrong');
+    if (this.ctx.token !== undefined) {
+      const address = this.socket.remoteAddress ?? '';
+      if (!verifyProof(this.ctx.token, this.nonce, message.proof)) {
+        // Guessing gets slower with every wrong answer from the same address.
+        await new Promise((resolve) => setTimeout(resolve, this.ctx.admission.authFailed(address)));
+        throw new FtError('AUTH_FAILED', 'the token proof is missing or wrong');
+      }
+      this.ctx.admission.authSucceeded(address);
     }
     this.state = 'ready';
     this.socket.setTimeout(this.ctx.limits.idleTimeoutMs);

@@ -70,7 +70,7 @@ export interface SendReport {
 /** Headers sent ahead of their bodies, so many small files do not cost a round trip each. */
 const PIPELINE_DEPTH = 32;
 const MAX_RETRY_DELAY_MS = 10_000;
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY']);
 
 interface Job {
   file: LocalFile;

@@ -7,8 +7,10 @@ import { isLoopbackAddress } from '../discovery/interfaces.js';
 import { FtError } from '../errors.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../storage/inbox.js';
+import { encodeFrame } from '../wire/frame.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import type { ReceiverEvent } from './events.js';
+import { Admission } from './admission.js';
 import { ReceiverSession, type SessionLimits } from './receiver-session.js';
 
 export interface ServeOptions {
@@ -28,6 +30,8 @@ export interface ServeOptions {
   maxFileSize?: number;
   /** Concurrent connections. @default 64 */
   maxConnections?: number;
+  /** Concurrent connections from one address. @default 8 */
+  maxConnectionsPerAddress?: number;
   /** Time a new connection has to say hello, in ms. @default 10000 */
   helloTimeoutMs?: number;
   /** Time a connection may stay silent, in ms. @default 60000 */
@@ -53,6 +57,7 @@ export const SERVE_DEFAULTS = {
   port: DEFAULT_PORT,
   onConflict: 'rename' as ConflictPolicy,
   maxConnections: 64,
+  maxConnectionsPerAddress: 8,
   helloTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
   partialTtlMs: 7 * 24 * 3600 * 1000,
@@ -152,7 +157,10 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     idleTimeoutMs: options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
   };
   const server = net.createServer();
-  server.maxConnections = options.maxConnections ?? SERVE_DEFAULTS.maxConnections;
+  const admission = new Admission(
+    options.maxConnections ?? SERVE_DEFAULTS.maxConnections,
+    options.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
+  );
   const receiver = new Receiver(server, inbox);
   const name = cleanReceiverName(options.name ?? os.hostname());
   const context = {
@@ -161,13 +169,20 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     token: options.token,
     name,
     emit: (event: ReceiverEvent) => receiver.publish(event),
+    admission,
     freeSpace: async () => {
       if (!fs.statfs) return undefined;
       const stats = await fs.statfs(inbox.root).catch(() => undefined);
       return stats ? stats.bavail * stats.bsize : undefined;
     },
   };
-  server.on('connection', (socket) => receiver.track(new ReceiverSession(socket, context)));
+  server.on('connection', (socket) => {
+    const address = socket.remoteAddress ?? '';
+    const refusal = admission.enter(address);
+    if (refusal) return turnAway(socket, refusal);
+    socket.once('close', () => admission.leave(address));
+    receiver.track(new ReceiverSession(socket, context));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
       const where = `${options.host ?? '*'}:${port}`;
@@ -200,4 +215,11 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     else options.signal.addEventListener('abort', () => void receiver.close(), { once: true });
   }
   return receiver;
+}
+
+/** Over a connection limit: say so in the protocol (code BUSY) rather than resetting. */
+function turnAway(socket: net.Socket, message: string): void {
+  socket.on('error', () => undefined);
+  socket.end(encodeFrame({ type: 'error', code: 'BUSY', message }));
+  setTimeout(() => socket.destroy(), 1000).unref();
 }

@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// Regenerates the hashes, the proof and the hex dumps shown in docs/PROTOCOL.md.
+// It does not import ft: it encodes frames straight from the specification (node:crypto and
+// xxhash-wasm only), so it also serves as a small second implementation to check the spec.
+// Run from the repository root: node docs/protocol-examples.mjs
+import { createHmac } from 'node:crypto';
+import xxhash from 'xxhash-wasm';
+
+const { h64Raw } = await xxhash();
+
+/** `xxh64:` + 16 lowercase hex digits (zero-padded): XXH64, seed 0, of all the bytes. */
+export const hash = (bytes) => `xxh64:${h64Raw(bytes, 0n).toString(16).padStart(16, '0')}`;
+
+/** A frame: 4-byte unsigned big-endian length, then the UTF-8 JSON object. */
+export function frame(message) {
+  const json = Buffer.from(JSON.stringify(message), 'utf8');
+  if (json.length < 1 || json.length > 65536) throw new Error(`frame of ${json.length} bytes`);
+  const prefix = Buffer.alloc(4);
+  prefix.writeUInt32BE(json.length, 0);
+  return Buffer.concat([prefix, json]);
+}
+
+/** HMAC-SHA256 keyed with the token's UTF-8 bytes, over the nonce's hex text; lowercase hex. */
+export const proofFor = (token, nonce) => createHmac('sha256', token).update(nonce).digest('hex');
+
+/** The classic `hexdump -C` layout. */
+export function hexdump(bytes) {
+  const lines = [];
+  for (let at = 0; at < bytes.length; at += 16) {
+    const row = bytes.subarray(at, at + 16);
+    const hex = [...row].map((b) => b.toString(16).padStart(2, '0'));
+    const left = hex.slice(0, 8).join(' ');
+    const right = hex.slice(8).join(' ');
+    const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
+    lines.push(`${at.toString(16).padStart(8, '0')}  ${left.padEnd(23)}  ${right.padEnd(23)}  |${ascii}|`);
+  }
+  lines.push(bytes.length.toString(16).padStart(8, '0'));
+  return lines.join('\n');
+}
+
+// The example values used throughout PROTOCOL.md. A real receiver draws a fresh random nonce.
+const NONCE = '5e6ea52170acd233a06200635fad6454';
+const TOKEN = 'example-token';
+const CONTENT = Buffer.from('hello, world\n', 'utf8');
+const HASH = hash(CONTENT);
+
+function show(title, message, raw) {
+  const bytes = message ? frame(message) : raw;
+  console.log(`--- ${title}${message ? `\n${JSON.stringify(message)}` : ''}`);
+  console.log(hexdump(bytes));
+  console.log();
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log('=== hashes');
+  for (const [label, bytes] of [
+    ['empty file', Buffer.alloc(0)],
+    ['"abc"', Buffer.from('abc')],
+    ['"x36"', Buffer.from('x36')],
+    ['"hello"', CONTENT.subarray(0, 5)],
+    ['"hello, world\\n"', CONTENT],
+    ['"HELLO"', Buffer.from('HELLO')],
+  ]) {
+    console.log(`${label.padEnd(18)} ${bytes.length.toString().padStart(2)} bytes  ${hash(bytes)}`);
+  }
+  console.log();
+
+  console.log('=== example 1: sending greeting.txt');
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 1, auth: 'none', nonce: NONCE, name: 'laptop' });
+  show('S->R hello', { type: 'hello', protocol: 'ft', version: 1, client: 'ft' });
+  show('S->R file', { type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH });
+  show('R->S accept', { type: 'accept', id: 1, offset: 0 });
+  show('S->R body', { type: 'body', id: 1, offset: 0, length: 13 });
+  show('S->R 13 raw body bytes', undefined, CONTENT);
+  show('R->S done', { type: 'done', id: 1, hash: HASH, path: 'greeting.txt' });
+  show('S->R bye', { type: 'bye' });
+  show('the whole S->R byte stream of example 1', undefined, Buffer.concat([
+    frame({ type: 'hello', protocol: 'ft', version: 1, client: 'ft' }),
+    frame({ type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH }),
+    frame({ type: 'body', id: 1, offset: 0, length: 13 }),
+    CONTENT,
+    frame({ type: 'bye' }),
+  ]));
+
+  console.log('=== example 2: resuming greeting.txt from byte 5');
+  const prefixHash = hash(CONTENT.subarray(0, 5));
+  show('R->S accept', { type: 'accept', id: 1, offset: 5, prefixHash });
+  show('S->R body', { type: 'body', id: 1, offset: 5, length: 8 });
+  show('S->R 8 raw body bytes', undefined, CONTENT.subarray(5));
+
+  console.log('=== example 3: token proof');
+  const proof = proofFor(TOKEN, NONCE);
+  console.log(`token ${JSON.stringify(TOKEN)}, nonce ${NONCE}\nproof ${proof}\n`);
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 1, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop' });
+  show('S->R hello', { type: 'hello', protocol: 'ft', version: 1, client: 'ft', proof });
+
+  console.log('=== example 4: four bytes too many after a body');
+  const extra = Buffer.from('XYZW');
+  show('S->R 13 body bytes then "XYZW"', undefined, Buffer.concat([CONTENT, extra]));
+  console.log(`"XYZW" read as a length prefix: ${extra.readUInt32BE(0)}\n`);
+  show('R->S error', { type: 'error', code: 'FRAME_TOO_LARGE', message: `frame length ${extra.readUInt32BE(0)} is over the 65536-byte limit` });
+}

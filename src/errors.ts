@@ -13,15 +13,15 @@ export const ERROR_CODES = {
   BAD_MESSAGE: 'a message has missing, unknown-typed or out-of-range fields',
   UNEXPECTED_MESSAGE: 'a message arrived in a state where it is not allowed',
   UNSUPPORTED_VERSION: 'the peers share no protocol version',
+  AUTH_FAILED: 'the sender did not prove knowledge of the shared token (fatal for the connection)',
   // Refusals of one file (sender exit 4).
   BAD_NAME: 'the file name is not a safe relative path',
   UNSAFE_PATH: 'the path would leave the inbox (for example through a symbolic link)',
   CONFLICT: 'a different file already has this name and the policy is reject',
   TOO_LARGE: 'the file is larger than the receiver accepts',
   NO_SPACE: 'the receiver has not enough free disk space',
-  BUSY: 'another sender is uploading the same content right now',
+  BUSY: 'another connection is uploading the same content, or the receiver is at its connection limit',
   NAME_COLLISION: 'another file in this batch has the same name up to case or Unicode normalisation',
-  AUTH_FAILED: 'the sender did not prove knowledge of the shared token',
   // Transfer failures.
   HASH_MISMATCH: 'the received content does not match the announced hash',
   FILE_CHANGED: 'the local file changed while it was being sent',

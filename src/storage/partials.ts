@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
@@ -14,7 +15,7 @@ export interface PartialMeta extends ContentId {
   createdAt: string;
 }
 
-const KEY_PATTERN = /^([0-9a-f]{16})-([0-9]+)\.(part|json)$/;
+const KEY_PATTERN = /^([0-9a-f]{16})-([0-9]+)(~[0-9a-f]{8})?\.(part|json)$/;
 
 export function partialKey(id: ContentId): string {
   return `${id.hash.slice('xxh64:'.length)}-${id.size}`;
@@ -25,7 +26,8 @@ export function partialKey(id: ContentId): string {
  * at most one connection at a time (a second sender of the same content is told BUSY).
  */
 export class PartialStore {
-  private readonly held = new Set<string>();
+  /** Keys in use, with the connection (any object) holding each. */
+  private readonly held = new Map<string, object>();
 
   constructor(
     readonly dir: string,
@@ -40,13 +42,20 @@ export class PartialStore {
     }
   }
 
-  /** Takes the partial for this content, creating its metadata when new; undefined when busy. */
-  async acquire(id: ContentId, filename: string): Promise<Partial | undefined> {
-    const key = partialKey(id);
-    if (this.held.has(key)) return undefined;
-    this.held.add(key);
+  /**
+   * Takes the partial for this content, creating its metadata when new. Undefined (busy) when
+   * another owner holds it. When the same owner already holds it (the same content twice in
+   * one batch, such as two empty files), the second copy gets a private partial beside the
+   * shared one, never offered for resume and removed on release.
+   */
+  async acquire(id: ContentId, filename: string, owner: object): Promise<Partial | undefined> {
+    const shared = partialKey(id);
+    const holder = this.held.get(shared);
+    if (holder !== undefined && holder !== owner) return undefined;
+    const key = holder === undefined ? shared : `${shared}~${randomBytes(4).toString('hex')}`;
+    this.held.set(key, owner);
     try {
-      const partial = new Partial(this, key, id, path.join(this.dir, `${key}.part`), this.fs);
+      const partial = new Partial(this, key, id, path.join(this.dir, `${key}.part`), this.fs, key === shared);
       await partial.load(filename, path.join(this.dir, `${key}.json`));
       return partial;
     } catch (error) {
@@ -71,7 +80,7 @@ export class PartialStore {
     }
     for (const name of names) {
       const match = KEY_PATTERN.exec(name);
-      if (!match || this.held.has(`${match[1]}-${match[2]}`)) continue;
+      if (!match || this.held.has(`${match[1]}-${match[2]}${match[3] ?? ''}`)) continue;
       const file = path.join(this.dir, name);
       const stat = await this.fs.lstat(file).catch(() => undefined);
       if (!stat?.isFile() || now - stat.mtimeMs < ttlMs) continue;
@@ -94,6 +103,8 @@ export class Partial {
     readonly id: ContentId,
     readonly dataPath: string,
     private readonly fs: FileSystem,
+    /** False for a private copy, which is never resumed. */
+    readonly shared = true,
   ) {}
 
   async load(filename: string, metaPath: string): Promise<void> {
@@ -149,8 +160,10 @@ export class Partial {
     await this.fs.unlink(this.metaPath).catch(ignoreNotFound);
   }
 
+  /** Lets others use the content again; a private copy's leftovers are deleted. */
   release(): void {
     this.store.release(this.key);
+    if (!this.shared) void this.discard().catch(() => undefined);
   }
 }
 

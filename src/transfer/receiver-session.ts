@@ -99,7 +99,14 @@ export class ReceiverSession {
     const { socket, ctx } = this;
     ctx.emit({ type: 'connection', remote: this.remote });
     socket.setNoDelay(true);
-    socket.setTimeout(ctx.limits.helloTimeoutMs, () => socket.destroy(new FtError('TIMEOUT', 'peer was silent for too long')));
+    socket.setTimeout(ctx.limits.idleTimeoutMs);
+    socket.on('timeout', () => socket.destroy(new FtError('TIMEOUT', `no data for ${ctx.limits.idleTimeoutMs} ms`)));
+    // A deadline, not an idle timer: trickling bytes cannot hold a connection in the greeting.
+    const helloDeadline = setTimeout(() => {
+      if (this.state === 'hello') socket.destroy(new FtError('TIMEOUT', `no hello within ${ctx.limits.helloTimeoutMs} ms`));
+    }, ctx.limits.helloTimeoutMs);
+    helloDeadline.unref();
+    socket.once('close', () => clearTimeout(helloDeadline));
     this.send({
       type: 'hello',
       protocol: PROTOCOL,
@@ -118,7 +125,7 @@ export class ReceiverSession {
         throw new FtError('CONNECTION_LOST', `connection closed before "bye"${where}`);
       }
     } catch (error) {
-      this.fail(toFtError(error, 'CONNECTION_LOST'));
+      this.fail(classify(error));
     } finally {
       await this.releaseAll();
     }
@@ -130,6 +137,7 @@ export class ReceiverSession {
   }
 
   private send(message: ReceiverMessage): void {
+    if ('message' in message) message.message = clip(message.message);
     if (!this.socket.destroyed) this.socket.write(encodeFrame(message as unknown as Record<string, unknown>));
   }
 
@@ -147,6 +155,7 @@ export class ReceiverSession {
   private async handle(item: Decoded): Promise<void> {
     if (item.kind === 'body-chunk') return this.bodyChunk(item.data);
     if (item.kind === 'body-end') return this.bodyEnd();
+    if (item.kind === 'error') throw item.error;
     const message = parseSenderMessage(item.message);
     if (this.state === 'closing') throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" after "bye"`);
     if (this.state === 'hello') {
@@ -184,7 +193,6 @@ export class ReceiverSession {
       this.ctx.admission.authSucceeded(address);
     }
     this.state = 'ready';
-    this.socket.setTimeout(this.ctx.limits.idleTimeoutMs);
   }
 
   private async header(header: FileHeader): Promise<void> {
@@ -215,7 +223,7 @@ export class ReceiverSession {
         return;
       }
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
-      const partial = await this.ctx.inbox.partials.acquire(header, header.filename);
+      const partial = await this.ctx.inbox.partials.acquire(header, header.filename, this);
       if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
       const file: PendingFile = { header, components, partial, offset: partial.offset, prefix: undefined };
       try {
@@ -240,9 +248,10 @@ export class ReceiverSession {
           : { type: 'accept', id: header.id, offset: 0 },
       );
     } catch (error) {
+      // Whatever went wrong with this one file (a name the disk cannot hold, a permission), the
+      // connection and the other files go on.
       const ftError = toFtError(error, 'WRITE_FAILED');
-      if (['BAD_NAME', 'UNSAFE_PATH', 'CONFLICT'].includes(ftError.code)) return refuse(ftError.code, ftError.message);
-      throw ftError;
+      return refuse(ftError.code, ftError.message);
     }
   }
 
@@ -337,10 +346,13 @@ export class ReceiverSession {
     }
     const hash = hasher.digest();
     if (hash !== header.hash) {
-      await handle.close();
-      // The bytes we hold are not the announced content, and we cannot tell which are wrong.
-      await file.partial.discard();
-      this.release(file);
+      try {
+        await handle.close();
+        // The bytes we hold are not the announced content, and we cannot tell which are wrong.
+        await file.partial.discard();
+      } finally {
+        this.release(file);
+      }
       const message = `content of ${header.filename} hashes to ${hash}, not ${header.hash}; nothing was kept`;
       send({ type: 'failed', id: header.id, code: 'HASH_MISMATCH', message });
       this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'HASH_MISMATCH', message });
@@ -387,4 +399,20 @@ export class ReceiverSession {
     for (const file of this.pending.values()) this.release(file);
     this.pending.clear();
   }
+}
+
+/** Texts on the wire stay well inside the 4096-byte field limit, whatever name they quote. */
+function clip(text: string): string {
+  if (Buffer.byteLength(text) <= 1024) return text;
+  let clipped = text.slice(0, 1000);
+  while (Buffer.byteLength(clipped) > 1000) clipped = clipped.slice(0, -1);
+  return `${clipped}…`;
+}
+
+/** Socket errors mean the peer went away; anything else is our own bug and says so. */
+function classify(error: unknown): FtError {
+  if (error instanceof FtError) return error;
+  const code = (error as NodeJS.ErrnoException)?.code ?? '';
+  if (/^(E[A-Z]+|ERR_STREAM_PREMATURE_CLOSE)$/.test(code)) return toFtError(error, 'CONNECTION_LOST');
+  return toFtError(error, 'INTERNAL');
 }

@@ -90,6 +90,7 @@ export class SenderConnection {
     socket.on('data', (chunk: Buffer) => {
       try {
         for (const item of this.decoder.push(chunk)) {
+          if (item.kind === 'error') throw item.error;
           if (item.kind !== 'frame') throw new FtError('BAD_FRAME', 'the receiver sent raw bytes');
           this.route(parseReceiverMessage(item.message));
         }

@@ -13,6 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
 import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../storage/file-system.js';
+import { parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { collectFiles, hashLocalFile, hashLocalPrefix, type LocalFile } from './local-files.js';
@@ -100,6 +101,17 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
     busyRetries: 0,
     finished: false,
   }));
+  for (const job of jobs) {
+    // A name the receiver is bound to refuse (a backslash, a trailing dot…) is refused here, without a round trip.
+    try {
+      parseSafeName(job.file.name);
+    } catch (error) {
+      const { code, message } = error as FtError;
+      Object.assign(job.result, { status: 'refused', code, message });
+      job.finished = true;
+      emit({ type: 'refused', path: job.file.path, name: job.file.name, code, message });
+    }
+  }
 
   const retries = options.retries ?? 5;
   let attempt = 0;
@@ -184,7 +196,7 @@ async function transferBatch(
         emit({ type: 'skipped', path: file.path, name: file.name, remotePath: decision.path });
       } else if (decision.type === 'refuse') {
         if (decision.code === 'BUSY' && job.busyRetries++ < 3) {
-          // Another sender holds the same content; by the next connection it has likely finished.
+          // Another connection is uploading the same content: ask again after a pause.
           await sleep(1000, undefined, { signal: options.signal });
           queue.push(job);
         } else {

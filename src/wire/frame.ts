@@ -28,9 +28,12 @@ export function encodeFrame(message: JsonObject): Buffer {
 export type Decoded =
   | { kind: 'frame'; message: JsonObject }
   | { kind: 'body-chunk'; data: Buffer }
-  | { kind: 'body-end' };
+  | { kind: 'body-end' }
+  /** Always last: what came before it in the same chunk was good and is still delivered. */
+  | { kind: 'error'; error: FtError };
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading U+FEFF in the text, where JSON.parse refuses it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Incremental decoder for one direction of a connection: push bytes as they arrive, get back
@@ -43,7 +46,7 @@ export class FrameDecoder {
   private bodyRemaining = 0;
   private failure: FtError | undefined;
 
-  /** Bytes still expected for the body in progress (0 when between frames). */
+  /** True while raw body bytes are expected. */
   get inBody(): boolean {
     return this.bodyRemaining > 0;
   }
@@ -53,9 +56,24 @@ export class FrameDecoder {
     return this.pendingBytes === 0 && this.bodyRemaining === 0;
   }
 
+  /**
+   * Decodes what `chunk` completes. A violation ends the list with an `error` item, after
+   * everything good that preceded it; every later push yields that error again.
+   */
   push(chunk: Buffer): Decoded[] {
-    if (this.failure) throw this.failure;
+    if (this.failure) return [{ kind: 'error', error: this.failure }];
     const out: Decoded[] = [];
+    try {
+      this.decode(chunk, out);
+    } catch (error) {
+      if (!(error instanceof FtError)) throw error;
+      this.failure = error;
+      out.push({ kind: 'error', error });
+    }
+    return out;
+  }
+
+  private decode(chunk: Buffer, out: Decoded[]): void {
     let offset = 0;
     while (offset < chunk.length) {
       if (this.bodyRemaining > 0) {
@@ -68,7 +86,6 @@ export class FrameDecoder {
       }
       offset = this.takeFrameBytes(chunk, offset, out);
     }
-    return out;
   }
 
   /** Consumes frame bytes from `chunk` starting at `offset`; returns the new offset. */
@@ -145,7 +162,6 @@ export class FrameDecoder {
   }
 
   private fail(error: FtError): never {
-    this.failure = error;
     throw error;
   }
 }

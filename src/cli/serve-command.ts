@@ -43,6 +43,11 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     beaconInterval: options.beaconInterval,
     interface: options.interface,
   });
+  // Listen for Ctrl-C before saying we are ready, so a signal right after the address line stops us cleanly.
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
   const name = receiver.announcer?.info.name;
   const { host, port } = receiver.address;
   if (options.json) {
@@ -66,11 +71,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
       if (line) out(`${line}\n`);
     });
   }
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  await stopped;
   await receiver.close();
   if (!options.json) out('ft: stopped; unfinished uploads are kept for resume\n');
   return 0;

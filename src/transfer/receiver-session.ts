@@ -115,6 +115,7 @@ export class ReceiverSession {
       nonce: this.nonce,
       name: ctx.name,
     });
+    let failure: FtError | undefined;
     try {
       // destroyOnReturn: false keeps the socket open after a throw, so the error frame can go out.
       for await (const chunk of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
@@ -125,10 +126,12 @@ export class ReceiverSession {
         throw new FtError('CONNECTION_LOST', `connection closed before "bye"${where}`);
       }
     } catch (error) {
-      this.fail(classify(error));
-    } finally {
-      await this.releaseAll();
+      failure = classify(error);
+      this.closeWithError(failure);
     }
+    // Report a failure only once the bytes already received are on disk: the partial is final by then.
+    await this.releaseAll();
+    if (failure) ctx.emit({ type: 'connection-error', remote: this.remote, code: failure.code, message: failure.message });
   }
 
   /** Closes from the outside (receiver shutting down): partial data is kept for resume. */
@@ -141,7 +144,7 @@ export class ReceiverSession {
     if (!this.socket.destroyed) this.socket.write(encodeFrame(message as unknown as Record<string, unknown>));
   }
 
-  private fail(error: FtError): void {
+  private closeWithError(error: FtError): void {
     const { code, message } = error;
     if (!this.socket.destroyed && this.socket.writable) {
       this.send({ type: 'error', code, message });
@@ -149,7 +152,6 @@ export class ReceiverSession {
       this.socket.destroySoon();
     }
     setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.ctx.emit({ type: 'connection-error', remote: this.remote, code, message });
   }
 
   private async handle(item: Decoded): Promise<void> {

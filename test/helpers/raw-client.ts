@@ -1,0 +1,101 @@
+import net from 'node:net';
+import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
+
+/**
+ * Speaks the wire protocol by hand, to do what `send` never would (unsafe names, lying
+ * headers, extra body bytes). Frames from the receiver are queued and read with next().
+ */
+export class RawClient {
+  private readonly decoder = new FrameDecoder();
+  private readonly queue: JsonObject[] = [];
+  private waiter: (() => void) | undefined;
+  private ended = false;
+  private failure: Error | undefined;
+  readonly closed: Promise<void>;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const item of this.decoder.push(chunk)) {
+          // The receiver sends frames only; anything else is a decoding failure.
+          if (item.kind === 'frame') this.queue.push(item.message);
+          else this.failure = (item as { error?: Error }).error ?? new Error(`unexpected ${item.kind} from the receiver`);
+        }
+      } catch (error) {
+        this.failure = error as Error;
+      }
+      this.waiter?.();
+    });
+    socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.ended = true;
+        this.waiter?.();
+        resolve();
+      }),
+    );
+  }
+
+  static async connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+    const socket = net.connect({ port, host });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    return new RawClient(socket);
+  }
+
+  /** The next frame from the receiver; rejects when the connection ends first or after timeoutMs. */
+  async next(timeoutMs = 5000): Promise<JsonObject> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.queue.length === 0) {
+      if (this.failure) throw this.failure;
+      if (this.ended) throw new Error('connection closed while waiting for a frame');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no frame from the receiver within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.queue.shift()!;
+  }
+
+  /** Every frame until the receiver closes the connection (or timeoutMs passes). */
+  async rest(timeoutMs = 5000): Promise<JsonObject[]> {
+    const frames: JsonObject[] = [];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        frames.push(await this.next(Math.max(1, deadline - Date.now())));
+      } catch (error) {
+        if (this.ended) return frames;
+        throw error;
+      }
+    }
+  }
+
+  send(message: JsonObject): void {
+    this.socket.write(encodeFrame(message));
+  }
+
+  writeRaw(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  /** Reads the receiver's hello and answers with ours (no token). */
+  async handshake(): Promise<JsonObject> {
+    const hello = await this.next();
+    if (hello.type !== 'hello') throw new Error(`expected hello, got ${JSON.stringify(hello)}`);
+    this.send({ type: 'hello', protocol: 'ft', version: 1 });
+    return hello;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}

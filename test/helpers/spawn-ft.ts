@@ -1,0 +1,190 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './free-port.js';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const FT_BIN = path.join(REPO_ROOT, 'bin', 'ft.js');
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface FtProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Everything printed so far. */
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Complete stdout lines so far. */
+  lines(): string[];
+  /** Complete stdout lines parsed as JSON (throws on a line that is not JSON). */
+  json(): Array<Record<string, unknown>>;
+  /** Resolves when the process has exited (never rejects). */
+  readonly exited: Promise<Exit>;
+  /** Resolves with the first complete stdout line matching; rejects on exit or timeout. */
+  waitForLine(match: RegExp | ((line: string) => boolean), timeoutMs?: number): Promise<string>;
+  /** Resolves with the first JSON stdout line for which `match` is true. */
+  waitForJson(match: (event: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface SpawnFtOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** The process is SIGKILLed after this long, so no test can hang on it. @default 30000 */
+  timeoutMs?: number;
+}
+
+const running = new Set<FtProcess>();
+
+/** Runs `node bin/ft.js ...args` the way a user would, collecting its output. */
+export function spawnFt(args: string[], options: SpawnFtOptions = {}): FtProcess {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+  delete env.FT_TOKEN;
+  delete env.NODE_OPTIONS; // vitest's loaders must not leak into the CLI
+  const child = spawn(process.execPath, [FT_BIN, ...args], {
+    cwd: options.cwd ?? REPO_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const waiter of [...waiters]) waiter();
+  };
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    stdout += text;
+    notify();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+  });
+  const killTimer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+  let hasExited = false;
+  const exited = new Promise<Exit>((resolve) => {
+    // 'close' comes after the output streams ended, so stdout/stderr are complete.
+    child.once('close', (code, signal) => {
+      hasExited = true;
+      clearTimeout(killTimer);
+      running.delete(proc);
+      notify();
+      resolve({ code, signal });
+    });
+    child.once('error', () => {
+      hasExited = true;
+      clearTimeout(killTimer);
+      running.delete(proc);
+      notify();
+      resolve({ code: null, signal: null });
+    });
+  });
+  const lines = () => {
+    const all = stdout.split('\n');
+    all.pop(); // the unfinished tail
+    return all;
+  };
+  const waitForLine = (match: RegExp | ((line: string) => boolean), timeoutMs = 10_000) =>
+    new Promise<string>((resolve, reject) => {
+      const test = typeof match === 'function' ? match : (line: string) => match.test(line);
+      const done = (error?: Error, line?: string) => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        if (error) reject(error);
+        else resolve(line!);
+      };
+      const check = () => {
+        const found = lines().find(test);
+        if (found !== undefined) return done(undefined, found);
+        if (hasExited) done(new Error(`ft ${args.join(' ')} exited before printing ${match}\nstdout: ${stdout}\nstderr: ${stderr}`));
+      };
+      const timer = setTimeout(
+        () => done(new Error(`timed out after ${timeoutMs} ms waiting for ${match} from ft ${args.join(' ')}\nstdout: ${stdout}\nstderr: ${stderr}`)),
+        timeoutMs,
+      );
+      waiters.add(check);
+      check();
+    });
+  const parse = (line: string): Record<string, unknown> | undefined => {
+    try {
+      return JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+  };
+  const proc: FtProcess = {
+    child,
+    pid: child.pid!,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    lines,
+    json: () =>
+      lines().map((line) => {
+        const value = parse(line);
+        if (!value) throw new Error(`not a JSON line: ${line}`);
+        return value;
+      }),
+    exited,
+    waitForLine,
+    async waitForJson(match, timeoutMs) {
+      const line = await waitForLine((l) => {
+        const value = parse(l);
+        return value !== undefined && match(value);
+      }, timeoutMs);
+      return JSON.parse(line) as Record<string, unknown>;
+    },
+    kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (!hasExited) child.kill(signal);
+    },
+  };
+  running.add(proc);
+  return proc;
+}
+
+/** Kills (SIGKILL) every ft process this file started that is still running, and waits for them. */
+export async function killAllFt(): Promise<void> {
+  const procs = [...running];
+  for (const proc of procs) proc.kill('SIGKILL');
+  await Promise.all(procs.map((proc) => proc.exited));
+}
+
+/** Runs ft to completion. */
+export async function runFt(args: string[], options: SpawnFtOptions = {}): Promise<FtProcess & { exit: Exit }> {
+  const proc = spawnFt(args, options);
+  const exit = await proc.exited;
+  return Object.assign(proc, { exit });
+}
+
+export interface FtServe {
+  proc: FtProcess;
+  port: number;
+  /** The folder the receiver reports (resolved). */
+  dir: string;
+}
+
+/**
+ * Starts `ft serve DIR --port P --host 127.0.0.1 --no-beacon [...args]` on a free port (or `port`) and waits
+ * until it listens. With `json`, adds --json and waits for the `listening` line.
+ */
+export async function startFtServe(
+  dir: string,
+  { port, args = [], json = false }: { port?: number; args?: string[]; json?: boolean } = {},
+): Promise<FtServe> {
+  const listenPort = port ?? (await freePort());
+  // --no-beacon: tests keep every packet on 127.0.0.1 (no LAN discovery traffic).
+  const proc = spawnFt(['serve', dir, '--port', String(listenPort), '--host', '127.0.0.1', '--no-beacon', ...args, ...(json ? ['--json'] : [])]);
+  if (json) {
+    const listening = await proc.waitForJson((e) => e.event === 'listening');
+    return { proc, port: listening.port as number, dir: listening.dir as string };
+  }
+  const line = await proc.waitForLine(/^ft: receiving into /);
+  const match = /^ft: receiving into (.*) on 127\.0\.0\.1:(\d+)\b/.exec(line);
+  if (!match) throw new Error(`unexpected address line: ${line}`);
+  return { proc, port: Number(match[2]), dir: match[1]! };
+}

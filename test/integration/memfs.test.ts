@@ -1,0 +1,98 @@
+/**
+ * The transfer core on memfs: the receiver and the sender each get their own in-memory volume,
+ * the bytes still travel over a real socket on 127.0.0.1. Nothing may touch the real disk.
+ */
+import { existsSync } from 'node:fs';
+import { createFsFromVolume, Volume } from 'memfs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { send, serve, type FileSystem, type Receiver, type ReceiverEvent } from '../../src/index.js';
+import { randomBuffer } from '../helpers/files.js';
+
+const receivers: Receiver[] = [];
+afterEach(async () => {
+  await Promise.all(receivers.splice(0).map((r) => r.close()));
+});
+
+function memfs(): { vol: Volume; fs: FileSystem } {
+  const vol = new Volume();
+  return { vol, fs: createFsFromVolume(vol).promises as unknown as FileSystem };
+}
+
+const BIG = randomBuffer(3 * 1024 * 1024 + 123, 'memfs-big');
+
+/** A sender volume with /src/a.txt and a /src/dir tree (text, binary larger than a write batch, empty). */
+function senderVolume(): { vol: Volume; fs: FileSystem } {
+  const side = memfs();
+  side.vol.fromJSON({
+    '/src/a.txt': 'alpha\n',
+    '/src/dir/b.txt': 'bravo\n',
+    '/src/dir/sub/empty': '',
+  });
+  side.vol.writeFileSync('/src/dir/sub/big.bin', BIG);
+  return side;
+}
+
+async function start(fs: FileSystem): Promise<{ receiver: Receiver; events: ReceiverEvent[] }> {
+  const receiver = await serve({ fs, dir: '/inbox', port: 0, host: '127.0.0.1', beacon: false });
+  receivers.push(receiver);
+  const events: ReceiverEvent[] = [];
+  receiver.on('event', (e) => events.push(e));
+  return { receiver, events };
+}
+
+describe('serve and send on separate memfs volumes', () => {
+  const realInboxExisted = existsSync('/inbox');
+
+  it('delivers a file and a folder tree into the receiver volume', async () => {
+    const sender = senderVolume();
+    const receiving = memfs();
+    const { receiver } = await start(receiving.fs);
+
+    const report = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port: receiver.address.port });
+
+    expect(report.files.map((f) => [f.name, f.status])).toEqual([
+      ['a.txt', 'sent'],
+      ['dir/b.txt', 'sent'],
+      ['dir/sub/big.bin', 'sent'],
+      ['dir/sub/empty', 'sent'],
+    ]);
+    const vol = receiving.vol;
+    expect(vol.readFileSync('/inbox/a.txt', 'utf8')).toBe('alpha\n');
+    expect(vol.readFileSync('/inbox/dir/b.txt', 'utf8')).toBe('bravo\n');
+    expect(Buffer.from(vol.readFileSync('/inbox/dir/sub/big.bin') as Buffer).equals(BIG)).toBe(true);
+    expect(vol.readFileSync('/inbox/dir/sub/empty', 'utf8')).toBe('');
+    expect(vol.readdirSync('/inbox/.ft-partial')).toEqual([]);
+    // The sender's volume has no inbox, the receiver's has no /src, and the real disk has neither.
+    expect(sender.vol.existsSync('/inbox')).toBe(false);
+    expect(vol.existsSync('/src')).toBe(false);
+    if (!realInboxExisted) expect(existsSync('/inbox')).toBe(false);
+  });
+
+  it('reports a second send of the same files as skipped', async () => {
+    const sender = senderVolume();
+    const receiving = memfs();
+    const { receiver, events } = await start(receiving.fs);
+    const port = receiver.address.port;
+
+    await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port });
+    const again = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port });
+
+    expect(again.files.map((f) => f.status)).toEqual(['skipped', 'skipped', 'skipped', 'skipped']);
+    expect(again.bytesSent).toBe(0);
+    expect(events.filter((e) => e.type === 'received')).toHaveLength(4);
+    expect(events.filter((e) => e.type === 'skipped')).toHaveLength(4);
+  });
+
+  it('keeps both copies under the rename policy when the receiver volume has a different file', async () => {
+    const sender = senderVolume();
+    const receiving = memfs();
+    receiving.vol.fromJSON({ '/inbox/a.txt': 'an older alpha\n' });
+    const { receiver } = await start(receiving.fs);
+
+    const report = await send(['/src/a.txt'], { fs: sender.fs, host: '127.0.0.1', port: receiver.address.port });
+
+    expect(report.files[0]).toMatchObject({ status: 'sent', remotePath: 'a (1).txt' });
+    expect(receiving.vol.readFileSync('/inbox/a.txt', 'utf8')).toBe('an older alpha\n');
+    expect(receiving.vol.readFileSync('/inbox/a (1).txt', 'utf8')).toBe('alpha\n');
+  });
+});

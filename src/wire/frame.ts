@@ -130,15 +130,17 @@ export class FrameDecoder {
     this.pending = [];
     this.pendingBytes = 0;
     const message = this.parse(bytes);
-    out.push({ kind: 'frame', message });
-    if (message.type === 'body') {
-      const length = message.length;
-      if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) {
-        this.fail(new FtError('BAD_MESSAGE', 'body frame needs a non-negative integer "length"'));
-      }
-      this.bodyRemaining = length as number;
-      if (this.bodyRemaining === 0) out.push({ kind: 'body-end' });
+    if (message.type !== 'body') {
+      out.push({ kind: 'frame', message });
+      return;
     }
+    const length = message.length;
+    if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) {
+      this.fail(new FtError('BAD_MESSAGE', 'body frame needs a non-negative integer "length"'));
+    }
+    out.push({ kind: 'frame', message });
+    this.bodyRemaining = length;
+    if (length === 0) out.push({ kind: 'body-end' });
   }
 
   private parse(bytes: Buffer): JsonObject {

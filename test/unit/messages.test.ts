@@ -1,0 +1,324 @@
+import { describe, expect, it } from 'vitest';
+import { FtError, type ErrorCode } from '../../src/errors.js';
+import type { JsonObject } from '../../src/wire/frame.js';
+import { HASH_PATTERN, parseReceiverMessage, parseSenderMessage } from '../../src/wire/messages.js';
+
+const HASH = 'xxh64:0123456789abcdef';
+const NONCE = '0123456789abcdef0123456789abcdef';
+const PROOF = 'ab'.repeat(32);
+
+/** As from the wire: JSON text parsed, so "__proto__" is an own key like any other. */
+function wire(text: string): JsonObject {
+  return JSON.parse(text) as JsonObject;
+}
+
+function refusal(fn: () => unknown): FtError {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown, 'expected a BAD_MESSAGE refusal').toBeInstanceOf(FtError);
+  expect((thrown as FtError).code).toBe('BAD_MESSAGE');
+  return thrown as FtError;
+}
+
+const sender = (raw: JsonObject) => parseSenderMessage(raw);
+const receiver = (raw: JsonObject) => parseReceiverMessage(raw);
+
+describe('HASH_PATTERN', () => {
+  it('matches "xxh64:" and exactly 16 lowercase hex digits', () => {
+    expect(HASH_PATTERN.test(HASH)).toBe(true);
+    for (const bad of ['xxh64:0123456789ABCDEF', 'xxh64:0123456789abcde', 'xxh64:0123456789abcdef0', '0123456789abcdef', 'XXH64:0123456789abcdef', 'xxh64:0123456789abcdeg', ` ${HASH}`, `${HASH}\n`]) {
+      expect(HASH_PATTERN.test(bad), bad).toBe(false);
+    }
+  });
+});
+
+describe('parseSenderMessage', () => {
+  describe('valid messages', () => {
+    it('hello, with and without the optional fields', () => {
+      expect(sender({ type: 'hello', protocol: 'ft', version: 1 })).toEqual({ type: 'hello', protocol: 'ft', version: 1 });
+      expect(sender({ type: 'hello', protocol: 'ft', version: 2, proof: PROOF, client: 'ft/0.1.0' })).toEqual({
+        type: 'hello',
+        protocol: 'ft',
+        version: 2,
+        proof: PROOF,
+        client: 'ft/0.1.0',
+      });
+    });
+
+    it('hello leaves absent optional fields absent (not present as undefined)', () => {
+      const hello = sender({ type: 'hello', protocol: 'ft', version: 1 });
+      expect(Object.keys(hello).sort()).toEqual(['protocol', 'type', 'version']);
+    });
+
+    it('file', () => {
+      const file = { type: 'file', id: 1, filename: 'dir/Ünïcödé 三体.txt', size: 0, hash: HASH };
+      expect(sender(file)).toEqual(file);
+      expect(sender({ ...file, size: Number.MAX_SAFE_INTEGER, id: Number.MAX_SAFE_INTEGER })).toMatchObject({ size: 2 ** 53 - 1 });
+    });
+
+    it('file accepts a filename of exactly 4096 UTF-8 bytes (name rules are checked elsewhere)', () => {
+      const filename = 'é'.repeat(2048);
+      expect(sender({ type: 'file', id: 1, filename, size: 1, hash: HASH })).toMatchObject({ filename });
+    });
+
+    it('body, cancel and bye', () => {
+      expect(sender({ type: 'body', id: 7, offset: 0, length: 0 })).toEqual({ type: 'body', id: 7, offset: 0, length: 0 });
+      expect(sender({ type: 'body', id: 7, offset: 10, length: 5 })).toEqual({ type: 'body', id: 7, offset: 10, length: 5 });
+      expect(sender({ type: 'cancel', id: 3 })).toEqual({ type: 'cancel', id: 3 });
+      expect(sender({ type: 'bye' })).toEqual({ type: 'bye' });
+    });
+
+    it('drops unknown extra fields', () => {
+      expect(sender({ type: 'bye', extra: 1, nested: { a: 1 } })).toEqual({ type: 'bye' });
+      expect(sender({ type: 'cancel', id: 1, offset: 5 })).toEqual({ type: 'cancel', id: 1 });
+    });
+  });
+
+  describe('refusals', () => {
+    it.each([
+      ['no type', {}],
+      ['a numeric type', { type: 1 }],
+      ['a null type', { type: null }],
+      ['an unknown type', { type: 'launch' }],
+      ['a receiver-only type', { type: 'accept', id: 1, offset: 0 }],
+      ['a type differing in case', { type: 'BYE' }],
+      ['type "constructor"', { type: 'constructor' }],
+      ['type "toString"', { type: 'toString' }],
+      ['type "__proto__"', wire('{"type":"__proto__"}')],
+    ])('refuses %s', (_what, raw) => {
+      refusal(() => sender(raw as JsonObject));
+    });
+
+    it.each([
+      ['a wrong protocol', { type: 'hello', protocol: 'http', version: 1 }],
+      ['no protocol', { type: 'hello', version: 1 }],
+      ['a string version', { type: 'hello', protocol: 'ft', version: '1' }],
+      ['a negative version', { type: 'hello', protocol: 'ft', version: -1 }],
+      ['a fractional version', { type: 'hello', protocol: 'ft', version: 1.5 }],
+      ['a short proof', { type: 'hello', protocol: 'ft', version: 1, proof: 'ab'.repeat(31) }],
+      ['an uppercase proof', { type: 'hello', protocol: 'ft', version: 1, proof: 'AB'.repeat(32) }],
+      ['a numeric client', { type: 'hello', protocol: 'ft', version: 1, client: 5 }],
+      ['a client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 1, client: 'x'.repeat(4097) }],
+      ['a null proof', { type: 'hello', protocol: 'ft', version: 1, proof: null }],
+    ])('refuses a hello with %s', (_what, raw) => {
+      refusal(() => sender(raw as JsonObject));
+    });
+
+    const file = { type: 'file', id: 1, filename: 'a.txt', size: 10, hash: HASH };
+    it.each([
+      ['id 0', { id: 0 }],
+      ['a negative id', { id: -1 }],
+      ['a fractional id', { id: 1.5 }],
+      ['a string id', { id: '1' }],
+      ['a negative size', { size: -1 }],
+      ['a fractional size', { size: 10.5 }],
+      ['a size of 2^53', { size: 2 ** 53 }],
+      ['a size beyond 2^53', { size: 2 ** 60 }],
+      ['an infinite size (1e400 on the wire)', wire('{"size":1e400}')],
+      ['a string size', { size: '10' }],
+      ['a null size', { size: null }],
+      ['a boolean size', { size: true }],
+      ['an uppercase hash', { hash: 'xxh64:0123456789ABCDEF' }],
+      ['a short hash', { hash: 'xxh64:0123456789abcde' }],
+      ['a long hash', { hash: 'xxh64:0123456789abcdef00' }],
+      ['a hash without its prefix', { hash: '0123456789abcdef' }],
+      ['a hash with another algorithm', { hash: 'sha256:0123456789abcdef' }],
+      ['a hash with a trailing newline', { hash: `${HASH}\n` }],
+      ['a numeric filename', { filename: 42 }],
+      ['a filename over 4096 bytes', { filename: 'é'.repeat(2048) + 'x' }],
+      ['an array filename', { filename: ['a.txt'] }],
+    ])('refuses a file header with %s', (_what, change) => {
+      refusal(() => sender({ ...file, ...(change as JsonObject) }));
+    });
+
+    it.each(['id', 'filename', 'size', 'hash'])('refuses a file header without %s', (field) => {
+      const raw: JsonObject = { ...file };
+      delete raw[field];
+      refusal(() => sender(raw));
+    });
+
+    it.each([
+      ['a negative offset', { offset: -1 }],
+      ['a fractional length', { length: 0.5 }],
+      ['a length of 2^53', { length: 2 ** 53 }],
+      ['no length', { length: undefined }],
+      ['no id', { id: undefined }],
+    ])('refuses a body with %s', (_what, change) => {
+      const raw: JsonObject = JSON.parse(JSON.stringify({ type: 'body', id: 1, offset: 0, length: 5, ...change }));
+      refusal(() => sender(raw));
+    });
+
+    it('refuses a cancel without a valid id', () => {
+      refusal(() => sender({ type: 'cancel' }));
+      refusal(() => sender({ type: 'cancel', id: 0 }));
+    });
+
+    it('names the field and the bad value in the message', () => {
+      const error = refusal(() => sender({ ...file, size: -5 }));
+      expect(error.message).toContain('size');
+      expect(error.message).toContain('-5');
+    });
+  });
+
+  describe('prototype keys', () => {
+    it('does not let "__proto__" or "constructor" keys leak into the result', () => {
+      const raw = wire(
+        `{"type":"file","id":1,"filename":"a.txt","size":3,"hash":"${HASH}","__proto__":{"polluted":true,"size":99},"constructor":{"prototype":{"polluted":true}}}`,
+      );
+      expect(Object.hasOwn(raw, '__proto__')).toBe(true); // the test input really carries the key
+      const message = sender(raw);
+      expect(Object.keys(message).sort()).toEqual(['filename', 'hash', 'id', 'size', 'type']);
+      expect(Reflect.ownKeys(message)).not.toContain('__proto__');
+      expect(Object.getPrototypeOf(message)).toBe(Object.prototype);
+      expect((message as unknown as Record<string, unknown>).polluted).toBeUndefined();
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      expect(Object.prototype).not.toHaveProperty('polluted');
+    });
+
+    it('does not read required fields from "__proto__"', () => {
+      refusal(() => sender(wire(`{"type":"cancel","__proto__":{"id":1}}`)));
+      refusal(() => sender(wire(`{"__proto__":{"type":"bye"}}`)));
+    });
+
+    it('does not read required fields inherited through a prototype', () => {
+      const raw = Object.create({ type: 'cancel', id: 1 }) as JsonObject;
+      refusal(() => sender(raw));
+    });
+
+    it('leaves hello optional fields absent when only the prototype has them', () => {
+      const raw = Object.assign(Object.create({ proof: PROOF, client: 'x' }), { type: 'hello', protocol: 'ft', version: 1 }) as JsonObject;
+      expect(sender(raw)).toEqual({ type: 'hello', protocol: 'ft', version: 1 });
+    });
+  });
+});
+
+describe('parseReceiverMessage', () => {
+  describe('valid messages', () => {
+    it('hello, with both auth methods and an optional name', () => {
+      expect(receiver({ type: 'hello', protocol: 'ft', version: 1, auth: 'none', nonce: NONCE })).toEqual({
+        type: 'hello',
+        protocol: 'ft',
+        version: 1,
+        auth: 'none',
+        nonce: NONCE,
+      });
+      const nonce128 = 'f'.repeat(128);
+      expect(receiver({ type: 'hello', protocol: 'ft', version: 1, auth: 'hmac-sha256', nonce: nonce128, name: 'desk' })).toEqual({
+        type: 'hello',
+        protocol: 'ft',
+        version: 1,
+        auth: 'hmac-sha256',
+        nonce: nonce128,
+        name: 'desk',
+      });
+    });
+
+    it('accept at offset 0 (no prefixHash needed) and at a resume offset with prefixHash', () => {
+      expect(receiver({ type: 'accept', id: 1, offset: 0 })).toEqual({ type: 'accept', id: 1, offset: 0 });
+      expect(receiver({ type: 'accept', id: 1, offset: 4096, prefixHash: HASH })).toEqual({ type: 'accept', id: 1, offset: 4096, prefixHash: HASH });
+    });
+
+    it('skip, refuse, failed, done and error', () => {
+      expect(receiver({ type: 'skip', id: 2, reason: 'already-there', path: 'a (1).txt' })).toEqual({
+        type: 'skip',
+        id: 2,
+        reason: 'already-there',
+        path: 'a (1).txt',
+      });
+      expect(receiver({ type: 'refuse', id: 2, code: 'BAD_NAME', message: 'no' })).toEqual({ type: 'refuse', id: 2, code: 'BAD_NAME', message: 'no' });
+      expect(receiver({ type: 'failed', id: 2, code: 'HASH_MISMATCH', message: '' })).toEqual({
+        type: 'failed',
+        id: 2,
+        code: 'HASH_MISMATCH',
+        message: '',
+      });
+      expect(receiver({ type: 'done', id: 2, hash: HASH, path: 'a.txt' })).toEqual({ type: 'done', id: 2, hash: HASH, path: 'a.txt' });
+      expect(receiver({ type: 'error', code: 'TIMEOUT', message: 'slow' })).toEqual({ type: 'error', code: 'TIMEOUT', message: 'slow' });
+    });
+  });
+
+  describe('refusals', () => {
+    it.each([
+      ['no type', {}],
+      ['an unknown type', { type: 'launch' }],
+      ['a sender-only type', { type: 'bye' }],
+      ['an array type', { type: ['accept'] }],
+    ])('refuses %s', (_what, raw) => {
+      refusal(() => receiver(raw as JsonObject));
+    });
+
+    it.each([
+      ['an unknown auth method', { auth: 'md5' }],
+      ['a missing auth', { auth: undefined }],
+      ['a short nonce', { nonce: 'a'.repeat(31) }],
+      ['a long nonce', { nonce: 'a'.repeat(129) }],
+      ['an uppercase nonce', { nonce: 'A'.repeat(32) }],
+      ['a missing nonce', { nonce: undefined }],
+      ['a numeric name', { name: 3 }],
+      ['a wrong protocol', { protocol: 'FT' }],
+    ])('refuses a hello with %s', (_what, change) => {
+      const raw: JsonObject = JSON.parse(JSON.stringify({ type: 'hello', protocol: 'ft', version: 1, auth: 'none', nonce: NONCE, ...change }));
+      refusal(() => receiver(raw));
+    });
+
+    it('refuses an accept with offset > 0 but no prefixHash', () => {
+      const error = refusal(() => receiver({ type: 'accept', id: 1, offset: 1 }));
+      expect(error.message).toContain('prefixHash');
+    });
+
+    it('refuses an accept with offset > 0 and a null or malformed prefixHash', () => {
+      refusal(() => receiver({ type: 'accept', id: 1, offset: 10, prefixHash: null }));
+      refusal(() => receiver({ type: 'accept', id: 1, offset: 10, prefixHash: 'xxh64:0123456789ABCDEF' }));
+      refusal(() => receiver({ type: 'accept', id: 1, offset: 10, prefixHash: '0123456789abcdef' }));
+      refusal(() => receiver({ type: 'accept', id: 1, offset: 10, prefixHash: 'xxh64:0123' }));
+    });
+
+    it('refuses an accept whose prefixHash sits only on the prototype', () => {
+      refusal(() => receiver(wire(`{"type":"accept","id":1,"offset":10,"__proto__":{"prefixHash":"${HASH}"}}`)));
+    });
+
+    it.each([
+      ['a negative offset', { type: 'accept', id: 1, offset: -1 }],
+      ['a fractional offset', { type: 'accept', id: 1, offset: 0.5 }],
+      ['an offset of 2^53', { type: 'accept', id: 1, offset: 2 ** 53, prefixHash: HASH }],
+      ['a skip reason we do not know', { type: 'skip', id: 1, reason: 'bored', path: 'a' }],
+      ['a skip without path', { type: 'skip', id: 1, reason: 'already-there' }],
+      ['a done with an uppercase hash', { type: 'done', id: 1, hash: 'xxh64:ABCDEF0123456789', path: 'a' }],
+      ['a done with a hash missing its prefix', { type: 'done', id: 1, hash: '0123456789abcdef', path: 'a' }],
+      ['a refuse with a numeric code', { type: 'refuse', id: 1, code: 5, message: 'x' }],
+      ['a refuse without code', { type: 'refuse', id: 1, message: 'x' }],
+      ['a failed without message', { type: 'failed', id: 1, code: 'HASH_MISMATCH' }],
+      ['an error with a message over 4096 bytes', { type: 'error', code: 'TIMEOUT', message: 'x'.repeat(4097) }],
+      ['a refuse with id 0', { type: 'refuse', id: 0, code: 'BAD_NAME', message: 'x' }],
+    ])('refuses %s', (_what, raw) => {
+      refusal(() => receiver(raw as JsonObject));
+    });
+  });
+
+  describe('error codes from the peer', () => {
+    it.each(['SOMETHING_NEW', 'bad_name', '', '__proto__', 'constructor', 'toString', 'hasOwnProperty'])(
+      'maps the unknown code %j to INTERNAL',
+      (code) => {
+        expect(receiver({ type: 'error', code, message: 'x' })).toEqual({ type: 'error', code: 'INTERNAL', message: 'x' });
+        expect(receiver({ type: 'refuse', id: 1, code, message: 'x' })).toMatchObject({ code: 'INTERNAL' });
+        expect(receiver({ type: 'failed', id: 1, code, message: 'x' })).toMatchObject({ code: 'INTERNAL' });
+      },
+    );
+
+    it.each(['BAD_NAME', 'CONFLICT', 'NO_SPACE', 'BUSY', 'HASH_MISMATCH', 'AUTH_FAILED'] as ErrorCode[])('keeps the known code %s', (code) => {
+      expect(receiver({ type: 'refuse', id: 1, code, message: 'x' })).toMatchObject({ code });
+    });
+  });
+
+  it('does not let "__proto__" or "constructor" keys leak into the result', () => {
+    const raw = wire(`{"type":"error","code":"TIMEOUT","message":"m","__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}`);
+    const message = receiver(raw);
+    expect(Reflect.ownKeys(message).sort()).toEqual(['code', 'message', 'type']);
+    expect(Object.getPrototypeOf(message)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});

@@ -84,7 +84,7 @@ function receiverInfo(get: (key: string) => unknown): ReceiverInfo | undefined {
 
 /** Receiver names are shown and matched: keep them short and printable. */
 export function cleanReceiverName(name: string): string {
-  const chars = [...name.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/gu, '').trim()];
+  const chars = [...name.toWellFormed().replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/gu, '').trim()];
   // Drop whole code points, never half of a surrogate pair.
   while (Buffer.byteLength(chars.join('')) > MAX_NAME_BYTES) chars.pop();
   return chars.join('').trim() || 'ft';

@@ -48,8 +48,14 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
   const query = encodeDatagram({ kind: 'query', qid });
   const found = new Map<string, FoundReceiver>();
   const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', (error) => {
+      socket.removeAllListeners();
+      reject(new FtError('CONNECT_FAILED', `cannot open a UDP socket for discovery: ${error.message}`));
+    });
+    socket.bind(0, () => resolve());
+  });
   socket.on('error', () => undefined);
-  await new Promise<void>((resolve) => socket.bind(0, resolve));
   socket.setBroadcast(true);
 
   return new Promise<FoundReceiver[]>((resolve, reject) => {
@@ -63,6 +69,7 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
       else resolve([...found.values()]);
     };
     const onAbort = () => finish(new FtError('ABORTED', 'discovery was cancelled'));
+    if (options.signal?.aborted) return onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('message', (bytes, from) => {
       const datagram = decodeDatagram(bytes);

@@ -3,7 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { Announcer } from '../discovery/announcer.js';
 import { cleanReceiverName, DEFAULT_DISCOVERY_PORT } from '../discovery/codec.js';
-import { isLoopbackAddress } from '../discovery/interfaces.js';
+import { broadcastTargets, isLoopbackAddress } from '../discovery/interfaces.js';
 import { FtError } from '../errors.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../storage/inbox.js';
@@ -149,6 +149,12 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new FtError('USAGE', `Expected port to be an integer 0–65535, got ${JSON.stringify(port)}`);
   }
+  const beaconInterval = options.beaconInterval ?? SERVE_DEFAULTS.beaconInterval;
+  if (!Number.isFinite(beaconInterval) || beaconInterval <= 0 || beaconInterval > 3600) {
+    throw new FtError('USAGE', `Expected beaconInterval to be seconds in (0, 3600], got ${JSON.stringify(beaconInterval)}`);
+  }
+  // An interface that does not exist is a typo to report now, not a warning every few seconds.
+  if (options.interface !== undefined && (options.beacon ?? true)) broadcastTargets({ only: options.interface, includeLoopback: true });
   const inbox = await Inbox.open(options.dir ?? SERVE_DEFAULTS.dir, fs, options.onConflict ?? SERVE_DEFAULTS.onConflict);
   const limits: SessionLimits = {
     maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
@@ -193,28 +199,43 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   });
   server.on('error', () => undefined);
   receiver.scheduleExpiry(options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs);
-  if (options.beacon ?? true) {
-    const host = options.host;
+  if (options.beacon ?? true) await announce(receiver, options, name);
+  if (options.signal) {
+    if (options.signal.aborted) await receiver.close();
+    else options.signal.addEventListener('abort', () => void receiver.close(), { once: true });
+  }
+  return receiver;
+}
+
+/**
+ * Starts the beacon where senders can reach the address actually listened on: everywhere for
+ * a wildcard, loopback only for 127.x, that one interface for a specific IPv4 address. Discovery
+ * is IPv4 broadcast, so a receiver on an IPv6 address only is not announced (and says why).
+ */
+async function announce(receiver: Receiver, options: ServeOptions, name: string): Promise<void> {
+  const bound = receiver.address.host;
+  const wildcard = bound === '::' || bound === '0.0.0.0';
+  if (!wildcard && net.isIPv6(bound) && !bound.startsWith('::ffff:')) {
+    receiver.discoveryError = `discovery uses IPv4 broadcast, and this receiver listens on ${bound} only`;
+    return;
+  }
+  const loopbackOnly = !wildcard && isLoopbackAddress(bound);
+  const iface = options.interface ?? (wildcard || loopbackOnly ? undefined : bound.replace(/^::ffff:/, ''));
+  try {
     receiver.announcer = await Announcer.start({
       name,
       port: receiver.address.port,
       auth: options.token !== undefined,
       interval: options.beaconInterval ?? SERVE_DEFAULTS.beaconInterval,
       discoveryPort: options.discoveryPort ?? SERVE_DEFAULTS.discoveryPort,
-      interface: options.interface,
-      loopbackOnly: host !== undefined && (host === 'localhost' || isLoopbackAddress(host)),
+      interface: iface,
+      loopbackOnly,
       onError: (error) => receiver.publish({ type: 'warning', message: `discovery: ${error.message}` }),
-    }).catch((error: Error) => {
-      // Transfers work without discovery; the caller can say why senders will need the address.
-      receiver.discoveryError = error.message;
-      return undefined;
     });
+  } catch (error) {
+    // Transfers work without discovery; the caller can say why senders will need the address.
+    receiver.discoveryError = (error as Error).message;
   }
-  if (options.signal) {
-    if (options.signal.aborted) await receiver.close();
-    else options.signal.addEventListener('abort', () => void receiver.close(), { once: true });
-  }
-  return receiver;
 }
 
 /** Over a connection limit: say so in the protocol (code BUSY) rather than resetting. */

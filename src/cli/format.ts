@@ -22,8 +22,12 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 }
 
+// JSON.stringify escapes C0 controls but leaves these raw; a terminal showing the log would obey them.
+const INVISIBLE_CONTROLS = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
 /** One JSON object per line, for `--json`: `event` names what happened. */
 export function jsonLine(event: string, fields: object): string {
   const { type: _type, ...rest } = fields as { type?: unknown };
-  return JSON.stringify({ event, ...rest }) + '\n';
+  const json = JSON.stringify({ event, ...rest }).replace(INVISIBLE_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return `${json}\n`;
 }

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import { EXIT, FtError } from '../errors.js';
+import { EXIT, exitCodeFor, FtError } from '../errors.js';
 import { escapeForDisplay } from '../names/safe-name.js';
 import type { SendEvent } from '../transfer/events.js';
 import { send, type FileResult, type SendReport } from '../transfer/sender.js';
@@ -52,12 +52,11 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
   }
 }
 
-/** 3 if a file failed verification, else 4 if one was refused, else 1 if one failed otherwise. */
+/** The most telling code among the files that did not arrive: 3 (verification), then 4 (refused), 5, 1. */
 export function exitCodeOf(files: FileResult[]): number {
-  if (files.some((f) => f.status === 'failed' && f.code === 'HASH_MISMATCH')) return EXIT.VERIFY_FAILED;
-  if (files.some((f) => f.status === 'refused')) return EXIT.REFUSED;
-  if (files.some((f) => f.status === 'failed')) return EXIT.OTHER;
-  return EXIT.OK;
+  const codes = new Set(files.filter((f) => f.status === 'refused' || f.status === 'failed').map((f) => exitCodeFor(f.code ?? 'INTERNAL')));
+  if (codes.size === 0) return EXIT.OK;
+  return [EXIT.VERIFY_FAILED, EXIT.REFUSED, EXIT.CONNECTION].find((code) => codes.has(code)) ?? EXIT.OTHER;
 }
 
 interface View {

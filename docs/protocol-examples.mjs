@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Regenerates the hashes, the proof and the hex dumps shown in docs/PROTOCOL.md.
-// It does not import ft: it encodes frames straight from the specification (node:crypto and
-// xxhash-wasm only), so it also serves as a small second implementation to check the spec.
+// Regenerates the hashes, the proof and the hex dumps shown in docs/PROTOCOL.md, for the TCP
+// protocol and for discovery (UDP). It does not import ft: it encodes frames and datagrams
+// straight from the specification (node:crypto and xxhash-wasm only), so it also serves as a
+// small second implementation to check the spec.
 // Run from the repository root: node docs/protocol-examples.mjs
 import { createHmac } from 'node:crypto';
 import xxhash from 'xxhash-wasm';
@@ -23,11 +24,29 @@ export function frame(message) {
 /** HMAC-SHA256 keyed with the token's UTF-8 bytes, over the nonce's hex text; lowercase hex. */
 export const proofFor = (token, nonce) => createHmac('sha256', token).update(nonce).digest('hex');
 
-/** The classic `hexdump -C` layout. */
+/**
+ * Discovery datagram (§20): one compact UTF-8 JSON object, `m` and `v` first. A query is padded
+ * with spaces in `pad` to exactly 512 bytes, so that no answer is ever larger than it.
+ */
+export function datagram(fields) {
+  const base = { m: 'ft-discovery', v: 1, ...fields };
+  if (fields.kind !== 'query') return Buffer.from(JSON.stringify(base), 'utf8');
+  const unpadded = Buffer.byteLength(JSON.stringify({ ...base, pad: '' }), 'utf8');
+  return Buffer.from(JSON.stringify({ ...base, pad: ' '.repeat(Math.max(0, 512 - unpadded)) }), 'utf8');
+}
+
+/** The classic `hexdump -C` layout, including its `*` for rows that repeat the row above. */
 export function hexdump(bytes) {
   const lines = [];
+  let squeezing = false;
   for (let at = 0; at < bytes.length; at += 16) {
     const row = bytes.subarray(at, at + 16);
+    if (at > 0 && row.length === 16 && row.equals(bytes.subarray(at - 16, at))) {
+      if (!squeezing) lines.push('*');
+      squeezing = true;
+      continue;
+    }
+    squeezing = false;
     const hex = [...row].map((b) => b.toString(16).padStart(2, '0'));
     const left = hex.slice(0, 8).join(' ');
     const right = hex.slice(8).join(' ');
@@ -98,5 +117,20 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const extra = Buffer.from('XYZW');
   show('S->R 13 body bytes then "XYZW"', undefined, Buffer.concat([CONTENT, extra]));
   console.log(`"XYZW" read as a length prefix: ${extra.readUInt32BE(0)}\n`);
+  console.log('(R->S done for id 1 first: the same frame as step 6 of example 1)\n');
   show('R->S error', { type: 'error', code: 'FRAME_TOO_LARGE', message: `frame length ${extra.readUInt32BE(0)} is over the 65536-byte limit` });
+
+  console.log('=== example 5: discovery datagrams (UDP port 9527)');
+  const receiverInfo = { name: 'laptop', id: '9f86d081884c7d65', port: 9527, auth: false, interval: 3 };
+  const qid = '2c26b46b68ffc68f';
+  for (const [title, bytes] of [
+    ['announce (broadcast every 3 s)', datagram({ kind: 'announce', ...receiverInfo })],
+    ['query (broadcast by a sender)', datagram({ kind: 'query', qid })],
+    ['answer (unicast to the query\'s source)', datagram({ kind: 'answer', qid, ...receiverInfo })],
+  ]) {
+    const text = bytes.toString('utf8').replace(/"pad":"( *)"/, (_, pad) => `"pad":"<${pad.length} spaces>"`);
+    console.log(`--- ${title}: ${bytes.length} bytes\n${text}`);
+    console.log(hexdump(bytes));
+    console.log();
+  }
 }

@@ -17,7 +17,7 @@ export const ERROR_CODES = {
   // Refusals of one file (sender exit 4).
   BAD_NAME: 'the file name is not a safe relative path',
   UNSAFE_PATH: 'the path would leave the inbox (for example through a symbolic link)',
-  CONFLICT: 'a different file already has this name and the policy is reject',
+  CONFLICT: 'the name is taken (policy reject), or a file stands where a folder is needed, or no free name was left',
   TOO_LARGE: 'the file is larger than the receiver accepts',
   NO_SPACE: 'the receiver has not enough free disk space',
   BUSY: 'another connection is uploading the same content, or the receiver is at its connection limit',

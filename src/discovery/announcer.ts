@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { decodeDatagram, encodeDatagram, type ReceiverInfo } from './codec.js';
-import { broadcastTargets, isLoopbackAddress } from './interfaces.js';
+import { broadcastTargets, isLoopbackAddress, onSubnet, type BroadcastTarget } from './interfaces.js';
 
 export interface AnnouncerOptions {
   name: string;
@@ -66,11 +66,11 @@ export class Announcer {
     return announcer;
   }
 
-  private targets(): string[] {
+  private targets(): BroadcastTarget[] {
     try {
-      return broadcastTargets({ only: this.options.interface, includeLoopback: this.options.loopbackOnly })
-        .filter((t) => !this.options.loopbackOnly || isLoopbackAddress(t.address))
-        .map((t) => t.broadcast);
+      return broadcastTargets({ only: this.options.interface, includeLoopback: this.options.loopbackOnly }).filter(
+        (t) => !this.options.loopbackOnly || isLoopbackAddress(t.address),
+      );
     } catch (error) {
       this.options.onError?.(error as Error);
       return [];
@@ -80,7 +80,7 @@ export class Announcer {
   private beacon(): void {
     const datagram = encodeDatagram({ kind: 'announce', ...this.info });
     for (const target of this.targets()) {
-      this.socket.send(datagram, this.options.discoveryPort, target, (error) => {
+      this.socket.send(datagram, this.options.discoveryPort, target.broadcast, (error) => {
         if (error) this.options.onError?.(error);
       });
     }
@@ -89,7 +89,9 @@ export class Announcer {
   private onMessage(bytes: Buffer, from: dgram.RemoteInfo): void {
     const datagram = decodeDatagram(bytes);
     if (datagram?.kind !== 'query') return;
-    if (this.options.loopbackOnly && !isLoopbackAddress(from.address)) return;
+    // Answer only where we announce: an asker elsewhere could not reach our address anyway.
+    const restricted = this.options.loopbackOnly || this.options.interface !== undefined;
+    if (restricted && !this.targets().some((t) => onSubnet(from.address, t))) return;
     if (!this.allow(from.address)) return;
     const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, ...this.info });
     // Never answer with more bytes than the query had: no amplification for spoofed sources.

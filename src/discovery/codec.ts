@@ -9,6 +9,8 @@
  * Everything from the network is untrusted: anything that is not exactly one of these shapes
  * decodes to undefined and is ignored.
  */
+import { CONTROL_CHARACTERS } from '../names/safe-name.js';
+
 export const DISCOVERY_MARKER = 'ft-discovery';
 export const DISCOVERY_VERSION = 1;
 export const DEFAULT_DISCOVERY_PORT = 9527;
@@ -74,7 +76,7 @@ export function decodeDatagram(bytes: Buffer): Datagram | undefined {
 function receiverInfo(get: (key: string) => unknown): ReceiverInfo | undefined {
   const [name, id, port, auth, interval] = ['name', 'id', 'port', 'auth', 'interval'].map(get);
   if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > MAX_NAME_BYTES) return undefined;
-  if (/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u.test(name)) return undefined;
+  if (CONTROL_CHARACTERS.test(name)) return undefined;
   if (typeof id !== 'string' || !ID_PATTERN.test(id)) return undefined;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
   if (typeof auth !== 'boolean') return undefined;
@@ -84,7 +86,7 @@ function receiverInfo(get: (key: string) => unknown): ReceiverInfo | undefined {
 
 /** Receiver names are shown and matched: keep them short and printable. */
 export function cleanReceiverName(name: string): string {
-  const chars = [...name.toWellFormed().replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/gu, '').trim()];
+  const chars = [...name.toWellFormed().replace(new RegExp(CONTROL_CHARACTERS, 'gu'), '').trim()];
   // Drop whole code points, never half of a surrogate pair.
   while (Buffer.byteLength(chars.join('')) > MAX_NAME_BYTES) chars.pop();
   return chars.join('').trim() || 'ft';

@@ -7,6 +7,7 @@ export type InterfaceMap = ReturnType<typeof os.networkInterfaces>;
 export interface BroadcastTarget {
   interface: string;
   address: string;
+  netmask: string;
   broadcast: string;
 }
 
@@ -34,12 +35,12 @@ export function broadcastTargets(options: TargetOptions, interfaces: InterfaceMa
       matchedOnly = true;
       if (entry.internal) {
         if (options.includeLoopback || options.only !== undefined) {
-          targets.push({ interface: name, address: entry.address, broadcast: LOOPBACK_BROADCAST });
+          targets.push({ interface: name, address: entry.address, netmask: entry.netmask, broadcast: LOOPBACK_BROADCAST });
         }
         continue;
       }
       const broadcast = broadcastOf(entry.address, entry.netmask);
-      if (broadcast) targets.push({ interface: name, address: entry.address, broadcast });
+      if (broadcast) targets.push({ interface: name, address: entry.address, netmask: entry.netmask, broadcast });
     }
   }
   if (!matchedOnly) {
@@ -65,6 +66,14 @@ function toInt(dotted: string): number | undefined {
 
 function fromInt(value: number): string {
   return [24, 16, 8, 0].map((shift) => (value >>> shift) & 255).join('.');
+}
+
+/** Whether an IPv4 address is on the target's subnet (used to answer only where we announce). */
+export function onSubnet(address: string, target: Pick<BroadcastTarget, 'address' | 'netmask'>): boolean {
+  const a = toInt(address.replace(/^::ffff:/, ''));
+  const own = toInt(target.address);
+  const mask = toInt(target.netmask);
+  return a !== undefined && own !== undefined && mask !== undefined && ((a ^ own) & mask) === 0;
 }
 
 export function isLoopbackAddress(address: string): boolean {

@@ -6,8 +6,9 @@ export const PARTIAL_DIR = '.ft-partial';
 export const MAX_PATH_BYTES = 4096;
 export const MAX_COMPONENT_BYTES = 255;
 
-// C0 and C1 control characters, DEL, and the Unicode bidirectional overrides and isolates.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+/** C0 and C1 control characters, DEL, and the Unicode bidirectional marks, overrides and isolates. */
+export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+const CONTROL = CONTROL_CHARACTERS;
 // Characters that some system or viewer treats as a path separator.
 const SEPARATOR_LOOKALIKES = /[\\\uff0f\uff3c\u2215\u2044\u29f8\u29f9]/u;
 // Names Windows reserves in every folder, with or without an extension.

@@ -119,14 +119,17 @@ export class ReceiverSession {
     try {
       // destroyOnReturn: false keeps the socket open after a throw, so the error frame can go out.
       for await (const chunk of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-        for (const item of this.decoder.push(chunk)) await this.handle(item);
+        for (const item of this.decoder.push(chunk)) await this.handle(item).catch((error) => {
+            throw localFailure(error);
+          });
       }
       if (this.state !== 'closing') {
         const where = this.body ? ` in the body of ${this.body.file.header.filename}` : '';
         throw new FtError('CONNECTION_LOST', `connection closed before "bye"${where}`);
       }
     } catch (error) {
-      failure = classify(error);
+      // Our own failures are coded already; anything else came from the socket: the peer went away.
+      failure = toFtError(error, 'CONNECTION_LOST');
       this.closeWithError(failure);
     }
     // Report a failure only once the bytes already received are on disk: the partial is final by then.
@@ -252,7 +255,7 @@ export class ReceiverSession {
     } catch (error) {
       // Whatever went wrong with this one file (a name the disk cannot hold, a permission), the
       // connection and the other files go on.
-      const ftError = toFtError(error, 'WRITE_FAILED');
+      const ftError = localFailure(error);
       return refuse(ftError.code, ftError.message);
     }
   }
@@ -286,7 +289,7 @@ export class ReceiverSession {
       handle = await file.partial.openForWrite(message.offset);
     } catch (error) {
       this.release(file);
-      throw toFtError(error, 'WRITE_FAILED');
+      throw localFailure(error);
     }
     file.offset = message.offset;
     const now = Date.now();
@@ -348,13 +351,11 @@ export class ReceiverSession {
     }
     const hash = hasher.digest();
     if (hash !== header.hash) {
-      try {
-        await handle.close();
-        // The bytes we hold are not the announced content, and we cannot tell which are wrong.
-        await file.partial.discard();
-      } finally {
-        this.release(file);
-      }
+      // The bytes we hold are not the announced content, and we cannot tell which are wrong. If
+      // deleting them fails, the next resume's prefix check still refuses them.
+      await handle.close().catch(() => undefined);
+      await file.partial.discard().catch(() => undefined);
+      this.release(file);
       const message = `content of ${header.filename} hashes to ${hash}, not ${header.hash}; nothing was kept`;
       send({ type: 'failed', id: header.id, code: 'HASH_MISMATCH', message });
       this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'HASH_MISMATCH', message });
@@ -379,7 +380,7 @@ export class ReceiverSession {
     } catch (error) {
       await handle.close().catch(() => undefined);
       this.release(file);
-      const ftError = toFtError(error, 'WRITE_FAILED');
+      const ftError = localFailure(error);
       send({ type: 'failed', id: header.id, code: ftError.code, message: ftError.message });
       this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: ftError.code, message: ftError.message });
     }
@@ -406,15 +407,16 @@ export class ReceiverSession {
 /** Texts on the wire stay well inside the 4096-byte field limit, whatever name they quote. */
 function clip(text: string): string {
   if (Buffer.byteLength(text) <= 1024) return text;
-  let clipped = text.slice(0, 1000);
-  while (Buffer.byteLength(clipped) > 1000) clipped = clipped.slice(0, -1);
-  return `${clipped}…`;
+  const chars = [...text.slice(0, 1000)];
+  while (Buffer.byteLength(chars.join('')) > 1000) chars.pop();
+  return `${chars.join('')}…`;
 }
 
-/** Socket errors mean the peer went away; anything else is our own bug and says so. */
-function classify(error: unknown): FtError {
+/**
+ * Errors from our own work on a frame: a file-system error is WRITE_FAILED, anything else is
+ * our bug (INTERNAL). Kept apart from socket errors, which mean the peer went away.
+ */
+function localFailure(error: unknown): FtError {
   if (error instanceof FtError) return error;
-  const code = (error as NodeJS.ErrnoException)?.code ?? '';
-  if (/^(E[A-Z]+|ERR_STREAM_PREMATURE_CLOSE)$/.test(code)) return toFtError(error, 'CONNECTION_LOST');
-  return toFtError(error, 'INTERNAL');
+  return toFtError(error, typeof (error as NodeJS.ErrnoException)?.code === 'string' ? 'WRITE_FAILED' : 'INTERNAL');
 }

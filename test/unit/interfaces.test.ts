@@ -10,6 +10,7 @@ import {
   broadcastTargets,
   isLoopbackAddress,
   LOOPBACK_BROADCAST,
+  onSubnet,
   type InterfaceMap,
 } from '../../src/discovery/interfaces.js';
 
@@ -48,7 +49,7 @@ function usageError(fn: () => unknown): FtError {
 
 describe('broadcastTargets', () => {
   it('gives the directed broadcast address of each IPv4 interface, skipping /31, /32 and loopback', () => {
-    expect(targets({ includeLoopback: false })).toEqual([
+    expect(targets({ includeLoopback: false })).toMatchObject([
       { interface: 'wlan0', address: '192.168.1.20', broadcast: '192.168.1.255' },
       { interface: 'eth0', address: '10.1.2.3', broadcast: '10.1.255.255' },
     ]);
@@ -56,7 +57,7 @@ describe('broadcastTargets', () => {
 
   it('adds loopback (127.255.255.255) with includeLoopback', () => {
     const all = targets({ includeLoopback: true });
-    expect(all).toContainEqual({ interface: 'lo', address: '127.0.0.1', broadcast: LOOPBACK_BROADCAST });
+    expect(all).toContainEqual({ interface: 'lo', address: '127.0.0.1', netmask: '255.0.0.0', broadcast: LOOPBACK_BROADCAST });
     expect(LOOPBACK_BROADCAST).toBe('127.255.255.255');
     expect(all.map((t) => t.broadcast).sort()).toEqual(['10.1.255.255', '127.255.255.255', '192.168.1.255']);
   });
@@ -75,22 +76,22 @@ describe('broadcastTargets', () => {
 
   it('skips interfaces without addresses (undefined entries)', () => {
     const map: InterfaceMap = { dummy: undefined, eth0: [v4('172.16.5.4', '255.240.0.0')] };
-    expect(broadcastTargets({ includeLoopback: true }, map)).toEqual([{ interface: 'eth0', address: '172.16.5.4', broadcast: '172.31.255.255' }]);
+    expect(broadcastTargets({ includeLoopback: true }, map)).toMatchObject([{ interface: 'eth0', address: '172.16.5.4', broadcast: '172.31.255.255' }]);
   });
 
   it('selects one interface by name', () => {
-    expect(targets({ includeLoopback: false, only: 'eth0' })).toEqual([{ interface: 'eth0', address: '10.1.2.3', broadcast: '10.1.255.255' }]);
+    expect(targets({ includeLoopback: false, only: 'eth0' })).toMatchObject([{ interface: 'eth0', address: '10.1.2.3', broadcast: '10.1.255.255' }]);
   });
 
   it('selects one interface by address', () => {
-    expect(targets({ includeLoopback: false, only: '192.168.1.20' })).toEqual([
+    expect(targets({ includeLoopback: false, only: '192.168.1.20' })).toMatchObject([
       { interface: 'wlan0', address: '192.168.1.20', broadcast: '192.168.1.255' },
     ]);
   });
 
   it('selects only the matching address of an interface with several', () => {
     const map: InterfaceMap = { eth0: [v4('192.168.1.20', '255.255.255.0'), v4('10.0.0.7', '255.0.0.0')] };
-    expect(broadcastTargets({ includeLoopback: false, only: '10.0.0.7' }, map)).toEqual([
+    expect(broadcastTargets({ includeLoopback: false, only: '10.0.0.7' }, map)).toMatchObject([
       { interface: 'eth0', address: '10.0.0.7', broadcast: '10.255.255.255' },
     ]);
     expect(broadcastTargets({ includeLoopback: false, only: 'eth0' }, map).map((t) => t.broadcast)).toEqual(['192.168.1.255', '10.255.255.255']);
@@ -98,8 +99,8 @@ describe('broadcastTargets', () => {
 
   it('includes loopback when `only` selects it, even without includeLoopback', () => {
     const expected = [{ interface: 'lo', address: '127.0.0.1', broadcast: LOOPBACK_BROADCAST }];
-    expect(targets({ includeLoopback: false, only: 'lo' })).toEqual(expected);
-    expect(targets({ includeLoopback: false, only: '127.0.0.1' })).toEqual(expected);
+    expect(targets({ includeLoopback: false, only: 'lo' })).toMatchObject(expected);
+    expect(targets({ includeLoopback: false, only: '127.0.0.1' })).toMatchObject(expected);
   });
 
   it('`only` excludes loopback and every other interface it does not name', () => {
@@ -119,7 +120,7 @@ describe('broadcastTargets', () => {
       lo,
       lo2: [v4('127.0.0.2', '255.0.0.0', true)],
     };
-    expect(broadcastTargets({ includeLoopback: true }, map)).toEqual([
+    expect(broadcastTargets({ includeLoopback: true }, map)).toMatchObject([
       { interface: 'eth0', address: '192.168.1.20', broadcast: '192.168.1.255' },
       { interface: 'br0', address: '10.0.0.1', broadcast: '10.0.0.255' },
       { interface: 'lo', address: '127.0.0.1', broadcast: LOOPBACK_BROADCAST },
@@ -166,5 +167,21 @@ describe('isLoopbackAddress', () => {
 
   it.each(['192.0.2.2', '10.127.0.1', '0.0.0.0', '::', '::ffff:192.168.1.1', 'fe80::1', '128.0.0.1', '1.127.0.0'])('%s is not', (address) => {
     expect(isLoopbackAddress(address)).toBe(false);
+  });
+});
+
+describe('onSubnet', () => {
+  const lan = { address: '192.168.1.20', netmask: '255.255.255.0' };
+  it('accepts addresses on the interface subnet, IPv4-mapped or not', () => {
+    expect(onSubnet('192.168.1.77', lan)).toBe(true);
+    expect(onSubnet('::ffff:192.168.1.1', lan)).toBe(true);
+  });
+  it('refuses addresses on other subnets and non-IPv4 text', () => {
+    expect(onSubnet('192.168.2.77', lan)).toBe(false);
+    expect(onSubnet('10.0.0.1', lan)).toBe(false);
+    expect(onSubnet('fe80::1', lan)).toBe(false);
+  });
+  it('treats all of 127/8 as the loopback subnet', () => {
+    expect(onSubnet('127.0.0.5', { address: '127.0.0.1', netmask: '255.0.0.0' })).toBe(true);
   });
 });

@@ -49,9 +49,14 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     process.once('SIGTERM', () => resolve());
   });
   const name = receiver.announcer?.info.name;
+  const openToAll = token === undefined && !LOOPBACK.test(options.host ?? '');
+  const openWarning = 'no token set, so anyone on the network can send files here (see --token-file)';
+  // On stderr in both modes, so it is seen even when stdout goes to a log.
+  if (openToAll) process.stderr.write(`ft: warning: ${openWarning}\n`);
   const { host, port } = receiver.address;
   if (options.json) {
     out(jsonLine('listening', { dir: receiver.dir, host, port, auth: token !== undefined, name, id: receiver.announcer?.info.id }));
+    if (openToAll) out(jsonLine('warning', { message: openWarning }));
     if (receiver.discoveryError) out(jsonLine('warning', { message: `discovery is off: ${receiver.discoveryError}` }));
     receiver.on('event', (event) => {
       if (event.type !== 'connection') out(jsonLine(event.type === 'connection-error' ? 'error' : event.type, event));
@@ -62,9 +67,6 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     out(`ft: receiving into ${receiver.dir} on ${shownHost}:${port}${announced}\n`);
     if (receiver.discoveryError) {
       process.stderr.write(`ft: warning: discovery is off (${receiver.discoveryError}); senders need this address\n`);
-    }
-    if (token === undefined && !LOOPBACK.test(options.host ?? '')) {
-      process.stderr.write('ft: warning: no token set, so anyone on the network can send files here (see --token-file)\n');
     }
     receiver.on('event', (event) => {
       const line = describe(event);

@@ -82,6 +82,7 @@ export class Inbox {
         }
         await this.fs.unlink(partial.dataPath);
       }
+      await this.checkLanded(target);
       await partial.forgetMeta();
       await this.syncDir(path.dirname(target));
       return candidate.join('/');
@@ -110,6 +111,17 @@ export class Inbox {
       if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${shown} in the inbox is a symbolic link`);
       if (!stat.isDirectory()) throw new FtError('CONFLICT', `${shown} in the inbox is a file, not a folder`);
     }
+  }
+
+  /**
+   * The folders were checked before the link, but one could have been swapped for a symbolic
+   * link in between: if the file landed outside the inbox, take it back out and refuse.
+   */
+  private async checkLanded(target: string): Promise<void> {
+    const folder = await this.fs.realpath(path.dirname(target));
+    if (folder === this.root || folder.startsWith(this.root + path.sep)) return;
+    await this.fs.unlink(target).catch(() => undefined);
+    throw new FtError('UNSAFE_PATH', `${path.relative(this.root, target)} resolved outside the inbox while it was placed`);
   }
 
   private async refuseLink(target: string): Promise<void> {

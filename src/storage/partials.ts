@@ -96,6 +96,7 @@ export class Partial {
   /** Bytes already held: the offset the receiver offers (the receiver is the authority on it). */
   offset = 0;
   private metaPath = '';
+  private filename = '';
 
   constructor(
     private readonly store: PartialStore,
@@ -109,6 +110,7 @@ export class Partial {
 
   async load(filename: string, metaPath: string): Promise<void> {
     this.metaPath = metaPath;
+    this.filename = filename;
     const stat = await this.fs.lstat(this.dataPath).catch((error) => {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -118,10 +120,6 @@ export class Partial {
       await this.fs.unlink(this.dataPath);
     } else if (stat) {
       this.offset = stat.size;
-    }
-    const meta: PartialMeta = { filename, size: this.id.size, hash: this.id.hash, createdAt: new Date().toISOString() };
-    if (this.offset === 0 || !(await exists(this.fs, metaPath))) {
-      await this.fs.writeFile(metaPath, JSON.stringify(meta) + '\n');
     }
   }
 
@@ -140,8 +138,15 @@ export class Partial {
     return { hasher, prefixHash: hasher.digest() };
   }
 
-  /** Opens for appending at `from` (the agreed offset, or 0 to discard what was held). */
+  /**
+   * Opens for appending at `from` (the agreed offset, or 0 to discard what was held). Nothing
+   * is written to disk for a header alone: metadata appears with the first body.
+   */
   async openForWrite(from: number): Promise<FileHandle> {
+    if (from === 0 || !(await exists(this.fs, this.metaPath))) {
+      const meta: PartialMeta = { filename: this.filename, size: this.id.size, hash: this.id.hash, createdAt: new Date().toISOString() };
+      await this.fs.writeFile(this.metaPath, JSON.stringify(meta) + '\n');
+    }
     if (from === 0) {
       return this.fs.open(this.dataPath, 'w');
     }

@@ -36,8 +36,9 @@ export class RawClient {
     );
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
-    const socket = net.connect({ port, host });
+  /** `localAddress` picks the source address (e.g. 127.0.0.2, to look like another machine). */
+  static async connect(port: number, host = '127.0.0.1', { localAddress }: { localAddress?: string } = {}): Promise<RawClient> {
+    const socket = net.connect({ port, host, localAddress });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
@@ -87,11 +88,11 @@ export class RawClient {
     this.socket.write(bytes);
   }
 
-  /** Reads the receiver's hello and answers with ours (no token). */
-  async handshake(): Promise<JsonObject> {
+  /** Reads the receiver's hello and answers with ours (no token unless `fields` adds a proof). */
+  async handshake(fields: JsonObject = {}): Promise<JsonObject> {
     const hello = await this.next();
     if (hello.type !== 'hello') throw new Error(`expected hello, got ${JSON.stringify(hello)}`);
-    this.send({ type: 'hello', protocol: 'ft', version: 1 });
+    this.send({ type: 'hello', protocol: 'ft', version: 1, ...fields });
     return hello;
   }
 

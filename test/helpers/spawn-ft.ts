@@ -41,8 +41,10 @@ const running = new Set<FtProcess>();
 
 /** Runs `node bin/ft.js ...args` the way a user would, collecting its output. */
 export function spawnFt(args: string[], options: SpawnFtOptions = {}): FtProcess {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+  // A token in the test runner's own environment must not leak in; one given in options.env is meant.
+  const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.FT_TOKEN;
+  Object.assign(env, options.env);
   delete env.NODE_OPTIONS; // vitest's loaders must not leak into the CLI
   const child = spawn(process.execPath, [FT_BIN, ...args], {
     cwd: options.cwd ?? REPO_ROOT,
@@ -174,11 +176,13 @@ export interface FtServe {
  */
 export async function startFtServe(
   dir: string,
-  { port, args = [], json = false }: { port?: number; args?: string[]; json?: boolean } = {},
+  { port, args = [], json = false, env }: { port?: number; args?: string[]; json?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<FtServe> {
   const listenPort = port ?? (await freePort());
   // --no-beacon: tests keep every packet on 127.0.0.1 (no LAN discovery traffic).
-  const proc = spawnFt(['serve', dir, '--port', String(listenPort), '--host', '127.0.0.1', '--no-beacon', ...args, ...(json ? ['--json'] : [])]);
+  const proc = spawnFt(['serve', dir, '--port', String(listenPort), '--host', '127.0.0.1', '--no-beacon', ...args, ...(json ? ['--json'] : [])], {
+    env,
+  });
   if (json) {
     const listening = await proc.waitForJson((e) => e.event === 'listening');
     return { proc, port: listening.port as number, dir: listening.dir as string };

@@ -140,7 +140,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
   });
 
   describe('PartialStore.acquire', () => {
-    it('returns offset 0 for new content and writes its metadata', async () => {
+    it('returns offset 0 for new content, and writes its metadata only when the body starts', async () => {
       const inbox = await openInbox();
       const id = await idOf(content(1000, 2));
       const before = Date.now();
@@ -149,10 +149,13 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect(partial!.offset).toBe(0);
       expect(partial!.key).toBe(`${id.hash.slice('xxh64:'.length)}-1000`);
       expect(partial!.dataPath).toBe(path.join(inbox.partials.dir, `${partial!.key}.part`));
+      const metaPath = path.join(inbox.partials.dir, `${partial!.key}.json`);
+      expect(await exists(metaPath)).toBe(false);
+      await (await partial!.openForWrite(0)).close();
       const meta = JSON.parse(await fs.readFile(path.join(inbox.partials.dir, `${partial!.key}.json`), 'utf8'));
       expect(meta).toMatchObject({ filename: 'docs/report.pdf', size: 1000, hash: id.hash });
       expect(Date.parse(meta.createdAt)).toBeGreaterThanOrEqual(before - 1000);
-      expect(await exists(partial!.dataPath)).toBe(false);
+      expect(await exists(partial!.dataPath)).toBe(true);
     });
 
     it('says busy (undefined) when another connection acquires the same content while it is held', async () => {

@@ -1,0 +1,52 @@
+/**
+ * Helpers for hostile-input tests: hand-made frames (any bytes, not just what encodeFrame would
+ * produce) and the check that a receiver still serves an honest sender afterwards.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { expect } from 'vitest';
+import { send } from '../../src/index.js';
+import { digest, listFiles } from './files.js';
+import type { TestReceiver } from './receiver.js';
+import { tempDir } from './temp.js';
+
+/** A frame around arbitrary bytes: 4-byte big-endian length, then the bytes as they are. */
+export function rawFrame(payload: string | Buffer): Buffer {
+  const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+  const prefix = Buffer.alloc(4);
+  prefix.writeUInt32BE(bytes.length, 0);
+  return Buffer.concat([prefix, bytes]);
+}
+
+/** Just a length prefix (no payload). */
+export function lengthPrefix(length: number): Buffer {
+  const prefix = Buffer.alloc(4);
+  prefix.writeUInt32BE(length, 0);
+  return prefix;
+}
+
+/** Relative path (as listFiles shows it) of the partial metadata the receiver keeps for this content. */
+export function partialMeta(hash: string, size: number): string {
+  return `.ft-partial/${hash.slice('xxh64:'.length)}-${size}.json`;
+}
+
+/** Relative path (as listFiles shows it) of the partial data the receiver keeps for this content. */
+export function partialData(hash: string, size: number): string {
+  return `.ft-partial/${hash.slice('xxh64:'.length)}-${size}.part`;
+}
+
+let serial = 0;
+
+/**
+ * An honest `send()` on a new connection still succeeds, and afterwards the inbox holds exactly
+ * `expected` (paths relative to the inbox, `.ft-partial/…` included) plus the file just sent.
+ */
+export async function expectServesOn(r: TestReceiver, expected: string[] = [], { token }: { token?: string } = {}): Promise<void> {
+  const name = `still-serving-${process.pid}-${++serial}.txt`;
+  const src = path.join(await tempDir('ft-honest-'), name);
+  await writeFile(src, `an honest file, number ${serial}\n`);
+  const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, token });
+  expect(report.files.map((f) => [f.status, f.remotePath])).toEqual([['sent', name]]);
+  expect(await digest(path.join(r.dir, name))).toEqual(await digest(src));
+  expect(await listFiles(r.dir)).toEqual([...expected, name].sort());
+}

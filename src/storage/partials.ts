@@ -145,7 +145,11 @@ export class Partial {
   async openForWrite(from: number): Promise<FileHandle> {
     if (from === 0 || !(await exists(this.fs, this.metaPath))) {
       const meta: PartialMeta = { filename: this.filename, size: this.id.size, hash: this.id.hash, createdAt: new Date().toISOString() };
-      await this.fs.writeFile(this.metaPath, JSON.stringify(meta) + '\n');
+      await this.fs.writeFile(this.metaPath, JSON.stringify(meta) + '\n').catch(async (error) => {
+        // A full disk can leave an empty metadata file behind: remove it before giving up.
+        await this.fs.unlink(this.metaPath).catch(() => undefined);
+        throw error;
+      });
     }
     if (from === 0) {
       return this.fs.open(this.dataPath, 'w');

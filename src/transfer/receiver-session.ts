@@ -71,8 +71,6 @@ interface ActiveBody {
   startedAt: number;
   received: number;
   lastProgress: number;
-  /** Set when writing failed mid-body: the rest of the body is read and dropped. */
-  failed: boolean;
 }
 
 type State = 'hello' | 'ready' | 'closing';
@@ -86,6 +84,8 @@ export class ReceiverSession {
   private readonly usedIds = new Set<number>();
   private readonly batchNames = new Map<string, string>();
   private body: ActiveBody | undefined;
+  /** The body in progress could not be written: its remaining bytes are read and dropped. */
+  private dropping = false;
 
   constructor(
     private readonly socket: Socket,
@@ -289,7 +289,9 @@ export class ReceiverSession {
       handle = await file.partial.openForWrite(message.offset);
     } catch (error) {
       this.release(file);
-      throw localFailure(error);
+      this.reportWriteFailure(file, error);
+      this.dropping = true;
+      return;
     }
     file.offset = message.offset;
     const now = Date.now();
@@ -301,20 +303,20 @@ export class ReceiverSession {
       startedAt: now,
       received: message.offset,
       lastProgress: now,
-      failed: false,
     };
     this.ctx.emit({ type: 'started', remote: this.remote, name: header.filename, size: header.size, offset: message.offset });
   }
 
   private async bodyChunk(data: Buffer): Promise<void> {
+    if (this.dropping) return;
     const body = this.body!;
     body.received += data.length;
-    if (body.failed) return;
     body.hasher.update(data);
     try {
       if (!body.writer.write(data)) await body.writer.drained();
     } catch (error) {
-      await this.bodyWriteFailed(body, error);
+      await this.abandonBody(body, error);
+      this.dropping = true;
       return;
     }
     const now = Date.now();
@@ -325,29 +327,37 @@ export class ReceiverSession {
     }
   }
 
-  /** A full disk or an I/O error: report it, keep what was written for resume, drop the rest. */
-  private async bodyWriteFailed(body: ActiveBody, error: unknown): Promise<void> {
-    body.failed = true;
-    const errno = (error as NodeJS.ErrnoException).code;
-    const code: ErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'NO_SPACE' : 'WRITE_FAILED';
-    const message = `could not write ${body.file.header.filename}: ${(error as Error).message}`;
+  /** A full disk or an I/O error mid-body: keep what was written for resume, and say why. */
+  private async abandonBody(body: ActiveBody, error: unknown): Promise<void> {
+    this.body = undefined;
     await body.handle.close().catch(() => undefined);
     this.release(body.file);
-    this.send({ type: 'failed', id: body.file.header.id, code, message });
-    this.ctx.emit({ type: 'failed', remote: this.remote, name: body.file.header.filename, code, message });
+    this.reportWriteFailure(body.file, error);
+  }
+
+  /** This one file failed; the connection and the other files go on. */
+  private reportWriteFailure(file: PendingFile, error: unknown): void {
+    const errno = (error as NodeJS.ErrnoException).code;
+    const code: ErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'NO_SPACE' : localFailure(error).code;
+    const message = `could not write ${file.header.filename}: ${(error as Error).message}`;
+    this.send({ type: 'failed', id: file.header.id, code, message });
+    this.ctx.emit({ type: 'failed', remote: this.remote, name: file.header.filename, code, message });
   }
 
   private async bodyEnd(): Promise<void> {
+    if (this.dropping) {
+      this.dropping = false;
+      return;
+    }
     const body = this.body!;
     this.body = undefined;
-    if (body.failed) return;
     const { file, handle, writer, hasher } = body;
     const { header } = file;
     const send = (message: ReceiverMessage) => this.send(message);
     try {
       await writer.flush();
     } catch (error) {
-      return this.bodyWriteFailed(body, error);
+      return this.abandonBody(body, error);
     }
     const hash = hasher.digest();
     if (hash !== header.hash) {
@@ -394,7 +404,7 @@ export class ReceiverSession {
   private async releaseAll(): Promise<void> {
     const body = this.body;
     this.body = undefined;
-    if (body && !body.failed) {
+    if (body) {
       await body.writer.flush().catch(() => undefined);
       await body.handle.close().catch(() => undefined);
       this.release(body.file);

@@ -1,4 +1,7 @@
 #!/usr/bin/env node
-import { run } from '../dist/cli/main.js';
+// Parallel fsyncs of many small files share journal commits; libuv's default of 4 threads would
+// serialise them. Set before anything touches the thread pool, hence the dynamic import.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+const { run } = await import('../dist/cli/main.js');
 
 process.exitCode = await run(process.argv);

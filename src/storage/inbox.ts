@@ -25,6 +25,8 @@ export type TargetState =
 export class Inbox {
   readonly partials: PartialStore;
   private readonly hashCache = new Map<string, string>();
+  /** Per folder: the fsync running now, and the one queued to start after it. */
+  private readonly dirSyncs = new Map<string, { running: Promise<void>; queued?: Promise<void> }>();
 
   private constructor(
     readonly root: string,
@@ -158,8 +160,32 @@ export class Inbox {
     return hasher.digest();
   }
 
-  /** A rename is durable only once its folder is synced. */
-  private async syncDir(dir: string): Promise<void> {
+  /**
+   * A rename is durable only once its folder is synced. Renames into one folder at the same time
+   * share one fsync: a caller waits for a sync that starts after its own rename.
+   */
+  private syncDir(dir: string): Promise<void> {
+    const entry = this.dirSyncs.get(dir);
+    if (!entry) {
+      const running = this.fsyncDir(dir).finally(() => this.afterDirSync(dir));
+      this.dirSyncs.set(dir, { running });
+      return running;
+    }
+    entry.queued ??= entry.running.catch(() => undefined).then(() => this.fsyncDir(dir));
+    return entry.queued;
+  }
+
+  private afterDirSync(dir: string): void {
+    const entry = this.dirSyncs.get(dir);
+    if (!entry?.queued) {
+      this.dirSyncs.delete(dir);
+      return;
+    }
+    const running = entry.queued.finally(() => this.afterDirSync(dir));
+    this.dirSyncs.set(dir, { running });
+  }
+
+  private async fsyncDir(dir: string): Promise<void> {
     const handle = await this.fs.open(dir, 'r');
     try {
       await handle.sync();

@@ -15,6 +15,9 @@ export interface PartialMeta extends ContentId {
   createdAt: string;
 }
 
+/** Bodies streamed to disk (over 1 MiB) get a metadata file beside their data (who sent what, since when). */
+const METADATA_MIN_BYTES = 1024 * 1024;
+
 const KEY_PATTERN = /^([0-9a-f]{16})-([0-9]+)(~[0-9a-f]{8})?\.(part|json)$/;
 
 export function partialKey(id: ContentId): string {
@@ -143,7 +146,9 @@ export class Partial {
    * is written to disk for a header alone: metadata appears with the first body.
    */
   async openForWrite(from: number): Promise<FileHandle> {
-    if (from === 0 || !(await exists(this.fs, this.metaPath))) {
+    // A small body arrives in one go: its metadata would be created and deleted at once.
+    const worthMeta = this.id.size - from > METADATA_MIN_BYTES;
+    if (worthMeta && (from === 0 || !(await exists(this.fs, this.metaPath)))) {
       const meta: PartialMeta = { filename: this.filename, size: this.id.size, hash: this.id.hash, createdAt: new Date().toISOString() };
       await this.fs.writeFile(this.metaPath, JSON.stringify(meta) + '\n').catch(async (error) => {
         // A full disk can leave an empty metadata file behind: remove it before giving up.

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, parseSafeName } from '../names/safe-name.js';
-import { BodyWriter } from '../storage/body-writer.js';
+import { openBodySink, SMALL_BODY_BYTES, type BodySink } from '../storage/body-sink.js';
 import type { FileHandle } from '../storage/file-system.js';
 import type { Inbox } from '../storage/inbox.js';
 import type { Partial } from '../storage/partials.js';
@@ -65,8 +65,7 @@ interface PendingFile {
 /** The body being received right now. */
 interface ActiveBody {
   file: PendingFile;
-  handle: FileHandle;
-  writer: BodyWriter;
+  sink: BodySink;
   hasher: Hasher;
   startedAt: number;
   received: number;
@@ -74,6 +73,9 @@ interface ActiveBody {
 }
 
 type State = 'hello' | 'ready' | 'closing';
+
+/** Verified files whose fsync and placement may run at once, per connection. */
+const MAX_FINALIZING = 32;
 
 export class ReceiverSession {
   private readonly decoder = new FrameDecoder();
@@ -83,9 +85,14 @@ export class ReceiverSession {
   private readonly pending = new Map<number, PendingFile>();
   private readonly usedIds = new Set<number>();
   private readonly batchNames = new Map<string, string>();
+  /** Header decisions still being made, by file id; their answers go out in arrival order. */
+  private readonly deciding = new Map<number, Promise<void>>();
+  private answered: Promise<void> = Promise.resolve();
   private body: ActiveBody | undefined;
   /** The body in progress could not be written: its remaining bytes are read and dropped. */
   private dropping = false;
+  /** Complete, verified files being fsync'd and placed. */
+  private readonly finalizing = new Set<Promise<void>>();
 
   constructor(
     private readonly socket: Socket,
@@ -130,6 +137,9 @@ export class ReceiverSession {
     } catch (error) {
       // Our own failures are coded already; anything else came from the socket: the peer went away.
       failure = toFtError(error, 'CONNECTION_LOST');
+      // Files verified before the violation still get their `done`, ahead of the error.
+      await this.answered;
+      await Promise.all(this.finalizing);
       this.closeWithError(failure);
     }
     // Report a failure only once the bytes already received are on disk: the partial is final by then.
@@ -173,10 +183,12 @@ export class ReceiverSession {
       case 'body':
         return this.startBody(message);
       case 'cancel':
-        return this.release(this.takePending(message.id));
+        return this.release(await this.takePending(message.id));
       case 'bye':
+        await this.answered;
         if (this.pending.size > 0) throw new FtError('UNEXPECTED_MESSAGE', `"bye" with ${this.pending.size} accepted files unsent`);
         this.state = 'closing';
+        await Promise.all(this.finalizing);
         this.socket.end();
         return;
       default:
@@ -200,67 +212,80 @@ export class ReceiverSession {
     this.state = 'ready';
   }
 
-  private async header(header: FileHeader): Promise<void> {
+  /**
+   * Checks what must be checked in arrival order, then decides in the background: the next
+   * headers' disk look-ups overlap with this one's, and the answers still go out in order.
+   */
+  private header(header: FileHeader): void {
     if (this.usedIds.has(header.id)) throw new FtError('UNEXPECTED_MESSAGE', `file id ${header.id} was used before`);
-    if (this.pending.size >= this.ctx.limits.maxPendingFiles) {
+    if (this.pending.size + this.deciding.size >= this.ctx.limits.maxPendingFiles) {
       throw new FtError('UNEXPECTED_MESSAGE', `more than ${this.ctx.limits.maxPendingFiles} headers are waiting for bodies`);
     }
     this.usedIds.add(header.id);
-    const refuse = (code: ErrorCode, message: string) => {
-      this.send({ type: 'refuse', id: header.id, code, message });
-      this.ctx.emit({ type: 'refused', remote: this.remote, name: header.filename, code, message });
-    };
+    const decision = this.decide(header);
+    const answered = this.answered.then(async () => {
+      const { reply, event } = await decision;
+      this.deciding.delete(header.id);
+      this.send(reply);
+      if (event) this.ctx.emit(event);
+    });
+    this.answered = answered.catch(() => undefined);
+    this.deciding.set(header.id, answered);
+  }
+
+  /** accept, skip or refuse; never throws (a problem with one file is that file's refusal). */
+  private async decide(header: FileHeader): Promise<{ reply: ReceiverMessage; event?: ReceiverEvent }> {
+    const { id, filename: name } = header;
+    const refuse = (code: ErrorCode, message: string) => ({
+      reply: { type: 'refuse', id, code, message } as const,
+      event: { type: 'refused', remote: this.remote, name, code, message } as const,
+    });
+    let partial: Partial | undefined;
     try {
-      const components = parseSafeName(header.filename);
-      const key = collisionKey(header.filename);
+      const components = parseSafeName(name);
+      const key = collisionKey(name);
       const earlier = this.batchNames.get(key);
-      if (earlier !== undefined && earlier !== header.filename) {
-        return refuse('NAME_COLLISION', `"${header.filename}" and "${earlier}" differ only by case or normalisation`);
+      if (earlier !== undefined && earlier !== name) {
+        return refuse('NAME_COLLISION', `"${name}" and "${earlier}" differ only by case or normalisation`);
       }
-      this.batchNames.set(key, header.filename);
+      this.batchNames.set(key, name);
       if (header.size > this.ctx.limits.maxFileSize) {
         return refuse('TOO_LARGE', `${header.size} bytes is over this receiver's limit of ${this.ctx.limits.maxFileSize}`);
       }
       const target = await this.ctx.inbox.inspect(components, header);
       if (target.kind === 'identical') {
-        this.send({ type: 'skip', id: header.id, reason: 'already-there', path: target.path });
-        this.ctx.emit({ type: 'skipped', remote: this.remote, name: header.filename, path: target.path });
-        return;
+        return {
+          reply: { type: 'skip', id, reason: 'already-there', path: target.path },
+          event: { type: 'skipped', remote: this.remote, name, path: target.path },
+        };
       }
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
-      const partial = await this.ctx.inbox.partials.acquire(header, header.filename, this);
+      partial = await this.ctx.inbox.partials.acquire(header, name, this);
       if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
-      const file: PendingFile = { header, components, partial, offset: partial.offset, prefix: undefined };
-      try {
-        const free = await this.ctx.freeSpace();
-        if (free !== undefined && header.size - file.offset > free) {
-          this.release(file);
-          return refuse('NO_SPACE', `${header.size - file.offset} bytes needed, ${free} free on the receiver`);
-        }
-        if (file.offset > 0) {
-          file.prefix = await partial.hashPrefix();
-          file.offset = partial.offset;
-        }
-      } catch (error) {
-        this.release(file);
-        throw error;
+      const free = await this.ctx.freeSpace();
+      if (free !== undefined && header.size - partial.offset > free) {
+        partial.release();
+        return refuse('NO_SPACE', `${header.size - partial.offset} bytes needed, ${free} free on the receiver`);
       }
-      this.pending.set(header.id, file);
+      const prefix = partial.offset > 0 ? await partial.hashPrefix() : undefined;
+      this.pending.set(id, { header, components, partial, offset: partial.offset, prefix });
       // The receiver is the authority on the offset; the sender checks prefixHash against its own bytes.
-      this.send(
-        file.prefix && file.offset > 0
-          ? { type: 'accept', id: header.id, offset: file.offset, prefixHash: file.prefix.prefixHash }
-          : { type: 'accept', id: header.id, offset: 0 },
-      );
+      const reply: ReceiverMessage =
+        prefix && partial.offset > 0
+          ? { type: 'accept', id, offset: partial.offset, prefixHash: prefix.prefixHash }
+          : { type: 'accept', id, offset: 0 };
+      return { reply };
     } catch (error) {
       // Whatever went wrong with this one file (a name the disk cannot hold, a permission), the
       // connection and the other files go on.
-      const ftError = localFailure(error);
-      return refuse(ftError.code, ftError.message);
+      partial?.release();
+      const { code, message } = localFailure(error);
+      return refuse(code, message);
     }
   }
 
-  private takePending(id: number): PendingFile {
+  private async takePending(id: number): Promise<PendingFile> {
+    await this.deciding.get(id);
     const file = this.pending.get(id);
     if (!file) throw new FtError('UNEXPECTED_MESSAGE', `no accepted file with id ${id}`);
     this.pending.delete(id);
@@ -268,7 +293,7 @@ export class ReceiverSession {
   }
 
   private async startBody(message: Body): Promise<void> {
-    const file = this.takePending(message.id);
+    const file = await this.takePending(message.id);
     const { header } = file;
     // A resume must start at the offset we offered; 0 means the sender found our prefix wrong.
     if (message.offset !== file.offset && message.offset !== 0) {
@@ -284,9 +309,9 @@ export class ReceiverSession {
     }
     const resumed = message.offset > 0 && file.prefix !== undefined;
     const hasher = resumed ? file.prefix!.hasher : await createHasher();
-    let handle: FileHandle;
+    let sink: BodySink;
     try {
-      handle = await file.partial.openForWrite(message.offset);
+      sink = await openBodySink(file.partial, message.offset, message.length);
     } catch (error) {
       this.release(file);
       this.reportWriteFailure(file, error);
@@ -295,15 +320,7 @@ export class ReceiverSession {
     }
     file.offset = message.offset;
     const now = Date.now();
-    this.body = {
-      file,
-      handle,
-      writer: new BodyWriter(handle, message.offset),
-      hasher,
-      startedAt: now,
-      received: message.offset,
-      lastProgress: now,
-    };
+    this.body = { file, sink, hasher, startedAt: now, received: message.offset, lastProgress: now };
     this.ctx.emit({ type: 'started', remote: this.remote, name: header.filename, size: header.size, offset: message.offset });
   }
 
@@ -313,7 +330,7 @@ export class ReceiverSession {
     body.received += data.length;
     body.hasher.update(data);
     try {
-      if (!body.writer.write(data)) await body.writer.drained();
+      await body.sink.write(data);
     } catch (error) {
       await this.abandonBody(body, error);
       this.dropping = true;
@@ -330,7 +347,7 @@ export class ReceiverSession {
   /** A full disk or an I/O error mid-body: keep what was written for resume, and say why. */
   private async abandonBody(body: ActiveBody, error: unknown): Promise<void> {
     this.body = undefined;
-    await body.handle.close().catch(() => undefined);
+    await body.sink.abandon();
     this.release(body.file);
     this.reportWriteFailure(body.file, error);
   }
@@ -351,32 +368,54 @@ export class ReceiverSession {
     }
     const body = this.body!;
     this.body = undefined;
-    const { file, handle, writer, hasher } = body;
+    const { file, sink, hasher } = body;
     const { header } = file;
-    const send = (message: ReceiverMessage) => this.send(message);
-    try {
-      await writer.flush();
-    } catch (error) {
-      return this.abandonBody(body, error);
-    }
     const hash = hasher.digest();
     if (hash !== header.hash) {
       // The bytes we hold are not the announced content, and we cannot tell which are wrong. If
       // deleting them fails, the next resume's prefix check still refuses them.
-      await handle.close().catch(() => undefined);
+      await sink.abandon();
       await file.partial.discard().catch(() => undefined);
       this.release(file);
       const message = `content of ${header.filename} hashes to ${hash}, not ${header.hash}; nothing was kept`;
-      send({ type: 'failed', id: header.id, code: 'HASH_MISMATCH', message });
+      this.send({ type: 'failed', id: header.id, code: 'HASH_MISMATCH', message });
       this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'HASH_MISMATCH', message });
       return;
+    }
+    // A streamed body's last queued megabytes are written now, so memory stays bounded; small
+    // bodies (at most SMALL_BODY_BYTES each, in memory) are written in the background.
+    if (header.size - file.offset > SMALL_BODY_BYTES) {
+      try {
+        await sink.finish();
+      } catch (error) {
+        return this.abandonBody(body, error);
+      }
+    }
+    // Durability and placement run in the background while the next body streams in; many
+    // small files then share fsyncs (and the journal commits behind them).
+    if (this.finalizing.size >= MAX_FINALIZING) await Promise.race(this.finalizing);
+    const finalizing = this.finalize(body, hash).finally(() => this.finalizing.delete(finalizing));
+    this.finalizing.add(finalizing);
+  }
+
+  /** fsync, atomic placement, then `done`: the file exists under its name only once durable. */
+  private async finalize(body: ActiveBody, hash: string): Promise<void> {
+    const { file, sink } = body;
+    const { header } = file;
+    let handle: FileHandle;
+    try {
+      handle = await sink.finish();
+    } catch (error) {
+      await sink.abandon();
+      this.release(file);
+      return this.reportWriteFailure(file, error);
     }
     try {
       await handle.sync();
       await handle.close();
       const finalPath = await this.ctx.inbox.place(file.partial, file.components);
       this.release(file);
-      send({ type: 'done', id: header.id, hash, path: finalPath });
+      this.send({ type: 'done', id: header.id, hash, path: finalPath });
       this.ctx.emit({
         type: 'received',
         remote: this.remote,
@@ -390,9 +429,9 @@ export class ReceiverSession {
     } catch (error) {
       await handle.close().catch(() => undefined);
       this.release(file);
-      const ftError = localFailure(error);
-      send({ type: 'failed', id: header.id, code: ftError.code, message: ftError.message });
-      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: ftError.code, message: ftError.message });
+      const { code, message } = localFailure(error);
+      this.send({ type: 'failed', id: header.id, code, message });
+      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code, message });
     }
   }
 
@@ -402,11 +441,12 @@ export class ReceiverSession {
 
   /** On any end of the connection: what was written stays on disk as a resumable partial. */
   private async releaseAll(): Promise<void> {
+    await this.answered;
+    await Promise.all(this.finalizing);
     const body = this.body;
     this.body = undefined;
     if (body) {
-      await body.writer.flush().catch(() => undefined);
-      await body.handle.close().catch(() => undefined);
+      await body.sink.abandon();
       this.release(body.file);
     }
     for (const file of this.pending.values()) this.release(file);

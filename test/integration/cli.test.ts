@@ -114,12 +114,14 @@ describe('ft serve and ft send', () => {
     const send = await runFt(['send', threeBody, fx.file('binary.bin'), '--to', `127.0.0.1:${serve.port}`]);
     expect(send.exit.code, send.stderr).toBe(0);
     await serve.proc.waitForJson((e) => e.event === 'received' && e.name === 'binary.bin');
+    await serve.proc.waitForJson((e) => e.event === 'received' && e.name === 'three-body.txt');
 
     const events = serve.proc.json();
     expect(events[0]).toMatchObject({ event: 'listening', host: '127.0.0.1', port: serve.port, auth: false });
+    // Files are made durable in parallel, so they may be reported in either order.
     const received = events.filter((e) => e.event === 'received');
-    expect(received.map((e) => e.name)).toEqual(['three-body.txt', 'binary.bin']);
-    expect(received[1]).toMatchObject({ path: 'binary.bin', size: (await digest(fx.file('binary.bin'))).size, resumedFrom: 0 });
+    expect(received.map((e) => e.name).sort()).toEqual(['binary.bin', 'three-body.txt']);
+    expect(received.find((e) => e.name === 'binary.bin')).toMatchObject({ path: 'binary.bin', size: (await digest(fx.file('binary.bin'))).size, resumedFrom: 0 });
   });
 
   it('stops ft serve cleanly on SIGINT (exit 0) after it has received a file', async () => {

@@ -1,0 +1,364 @@
+// Helpers for bench/run.js: child processes (all tracked and killed at the end), loopback ports,
+// listening checks, memory readings, statistics and formatting.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export class BenchError extends Error {}
+
+/* ---------------------------------------------------------------- child processes */
+
+const children = new Set();
+
+/**
+ * Spawns a child in its own process group (so `sh -c` wrappers die with their children) and
+ * keeps the last `keep` bytes (default 64 KiB) of its stdout and stderr. Returns a handle with
+ * `pid`, `stdout`, `stderr` (getters), `done` once it has exited, and `exited`, a promise of
+ * { code, signal } that never rejects.
+ */
+export function start(name, command, args, options = {}) {
+  const keep = options.keep ?? 65536;
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const streams = { stdout: { chunks: [], bytes: 0 }, stderr: { chunks: [], bytes: 0 } };
+  const text = (key) => {
+    const stream = streams[key];
+    if (stream.chunks.length > 1) stream.chunks = [Buffer.concat(stream.chunks)];
+    return stream.chunks.length ? stream.chunks[0].toString() : '';
+  };
+  const proc = {
+    name,
+    child,
+    pid: child.pid,
+    done: undefined,
+    lineWaiters: [],
+    get stdout() {
+      return text('stdout');
+    },
+    get stderr() {
+      return text('stderr');
+    },
+  };
+  children.add(proc);
+  const collect = (key) => (chunk) => {
+    const stream = streams[key];
+    stream.chunks.push(chunk);
+    stream.bytes += chunk.length;
+    while (stream.bytes - stream.chunks[0].length >= keep) stream.bytes -= stream.chunks.shift().length;
+    if (key === 'stdout') for (const waiter of proc.lineWaiters) waiter();
+  };
+  child.stdout.on('data', collect('stdout'));
+  child.stderr.on('data', collect('stderr'));
+  proc.exited = new Promise((resolve) => {
+    child.once('error', (error) => {
+      proc.done = { code: null, signal: null, error };
+      children.delete(proc);
+      resolve(proc.done);
+    });
+    child.once('close', (code, signal) => {
+      proc.done ??= { code, signal };
+      children.delete(proc);
+      for (const waiter of proc.lineWaiters) waiter();
+      resolve(proc.done);
+    });
+  });
+  return proc;
+}
+
+/** What a process printed, for error messages. */
+export function describeOutput(proc) {
+  const parts = [];
+  if (proc.stderr.trim()) parts.push(`stderr: ${proc.stderr.trim().slice(-2000)}`);
+  if (proc.stdout.trim()) parts.push(`stdout: ${proc.stdout.trim().slice(-2000)}`);
+  return parts.length ? `\n  ${parts.join('\n  ')}` : '';
+}
+
+function exitText(done) {
+  if (done.error) return `could not start (${done.error.message})`;
+  return done.signal ? `was killed by ${done.signal}` : `exited with code ${done.code}`;
+}
+
+/** Waits for the process to exit; fails on a timeout or a non-zero exit. */
+export async function expectSuccess(proc, timeoutMs) {
+  let timer;
+  const timeout = new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+  const done = await Promise.race([proc.exited, timeout]);
+  clearTimeout(timer);
+  if (done === 'timeout') {
+    kill(proc);
+    throw new BenchError(`${proc.name} did not finish within ${Math.round(timeoutMs / 1000)} s${describeOutput(proc)}`);
+  }
+  if (done.error || done.code !== 0) throw new BenchError(`${proc.name} ${exitText(done)}${describeOutput(proc)}`);
+  return done;
+}
+
+/**
+ * Waits for a receiver to finish successfully; fails at once (instead of at the timeout) when the
+ * sender exits with an error first.
+ */
+export async function expectTransfer(receiver, sender, timeoutMs) {
+  const receiving = expectSuccess(receiver, timeoutMs);
+  receiving.catch(() => undefined);
+  const senderFailed = sender.exited.then((done) => (done.error || done.code !== 0 ? 'sender' : new Promise(() => undefined)));
+  const first = await Promise.race([receiving.then(() => 'receiver'), senderFailed]);
+  if (first === 'sender') {
+    kill(receiver);
+    await receiving.catch(() => undefined);
+    await expectSuccess(sender, 1000); // throws, with the sender's output
+  }
+}
+
+/** Waits until the process prints a stdout line matching `test`; returns that line. */
+export async function waitForLine(proc, test, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const line = proc.stdout.split('\n').find((l) => l.trim() && test(l));
+    if (line !== undefined) return line;
+    if (proc.done) throw new BenchError(`${proc.name} ${exitText(proc.done)} before it was ready${describeOutput(proc)}`);
+    const left = deadline - Date.now();
+    if (left <= 0) throw new BenchError(`${proc.name} was not ready within ${timeoutMs / 1000} s${describeOutput(proc)}`);
+    await new Promise((resolve) => {
+      const timer = setTimeout(done, Math.min(left, 1000));
+      function done() {
+        clearTimeout(timer);
+        proc.lineWaiters = proc.lineWaiters.filter((w) => w !== done);
+        resolve();
+      }
+      proc.lineWaiters.push(done);
+    });
+  }
+}
+
+/** SIGKILLs the process group of a child (it was spawned detached, so the group id is its pid). */
+export function kill(proc, signal = 'SIGKILL') {
+  if (proc.done) return;
+  try {
+    process.kill(-proc.pid, signal);
+  } catch {
+    try {
+      proc.child.kill(signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** Asks politely (SIGTERM), then SIGKILLs after `graceMs`; resolves once it has exited. */
+export async function stop(proc, graceMs = 3000) {
+  if (proc.done) return proc.done;
+  kill(proc, 'SIGTERM');
+  const timer = setTimeout(() => kill(proc, 'SIGKILL'), graceMs);
+  const done = await proc.exited;
+  clearTimeout(timer);
+  return done;
+}
+
+/** Kills every child still running; synchronous so it can run from signal and exit handlers. */
+export function killAll() {
+  for (const proc of children) kill(proc, 'SIGKILL');
+}
+
+/* ---------------------------------------------------------------- ports and listening */
+
+const usedPorts = new Set();
+
+/** A free TCP port on 127.0.0.1 (bind port 0, read it, close), never the same one twice per run. */
+export async function freePort() {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await new Promise((resolve, reject) => {
+      const server = net.createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address();
+        server.close(() => resolve(port));
+      });
+    });
+    if (!usedPorts.has(port)) {
+      usedPorts.add(port);
+      return port;
+    }
+  }
+  throw new BenchError('could not find a free port on 127.0.0.1');
+}
+
+/** True when /proc/net/tcp lists a socket in LISTEN state on 127.0.0.1:port (or 0.0.0.0:port). */
+function listeningInProc(port) {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const table = fs.readFileSync('/proc/net/tcp', 'utf8');
+  for (const line of table.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 4) continue;
+    const [address, localPort] = fields[1].split(':');
+    if (localPort === hexPort && fields[3] === '0A' && (address === '0100007F' || address === '00000000')) return true;
+  }
+  return false;
+}
+
+function connectOnce(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+const haveProcNetTcp = fs.existsSync('/proc/net/tcp');
+
+/**
+ * Waits until something listens on 127.0.0.1:port. On Linux this reads /proc/net/tcp, which does
+ * not disturb the server: a probe connection would be taken by a one-shot listener such as
+ * `socat TCP-LISTEN` (without fork) as *the* transfer. Elsewhere it poll-connects, but only when
+ * `probeSafe` says the server survives a probe; otherwise it just waits a moment.
+ */
+export async function waitForListen(proc, port, { timeoutMs = 15000, probeSafe = false } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  if (!haveProcNetTcp && !probeSafe) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    return;
+  }
+  for (;;) {
+    if (proc.done) throw new BenchError(`${proc.name} ${exitText(proc.done)} before it was listening${describeOutput(proc)}`);
+    if (haveProcNetTcp ? listeningInProc(port) : await connectOnce(port)) return;
+    if (Date.now() > deadline) throw new BenchError(`${proc.name} was not listening on 127.0.0.1:${port} within ${timeoutMs / 1000} s${describeOutput(proc)}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/* ---------------------------------------------------------------- memory */
+
+/** Peak resident set size (VmHWM) of a live process in bytes, or undefined when unreadable. */
+export function peakRss(pid) {
+  try {
+    const match = /^VmHWM:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Polls VmHWM of a running process every `everyMs` and keeps the highest reading. */
+export function pollPeakRss(proc, everyMs = 5) {
+  let peak;
+  const read = () => {
+    const value = peakRss(proc.pid);
+    if (value !== undefined && (peak === undefined || value > peak)) peak = value;
+  };
+  read();
+  const timer = setInterval(read, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+/* ---------------------------------------------------------------- machine load */
+
+function cpuTimes() {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]; // "cpu  user nice system idle iowait irq softirq steal ..."
+  const values = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const idle = values[3] + values[4];
+  return { idle, total: values.reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * Share of all CPUs busy with other work over `ms` (0..1), from /proc/stat; undefined when
+ * unavailable. The load average lags by minutes, so a previous benchmark run would show in it.
+ */
+export async function cpuBusy(ms = 1000) {
+  try {
+    const a = cpuTimes();
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    const b = cpuTimes();
+    const total = b.total - a.total;
+    return total > 0 ? 1 - (b.idle - a.idle) / total : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/* ---------------------------------------------------------------- tools and files */
+
+/** Absolute path of an executable on PATH, or undefined. */
+export function which(command) {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, command);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      if (fs.statSync(candidate).isFile()) return candidate;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+/** Runs a short command synchronously; returns trimmed stdout or undefined on failure. */
+export function capture(command, args) {
+  const result = spawnSync(command, args, { encoding: 'utf8', timeout: 10000 });
+  if (result.status !== 0 || result.error) return undefined;
+  return `${result.stdout}`.trim();
+}
+
+/** All regular files under `dir` as relative paths (sorted), skipping names starting with '.ft-'. */
+export function listFiles(dir) {
+  const out = [];
+  const walk = (relative) => {
+    for (const entry of fs.readdirSync(path.join(dir, relative), { withFileTypes: true })) {
+      const rel = relative ? path.join(relative, entry.name) : entry.name;
+      if (entry.isDirectory()) {
+        if (!entry.name.startsWith('.ft-')) walk(rel);
+      } else if (entry.isFile()) out.push(rel);
+    }
+  };
+  walk('');
+  return out.sort();
+}
+
+/* ---------------------------------------------------------------- numbers */
+
+export function median(values) {
+  const sorted = values.filter((v) => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return undefined;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+const UNITS = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** `4096`, `4k`, `256M`, `1G` (binary units, as ft's own --max-file-size). */
+export function parseSize(text) {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(String(text).trim());
+  if (!match) throw new BenchError(`expected a size such as 4k, 256M or 1G, got "${text}"`);
+  const bytes = Math.floor(Number(match[1]) * UNITS[match[2].toLowerCase()]);
+  if (bytes < 1) throw new BenchError(`size must be at least 1 byte, got "${text}"`);
+  return bytes;
+}
+
+export function formatBytes(bytes) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${bytes} B` : `${Number.isInteger(value) ? value : value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}
+
+/** Rounds to 3 significant digits for display, keeping integers above 100 whole. */
+export function fmt(value, digits = 3) {
+  if (value === undefined || value === null || !Number.isFinite(value)) return '–';
+  if (Math.abs(value) >= 10 ** digits) return Math.round(value).toLocaleString('en-US');
+  return Number(value.toPrecision(digits)).toString();
+}

@@ -1,0 +1,85 @@
+import { BodyWriter, WRITE_BATCH_BYTES, writeAll } from './body-writer.js';
+import type { FileHandle } from './file-system.js';
+import type { Partial } from './partials.js';
+
+/** Where a body's bytes go while they arrive. */
+export interface BodySink {
+  /** Takes a chunk (kept by reference); a returned promise means: wait before the next one. */
+  write(chunk: Buffer): void | Promise<void>;
+  /** Writes whatever the file still lacks and returns it open, ready for fsync. Idempotent. */
+  finish(): Promise<FileHandle>;
+  /** The body will not complete: keep on disk what can be resumed, and close. */
+  abandon(): Promise<void>;
+}
+
+/** Bodies up to this size are held in memory and written in one go once complete and verified. */
+export const SMALL_BODY_BYTES = WRITE_BATCH_BYTES;
+
+/**
+ * Opens the sink for a body of `length` bytes starting at `offset`. A small body touches the
+ * disk only after its last byte, so receiving many small files costs no file operation in the
+ * read loop; a large one streams to the partial file as it arrives.
+ */
+export async function openBodySink(partial: Partial, offset: number, length: number): Promise<BodySink> {
+  if (length <= SMALL_BODY_BYTES) return new MemorySink(partial, offset);
+  const handle = await partial.openForWrite(offset);
+  return new DiskSink(handle, new BodyWriter(handle, offset));
+}
+
+class MemorySink implements BodySink {
+  private readonly chunks: Buffer[] = [];
+  private written: Promise<FileHandle> | undefined;
+
+  constructor(
+    private readonly partial: Partial,
+    private readonly offset: number,
+  ) {}
+
+  write(chunk: Buffer): void {
+    this.chunks.push(chunk);
+  }
+
+  finish(): Promise<FileHandle> {
+    this.written ??= this.writeOut();
+    return this.written;
+  }
+
+  private async writeOut(): Promise<FileHandle> {
+    const handle = await this.partial.openForWrite(this.offset);
+    try {
+      await writeAll(handle, this.chunks, this.offset);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+    return handle;
+  }
+
+  /** What arrived is written out, so even a small body cut short resumes. */
+  async abandon(): Promise<void> {
+    if (this.chunks.length === 0 || this.written) return;
+    const handle = await this.finish().catch(() => undefined);
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+class DiskSink implements BodySink {
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly writer: BodyWriter,
+  ) {}
+
+  write(chunk: Buffer): void | Promise<void> {
+    if (!this.writer.write(chunk)) return this.writer.drained();
+  }
+
+  async finish(): Promise<FileHandle> {
+    await this.writer.flush();
+    return this.handle;
+  }
+
+  async abandon(): Promise<void> {
+    await this.writer.flush().catch(() => undefined);
+    await this.handle.close().catch(() => undefined);
+  }
+}

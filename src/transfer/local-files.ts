@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { FtError } from '../errors.js';
-import { createHasher } from '../hashing.js';
+import { createHasher, hashBytes } from '../hashing.js';
 import { escapeForDisplay } from '../names/safe-name.js';
 import { readRange, type FileSystem } from '../storage/file-system.js';
 
@@ -14,7 +14,15 @@ export interface LocalFile {
   mtimeMs: number;
   /** Filled by hashLocalFile. */
   hash: string;
+  /**
+   * A small file's bytes, kept from hashing so the body is sent without reading it again (and is
+   * exactly the content that was hashed). Dropped once sent.
+   */
+  content?: Buffer;
 }
+
+/** Files up to this size are read in one piece and kept for sending. */
+export const KEEP_CONTENT_BYTES = 1024 * 1024;
 
 /**
  * Expands the paths to send: a file is sent under its base name, a directory as its base name
@@ -56,26 +64,57 @@ async function walk(fs: FileSystem, dir: string, name: string, out: LocalFile[])
  * Hashes the whole file (XXH64), refreshing size and mtime from the open file so the hash and
  * the size announced describe the same content.
  */
-export async function hashLocalFile(file: LocalFile, fs: FileSystem, signal?: AbortSignal): Promise<void> {
+export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: { signal?: AbortSignal; keep?: boolean } = {}): Promise<void> {
   const hasher = await createHasher();
   const handle = await fs.open(file.path, 'r');
   try {
     const stat = await handle.stat();
+    const keep = options.keep === true && stat.size <= KEEP_CONTENT_BYTES;
+    const kept: Buffer[] = [];
     const read = await readRange(handle, 0, stat.size, (block) => {
-      signal?.throwIfAborted();
+      options.signal?.throwIfAborted();
       hasher.update(block);
+      if (keep) kept.push(Buffer.from(block));
     });
     if (read !== stat.size) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} shrank while it was hashed`);
     file.size = stat.size;
     file.mtimeMs = stat.mtimeMs;
     file.hash = hasher.digest();
+    file.content = keep ? Buffer.concat(kept) : undefined;
   } finally {
     await handle.close();
   }
 }
 
+/**
+ * Hashes every file, a few at a time (many small files are bound by the latency of each file
+ * operation, not by bandwidth). Small files keep their bytes while `keepBudget` lasts.
+ */
+export async function hashLocalFiles(
+  files: LocalFile[],
+  fs: FileSystem,
+  options: { signal?: AbortSignal; keepBudget: number; onFile?: (file: LocalFile) => void },
+): Promise<void> {
+  let budget = options.keepBudget;
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const file = files[next++]!;
+      options.signal?.throwIfAborted();
+      options.onFile?.(file);
+      const keep = file.size <= KEEP_CONTENT_BYTES && file.size <= budget;
+      if (keep) budget -= file.size;
+      await hashLocalFile(file, fs, { signal: options.signal, keep });
+    }
+  };
+  await Promise.all(Array.from({ length: HASH_CONCURRENCY }, worker));
+}
+
+const HASH_CONCURRENCY = 8;
+
 /** XXH64 of the first `length` bytes, to check a receiver's partial before resuming it. */
 export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileSystem): Promise<string> {
+  if (file.content) return hashBytes(file.content.subarray(0, length));
   const hasher = await createHasher();
   const handle = await fs.open(file.path, 'r');
   try {

@@ -16,7 +16,7 @@ import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } fr
 import { parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
-import { collectFiles, hashLocalFile, hashLocalPrefix, type LocalFile } from './local-files.js';
+import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type LocalFile } from './local-files.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 
 export interface SendOptions {
@@ -71,6 +71,8 @@ export interface SendReport {
 /** Headers sent ahead of their bodies, so many small files do not cost a round trip each. */
 const PIPELINE_DEPTH = 32;
 const MAX_RETRY_DELAY_MS = 10_000;
+/** Small files' bytes kept in memory from hashing to sending, in all. */
+const KEEP_CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY']);
 
 interface Job {
@@ -89,11 +91,11 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
 
   const files = await collectFiles(paths, fs);
-  for (const file of files) {
-    options.signal?.throwIfAborted();
-    emit({ type: 'hashing', path: file.path, name: file.name, size: file.size });
-    await hashLocalFile(file, fs, options.signal);
-  }
+  await hashLocalFiles(files, fs, {
+    signal: options.signal,
+    keepBudget: KEEP_CONTENT_BUDGET_BYTES,
+    onFile: (file) => emit({ type: 'hashing', path: file.path, name: file.name, size: file.size }),
+  });
   const jobs: Job[] = files.map((file) => ({
     file,
     result: { path: file.path, name: file.name, size: file.size, hash: file.hash, status: 'failed', bytesSent: 0 },
@@ -192,6 +194,7 @@ async function transferBatch(
       const { file, result } = job;
       if (decision.type === 'skip') {
         Object.assign(result, { status: 'skipped', remotePath: decision.path });
+        file.content = undefined;
         job.finished = true;
         emit({ type: 'skipped', path: file.path, name: file.name, remotePath: decision.path });
       } else if (decision.type === 'refuse') {
@@ -201,6 +204,7 @@ async function transferBatch(
           queue.push(job);
         } else {
           Object.assign(result, { status: 'refused', code: decision.code, message: decision.message });
+          file.content = undefined;
           job.finished = true;
           emit({ type: 'refused', path: file.path, name: file.name, code: decision.code, message: decision.message });
         }
@@ -245,6 +249,7 @@ async function transferBatch(
 /** Applies the receiver's verdict on one body. */
 async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], fs: FileSystem, emit: (event: SendEvent) => void): Promise<void> {
   const { file, result } = job;
+  file.content = undefined;
   if (outcome.type === 'done') {
     Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', remotePath: outcome.path, code: undefined, message: undefined });
     job.finished = true;
@@ -253,7 +258,7 @@ async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], 
   }
   if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0) {
     // Our file may have changed after hashing: hash it again and send it once more from the start.
-    await hashLocalFile(file, fs);
+    await hashLocalFile(file, fs, { keep: true });
     Object.assign(result, { size: file.size, hash: file.hash });
     queue.push(job);
     return;
@@ -263,7 +268,10 @@ async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], 
   emit({ type: 'failed', path: file.path, name: file.name, code: outcome.code, message: outcome.message });
 }
 
-/** Streams [offset, size) of the file, reading the next block while the previous one is sent. */
+/**
+ * Streams [offset, size) of the file: from memory when its bytes were kept from hashing,
+ * otherwise reading the next block while the previous one is sent.
+ */
 async function streamBody(
   connection: SenderConnection,
   job: Job,
@@ -273,18 +281,26 @@ async function streamBody(
   emit: (event: SendEvent) => void,
 ): Promise<void> {
   const { file, result } = job;
+  let lastProgress = Date.now();
+  const sent = (block: Buffer, position: number) => {
+    result.bytesSent += block.length;
+    const now = Date.now();
+    if (now - lastProgress < PROGRESS_INTERVAL_MS && position < file.size) return;
+    lastProgress = now;
+    const progress = { path: file.path, name: file.name, bytes: position, size: file.size };
+    emit({ type: 'progress', ...progress });
+    options.onProgress?.(progress);
+  };
+  if (file.content) {
+    const block = file.content.subarray(offset);
+    await connection.writeRaw(block);
+    return sent(block, file.size);
+  }
   const handle = await fs.open(file.path, 'r');
-  let pendingRead: Promise<Buffer> | undefined;
+  let next: Promise<Buffer> | undefined;
   try {
     let position = offset;
-    let lastProgress = Date.now();
-    const report = (bytes: number) => {
-      const progress = { path: file.path, name: file.name, bytes, size: file.size };
-      emit({ type: 'progress', ...progress });
-      options.onProgress?.(progress);
-    };
-    let next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
-    pendingRead = next;
+    next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
     while (next) {
       const block = await next;
       if (block.length === 0) {
@@ -293,18 +309,12 @@ async function streamBody(
       }
       position += block.length;
       next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
-      pendingRead = next;
       await connection.writeRaw(block);
-      result.bytesSent += block.length;
-      const now = Date.now();
-      if (now - lastProgress >= PROGRESS_INTERVAL_MS) {
-        lastProgress = now;
-        report(position);
-      }
+      sent(block, position);
     }
-    report(file.size);
+    if (file.size === offset) sent(Buffer.alloc(0), file.size);
   } finally {
-    await pendingRead?.catch(() => undefined);
+    await next?.catch(() => undefined);
     await handle.close();
   }
 }

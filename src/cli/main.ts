@@ -57,6 +57,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .argument('<paths...>', 'files or folders to send (folders keep their relative paths)')
     .option('-t, --to <receiver>', 'receiver: address[:port], host name, or a name from `ft discover` (default: the only receiver found)')
     .option('--retries <n>', 'reconnect attempts when the connection drops', parseCount, 5)
+    .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
     .option('--interface <name|address>', 'look for receivers on this network interface only')
     .option('--json', 'print one JSON object per line for each event')

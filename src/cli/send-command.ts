@@ -6,6 +6,7 @@ import { send, type FileResult, type SendReport } from '../transfer/sender.js';
 import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
 import { parseTarget, readToken } from './options.js';
 import { resolveReceiver } from '../discovery/resolve.js';
+import { defaultHashCachePath } from '../transfer/hash-cache.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 
 export interface SendCommandOptions {
@@ -13,6 +14,7 @@ export interface SendCommandOptions {
   to?: string;
   interface?: string;
   retries: number;
+  hashCache: boolean;
   tokenFile?: string;
   json?: boolean;
 }
@@ -37,6 +39,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       host: target.host,
       port: target.port,
       retries: options.retries,
+      hashCache: options.hashCache ? defaultHashCachePath() : undefined,
       token,
       signal: controller.signal,
       onEvent: (event) => view.event(event),
@@ -186,7 +189,7 @@ class JsonView implements View {
   }
 
   event(event: SendEvent): void {
-    if (event.type === 'hashing' || event.type === 'connected') return;
+    if (event.type === 'connected') return;
     if (event.type === 'started' && event.offset > 0) this.write('resumed', event);
     this.write(event.type, event);
   }

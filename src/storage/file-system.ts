@@ -23,21 +23,35 @@ export function isNotFound(error: unknown): boolean {
   return (error as NodeJS.ErrnoException)?.code === 'ENOENT';
 }
 
-/** Feeds the first `length` bytes of an open file to `consume`, in large blocks. */
+/**
+ * Feeds `length` bytes of an open file from `start` to `consume`, in large blocks, reading the
+ * next block while the current one is consumed. `consume` must not keep the block it is given.
+ */
 export async function readRange(
   handle: FileHandle,
   start: number,
   length: number,
   consume: (block: Buffer) => void,
 ): Promise<number> {
-  const block = Buffer.allocUnsafe(Math.min(READ_BLOCK_BYTES, Math.max(length, 1)));
+  const size = Math.min(READ_BLOCK_BYTES, Math.max(length, 1));
+  const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+  const read = (into: Buffer, at: number) =>
+    handle.read(into, 0, Math.min(size, length - at), start + at).then(({ bytesRead }) => into.subarray(0, bytesRead));
   let done = 0;
-  while (done < length) {
-    const want = Math.min(block.length, length - done);
-    const { bytesRead } = await handle.read(block, 0, want, start + done);
-    if (bytesRead === 0) break;
-    consume(block.subarray(0, bytesRead));
-    done += bytesRead;
+  let turn = 0;
+  let next = length > 0 ? read(buffers[0]!, 0) : undefined;
+  while (next) {
+    const block = await next;
+    if (block.length === 0) break;
+    done += block.length;
+    turn ^= 1;
+    next = done < length ? read(buffers[turn]!, done) : undefined;
+    try {
+      consume(block);
+    } catch (error) {
+      await next?.catch(() => undefined);
+      throw error;
+    }
   }
   return done;
 }

@@ -24,7 +24,6 @@ export type ReceiverEvent =
 
 /** What a sender reports for each file. `name` is the name on the receiver, `path` the local one. */
 export type SendEvent =
-  | { type: 'hashing'; path: string; name: string; size: number }
   | { type: 'connected'; host: string; port: number; attempt: number }
   | { type: 'started'; path: string; name: string; size: number; offset: number }
   | { type: 'restarted'; path: string; name: string; discarded: number; reason: string }

@@ -3,6 +3,7 @@ import { FtError } from '../errors.js';
 import { createHasher, hashBytes } from '../hashing.js';
 import { escapeForDisplay } from '../names/safe-name.js';
 import { readRange, type FileSystem } from '../storage/file-system.js';
+import type { HashCache } from './hash-cache.js';
 
 /** A local file to send and the name it gets on the receiver. */
 export interface LocalFile {
@@ -64,12 +65,26 @@ async function walk(fs: FileSystem, dir: string, name: string, out: LocalFile[])
  * Hashes the whole file (XXH64), refreshing size and mtime from the open file so the hash and
  * the size announced describe the same content.
  */
-export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: { signal?: AbortSignal; keep?: boolean } = {}): Promise<void> {
+export interface HashOptions {
+  signal?: AbortSignal;
+  /** Keep a small file's bytes in `content`. */
+  keep?: boolean;
+  /** Hashes of large files from earlier runs. */
+  cache?: HashCache;
+}
+
+export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: HashOptions = {}): Promise<void> {
   const hasher = await createHasher();
   const handle = await fs.open(file.path, 'r');
   try {
     const stat = await handle.stat();
     const keep = options.keep === true && stat.size <= KEEP_CONTENT_BYTES;
+    const identity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
+    const cached = keep ? undefined : options.cache?.get(identity);
+    if (cached) {
+      Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, hash: cached, content: undefined });
+      return;
+    }
     const kept: Buffer[] = [];
     const read = await readRange(handle, 0, stat.size, (block) => {
       options.signal?.throwIfAborted();
@@ -81,6 +96,7 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: { 
     file.mtimeMs = stat.mtimeMs;
     file.hash = hasher.digest();
     file.content = keep ? Buffer.concat(kept) : undefined;
+    if (stat.size > KEEP_CONTENT_BYTES) options.cache?.set(identity, file.hash);
   } finally {
     await handle.close();
   }
@@ -88,23 +104,27 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: { 
 
 /**
  * Hashes every file, a few at a time (many small files are bound by the latency of each file
- * operation, not by bandwidth). Small files keep their bytes while `keepBudget` lasts.
+ * operation, not by bandwidth), calling `onHashed` as each is done, in any order. Small files
+ * keep their bytes while `keepBudget` lasts.
  */
 export async function hashLocalFiles(
   files: LocalFile[],
   fs: FileSystem,
-  options: { signal?: AbortSignal; keepBudget: number; onFile?: (file: LocalFile) => void },
+  options: HashOptions & { keepBudget: number; onHashed: (file: LocalFile, error?: unknown) => void },
 ): Promise<void> {
   let budget = options.keepBudget;
   let next = 0;
   const worker = async () => {
-    while (next < files.length) {
+    while (next < files.length && !options.signal?.aborted) {
       const file = files[next++]!;
-      options.signal?.throwIfAborted();
-      options.onFile?.(file);
       const keep = file.size <= KEEP_CONTENT_BYTES && file.size <= budget;
       if (keep) budget -= file.size;
-      await hashLocalFile(file, fs, { signal: options.signal, keep });
+      try {
+        await hashLocalFile(file, fs, { ...options, keep });
+        options.onHashed(file);
+      } catch (error) {
+        options.onHashed(file, error);
+      }
     }
   };
   await Promise.all(Array.from({ length: HASH_CONCURRENCY }, worker));

@@ -16,6 +16,7 @@ import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } fr
 import { parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
+import { HashCache } from './hash-cache.js';
 import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type LocalFile } from './local-files.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 
@@ -40,6 +41,11 @@ export interface SendOptions {
   connectTimeoutMs?: number;
   /** Give up on a receiver that neither reads nor answers for this long, in ms. @default 60000 */
   idleTimeoutMs?: number;
+  /**
+   * A file of hashes of large files from earlier runs (see defaultHashCachePath()), so re-sends
+   * and resumes do not read them twice. @default no cache
+   */
+  hashCache?: string;
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
 }
@@ -78,6 +84,10 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION
 interface Job {
   file: LocalFile;
   result: FileResult;
+  /** Resolves once the file is hashed (or failed to be); `isHashed` says the same synchronously. */
+  ready: Promise<void>;
+  hashed: () => void;
+  isHashed: boolean;
   /** Times the receiver found our content wrong; once is retried after re-hashing. */
   mismatches: number;
   busyRetries: number;
@@ -91,30 +101,67 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
 
   const files = await collectFiles(paths, fs);
-  await hashLocalFiles(files, fs, {
-    signal: options.signal,
-    keepBudget: KEEP_CONTENT_BUDGET_BYTES,
-    onFile: (file) => emit({ type: 'hashing', path: file.path, name: file.name, size: file.size }),
+  const jobs: Job[] = files.map((file) => {
+    let hashed!: () => void;
+    const ready = new Promise<void>((resolve) => (hashed = resolve));
+    const result: FileResult = { path: file.path, name: file.name, size: file.size, hash: '', status: 'failed', bytesSent: 0 };
+    return { file, result, mismatches: 0, busyRetries: 0, finished: false, isHashed: false, ready, hashed };
   });
-  const jobs: Job[] = files.map((file) => ({
-    file,
-    result: { path: file.path, name: file.name, size: file.size, hash: file.hash, status: 'failed', bytesSent: 0 },
-    mismatches: 0,
-    busyRetries: 0,
-    finished: false,
-  }));
   for (const job of jobs) {
     // A name the receiver is bound to refuse (a backslash, a trailing dot…) is refused here, without a round trip.
     try {
       parseSafeName(job.file.name);
     } catch (error) {
-      const { code, message } = error as FtError;
-      Object.assign(job.result, { status: 'refused', code, message });
-      job.finished = true;
-      emit({ type: 'refused', path: job.file.path, name: job.file.name, code, message });
+      finish(job, 'refused', error as FtError, emit);
     }
   }
+  // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
+  const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
+  const byFile = new Map(jobs.map((job) => [job.file, job]));
+  const hashing = hashLocalFiles(
+    jobs.filter((job) => !job.finished).map((job) => job.file),
+    fs,
+    {
+      signal: options.signal,
+      cache,
+      keepBudget: KEEP_CONTENT_BUDGET_BYTES,
+      onHashed: (file, error) => {
+        const job = byFile.get(file)!;
+        if (error) finish(job, 'failed', toFtError(error, 'LOCAL_FILE'), emit);
+        else Object.assign(job.result, { size: file.size, hash: file.hash });
+        job.isHashed = true;
+        job.hashed();
+      },
+    },
+  );
+  for (const job of jobs) if (job.finished) job.hashed();
+  // Saved as soon as hashing ends, so even a sender killed mid-transfer resumes without re-reading.
+  const hashingDone = hashing.then(() => cache?.save());
+  try {
+    return await transferAll(jobs, options, fs, emit, started);
+  } finally {
+    // Abort stops the hashing workers too; let them wind down before returning.
+    await hashingDone.catch(() => undefined);
+  }
+}
 
+/** Marks a job as ended without a transfer (refused locally, unreadable, changed). */
+function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (event: SendEvent) => void): void {
+  const { code, message } = error;
+  Object.assign(job.result, { status, code, message });
+  job.finished = true;
+  job.file.content = undefined;
+  emit({ type: status, path: job.file.path, name: job.file.name, code, message });
+}
+
+/** Connections, one after another, until every job is finished or retries run out. */
+async function transferAll(
+  jobs: Job[],
+  options: SendOptions,
+  fs: FileSystem,
+  emit: (event: SendEvent) => void,
+  started: number,
+): Promise<SendReport> {
   const retries = options.retries ?? 5;
   let attempt = 0;
   let everConnected = false;
@@ -164,6 +211,8 @@ async function transferBatch(
   onConnected: () => void,
 ): Promise<void> {
   const port = options.port ?? DEFAULT_PORT;
+  // No connection sits idle while the first (perhaps huge) file is hashed.
+  await todo[0]?.ready;
   const connection = await SenderConnection.open({
     host: options.host,
     port,
@@ -179,16 +228,27 @@ async function transferBatch(
   const inFlight: Array<{ job: Job; id: number; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
   const outcomes: Promise<void>[] = [];
   const sendHeaders = () => {
-    while (queue.length > 0 && inFlight.length < PIPELINE_DEPTH) {
+    while (queue.length > 0 && inFlight.length < PIPELINE_DEPTH && queue[0]!.isHashed) {
       const job = queue.shift()!;
+      if (job.finished) continue;
       const { name: filename, size, hash } = job.file;
       const id = nextId++;
       inFlight.push({ job, id, decision: connection.sendHeader({ type: 'file', id, filename, size, hash }) });
     }
   };
   try {
-    sendHeaders();
-    while (inFlight.length > 0) {
+    for (;;) {
+      sendHeaders();
+      if (inFlight.length === 0) {
+        if (queue.length > 0) {
+          await queue[0]!.ready;
+          continue;
+        }
+        // Verdicts still to come may put a job back in the queue (a hash mismatch is retried once).
+        await Promise.all(outcomes.splice(0));
+        if (queue.length > 0) continue;
+        break;
+      }
       const { job, id, decision: pendingDecision } = inFlight.shift()!;
       const decision = await pendingDecision;
       const { file, result } = job;
@@ -203,10 +263,7 @@ async function transferBatch(
           await sleep(1000, undefined, { signal: options.signal });
           queue.push(job);
         } else {
-          Object.assign(result, { status: 'refused', code: decision.code, message: decision.message });
-          file.content = undefined;
-          job.finished = true;
-          emit({ type: 'refused', path: file.path, name: file.name, code: decision.code, message: decision.message });
+          finish(job, 'refused', new FtError(decision.code, decision.message), emit);
         }
       } else {
         if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
@@ -223,22 +280,14 @@ async function transferBatch(
         } catch (error) {
           if ((error as FtError).code !== 'FILE_CHANGED') throw error;
           // The body promised bytes we no longer have: this file fails, the others go on after a reconnect.
-          Object.assign(result, { status: 'failed', code: 'FILE_CHANGED', message: (error as FtError).message });
-          job.finished = true;
-          emit({ type: 'failed', path: file.path, name: file.name, code: 'FILE_CHANGED', message: (error as FtError).message });
+          finish(job, 'failed', error as FtError, emit);
           throw new FtError('CONNECTION_LOST', 'reconnecting after a file changed mid-send');
         }
         const settled = outcome.then((o) => settle(job, offset, o, queue, fs, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }
-      sendHeaders();
-      if (inFlight.length === 0 && queue.length === 0) {
-        await Promise.all(outcomes.splice(0));
-        sendHeaders();
-      }
     }
-    await Promise.all(outcomes);
     await connection.finish();
   } catch (error) {
     connection.close();
@@ -263,9 +312,7 @@ async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], 
     queue.push(job);
     return;
   }
-  Object.assign(result, { status: 'failed', code: outcome.code, message: outcome.message });
-  job.finished = true;
-  emit({ type: 'failed', path: file.path, name: file.name, code: outcome.code, message: outcome.message });
+  finish(job, 'failed', new FtError(outcome.code, outcome.message), emit);
 }
 
 /**

@@ -171,6 +171,7 @@ export class Partial {
   }
 
   async forgetMeta(): Promise<void> {
+    if (this.id.size <= METADATA_MIN_BYTES) return; // never had one
     await this.fs.unlink(this.metaPath).catch(ignoreNotFound);
   }
 

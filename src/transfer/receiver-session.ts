@@ -93,6 +93,7 @@ export class ReceiverSession {
   private dropping = false;
   /** Complete, verified files being fsync'd and placed. */
   private readonly finalizing = new Set<Promise<void>>();
+  private corked = false;
 
   constructor(
     private readonly socket: Socket,
@@ -154,7 +155,17 @@ export class ReceiverSession {
 
   private send(message: ReceiverMessage): void {
     if ('message' in message) message.message = clip(message.message);
-    if (!this.socket.destroyed) this.socket.write(encodeFrame(message as unknown as Record<string, unknown>));
+    if (this.socket.destroyed) return;
+    // Answers written in one tick leave in one segment (many small files make many answers).
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(encodeFrame(message as unknown as Record<string, unknown>));
   }
 
   private closeWithError(error: FtError): void {

@@ -182,6 +182,11 @@ export class SenderConnection {
   /** Writes a frame; false means the socket buffer is full (await `drain`). */
   write(message: SenderMessage): boolean {
     this.check();
+    // Frames written in one tick (a run of pipelined headers) leave in one segment.
+    if (!this.socket.writableCorked) {
+      this.socket.cork();
+      process.nextTick(() => this.socket.uncork());
+    }
     return this.socket.write(encodeFrame(message as unknown as Record<string, unknown>));
   }
 

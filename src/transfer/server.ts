@@ -176,11 +176,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     name,
     emit: (event: ReceiverEvent) => receiver.publish(event),
     admission,
-    freeSpace: async () => {
-      if (!fs.statfs) return undefined;
-      const stats = await fs.statfs(inbox.root).catch(() => undefined);
-      return stats ? stats.bavail * stats.bsize : undefined;
-    },
+    freeSpace: freeSpaceOf(fs, inbox.root),
   };
   server.on('connection', (socket) => {
     const address = socket.remoteAddress ?? '';
@@ -236,6 +232,19 @@ async function announce(receiver: Receiver, options: ServeOptions, name: string)
     // Transfers work without discovery; the caller can say why senders will need the address.
     receiver.discoveryError = (error as Error).message;
   }
+}
+
+/** Free bytes on the disk of `dir`, asked at most every 250 ms (many small files ask often). */
+function freeSpaceOf(fs: FileSystem, dir: string): () => Promise<number | undefined> {
+  let last: { at: number; free: Promise<number | undefined> } | undefined;
+  return () => {
+    if (!fs.statfs) return Promise.resolve(undefined);
+    if (!last || Date.now() - last.at > 250) {
+      const free = fs.statfs(dir).then((s) => s.bavail * s.bsize, () => undefined);
+      last = { at: Date.now(), free };
+    }
+    return last.free;
+  };
 }
 
 /** Over a connection limit: say so in the protocol (code BUSY) rather than resetting. */

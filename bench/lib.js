@@ -345,16 +345,8 @@ export function parseSize(text) {
   return bytes;
 }
 
-export function formatBytes(bytes) {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0 ? `${bytes} B` : `${Number.isInteger(value) ? value : value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
-}
+// The same units as the ft command prints (npm run bench builds dist/ first).
+export { formatBytes } from '../dist/cli/format.js';
 
 /** Rounds to 3 significant digits for display, keeping integers above 100 whole. */
 export function fmt(value, digits = 3) {

@@ -15,6 +15,8 @@ export interface SendCommandOptions {
   interface?: string;
   retries: number;
   hashCache: boolean;
+  connectTimeout: number;
+  idleTimeout: number;
   tokenFile?: string;
   json?: boolean;
 }
@@ -39,6 +41,8 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       host: target.host,
       port: target.port,
       retries: options.retries,
+      connectTimeoutMs: options.connectTimeout * 1000,
+      idleTimeoutMs: options.idleTimeout * 1000,
       hashCache: options.hashCache ? defaultHashCachePath() : undefined,
       token,
       signal: controller.signal,

@@ -14,6 +14,7 @@ export interface ServeCommandOptions {
   maxConnections: number;
   maxConnectionsPerAddress: number;
   idleTimeout: number;
+  helloTimeout: number;
   name?: string;
   tokenFile?: string;
   beacon: boolean;
@@ -37,6 +38,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     maxConnections: options.maxConnections,
     maxConnectionsPerAddress: options.maxConnectionsPerAddress,
     idleTimeoutMs: options.idleTimeout * 1000,
+    helloTimeoutMs: options.helloTimeout * 1000,
     name: options.name,
     token,
     beacon: options.beacon,

@@ -127,9 +127,12 @@ export class ReceiverSession {
     try {
       // destroyOnReturn: false keeps the socket open after a throw, so the error frame can go out.
       for await (const chunk of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-        for (const item of this.decoder.push(chunk)) await this.handle(item).catch((error) => {
-            throw localFailure(error);
-          });
+        try {
+          for (const item of this.decoder.push(chunk)) await this.handle(item);
+        } catch (error) {
+          // Errors of our own handling, told apart from the socket's (which come from the iterator).
+          throw localFailure(error);
+        }
       }
       if (this.state !== 'closing') {
         const where = this.body ? ` in the body of ${this.body.file.header.filename}` : '';

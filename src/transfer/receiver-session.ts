@@ -48,8 +48,8 @@ export interface SessionContext {
   token: string | undefined;
   name: string;
   emit: (event: ReceiverEvent) => void;
-  /** Free bytes on the inbox's disk, or undefined when unknown. */
-  freeSpace: () => Promise<number | undefined>;
+  /** Free bytes on the inbox's disk, or undefined when unknown; `fresh` skips any cached answer. */
+  freeSpace: (fresh?: boolean) => Promise<number | undefined>;
   admission: Admission;
 }
 
@@ -276,8 +276,10 @@ export class ReceiverSession {
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
       partial = await this.ctx.inbox.partials.acquire(header, name, this);
       if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
-      const free = await this.ctx.freeSpace();
-      if (free !== undefined && header.size - partial.offset > free) {
+      const needed = header.size - partial.offset;
+      let free = await this.ctx.freeSpace();
+      if (free !== undefined && needed > free) free = await this.ctx.freeSpace(true);
+      if (free !== undefined && needed > free) {
         partial.release();
         return refuse('NO_SPACE', `${header.size - partial.offset} bytes needed, ${free} free on the receiver`);
       }

@@ -234,12 +234,15 @@ async function announce(receiver: Receiver, options: ServeOptions, name: string)
   }
 }
 
-/** Free bytes on the disk of `dir`, asked at most every 250 ms (many small files ask often). */
-function freeSpaceOf(fs: FileSystem, dir: string): () => Promise<number | undefined> {
+/**
+ * Free bytes on the disk of `dir`, asked at most every 250 ms (many small files ask often);
+ * `fresh` asks now, so a refusal never rests on an old answer.
+ */
+function freeSpaceOf(fs: FileSystem, dir: string): (fresh?: boolean) => Promise<number | undefined> {
   let last: { at: number; free: Promise<number | undefined> } | undefined;
-  return () => {
+  return (fresh = false) => {
     if (!fs.statfs) return Promise.resolve(undefined);
-    if (!last || Date.now() - last.at > 250) {
+    if (fresh || !last || Date.now() - last.at > 250) {
       const free = fs.statfs(dir).then((s) => s.bavail * s.bsize, () => undefined);
       last = { at: Date.now(), free };
     }

@@ -3,7 +3,7 @@ import type { FileHandle } from './file-system.js';
 /** Socket chunks are gathered into writes of about this size: few, large file operations. */
 export const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Above this many queued bytes the caller should stop reading the socket (backpressure). */
-const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+export const HIGH_WATER_BYTES = 2 * 1024 * 1024;
 /** writev takes at most IOV_MAX (1024 on Linux) buffers per call. */
 const MAX_BATCH_BUFFERS = 1024;
 /**

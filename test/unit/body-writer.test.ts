@@ -3,12 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { createFsFromVolume, Volume } from 'memfs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BodyWriter } from '../../src/storage/body-writer.js';
+import { BodyWriter, HIGH_WATER_BYTES as HIGH_WATER } from '../../src/storage/body-writer.js';
 import type { FileHandle } from '../../src/storage/file-system.js';
 
 const MiB = 1024 * 1024;
-/** The writer's high-water mark (4 MiB) and batch size (1 MiB), as documented in body-writer.ts. */
-const HIGH_WATER = 4 * MiB;
 
 function pattern(size: number, seed: number): Buffer {
   const bytes = Buffer.alloc(size);
@@ -209,9 +207,8 @@ describe('BodyWriter', () => {
 
     expect(writer.write(chunk)).toBe(true); // 1 MiB queued: a write starts
     expect(pending).toHaveLength(1);
-    expect(writer.write(chunk)).toBe(true);
-    expect(writer.write(chunk)).toBe(true);
-    expect(writer.write(chunk)).toBe(false); // 4 MiB held in memory: stop reading
+    for (let held = 2 * MiB; held < HIGH_WATER; held += MiB) expect(writer.write(chunk)).toBe(true);
+    expect(writer.write(chunk)).toBe(false); // the high-water mark held in memory: stop reading
     expect(writer.write(Buffer.alloc(10))).toBe(false);
 
     let drained = false;
@@ -236,7 +233,7 @@ describe('BodyWriter', () => {
     await tick();
     expect(pending).toHaveLength(1);
     expect(pending[0]!.position).toBe(MiB);
-    expect(pending[0]!.bytes).toBe(3 * MiB + 10);
+    expect(pending[0]!.bytes).toBe(HIGH_WATER - MiB + 10);
     expect(flushed).toBe(false);
     pending.shift()!.finish();
     await within(flushing);

@@ -29,7 +29,8 @@ const wireAnswer = () => ({ ...wireAnnounce(), kind: 'answer', qid: QID });
 const wireQuery = () => ({ m: DISCOVERY_MARKER, v: DISCOVERY_VERSION, kind: 'query', qid: QID });
 
 const bytes = (value: unknown) => Buffer.from(JSON.stringify(value));
-const CONTROL_OR_BIDI = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
+// Written out independently of the code under test: C0, C1, DEL, bidi marks (U+061C, U+200E, U+200F), overrides and isolates.
+const CONTROL_OR_BIDI = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
 
 describe('encodeDatagram / decodeDatagram round trips', () => {
   it.each([
@@ -308,6 +309,7 @@ describe('cleanReceiverName', () => {
     expect(cleanReceiverName('evil\u202etxt.exe')).toBe('eviltxt.exe');
     expect(cleanReceiverName('\u2066a\u2069\u202ab\n')).toBe('ab');
     expect(cleanReceiverName('\u001b[31mred')).toBe('[31mred');
+    expect(cleanReceiverName('left\u200eright\u200f\u061cmark')).toBe('leftrightmark');
   });
 
   it('trims surrounding whitespace and falls back to "ft" when nothing is left', () => {

@@ -10,6 +10,8 @@ export interface BodySink {
   finish(): Promise<FileHandle>;
   /** The body will not complete: keep on disk what can be resumed, and close. */
   abandon(): Promise<void>;
+  /** The bytes proved wrong: close without keeping anything more. */
+  discard(): Promise<void>;
 }
 
 /** Bodies up to this size are held in memory and written in one go once complete and verified. */
@@ -55,6 +57,10 @@ class MemorySink implements BodySink {
     return handle;
   }
 
+  async discard(): Promise<void> {
+    this.chunks.length = 0;
+  }
+
   /** What arrived is written out, so even a small body cut short resumes. */
   async abandon(): Promise<void> {
     if (this.chunks.length === 0 || this.written) return;
@@ -81,5 +87,9 @@ class DiskSink implements BodySink {
   async abandon(): Promise<void> {
     await this.writer.flush().catch(() => undefined);
     await this.handle.close().catch(() => undefined);
+  }
+
+  async discard(): Promise<void> {
+    await this.abandon();
   }
 }

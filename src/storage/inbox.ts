@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher } from '../hashing.js';
@@ -68,12 +69,19 @@ export class Inbox {
    */
   async place(partial: Partial, components: string[]): Promise<string> {
     await this.checkParents(components, true);
+    await partial.forgetMeta();
     const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
     for (const candidate of candidates) {
       const target = this.pathOf(candidate);
       if (this.policy === 'overwrite') {
         await this.refuseLink(target);
-        await this.fs.rename(partial.dataPath, target);
+        // Land beside the target first and check where that is, so a folder swapped for a link
+        // cannot make the rename replace a file outside the inbox.
+        const beside = `${target}.ft-${randomBytes(4).toString('hex')}`;
+        await this.fs.link(partial.dataPath, beside);
+        await this.checkLanded(beside);
+        await this.fs.rename(beside, target);
+        await this.fs.unlink(partial.dataPath);
       } else {
         try {
           await this.fs.link(partial.dataPath, target);
@@ -83,9 +91,8 @@ export class Inbox {
           continue;
         }
         await this.fs.unlink(partial.dataPath);
+        await this.checkLanded(target);
       }
-      await this.checkLanded(target);
-      await partial.forgetMeta();
       await this.syncDir(path.dirname(target));
       return candidate.join('/');
     }

@@ -128,6 +128,8 @@ export async function hashLocalFiles(
     }
   };
   await Promise.all(Array.from({ length: HASH_CONCURRENCY }, worker));
+  // Aborted: the files never reached are reported too, so nobody waits for them.
+  for (const file of files.slice(next)) options.onHashed(file, new FtError('ABORTED', 'send was cancelled'));
 }
 
 const HASH_CONCURRENCY = 8;

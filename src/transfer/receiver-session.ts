@@ -106,6 +106,8 @@ export class ReceiverSession {
   async run(): Promise<void> {
     const { socket, ctx } = this;
     ctx.emit({ type: 'connection', remote: this.remote });
+    // Errors surface through the read loop; one arriving after it (a late EPIPE) must not crash the receiver.
+    socket.on('error', () => undefined);
     socket.setNoDelay(true);
     socket.setTimeout(ctx.limits.idleTimeoutMs);
     socket.on('timeout', () => socket.destroy(new FtError('TIMEOUT', `no data for ${ctx.limits.idleTimeoutMs} ms`)));
@@ -158,7 +160,8 @@ export class ReceiverSession {
 
   private send(message: ReceiverMessage): void {
     if ('message' in message) message.message = clip(message.message);
-    if (this.socket.destroyed) return;
+    // After the peer's FIN our side may be ended too: nothing more can be said.
+    if (this.socket.destroyed || !this.socket.writable) return;
     // Answers written in one tick leave in one segment (many small files make many answers).
     if (!this.corked) {
       this.corked = true;
@@ -232,7 +235,9 @@ export class ReceiverSession {
    */
   private header(header: FileHeader): void {
     if (this.usedIds.has(header.id)) throw new FtError('UNEXPECTED_MESSAGE', `file id ${header.id} was used before`);
-    if (this.pending.size + this.deciding.size >= this.ctx.limits.maxPendingFiles) {
+    // Open headers: accepted and waiting for a body, or not answered yet (an id can be both for a moment).
+    const open = this.pending.size + [...this.deciding.keys()].filter((id) => !this.pending.has(id)).length;
+    if (open >= this.ctx.limits.maxPendingFiles) {
       throw new FtError('UNEXPECTED_MESSAGE', `more than ${this.ctx.limits.maxPendingFiles} headers are waiting for bodies`);
     }
     this.usedIds.add(header.id);
@@ -390,7 +395,7 @@ export class ReceiverSession {
     if (hash !== header.hash) {
       // The bytes we hold are not the announced content, and we cannot tell which are wrong. If
       // deleting them fails, the next resume's prefix check still refuses them.
-      await sink.abandon();
+      await sink.discard();
       await file.partial.discard().catch(() => undefined);
       this.release(file);
       const message = `content of ${header.filename} hashes to ${hash}, not ${header.hash}; nothing was kept`;
@@ -484,5 +489,7 @@ function clip(text: string): string {
  */
 function localFailure(error: unknown): FtError {
   if (error instanceof FtError) return error;
-  return toFtError(error, typeof (error as NodeJS.ErrnoException)?.code === 'string' ? 'WRITE_FAILED' : 'INTERNAL');
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const systemError = typeof code === 'string' && !code.startsWith('ERR_');
+  return toFtError(error, systemError ? 'WRITE_FAILED' : 'INTERNAL');
 }

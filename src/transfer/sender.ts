@@ -127,8 +127,16 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
       keepBudget: KEEP_CONTENT_BUDGET_BYTES,
       onHashed: (file, error) => {
         const job = byFile.get(file)!;
-        if (error) finish(job, 'failed', toFtError(error, 'LOCAL_FILE'), emit);
-        else Object.assign(job.result, { size: file.size, hash: file.hash });
+        const ftError = error === undefined ? undefined : toFtError(error, 'LOCAL_FILE');
+        if (ftError?.code === 'ABORTED') {
+          // The whole send is ending: no event per file.
+          Object.assign(job.result, { code: 'ABORTED', message: ftError.message });
+          job.finished = true;
+        } else if (ftError) {
+          finish(job, 'failed', ftError, emit);
+        } else {
+          Object.assign(job.result, { size: file.size, hash: file.hash });
+        }
         job.isHashed = true;
         job.hashed();
       },
@@ -213,6 +221,7 @@ async function transferBatch(
   const port = options.port ?? DEFAULT_PORT;
   // No connection sits idle while the first (perhaps huge) file is hashed.
   await todo[0]?.ready;
+  if (todo.every((job) => job.finished)) return;
   const connection = await SenderConnection.open({
     host: options.host,
     port,
@@ -228,7 +237,7 @@ async function transferBatch(
   const inFlight: Array<{ job: Job; id: number; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
   const outcomes: Promise<void>[] = [];
   const sendHeaders = () => {
-    while (queue.length > 0 && inFlight.length < PIPELINE_DEPTH && queue[0]!.isHashed) {
+    while (queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
       const job = queue.shift()!;
       if (job.finished) continue;
       const { name: filename, size, hash } = job.file;

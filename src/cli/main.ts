@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, exitCodeFor, FtError } from '../errors.js';
+import { escapeControls } from '../names/safe-name.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/inbox.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import { discoverCommand } from './discover-command.js';
@@ -97,7 +98,7 @@ export async function run(argv: string[]): Promise<number> {
     const ftError = error instanceof FtError ? error : undefined;
     if (json && ftError) process.stdout.write(JSON.stringify({ event: 'error', code: ftError.code, message: ftError.message }) + '\n');
     if (ftError) {
-      process.stderr.write(`ft: ${ftError.message}\n`);
+      process.stderr.write(`ft: ${escapeControls(ftError.message)}\n`);
       return exitCodeFor(ftError.code);
     }
     process.stderr.write(`ft: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);

@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import { EXIT, exitCodeFor, FtError } from '../errors.js';
-import { escapeForDisplay } from '../names/safe-name.js';
+import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { SendEvent } from '../transfer/events.js';
 import { send, type FileResult, type SendReport } from '../transfer/sender.js';
 import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
@@ -112,13 +112,13 @@ function describe(event: SendEvent): string | undefined {
     case 'skipped':
       return `skipped  ${escapeForDisplay(event.name)}: already there`;
     case 'refused':
-      return `refused  ${escapeForDisplay(event.name)}: ${event.code}: ${event.message}`;
+      return `refused  ${escapeForDisplay(event.name)}: ${event.code}: ${escapeControls(event.message)}`;
     case 'failed':
-      return `failed   ${escapeForDisplay(event.name)}: ${event.code}: ${event.message}`;
+      return `failed   ${escapeForDisplay(event.name)}: ${event.code}: ${escapeControls(event.message)}`;
     case 'restarted':
       return `restart  ${escapeForDisplay(event.name)}: ${event.reason}; sending from the start`;
     case 'retrying':
-      return `retry    ${event.message}; attempt ${event.attempt} in ${formatDuration(event.delayMs)}`;
+      return `retry    ${escapeControls(event.message)}; attempt ${event.attempt} in ${formatDuration(event.delayMs)}`;
     default:
       return undefined;
   }

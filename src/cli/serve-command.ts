@@ -1,4 +1,4 @@
-import { escapeForDisplay } from '../names/safe-name.js';
+import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { ConflictPolicy } from '../storage/inbox.js';
 import type { ReceiverEvent } from '../transfer/events.js';
 import { serve } from '../transfer/server.js';
@@ -93,15 +93,17 @@ function describe(event: ReceiverEvent): string | undefined {
     case 'skipped':
       return `skipped  ${name}: already there`;
     case 'refused':
-      return `refused  ${name} from ${event.remote}: ${event.code}: ${event.message}`;
+      return `refused  ${name} from ${event.remote}: ${event.code}: ${escapeControls(event.message)}`;
     case 'failed':
-      return `failed   ${name} from ${event.remote}: ${event.code}: ${event.message}`;
+      return `failed   ${name} from ${event.remote}: ${event.code}: ${escapeControls(event.message)}`;
     case 'restarted':
       return `restart  ${name}: the sender's file differs from the ${formatBytes(event.discarded)} held; starting over`;
     case 'connection-error':
-      return event.code === 'CONNECTION_LOST' ? `dropped  ${event.remote}: ${event.message}` : `error    ${event.remote}: ${event.code}: ${event.message}`;
+      return event.code === 'CONNECTION_LOST'
+        ? `dropped  ${event.remote}: ${escapeControls(event.message)}`
+        : `error    ${event.remote}: ${event.code}: ${escapeControls(event.message)}`;
     case 'warning':
-      return `warning  ${event.message}`;
+      return `warning  ${escapeControls(event.message)}`;
     default:
       return undefined;
   }

@@ -71,3 +71,11 @@ export function escapeForDisplay(name: string): string {
   }
   return needsQuotes || out !== name ? `"${out}"` : out;
 }
+
+/** Escapes control and bidirectional characters in free text from a peer (messages), without quoting. */
+export function escapeControls(text: string): string {
+  return text.replace(new RegExp(CONTROL_CHARACTERS, 'gu'), (char) => {
+    const point = char.codePointAt(0)!;
+    return point <= 0xff ? `\\x${point.toString(16).padStart(2, '0')}` : `\\u{${point.toString(16)}}`;
+  });
+}

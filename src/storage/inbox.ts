@@ -10,6 +10,9 @@ import { PartialStore, type ContentId, type Partial } from './partials.js';
 export type ConflictPolicy = 'rename' | 'overwrite' | 'reject';
 export const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['rename', 'overwrite', 'reject'];
 
+/** link() errors that mean "this file system has no hard links", not "something is wrong". */
+const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
+
 /** How many `name (n).ext` variants are tried before giving up. */
 const MAX_RENAME_ATTEMPTS = 1000;
 
@@ -25,7 +28,7 @@ export type TargetState =
  */
 export class Inbox {
   readonly partials: PartialStore;
-  private readonly hashCache = new Map<string, string>();
+  private readonly hashCache = new Map<string, Promise<string>>();
   /** Per folder: the fsync running now, and the one queued to start after it. */
   private readonly dirSyncs = new Map<string, { running: Promise<void>; queued?: Promise<void> }>();
 
@@ -68,7 +71,7 @@ export class Inbox {
    * link() refuses to replace an existing name, which makes "keep both" and "reject" atomic.
    */
   async place(partial: Partial, components: string[]): Promise<string> {
-    await this.checkParents(components, true);
+    const created = await this.checkParents(components, true);
     await partial.forgetMeta();
     const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
     for (const candidate of candidates) {
@@ -78,41 +81,75 @@ export class Inbox {
         // Land beside the target first and check where that is, so a folder swapped for a link
         // cannot make the rename replace a file outside the inbox.
         const beside = `${target}.ft-${randomBytes(4).toString('hex')}`;
-        await this.fs.link(partial.dataPath, beside);
-        await this.checkLanded(beside);
-        await this.fs.rename(beside, target);
-        await this.fs.unlink(partial.dataPath);
-      } else {
+        const landed = await this.landNew(partial.dataPath, beside);
         try {
-          await this.fs.link(partial.dataPath, target);
+          await this.checkLanded(beside);
+          await this.fs.rename(beside, target);
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+          await this.fs.unlink(beside).catch(() => undefined);
+          throw error;
+        }
+        if (landed === 'linked') await this.fs.unlink(partial.dataPath);
+      } else {
+        const landed = await this.landNew(partial.dataPath, target);
+        if (landed === 'taken') {
           if (this.policy === 'reject') throw new FtError('CONFLICT', `a file named ${candidate.join('/')} appeared meanwhile`);
           continue;
         }
-        await this.fs.unlink(partial.dataPath);
+        // Checked while the partial still exists: a refusal here loses nothing.
         await this.checkLanded(target);
+        if (landed === 'linked') await this.fs.unlink(partial.dataPath);
       }
-      await this.syncDir(path.dirname(target));
+      // New folders are durable only once their own parents are synced, too.
+      await Promise.all([target, ...created].map((made) => this.syncDir(path.dirname(made))));
       return candidate.join('/');
     }
     throw new FtError('CONFLICT', `no free name for ${components.join('/')} after ${MAX_RENAME_ATTEMPTS} attempts`);
+  }
+
+  /**
+   * Gives `from` the new name `to` without ever replacing an existing `to`: link() refuses an
+   * existing name atomically. File systems without hard links (FAT, exFAT, some network shares)
+   * get a check and a rename instead, which a writer racing in the same instant could defeat.
+   */
+  private async landNew(from: string, to: string): Promise<'linked' | 'moved' | 'taken'> {
+    try {
+      await this.fs.link(from, to);
+      return 'linked';
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? '';
+      if (code === 'EEXIST') return 'taken';
+      if (!LINK_UNSUPPORTED.has(code)) throw error;
+    }
+    const existing = await this.fs.lstat(to).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)));
+    if (existing) return 'taken';
+    await this.fs.rename(from, to);
+    return 'moved';
   }
 
   private pathOf(components: string[]): string {
     return path.join(this.root, ...components);
   }
 
-  /** Every folder on the way must be a real folder (or not exist yet); `create` makes the missing ones. */
-  private async checkParents(components: string[], create: boolean): Promise<void> {
+  /**
+   * Every folder on the way must be a real folder (or not exist yet); `create` makes the missing
+   * ones and returns them.
+   */
+  private async checkParents(components: string[], create: boolean): Promise<string[]> {
+    const created: string[] = [];
     let current = this.root;
     for (const component of components.slice(0, -1)) {
       current = path.join(current, component);
       let stat = await this.fs.lstat(current).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)));
       if (!stat && create) {
-        await this.fs.mkdir(current).catch((error) => {
-          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        });
+        const made = await this.fs.mkdir(current).then(
+          () => true,
+          (error: NodeJS.ErrnoException) => {
+            if (error.code !== 'EEXIST') throw error;
+            return false;
+          },
+        );
+        if (made) created.push(current);
         stat = await this.fs.lstat(current);
       }
       if (!stat) continue;
@@ -120,6 +157,7 @@ export class Inbox {
       if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${shown} in the inbox is a symbolic link`);
       if (!stat.isDirectory()) throw new FtError('CONFLICT', `${shown} in the inbox is a file, not a folder`);
     }
+    return created;
   }
 
   /**
@@ -148,12 +186,14 @@ export class Inbox {
     if (!stat.isFile()) return 'not-a-file';
     if (stat.size !== id.size) return 'different';
     const cacheKey = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+    // One hash per file however many connections ask at once (a sender retrying meanwhile, say).
     let hash = this.hashCache.get(cacheKey);
     if (!hash) {
-      hash = await this.hashFile(target, stat.size);
+      hash = this.hashFile(target, stat.size);
       this.hashCache.set(cacheKey, hash);
+      hash.catch(() => this.hashCache.delete(cacheKey));
     }
-    return hash === id.hash ? 'identical' : 'different';
+    return (await hash) === id.hash ? 'identical' : 'different';
   }
 
   private async hashFile(file: string, size: number): Promise<string> {

@@ -135,12 +135,15 @@ export async function hashLocalFiles(
 const HASH_CONCURRENCY = 8;
 
 /** XXH64 of the first `length` bytes, to check a receiver's partial before resuming it. */
-export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileSystem): Promise<string> {
+export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileSystem, signal?: AbortSignal): Promise<string> {
   if (file.content) return hashBytes(file.content.subarray(0, length));
   const hasher = await createHasher();
   const handle = await fs.open(file.path, 'r');
   try {
-    await readRange(handle, 0, length, (block) => hasher.update(block));
+    await readRange(handle, 0, length, (block) => {
+      signal?.throwIfAborted();
+      hasher.update(block);
+    });
   } finally {
     await handle.close();
   }

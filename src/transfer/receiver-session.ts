@@ -83,7 +83,8 @@ export class ReceiverSession {
   private readonly remote: string;
   private state: State = 'hello';
   private readonly pending = new Map<number, PendingFile>();
-  private readonly usedIds = new Set<number>();
+  /** File ids must increase, so no set of every id seen is needed. */
+  private lastId = 0;
   private readonly batchNames = new Map<string, string>();
   /** Header decisions still being made, by file id; their answers go out in arrival order. */
   private readonly deciding = new Map<number, Promise<void>>();
@@ -135,6 +136,8 @@ export class ReceiverSession {
           // Errors of our own handling, told apart from the socket's (which come from the iterator).
           throw localFailure(error);
         }
+        // A peer that does not read our answers is not read either: memory stays bounded.
+        if (socket.writableNeedDrain) await drainedOrClosed(socket);
       }
       if (this.state !== 'closing') {
         const where = this.body ? ` in the body of ${this.body.file.header.filename}` : '';
@@ -234,13 +237,13 @@ export class ReceiverSession {
    * headers' disk look-ups overlap with this one's, and the answers still go out in order.
    */
   private header(header: FileHeader): void {
-    if (this.usedIds.has(header.id)) throw new FtError('UNEXPECTED_MESSAGE', `file id ${header.id} was used before`);
+    if (header.id <= this.lastId) throw new FtError('UNEXPECTED_MESSAGE', `file id ${header.id} is not above the previous one (${this.lastId})`);
     // Open headers: accepted and waiting for a body, or not answered yet (an id can be both for a moment).
     const open = this.pending.size + [...this.deciding.keys()].filter((id) => !this.pending.has(id)).length;
     if (open >= this.ctx.limits.maxPendingFiles) {
       throw new FtError('UNEXPECTED_MESSAGE', `more than ${this.ctx.limits.maxPendingFiles} headers are waiting for bodies`);
     }
-    this.usedIds.add(header.id);
+    this.lastId = header.id;
     const decision = this.decide(header);
     const answered = this.answered.then(async () => {
       const { reply, event } = await decision;
@@ -492,4 +495,16 @@ function localFailure(error: unknown): FtError {
   const code = (error as NodeJS.ErrnoException)?.code;
   const systemError = typeof code === 'string' && !code.startsWith('ERR_');
   return toFtError(error, systemError ? 'WRITE_FAILED' : 'INTERNAL');
+}
+
+function drainedOrClosed(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
 }

@@ -62,9 +62,11 @@ export class SenderConnection {
     const onAbort = () => socket.destroy(new FtError('ABORTED', 'send was cancelled'));
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('close', () => signal?.removeEventListener('abort', onAbort));
-    socket.setTimeout(options.connectTimeoutMs, () =>
-      socket.destroy(new FtError('TIMEOUT', `${host}:${port} did not answer within ${options.connectTimeoutMs} ms`)),
-    );
+    socket.setTimeout(options.connectTimeoutMs);
+    socket.on('timeout', () => {
+      const what = connection.helloWaiter ? `did not answer within ${options.connectTimeoutMs} ms` : `was silent for ${options.idleTimeoutMs} ms`;
+      socket.destroy(new FtError('TIMEOUT', `${host}:${port} ${what}`));
+    });
     const hello = new Promise<ReceiverHello>((resolve, reject) => (connection.helloWaiter = { resolve, reject }));
     connection.listen(host, port);
     const greeting = await hello;

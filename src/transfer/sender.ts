@@ -77,6 +77,7 @@ export interface SendReport {
 /** Headers sent ahead of their bodies, so many small files do not cost a round trip each. */
 const PIPELINE_DEPTH = 32;
 const MAX_RETRY_DELAY_MS = 10_000;
+const MAX_BUSY_RETRIES = 10;
 /** Small files' bytes kept in memory from hashing to sending, in all. */
 const KEEP_CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY']);
@@ -128,7 +129,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
       onHashed: (file, error) => {
         const job = byFile.get(file)!;
         const ftError = error === undefined ? undefined : toFtError(error, 'LOCAL_FILE');
-        if (ftError?.code === 'ABORTED') {
+        if (ftError && (ftError.code === 'ABORTED' || options.signal?.aborted)) {
           // The whole send is ending: no event per file.
           Object.assign(job.result, { code: 'ABORTED', message: ftError.message });
           job.finished = true;
@@ -146,7 +147,10 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   // Saved as soon as hashing ends, so even a sender killed mid-transfer resumes without re-reading.
   const hashingDone = hashing.then(() => cache?.save());
   try {
-    return await transferAll(jobs, options, fs, emit, started);
+    const report = await transferAll(jobs, options, fs, emit, started);
+    // Cancelled while every file was still being hashed: nothing was sent, and that is no success.
+    if (options.signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
+    return report;
   } finally {
     // Abort stops the hashing workers too; let them wind down before returning.
     await hashingDone.catch(() => undefined);
@@ -267,9 +271,10 @@ async function transferBatch(
         job.finished = true;
         emit({ type: 'skipped', path: file.path, name: file.name, remotePath: decision.path });
       } else if (decision.type === 'refuse') {
-        if (decision.code === 'BUSY' && job.busyRetries++ < 3) {
-          // Another connection is uploading the same content: ask again after a pause.
-          await sleep(1000, undefined, { signal: options.signal });
+        if (decision.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) {
+          // Another connection holds the same content (perhaps our own previous one, until the
+          // receiver notices it is gone): ask again, waiting longer each time (about 75 s in all).
+          await sleep(Math.min(1000 * 2 ** job.busyRetries++, MAX_RETRY_DELAY_MS), undefined, { signal: options.signal });
           queue.push(job);
         } else {
           finish(job, 'refused', new FtError(decision.code, decision.message), emit);
@@ -277,7 +282,7 @@ async function transferBatch(
       } else {
         if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
         let offset = decision.offset;
-        if (offset > 0 && (await hashLocalPrefix(file, offset, fs)) !== decision.prefixHash) {
+        if (offset > 0 && (await hashLocalPrefix(file, offset, fs, options.signal)) !== decision.prefixHash) {
           emit({ type: 'restarted', path: file.path, name: file.name, discarded: offset, reason: 'receiver partial differs from this file' });
           offset = 0;
         }

@@ -108,8 +108,14 @@ export class Receiver extends EventEmitter {
 
   /** @internal */
   publish(event: ReceiverEvent): void {
-    this.emit(event.type, event);
-    this.emit('event', event);
+    // A throwing listener is the caller's bug; it must not break a transfer or the receiver.
+    for (const name of [event.type, 'event']) {
+      try {
+        this.emit(name, event);
+      } catch {
+        // Ignored on purpose.
+      }
+    }
   }
 
   /** @internal */
@@ -124,7 +130,12 @@ export class Receiver extends EventEmitter {
 
   /** @internal */
   scheduleExpiry(ttlMs: number): void {
-    const sweep = () => void this.inbox.partials.expire(ttlMs).catch(() => undefined);
+    let sweeping = false;
+    const sweep = () => {
+      if (sweeping) return;
+      sweeping = true;
+      void this.inbox.partials.expire(ttlMs).catch(() => undefined).finally(() => (sweeping = false));
+    };
     sweep();
     this.expiry = setInterval(sweep, Math.min(ttlMs, 3600_000)).unref();
   }
@@ -148,6 +159,10 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const port = options.port ?? SERVE_DEFAULTS.port;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new FtError('USAGE', `Expected port to be an integer 0–65535, got ${JSON.stringify(port)}`);
+  }
+  const partialTtlMs = options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs;
+  if (!Number.isFinite(partialTtlMs) || partialTtlMs < 60_000) {
+    throw new FtError('USAGE', `Expected partialTtlMs to be at least one minute, got ${JSON.stringify(partialTtlMs)}`);
   }
   const beaconInterval = options.beaconInterval ?? SERVE_DEFAULTS.beaconInterval;
   if (!Number.isFinite(beaconInterval) || beaconInterval <= 0 || beaconInterval > 3600) {
@@ -194,7 +209,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     server.listen({ port, host: options.host }, resolve);
   });
   server.on('error', () => undefined);
-  receiver.scheduleExpiry(options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs);
+  receiver.scheduleExpiry(partialTtlMs);
   if (options.beacon ?? true) await announce(receiver, options, name);
   if (options.signal) {
     if (options.signal.aborted) await receiver.close();

@@ -5,6 +5,9 @@ import { promises as nodeFs } from 'node:fs';
 import { FtError, send, type FileSystem } from '../../src/index.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
+import net from 'node:net';
+import { encodeFrame } from '../../src/wire/frame.js';
+import { waitUntil } from '../helpers/files.js';
 
 afterEach(async () => {
   await closeAllReceivers();
@@ -31,5 +34,76 @@ describe('regressions', () => {
     expect(error).toBeInstanceOf(FtError);
     expect((error as FtError).code).toBe('ABORTED');
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('a sender that never reads the answers is not read either (memory stays bounded), and is read again once it reads', async () => {
+    const r = await startReceiver();
+    const socket = net.connect(r.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.pause(); // never read: the receiver's answers pile up on its side
+    socket.on('error', () => undefined);
+    const count = 12_000;
+    socket.write(encodeFrame({ type: 'hello', protocol: 'ft', version: 1 }));
+    // Refused names get a long answer (the message quotes the name, ~1 KB): 12 MB of answers in all,
+    // more than socket buffers hold. Sent 32 at a time, paced so that each batch is answered (a
+    // peer that sent more than 64 unanswered headers would be cut off instead).
+    const name = `${'x'.repeat(900)}/../y`;
+    void (async () => {
+      for (let id = 1; id <= count; id += 32) {
+        const batch = [];
+        for (let n = id; n < id + 32 && n <= count; n++) batch.push(encodeFrame({ type: 'file', id: n, filename: name, size: 1, hash: 'xxh64:0000000000000000' }));
+        if (socket.destroyed) return;
+        socket.write(Buffer.concat(batch));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    const refused = () => r.events.filter((e) => e.type === 'refused').length;
+    await waitUntil(() => refused() > 0 || undefined, 'the first refusals');
+    // Let it run until it stalls.
+    let before = -1;
+    while (refused() !== before) {
+      before = refused();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    expect(refused()).toBeLessThan(count);
+    socket.resume(); // now read: the receiver goes on to the end
+    await waitUntil(() => refused() === count || undefined, 'all refusals once the answers are read', { timeoutMs: 30_000 });
+    socket.destroy();
+  });
+
+  it('ids must increase: a header with an id below the previous one is a protocol error', async () => {
+    const r = await startReceiver();
+    const socket = net.connect(r.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    let received = '';
+    socket.on('data', (chunk) => (received += chunk.toString('latin1')));
+    const header = (id: number) => encodeFrame({ type: 'file', id, filename: `f${id}.txt`, size: 1, hash: 'xxh64:0000000000000000' });
+    socket.write(Buffer.concat([encodeFrame({ type: 'hello', protocol: 'ft', version: 1 }), header(5), header(3)]));
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(received).toContain('"code":"UNEXPECTED_MESSAGE"');
+    expect(received).toContain('not above the previous one');
+  });
+
+  it('Ctrl-C while the only (large) file is being hashed ends in ABORTED, not in a failed file', async () => {
+    const r = await startReceiver();
+    const src = path.join(await tempDir('ft-src-'), 'big.bin');
+    await nodeFs.writeFile(src, Buffer.alloc(8 * 1024 * 1024, 1));
+    // Every read takes 50 ms: hashing 8 MiB in 1 MiB blocks outlasts the abort below.
+    const slowReads: FileSystem = {
+      ...nodeFs,
+      open: (async (...args: Parameters<FileSystem['open']>) => {
+        const handle = await nodeFs.open(...args);
+        const read = handle.read.bind(handle) as (...a: unknown[]) => Promise<unknown>;
+        (handle as unknown as { read: unknown }).read = async (...a: unknown[]) => {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          return read(...a);
+        };
+        return handle;
+      }) as FileSystem['open'],
+    };
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const error = await send([src], { host: '127.0.0.1', port: r.port, fs: slowReads, signal: controller.signal }).catch((e: unknown) => e);
+    expect((error as FtError).code).toBe('ABORTED');
   });
 });

@@ -221,3 +221,11 @@ describe('escapeForDisplay', () => {
     );
   });
 });
+
+describe('escapeControls (free text from a peer)', () => {
+  it('escapes C0, C1 and bidirectional controls, leaving the rest as it is', async () => {
+    const { escapeControls } = await import('../../src/names/safe-name.js');
+    expect(escapeControls('plain text, ünïcödé 三体')).toBe('plain text, ünïcödé 三体');
+    expect(escapeControls('a\u001b[2Jb\u009b2Jc\u202ed\r\n')).toBe('a\\x1b[2Jb\\x9b2Jc\\u{202e}d\\x0d\\x0a');
+  });
+});

@@ -1,5 +1,6 @@
-import cliProgress from 'cli-progress';
-import { EXIT, exitCodeFor, FtError } from '../errors.js';
+import { createRequire } from 'node:module';
+import type cliProgressModule from 'cli-progress';
+import { EXIT, exitCodeFor } from '../errors.js';
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { SendEvent } from '../transfer/events.js';
 import { send, type FileResult, type SendReport } from '../transfer/sender.js';
@@ -124,9 +125,13 @@ function describe(event: SendEvent): string | undefined {
   }
 }
 
+/** Loaded only for a terminal: piped and --json runs start without it. */
+const loadProgressBars = () => createRequire(import.meta.url)('cli-progress') as typeof cliProgressModule;
+
 /** On a terminal: a live bar per file in flight; finished files scroll above the bars. */
 class BarView extends LineView {
-  private readonly bars = new cliProgress.MultiBar(
+  private readonly cliProgress = loadProgressBars();
+  private readonly bars = new this.cliProgress.MultiBar(
     {
       format: '{name} |{bar}| {percentage}% | {done}/{total_h} | {rate} | ETA {eta_formatted}',
       hideCursor: true,
@@ -136,12 +141,14 @@ class BarView extends LineView {
       barsize: 24,
       stream: process.stderr,
     },
-    cliProgress.Presets.shades_classic,
+    this.cliProgress.Presets.shades_classic,
   );
-  private readonly active = new Map<string, { bar: cliProgress.SingleBar; start: number; startBytes: number }>();
+  private readonly active = new Map<string, { bar: cliProgressModule.SingleBar; start: number; startBytes: number }>();
 
   protected override write(line: string): void {
+    // Logged lines wait for the next redraw, and stop() drops them: redraw now.
     this.bars.log(`${line}\n`);
+    this.bars.update();
   }
 
   override event(event: SendEvent): void {
@@ -215,6 +222,3 @@ class JsonView implements View {
   stop(): void {}
 }
 
-export function isInterrupted(error: unknown): boolean {
-  return error instanceof FtError && error.code === 'ABORTED';
-}

@@ -9,6 +9,6 @@ export { defaultHashCachePath } from './transfer/hash-cache.js';
 export { discover, ReceiverWatcher, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
 export { FtError, ERROR_CODES, EXIT, exitCodeFor, type ErrorCode } from './errors.js';
 export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/inbox.js';
-export { nodeFileSystem, type FileSystem } from './storage/file-system.js';
+export { fileSystemOf, nodeFileSystem, type FileSystem } from './storage/file-system.js';
 export { DEFAULT_PORT, PROTOCOL_VERSION } from './wire/messages.js';
 export { escapeForDisplay } from './names/safe-name.js';

@@ -1,5 +1,5 @@
-import { BodyWriter, WRITE_BATCH_BYTES, writeAll } from './body-writer.js';
-import type { FileHandle } from './file-system.js';
+import { BodyWriter, WRITE_BATCH_BYTES } from './body-writer.js';
+import type { FileHandle, OpenFile } from './file-system.js';
 import type { Partial } from './partials.js';
 
 /** Where a body's bytes go while they arrive. */
@@ -7,7 +7,7 @@ export interface BodySink {
   /** Takes a chunk (kept by reference); a returned promise means: wait before the next one. */
   write(chunk: Buffer): void | Promise<void>;
   /** Writes whatever the file still lacks and returns it open, ready for fsync. Idempotent. */
-  finish(): Promise<FileHandle>;
+  finish(): Promise<OpenFile>;
   /** The body will not complete: keep on disk what can be resumed, and close. */
   abandon(): Promise<void>;
   /** The bytes proved wrong: close without keeping anything more. */
@@ -30,7 +30,7 @@ export async function openBodySink(partial: Partial, offset: number, length: num
 
 class MemorySink implements BodySink {
   private readonly chunks: Buffer[] = [];
-  private written: Promise<FileHandle> | undefined;
+  private written: OpenFile | undefined;
 
   constructor(
     private readonly partial: Partial,
@@ -41,20 +41,13 @@ class MemorySink implements BodySink {
     this.chunks.push(chunk);
   }
 
-  finish(): Promise<FileHandle> {
-    this.written ??= this.writeOut();
-    return this.written;
-  }
-
-  private async writeOut(): Promise<FileHandle> {
-    const handle = await this.partial.openForWrite(this.offset);
-    try {
-      await writeAll(handle, this.chunks, this.offset);
-    } catch (error) {
-      await handle.close().catch(() => undefined);
-      throw error;
+  /** Writes at once: the bytes leave memory as soon as the body is complete. */
+  async finish(): Promise<OpenFile> {
+    if (!this.written) {
+      this.written = this.partial.writeRest(this.offset, this.chunks);
+      this.chunks.length = 0;
     }
-    return handle;
+    return this.written;
   }
 
   async discard(): Promise<void> {
@@ -64,8 +57,8 @@ class MemorySink implements BodySink {
   /** What arrived is written out, so even a small body cut short resumes. */
   async abandon(): Promise<void> {
     if (this.chunks.length === 0 || this.written) return;
-    const handle = await this.finish().catch(() => undefined);
-    await handle?.close().catch(() => undefined);
+    const file = await this.finish().catch(() => undefined);
+    await file?.close().catch(() => undefined);
   }
 }
 

@@ -113,7 +113,8 @@ export async function writeAll(handle: FileHandle, buffers: Buffer[], position: 
   }
 }
 
-function dropBytes(buffers: Buffer[], count: number): Buffer[] {
+/** The buffers without their first `count` bytes. */
+export function dropBytes(buffers: Buffer[], count: number): Buffer[] {
   let left = count;
   let index = 0;
   while (index < buffers.length && left >= buffers[index]!.length) left -= buffers[index++]!.length;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher } from '../hashing.js';
 import { PARTIAL_DIR } from '../names/safe-name.js';
-import { isNotFound, readRange, type FileSystem } from './file-system.js';
+import { lstatIfExists, readRange, type FileSystem } from './file-system.js';
 import { PartialStore, type ContentId, type Partial } from './partials.js';
 
 /** What to do when a different file already has the name: keep both, replace it, or refuse. */
@@ -42,16 +42,16 @@ export class Inbox {
 
   /** Creates the folder if needed; the root itself may be a link, resolved once here. */
   static async open(dir: string, fs: FileSystem, policy: ConflictPolicy): Promise<Inbox> {
-    await fs.mkdir(dir, { recursive: true });
-    const root = await fs.realpath(dir);
+    fs.mkdirSync(dir, { recursive: true });
+    const root = fs.realpathSync(dir);
     const inbox = new Inbox(root, fs, policy);
-    await inbox.partials.ensureDir();
+    inbox.partials.ensureDir();
     return inbox;
   }
 
   /** Decides, before any body byte, whether this content can land under this name. */
   async inspect(components: string[], id: ContentId): Promise<TargetState> {
-    await this.checkParents(components, false);
+    this.checkParents(components, false);
     const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
     for (const candidate of candidates) {
       const state = await this.compare(candidate, id);
@@ -71,34 +71,34 @@ export class Inbox {
    * link() refuses to replace an existing name, which makes "keep both" and "reject" atomic.
    */
   async place(partial: Partial, components: string[]): Promise<string> {
-    const created = await this.checkParents(components, true);
-    await partial.forgetMeta();
+    const created = this.checkParents(components, true);
+    partial.forgetMeta();
     const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
     for (const candidate of candidates) {
       const target = this.pathOf(candidate);
       if (this.policy === 'overwrite') {
-        await this.refuseLink(target);
+        this.refuseLink(target);
         // Land beside the target first and check where that is, so a folder swapped for a link
         // cannot make the rename replace a file outside the inbox.
         const beside = `${target}.ft-${randomBytes(4).toString('hex')}`;
-        const landed = await this.landNew(partial.dataPath, beside);
+        const landed = this.landNew(partial.dataPath, beside);
         try {
-          await this.checkLanded(beside);
-          await this.fs.rename(beside, target);
+          this.checkLanded(beside);
+          this.fs.renameSync(beside, target);
         } catch (error) {
-          await this.fs.unlink(beside).catch(() => undefined);
+          this.unlinkQuietly(beside);
           throw error;
         }
-        if (landed === 'linked') await this.fs.unlink(partial.dataPath);
+        if (landed === 'linked') this.fs.unlinkSync(partial.dataPath);
       } else {
-        const landed = await this.landNew(partial.dataPath, target);
+        const landed = this.landNew(partial.dataPath, target);
         if (landed === 'taken') {
           if (this.policy === 'reject') throw new FtError('CONFLICT', `a file named ${candidate.join('/')} appeared meanwhile`);
           continue;
         }
         // Checked while the partial still exists: a refusal here loses nothing.
-        await this.checkLanded(target);
-        if (landed === 'linked') await this.fs.unlink(partial.dataPath);
+        this.checkLanded(target);
+        if (landed === 'linked') this.fs.unlinkSync(partial.dataPath);
       }
       // New folders are durable only once their own parents are synced, too.
       await Promise.all([target, ...created].map((made) => this.syncDir(path.dirname(made))));
@@ -112,19 +112,26 @@ export class Inbox {
    * existing name atomically. File systems without hard links (FAT, exFAT, some network shares)
    * get a check and a rename instead, which a writer racing in the same instant could defeat.
    */
-  private async landNew(from: string, to: string): Promise<'linked' | 'moved' | 'taken'> {
+  private landNew(from: string, to: string): 'linked' | 'moved' | 'taken' {
     try {
-      await this.fs.link(from, to);
+      this.fs.linkSync(from, to);
       return 'linked';
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? '';
       if (code === 'EEXIST') return 'taken';
       if (!LINK_UNSUPPORTED.has(code)) throw error;
     }
-    const existing = await this.fs.lstat(to).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)));
-    if (existing) return 'taken';
-    await this.fs.rename(from, to);
+    if (lstatIfExists(this.fs, to)) return 'taken';
+    this.fs.renameSync(from, to);
     return 'moved';
+  }
+
+  private unlinkQuietly(file: string): void {
+    try {
+      this.fs.unlinkSync(file);
+    } catch {
+      // Already gone, or the error that matters is the one being reported.
+    }
   }
 
   private pathOf(components: string[]): string {
@@ -135,22 +142,20 @@ export class Inbox {
    * Every folder on the way must be a real folder (or not exist yet); `create` makes the missing
    * ones and returns them.
    */
-  private async checkParents(components: string[], create: boolean): Promise<string[]> {
+  private checkParents(components: string[], create: boolean): string[] {
     const created: string[] = [];
     let current = this.root;
     for (const component of components.slice(0, -1)) {
       current = path.join(current, component);
-      let stat = await this.fs.lstat(current).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)));
+      let stat = lstatIfExists(this.fs, current);
       if (!stat && create) {
-        const made = await this.fs.mkdir(current).then(
-          () => true,
-          (error: NodeJS.ErrnoException) => {
-            if (error.code !== 'EEXIST') throw error;
-            return false;
-          },
-        );
-        if (made) created.push(current);
-        stat = await this.fs.lstat(current);
+        try {
+          this.fs.mkdirSync(current);
+          created.push(current);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        }
+        stat = this.fs.lstatSync(current);
       }
       if (!stat) continue;
       const shown = path.relative(this.root, current);
@@ -164,23 +169,22 @@ export class Inbox {
    * The folders were checked before the link, but one could have been swapped for a symbolic
    * link in between: if the file landed outside the inbox, take it back out and refuse.
    */
-  private async checkLanded(target: string): Promise<void> {
-    const folder = await this.fs.realpath(path.dirname(target));
+  private checkLanded(target: string): void {
+    const folder = this.fs.realpathSync(path.dirname(target));
     if (folder === this.root || folder.startsWith(this.root + path.sep)) return;
-    await this.fs.unlink(target).catch(() => undefined);
+    this.unlinkQuietly(target);
     throw new FtError('UNSAFE_PATH', `${path.relative(this.root, target)} resolved outside the inbox while it was placed`);
   }
 
-  private async refuseLink(target: string): Promise<void> {
-    const stat = await this.fs.lstat(target).catch(() => undefined);
-    if (stat?.isSymbolicLink()) {
+  private refuseLink(target: string): void {
+    if (lstatIfExists(this.fs, target)?.isSymbolicLink()) {
       throw new FtError('UNSAFE_PATH', `${path.relative(this.root, target)} in the inbox is a symbolic link`);
     }
   }
 
   private async compare(components: string[], id: ContentId): Promise<'missing' | 'identical' | 'different' | 'not-a-file'> {
     const target = this.pathOf(components);
-    const stat = await this.fs.lstat(target).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)));
+    const stat = lstatIfExists(this.fs, target);
     if (!stat) return 'missing';
     if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${components.join('/')} in the inbox is a symbolic link`);
     if (!stat.isFile()) return 'not-a-file';

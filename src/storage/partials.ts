@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
-import { isNotFound, readRange, type FileHandle, type FileSystem } from './file-system.js';
+import { dropBytes } from './body-writer.js';
+import { isNotFound, lstatIfExists, readRange, type FileHandle, type FileSystem, type OpenFile } from './file-system.js';
 
 /** What identifies a partial upload: its content, not its name, so a renamed re-send still resumes. */
 export interface ContentId {
@@ -37,9 +38,9 @@ export class PartialStore {
     private readonly fs: FileSystem,
   ) {}
 
-  async ensureDir(): Promise<void> {
-    await this.fs.mkdir(this.dir, { recursive: true });
-    const stat = await this.fs.lstat(this.dir);
+  ensureDir(): void {
+    this.fs.mkdirSync(this.dir, { recursive: true });
+    const stat = this.fs.lstatSync(this.dir);
     if (!stat.isDirectory()) {
       throw new FtError('UNSAFE_PATH', `${this.dir} must be a real folder, not a link or a file`);
     }
@@ -59,7 +60,7 @@ export class PartialStore {
     this.held.set(key, owner);
     try {
       const partial = new Partial(this, key, id, path.join(this.dir, `${key}.part`), this.fs, key === shared);
-      await partial.load(filename, path.join(this.dir, `${key}.json`));
+      partial.load(filename, path.join(this.dir, `${key}.json`));
       return partial;
     } catch (error) {
       this.held.delete(key);
@@ -72,11 +73,11 @@ export class PartialStore {
   }
 
   /** Deletes partials untouched for `ttlMs`; only files named like our own, only in our folder. */
-  async expire(ttlMs: number, now = Date.now()): Promise<string[]> {
+  expire(ttlMs: number, now = Date.now()): string[] {
     const removed: string[] = [];
     let names: string[];
     try {
-      names = (await this.fs.readdir(this.dir)) as string[];
+      names = this.fs.readdirSync(this.dir) as string[];
     } catch (error) {
       if (isNotFound(error)) return removed;
       throw error;
@@ -85,10 +86,14 @@ export class PartialStore {
       const match = KEY_PATTERN.exec(name);
       if (!match || this.held.has(`${match[1]}-${match[2]}${match[3] ?? ''}`)) continue;
       const file = path.join(this.dir, name);
-      const stat = await this.fs.lstat(file).catch(() => undefined);
-      if (!stat?.isFile() || now - stat.mtimeMs < ttlMs) continue;
-      await this.fs.unlink(file).catch(() => undefined);
-      removed.push(name);
+      try {
+        const stat = this.fs.lstatSync(file);
+        if (!stat.isFile() || now - stat.mtimeMs < ttlMs) continue;
+        this.fs.unlinkSync(file);
+        removed.push(name);
+      } catch {
+        // Gone meanwhile, or not ours to delete: the next sweep looks again.
+      }
     }
     return removed;
   }
@@ -111,16 +116,13 @@ export class Partial {
     readonly shared = true,
   ) {}
 
-  async load(filename: string, metaPath: string): Promise<void> {
+  load(filename: string, metaPath: string): void {
     this.metaPath = metaPath;
     this.filename = filename;
-    const stat = await this.fs.lstat(this.dataPath).catch((error) => {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    });
+    const stat = lstatIfExists(this.fs, this.dataPath);
     if (stat && (!stat.isFile() || stat.size > this.id.size)) {
       // Not something we could have written for this content: start over.
-      await this.fs.unlink(this.dataPath);
+      this.fs.unlinkSync(this.dataPath);
     } else if (stat) {
       this.offset = stat.size;
     }
@@ -148,11 +150,15 @@ export class Partial {
   async openForWrite(from: number): Promise<FileHandle> {
     // A small body arrives in one go: its metadata would be created and deleted at once.
     const worthMeta = this.id.size - from > METADATA_MIN_BYTES;
-    if (worthMeta && (from === 0 || !(await exists(this.fs, this.metaPath)))) {
+    if (worthMeta && (from === 0 || !lstatIfExists(this.fs, this.metaPath))) {
       const meta: PartialMeta = { filename: this.filename, size: this.id.size, hash: this.id.hash, createdAt: new Date().toISOString() };
       await this.fs.writeFile(this.metaPath, JSON.stringify(meta) + '\n').catch(async (error) => {
         // A full disk can leave an empty metadata file behind: remove it before giving up.
-        await this.fs.unlink(this.metaPath).catch(() => undefined);
+        try {
+          this.fs.unlinkSync(this.metaPath);
+        } catch {
+          // The write's own error is the one to report.
+        }
         throw error;
       });
     }
@@ -164,34 +170,66 @@ export class Partial {
     return handle;
   }
 
-  /** Removes the data and metadata (after placing the file, or when the content proved wrong). */
-  async discard(): Promise<void> {
-    await this.fs.unlink(this.dataPath).catch(ignoreNotFound);
-    await this.fs.unlink(this.metaPath).catch(ignoreNotFound);
+  /**
+   * Writes a small body (everything from `from` to the end) in one go with synchronous calls,
+   * and returns the file still open, for fsync: a thread-pool round trip per call would cost
+   * more than the writing itself.
+   */
+  writeRest(from: number, chunks: Buffer[]): OpenFile {
+    const { fs } = this;
+    const fd = fs.openSync(this.dataPath, from === 0 ? 'w' : 'r+');
+    try {
+      if (from > 0) fs.ftruncateSync(fd, from);
+      let pending = chunks;
+      let at = from;
+      while (pending.length > 0) {
+        const written = fs.writevSync(fd, pending, at);
+        if (written === 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+        at += written;
+        pending = dropBytes(pending, written);
+      }
+    } catch (error) {
+      fs.closeSync(fd);
+      throw error;
+    }
+    let open = true;
+    return {
+      sync: () => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
+      // Idempotent: closing a descriptor number twice could close a file opened meanwhile.
+      close: async () => {
+        if (open) fs.closeSync(fd);
+        open = false;
+      },
+    };
   }
 
-  async forgetMeta(): Promise<void> {
+  /** Removes the data and metadata (after placing the file, or when the content proved wrong). */
+  discard(): void {
+    unlinkIfExists(this.fs, this.dataPath);
+    unlinkIfExists(this.fs, this.metaPath);
+  }
+
+  forgetMeta(): void {
     if (this.id.size <= METADATA_MIN_BYTES) return; // never had one
-    await this.fs.unlink(this.metaPath).catch(ignoreNotFound);
+    unlinkIfExists(this.fs, this.metaPath);
   }
 
   /** Lets others use the content again; a private copy's leftovers are deleted. */
   release(): void {
     this.store.release(this.key);
-    if (!this.shared) void this.discard().catch(() => undefined);
+    if (this.shared) return;
+    try {
+      this.discard();
+    } catch {
+      // A leftover private copy is removed by the partial sweep.
+    }
   }
 }
 
-function ignoreNotFound(error: unknown): void {
-  if (!isNotFound(error)) throw error;
-}
-
-async function exists(fs: FileSystem, file: string): Promise<boolean> {
+function unlinkIfExists(fs: FileSystem, file: string): void {
   try {
-    await fs.lstat(file);
-    return true;
+    fs.unlinkSync(file);
   } catch (error) {
-    if (isNotFound(error)) return false;
-    throw error;
+    if (!isNotFound(error)) throw error;
   }
 }

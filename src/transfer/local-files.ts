@@ -1,3 +1,4 @@
+import { constants, type Stats } from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher, hashBytes } from '../hashing.js';
@@ -29,18 +30,22 @@ export const KEEP_CONTENT_BYTES = 1024 * 1024;
  * Expands the paths to send: a file is sent under its base name, a directory as its base name
  * plus every regular file below it. Links to folders are not followed (no cycles).
  */
-export async function collectFiles(paths: string[], fs: FileSystem): Promise<LocalFile[]> {
+export function collectFiles(paths: string[], fs: FileSystem): LocalFile[] {
   const files: LocalFile[] = [];
   for (const given of paths) {
-    const stat = await fs.stat(given).catch((error: NodeJS.ErrnoException) => {
+    let stat: Stats;
+    try {
+      stat = fs.statSync(given);
+    } catch (caught) {
+      const error = caught as NodeJS.ErrnoException;
       const why = error.code === 'ENOENT' ? 'no such file or folder' : error.code === 'EACCES' ? 'permission denied' : error.message;
       throw new FtError('LOCAL_FILE', `cannot send ${escapeForDisplay(given)}: ${why}`, { path: given });
-    });
+    }
     const base = path.basename(path.resolve(given));
     if (stat.isFile()) {
       files.push({ path: given, name: base, size: stat.size, mtimeMs: stat.mtimeMs, hash: '' });
     } else if (stat.isDirectory()) {
-      await walk(fs, given, base, files);
+      walk(fs, given, base, files);
     } else {
       throw new FtError('LOCAL_FILE', `cannot send ${escapeForDisplay(given)}: not a regular file or folder`, { path: given });
     }
@@ -48,16 +53,25 @@ export async function collectFiles(paths: string[], fs: FileSystem): Promise<Loc
   return files;
 }
 
-async function walk(fs: FileSystem, dir: string, name: string, out: LocalFile[]): Promise<void> {
-  const entries = (await fs.readdir(dir)) as string[];
+function walk(fs: FileSystem, dir: string, name: string, out: LocalFile[]): void {
+  const entries = fs.readdirSync(dir) as string[];
   entries.sort();
   for (const entry of entries) {
     const full = path.join(dir, entry);
-    const link = await fs.lstat(full);
-    const stat = link.isSymbolicLink() ? await fs.stat(full).catch(() => undefined) : link;
+    const link = fs.lstatSync(full);
+    const stat = link.isSymbolicLink() ? followLink(fs, full) : link;
     if (!stat) continue;
     if (stat.isFile()) out.push({ path: full, name: `${name}/${entry}`, size: stat.size, mtimeMs: stat.mtimeMs, hash: '' });
-    else if (stat.isDirectory() && !link.isSymbolicLink()) await walk(fs, full, `${name}/${entry}`, out);
+    else if (stat.isDirectory() && !link.isSymbolicLink()) walk(fs, full, `${name}/${entry}`, out);
+  }
+}
+
+/** What a symbolic link points to; a dangling or looping link is skipped. */
+function followLink(fs: FileSystem, file: string): Stats | undefined {
+  try {
+    return fs.statSync(file);
+  } catch {
+    return undefined;
   }
 }
 
@@ -74,31 +88,55 @@ export interface HashOptions {
 }
 
 export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: HashOptions = {}): Promise<void> {
+  const small = readSmallFile(file.path, fs);
+  if (small) {
+    Object.assign(file, { size: small.stat.size, mtimeMs: small.stat.mtimeMs, hash: await hashBytes(small.content) });
+    file.content = options.keep ? small.content : undefined;
+    return;
+  }
   const hasher = await createHasher();
   const handle = await fs.open(file.path, 'r');
   try {
     const stat = await handle.stat();
-    const keep = options.keep === true && stat.size <= KEEP_CONTENT_BYTES;
     const identity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
-    const cached = keep ? undefined : options.cache?.get(identity);
+    const cached = options.cache?.get(identity);
     if (cached) {
       Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, hash: cached, content: undefined });
       return;
     }
-    const kept: Buffer[] = [];
     const read = await readRange(handle, 0, stat.size, (block) => {
       options.signal?.throwIfAborted();
       hasher.update(block);
-      if (keep) kept.push(Buffer.from(block));
     });
     if (read !== stat.size) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} shrank while it was hashed`);
-    file.size = stat.size;
-    file.mtimeMs = stat.mtimeMs;
-    file.hash = hasher.digest();
-    file.content = keep ? Buffer.concat(kept) : undefined;
-    if (stat.size > KEEP_CONTENT_BYTES) options.cache?.set(identity, file.hash);
+    Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, hash: hasher.digest(), content: undefined });
+    options.cache?.set(identity, file.hash);
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * A file of at most KEEP_CONTENT_BYTES, read whole with synchronous calls (four system calls
+ * instead of four thread-pool round trips); undefined when the open file is larger.
+ */
+function readSmallFile(file: string, fs: FileSystem): { stat: Stats; content: Buffer } | undefined {
+  // Non-blocking, so a FIFO swapped in for the file cannot hang the process in open().
+  const fd = fs.openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw new FtError('LOCAL_FILE', `${escapeForDisplay(file)} is no longer a regular file`);
+    if (stat.size > KEEP_CONTENT_BYTES) return undefined;
+    const content = Buffer.allocUnsafe(stat.size);
+    let read = 0;
+    while (read < stat.size) {
+      const bytes = fs.readSync(fd, content, read, stat.size - read, read);
+      if (bytes === 0) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file)} shrank while it was hashed`);
+      read += bytes;
+    }
+    return { stat, content };
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

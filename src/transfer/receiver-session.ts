@@ -13,8 +13,8 @@ import type { Socket } from 'node:net';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, parseSafeName } from '../names/safe-name.js';
-import { openBodySink, SMALL_BODY_BYTES, type BodySink } from '../storage/body-sink.js';
-import type { FileHandle } from '../storage/file-system.js';
+import { openBodySink, type BodySink } from '../storage/body-sink.js';
+import type { OpenFile } from '../storage/file-system.js';
 import type { Inbox } from '../storage/inbox.js';
 import type { Partial } from '../storage/partials.js';
 import { encodeFrame, FrameDecoder, type Decoded } from '../wire/frame.js';
@@ -75,7 +75,7 @@ interface ActiveBody {
 type State = 'hello' | 'ready' | 'closing';
 
 /** Verified files whose fsync and placement may run at once, per connection. */
-const MAX_FINALIZING = 32;
+const MAX_FINALIZING = 128;
 
 export class ReceiverSession {
   private readonly decoder = new FrameDecoder();
@@ -399,44 +399,38 @@ export class ReceiverSession {
       // The bytes we hold are not the announced content, and we cannot tell which are wrong. If
       // deleting them fails, the next resume's prefix check still refuses them.
       await sink.discard();
-      await file.partial.discard().catch(() => undefined);
+      try {
+        file.partial.discard();
+      } catch {
+        // See above.
+      }
       this.release(file);
       const message = `content of ${header.filename} hashes to ${hash}, not ${header.hash}; nothing was kept`;
       this.send({ type: 'failed', id: header.id, code: 'HASH_MISMATCH', message });
       this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'HASH_MISMATCH', message });
       return;
     }
-    // A streamed body's last queued megabytes are written now, so memory stays bounded; small
-    // bodies (at most SMALL_BODY_BYTES each, in memory) are written in the background.
-    if (header.size - file.offset > SMALL_BODY_BYTES) {
-      try {
-        await sink.finish();
-      } catch (error) {
-        return this.abandonBody(body, error);
-      }
+    // Every byte is written now (a small body in one go), so no body stays in memory.
+    let written: OpenFile;
+    try {
+      written = await sink.finish();
+    } catch (error) {
+      return this.abandonBody(body, error);
     }
     // Durability and placement run in the background while the next body streams in; many
     // small files then share fsyncs (and the journal commits behind them).
     if (this.finalizing.size >= MAX_FINALIZING) await Promise.race(this.finalizing);
-    const finalizing = this.finalize(body, hash).finally(() => this.finalizing.delete(finalizing));
+    const finalizing = this.finalize(body, written, hash).finally(() => this.finalizing.delete(finalizing));
     this.finalizing.add(finalizing);
   }
 
   /** fsync, atomic placement, then `done`: the file exists under its name only once durable. */
-  private async finalize(body: ActiveBody, hash: string): Promise<void> {
-    const { file, sink } = body;
+  private async finalize(body: ActiveBody, written: OpenFile, hash: string): Promise<void> {
+    const { file } = body;
     const { header } = file;
-    let handle: FileHandle;
     try {
-      handle = await sink.finish();
-    } catch (error) {
-      await sink.abandon();
-      this.release(file);
-      return this.reportWriteFailure(file, error);
-    }
-    try {
-      await handle.sync();
-      await handle.close();
+      await written.sync();
+      await written.close();
       const finalPath = await this.ctx.inbox.place(file.partial, file.components);
       this.release(file);
       this.send({ type: 'done', id: header.id, hash, path: finalPath });
@@ -451,7 +445,7 @@ export class ReceiverSession {
         durationMs: Date.now() - body.startedAt,
       });
     } catch (error) {
-      await handle.close().catch(() => undefined);
+      await written.close().catch(() => undefined);
       this.release(file);
       const { code, message } = localFailure(error);
       this.send({ type: 'failed', id: header.id, code, message });

@@ -101,7 +101,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   const emit = options.onEvent ?? (() => undefined);
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
 
-  const files = await collectFiles(paths, fs);
+  const files = collectFiles(paths, fs);
   const jobs: Job[] = files.map((file) => {
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));

@@ -130,11 +130,12 @@ export class Receiver extends EventEmitter {
 
   /** @internal */
   scheduleExpiry(ttlMs: number): void {
-    let sweeping = false;
     const sweep = () => {
-      if (sweeping) return;
-      sweeping = true;
-      void this.inbox.partials.expire(ttlMs).catch(() => undefined).finally(() => (sweeping = false));
+      try {
+        this.inbox.partials.expire(ttlMs);
+      } catch {
+        // An unreadable partial folder: the next sweep tries again.
+      }
     };
     sweep();
     this.expiry = setInterval(sweep, Math.min(ttlMs, 3600_000)).unref();

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { createFsFromVolume, Volume } from 'memfs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { send, serve, type FileSystem, type Receiver, type ReceiverEvent } from '../../src/index.js';
+import { fileSystemOf, send, serve, type FileSystem, type Receiver, type ReceiverEvent } from '../../src/index.js';
 import { randomBuffer } from '../helpers/files.js';
 
 const receivers: Receiver[] = [];
@@ -15,7 +15,7 @@ afterEach(async () => {
 
 function memfs(): { vol: Volume; fs: FileSystem } {
   const vol = new Volume();
-  return { vol, fs: createFsFromVolume(vol).promises as unknown as FileSystem };
+  return { vol, fs: fileSystemOf(createFsFromVolume(vol)) };
 }
 
 const BIG = randomBuffer(3 * 1024 * 1024 + 123, 'memfs-big');

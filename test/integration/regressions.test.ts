@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { promises as nodeFs } from 'node:fs';
-import { FtError, send, type FileSystem } from '../../src/index.js';
+import { FtError, nodeFileSystem, send, type FileSystem } from '../../src/index.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import net from 'node:net';
@@ -18,10 +18,11 @@ describe('regressions', () => {
   it('an abort while files are still being hashed settles send() with ABORTED instead of hanging', async () => {
     const r = await startReceiver();
     const src = await tempDir('ft-src-');
-    for (let i = 0; i < 20; i++) await nodeFs.writeFile(path.join(src, `f${i}.txt`), `file ${i}`);
+    // Over the 1 MiB read in one go, so they are opened asynchronously.
+    for (let i = 0; i < 20; i++) await nodeFs.writeFile(path.join(src, `f${i}.bin`), Buffer.alloc(1024 * 1024 + 1, i));
     // Every open takes 100 ms: hashing 20 files eight at a time outlasts the abort below.
     const slowFs: FileSystem = {
-      ...nodeFs,
+      ...nodeFileSystem,
       open: (async (...args: Parameters<FileSystem['open']>) => {
         await new Promise((resolve) => setTimeout(resolve, 100));
         return nodeFs.open(...args);
@@ -90,7 +91,7 @@ describe('regressions', () => {
     await nodeFs.writeFile(src, Buffer.alloc(8 * 1024 * 1024, 1));
     // Every read takes 50 ms: hashing 8 MiB in 1 MiB blocks outlasts the abort below.
     const slowReads: FileSystem = {
-      ...nodeFs,
+      ...nodeFileSystem,
       open: (async (...args: Parameters<FileSystem['open']>) => {
         const handle = await nodeFs.open(...args);
         const read = handle.read.bind(handle) as (...a: unknown[]) => Promise<unknown>;

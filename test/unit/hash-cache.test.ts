@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Volume, createFsFromVolume } from 'memfs';
 import { hashBytes } from '../../src/hashing.js';
-import type { FileSystem } from '../../src/storage/file-system.js';
+import { fileSystemOf, type FileSystem } from '../../src/storage/file-system.js';
 import { HashCache } from '../../src/transfer/hash-cache.js';
 import { hashLocalFile, KEEP_CONTENT_BYTES, type LocalFile } from '../../src/transfer/local-files.js';
 
@@ -55,10 +55,10 @@ describe('HashCache', () => {
 });
 
 describe('hashLocalFile with a cache', () => {
-  /** A memfs file system whose reads are counted. */
+  /** A memfs file system whose reads (asynchronous and synchronous) are counted. */
   function countingFs(): { fs: FileSystem; reads: () => number; vol: InstanceType<typeof Volume> } {
     const vol = new Volume();
-    const base = createFsFromVolume(vol).promises as unknown as FileSystem;
+    const base = fileSystemOf(createFsFromVolume(vol));
     let bytes = 0;
     const fs: FileSystem = {
       ...base,
@@ -72,6 +72,11 @@ describe('hashLocalFile with a cache', () => {
         };
         return handle;
       }) as FileSystem['open'],
+      readSync: ((...args: Parameters<FileSystem['readSync']>) => {
+        const bytesRead = base.readSync(...args);
+        bytes += bytesRead;
+        return bytesRead;
+      }) as FileSystem['readSync'],
     };
     return { fs, reads: () => bytes, vol };
   }

@@ -2,17 +2,16 @@
 import { Volume, createFsFromVolume } from 'memfs';
 import { describe, expect, it } from 'vitest';
 import { hashBytes } from '../../src/hashing.js';
-import type { FileSystem } from '../../src/storage/file-system.js';
+import { fileSystemOf, type FileSystem } from '../../src/storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../../src/storage/inbox.js';
 
 function noLinkFs(): { fs: FileSystem; vol: InstanceType<typeof Volume> } {
   const vol = new Volume();
-  const base = createFsFromVolume(vol).promises as unknown as FileSystem;
   const fs: FileSystem = {
-    ...base,
-    link: (async () => {
+    ...fileSystemOf(createFsFromVolume(vol)),
+    linkSync: () => {
       throw Object.assign(new Error('operation not permitted'), { code: 'EPERM' });
-    }) as FileSystem['link'],
+    },
   };
   return { fs, vol };
 }

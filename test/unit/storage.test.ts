@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FtError, type ErrorCode } from '../../src/errors.js';
 import { hashBytes } from '../../src/hashing.js';
 import { BodyWriter } from '../../src/storage/body-writer.js';
-import type { FileSystem } from '../../src/storage/file-system.js';
+import { fileSystemOf, nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../../src/storage/inbox.js';
 import { partialKey, type ContentId, type Partial } from '../../src/storage/partials.js';
 
@@ -15,23 +15,24 @@ type FullFs = typeof nodeFs;
 
 interface Backend {
   name: string;
-  create(): Promise<{ fs: FullFs; base: string; cleanup: () => Promise<void> }>;
+  create(): Promise<{ fs: FullFs; ft: FileSystem; base: string; cleanup: () => Promise<void> }>;
 }
 
 const backends: Backend[] = [
   {
     name: 'memfs',
     async create() {
-      const fs = createFsFromVolume(new Volume()).promises as unknown as FullFs;
+      const volume = createFsFromVolume(new Volume());
+      const fs = volume.promises as unknown as FullFs;
       await fs.mkdir('/base', { recursive: true });
-      return { fs, base: '/base', cleanup: async () => undefined };
+      return { fs, ft: fileSystemOf(volume), base: '/base', cleanup: async () => undefined };
     },
   },
   {
     name: 'a real temp dir',
     async create() {
       const base = await nodeFs.mkdtemp(path.join(os.tmpdir(), 'ft-storage-test-'));
-      return { fs: nodeFs, base, cleanup: () => nodeFs.rm(base, { recursive: true, force: true }) };
+      return { fs: nodeFs, ft: nodeFileSystem, base, cleanup: () => nodeFs.rm(base, { recursive: true, force: true }) };
     },
   },
 ];
@@ -66,17 +67,18 @@ async function idOf(bytes: Buffer): Promise<ContentId> {
 
 describe.each(backends)('storage contract on $name', (backend) => {
   let fs: FullFs;
+  let ft: FileSystem;
   let base: string;
   let cleanup: () => Promise<void>;
 
   beforeEach(async () => {
-    ({ fs, base, cleanup } = await backend.create());
+    ({ fs, ft, base, cleanup } = await backend.create());
   });
   afterEach(async () => {
     await cleanup();
   });
 
-  const ftFs = (): FileSystem => fs as unknown as FileSystem;
+  const ftFs = (): FileSystem => ft;
   const openInbox = (policy: ConflictPolicy = 'rename', dir = path.join(base, 'inbox')) => Inbox.open(dir, ftFs(), policy);
 
   async function exists(file: string): Promise<boolean> {

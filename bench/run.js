@@ -50,7 +50,7 @@ const BUSY_WARNING = 0.25;
 const HELP = `usage: node bench/run.js [options]      (npm run bench -- [options] builds first)
 
 Benchmarks ft on 127.0.0.1 against a plain Node socket copy, socat, socat+fsync and an rsync
-daemon, alternating the tools round by round and reporting medians.
+daemon (with and without --fsync), alternating the tools round by round and reporting medians.
 
   --rounds N          rounds for the large-file and small-files parts (default 3)
   --size SIZE         large file size, binary units: 256M, 1G (default 1G)
@@ -142,6 +142,7 @@ function findTools() {
     rsync,
     rsyncVersion: rsync ? /rsync\s+version\s+(\S+)/.exec(capture(rsync, ['--version']) ?? '')?.[1] : undefined,
     rsyncXxh128: rsync ? /\bxxh128\b/.test(capture(rsync, ['--version']) ?? '') : false,
+    rsyncFsync: rsync ? /--fsync\b/.test(capture(rsync, ['--help']) ?? '') : false,
     sync: which('sync'),
     cmp: which('cmp'),
     time: time && capture(time, ['-f', '%M', 'true']) !== undefined ? time : undefined,
@@ -353,8 +354,17 @@ async function startRsyncDaemon(tools, outDir, dest) {
   return { daemon, port };
 }
 
-function rsyncClientArgs(tools, source, port) {
-  return ['-a', '--whole-file', ...(tools.rsyncXxh128 ? ['--checksum-choice=xxh128'] : []), source, `rsync://127.0.0.1:${port}/bench/`];
+function rsyncClientArgs(tools, source, port, fsync) {
+  const checksum = tools.rsyncXxh128 ? ['--checksum-choice=xxh128'] : [];
+  return ['-a', '--whole-file', ...checksum, ...(fsync ? ['--fsync'] : []), source, `rsync://127.0.0.1:${port}/bench/`];
+}
+
+/** rsync and, where it has --fsync (3.2.4 and later), rsync+fsync: a contender each. */
+function rsyncContenders(tools, run) {
+  if (!tools.rsync) return [];
+  const list = [{ id: 'rsync', label: 'rsync', run: run(false) }];
+  if (tools.rsyncFsync) list.push({ id: 'rsync+fsync', label: 'rsync+fsync', run: run(true) });
+  return list;
 }
 
 /** Large-file contenders: each run() returns { seconds, file, ...extras } and leaves nothing running. */
@@ -419,31 +429,27 @@ function largeContenders(tools) {
     list.push({ id: 'socat', label: 'socat', run: socatRun(false) });
     if (tools.sync) list.push({ id: 'socat+fsync', label: 'socat+fsync', run: socatRun(true) });
   }
-  if (tools.rsync) {
-    list.push({
-      id: 'rsync',
-      label: 'rsync',
-      async run({ src, outDir, bytes }) {
-        const dest = path.join(outDir, 'dest');
-        fs.mkdirSync(dest);
-        const { daemon, port } = await startRsyncDaemon(tools, outDir, dest);
-        try {
-          const t0 = process.hrtime.bigint();
-          const client = start('rsync client', tools.rsync, rsyncClientArgs(tools, src, port));
-          await expectSuccess(client, transferTimeoutMs(bytes));
-          const seconds = elapsedSeconds(t0);
-          return { seconds, file: path.join(dest, path.basename(src)) };
-        } finally {
-          await stop(daemon);
-        }
-      },
-    });
-  }
+  list.push(
+    ...rsyncContenders(tools, (fsync) => async ({ src, outDir, bytes }) => {
+      const dest = path.join(outDir, 'dest');
+      fs.mkdirSync(dest);
+      const { daemon, port } = await startRsyncDaemon(tools, outDir, dest);
+      try {
+        const t0 = process.hrtime.bigint();
+        const client = start('rsync client', tools.rsync, rsyncClientArgs(tools, src, port, fsync));
+        await expectSuccess(client, transferTimeoutMs(bytes));
+        const seconds = elapsedSeconds(t0);
+        return { seconds, file: path.join(dest, path.basename(src)) };
+      } finally {
+        await stop(daemon);
+      }
+    }),
+  );
   return list;
 }
 
-const COLUMNS = ['ft', 'node-copy', 'socat', 'socat+fsync', 'rsync'];
-const SMALL_COLUMNS = ['ft', 'rsync'];
+const COLUMNS = ['ft', 'node-copy', 'socat', 'socat+fsync', 'rsync', 'rsync+fsync'];
+const SMALL_COLUMNS = ['ft', 'rsync', 'rsync+fsync'];
 
 function skippedNotes(tools) {
   const notes = {};
@@ -453,6 +459,7 @@ function skippedNotes(tools) {
   }
   else if (!tools.sync) notes['socat+fsync'] = 'coreutils sync not found';
   if (!tools.rsync) notes.rsync = 'rsync not installed (apt-get install rsync)';
+  if (!tools.rsyncFsync) notes['rsync+fsync'] = notes.rsync ?? 'this rsync has no --fsync (3.2.4 and later)';
   return notes;
 }
 
@@ -567,25 +574,21 @@ async function benchSmall(opts, tools) {
       },
     },
   ];
-  if (tools.rsync) {
-    contenders.push({
-      id: 'rsync',
-      label: 'rsync',
-      async run(outDir) {
-        const dest = path.join(outDir, 'dest');
-        fs.mkdirSync(dest);
-        const { daemon, port } = await startRsyncDaemon(tools, outDir, dest);
-        try {
-          const t0 = process.hrtime.bigint();
-          const client = start('rsync client', tools.rsync, rsyncClientArgs(tools, srcDir, port));
-          await expectSuccess(client, timeoutMs);
-          return { seconds: elapsedSeconds(t0), dest: path.join(dest, 'files') };
-        } finally {
-          await stop(daemon);
-        }
-      },
-    });
-  }
+  contenders.push(
+    ...rsyncContenders(tools, (fsync) => async (outDir) => {
+      const dest = path.join(outDir, 'dest');
+      fs.mkdirSync(dest);
+      const { daemon, port } = await startRsyncDaemon(tools, outDir, dest);
+      try {
+        const t0 = process.hrtime.bigint();
+        const client = start('rsync client', tools.rsync, rsyncClientArgs(tools, srcDir, port, fsync));
+        await expectSuccess(client, timeoutMs);
+        return { seconds: elapsedSeconds(t0), dest: path.join(dest, 'files') };
+      } finally {
+        await stop(daemon);
+      }
+    }),
+  );
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
     for (const contender of contenders) {
@@ -752,7 +755,7 @@ function markdown(results, opts) {
       'ft: `ft send` from process start to exit (the receiver hashes with xxh64, fsyncs and renames each file before confirming). ' +
       'node-copy: Node socket piped into fs.createWriteStream, no hash, no fsync. ' +
       `socat: \`socat -b${SOCAT_BLOCK} -u\`, no fsync; socat+fsync adds \`sync FILE DIR\` (fsync of the file and its folder) on the receiver. ` +
-      'rsync: daemon on loopback, `rsync -a --whole-file --checksum-choice=xxh128` into an empty folder (whole-file checksum, temp file + rename, no fsync). ' +
+      'rsync: daemon on loopback, `rsync -a --whole-file --checksum-choice=xxh128` into an empty folder (whole-file checksum, temp file + rename, no fsync); rsync+fsync adds `--fsync` (fsync of each file, not of its folder). ' +
       'Ratio = ft ÷ tool: below 1 means ft is slower.',
   );
   for (const [id, note] of Object.entries(notes)) lines.push('', `Note: ${id} skipped: ${note}.`);

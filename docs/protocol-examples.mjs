@@ -85,8 +85,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log();
 
   console.log('=== example 1: sending greeting.txt');
-  show('R->S hello', { type: 'hello', protocol: 'ft', version: 1, auth: 'none', nonce: NONCE, name: 'laptop' });
-  show('S->R hello', { type: 'hello', protocol: 'ft', version: 1, client: 'ft' });
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: NONCE, name: 'laptop' });
+  show('S->R hello', { type: 'hello', protocol: 'ft', version: 2, client: 'ft' });
   show('S->R file', { type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH });
   show('R->S accept', { type: 'accept', id: 1, offset: 0 });
   show('S->R body', { type: 'body', id: 1, offset: 0, length: 13 });
@@ -94,7 +94,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   show('R->S done', { type: 'done', id: 1, hash: HASH, path: 'greeting.txt' });
   show('S->R bye', { type: 'bye' });
   show('the whole S->R byte stream of example 1', undefined, Buffer.concat([
-    frame({ type: 'hello', protocol: 'ft', version: 1, client: 'ft' }),
+    frame({ type: 'hello', protocol: 'ft', version: 2, client: 'ft' }),
     frame({ type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH }),
     frame({ type: 'body', id: 1, offset: 0, length: 13 }),
     CONTENT,
@@ -110,8 +110,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log('=== example 3: token proof');
   const proof = proofFor(TOKEN, NONCE);
   console.log(`token ${JSON.stringify(TOKEN)}, nonce ${NONCE}\nproof ${proof}\n`);
-  show('R->S hello', { type: 'hello', protocol: 'ft', version: 1, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop' });
-  show('S->R hello', { type: 'hello', protocol: 'ft', version: 1, client: 'ft', proof });
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 2, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop' });
+  show('S->R hello', { type: 'hello', protocol: 'ft', version: 2, client: 'ft', proof });
 
   console.log('=== example 4: four bytes too many after a body');
   const extra = Buffer.from('XYZW');

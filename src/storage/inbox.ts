@@ -18,6 +18,8 @@ const MAX_RENAME_ATTEMPTS = 1000;
 
 export type TargetState =
   | { kind: 'free' }
+  /** A file of the same size has the name, and only the content's hash can tell if it is this one. */
+  | { kind: 'needs-hash' }
   | { kind: 'identical'; path: string }
   | { kind: 'conflict'; reason: string };
 
@@ -57,6 +59,7 @@ export class Inbox {
       const state = await this.compare(candidate, id);
       if (state === 'missing') return { kind: 'free' };
       if (state === 'identical') return { kind: 'identical', path: candidate.join('/') };
+      if (state === 'needs-hash') return { kind: 'needs-hash' };
       if (this.policy === 'reject') return { kind: 'conflict', reason: `a different file named ${candidate.join('/')} exists` };
       if (this.policy === 'overwrite') {
         if (state === 'not-a-file') return { kind: 'conflict', reason: `${candidate.join('/')} exists and is not a regular file` };
@@ -182,13 +185,14 @@ export class Inbox {
     }
   }
 
-  private async compare(components: string[], id: ContentId): Promise<'missing' | 'identical' | 'different' | 'not-a-file'> {
+  private async compare(components: string[], id: ContentId): Promise<'missing' | 'identical' | 'different' | 'not-a-file' | 'needs-hash'> {
     const target = this.pathOf(components);
     const stat = lstatIfExists(this.fs, target);
     if (!stat) return 'missing';
     if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${components.join('/')} in the inbox is a symbolic link`);
     if (!stat.isFile()) return 'not-a-file';
     if (stat.size !== id.size) return 'different';
+    if (id.hash === undefined) return 'needs-hash';
     const cacheKey = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}`;
     // One hash per file however many connections ask at once (a sender retrying meanwhile, say).
     let hash = this.hashCache.get(cacheKey);

@@ -1,14 +1,18 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
 import { dropBytes } from './body-writer.js';
 import { isNotFound, lstatIfExists, readRange, type FileHandle, type FileSystem, type OpenFile } from './file-system.js';
 
-/** What identifies a partial upload: its content, not its name, so a renamed re-send still resumes. */
+/**
+ * What identifies a partial upload: its content when the hash is known (a renamed re-send still
+ * resumes), else its name and size (a first send, whose hash follows the body). Either way the
+ * sender checks the prefix's hash before resuming and the whole file's hash decides at the end.
+ */
 export interface ContentId {
   size: number;
-  hash: string;
+  hash?: string;
 }
 
 export interface PartialMeta extends ContentId {
@@ -19,10 +23,11 @@ export interface PartialMeta extends ContentId {
 /** Bodies streamed to disk (over 1 MiB) get a metadata file beside their data (who sent what, since when). */
 const METADATA_MIN_BYTES = 1024 * 1024;
 
-const KEY_PATTERN = /^([0-9a-f]{16})-([0-9]+)(~[0-9a-f]{8})?\.(part|json)$/;
+const KEY_PATTERN = /^(n?[0-9a-f]{16})-([0-9]+)(~[0-9a-f]{8})?\.(part|json)$/;
 
-export function partialKey(id: ContentId): string {
-  return `${id.hash.slice('xxh64:'.length)}-${id.size}`;
+export function partialKey(id: ContentId, filename = ''): string {
+  if (id.hash !== undefined) return `${id.hash.slice('xxh64:'.length)}-${id.size}`;
+  return `n${createHash('sha256').update(filename).digest('hex').slice(0, 16)}-${id.size}`;
 }
 
 /**
@@ -53,7 +58,7 @@ export class PartialStore {
    * shared one, never offered for resume and removed on release.
    */
   async acquire(id: ContentId, filename: string, owner: object): Promise<Partial | undefined> {
-    const shared = partialKey(id);
+    const shared = (await this.resumable(id, filename, owner)) ?? partialKey(id, filename);
     const holder = this.held.get(shared);
     if (holder !== undefined && holder !== owner) return undefined;
     const key = holder === undefined ? shared : `${shared}~${randomBytes(4).toString('hex')}`;
@@ -66,6 +71,33 @@ export class PartialStore {
       this.held.delete(key);
       throw error;
     }
+  }
+
+  /**
+   * A partial left by an earlier transfer of this file that was keyed the other way: a header
+   * with a hash also looks under the name (the earlier attempt hashed while sending), and one
+   * without looks for partials whose metadata names this file and size. The sender checks the
+   * prefix's hash before it resumes, so a wrong guess costs a restart, never a wrong file.
+   */
+  private async resumable(id: ContentId, filename: string, owner: object): Promise<string | undefined> {
+    const own = partialKey(id, filename);
+    const usable = (key: string) => (this.held.get(key) ?? owner) === owner && lstatIfExists(this.fs, path.join(this.dir, `${key}.part`))?.isFile();
+    if (usable(own)) return own;
+    if (id.hash !== undefined) {
+      const byName = partialKey({ size: id.size }, filename);
+      return usable(byName) ? byName : undefined;
+    }
+    for (const name of this.fs.readdirSync(this.dir) as string[]) {
+      const match = KEY_PATTERN.exec(name);
+      if (!match || match[3] || match[4] !== 'json' || Number(match[2]) !== id.size) continue;
+      const meta = await this.fs.readFile(path.join(this.dir, name), 'utf8').then(
+        (text) => JSON.parse(text) as { filename?: unknown },
+        () => undefined,
+      );
+      const key = `${match[1]}-${match[2]}`;
+      if (meta?.filename === filename && usable(key)) return key;
+    }
+    return undefined;
   }
 
   release(key: string): void {

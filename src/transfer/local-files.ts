@@ -1,10 +1,10 @@
 import { constants, type Stats } from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../errors.js';
-import { createHasher, hashBytes } from '../hashing.js';
+import { createHasher, hashBytes, type Hasher } from '../hashing.js';
 import { escapeForDisplay } from '../names/safe-name.js';
 import { readRange, type FileSystem } from '../storage/file-system.js';
-import type { HashCache } from './hash-cache.js';
+import type { FileIdentity, HashCache } from './hash-cache.js';
 
 /** A local file to send and the name it gets on the receiver. */
 export interface LocalFile {
@@ -14,8 +14,10 @@ export interface LocalFile {
   name: string;
   size: number;
   mtimeMs: number;
-  /** Filled by hashLocalFile. */
+  /** Filled by hashLocalFile; empty while deferred (the hash is then computed as the body is sent). */
   hash: string;
+  /** Large files: what the file was when hashed or deferred, to notice a change and to cache the hash. */
+  identity?: FileIdentity;
   /**
    * A small file's bytes, kept from hashing so the body is sent without reading it again (and is
    * exactly the content that was hashed). Dropped once sent.
@@ -85,6 +87,11 @@ export interface HashOptions {
   keep?: boolean;
   /** Hashes of large files from earlier runs. */
   cache?: HashCache;
+  /**
+   * A large file not in the cache is not read now: its hash is left empty, to be computed while
+   * its body is sent, so a first send reads it once.
+   */
+  defer?: boolean;
 }
 
 export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: HashOptions = {}): Promise<void> {
@@ -99,9 +106,10 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: Ha
   try {
     const stat = await handle.stat();
     const identity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
+    Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, identity, content: undefined });
     const cached = options.cache?.get(identity);
-    if (cached) {
-      Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, hash: cached, content: undefined });
+    if (cached || options.defer) {
+      file.hash = cached ?? '';
       return;
     }
     const read = await readRange(handle, 0, stat.size, (block) => {
@@ -109,7 +117,7 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: Ha
       hasher.update(block);
     });
     if (read !== stat.size) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} shrank while it was hashed`);
-    Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, hash: hasher.digest(), content: undefined });
+    file.hash = hasher.digest();
     options.cache?.set(identity, file.hash);
   } finally {
     await handle.close();
@@ -172,10 +180,16 @@ export async function hashLocalFiles(
 
 const HASH_CONCURRENCY = 8;
 
-/** XXH64 of the first `length` bytes, to check a receiver's partial before resuming it. */
-export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileSystem, signal?: AbortSignal): Promise<string> {
-  if (file.content) return hashBytes(file.content.subarray(0, length));
+/**
+ * XXH64 of the first `length` bytes, to check a receiver's partial before resuming it; the
+ * hasher can go on to take the rest of the file.
+ */
+export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileSystem, signal?: AbortSignal): Promise<Hasher> {
   const hasher = await createHasher();
+  if (file.content) {
+    hasher.update(file.content.subarray(0, length));
+    return hasher;
+  }
   const handle = await fs.open(file.path, 'r');
   try {
     await readRange(handle, 0, length, (block) => {
@@ -185,5 +199,5 @@ export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileS
   } finally {
     await handle.close();
   }
-  return hasher.digest();
+  return hasher;
 }

@@ -23,6 +23,7 @@ import {
   PROTOCOL,
   PROTOCOL_VERSION,
   type Body,
+  type BodyHash,
   type FileHeader,
   type ReceiverMessage,
   type SenderHello,
@@ -90,6 +91,8 @@ export class ReceiverSession {
   private readonly deciding = new Map<number, Promise<void>>();
   private answered: Promise<void> = Promise.resolve();
   private body: ActiveBody | undefined;
+  /** A body complete but for the sender's hash, which comes next. */
+  private awaitingHash: { body: ActiveBody; hash: string } | undefined;
   /** The body in progress could not be written: its remaining bytes are read and dropped. */
   private dropping = false;
   /** Complete, verified files being fsync'd and placed. */
@@ -197,7 +200,12 @@ export class ReceiverSession {
       if (message.type !== 'hello') throw new FtError('UNEXPECTED_MESSAGE', `expected "hello", got "${message.type}"`);
       return this.hello(message);
     }
+    if (this.awaitingHash && message.type !== 'hash') {
+      throw new FtError('UNEXPECTED_MESSAGE', `expected the "hash" of ${this.awaitingHash.body.file.header.filename}, got "${message.type}"`);
+    }
     switch (message.type) {
+      case 'hash':
+        return this.bodyHash(message);
       case 'file':
         return this.header(message);
       case 'body':
@@ -282,6 +290,7 @@ export class ReceiverSession {
         };
       }
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
+      if (target.kind === 'needs-hash') return { reply: { type: 'need-hash', id } };
       partial = await this.ctx.inbox.partials.acquire(header, name, this);
       if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
       const needed = header.size - partial.offset;
@@ -392,10 +401,30 @@ export class ReceiverSession {
     }
     const body = this.body!;
     this.body = undefined;
-    const { file, sink, hasher } = body;
+    const hash = body.hasher.digest();
+    const { header } = body.file;
+    if (header.hash === undefined) {
+      // The sender hashed while it sent: its hash is the next message.
+      this.awaitingHash = { body, hash };
+      return;
+    }
+    return this.verify(body, hash, header.hash);
+  }
+
+  private bodyHash(message: BodyHash): Promise<void> {
+    const awaiting = this.awaitingHash;
+    if (awaiting?.body.file.header.id !== message.id) {
+      throw new FtError('UNEXPECTED_MESSAGE', `"hash" for file ${message.id}, which has no body waiting for its hash`);
+    }
+    this.awaitingHash = undefined;
+    return this.verify(awaiting.body, awaiting.hash, message.hash);
+  }
+
+  /** Compares the hash of the bytes received with the sender's, then writes out and finalizes. */
+  private async verify(body: ActiveBody, hash: string, expected: string): Promise<void> {
+    const { file, sink } = body;
     const { header } = file;
-    const hash = hasher.digest();
-    if (hash !== header.hash) {
+    if (hash !== expected) {
       // The bytes we hold are not the announced content, and we cannot tell which are wrong. If
       // deleting them fails, the next resume's prefix check still refuses them.
       await sink.discard();
@@ -405,7 +434,7 @@ export class ReceiverSession {
         // See above.
       }
       this.release(file);
-      const message = `content of ${header.filename} hashes to ${hash}, not ${header.hash}; nothing was kept`;
+      const message = `content of ${header.filename} hashes to ${hash}, not ${expected}; nothing was kept`;
       this.send({ type: 'failed', id: header.id, code: 'HASH_MISMATCH', message });
       this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'HASH_MISMATCH', message });
       return;
@@ -461,9 +490,12 @@ export class ReceiverSession {
   private async releaseAll(): Promise<void> {
     await this.answered;
     await Promise.all(this.finalizing);
-    const body = this.body;
+    // A body still waiting for its hash is complete on disk: a resume offers all of it.
+    const bodies = [this.body, this.awaitingHash?.body];
     this.body = undefined;
-    if (body) {
+    this.awaitingHash = undefined;
+    for (const body of bodies) {
+      if (!body) continue;
       await body.sink.abandon();
       this.release(body.file);
     }

@@ -11,6 +11,7 @@ import {
   type FileHeader,
   type Done,
   type Failed,
+  type NeedHash,
   type ReceiverHello,
   type Refuse,
   type SenderMessage,
@@ -18,7 +19,7 @@ import {
 } from '../wire/messages.js';
 import { proofFor } from './auth.js';
 
-export type Decision = Accept | Skip | Refuse;
+export type Decision = Accept | NeedHash | Skip | Refuse;
 export type Outcome = Done | Failed;
 
 interface Waiter<T> {
@@ -124,6 +125,7 @@ export class SenderConnection {
         // The receiver explains why it closes; keep its code (AUTH_FAILED, BAD_MESSAGE, …).
         return this.failAll(new FtError(message.code, `receiver: ${message.message}`));
       case 'accept':
+      case 'need-hash':
       case 'skip':
       case 'refuse':
         return this.deliver(this.decisions, message.id, message);
@@ -149,7 +151,7 @@ export class SenderConnection {
     return promise;
   }
 
-  /** Sends a file header; resolves with the receiver's accept, skip or refuse. */
+  /** Sends a file header; resolves with the receiver's accept, need-hash, skip or refuse. */
   sendHeader(header: FileHeader): Promise<Decision> {
     const decision = this.expect(this.decisions, header.id);
     this.write(header);

@@ -1,20 +1,26 @@
 /**
  * Sending files to a receiver.
  *
- *  1. Expand the paths and hash every file (the header announces size and hash up front).
+ *  1. Expand the paths and hash the small files (their headers announce size and hash up front);
+ *     a large file's hash comes from the hash cache or is computed while its body is sent and
+ *     follows the body, so a first send reads it once.
  *  2. Connect, read the receiver's `hello`, answer with ours (and the token proof if asked).
  *  3. Send headers up to PIPELINE_DEPTH ahead of the bodies; for each answer in order:
- *     `skip` → already there; `refuse` → reported; `accept` → if it offers an offset, compare its
+ *     `skip` → already there; `refuse` → reported; `need-hash` → hash the file now and send
+ *     the header again (a file of that size already has the name, perhaps this very one);
+ *     `accept` → if it offers an offset, compare its
  *     prefixHash with our own first `offset` bytes, then stream the body from that offset
  *     (or from 0 when the prefix differs). A `done` confirms the file, `failed` reports why.
  *  4. `bye`, and close. A lost connection is retried with growing back-off; the receiver's
  *     partials make each retry a resume.
  */
+import type { Stats } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
 import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../storage/file-system.js';
-import { parseSafeName } from '../names/safe-name.js';
-import { DEFAULT_PORT } from '../wire/messages.js';
+import { createHasher, type Hasher } from '../hashing.js';
+import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
+import { DEFAULT_PORT, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { HashCache } from './hash-cache.js';
 import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type LocalFile } from './local-files.js';
@@ -125,6 +131,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
     {
       signal: options.signal,
       cache,
+      defer: true,
       keepBudget: KEEP_CONTENT_BUDGET_BYTES,
       onHashed: (file, error) => {
         const job = byFile.get(file)!;
@@ -147,13 +154,15 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   // Saved as soon as hashing ends, so even a sender killed mid-transfer resumes without re-reading.
   const hashingDone = hashing.then(() => cache?.save());
   try {
-    const report = await transferAll(jobs, options, fs, emit, started);
+    const report = await transferAll(jobs, options, { fs, cache }, emit, started);
     // Cancelled while every file was still being hashed: nothing was sent, and that is no success.
     if (options.signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
     return report;
   } finally {
     // Abort stops the hashing workers too; let them wind down before returning.
     await hashingDone.catch(() => undefined);
+    // Hashes computed while sending, for the next run.
+    await cache?.save();
   }
 }
 
@@ -166,11 +175,17 @@ function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (e
   emit({ type: status, path: job.file.path, name: job.file.name, code, message });
 }
 
+/** Where the sender reads from, and the hashes it remembers. */
+interface LocalIo {
+  fs: FileSystem;
+  cache: HashCache | undefined;
+}
+
 /** Connections, one after another, until every job is finished or retries run out. */
 async function transferAll(
   jobs: Job[],
   options: SendOptions,
-  fs: FileSystem,
+  io: LocalIo,
   emit: (event: SendEvent) => void,
   started: number,
 ): Promise<SendReport> {
@@ -182,7 +197,7 @@ async function transferAll(
     if (todo.length === 0) break;
     const progressBefore = progressMark(jobs);
     try {
-      await transferBatch(todo, options, fs, emit, attempt, () => (everConnected = true));
+      await transferBatch(todo, options, io, emit, attempt, () => (everConnected = true));
       continue;
     } catch (error) {
       const ftError = abortAware(error, options.signal);
@@ -217,11 +232,12 @@ function abortAware(error: unknown, signal: AbortSignal | undefined): FtError {
 async function transferBatch(
   todo: Job[],
   options: SendOptions,
-  fs: FileSystem,
+  io: LocalIo,
   emit: (event: SendEvent) => void,
   attempt: number,
   onConnected: () => void,
 ): Promise<void> {
+  const { fs, cache } = io;
   const port = options.port ?? DEFAULT_PORT;
   // No connection sits idle while the first (perhaps huge) file is hashed.
   await todo[0]?.ready;
@@ -246,7 +262,9 @@ async function transferBatch(
       if (job.finished) continue;
       const { name: filename, size, hash } = job.file;
       const id = nextId++;
-      inFlight.push({ job, id, decision: connection.sendHeader({ type: 'file', id, filename, size, hash }) });
+      // No hash yet: it follows the body.
+      const header: FileHeader = hash ? { type: 'file', id, filename, size, hash } : { type: 'file', id, filename, size };
+      inFlight.push({ job, id, decision: connection.sendHeader(header) });
     }
   };
   try {
@@ -279,25 +297,35 @@ async function transferBatch(
         } else {
           finish(job, 'refused', new FtError(decision.code, decision.message), emit);
         }
+      } else if (decision.type === 'need-hash') {
+        // A file of this size already has the name: only the hash can tell whether it is this one.
+        await hashLocalFile(file, fs, { cache, signal: options.signal });
+        Object.assign(result, { size: file.size, hash: file.hash });
+        queue.push(job);
       } else {
         if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
         let offset = decision.offset;
-        if (offset > 0 && (await hashLocalPrefix(file, offset, fs, options.signal)) !== decision.prefixHash) {
+        let hasher = offset > 0 ? await hashLocalPrefix(file, offset, fs, options.signal) : undefined;
+        if (hasher && hasher.digest() !== decision.prefixHash) {
           emit({ type: 'restarted', path: file.path, name: file.name, discarded: offset, reason: 'receiver partial differs from this file' });
           offset = 0;
+          hasher = undefined;
         }
+        // A header without a hash: hash the bytes as they go (after the prefix), and send the result after them.
+        if (!file.hash) hasher ??= await createHasher();
+        else hasher = undefined;
         const outcome = connection.startBody({ type: 'body', id, offset, length: file.size - offset });
         emit({ type: 'started', path: file.path, name: file.name, size: file.size, offset });
         result.resumedFrom = offset;
         try {
-          await streamBody(connection, job, offset, fs, options, emit);
+          await streamBody(connection, { job, id, offset, hasher }, io, options, emit);
         } catch (error) {
           if ((error as FtError).code !== 'FILE_CHANGED') throw error;
           // The body promised bytes we no longer have: this file fails, the others go on after a reconnect.
           finish(job, 'failed', error as FtError, emit);
           throw new FtError('CONNECTION_LOST', 'reconnecting after a file changed mid-send');
         }
-        const settled = outcome.then((o) => settle(job, offset, o, queue, fs, emit));
+        const settled = outcome.then((o) => settle(job, offset, o, queue, io.fs, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }
@@ -314,7 +342,7 @@ async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], 
   const { file, result } = job;
   file.content = undefined;
   if (outcome.type === 'done') {
-    Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', remotePath: outcome.path, code: undefined, message: undefined });
+    Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', hash: outcome.hash, remotePath: outcome.path, code: undefined, message: undefined });
     job.finished = true;
     emit({ type: 'verified', path: file.path, name: file.name, size: file.size, hash: outcome.hash, remotePath: outcome.path, resumedFrom: offset });
     return;
@@ -329,15 +357,23 @@ async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], 
   finish(job, 'failed', new FtError(outcome.code, outcome.message), emit);
 }
 
+/** One body to send: from `offset`, hashed on the way when the header had no hash. */
+interface BodyPlan {
+  job: Job;
+  id: number;
+  offset: number;
+  hasher: Hasher | undefined;
+}
+
 /**
  * Streams [offset, size) of the file: from memory when its bytes were kept from hashing,
- * otherwise reading the next block while the previous one is sent.
+ * otherwise reading the next block while the previous one is sent. A body whose header had no
+ * hash is followed by its hash, once the file is known not to have changed meanwhile.
  */
 async function streamBody(
   connection: SenderConnection,
-  job: Job,
-  offset: number,
-  fs: FileSystem,
+  { job, id, offset, hasher }: BodyPlan,
+  io: LocalIo,
   options: SendOptions,
   emit: (event: SendEvent) => void,
 ): Promise<void> {
@@ -357,7 +393,7 @@ async function streamBody(
     await connection.writeRaw(block);
     return sent(block, file.size);
   }
-  const handle = await fs.open(file.path, 'r');
+  const handle = await io.fs.open(file.path, 'r');
   let next: Promise<Buffer> | undefined;
   try {
     let position = offset;
@@ -370,14 +406,31 @@ async function streamBody(
       }
       position += block.length;
       next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
+      hasher?.update(block);
       await connection.writeRaw(block);
       sent(block, position);
     }
     if (file.size === offset) sent(Buffer.alloc(0), file.size);
+    if (hasher) await sendBodyHash(connection, id, file, await handle.stat(), hasher, io.cache);
   } finally {
     await next?.catch(() => undefined);
     await handle.close();
   }
+}
+
+/**
+ * The hash of what was sent describes the file only if nothing wrote to it meanwhile; a file
+ * that changed is dropped (closing the connection), so the receiver never keeps a torn copy.
+ */
+async function sendBodyHash(connection: SenderConnection, id: number, file: LocalFile, now: Stats, hasher: Hasher, cache: HashCache | undefined): Promise<void> {
+  const before = file.identity;
+  if (!before || now.size !== before.size || now.mtimeMs !== before.mtimeMs || now.ctimeMs !== before.ctimeMs) {
+    connection.close();
+    throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} changed while it was being sent; run the command again`);
+  }
+  file.hash = hasher.digest();
+  cache?.set(before, file.hash);
+  connection.write({ type: 'hash', id, hash: file.hash });
 }
 
 async function readBlock(handle: FileHandle, position: number, remaining: number): Promise<Buffer> {

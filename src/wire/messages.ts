@@ -3,7 +3,8 @@ import type { JsonObject } from './frame.js';
 
 /** Protocol marker and version: a receiver greets with them, a sender must echo a version it shares. */
 export const PROTOCOL = 'ft';
-export const PROTOCOL_VERSION = 1;
+/** 2: a header may leave out the hash, which then follows the body (a first send reads its file once). */
+export const PROTOCOL_VERSION = 2;
 export const DEFAULT_PORT = 9527;
 
 /** `xxh64:` + 16 lowercase hex digits: XXH64, seed 0, of the content. */
@@ -30,6 +31,11 @@ export interface Accept {
   offset: number;
   /** Present when offset > 0: XXH64 of the receiver's first `offset` bytes. */
   prefixHash?: string;
+}
+/** To a header without a hash: a file of that size already has the name; ask again with the hash. */
+export interface NeedHash {
+  type: 'need-hash';
+  id: number;
 }
 export interface Skip {
   type: 'skip';
@@ -60,7 +66,7 @@ export interface ErrorMessage {
   code: ErrorCode;
   message: string;
 }
-export type ReceiverMessage = ReceiverHello | Accept | Skip | Refuse | Done | Failed | ErrorMessage;
+export type ReceiverMessage = ReceiverHello | Accept | NeedHash | Skip | Refuse | Done | Failed | ErrorMessage;
 
 // Sender → receiver.
 export interface SenderHello {
@@ -75,13 +81,20 @@ export interface FileHeader {
   id: number;
   filename: string;
   size: number;
-  hash: string;
+  /** Absent: the hash follows the body, in a `hash` message. */
+  hash?: string;
 }
 export interface Body {
   type: 'body';
   id: number;
   offset: number;
   length: number;
+}
+/** After the body of a file whose header had no hash: XXH64 of the whole file. */
+export interface BodyHash {
+  type: 'hash';
+  id: number;
+  hash: string;
 }
 export interface Cancel {
   type: 'cancel';
@@ -90,7 +103,7 @@ export interface Cancel {
 export interface Bye {
   type: 'bye';
 }
-export type SenderMessage = SenderHello | FileHeader | Body | Cancel | Bye;
+export type SenderMessage = SenderHello | FileHeader | Body | BodyHash | Cancel | Bye;
 
 /** Reads fields off an untrusted object, building a new one: unknown keys (and `__proto__`) never pass. */
 class Fields {
@@ -179,16 +192,16 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
       if (client !== undefined) hello.client = client;
       return hello;
     }
-    case 'file':
-      return {
-        type,
-        id: f.id(),
-        filename: f.text('filename', MAX_FILENAME_BYTES),
-        size: f.count('size'),
-        hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION),
-      };
+    case 'file': {
+      const header: FileHeader = { type, id: f.id(), filename: f.text('filename', MAX_FILENAME_BYTES), size: f.count('size') };
+      const hash = f.optionalMatching('hash', HASH_PATTERN, HASH_DESCRIPTION);
+      if (hash !== undefined) header.hash = hash;
+      return header;
+    }
     case 'body':
       return { type, id: f.id(), offset: f.count('offset'), length: f.count('length') };
+    case 'hash':
+      return { type, id: f.id(), hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION) };
     case 'cancel':
       return { type, id: f.id() };
     case 'bye':
@@ -220,6 +233,8 @@ export function parseReceiverMessage(raw: JsonObject): ReceiverMessage {
       if (prefixHash !== undefined) accept.prefixHash = prefixHash;
       return accept;
     }
+    case 'need-hash':
+      return { type, id: f.id() };
     case 'skip':
       return { type, id: f.id(), reason: f.oneOf('reason', ['already-there'] as const), path: f.text('path') };
     case 'refuse':

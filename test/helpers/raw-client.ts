@@ -92,7 +92,7 @@ export class RawClient {
   async handshake(fields: JsonObject = {}): Promise<JsonObject> {
     const hello = await this.next();
     if (hello.type !== 'hello') throw new Error(`expected hello, got ${JSON.stringify(hello)}`);
-    this.send({ type: 'hello', protocol: 'ft', version: 1, ...fields });
+    this.send({ type: 'hello', protocol: 'ft', version: 2, ...fields });
     return hello;
   }
 

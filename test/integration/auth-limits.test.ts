@@ -80,7 +80,7 @@ async function proofCatcher(): Promise<{ port: number; nonces: string[]; hellos:
   const fake = await startFakeReceiver(async (session) => {
     const nonce = randomBytes(16).toString('hex');
     nonces.push(nonce);
-    session.send({ type: 'hello', protocol: 'ft', version: 1, auth: 'hmac-sha256', nonce, name: 'fake' });
+    session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'hmac-sha256', nonce, name: 'fake' });
     await session.next();
     session.send({ type: 'error', code: 'AUTH_FAILED', message: 'this fake receiver only collects proofs' });
     session.socket.end();
@@ -133,7 +133,7 @@ describe('token', () => {
       const c = await RawClient.connect(r.port);
       try {
         expect(await c.next()).toMatchObject({ type: 'hello', auth: 'hmac-sha256', nonce: expect.stringMatching(/^[0-9a-f]{32}$/) });
-        c.send({ type: 'hello', protocol: 'ft', version: 1, ...(proof ? { proof } : {}) });
+        c.send({ type: 'hello', protocol: 'ft', version: 2, ...(proof ? { proof } : {}) });
         // A header right behind the hello must not be answered.
         c.send({ type: 'file', id: 1, filename: 'sneaky.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
         expect(await c.rest(10_000)).toEqual([{ type: 'error', code: 'AUTH_FAILED', message: expect.any(String) }]);
@@ -155,7 +155,7 @@ describe('token', () => {
     const hellos = catcher.hellos();
     expect(hellos).toHaveLength(2);
     for (const [i, hello] of hellos.entries()) {
-      expect(hello).toEqual({ type: 'hello', protocol: 'ft', version: 1, client: 'ft', proof: hmac(TOKEN, catcher.nonces[i]!) });
+      expect(hello).toEqual({ type: 'hello', protocol: 'ft', version: 2, client: 'ft', proof: hmac(TOKEN, catcher.nonces[i]!) });
     }
     expect(hellos[0]!.proof).not.toBe(hellos[1]!.proof);
     for (const bytes of catcher.wire()) {
@@ -182,7 +182,7 @@ describe('token', () => {
       try {
         const hello = await c.next();
         const started = performance.now();
-        c.send({ type: 'hello', protocol: 'ft', version: 1, proof: right ? hmac(TOKEN, hello.nonce as string) : 'f'.repeat(64) });
+        c.send({ type: 'hello', protocol: 'ft', version: 2, proof: right ? hmac(TOKEN, hello.nonce as string) : 'f'.repeat(64) });
         if (right) {
           c.send({ type: 'file', id: 1, filename: 'probe.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
           const frame = await c.next(10_000);
@@ -344,7 +344,7 @@ describe('timeouts', () => {
 
   it('a client trickling its hello one byte every 100 ms is cut off at the hello deadline', async () => {
     const r = await startReceiver({ helloTimeoutMs: 500, idleTimeoutMs: 10_000 });
-    const hello = encodeFrame({ type: 'hello', protocol: 'ft', version: 1, client: 'slowloris' });
+    const hello = encodeFrame({ type: 'hello', protocol: 'ft', version: 2, client: 'slowloris' });
     const c = await RawClient.connect(r.port);
     const started = performance.now();
     const drip = trickle(c, hello, 100);
@@ -365,7 +365,7 @@ describe('timeouts', () => {
 
   it('(control) the same trickle, fast enough to finish within the deadline, is a valid greeting', async () => {
     const r = await startReceiver({ helloTimeoutMs: 3000 });
-    const hello = encodeFrame({ type: 'hello', protocol: 'ft', version: 1, client: 'slowloris' });
+    const hello = encodeFrame({ type: 'hello', protocol: 'ft', version: 2, client: 'slowloris' });
     const c = await RawClient.connect(r.port);
     try {
       expect(await c.next()).toMatchObject({ type: 'hello' });
@@ -417,7 +417,7 @@ describe('timeouts', () => {
 
   it('the sender gives up with TIMEOUT on a receiver that accepts and then stops reading', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 1, auth: 'none', nonce: randomBytes(16).toString('hex') });
+      session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: randomBytes(16).toString('hex') });
       expect(await session.next()).toMatchObject({ type: 'hello' });
       const header = await session.next();
       session.send({ type: 'accept', id: header.id as number, offset: 0 });

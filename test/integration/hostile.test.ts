@@ -12,6 +12,7 @@ import { mkdir, readdir, readFile, rename, stat, symlink, writeFile } from 'node
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FtError, send, serve } from '../../src/index.js';
+import { partialKey } from '../../src/storage/partials.js';
 import { hashBytes } from '../../src/hashing.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, listFiles, partialBytes, randomFile, waitUntil } from '../helpers/files.js';
@@ -191,7 +192,7 @@ describe('malformed and lying messages', () => {
     try {
       await c.next();
       // Hand-written JSON: an object literal with __proto__ would set a prototype, not send the key.
-      c.writeRaw(rawFrame('{"type":"hello","protocol":"ft","version":1,"__proto__":{"polluted":"hello","proof":"zz"},"constructor":{"prototype":{"polluted":"hello"}}}'));
+      c.writeRaw(rawFrame('{"type":"hello","protocol":"ft","version":2,"__proto__":{"polluted":"hello","proof":"zz"},"constructor":{"prototype":{"polluted":"hello"}}}'));
       c.writeRaw(
         rawFrame(
           `{"type":"file","id":1,"filename":"proto.txt","size":${CONTENT.length},"hash":"${HASH}",` +
@@ -263,7 +264,7 @@ describe('malformed and lying messages', () => {
     ['size null', `{"type":"file","id":1,"filename":"a.txt","size":null,"hash":"H"}`],
     ['size missing', `{"type":"file","id":1,"filename":"a.txt","hash":"H"}`],
     ['hash a number', `{"type":"file","id":1,"filename":"a.txt","size":10,"hash":12}`],
-    ['hash missing', `{"type":"file","id":1,"filename":"a.txt","size":10}`],
+    ['hash empty', `{"type":"file","id":1,"filename":"a.txt","size":10,"hash":""}`],
     ['type a number', `{"type":7,"id":1}`],
     ['type missing', `{"id":1,"filename":"a.txt","size":10,"hash":"H"}`],
     ['an unknown type', `{"type":"upload","id":1}`],
@@ -286,15 +287,16 @@ describe('malformed and lying messages', () => {
 
   const badGreetings: Array<[string, JsonObject, string]> = [
     ['version as a string', { type: 'hello', protocol: 'ft', version: '1' }, 'BAD_MESSAGE'],
-    ['version fractional', { type: 'hello', protocol: 'ft', version: 1.5 }, 'BAD_MESSAGE'],
+    ['version fractional', { type: 'hello', protocol: 'ft', version: 2.5 }, 'BAD_MESSAGE'],
     ['version missing', { type: 'hello', protocol: 'ft' }, 'BAD_MESSAGE'],
-    ['protocol "FT"', { type: 'hello', protocol: 'FT', version: 1 }, 'BAD_MESSAGE'],
-    ['protocol missing', { type: 'hello', version: 1 }, 'BAD_MESSAGE'],
-    ['a proof that is not hex', { type: 'hello', protocol: 'ft', version: 1, proof: 'x'.repeat(64) }, 'BAD_MESSAGE'],
-    ['a proof in uppercase hex', { type: 'hello', protocol: 'ft', version: 1, proof: 'A'.repeat(64) }, 'BAD_MESSAGE'],
-    ['client a number', { type: 'hello', protocol: 'ft', version: 1, client: 5 }, 'BAD_MESSAGE'],
-    ['client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 1, client: 'c'.repeat(4097) }, 'BAD_MESSAGE'],
-    ['version 2', { type: 'hello', protocol: 'ft', version: 2 }, 'UNSUPPORTED_VERSION'],
+    ['protocol "FT"', { type: 'hello', protocol: 'FT', version: 2 }, 'BAD_MESSAGE'],
+    ['protocol missing', { type: 'hello', version: 2 }, 'BAD_MESSAGE'],
+    ['a proof that is not hex', { type: 'hello', protocol: 'ft', version: 2, proof: 'x'.repeat(64) }, 'BAD_MESSAGE'],
+    ['a proof in uppercase hex', { type: 'hello', protocol: 'ft', version: 2, proof: 'A'.repeat(64) }, 'BAD_MESSAGE'],
+    ['client a number', { type: 'hello', protocol: 'ft', version: 2, client: 5 }, 'BAD_MESSAGE'],
+    ['client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 2, client: 'c'.repeat(4097) }, 'BAD_MESSAGE'],
+    ['version 1', { type: 'hello', protocol: 'ft', version: 1 }, 'UNSUPPORTED_VERSION'],
+    ['version 3', { type: 'hello', protocol: 'ft', version: 3 }, 'UNSUPPORTED_VERSION'],
     ['version 0', { type: 'hello', protocol: 'ft', version: 0 }, 'UNSUPPORTED_VERSION'],
   ];
 
@@ -444,7 +446,7 @@ describe('frames in the wrong order', () => {
 
   it('a second "hello" → error UNEXPECTED_MESSAGE', async () => {
     const { r } = await isolatedReceiver();
-    const frames = await exchange(r, (c) => c.send({ type: 'hello', protocol: 'ft', version: 1 }));
+    const frames = await exchange(r, (c) => c.send({ type: 'hello', protocol: 'ft', version: 2 }));
     await expectFatal(r, frames, 'UNEXPECTED_MESSAGE');
     await expectServesOn(r);
   });
@@ -875,11 +877,12 @@ describe('the file system under the inbox', () => {
     expect(await readdir(outside)).toEqual([]);
     expect(await readdir(moved)).toEqual([]);
     expect(r.eventsOf('received')).toEqual([]);
-    // The complete, verified upload stays as a partial (§12: a failed placement keeps it).
-    const hash = report.files[0]!.hash;
-    const kept = await digest(path.join(r.dir, partialData(hash, size)));
+    // The complete, verified upload stays as a partial (§12: a failed placement keeps it), under
+    // its name: the first send of a large file hashes it while sending.
+    const key = `.ft-partial/${partialKey({ size }, 'd/big.bin')}`;
+    const kept = await digest(path.join(r.dir, `${key}.part`));
     expect(kept).toEqual(await digest(src));
-    await expectServesOn(r, ['d', partialData(hash, size), partialMeta(hash, size)]);
+    await expectServesOn(r, ['d', `${key}.part`, `${key}.json`]);
   });
 
   it('the same content from two senders at once: one uploads, the other is told BUSY, and the file is intact', async () => {

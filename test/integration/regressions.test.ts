@@ -44,7 +44,7 @@ describe('regressions', () => {
     socket.pause(); // never read: the receiver's answers pile up on its side
     socket.on('error', () => undefined);
     const count = 12_000;
-    socket.write(encodeFrame({ type: 'hello', protocol: 'ft', version: 1 }));
+    socket.write(encodeFrame({ type: 'hello', protocol: 'ft', version: 2 }));
     // Refused names get a long answer (the message quotes the name, ~1 KB): 12 MB of answers in all,
     // more than socket buffers hold. Sent 32 at a time, paced so that each batch is answered (a
     // peer that sent more than 64 unanswered headers would be cut off instead).
@@ -79,7 +79,7 @@ describe('regressions', () => {
     let received = '';
     socket.on('data', (chunk) => (received += chunk.toString('latin1')));
     const header = (id: number) => encodeFrame({ type: 'file', id, filename: `f${id}.txt`, size: 1, hash: 'xxh64:0000000000000000' });
-    socket.write(Buffer.concat([encodeFrame({ type: 'hello', protocol: 'ft', version: 1 }), header(5), header(3)]));
+    socket.write(Buffer.concat([encodeFrame({ type: 'hello', protocol: 'ft', version: 2 }), header(5), header(3)]));
     await new Promise((resolve) => socket.once('close', resolve));
     expect(received).toContain('"code":"UNEXPECTED_MESSAGE"');
     expect(received).toContain('not above the previous one');

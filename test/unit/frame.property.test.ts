@@ -301,13 +301,13 @@ const messageLike: fc.Arbitrary<JsonObject> = fc
 
 const HASH = 'xxh64:0123456789abcdef';
 const TEMPLATES: JsonObject[] = [
-  { type: 'hello', protocol: 'ft', version: 1 },
-  { type: 'hello', protocol: 'ft', version: 1, proof: 'b'.repeat(64), client: 'ft/1' },
+  { type: 'hello', protocol: 'ft', version: 2 },
+  { type: 'hello', protocol: 'ft', version: 2, proof: 'b'.repeat(64), client: 'ft/1' },
   { type: 'file', id: 1, filename: 'a.txt', size: 10, hash: HASH },
   { type: 'body', id: 1, offset: 0, length: 10 },
   { type: 'cancel', id: 1 },
   { type: 'bye' },
-  { type: 'hello', protocol: 'ft', version: 1, auth: 'none', nonce: 'a'.repeat(32), name: 'desk' },
+  { type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: 'a'.repeat(32), name: 'desk' },
   { type: 'accept', id: 1, offset: 0 },
   { type: 'accept', id: 1, offset: 5, prefixHash: HASH },
   { type: 'skip', id: 1, reason: 'already-there', path: 'a.txt' },

@@ -89,7 +89,7 @@ describe('FrameDecoder', () => {
   });
 
   it('decodes a frame fed one byte at a time, yielding it only on the last byte', () => {
-    const message = { type: 'hello', protocol: 'ft', version: 1, client: 'ft/0.1 ✓' };
+    const message = { type: 'hello', protocol: 'ft', version: 2, client: 'ft/0.1 ✓' };
     const frame = encodeFrame(message);
     const decoder = new FrameDecoder();
     for (let i = 0; i < frame.length - 1; i++) {
@@ -225,7 +225,7 @@ describe('FrameDecoder', () => {
 
   it('gives the same result for a mixed stream fed all at once and byte by byte', () => {
     const stream = Buffer.concat([
-      encodeFrame({ type: 'hello', version: 1 }),
+      encodeFrame({ type: 'hello', version: 2 }),
       encodeFrame({ type: 'body', length: 4 }),
       Buffer.from([0, 1, 2, 3]),
       encodeFrame({ type: 'body', length: 0 }),

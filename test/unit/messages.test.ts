@@ -39,7 +39,7 @@ describe('HASH_PATTERN', () => {
 describe('parseSenderMessage', () => {
   describe('valid messages', () => {
     it('hello, with and without the optional fields', () => {
-      expect(sender({ type: 'hello', protocol: 'ft', version: 1 })).toEqual({ type: 'hello', protocol: 'ft', version: 1 });
+      expect(sender({ type: 'hello', protocol: 'ft', version: 2 })).toEqual({ type: 'hello', protocol: 'ft', version: 2 });
       expect(sender({ type: 'hello', protocol: 'ft', version: 2, proof: PROOF, client: 'ft/0.1.0' })).toEqual({
         type: 'hello',
         protocol: 'ft',
@@ -50,7 +50,7 @@ describe('parseSenderMessage', () => {
     });
 
     it('hello leaves absent optional fields absent (not present as undefined)', () => {
-      const hello = sender({ type: 'hello', protocol: 'ft', version: 1 });
+      const hello = sender({ type: 'hello', protocol: 'ft', version: 2 });
       expect(Object.keys(hello).sort()).toEqual(['protocol', 'type', 'version']);
     });
 
@@ -58,6 +58,16 @@ describe('parseSenderMessage', () => {
       const file = { type: 'file', id: 1, filename: 'dir/Ünïcödé 三体.txt', size: 0, hash: HASH };
       expect(sender(file)).toEqual(file);
       expect(sender({ ...file, size: Number.MAX_SAFE_INTEGER, id: Number.MAX_SAFE_INTEGER })).toMatchObject({ size: 2 ** 53 - 1 });
+    });
+
+    it('file without a hash (the hash follows the body), leaving the field absent', () => {
+      const file = { type: 'file', id: 3, filename: 'big.iso', size: 5_000_000_000 };
+      expect(sender(file)).toEqual(file);
+      expect(Object.keys(sender(file)).sort()).toEqual(['filename', 'id', 'size', 'type']);
+    });
+
+    it('hash, after a body whose header had none', () => {
+      expect(sender({ type: 'hash', id: 3, hash: HASH })).toEqual({ type: 'hash', id: 3, hash: HASH });
     });
 
     it('file accepts a filename of exactly 4096 UTF-8 bytes (name rules are checked elsewhere)', () => {
@@ -94,16 +104,16 @@ describe('parseSenderMessage', () => {
     });
 
     it.each([
-      ['a wrong protocol', { type: 'hello', protocol: 'http', version: 1 }],
-      ['no protocol', { type: 'hello', version: 1 }],
+      ['a wrong protocol', { type: 'hello', protocol: 'http', version: 2 }],
+      ['no protocol', { type: 'hello', version: 2 }],
       ['a string version', { type: 'hello', protocol: 'ft', version: '1' }],
       ['a negative version', { type: 'hello', protocol: 'ft', version: -1 }],
-      ['a fractional version', { type: 'hello', protocol: 'ft', version: 1.5 }],
-      ['a short proof', { type: 'hello', protocol: 'ft', version: 1, proof: 'ab'.repeat(31) }],
-      ['an uppercase proof', { type: 'hello', protocol: 'ft', version: 1, proof: 'AB'.repeat(32) }],
-      ['a numeric client', { type: 'hello', protocol: 'ft', version: 1, client: 5 }],
-      ['a client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 1, client: 'x'.repeat(4097) }],
-      ['a null proof', { type: 'hello', protocol: 'ft', version: 1, proof: null }],
+      ['a fractional version', { type: 'hello', protocol: 'ft', version: 2.5 }],
+      ['a short proof', { type: 'hello', protocol: 'ft', version: 2, proof: 'ab'.repeat(31) }],
+      ['an uppercase proof', { type: 'hello', protocol: 'ft', version: 2, proof: 'AB'.repeat(32) }],
+      ['a numeric client', { type: 'hello', protocol: 'ft', version: 2, client: 5 }],
+      ['a client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 2, client: 'x'.repeat(4097) }],
+      ['a null proof', { type: 'hello', protocol: 'ft', version: 2, proof: null }],
     ])('refuses a hello with %s', (_what, raw) => {
       refusal(() => sender(raw as JsonObject));
     });
@@ -135,7 +145,7 @@ describe('parseSenderMessage', () => {
       refusal(() => sender({ ...file, ...(change as JsonObject) }));
     });
 
-    it.each(['id', 'filename', 'size', 'hash'])('refuses a file header without %s', (field) => {
+    it.each(['id', 'filename', 'size'])('refuses a file header without %s', (field) => {
       const raw: JsonObject = { ...file };
       delete raw[field];
       refusal(() => sender(raw));
@@ -150,6 +160,14 @@ describe('parseSenderMessage', () => {
     ])('refuses a body with %s', (_what, change) => {
       const raw: JsonObject = JSON.parse(JSON.stringify({ type: 'body', id: 1, offset: 0, length: 5, ...change }));
       refusal(() => sender(raw));
+    });
+
+    it.each([
+      ['no hash', { type: 'hash', id: 3 }],
+      ['an uppercase hash', { type: 'hash', id: 3, hash: 'xxh64:0123456789ABCDEF' }],
+      ['no id', { type: 'hash', hash: HASH }],
+    ])('refuses a hash message with %s', (_what, raw) => {
+      refusal(() => sender(raw as JsonObject));
     });
 
     it('refuses a cancel without a valid id', () => {
@@ -190,8 +208,8 @@ describe('parseSenderMessage', () => {
     });
 
     it('leaves hello optional fields absent when only the prototype has them', () => {
-      const raw = Object.assign(Object.create({ proof: PROOF, client: 'x' }), { type: 'hello', protocol: 'ft', version: 1 }) as JsonObject;
-      expect(sender(raw)).toEqual({ type: 'hello', protocol: 'ft', version: 1 });
+      const raw = Object.assign(Object.create({ proof: PROOF, client: 'x' }), { type: 'hello', protocol: 'ft', version: 2 }) as JsonObject;
+      expect(sender(raw)).toEqual({ type: 'hello', protocol: 'ft', version: 2 });
     });
   });
 });
@@ -199,22 +217,26 @@ describe('parseSenderMessage', () => {
 describe('parseReceiverMessage', () => {
   describe('valid messages', () => {
     it('hello, with both auth methods and an optional name', () => {
-      expect(receiver({ type: 'hello', protocol: 'ft', version: 1, auth: 'none', nonce: NONCE })).toEqual({
+      expect(receiver({ type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: NONCE })).toEqual({
         type: 'hello',
         protocol: 'ft',
-        version: 1,
+        version: 2,
         auth: 'none',
         nonce: NONCE,
       });
       const nonce128 = 'f'.repeat(128);
-      expect(receiver({ type: 'hello', protocol: 'ft', version: 1, auth: 'hmac-sha256', nonce: nonce128, name: 'desk' })).toEqual({
+      expect(receiver({ type: 'hello', protocol: 'ft', version: 2, auth: 'hmac-sha256', nonce: nonce128, name: 'desk' })).toEqual({
         type: 'hello',
         protocol: 'ft',
-        version: 1,
+        version: 2,
         auth: 'hmac-sha256',
         nonce: nonce128,
         name: 'desk',
       });
+    });
+
+    it('need-hash', () => {
+      expect(receiver({ type: 'need-hash', id: 4 })).toEqual({ type: 'need-hash', id: 4 });
     });
 
     it('accept at offset 0 (no prefixHash needed) and at a resume offset with prefixHash', () => {
@@ -261,7 +283,7 @@ describe('parseReceiverMessage', () => {
       ['a numeric name', { name: 3 }],
       ['a wrong protocol', { protocol: 'FT' }],
     ])('refuses a hello with %s', (_what, change) => {
-      const raw: JsonObject = JSON.parse(JSON.stringify({ type: 'hello', protocol: 'ft', version: 1, auth: 'none', nonce: NONCE, ...change }));
+      const raw: JsonObject = JSON.parse(JSON.stringify({ type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: NONCE, ...change }));
       refusal(() => receiver(raw));
     });
 

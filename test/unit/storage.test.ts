@@ -151,7 +151,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const partial = await inbox.partials.acquire(id, 'docs/report.pdf', {});
       expect(partial).toBeDefined();
       expect(partial!.offset).toBe(0);
-      expect(partial!.key).toBe(`${id.hash.slice('xxh64:'.length)}-${size}`);
+      expect(partial!.key).toBe(`${id.hash!.slice('xxh64:'.length)}-${size}`);
       expect(partial!.dataPath).toBe(path.join(inbox.partials.dir, `${partial!.key}.part`));
       const metaPath = path.join(inbox.partials.dir, `${partial!.key}.json`);
       expect(await exists(metaPath)).toBe(false);

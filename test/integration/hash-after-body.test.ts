@@ -1,0 +1,193 @@
+/**
+ * A header without a hash (PROTOCOL.md §8a): the sender hashes a large file while it sends it,
+ * and the hash follows the body. Raw exchanges pin the receiver's side; library sends pin the
+ * sender's (one read of the file, need-hash for a name already taken, a file changed meanwhile).
+ */
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { createFsFromVolume, Volume } from 'memfs';
+import { fileSystemOf, FtError, send, type FileSystem } from '../../src/index.js';
+import { hashBytes } from '../../src/hashing.js';
+import { partialKey } from '../../src/storage/partials.js';
+import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
+import { digest, listFiles, randomBuffer, randomFile, waitUntil, partialBytes } from '../helpers/files.js';
+import { closeAllProxies, startProxy } from '../helpers/proxy.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
+import { removeTempDirs, tempDir } from '../helpers/temp.js';
+
+const MiB = 1024 * 1024;
+
+afterEach(async () => {
+  await closeAllProxies();
+  await closeAllReceivers();
+});
+afterAll(removeTempDirs);
+
+/** Header without hash, then the whole body; returns the client for what comes next. */
+async function sendHashless(r: TestReceiver, name: string, bytes: Buffer): Promise<RawClient> {
+  const c = await RawClient.connect(r.port);
+  await c.handshake();
+  c.send({ type: 'file', id: 1, filename: name, size: bytes.length });
+  expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+  c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }), bytes]));
+  return c;
+}
+
+async function rest(c: RawClient): Promise<JsonObject[]> {
+  try {
+    return await c.rest(5000);
+  } finally {
+    c.destroy();
+  }
+}
+
+describe('the receiver, for a header without a hash', () => {
+  it('waits for the hash after the body, then confirms with it', async () => {
+    const r = await startReceiver();
+    const bytes = randomBuffer(2 * MiB + 3, 'hashless ok');
+    const hash = await hashBytes(bytes);
+    const c = await sendHashless(r, 'a.bin', bytes);
+    // The body alone settles nothing: the file needs its hash first.
+    await waitUntil(async () => (await partialBytes(r.dir)) >= 2 * MiB, 'the body on disk');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await listFiles(r.dir)).not.toContain('a.bin');
+    c.send({ type: 'hash', id: 1, hash });
+    expect(await c.next()).toEqual({ type: 'done', id: 1, hash, path: 'a.bin' });
+    c.send({ type: 'bye' });
+    await rest(c);
+    expect((await readFile(path.join(r.dir, 'a.bin'))).equals(bytes)).toBe(true);
+  });
+
+  it('a wrong hash after the body → failed HASH_MISMATCH, and nothing is kept', async () => {
+    const r = await startReceiver();
+    const bytes = randomBuffer(2 * MiB, 'hashless wrong');
+    const c = await sendHashless(r, 'b.bin', bytes);
+    c.send({ type: 'hash', id: 1, hash: await hashBytes(Buffer.from('something else')) });
+    expect(await c.next()).toMatchObject({ type: 'failed', id: 1, code: 'HASH_MISMATCH' });
+    c.send({ type: 'bye' });
+    await rest(c);
+    expect(await listFiles(r.dir)).toEqual([]);
+  });
+
+  it('anything but the hash after the body is an error; the complete body stays and a real send finishes it without resending', async () => {
+    const r = await startReceiver();
+    const src = await randomFile(path.join(await tempDir(), 'c.bin'), 3 * MiB);
+    const bytes = await readFile(src);
+    const c = await sendHashless(r, 'c.bin', bytes);
+    c.send({ type: 'file', id: 2, filename: 'other.txt', size: 1 });
+    expect(await rest(c)).toEqual([{ type: 'error', code: 'UNEXPECTED_MESSAGE', message: expect.stringContaining('"hash"') }]);
+    await waitUntil(async () => (await partialBytes(r.dir)) === bytes.length, 'the body kept for resume');
+
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: bytes.length, bytesSent: 0, hash: await hashBytes(bytes) });
+    expect(await digest(path.join(r.dir, 'c.bin'))).toEqual(await digest(src));
+  });
+
+  it('a hash with no body waiting for one is an error', async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    await c.handshake();
+    c.send({ type: 'hash', id: 1, hash: await hashBytes(Buffer.from('x')) });
+    expect(await rest(c)).toEqual([{ type: 'error', code: 'UNEXPECTED_MESSAGE', message: expect.any(String) }]);
+  });
+
+  it('asks for the hash when a file of the same size has the name, and not when the size differs', async () => {
+    const r = await startReceiver();
+    await writeFile(path.join(r.dir, 'same.bin'), Buffer.alloc(100, 1));
+    await writeFile(path.join(r.dir, 'other.bin'), Buffer.alloc(50, 1));
+    const c = await RawClient.connect(r.port);
+    await c.handshake();
+    c.send({ type: 'file', id: 1, filename: 'same.bin', size: 100 });
+    c.send({ type: 'file', id: 2, filename: 'other.bin', size: 100 });
+    expect(await c.next()).toEqual({ type: 'need-hash', id: 1 });
+    expect(await c.next()).toEqual({ type: 'accept', id: 2, offset: 0 });
+    c.destroy();
+  });
+});
+
+describe('the sender, for a large file not in the hash cache', () => {
+  it('reads it once: the hash is computed while the body is sent', async () => {
+    const r = await startReceiver();
+    const vol = new Volume();
+    const bytes = randomBuffer(3 * MiB + 17, 'read once');
+    vol.mkdirSync('/src');
+    vol.writeFileSync('/src/once.bin', bytes);
+    const base = fileSystemOf(createFsFromVolume(vol));
+    let read = 0;
+    const counting: FileSystem = {
+      ...base,
+      open: (async (...args: Parameters<FileSystem['open']>) => {
+        const handle = await base.open(...args);
+        const original = handle.read.bind(handle) as (...a: unknown[]) => Promise<{ bytesRead: number }>;
+        (handle as unknown as { read: unknown }).read = async (...a: unknown[]) => {
+          const result = await original(...a);
+          read += result.bytesRead;
+          return result;
+        };
+        return handle;
+      }) as FileSystem['open'],
+    };
+    const report = await send(['/src/once.bin'], { host: '127.0.0.1', port: r.port, fs: counting, retries: 0 });
+    expect(report.files[0]).toMatchObject({ status: 'sent', hash: await hashBytes(bytes) });
+    expect(read).toBe(bytes.length);
+    expect((await readFile(path.join(r.dir, 'once.bin'))).equals(bytes)).toBe(true);
+  });
+
+  it('sent again to an inbox that has it: hashed on request and skipped, not sent again', async () => {
+    const r = await startReceiver();
+    const src = await randomFile(path.join(await tempDir(), 'again.bin'), 2 * MiB);
+    expect((await send([src], { host: '127.0.0.1', port: r.port })).files[0]).toMatchObject({ status: 'sent' });
+    const second = await send([src], { host: '127.0.0.1', port: r.port });
+    expect(second.files[0]).toMatchObject({ status: 'skipped', remotePath: 'again.bin', bytesSent: 0 });
+    expect(await listFiles(r.dir)).toEqual(['again.bin']);
+  });
+
+  it('a different file of the same size under the same name is sent after the hash is asked for, beside the old one', async () => {
+    const r = await startReceiver();
+    const dir = await tempDir();
+    const src = await randomFile(path.join(dir, 'twin.bin'), 2 * MiB, 'first twin');
+    await send([src], { host: '127.0.0.1', port: r.port });
+    await randomFile(src, 2 * MiB, 'second twin');
+    const report = await send([src], { host: '127.0.0.1', port: r.port });
+    expect(report.files[0]).toMatchObject({ status: 'sent', remotePath: 'twin (1).bin' });
+    expect(await digest(path.join(r.dir, 'twin (1).bin'))).toEqual(await digest(src));
+  });
+
+  it('a file that grows while it is sent fails with FILE_CHANGED; nothing lands and the torn copy is never confirmed', async () => {
+    const r = await startReceiver();
+    // Large enough that the sender is still reading when the file grows (socket buffers hold a few MiB).
+    const src = await randomFile(path.join(await tempDir(), 'growing.log'), 24 * MiB);
+    const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
+    // One retry: the connection is dropped with the changed file, and the batch goes on without it.
+    const sending = send([src], { host: '127.0.0.1', port: proxy.port, retries: 1, retryDelayMs: 10 });
+    sending.catch(() => undefined);
+    await waitUntil(async () => (await partialBytes(r.dir)) > MiB, 'part of the body');
+    await appendFile(src, 'one more line\n');
+    proxy.setBytesPerSecond(Infinity);
+    const report = await sending;
+    expect(report.files[0]).toMatchObject({ status: 'failed', code: 'FILE_CHANGED' });
+    expect(r.eventsOf('received')).toEqual([]);
+    expect((await listFiles(r.dir)).filter((f) => !f.startsWith('.ft-partial/'))).toEqual([]);
+    // What arrived stays only as a partial under the name, which the next send checks before resuming.
+    expect(await listFiles(r.dir)).toContain(`.ft-partial/${partialKey({ size: 24 * MiB }, 'growing.log')}.part`);
+  });
+
+  it('an aborted first send resumes from the partial kept under the name, and the result is exact', async () => {
+    const r = await startReceiver();
+    const src = await randomFile(path.join(await tempDir(), 'resume.bin'), 6 * MiB);
+    const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
+    const controller = new AbortController();
+    const first = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal, retries: 0 });
+    first.catch(() => undefined);
+    await waitUntil(async () => (await partialBytes(r.dir)) > 2 * MiB, 'part of the body');
+    controller.abort();
+    expect(await first.catch((e: unknown) => e)).toBeInstanceOf(FtError);
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    expect(report.files[0]!.status).toBe('resumed');
+    expect(report.files[0]!.resumedFrom).toBeGreaterThan(2 * MiB);
+    expect(report.files[0]!.bytesSent).toBe(6 * MiB - report.files[0]!.resumedFrom!);
+    expect(await digest(path.join(r.dir, 'resume.bin'))).toEqual(await digest(src));
+  });
+});

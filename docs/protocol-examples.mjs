@@ -4,7 +4,7 @@
 // straight from the specification (node:crypto and xxhash-wasm only), so it also serves as a
 // small second implementation to check the spec.
 // Run from the repository root: node docs/protocol-examples.mjs
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import xxhash from 'xxhash-wasm';
 
 const { h64Raw } = await xxhash();
@@ -20,6 +20,12 @@ export function frame(message) {
   prefix.writeUInt32BE(json.length, 0);
   return Buffer.concat([prefix, json]);
 }
+
+/**
+ * (ft) The key of a partial upload for a header without hash (§13.1): `n`, the first 16 hex digits
+ * of SHA-256 over the file name's UTF-8 bytes as sent, a dash, the size in decimal.
+ */
+export const nameKey = (filename, size) => `n${createHash('sha256').update(filename, 'utf8').digest('hex').slice(0, 16)}-${size}`;
 
 /** HMAC-SHA256 keyed with the token's UTF-8 bytes, over the nonce's hex text; lowercase hex. */
 export const proofFor = (token, nonce) => createHmac('sha256', token).update(nonce).digest('hex');
@@ -120,7 +126,23 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log('(R->S done for id 1 first: the same frame as step 6 of example 1)\n');
   show('R->S error', { type: 'error', code: 'FRAME_TOO_LARGE', message: `frame length ${extra.readUInt32BE(0)} is over the 65536-byte limit` });
 
-  console.log('=== example 5: discovery datagrams (UDP port 9527)');
+  console.log('=== example 5: the hash after the body (protocol version 2)');
+  show('S->R file without hash', { type: 'file', id: 1, filename: 'greeting.txt', size: 13 });
+  console.log('(R->S accept, S->R body and its 13 raw bytes: the same frames as steps 4 and 5 of example 1)\n');
+  show('S->R hash', { type: 'hash', id: 1, hash: HASH });
+  show('the S->R byte stream from the body frame to the hash', undefined, Buffer.concat([
+    frame({ type: 'body', id: 1, offset: 0, length: 13 }),
+    CONTENT,
+    frame({ type: 'hash', id: 1, hash: HASH }),
+  ]));
+  console.log('(R->S done: the same frame as step 6 of example 1)\n');
+  console.log(`(ft) partial key for greeting.txt sent without hash: ${nameKey('greeting.txt', 13)}`);
+  console.log(`(ft) partial key for greeting.txt sent with its hash: ${HASH.slice('xxh64:'.length)}-13\n`);
+  show('R->S need-hash (a 13-byte file already has the name)', { type: 'need-hash', id: 1 });
+  show('S->R file with hash, new id', { type: 'file', id: 2, filename: 'greeting.txt', size: 13, hash: HASH });
+  show('R->S skip', { type: 'skip', id: 2, reason: 'already-there', path: 'greeting.txt' });
+
+  console.log('=== discovery (§20.10): datagrams (UDP port 9527)');
   const receiverInfo = { name: 'laptop', id: '9f86d081884c7d65', port: 9527, auth: false, interval: 3 };
   const qid = '2c26b46b68ffc68f';
   for (const [title, bytes] of [

@@ -91,10 +91,13 @@ export class ReceiverSession {
   private readonly deciding = new Map<number, Promise<void>>();
   private answered: Promise<void> = Promise.resolve();
   private body: ActiveBody | undefined;
-  /** A body complete but for the sender's hash, which comes next. */
-  private awaitingHash: { body: ActiveBody; hash: string } | undefined;
+  /**
+   * The file whose hash the sender sends next: a body complete but for it, or (no body) one that
+   * could not be written, whose hash is only read.
+   */
+  private awaitingHash: { id: number; body: ActiveBody; hash: string } | { id: number; body?: undefined } | undefined;
   /** The body in progress could not be written: its remaining bytes are read and dropped. */
-  private dropping = false;
+  private dropping: FileHeader | undefined;
   /** Complete, verified files being fsync'd and placed. */
   private readonly finalizing = new Set<Promise<void>>();
   private corked = false;
@@ -201,7 +204,7 @@ export class ReceiverSession {
       return this.hello(message);
     }
     if (this.awaitingHash && message.type !== 'hash') {
-      throw new FtError('UNEXPECTED_MESSAGE', `expected the "hash" of ${this.awaitingHash.body.file.header.filename}, got "${message.type}"`);
+      throw new FtError('UNEXPECTED_MESSAGE', `expected the "hash" of file ${this.awaitingHash.id}, got "${message.type}"`);
     }
     switch (message.type) {
       case 'hash':
@@ -348,7 +351,7 @@ export class ReceiverSession {
     } catch (error) {
       this.release(file);
       this.reportWriteFailure(file, error);
-      this.dropping = true;
+      this.dropping = header;
       return;
     }
     file.offset = message.offset;
@@ -366,7 +369,7 @@ export class ReceiverSession {
       await body.sink.write(data);
     } catch (error) {
       await this.abandonBody(body, error);
-      this.dropping = true;
+      this.dropping = body.file.header;
       return;
     }
     const now = Date.now();
@@ -396,7 +399,10 @@ export class ReceiverSession {
 
   private async bodyEnd(): Promise<void> {
     if (this.dropping) {
-      this.dropping = false;
+      const { id, hash } = this.dropping;
+      this.dropping = undefined;
+      // The sender learns of the failure only from our answer: a hash it sends after the body is read and ignored.
+      if (hash === undefined) this.awaitingHash = { id };
       return;
     }
     const body = this.body!;
@@ -405,7 +411,7 @@ export class ReceiverSession {
     const { header } = body.file;
     if (header.hash === undefined) {
       // The sender hashed while it sent: its hash is the next message.
-      this.awaitingHash = { body, hash };
+      this.awaitingHash = { id: header.id, body, hash };
       return;
     }
     return this.verify(body, hash, header.hash);
@@ -413,10 +419,11 @@ export class ReceiverSession {
 
   private bodyHash(message: BodyHash): Promise<void> {
     const awaiting = this.awaitingHash;
-    if (awaiting?.body.file.header.id !== message.id) {
+    if (awaiting?.id !== message.id) {
       throw new FtError('UNEXPECTED_MESSAGE', `"hash" for file ${message.id}, which has no body waiting for its hash`);
     }
     this.awaitingHash = undefined;
+    if (!awaiting.body) return Promise.resolve();
     return this.verify(awaiting.body, awaiting.hash, message.hash);
   }
 

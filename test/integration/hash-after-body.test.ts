@@ -1,5 +1,5 @@
 /**
- * A header without a hash (PROTOCOL.md §8a): the sender hashes a large file while it sends it,
+ * A header without a hash (PROTOCOL.md §6.13, §6.14): the sender hashes a large file while it sends it,
  * and the hash follows the body. Raw exchanges pin the receiver's side; library sends pin the
  * sender's (one read of the file, need-hash for a name already taken, a file changed meanwhile).
  */
@@ -7,7 +7,7 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createFsFromVolume, Volume } from 'memfs';
-import { fileSystemOf, FtError, send, type FileSystem } from '../../src/index.js';
+import { fileSystemOf, FtError, nodeFileSystem, send, type FileSystem } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
 import { partialKey } from '../../src/storage/partials.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
@@ -83,6 +83,32 @@ describe('the receiver, for a header without a hash', () => {
     const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: bytes.length, bytesSent: 0, hash: await hashBytes(bytes) });
     expect(await digest(path.join(r.dir, 'c.bin'))).toEqual(await digest(src));
+  });
+
+  it('a body that cannot be written is answered failed, and the hash that still follows it is read and ignored', async () => {
+    const noSpace: FileSystem = {
+      ...nodeFileSystem,
+      open: (async (...args: Parameters<FileSystem['open']>) => {
+        const handle = await nodeFileSystem.open(...args);
+        (handle as unknown as { writev: unknown }).writev = async () => {
+          throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+        };
+        return handle;
+      }) as FileSystem['open'],
+    };
+    const r = await startReceiver({ fs: noSpace });
+    const bytes = randomBuffer(3 * MiB, 'no space');
+    const c = await sendHashless(r, 'full.bin', bytes);
+    expect(await c.next()).toMatchObject({ type: 'failed', id: 1, code: 'NO_SPACE' });
+    c.send({ type: 'hash', id: 1, hash: await hashBytes(bytes) });
+    // The connection goes on: a small file (written without writev) still lands.
+    c.send({ type: 'file', id: 2, filename: 'small.txt', size: 5, hash: await hashBytes(Buffer.from('small')) });
+    c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 2, offset: 0, length: 5 }), Buffer.from('small')]));
+    expect(await c.next()).toEqual({ type: 'accept', id: 2, offset: 0 });
+    expect(await c.next()).toMatchObject({ type: 'done', id: 2, path: 'small.txt' });
+    c.send({ type: 'bye' });
+    expect(await rest(c)).toEqual([]);
+    expect(r.eventsOf('connection-error')).toEqual([]);
   });
 
   it('a hash with no body waiting for one is an error', async () => {

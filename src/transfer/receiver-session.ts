@@ -31,6 +31,7 @@ import {
 import type { Admission } from './admission.js';
 import { makeNonce, verifyProof } from './auth.js';
 import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
+import { noteMessage, noteRead } from './young-garbage.js';
 
 export interface SessionLimits {
   /** Largest file accepted, in bytes. */
@@ -136,6 +137,7 @@ export class ReceiverSession {
     try {
       // destroyOnReturn: false keeps the socket open after a throw, so the error frame can go out.
       for await (const chunk of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+        noteRead(chunk.length);
         try {
           for (const item of this.decoder.push(chunk)) await this.handle(item);
         } catch (error) {
@@ -197,6 +199,7 @@ export class ReceiverSession {
     if (item.kind === 'body-chunk') return this.bodyChunk(item.data);
     if (item.kind === 'body-end') return this.bodyEnd();
     if (item.kind === 'error') throw item.error;
+    noteMessage();
     const message = parseSenderMessage(item.message);
     if (this.state === 'closing') throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" after "bye"`);
     if (this.state === 'hello') {

@@ -89,7 +89,13 @@ export function isNotFound(error: unknown): boolean {
 
 /** lstat, or undefined when nothing has that name (without an exception: they cost more than the call). */
 export function lstatIfExists(fs: FileSystem, file: string): nodeFs.Stats | undefined {
-  return fs.lstatSync(file, { throwIfNoEntry: false });
+  try {
+    return fs.lstatSync(file, { throwIfNoEntry: false });
+  } catch (error) {
+    // A file system that does not know the option throws instead.
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
 }
 
 /**

@@ -37,6 +37,8 @@ export function partialKey(id: ContentId, filename = ''): string {
 export class PartialStore {
   /** Keys in use, with the connection (any object) holding each. */
   private readonly held = new Map<string, object>();
+  /** Content keys by the file name and size in their metadata, for headers without a hash; read from disk once. */
+  private named: Map<string, string> | undefined;
 
   constructor(
     readonly dir: string,
@@ -58,7 +60,7 @@ export class PartialStore {
    * shared one, never offered for resume and removed on release.
    */
   async acquire(id: ContentId, filename: string, owner: object): Promise<Partial | undefined> {
-    const shared = (await this.resumable(id, filename, owner)) ?? partialKey(id, filename);
+    const shared = (await this.resumable(id, filename)) ?? partialKey(id, filename);
     const holder = this.held.get(shared);
     if (holder !== undefined && holder !== owner) return undefined;
     const key = holder === undefined ? shared : `${shared}~${randomBytes(4).toString('hex')}`;
@@ -79,25 +81,34 @@ export class PartialStore {
    * without looks for partials whose metadata names this file and size. The sender checks the
    * prefix's hash before it resumes, so a wrong guess costs a restart, never a wrong file.
    */
-  private async resumable(id: ContentId, filename: string, owner: object): Promise<string | undefined> {
+  private async resumable(id: ContentId, filename: string): Promise<string | undefined> {
+    // One held by another connection counts: that sender is told BUSY and resumes it once free.
+    const present = (key: string) => this.held.has(key) || lstatIfExists(this.fs, path.join(this.dir, `${key}.part`))?.isFile();
     const own = partialKey(id, filename);
-    const usable = (key: string) => (this.held.get(key) ?? owner) === owner && lstatIfExists(this.fs, path.join(this.dir, `${key}.part`))?.isFile();
-    if (usable(own)) return own;
-    if (id.hash !== undefined) {
-      const byName = partialKey({ size: id.size }, filename);
-      return usable(byName) ? byName : undefined;
-    }
+    if (present(own)) return own;
+    const other = id.hash !== undefined ? partialKey({ size: id.size }, filename) : (await this.namedPartials()).get(nameAndSize(filename, id.size));
+    return other !== undefined && present(other) ? other : undefined;
+  }
+
+  /** Notes a content-keyed partial's metadata; entries of partials since removed are caught by the check on use. */
+  rememberName(filename: string, size: number, key: string): void {
+    this.named?.set(nameAndSize(filename, size), key);
+  }
+
+  private async namedPartials(): Promise<Map<string, string>> {
+    if (this.named) return this.named;
+    const named = new Map<string, string>();
     for (const name of this.fs.readdirSync(this.dir) as string[]) {
       const match = KEY_PATTERN.exec(name);
-      if (!match || match[3] || match[4] !== 'json' || Number(match[2]) !== id.size) continue;
+      if (!match || match[3] || match[4] !== 'json' || match[1]!.startsWith('n')) continue;
       const meta = await this.fs.readFile(path.join(this.dir, name), 'utf8').then(
         (text) => JSON.parse(text) as { filename?: unknown },
         () => undefined,
       );
-      const key = `${match[1]}-${match[2]}`;
-      if (meta?.filename === filename && usable(key)) return key;
+      if (typeof meta?.filename === 'string') named.set(nameAndSize(meta.filename, Number(match[2])), `${match[1]}-${match[2]}`);
     }
-    return undefined;
+    this.named ??= named;
+    return this.named;
   }
 
   release(key: string): void {
@@ -193,12 +204,18 @@ export class Partial {
         }
         throw error;
       });
+      if (this.shared && !this.key.startsWith('n')) this.store.rememberName(this.filename, this.id.size, this.key);
     }
     if (from === 0) {
       return this.fs.open(this.dataPath, 'w');
     }
     const handle = await this.fs.open(this.dataPath, 'r+');
-    await handle.truncate(from);
+    try {
+      await handle.truncate(from);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
     return handle;
   }
 
@@ -229,8 +246,10 @@ export class Partial {
       sync: () => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
       // Idempotent: closing a descriptor number twice could close a file opened meanwhile.
       close: async () => {
-        if (open) fs.closeSync(fd);
+        if (!open) return;
+        // Marked first: Linux releases the number even when close() fails, and it may be reused.
         open = false;
+        fs.closeSync(fd);
       },
     };
   }
@@ -256,6 +275,10 @@ export class Partial {
       // A leftover private copy is removed by the partial sweep.
     }
   }
+}
+
+function nameAndSize(filename: string, size: number): string {
+  return `${size}/${filename}`;
 }
 
 function unlinkIfExists(fs: FileSystem, file: string): void {

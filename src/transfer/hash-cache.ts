@@ -34,7 +34,8 @@ export function defaultHashCachePath(): string {
  * header announce an old hash: the receiver then finds a mismatch and the sender hashes anew.
  */
 export class HashCache {
-  private dirty = false;
+  /** Changes since the last save began; one made while a save runs is saved next time. */
+  private changes = 0;
 
   private constructor(
     private readonly file: string,
@@ -68,18 +69,19 @@ export class HashCache {
     this.entries.delete(key);
     this.entries.set(key, { size: id.size, mtimeMs: id.mtimeMs, ctimeMs: id.ctimeMs, hash });
     while (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
-    this.dirty = true;
+    this.changes += 1;
   }
 
   /** Writes the cache atomically (temporary file, then rename); failures are ignored. */
   async save(): Promise<void> {
-    if (!this.dirty) return;
+    const changes = this.changes;
+    if (changes === 0) return;
     const temporary = `${this.file}.${process.pid}.tmp`;
     try {
       await fs.mkdir(path.dirname(this.file), { recursive: true });
       await fs.writeFile(temporary, JSON.stringify(Object.fromEntries(this.entries)));
       await fs.rename(temporary, this.file);
-      this.dirty = false;
+      this.changes -= changes;
     } catch {
       await fs.unlink(temporary).catch(() => undefined);
     }

@@ -88,11 +88,20 @@ export interface HashOptions {
   /** Hashes of large files from earlier runs. */
   cache?: HashCache;
   /**
-   * A large file not in the cache is not read now: its hash is left empty, to be computed while
-   * its body is sent, so a first send reads it once.
+   * A large file not in the cache, and not changed lately, is not read now: its hash is left
+   * empty, to be computed while its body is sent, so a first send reads it once.
    */
   defer?: boolean;
 }
+
+/**
+ * A file written this recently may be being written still, in ways its size, mtime and ctime do
+ * not show (writes through mmap to pages already dirty update them only after writeback, which
+ * can take 30 s; writes within one clock tick leave them as they were). Such a file is hashed
+ * before it is sent, so that a change between the two reads shows as a hash mismatch. mtime,
+ * not ctime: a writer sets it, while renames, links and permission changes set only ctime.
+ */
+export const QUIET_BEFORE_DEFERRING_MS = 60_000;
 
 export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: HashOptions = {}): Promise<void> {
   const small = readSmallFile(file.path, fs);
@@ -108,7 +117,8 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: Ha
     const identity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
     Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, identity, content: undefined });
     const cached = options.cache?.get(identity);
-    if (cached || options.defer) {
+    const quiet = Date.now() - stat.mtimeMs >= QUIET_BEFORE_DEFERRING_MS;
+    if (cached || (options.defer && quiet)) {
       file.hash = cached ?? '';
       return;
     }

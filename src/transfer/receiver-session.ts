@@ -77,7 +77,7 @@ interface ActiveBody {
 type State = 'hello' | 'ready' | 'closing';
 
 /** Verified files whose fsync and placement may run at once, per connection. */
-const MAX_FINALIZING = 128;
+const MAX_FINALIZING = 32;
 
 export class ReceiverSession {
   private readonly decoder = new FrameDecoder();

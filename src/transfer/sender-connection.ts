@@ -144,8 +144,7 @@ export class SenderConnection {
 
   /** Registers interest before the frame goes out, so an early reply is never missed. */
   private expect<T>(waiters: Map<number, Waiter<T>>, id: number): Promise<T> {
-    if (this.failure) return Promise.reject(this.failure);
-    const promise = new Promise<T>((resolve, reject) => waiters.set(id, { resolve, reject }));
+    const promise = this.failure ? Promise.reject(this.failure) : new Promise<T>((resolve, reject) => waiters.set(id, { resolve, reject }));
     // A connection failure rejects every waiter at once; the caller may not be awaiting this one yet.
     promise.catch(() => undefined);
     return promise;

@@ -133,21 +133,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
       cache,
       defer: true,
       keepBudget: KEEP_CONTENT_BUDGET_BYTES,
-      onHashed: (file, error) => {
-        const job = byFile.get(file)!;
-        const ftError = error === undefined ? undefined : toFtError(error, 'LOCAL_FILE');
-        if (ftError && (ftError.code === 'ABORTED' || options.signal?.aborted)) {
-          // The whole send is ending: no event per file.
-          Object.assign(job.result, { code: 'ABORTED', message: ftError.message });
-          job.finished = true;
-        } else if (ftError) {
-          finish(job, 'failed', ftError, emit);
-        } else {
-          Object.assign(job.result, { size: file.size, hash: file.hash });
-        }
-        job.isHashed = true;
-        job.hashed();
-      },
+      onHashed: (file, error) => hashed(byFile.get(file)!, error, options.signal, emit),
     },
   );
   for (const job of jobs) if (job.finished) job.hashed();
@@ -164,6 +150,32 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
     // Hashes computed while sending, for the next run.
     await cache?.save();
   }
+}
+
+/** Records the end of a job's hashing, successful or not, and lets whoever waits for it go on. */
+function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
+  const ftError = error === undefined ? undefined : toFtError(error, 'LOCAL_FILE');
+  if (ftError && (ftError.code === 'ABORTED' || signal?.aborted)) {
+    // The whole send is ending: no event per file.
+    Object.assign(job.result, { code: 'ABORTED', message: ftError.message });
+    job.finished = true;
+  } else if (ftError) {
+    finish(job, 'failed', ftError, emit);
+  } else {
+    Object.assign(job.result, { size: job.file.size, hash: job.file.hash });
+  }
+  job.isHashed = true;
+  job.hashed();
+}
+
+/** Hashes a job's file again in the background (the receiver asked for its hash); it waits in the queue meanwhile. */
+function hashAgain(job: Job, io: LocalIo, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
+  job.isHashed = false;
+  job.ready = new Promise<void>((resolve) => (job.hashed = resolve));
+  hashLocalFile(job.file, io.fs, { cache: io.cache, signal }).then(
+    () => hashed(job, undefined, signal, emit),
+    (error: unknown) => hashed(job, error, signal, emit),
+  );
 }
 
 /** Marks a job as ended without a transfer (refused locally, unreadable, changed). */
@@ -254,7 +266,7 @@ async function transferBatch(
   emit({ type: 'connected', host: options.host, port, attempt });
   let nextId = 1;
   const queue = [...todo];
-  const inFlight: Array<{ job: Job; id: number; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
+  const inFlight: Array<{ job: Job; id: number; withHash: boolean; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
   const outcomes: Promise<void>[] = [];
   const sendHeaders = () => {
     while (queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
@@ -264,7 +276,7 @@ async function transferBatch(
       const id = nextId++;
       // No hash yet: it follows the body.
       const header: FileHeader = hash ? { type: 'file', id, filename, size, hash } : { type: 'file', id, filename, size };
-      inFlight.push({ job, id, decision: connection.sendHeader(header) });
+      inFlight.push({ job, id, withHash: header.hash !== undefined, decision: connection.sendHeader(header) });
     }
   };
   try {
@@ -280,7 +292,7 @@ async function transferBatch(
         if (queue.length > 0) continue;
         break;
       }
-      const { job, id, decision: pendingDecision } = inFlight.shift()!;
+      const { job, id, withHash, decision: pendingDecision } = inFlight.shift()!;
       const decision = await pendingDecision;
       const { file, result } = job;
       if (decision.type === 'skip') {
@@ -298,9 +310,9 @@ async function transferBatch(
           finish(job, 'refused', new FtError(decision.code, decision.message), emit);
         }
       } else if (decision.type === 'need-hash') {
+        if (withHash) throw new FtError('BAD_MESSAGE', `receiver asked for the hash of ${file.name}, which its header carried`);
         // A file of this size already has the name: only the hash can tell whether it is this one.
-        await hashLocalFile(file, fs, { cache, signal: options.signal });
-        Object.assign(result, { size: file.size, hash: file.hash });
+        hashAgain(job, io, options.signal, emit);
         queue.push(job);
       } else {
         if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
@@ -320,10 +332,14 @@ async function transferBatch(
         try {
           await streamBody(connection, { job, id, offset, hasher }, io, options, emit);
         } catch (error) {
-          if ((error as FtError).code !== 'FILE_CHANGED') throw error;
-          // The body promised bytes we no longer have: this file fails, the others go on after a reconnect.
-          finish(job, 'failed', error as FtError, emit);
-          throw new FtError('CONNECTION_LOST', 'reconnecting after a file changed mid-send');
+          // Errors of our own file (not FtErrors, which are the connection's) fail this file only.
+          const failure = error instanceof FtError ? error : new FtError('LOCAL_FILE', `cannot read ${escapeForDisplay(file.path)}: ${(error as Error).message}`, {}, { cause: error });
+          if (failure.code !== 'FILE_CHANGED' && failure.code !== 'LOCAL_FILE') throw error;
+          // The body promised bytes we do not have (or its hash would confirm a torn copy): this
+          // file fails, and the others go on over a new connection, which costs no retry.
+          finish(job, 'failed', failure, emit);
+          connection.close();
+          return;
         }
         const settled = outcome.then((o) => settle(job, offset, o, queue, io.fs, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
@@ -411,7 +427,7 @@ async function streamBody(
       sent(block, position);
     }
     if (file.size === offset) sent(Buffer.alloc(0), file.size);
-    if (hasher) await sendBodyHash(connection, id, file, await handle.stat(), hasher, io.cache);
+    if (hasher) sendBodyHash(connection, id, file, await handle.stat(), hasher, io.cache);
   } finally {
     await next?.catch(() => undefined);
     await handle.close();
@@ -422,9 +438,10 @@ async function streamBody(
  * The hash of what was sent describes the file only if nothing wrote to it meanwhile; a file
  * that changed is dropped (closing the connection), so the receiver never keeps a torn copy.
  */
-async function sendBodyHash(connection: SenderConnection, id: number, file: LocalFile, now: Stats, hasher: Hasher, cache: HashCache | undefined): Promise<void> {
+function sendBodyHash(connection: SenderConnection, id: number, file: LocalFile, now: Stats, hasher: Hasher, cache: HashCache | undefined): void {
   const before = file.identity;
-  if (!before || now.size !== before.size || now.mtimeMs !== before.mtimeMs || now.ctimeMs !== before.ctimeMs) {
+  const same = before && now.dev === before.dev && now.ino === before.ino && now.size === before.size && now.mtimeMs === before.mtimeMs && now.ctimeMs === before.ctimeMs;
+  if (!same) {
     connection.close();
     throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} changed while it was being sent; run the command again`);
   }

@@ -3,7 +3,7 @@
  * and the hash follows the body. Raw exchanges pin the receiver's side; library sends pin the
  * sender's (one read of the file, need-hash for a name already taken, a file changed meanwhile).
  */
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, open, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createFsFromVolume, Volume } from 'memfs';
@@ -24,6 +24,15 @@ afterEach(async () => {
   await closeAllReceivers();
 });
 afterAll(removeTempDirs);
+
+/** Files the tests send were last changed an hour ago (a file changed within a minute is hashed first). */
+const AN_HOUR_AGO = new Date(Date.now() - 3600_000);
+
+async function fileAtRest(file: string, bytes: number, seed?: string): Promise<string> {
+  await randomFile(file, bytes, seed);
+  await utimes(file, AN_HOUR_AGO, AN_HOUR_AGO);
+  return file;
+}
 
 /** Header without hash, then the whole body; returns the client for what comes next. */
 async function sendHashless(r: TestReceiver, name: string, bytes: Buffer): Promise<RawClient> {
@@ -119,6 +128,38 @@ describe('the receiver, for a header without a hash', () => {
     expect(await rest(c)).toEqual([{ type: 'error', code: 'UNEXPECTED_MESSAGE', message: expect.any(String) }]);
   });
 
+  it('a header with a hash resumes a partial kept under the name, and one without resumes a partial kept by content', async () => {
+    const r = await startReceiver();
+    const bytes = randomBuffer(3 * MiB, 'cross');
+    const hash = await hashBytes(bytes);
+    const held = 2 * MiB;
+    const leave = async (name: string, withHash: boolean) => {
+      const c = await RawClient.connect(r.port);
+      await c.handshake();
+      c.send(withHash ? { type: 'file', id: 1, filename: name, size: bytes.length, hash } : { type: 'file', id: 1, filename: name, size: bytes.length });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }), bytes.subarray(0, held)]));
+      await waitUntil(async () => (await partialBytes(r.dir)) >= held, 'the partial');
+      const dropped = r.eventsOf('connection-error').length;
+      c.destroy();
+      // Released once the receiver has seen the connection go (until then a new sender is told BUSY).
+      await waitUntil(() => r.eventsOf('connection-error').length > dropped, 'the drop noticed');
+    };
+    const offered = async (name: string, withHash: boolean) => {
+      const c = await RawClient.connect(r.port);
+      await c.handshake();
+      c.send(withHash ? { type: 'file', id: 1, filename: name, size: bytes.length, hash } : { type: 'file', id: 1, filename: name, size: bytes.length });
+      const answer = await c.next();
+      c.destroy();
+      return answer;
+    };
+    const prefixHash = await hashBytes(bytes.subarray(0, held));
+    await leave('by-name.bin', false);
+    expect(await offered('by-name.bin', true)).toEqual({ type: 'accept', id: 1, offset: held, prefixHash });
+    await leave('by-content.bin', true);
+    expect(await offered('by-content.bin', false)).toEqual({ type: 'accept', id: 1, offset: held, prefixHash });
+  });
+
   it('asks for the hash when a file of the same size has the name, and not when the size differs', async () => {
     const r = await startReceiver();
     await writeFile(path.join(r.dir, 'same.bin'), Buffer.alloc(100, 1));
@@ -133,15 +174,15 @@ describe('the receiver, for a header without a hash', () => {
   });
 });
 
-describe('the sender, for a large file not in the hash cache', () => {
-  it('reads it once: the hash is computed while the body is sent', async () => {
-    const r = await startReceiver();
-    const vol = new Volume();
-    const bytes = randomBuffer(3 * MiB + 17, 'read once');
-    vol.mkdirSync('/src');
-    vol.writeFileSync('/src/once.bin', bytes);
-    const base = fileSystemOf(createFsFromVolume(vol));
-    let read = 0;
+/** A memfs file system holding /src/<name>, changed `age` ms ago, whose reads are counted. */
+function countingVolume(name: string, bytes: Buffer, ageMs: number): { fs: FileSystem; read: () => number } {
+  const vol = new Volume();
+  vol.mkdirSync('/src');
+  vol.writeFileSync(`/src/${name}`, bytes);
+  const when = new Date(Date.now() - ageMs);
+  vol.utimesSync(`/src/${name}`, when, when);
+  const base = fileSystemOf(createFsFromVolume(vol));
+  let read = 0;
     const counting: FileSystem = {
       ...base,
       open: (async (...args: Parameters<FileSystem['open']>) => {
@@ -155,15 +196,46 @@ describe('the sender, for a large file not in the hash cache', () => {
         return handle;
       }) as FileSystem['open'],
     };
-    const report = await send(['/src/once.bin'], { host: '127.0.0.1', port: r.port, fs: counting, retries: 0 });
+  return { fs: counting, read: () => read };
+}
+
+describe('the sender, for a large file not in the hash cache', () => {
+  it('reads it once: the hash is computed while the body is sent', async () => {
+    const r = await startReceiver();
+    const bytes = randomBuffer(3 * MiB + 17, 'read once');
+    const { fs, read } = countingVolume('once.bin', bytes, 3600_000);
+    const report = await send(['/src/once.bin'], { host: '127.0.0.1', port: r.port, fs, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'sent', hash: await hashBytes(bytes) });
-    expect(read).toBe(bytes.length);
+    expect(read()).toBe(bytes.length);
     expect((await readFile(path.join(r.dir, 'once.bin'))).equals(bytes)).toBe(true);
+  });
+
+  it('hashes first a file changed within the last minute, which may be changing still', async () => {
+    const r = await startReceiver();
+    const bytes = randomBuffer(3 * MiB, 'fresh');
+    const { fs, read } = countingVolume('fresh.bin', bytes, 5_000);
+    const report = await send(['/src/fresh.bin'], { host: '127.0.0.1', port: r.port, fs, retries: 0 });
+    expect(report.files[0]).toMatchObject({ status: 'sent', hash: await hashBytes(bytes) });
+    expect(read()).toBe(2 * bytes.length);
+  });
+
+  it('remembers the hash computed while sending: with the hash cache, the next send is answered at once', async () => {
+    const r = await startReceiver();
+    const src = await fileAtRest(path.join(await tempDir(), 'cached.bin'), 2 * MiB);
+    const hashCache = path.join(await tempDir(), 'hashes.json');
+    expect((await send([src], { host: '127.0.0.1', port: r.port, hashCache })).files[0]).toMatchObject({ status: 'sent' });
+    const cached = JSON.parse(await readFile(hashCache, 'utf8')) as Record<string, { hash: string }>;
+    expect(Object.values(cached).map((e) => e.hash)).toEqual([await hashBytes(await readFile(src))]);
+    // The header now carries the hash, so the receiver skips at once (no need-hash round, no read).
+    const events: string[] = [];
+    const again = await send([src], { host: '127.0.0.1', port: r.port, hashCache, onEvent: (e) => events.push(e.type) });
+    expect(again.files[0]).toMatchObject({ status: 'skipped', bytesSent: 0 });
+    expect(events).not.toContain('started');
   });
 
   it('sent again to an inbox that has it: hashed on request and skipped, not sent again', async () => {
     const r = await startReceiver();
-    const src = await randomFile(path.join(await tempDir(), 'again.bin'), 2 * MiB);
+    const src = await fileAtRest(path.join(await tempDir(), 'again.bin'), 2 * MiB);
     expect((await send([src], { host: '127.0.0.1', port: r.port })).files[0]).toMatchObject({ status: 'sent' });
     const second = await send([src], { host: '127.0.0.1', port: r.port });
     expect(second.files[0]).toMatchObject({ status: 'skipped', remotePath: 'again.bin', bytesSent: 0 });
@@ -173,9 +245,9 @@ describe('the sender, for a large file not in the hash cache', () => {
   it('a different file of the same size under the same name is sent after the hash is asked for, beside the old one', async () => {
     const r = await startReceiver();
     const dir = await tempDir();
-    const src = await randomFile(path.join(dir, 'twin.bin'), 2 * MiB, 'first twin');
+    const src = await fileAtRest(path.join(dir, 'twin.bin'), 2 * MiB, 'first twin');
     await send([src], { host: '127.0.0.1', port: r.port });
-    await randomFile(src, 2 * MiB, 'second twin');
+    await fileAtRest(src, 2 * MiB, 'second twin');
     const report = await send([src], { host: '127.0.0.1', port: r.port });
     expect(report.files[0]).toMatchObject({ status: 'sent', remotePath: 'twin (1).bin' });
     expect(await digest(path.join(r.dir, 'twin (1).bin'))).toEqual(await digest(src));
@@ -184,7 +256,7 @@ describe('the sender, for a large file not in the hash cache', () => {
   it('a file that grows while it is sent fails with FILE_CHANGED; nothing lands and the torn copy is never confirmed', async () => {
     const r = await startReceiver();
     // Large enough that the sender is still reading when the file grows (socket buffers hold a few MiB).
-    const src = await randomFile(path.join(await tempDir(), 'growing.log'), 24 * MiB);
+    const src = await fileAtRest(path.join(await tempDir(), 'growing.log'), 24 * MiB);
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
     // One retry: the connection is dropped with the changed file, and the batch goes on without it.
     const sending = send([src], { host: '127.0.0.1', port: proxy.port, retries: 1, retryDelayMs: 10 });
@@ -200,9 +272,57 @@ describe('the sender, for a large file not in the hash cache', () => {
     expect(await listFiles(r.dir)).toContain(`.ft-partial/${partialKey({ size: 24 * MiB }, 'growing.log')}.part`);
   });
 
+  it('a file rewritten in place (same size) while it is sent fails with FILE_CHANGED, and the other files still go, without retries', async () => {
+    const r = await startReceiver();
+    const dir = await tempDir();
+    const src = await fileAtRest(path.join(dir, 'rewritten.bin'), 24 * MiB);
+    const other = path.join(dir, 'other.txt');
+    await writeFile(other, 'sent after the change\n');
+    const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
+    const sending = send([src, other], { host: '127.0.0.1', port: proxy.port, retries: 0 });
+    sending.catch(() => undefined);
+    await waitUntil(async () => (await partialBytes(r.dir)) > MiB, 'part of the body');
+    const handle = await open(src, 'r+');
+    await handle.write(Buffer.from('changed in place'), 0, 16, 0);
+    await handle.close();
+    proxy.setBytesPerSecond(Infinity);
+    const report = await sending;
+    expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
+      ['rewritten.bin', 'failed', 'FILE_CHANGED'],
+      ['other.txt', 'sent', undefined],
+    ]);
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['other.txt']);
+  });
+
+  it('a file that cannot be read when the receiver asks for its hash fails alone; the others are sent', async () => {
+    const r = await startReceiver();
+    const bytes = randomBuffer(2 * MiB, 'unreadable later');
+    await writeFile(path.join(r.dir, 'big.bin'), Buffer.alloc(bytes.length));
+    const vol = new Volume();
+    vol.mkdirSync('/src');
+    vol.writeFileSync('/src/big.bin', bytes);
+    vol.writeFileSync('/src/small.txt', 'small');
+    vol.utimesSync('/src/big.bin', AN_HOUR_AGO, AN_HOUR_AGO);
+    const base = fileSystemOf(createFsFromVolume(vol));
+    let opens = 0;
+    const failing: FileSystem = {
+      ...base,
+      open: (async (...args: Parameters<FileSystem['open']>) => {
+        // The first open only looks at it (its hash is deferred); the second, to hash it, fails.
+        if (String(args[0]).endsWith('big.bin') && ++opens === 2) throw Object.assign(new Error('permission denied'), { code: 'EACCES' });
+        return base.open(...args);
+      }) as FileSystem['open'],
+    };
+    const report = await send(['/src/big.bin', '/src/small.txt'], { host: '127.0.0.1', port: r.port, fs: failing, retries: 0 });
+    expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
+      ['big.bin', 'failed', 'LOCAL_FILE'],
+      ['small.txt', 'sent', undefined],
+    ]);
+  });
+
   it('an aborted first send resumes from the partial kept under the name, and the result is exact', async () => {
     const r = await startReceiver();
-    const src = await randomFile(path.join(await tempDir(), 'resume.bin'), 6 * MiB);
+    const src = await fileAtRest(path.join(await tempDir(), 'resume.bin'), 6 * MiB);
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
     const controller = new AbortController();
     const first = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal, retries: 0 });

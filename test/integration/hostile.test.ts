@@ -8,7 +8,7 @@
  * what is expected (partial folder included). Everything stays on 127.0.0.1.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FtError, send, serve } from '../../src/index.js';
@@ -861,6 +861,9 @@ describe('the file system under the inbox', () => {
     await mkdir(local);
     const size = 6 * MiB;
     const src = await randomFile(path.join(local, 'big.bin'), size);
+    // At rest for an hour: its first send hashes it while sending, so the partial is keyed by name.
+    const anHourAgo = new Date(Date.now() - 3600_000);
+    await utimes(src, anHourAgo, anHourAgo);
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
     const sending = send([local], { host: '127.0.0.1', port: proxy.port, retries: 0 });
     sending.catch(() => undefined);

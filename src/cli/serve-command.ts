@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { ConflictPolicy } from '../storage/inbox.js';
 import type { ReceiverEvent } from '../transfer/events.js';
@@ -25,7 +27,20 @@ export interface ServeCommandOptions {
 
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
 
+/**
+ * The receiver keeps its memory low with young-generation collections where `gc` is exposed
+ * (transfer/young-garbage.ts). The flag exposes it in contexts created after it is set; only
+ * `ft serve` pays the few milliseconds this takes.
+ */
+function exposeGc(): void {
+  const global = globalThis as { gc?: unknown };
+  if (global.gc) return;
+  setFlagsFromString('--expose-gc');
+  global.gc = runInNewContext('gc');
+}
+
 export async function serveCommand(dir: string, options: ServeCommandOptions): Promise<number> {
+  exposeGc();
   const token = readToken(options.tokenFile);
   const out = (text: string) => process.stdout.write(text);
   const receiver = await serve({

@@ -2,9 +2,9 @@
  * Node gives every socket read a new 64 KiB buffer, and every message its parsed objects and
  * promises; V8 frees the dead ones when its heuristics get round to it, by which time tens of
  * megabytes have piled up (measured: a receiver's peak RSS 92 MiB for 1 GiB and 99 MiB for
- * 10,000 small files, against 83 and 80 MiB with frequent young collections). Where a `gc`
- * function is exposed (the `ft` command exposes it; a library user may run Node with
- * --expose-gc), the receiver asks for a young-generation collection, which takes well under a
+ * 10,000 small files, against 69 and 80 MiB with frequent young collections). Where a `gc`
+ * function is exposed (`ft serve` exposes it; a library user may run Node with --expose-gc),
+ * the receiver asks for a young-generation collection, which takes well under a
  * millisecond, every few megabytes read or every few hundred messages.
  */
 const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;

@@ -11,7 +11,7 @@
  *      about 1.5 GB of memory (MemAvailable dropped by 1.4 GB; each sender's VmHWM is ~65 MB,
  *      much of it shared code), so the 16 processes × 4 files fallback is not needed.
  *  (b) One 2 GiB file to a receiver process: the receiver's peak RSS (VmHWM from
- *      /proc/PID/status, read just before stopping it) stays under 150 MB. Peak RSS of receiver
+ *      /proc/PID/status, read just before stopping it) stays under 100 MB. Peak RSS of receiver
  *      and sender and the throughput are printed for the CI log; speeds are not asserted (the
  *      machine is shared). The 2 GiB source and its copy are deleted afterwards.
  */
@@ -86,9 +86,10 @@ describe('load', () => {
     }
   });
 
-  it('receives a 2 GiB file with the receiver peak RSS under 150 MB', async () => {
+  it('receives a 2 GiB file with the receiver peak RSS under 100 MB', async () => {
     const SIZE = 2 * GiB;
-    const LIMIT = 150e6;
+    // The performance target (README); about 74 MB measured, 96-104 MB without ft serve's young collections.
+    const LIMIT = 100e6;
     const free = await statfs(os.tmpdir()).then((s) => s.bavail * s.bsize);
     if (free < 2 * SIZE + GiB) {
       throw new Error(`${os.tmpdir()} has ${(free / GiB).toFixed(1)} GiB free; this test needs ${(2 * SIZE + GiB) / GiB} GiB (source and copy)`);

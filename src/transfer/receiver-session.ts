@@ -420,14 +420,14 @@ export class ReceiverSession {
     return this.verify(body, hash, header.hash);
   }
 
-  private bodyHash(message: BodyHash): Promise<void> {
+  private async bodyHash(message: BodyHash): Promise<void> {
     const awaiting = this.awaitingHash;
     if (awaiting?.id !== message.id) {
       throw new FtError('UNEXPECTED_MESSAGE', `"hash" for file ${message.id}, which has no body waiting for its hash`);
     }
     this.awaitingHash = undefined;
-    if (!awaiting.body) return Promise.resolve();
-    return this.verify(awaiting.body, awaiting.hash, message.hash);
+    // No body: it could not be written, and the sender was told.
+    if (awaiting.body) await this.verify(awaiting.body, awaiting.hash, message.hash);
   }
 
   /** Compares the hash of the bytes received with the sender's, then writes out and finalizes. */

@@ -249,7 +249,7 @@ async function transferBatch(
   attempt: number,
   onConnected: () => void,
 ): Promise<void> {
-  const { fs, cache } = io;
+  const { fs } = io;
   const port = options.port ?? DEFAULT_PORT;
   // No connection sits idle while the first (perhaps huge) file is hashed.
   await todo[0]?.ready;
@@ -341,7 +341,7 @@ async function transferBatch(
           connection.close();
           return;
         }
-        const settled = outcome.then((o) => settle(job, offset, o, queue, io.fs, emit));
+        const settled = outcome.then((o) => settle(job, offset, o, queue, fs, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }

@@ -261,6 +261,16 @@ async function sameBytes(tools, a, b) {
   throw new BenchError(`cmp ${a} ${b} failed${describeOutput(proc)}`);
 }
 
+/**
+ * The contenders in a different order each round, so that none always runs first: on this VM a
+ * proactive reclaimer (DAMON) evicts page-cache pages between runs, and the first run of a round
+ * pays most often for reading them back.
+ */
+function rotated(list, by) {
+  const start = by % list.length;
+  return [...list.slice(start), ...list.slice(0, start)];
+}
+
 /** Flushes the work folder's file system between runs so one tool's dirty pages do not slow the next. */
 function settle(tools) {
   if (tools.sync) capture(tools.sync, ['-f', workDir]);
@@ -484,7 +494,7 @@ async function benchLarge(opts, tools) {
   const contenders = largeContenders(tools);
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
-    for (const contender of contenders) {
+    for (const contender of rotated(contenders, round - 1)) {
       const outDir = path.join(workDir, `large-${contender.id.replace(/\W/g, '_')}-${round}`);
       fs.mkdirSync(outDir);
       settle(tools);
@@ -600,7 +610,7 @@ async function benchSmall(opts, tools) {
   );
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
-    for (const contender of contenders) {
+    for (const contender of rotated(contenders, round - 1)) {
       const outDir = path.join(workDir, `small-${contender.id}-${round}`);
       fs.mkdirSync(outDir);
       settle(tools);
@@ -760,7 +770,7 @@ function markdown(results, opts) {
   lines.push(`Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memoryGiB} GiB RAM, ${m.kernel} ${m.arch}; ${versions.join(', ')}; ${load}. Date: ${results.date}.`);
   lines.push('');
   lines.push(
-    'All traffic on 127.0.0.1, source files in the page cache, tools alternated round by round. MB/s = 10^6 bytes per second of wall time, from starting the sender to the data being on the receiving side. ' +
+    'All traffic on 127.0.0.1, source files in the page cache, tools alternated round by round, each round starting with the next tool. MB/s = 10^6 bytes per second of wall time, from starting the sender to the data being on the receiving side. ' +
       'ft: `ft send` from process start to exit (the receiver hashes with xxh64, fsyncs and renames each file before confirming; the large file, last modified an hour before, is hashed by the sender as it is sent). ' +
       'node-copy: Node socket piped into fs.createWriteStream, no hash, no fsync. ' +
       `socat: \`socat -b${SOCAT_BLOCK} -u\`, no fsync; socat+fsync adds \`sync FILE DIR\` (fsync of the file and its folder) on the receiver. ` +

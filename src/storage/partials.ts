@@ -60,7 +60,7 @@ export class PartialStore {
    * shared one, never offered for resume and removed on release.
    */
   async acquire(id: ContentId, filename: string, owner: object): Promise<Partial | undefined> {
-    const shared = (await this.resumable(id, filename)) ?? partialKey(id, filename);
+    const shared = (await this.resumable(id, filename, owner)) ?? partialKey(id, filename);
     const holder = this.held.get(shared);
     if (holder !== undefined && holder !== owner) return undefined;
     const key = holder === undefined ? shared : `${shared}~${randomBytes(4).toString('hex')}`;
@@ -81,13 +81,15 @@ export class PartialStore {
    * without looks for partials whose metadata names this file and size. The sender checks the
    * prefix's hash before it resumes, so a wrong guess costs a restart, never a wrong file.
    */
-  private async resumable(id: ContentId, filename: string): Promise<string | undefined> {
-    // One held by another connection counts: that sender is told BUSY and resumes it once free.
-    const present = (key: string) => this.held.has(key) || lstatIfExists(this.fs, path.join(this.dir, `${key}.part`))?.isFile();
+  private async resumable(id: ContentId, filename: string, owner: object): Promise<string | undefined> {
+    const onDisk = (key: string) => lstatIfExists(this.fs, path.join(this.dir, `${key}.part`))?.isFile();
     const own = partialKey(id, filename);
-    if (present(own)) return own;
+    // Its own key held by another connection: that sender is told BUSY and resumes once free.
+    if (this.held.has(own) || onDisk(own)) return own;
     const other = id.hash !== undefined ? partialKey({ size: id.size }, filename) : (await this.namedPartials()).get(nameAndSize(filename, id.size));
-    return other !== undefined && present(other) ? other : undefined;
+    // A key of the other kind held by another connection may be another file of that name and size: not a reason to wait.
+    const holder = other === undefined ? undefined : this.held.get(other);
+    return other !== undefined && (holder ?? owner) === owner && onDisk(other) ? other : undefined;
   }
 
   /** Notes a content-keyed partial's metadata; entries of partials since removed are caught by the check on use. */
@@ -97,18 +99,28 @@ export class PartialStore {
 
   private async namedPartials(): Promise<Map<string, string>> {
     if (this.named) return this.named;
-    const named = new Map<string, string>();
-    for (const name of this.fs.readdirSync(this.dir) as string[]) {
+    let names: string[];
+    try {
+      names = this.fs.readdirSync(this.dir) as string[];
+    } catch {
+      return new Map(); // unreadable now: no partial found this way, and the next header tries again
+    }
+    // In place before the reads below, so that metadata written meanwhile (rememberName) is kept;
+    // a lookup during this first build may miss, which costs a restart, never a wrong file.
+    const named = (this.named = new Map<string, string>());
+    for (const name of names) {
       const match = KEY_PATTERN.exec(name);
       if (!match || match[3] || match[4] !== 'json' || match[1]!.startsWith('n')) continue;
       const meta = await this.fs.readFile(path.join(this.dir, name), 'utf8').then(
         (text) => JSON.parse(text) as { filename?: unknown },
         () => undefined,
       );
-      if (typeof meta?.filename === 'string') named.set(nameAndSize(meta.filename, Number(match[2])), `${match[1]}-${match[2]}`);
+      if (typeof meta?.filename !== 'string') continue;
+      // An entry noted meanwhile is newer than what was on disk.
+      const byName = nameAndSize(meta.filename, Number(match[2]));
+      if (!named.has(byName)) named.set(byName, `${match[1]}-${match[2]}`);
     }
-    this.named ??= named;
-    return this.named;
+    return named;
   }
 
   release(key: string): void {

@@ -157,6 +157,11 @@ export class SenderConnection {
     return decision;
   }
 
+  /** Takes back an accepted file whose body will not come (the receiver answers nothing). */
+  cancel(id: number): void {
+    this.write({ type: 'cancel', id });
+  }
+
   /** Sends the body frame; the caller streams the bytes; resolves with done or failed. */
   startBody(body: Body): Promise<Outcome> {
     const outcome = this.expect(this.outcomes, body.id);

@@ -23,7 +23,7 @@ import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { HashCache } from './hash-cache.js';
-import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type LocalFile } from './local-files.js';
+import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type HashOptions, type LocalFile } from './local-files.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 
 export interface SendOptions {
@@ -124,6 +124,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   }
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
+  const io: LocalIo = { fs, cache, hashing: new Set() };
   const byFile = new Map(jobs.map((job) => [job.file, job]));
   const hashing = hashLocalFiles(
     jobs.filter((job) => !job.finished).map((job) => job.file),
@@ -140,13 +141,14 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   // Saved as soon as hashing ends, so even a sender killed mid-transfer resumes without re-reading.
   const hashingDone = hashing.then(() => cache?.save());
   try {
-    const report = await transferAll(jobs, options, { fs, cache }, emit, started);
+    const report = await transferAll(jobs, options, io, emit, started);
     // Cancelled while every file was still being hashed: nothing was sent, and that is no success.
     if (options.signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
     return report;
   } finally {
     // Abort stops the hashing workers too; let them wind down before returning.
     await hashingDone.catch(() => undefined);
+    await Promise.all(io.hashing);
     // Hashes computed while sending, for the next run.
     await cache?.save();
   }
@@ -168,14 +170,24 @@ function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit:
   job.hashed();
 }
 
-/** Hashes a job's file again in the background (the receiver asked for its hash); it waits in the queue meanwhile. */
-function hashAgain(job: Job, io: LocalIo, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
+/**
+ * Hashes a job's file again in the background (the receiver asked for its hash, or found it
+ * wrong); the job waits in the queue meanwhile, and send() waits for the hashing before it ends.
+ */
+function hashAgain(job: Job, io: LocalIo, options: HashOptions, emit: (event: SendEvent) => void): void {
   job.isHashed = false;
   job.ready = new Promise<void>((resolve) => (job.hashed = resolve));
-  hashLocalFile(job.file, io.fs, { cache: io.cache, signal }).then(
-    () => hashed(job, undefined, signal, emit),
-    (error: unknown) => hashed(job, error, signal, emit),
+  const hashing = hashLocalFile(job.file, io.fs, options).then(
+    () => hashed(job, undefined, options.signal, emit),
+    (error: unknown) => hashed(job, error, options.signal, emit),
   );
+  io.hashing.add(hashing);
+  void hashing.finally(() => io.hashing.delete(hashing));
+}
+
+/** A read of our own file failed: that file fails, the others go on. */
+function unreadable(file: LocalFile, error: unknown): FtError {
+  return new FtError('LOCAL_FILE', `cannot read ${escapeForDisplay(file.path)}: ${(error as Error).message}`, {}, { cause: error });
 }
 
 /** Marks a job as ended without a transfer (refused locally, unreadable, changed). */
@@ -187,10 +199,11 @@ function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (e
   emit({ type: status, path: job.file.path, name: job.file.name, code, message });
 }
 
-/** Where the sender reads from, and the hashes it remembers. */
+/** Where the sender reads from, the hashes it remembers, and the hashing still running. */
 interface LocalIo {
   fs: FileSystem;
   cache: HashCache | undefined;
+  hashing: Set<Promise<void>>;
 }
 
 /** Connections, one after another, until every job is finished or retries run out. */
@@ -210,6 +223,8 @@ async function transferAll(
     const progressBefore = progressMark(jobs);
     try {
       await transferBatch(todo, options, io, emit, attempt, () => (everConnected = true));
+      // Back here early when one file failed mid-body (the connection was dropped on purpose).
+      if (progressMark(jobs) !== progressBefore) attempt = 0;
       continue;
     } catch (error) {
       const ftError = abortAware(error, options.signal);
@@ -312,12 +327,21 @@ async function transferBatch(
       } else if (decision.type === 'need-hash') {
         if (withHash) throw new FtError('BAD_MESSAGE', `receiver asked for the hash of ${file.name}, which its header carried`);
         // A file of this size already has the name: only the hash can tell whether it is this one.
-        hashAgain(job, io, options.signal, emit);
+        hashAgain(job, io, { cache: io.cache, signal: options.signal }, emit);
         queue.push(job);
       } else {
         if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
         let offset = decision.offset;
-        let hasher = offset > 0 ? await hashLocalPrefix(file, offset, fs, options.signal) : undefined;
+        let hasher: Hasher | undefined;
+        try {
+          hasher = offset > 0 ? await hashLocalPrefix(file, offset, fs, options.signal) : undefined;
+        } catch (error) {
+          if (options.signal?.aborted || error instanceof FtError) throw error;
+          // Accepted, but we cannot read it: take it back, and go on with the others.
+          connection.cancel(id);
+          finish(job, 'failed', unreadable(file, error), emit);
+          continue;
+        }
         if (hasher && hasher.digest() !== decision.prefixHash) {
           emit({ type: 'restarted', path: file.path, name: file.name, discarded: offset, reason: 'receiver partial differs from this file' });
           offset = 0;
@@ -332,16 +356,14 @@ async function transferBatch(
         try {
           await streamBody(connection, { job, id, offset, hasher }, io, options, emit);
         } catch (error) {
-          // Errors of our own file (not FtErrors, which are the connection's) fail this file only.
-          const failure = error instanceof FtError ? error : new FtError('LOCAL_FILE', `cannot read ${escapeForDisplay(file.path)}: ${(error as Error).message}`, {}, { cause: error });
-          if (failure.code !== 'FILE_CHANGED' && failure.code !== 'LOCAL_FILE') throw error;
+          if (!(error instanceof FtError) || (error.code !== 'FILE_CHANGED' && error.code !== 'LOCAL_FILE')) throw error;
           // The body promised bytes we do not have (or its hash would confirm a torn copy): this
           // file fails, and the others go on over a new connection, which costs no retry.
-          finish(job, 'failed', failure, emit);
+          finish(job, 'failed', error, emit);
           connection.close();
           return;
         }
-        const settled = outcome.then((o) => settle(job, offset, o, queue, fs, emit));
+        const settled = outcome.then((o) => settle(job, offset, o, queue, io, options.signal, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }
@@ -354,7 +376,7 @@ async function transferBatch(
 }
 
 /** Applies the receiver's verdict on one body. */
-async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], fs: FileSystem, emit: (event: SendEvent) => void): Promise<void> {
+function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], io: LocalIo, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
   const { file, result } = job;
   file.content = undefined;
   if (outcome.type === 'done') {
@@ -364,9 +386,8 @@ async function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], 
     return;
   }
   if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0) {
-    // Our file may have changed after hashing: hash it again and send it once more from the start.
-    await hashLocalFile(file, fs, { keep: true });
-    Object.assign(result, { size: file.size, hash: file.hash });
+    // Our file may have changed after hashing: hash it again (never from the cache) and send it once more from the start.
+    hashAgain(job, io, { keep: true, signal }, emit);
     queue.push(job);
     return;
   }
@@ -409,13 +430,17 @@ async function streamBody(
     await connection.writeRaw(block);
     return sent(block, file.size);
   }
-  const handle = await io.fs.open(file.path, 'r');
+  const handle = await io.fs.open(file.path, 'r').catch((error: unknown) => {
+    throw unreadable(file, error);
+  });
   let next: Promise<Buffer> | undefined;
   try {
     let position = offset;
     next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
     while (next) {
-      const block = await next;
+      const block = await next.catch((error: unknown) => {
+        throw unreadable(file, error);
+      });
       if (block.length === 0) {
         connection.close();
         throw new FtError('FILE_CHANGED', `${file.path} shrank while it was being sent; run the command again`);
@@ -427,7 +452,7 @@ async function streamBody(
       sent(block, position);
     }
     if (file.size === offset) sent(Buffer.alloc(0), file.size);
-    if (hasher) sendBodyHash(connection, id, file, await handle.stat(), hasher, io.cache);
+    if (hasher) sendBodyHash(connection, id, file, await handle.stat().catch((error: unknown) => Promise.reject(unreadable(file, error))), hasher, io.cache);
   } finally {
     await next?.catch(() => undefined);
     await handle.close();

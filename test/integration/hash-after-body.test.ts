@@ -160,6 +160,23 @@ describe('the receiver, for a header without a hash', () => {
     expect(await offered('by-content.bin', false)).toEqual({ type: 'accept', id: 1, offset: held, prefixHash });
   });
 
+  it('a partial of the other kind held by another connection is not waited for: it may be another file', async () => {
+    const r = await startReceiver();
+    const size = 3 * MiB;
+    const a = await RawClient.connect(r.port);
+    await a.handshake();
+    a.send({ type: 'file', id: 1, filename: 'disk.img', size });
+    expect(await a.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    a.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: size }), randomBuffer(2 * MiB, 'host a')]));
+    await waitUntil(async () => (await partialBytes(r.dir)) >= 2 * MiB, 'host A under way');
+    const b = await RawClient.connect(r.port);
+    await b.handshake();
+    b.send({ type: 'file', id: 1, filename: 'disk.img', size, hash: await hashBytes(randomBuffer(size, 'host b')) });
+    expect(await b.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    a.destroy();
+    b.destroy();
+  });
+
   it('asks for the hash when a file of the same size has the name, and not when the size differs', async () => {
     const r = await startReceiver();
     await writeFile(path.join(r.dir, 'same.bin'), Buffer.alloc(100, 1));
@@ -197,6 +214,18 @@ function countingVolume(name: string, bytes: Buffer, ageMs: number): { fs: FileS
       }) as FileSystem['open'],
     };
   return { fs: counting, read: () => read };
+}
+
+/** `base`, except that the second asynchronous open of a file named `name` fails with EACCES. */
+function secondOpenFails(base: FileSystem, name: string): FileSystem {
+  let opens = 0;
+  return {
+    ...base,
+    open: (async (...args: Parameters<FileSystem['open']>) => {
+      if (path.basename(String(args[0])) === name && ++opens === 2) throw Object.assign(new Error('permission denied'), { code: 'EACCES' });
+      return base.open(...args);
+    }) as FileSystem['open'],
+  };
 }
 
 describe('the sender, for a large file not in the hash cache', () => {
@@ -303,21 +332,39 @@ describe('the sender, for a large file not in the hash cache', () => {
     vol.writeFileSync('/src/big.bin', bytes);
     vol.writeFileSync('/src/small.txt', 'small');
     vol.utimesSync('/src/big.bin', AN_HOUR_AGO, AN_HOUR_AGO);
-    const base = fileSystemOf(createFsFromVolume(vol));
-    let opens = 0;
-    const failing: FileSystem = {
-      ...base,
-      open: (async (...args: Parameters<FileSystem['open']>) => {
-        // The first open only looks at it (its hash is deferred); the second, to hash it, fails.
-        if (String(args[0]).endsWith('big.bin') && ++opens === 2) throw Object.assign(new Error('permission denied'), { code: 'EACCES' });
-        return base.open(...args);
-      }) as FileSystem['open'],
-    };
+    // The first open only looks at it (its hash is deferred); the second, to hash it, fails.
+    const failing = secondOpenFails(fileSystemOf(createFsFromVolume(vol)), 'big.bin');
     const report = await send(['/src/big.bin', '/src/small.txt'], { host: '127.0.0.1', port: r.port, fs: failing, retries: 0 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['big.bin', 'failed', 'LOCAL_FILE'],
       ['small.txt', 'sent', undefined],
     ]);
+  });
+
+  it('a file that cannot be read when a resume is offered is taken back; it fails alone and the others are sent', async () => {
+    const r = await startReceiver();
+    const dir = await tempDir();
+    const big = await randomFile(path.join(dir, 'big.bin'), 3 * MiB);
+    const small = path.join(dir, 'small.txt');
+    await writeFile(small, 'small');
+    // A partial of the first 2 MiB, as a cut connection leaves it.
+    const bytes = await readFile(big);
+    const c = await RawClient.connect(r.port);
+    await c.handshake();
+    c.send({ type: 'file', id: 1, filename: 'big.bin', size: bytes.length, hash: await hashBytes(bytes) });
+    expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }), bytes.subarray(0, 2 * MiB)]));
+    await waitUntil(async () => (await partialBytes(r.dir)) >= 2 * MiB, 'the partial');
+    c.destroy();
+    await r.waitFor('connection-error');
+    // The first open hashes it; the second, to check the receiver's prefix, fails.
+    const failing = secondOpenFails(nodeFileSystem, 'big.bin');
+    const report = await send([big, small], { host: '127.0.0.1', port: r.port, fs: failing, retries: 0 });
+    expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
+      ['big.bin', 'failed', 'LOCAL_FILE'],
+      ['small.txt', 'sent', undefined],
+    ]);
+    expect(r.eventsOf('connection-error')).toHaveLength(1); // only the cut one above
   });
 
   it('an aborted first send resumes from the partial kept under the name, and the result is exact', async () => {

@@ -13,6 +13,7 @@ import { partialKey } from '../../src/storage/partials.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, listFiles, randomBuffer, randomFile, waitUntil, partialBytes } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
+import { countingReads } from '../helpers/counting-fs.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -198,22 +199,8 @@ function countingVolume(name: string, bytes: Buffer, ageMs: number): { fs: FileS
   vol.writeFileSync(`/src/${name}`, bytes);
   const when = new Date(Date.now() - ageMs);
   vol.utimesSync(`/src/${name}`, when, when);
-  const base = fileSystemOf(createFsFromVolume(vol));
-  let read = 0;
-    const counting: FileSystem = {
-      ...base,
-      open: (async (...args: Parameters<FileSystem['open']>) => {
-        const handle = await base.open(...args);
-        const original = handle.read.bind(handle) as (...a: unknown[]) => Promise<{ bytesRead: number }>;
-        (handle as unknown as { read: unknown }).read = async (...a: unknown[]) => {
-          const result = await original(...a);
-          read += result.bytesRead;
-          return result;
-        };
-        return handle;
-      }) as FileSystem['open'],
-    };
-  return { fs: counting, read: () => read };
+  const { fs, bytesRead } = countingReads(fileSystemOf(createFsFromVolume(vol)));
+  return { fs, read: bytesRead };
 }
 
 /** `base`, except that the second asynchronous open of a file named `name` fails with EACCES. */

@@ -6,6 +6,7 @@ import { Volume, createFsFromVolume } from 'memfs';
 import { hashBytes } from '../../src/hashing.js';
 import { fileSystemOf, type FileSystem } from '../../src/storage/file-system.js';
 import { HashCache } from '../../src/transfer/hash-cache.js';
+import { countingReads } from '../helpers/counting-fs.js';
 import { hashLocalFile, KEEP_CONTENT_BYTES, type LocalFile } from '../../src/transfer/local-files.js';
 
 const dirs: string[] = [];
@@ -58,27 +59,8 @@ describe('hashLocalFile with a cache', () => {
   /** A memfs file system whose reads (asynchronous and synchronous) are counted. */
   function countingFs(): { fs: FileSystem; reads: () => number; vol: InstanceType<typeof Volume> } {
     const vol = new Volume();
-    const base = fileSystemOf(createFsFromVolume(vol));
-    let bytes = 0;
-    const fs: FileSystem = {
-      ...base,
-      open: (async (...args: Parameters<FileSystem['open']>) => {
-        const handle = await base.open(...args);
-        const read = handle.read.bind(handle) as (...a: unknown[]) => Promise<{ bytesRead: number }>;
-        (handle as unknown as { read: unknown }).read = async (...a: unknown[]) => {
-          const result = await read(...a);
-          bytes += result.bytesRead;
-          return result;
-        };
-        return handle;
-      }) as FileSystem['open'],
-      readSync: ((...args: Parameters<FileSystem['readSync']>) => {
-        const bytesRead = base.readSync(...args);
-        bytes += bytesRead;
-        return bytesRead;
-      }) as FileSystem['readSync'],
-    };
-    return { fs, reads: () => bytes, vol };
+    const { fs, bytesRead } = countingReads(fileSystemOf(createFsFromVolume(vol)));
+    return { fs, reads: bytesRead, vol };
   }
 
   it('reads a large unchanged file only once across runs, and again after it changes', async () => {

@@ -106,7 +106,7 @@ function describe(event: SendEvent): string | undefined {
   switch (event.type) {
     case 'verified': {
       const name = escapeForDisplay(event.name);
-      const as = event.remotePath !== event.name ? ` (stored as ${escapeForDisplay(event.remotePath)})` : '';
+      const as = event.remotePath !== undefined && event.remotePath !== event.name ? ` (stored as ${escapeForDisplay(event.remotePath)})` : '';
       const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
       return `sent     ${name}${as}: ${formatBytes(event.size)} verified${resumed}`;
     }

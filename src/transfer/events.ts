@@ -28,8 +28,8 @@ export type SendEvent =
   | { type: 'started'; path: string; name: string; size: number; offset: number }
   | { type: 'restarted'; path: string; name: string; discarded: number; reason: string }
   | { type: 'progress'; path: string; name: string; bytes: number; size: number }
-  | { type: 'verified'; path: string; name: string; size: number; hash: string; remotePath: string; resumedFrom: number }
-  | { type: 'skipped'; path: string; name: string; remotePath: string }
+  | { type: 'verified'; path: string; name: string; size: number; hash: string; remotePath?: string; resumedFrom: number }
+  | { type: 'skipped'; path: string; name: string; remotePath?: string }
   | { type: 'refused'; path: string; name: string; code: ErrorCode; message: string }
   | { type: 'failed'; path: string; name: string; code: ErrorCode; message: string }
   | { type: 'retrying'; attempt: number; delayMs: number; code: ErrorCode; message: string };

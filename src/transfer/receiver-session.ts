@@ -30,6 +30,7 @@ import {
 } from '../wire/messages.js';
 import type { Admission } from './admission.js';
 import { makeNonce, verifyProof } from './auth.js';
+import { verifyOwnerProof } from './owner-key.js';
 import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
 import { noteMessage, noteRead } from './young-garbage.js';
 
@@ -84,6 +85,8 @@ export class ReceiverSession {
   private readonly nonce = makeNonce();
   private readonly remote: string;
   private state: State = 'hello';
+  /** Fingerprint of the owner key the sender proved: its partials and receipts are its own. */
+  private owner = '';
   private readonly pending = new Map<number, PendingFile>();
   /** File ids must increase, so no set of every id seen is needed. */
   private lastId = 0;
@@ -243,6 +246,9 @@ export class ReceiverSession {
       }
       this.ctx.admission.authSucceeded(address);
     }
+    const owner = verifyOwnerProof(message.owner, this.nonce, message.ownerProof);
+    if (owner === undefined) throw new FtError('AUTH_FAILED', 'the owner key proof does not verify');
+    this.owner = owner;
     this.state = 'ready';
   }
 
@@ -296,7 +302,8 @@ export class ReceiverSession {
         };
       }
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
-      if (target.kind === 'needs-hash') return { reply: { type: 'need-hash', id } };
+      // TODO(lead): inspect no longer answers needs-hash (protocol 3).
+      if (target.kind === 'needs-hash') return refuse('INTERNAL', 'needs-hash is gone in protocol 3');
       partial = await this.ctx.inbox.partials.acquire(header, name, this);
       if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
       const needed = header.size - partial.offset;

@@ -11,15 +11,16 @@ import {
   type FileHeader,
   type Done,
   type Failed,
-  type NeedHash,
   type ReceiverHello,
   type Refuse,
+  type SenderHello,
   type SenderMessage,
   type Skip,
 } from '../wire/messages.js';
 import { proofFor } from './auth.js';
+import type { OwnerKey } from './owner-key.js';
 
-export type Decision = Accept | NeedHash | Skip | Refuse;
+export type Decision = Accept | Skip | Refuse;
 export type Outcome = Done | Failed;
 
 interface Waiter<T> {
@@ -31,6 +32,7 @@ export interface ConnectOptions {
   host: string;
   port: number;
   token: string | undefined;
+  ownerKey: OwnerKey;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   signal: AbortSignal | undefined;
@@ -81,7 +83,14 @@ export class SenderConnection {
       throw new FtError('AUTH_FAILED', `${host}:${port} requires a token: set FT_TOKEN or use --token-file`);
     }
     connection.receiverName = greeting.name;
-    const reply: SenderMessage = { type: 'hello', protocol: PROTOCOL, version: PROTOCOL_VERSION, client: 'ft' };
+    const reply: SenderHello = {
+      type: 'hello',
+      protocol: PROTOCOL,
+      version: PROTOCOL_VERSION,
+      client: 'ft',
+      owner: options.ownerKey.publicHex,
+      ownerProof: options.ownerKey.prove(greeting.nonce),
+    };
     if (greeting.auth === 'hmac-sha256') reply.proof = proofFor(options.token!, greeting.nonce);
     connection.write(reply);
     return connection;
@@ -125,7 +134,6 @@ export class SenderConnection {
         // The receiver explains why it closes; keep its code (AUTH_FAILED, BAD_MESSAGE, …).
         return this.failAll(new FtError(message.code, `receiver: ${message.message}`));
       case 'accept':
-      case 'need-hash':
       case 'skip':
       case 'refuse':
         return this.deliver(this.decisions, message.id, message);
@@ -150,7 +158,7 @@ export class SenderConnection {
     return promise;
   }
 
-  /** Sends a file header; resolves with the receiver's accept, need-hash, skip or refuse. */
+  /** Sends a file header; resolves with the receiver's accept, skip or refuse. */
   sendHeader(header: FileHeader): Promise<Decision> {
     const decision = this.expect(this.decisions, header.id);
     this.write(header);

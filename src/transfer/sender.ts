@@ -24,6 +24,7 @@ import { DEFAULT_PORT, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { HashCache } from './hash-cache.js';
 import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type HashOptions, type LocalFile } from './local-files.js';
+import { ephemeralOwnerKey, type OwnerKey } from './owner-key.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 
 export interface SendOptions {
@@ -124,7 +125,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   }
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
-  const io: LocalIo = { fs, cache, hashing: new Set() };
+  const io: LocalIo = { fs, cache, hashing: new Set(), ownerKey: ephemeralOwnerKey() };
   const byFile = new Map(jobs.map((job) => [job.file, job]));
   const hashing = hashLocalFiles(
     jobs.filter((job) => !job.finished).map((job) => job.file),
@@ -204,6 +205,8 @@ interface LocalIo {
   fs: FileSystem;
   cache: HashCache | undefined;
   hashing: Set<Promise<void>>;
+  /** Proves to the receiver that resumes and receipts are ours. */
+  ownerKey: OwnerKey;
 }
 
 /** Connections, one after another, until every job is finished or retries run out. */
@@ -273,6 +276,7 @@ async function transferBatch(
     host: options.host,
     port,
     token: options.token,
+    ownerKey: io.ownerKey,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     signal: options.signal,
@@ -324,11 +328,6 @@ async function transferBatch(
         } else {
           finish(job, 'refused', new FtError(decision.code, decision.message), emit);
         }
-      } else if (decision.type === 'need-hash') {
-        if (withHash) throw new FtError('BAD_MESSAGE', `receiver asked for the hash of ${file.name}, which its header carried`);
-        // A file of this size already has the name: only the hash can tell whether it is this one.
-        hashAgain(job, io, { cache: io.cache, signal: options.signal }, emit);
-        queue.push(job);
       } else {
         if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
         let offset = decision.offset;

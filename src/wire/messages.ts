@@ -3,14 +3,23 @@ import type { JsonObject } from './frame.js';
 
 /** Protocol marker and version: a receiver greets with them, a sender must echo a version it shares. */
 export const PROTOCOL = 'ft';
-/** 2: a header may leave out the hash, which then follows the body (a first send reads its file once). */
-export const PROTOCOL_VERSION = 2;
+/**
+ * 2: a header may leave out the hash, which then follows the body (a first send reads its file once).
+ * 3: every sender proves an owner key (partials are private to it), "already there" rests on a
+ *    receipt the receiver issued to that owner, and `need-hash` is gone (docs/PROTOCOL.md).
+ */
+export const PROTOCOL_VERSION = 3;
 export const DEFAULT_PORT = 9527;
 
 /** `xxh64:` + 16 lowercase hex digits: XXH64, seed 0, of the content. */
 export const HASH_PATTERN = /^xxh64:[0-9a-f]{16}$/;
 const NONCE_PATTERN = /^[0-9a-f]{32,128}$/;
 const PROOF_PATTERN = /^[0-9a-f]{64}$/;
+/** A raw Ed25519 public key (32 bytes) and a signature (64 bytes), in lowercase hex. */
+const OWNER_KEY_PATTERN = /^[0-9a-f]{64}$/;
+const OWNER_PROOF_PATTERN = /^[0-9a-f]{128}$/;
+/** An upload receipt: opaque to the sender, base64url. */
+const RECEIPT_PATTERN = /^[A-Za-z0-9_-]{16,2048}$/;
 const MAX_TEXT = 4096;
 const MAX_FILENAME_BYTES = 4096;
 
@@ -29,19 +38,16 @@ export interface Accept {
   type: 'accept';
   id: number;
   offset: number;
-  /** Present when offset > 0: XXH64 of the receiver's first `offset` bytes. */
+  /** Present when offset > 0: XXH64 of the receiver's first `offset` bytes (of this owner's own partial). */
   prefixHash?: string;
 }
-/** To a header without a hash: a file of that size already has the name; ask again with the hash. */
-export interface NeedHash {
-  type: 'need-hash';
-  id: number;
-}
+/** The header's receipt names a file this owner uploaded, unchanged since. */
 export interface Skip {
   type: 'skip';
   id: number;
   reason: 'already-there';
-  path: string;
+  /** Where it is stored; told only to senders that proved the receiver's token. */
+  path?: string;
 }
 export interface Refuse {
   type: 'refuse';
@@ -53,7 +59,10 @@ export interface Done {
   type: 'done';
   id: number;
   hash: string;
-  path: string;
+  /** Where it was stored; told only to senders that proved the receiver's token. */
+  path?: string;
+  /** Lets the same owner's later header for the same file be answered "already there". */
+  receipt?: string;
 }
 export interface Failed {
   type: 'failed';
@@ -66,7 +75,7 @@ export interface ErrorMessage {
   code: ErrorCode;
   message: string;
 }
-export type ReceiverMessage = ReceiverHello | Accept | NeedHash | Skip | Refuse | Done | Failed | ErrorMessage;
+export type ReceiverMessage = ReceiverHello | Accept | Skip | Refuse | Done | Failed | ErrorMessage;
 
 // Sender → receiver.
 export interface SenderHello {
@@ -75,6 +84,10 @@ export interface SenderHello {
   version: number;
   proof?: string;
   client?: string;
+  /** The sender's owner key: a raw Ed25519 public key. Its partials are private to it. */
+  owner: string;
+  /** Ed25519 signature by the owner key over OWNER_PROOF_CONTEXT + the receiver's nonce. */
+  ownerProof: string;
 }
 export interface FileHeader {
   type: 'file';
@@ -83,6 +96,8 @@ export interface FileHeader {
   size: number;
   /** Absent: the hash follows the body, in a `hash` message. */
   hash?: string;
+  /** A receipt from an earlier `done` for this file: "already there" if it still holds. */
+  receipt?: string;
 }
 export interface Body {
   type: 'body';
@@ -168,6 +183,7 @@ class Fields {
 }
 
 const HASH_DESCRIPTION = '"xxh64:" and 16 lowercase hex digits';
+const RECEIPT_DESCRIPTION = '16 to 2048 base64url characters';
 
 function typeOf(raw: JsonObject): string {
   const type = Object.hasOwn(raw, 'type') ? raw.type : undefined;
@@ -185,7 +201,12 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
   const f = new Fields(raw, type);
   switch (type) {
     case 'hello': {
-      const hello: SenderHello = { type, ...protocolVersion(f) };
+      const hello: SenderHello = {
+        type,
+        ...protocolVersion(f),
+        owner: f.matching('owner', OWNER_KEY_PATTERN, '64 lowercase hex digits (an Ed25519 public key)'),
+        ownerProof: f.matching('ownerProof', OWNER_PROOF_PATTERN, '128 lowercase hex digits (an Ed25519 signature)'),
+      };
       const proof = f.optionalMatching('proof', PROOF_PATTERN, '64 lowercase hex digits');
       if (proof !== undefined) hello.proof = proof;
       const client = f.optionalText('client');
@@ -196,6 +217,8 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
       const header: FileHeader = { type, id: f.id(), filename: f.text('filename', MAX_FILENAME_BYTES), size: f.count('size') };
       const hash = f.optionalMatching('hash', HASH_PATTERN, HASH_DESCRIPTION);
       if (hash !== undefined) header.hash = hash;
+      const receipt = f.optionalMatching('receipt', RECEIPT_PATTERN, RECEIPT_DESCRIPTION);
+      if (receipt !== undefined) header.receipt = receipt;
       return header;
     }
     case 'body':
@@ -233,15 +256,23 @@ export function parseReceiverMessage(raw: JsonObject): ReceiverMessage {
       if (prefixHash !== undefined) accept.prefixHash = prefixHash;
       return accept;
     }
-    case 'need-hash':
-      return { type, id: f.id() };
-    case 'skip':
-      return { type, id: f.id(), reason: f.oneOf('reason', ['already-there'] as const), path: f.text('path') };
+    case 'skip': {
+      const skip: Skip = { type, id: f.id(), reason: f.oneOf('reason', ['already-there'] as const) };
+      const path = f.optionalText('path');
+      if (path !== undefined) skip.path = path;
+      return skip;
+    }
     case 'refuse':
     case 'failed':
       return { type, id: f.id(), code: f.code(), message: f.text('message') };
-    case 'done':
-      return { type, id: f.id(), hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION), path: f.text('path') };
+    case 'done': {
+      const done: Done = { type, id: f.id(), hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION) };
+      const path = f.optionalText('path');
+      if (path !== undefined) done.path = path;
+      const receipt = f.optionalMatching('receipt', RECEIPT_PATTERN, RECEIPT_DESCRIPTION);
+      if (receipt !== undefined) done.receipt = receipt;
+      return done;
+    }
     case 'error':
       return { type, code: f.code(), message: f.text('message') };
     default:

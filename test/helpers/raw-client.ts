@@ -1,5 +1,9 @@
 import net from 'node:net';
+import { ephemeralOwnerKey, type OwnerKey } from '../../src/transfer/owner-key.js';
 import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
+
+/** The owner key raw clients prove unless told otherwise: they all look like one sender. */
+export const RAW_OWNER = ephemeralOwnerKey();
 
 /**
  * Speaks the wire protocol by hand, to do what `send` never would (unsafe names, lying
@@ -88,15 +92,23 @@ export class RawClient {
     this.socket.write(bytes);
   }
 
-  /** Reads the receiver's hello and answers with ours (no token unless `fields` adds a proof). */
-  async handshake(fields: JsonObject = {}): Promise<JsonObject> {
+  /**
+   * Reads the receiver's hello and answers with ours, proving `owner` (no token unless `fields`
+   * adds a proof).
+   */
+  async handshake(fields: JsonObject = {}, owner: OwnerKey = RAW_OWNER): Promise<JsonObject> {
     const hello = await this.next();
     if (hello.type !== 'hello') throw new Error(`expected hello, got ${JSON.stringify(hello)}`);
-    this.send({ type: 'hello', protocol: 'ft', version: 2, ...fields });
+    this.send({ ...helloFrom(owner, hello.nonce as string), ...fields });
     return hello;
   }
 
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** A protocol-3 sender hello proving `owner` over the receiver's nonce. */
+export function helloFrom(owner: OwnerKey, nonce: string): JsonObject {
+  return { type: 'hello', protocol: 'ft', version: 3, owner: owner.publicHex, ownerProof: owner.prove(nonce) };
 }

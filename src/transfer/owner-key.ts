@@ -1,0 +1,105 @@
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import envPaths from 'env-paths';
+import { FtError } from '../errors.js';
+
+/**
+ * A sender's owner key: an Ed25519 key pair whose public half the sender shows in its hello,
+ * with a signature over the receiver's fresh nonce. The receiver keeps each partial upload
+ * private to the key that started it and issues receipts to it, so only the sender that holds
+ * the private half can resume its uploads or be told "already there" — and the private half
+ * never leaves the sender.
+ */
+export interface OwnerKey {
+  /** Raw public key, 64 lowercase hex digits: what the hello carries. */
+  readonly publicHex: string;
+  prove(nonce: string): string;
+}
+
+/** Domain separation: a signature made for this purpose is valid for no other. */
+const PROOF_CONTEXT = 'ft-owner-v3\0';
+
+export function proofMessage(nonce: string): Buffer {
+  return Buffer.from(PROOF_CONTEXT + nonce, 'utf8');
+}
+
+function ownerKeyOf(privateKey: KeyObject): OwnerKey {
+  const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
+  const publicHex = Buffer.from(jwk.x!, 'base64url').toString('hex');
+  return { publicHex, prove: (nonce) => sign(null, proofMessage(nonce), privateKey).toString('hex') };
+}
+
+/** A key for this process only: resume works across reconnections, not across runs. */
+export function ephemeralOwnerKey(): OwnerKey {
+  return ownerKeyOf(generateKeyPairSync('ed25519').privateKey);
+}
+
+/** Where the ft command keeps its key: the per-user config folder (~/.config/ft on Linux). */
+export function defaultSenderKeyPath(): string {
+  return path.join(envPaths('ft', { suffix: '' }).config, 'sender-key.pem');
+}
+
+/**
+ * Loads the key kept in `file`, creating it (owner-only, never replacing an existing file) on
+ * first use. A key that others can read is refused: whoever reads it can resume our uploads.
+ */
+export async function loadOwnerKey(file: string): Promise<OwnerKey> {
+  let pem: string;
+  try {
+    pem = await readPrivate(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw keyError(file, error);
+    const { privateKey } = generateKeyPairSync('ed25519');
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      const handle = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      try {
+        await handle.writeFile(privateKey.export({ format: 'pem', type: 'pkcs8' }));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return ownerKeyOf(privateKey);
+    } catch (created) {
+      // Another ft created it meanwhile: use theirs.
+      if ((created as NodeJS.ErrnoException).code === 'EEXIST') return loadOwnerKey(file);
+      throw keyError(file, created);
+    }
+  }
+  try {
+    const privateKey = createPrivateKey(pem);
+    if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error('not an Ed25519 key');
+    return ownerKeyOf(privateKey);
+  } catch (error) {
+    throw keyError(file, error);
+  }
+}
+
+async function readPrivate(file: string): Promise<string> {
+  const handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error('not a regular file');
+    if (stat.mode & 0o077) throw new Error(`readable by other users (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`);
+    if (stat.size > 4096) throw new Error('too large to be a key');
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+function keyError(file: string, error: unknown): FtError {
+  return new FtError('LOCAL_FILE', `cannot use the sender key ${file}: ${(error as Error).message}`, { path: file }, { cause: error });
+}
+
+/** Checks a hello's owner proof; the fingerprint (SHA-256 of the raw key, hex) names the owner. */
+export function verifyOwnerProof(publicHex: string, nonce: string, proofHex: string): string | undefined {
+  try {
+    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicHex, 'hex').toString('base64url') }, format: 'jwk' });
+    if (!verify(null, proofMessage(nonce), key, Buffer.from(proofHex, 'hex'))) return undefined;
+  } catch {
+    return undefined;
+  }
+  return createHash('sha256').update(Buffer.from(publicHex, 'hex')).digest('hex');
+}

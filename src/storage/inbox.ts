@@ -16,6 +16,23 @@ const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'E
 /** How many `name (n).ext` variants are tried before giving up. */
 const MAX_RENAME_ATTEMPTS = 1000;
 
+/** What a stored file is, for receipts: any change to it changes one of these. */
+export interface PlacedIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export interface Placed {
+  /** Relative, '/'-separated. */
+  path: string;
+  /** The same bytes were already stored under that name; the upload was dropped. */
+  deduplicated: boolean;
+  identity: PlacedIdentity;
+}
+
 export type TargetState =
   | { kind: 'free' }
   /** A file of the same size has the name, and only the content's hash can tell if it is this one. */
@@ -73,7 +90,25 @@ export class Inbox {
    * Moves a complete, verified, fsync'd partial to its final name and returns the name used.
    * link() refuses to replace an existing name, which makes "keep both" and "reject" atomic.
    */
-  async place(partial: Partial, components: string[]): Promise<string> {
+  async place(partial: Partial, components: string[]): Promise<Placed> {
+    const placed = await this.placeName(partial, components);
+    return { path: placed, deduplicated: false, identity: identityOf(this.fs.lstatSync(this.pathOf(placed.split('/')))) };
+  }
+
+  /** The identity of the regular file at a path this inbox returned, or undefined. TODO(inbox): folder handles. */
+  statPlaced(relative: string): PlacedIdentity | undefined {
+    let components: string[];
+    try {
+      components = relative.split('/');
+      this.checkParents(components, false);
+    } catch {
+      return undefined;
+    }
+    const stat = lstatIfExists(this.fs, this.pathOf(components));
+    return stat?.isFile() ? identityOf(stat) : undefined;
+  }
+
+  private async placeName(partial: Partial, components: string[]): Promise<string> {
     const created = this.checkParents(components, true);
     partial.forgetMeta();
     const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
@@ -261,4 +296,8 @@ function* renameCandidates(components: string[]): Generator<string[]> {
   const stem = dot === -1 ? last : last.slice(0, dot);
   const ext = dot === -1 ? '' : last.slice(dot);
   for (let n = 1; n < MAX_RENAME_ATTEMPTS; n++) yield [...components.slice(0, -1), `${stem} (${n})${ext}`];
+}
+
+function identityOf(stat: { dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number }): PlacedIdentity {
+  return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
 }

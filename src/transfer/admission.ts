@@ -1,43 +1,113 @@
-/** Who may open a connection now, and how long a repeatedly failing address waits. */
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+
+export interface AdmissionLimits {
+  /** Connections past their greeting, in all. */
+  maxConnections: number;
+  /** Connections from one address (or one IPv6 /64), greeting or not. */
+  maxPerAddress: number;
+  /** Connections still greeting (not yet authenticated), in all. */
+  maxGreeting: number;
+}
+
+/** One admitted connection: greeting until promoted, then active, until it leaves. */
+export interface Ticket {
+  readonly group: string;
+  pool: 'greeting' | 'active' | 'gone';
+  /** Called when a newer connection needs this one's greeting slot. */
+  readonly evict: () => void;
+}
+
+/**
+ * Who may hold a connection now, and how long a repeatedly failing address waits.
+ *
+ * Connections that have not authenticated yet live in their own, smaller pool: when it is full
+ * the oldest greeting is dropped for the newcomer, so peers that connect and never prove the
+ * token cannot lock out those who can (each greeting also has a short deadline). Only a
+ * connection that passed its greeting takes one of the main slots.
+ */
 export class Admission {
-  private total = 0;
-  private readonly perAddress = new Map<string, number>();
+  private active = 0;
+  /** Greeting tickets, oldest first (a Set keeps insertion order). */
+  private readonly greeting = new Set<Ticket>();
+  private readonly perGroup = new Map<string, number>();
   private readonly authFailures = new Map<string, { count: number; at: number }>();
 
   constructor(
-    private readonly maxConnections: number,
-    private readonly maxPerAddress: number,
+    private readonly limits: AdmissionLimits,
+    /** Milliseconds from a monotonic clock: a step of the wall clock changes no delay. */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Counts the connection in, or says why it must be turned away. */
-  enter(address: string): string | undefined {
-    if (this.total >= this.maxConnections) return `the receiver is at its limit of ${this.maxConnections} connections`;
-    const mine = this.perAddress.get(address) ?? 0;
-    if (mine >= this.maxPerAddress) return `${address} already has ${this.maxPerAddress} connections open`;
-    this.total += 1;
-    this.perAddress.set(address, mine + 1);
+  /** Counts a new connection in as greeting, or says why it must be turned away. */
+  enter(address: string, evict: () => void): Ticket | string {
+    const group = addressGroup(address);
+    const mine = this.perGroup.get(group) ?? 0;
+    if (mine >= this.limits.maxPerAddress) return `${address} already has ${this.limits.maxPerAddress} connections open`;
+    if (this.greeting.size >= this.limits.maxGreeting) {
+      const oldest = this.greeting.values().next().value!;
+      this.leave(oldest);
+      oldest.evict();
+    }
+    const ticket: Ticket = { group, pool: 'greeting', evict };
+    this.greeting.add(ticket);
+    this.perGroup.set(group, mine + 1);
+    return ticket;
+  }
+
+  /** The connection authenticated: it takes a main slot, or is told why there is none. */
+  promote(ticket: Ticket): string | undefined {
+    if (ticket.pool !== 'greeting') return ticket.pool === 'gone' ? 'the connection was closed' : undefined;
+    if (this.active >= this.limits.maxConnections) return `the receiver is at its limit of ${this.limits.maxConnections} connections`;
+    this.greeting.delete(ticket);
+    ticket.pool = 'active';
+    this.active += 1;
     return undefined;
   }
 
-  leave(address: string): void {
-    this.total -= 1;
-    const left = (this.perAddress.get(address) ?? 1) - 1;
-    if (left > 0) this.perAddress.set(address, left);
-    else this.perAddress.delete(address);
+  /** Idempotent: an evicted connection leaves again when its socket closes. */
+  leave(ticket: Ticket): void {
+    if (ticket.pool === 'gone') return;
+    if (ticket.pool === 'active') this.active -= 1;
+    else this.greeting.delete(ticket);
+    ticket.pool = 'gone';
+    const left = (this.perGroup.get(ticket.group) ?? 1) - 1;
+    if (left > 0) this.perGroup.set(ticket.group, left);
+    else this.perGroup.delete(ticket.group);
   }
 
   /** Delay before answering a failed proof: 100 ms, doubling per recent failure, up to 5 s. */
-  authFailed(address: string, now = Date.now()): number {
-    const previous = this.authFailures.get(address);
+  authFailed(address: string): number {
+    const group = addressGroup(address);
+    const now = this.now();
+    const previous = this.authFailures.get(group);
     // Failures more than ten minutes apart start the count again.
     const count = previous && now - previous.at < 600_000 ? previous.count + 1 : 1;
-    this.authFailures.delete(address);
+    this.authFailures.delete(group);
     if (this.authFailures.size >= 4096) this.authFailures.delete(this.authFailures.keys().next().value!);
-    this.authFailures.set(address, { count, at: now });
+    this.authFailures.set(group, { count, at: now });
     return Math.min(100 * 2 ** (count - 1), 5000);
   }
 
   authSucceeded(address: string): void {
-    this.authFailures.delete(address);
+    this.authFailures.delete(addressGroup(address));
   }
+}
+
+/**
+ * What counts as one peer for the per-address limits: an IPv4 address, or an IPv6 /64 (one
+ * machine can pick any address of its /64 at will, so counting single addresses would let it
+ * take every slot).
+ */
+export function addressGroup(address: string): string {
+  const plain = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  if (!net.isIPv6(plain)) return plain;
+  const [head = '', tail = ''] = plain.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = plain.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }

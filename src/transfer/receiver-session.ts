@@ -9,7 +9,9 @@
  *     them, then verify, fsync, place the file and answer `done`, or `failed`.
  *  5. `bye` ends the session. Protocol violations get an `error` frame and the connection closes.
  */
+import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, parseSafeName } from '../names/safe-name.js';
@@ -19,6 +21,7 @@ import type { Inbox } from '../storage/inbox.js';
 import type { Partial } from '../storage/partials.js';
 import { encodeFrame, FrameDecoder, type Decoded } from '../wire/frame.js';
 import {
+  MAX_FILES_PER_CONNECTION,
   parseSenderMessage,
   PROTOCOL,
   PROTOCOL_VERSION,
@@ -28,9 +31,11 @@ import {
   type ReceiverMessage,
   type SenderHello,
 } from '../wire/messages.js';
-import type { Admission } from './admission.js';
+import type { Admission, Ticket } from './admission.js';
+import type { DiskBudget, Reservation } from './disk-budget.js';
 import { makeNonce, verifyProof } from './auth.js';
 import { verifyOwnerProof } from './owner-key.js';
+import type { ReceiptSealer } from './receipts.js';
 import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
 import { noteMessage, noteRead } from './young-garbage.js';
 
@@ -43,6 +48,12 @@ export interface SessionLimits {
   helloTimeoutMs: number;
   /** Time a connection may stay silent (between or inside bodies), in ms. */
   idleTimeoutMs: number;
+  /**
+   * Slowest a body may arrive, in bytes per second, measured over windows of the time spent
+   * waiting for the peer (not for our own disk): a body trickled just fast enough to beat the
+   * idle timeout cannot hold its connection for ever.
+   */
+  minBodyRate: number;
 }
 
 export interface SessionContext {
@@ -51,9 +62,10 @@ export interface SessionContext {
   token: string | undefined;
   name: string;
   emit: (event: ReceiverEvent) => void;
-  /** Free bytes on the inbox's disk, or undefined when unknown; `fresh` skips any cached answer. */
-  freeSpace: (fresh?: boolean) => Promise<number | undefined>;
+  /** Free space on the inbox's disk, less what arriving bodies have reserved. */
+  disk: DiskBudget;
   admission: Admission;
+  receipts: ReceiptSealer;
 }
 
 /** An accepted file waiting for its body. */
@@ -70,10 +82,14 @@ interface ActiveBody {
   file: PendingFile;
   sink: BodySink;
   hasher: Hasher;
+  reservation: Reservation;
   startedAt: number;
   received: number;
   lastProgress: number;
 }
+
+/** Windows over which a body's rate is judged: this much time spent waiting for the peer. */
+const RATE_WINDOW_MS = 10_000;
 
 type State = 'hello' | 'ready' | 'closing';
 
@@ -90,7 +106,17 @@ export class ReceiverSession {
   private readonly pending = new Map<number, PendingFile>();
   /** File ids must increase, so no set of every id seen is needed. */
   private lastId = 0;
-  private readonly batchNames = new Map<string, string>();
+  /** Headers seen on this connection (at most MAX_FILES_PER_CONNECTION). */
+  private headers = 0;
+  /**
+   * For the collision rule: per collision key, which exact name used it. Digests, not names:
+   * with the header cap, a connection holds well under a megabyte here whatever its names.
+   */
+  private readonly batchNames = new Map<string, number>();
+  /** Time spent waiting for the peer's bytes (not for our own work), for the body rate. */
+  private peerWaitMs = 0;
+  private waitingSince: number | undefined;
+  private rateWindow = { waitMs: 0, bytes: 0 };
   /** Header decisions still being made, by file id; their answers go out in arrival order. */
   private readonly deciding = new Map<number, Promise<void>>();
   private answered: Promise<void> = Promise.resolve();
@@ -109,6 +135,7 @@ export class ReceiverSession {
   constructor(
     private readonly socket: Socket,
     private readonly ctx: SessionContext,
+    private readonly ticket: Ticket,
   ) {
     const address = (socket.remoteAddress ?? '?').replace(/^::ffff:/, '');
     this.remote = address.includes(':') ? `[${address}]:${socket.remotePort}` : `${address}:${socket.remotePort}`;
@@ -127,7 +154,12 @@ export class ReceiverSession {
       if (this.state === 'hello') socket.destroy(new FtError('TIMEOUT', `no hello within ${ctx.limits.helloTimeoutMs} ms`));
     }, ctx.limits.helloTimeoutMs);
     helloDeadline.unref();
-    socket.once('close', () => clearTimeout(helloDeadline));
+    const rateCheck = setInterval(() => this.checkBodyRate(), RATE_WINDOW_MS / 4);
+    rateCheck.unref();
+    socket.once('close', () => {
+      clearTimeout(helloDeadline);
+      clearInterval(rateCheck);
+    });
     this.send({
       type: 'hello',
       protocol: PROTOCOL,
@@ -139,7 +171,10 @@ export class ReceiverSession {
     let failure: FtError | undefined;
     try {
       // destroyOnReturn: false keeps the socket open after a throw, so the error frame can go out.
+      this.waitingSince = performance.now();
       for await (const chunk of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+        this.peerWaitMs += performance.now() - this.waitingSince;
+        this.waitingSince = undefined;
         noteRead(chunk.length);
         try {
           for (const item of this.decoder.push(chunk)) await this.handle(item);
@@ -149,10 +184,11 @@ export class ReceiverSession {
         }
         // A peer that does not read our answers is not read either: memory stays bounded.
         if (socket.writableNeedDrain) await drainedOrClosed(socket);
+        this.waitingSince = performance.now();
       }
       if (this.state !== 'closing') {
-        const where = this.body ? ` in the body of ${this.body.file.header.filename}` : '';
-        throw new FtError('CONNECTION_LOST', `connection closed before "bye"${where}`);
+        const where = this.body ? ` in the middle of ${this.body.file.header.filename}` : '';
+        throw new FtError('CONNECTION_LOST', `the sender went away${where}`);
       }
     } catch (error) {
       // Our own failures are coded already; anything else came from the socket: the peer went away.
@@ -170,6 +206,33 @@ export class ReceiverSession {
   /** Closes from the outside (receiver shutting down): partial data is kept for resume. */
   abort(): void {
     this.socket.destroy();
+  }
+
+  /**
+   * Ends a connection whose body arrives slower than the minimum rate. Only time spent waiting
+   * for the peer counts, so a slow disk on our side never gets an honest sender cut off.
+   */
+  private checkBodyRate(): void {
+    if (!this.body || this.dropping) {
+      this.rateWindow = { waitMs: this.peerWaitNow(), bytes: this.body?.received ?? 0 };
+      return;
+    }
+    const waitMs = this.peerWaitNow() - this.rateWindow.waitMs;
+    if (waitMs < RATE_WINDOW_MS) return;
+    const bytes = this.body.received - this.rateWindow.bytes;
+    const rate = (bytes * 1000) / waitMs;
+    if (rate < this.ctx.limits.minBodyRate) {
+      const { filename } = this.body.file.header;
+      this.socket.destroy(
+        new FtError('TIMEOUT', `the body of ${filename} arrived at ${Math.round(rate)} B/s, below this receiver's minimum of ${this.ctx.limits.minBodyRate} B/s`),
+      );
+      return;
+    }
+    this.rateWindow = { waitMs: this.peerWaitNow(), bytes: this.body.received };
+  }
+
+  private peerWaitNow(): number {
+    return this.peerWaitMs + (this.waitingSince === undefined ? 0 : performance.now() - this.waitingSince);
   }
 
   private send(message: ReceiverMessage): void {
@@ -249,6 +312,9 @@ export class ReceiverSession {
     const owner = verifyOwnerProof(message.owner, this.nonce, message.ownerProof);
     if (owner === undefined) throw new FtError('AUTH_FAILED', 'the owner key proof does not verify');
     this.owner = owner;
+    // Only now does the connection take one of the main slots (see Admission).
+    const refusal = this.ctx.admission.promote(this.ticket);
+    if (refusal) throw new FtError('BUSY', refusal);
     this.state = 'ready';
   }
 
@@ -258,6 +324,9 @@ export class ReceiverSession {
    */
   private header(header: FileHeader): void {
     if (header.id <= this.lastId) throw new FtError('UNEXPECTED_MESSAGE', `file id ${header.id} is not above the previous one (${this.lastId})`);
+    if (++this.headers > MAX_FILES_PER_CONNECTION) {
+      throw new FtError('UNEXPECTED_MESSAGE', `more than ${MAX_FILES_PER_CONNECTION} files on one connection; open another`);
+    }
     // Open headers: accepted and waiting for a body, or not answered yet (an id can be both for a moment).
     const open = this.pending.size + [...this.deciding.keys()].filter((id) => !this.pending.has(id)).length;
     if (open >= this.ctx.limits.maxPendingFiles) {
@@ -285,33 +354,32 @@ export class ReceiverSession {
     let partial: Partial | undefined;
     try {
       const components = parseSafeName(name);
-      const key = collisionKey(name);
+      const key = digest(collisionKey(name));
+      const exact = smallDigest(name);
       const earlier = this.batchNames.get(key);
-      if (earlier !== undefined && earlier !== name) {
-        return refuse('NAME_COLLISION', `"${name}" and "${earlier}" differ only by case or normalisation`);
+      if (earlier !== undefined && earlier !== exact) {
+        return refuse('NAME_COLLISION', `"${name}" and a name sent earlier on this connection differ only by case or normalisation`);
       }
-      this.batchNames.set(key, name);
+      this.batchNames.set(key, exact);
       if (header.size > this.ctx.limits.maxFileSize) {
         return refuse('TOO_LARGE', `${header.size} bytes is over this receiver's limit of ${this.ctx.limits.maxFileSize}`);
       }
-      const target = await this.ctx.inbox.inspect(components, header);
-      if (target.kind === 'identical') {
+      const stored = header.receipt === undefined ? undefined : this.redeem(header, header.receipt);
+      if (stored !== undefined) {
         return {
-          reply: { type: 'skip', id, reason: 'already-there', path: target.path },
-          event: { type: 'skipped', remote: this.remote, name, path: target.path },
+          reply: { type: 'skip', id, reason: 'already-there', ...(this.entitled ? { path: stored } : {}) },
+          event: { type: 'skipped', remote: this.remote, name, path: stored },
         };
       }
+      const target = await this.ctx.inbox.inspect(components, header);
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
-      // TODO(lead): inspect no longer answers needs-hash (protocol 3).
-      if (target.kind === 'needs-hash') return refuse('INTERNAL', 'needs-hash is gone in protocol 3');
       partial = await this.ctx.inbox.partials.acquire(header, name, this);
       if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
       const needed = header.size - partial.offset;
-      let free = await this.ctx.freeSpace();
-      if (free !== undefined && needed > free) free = await this.ctx.freeSpace(true);
-      if (free !== undefined && needed > free) {
+      const { missing, available } = await this.ctx.disk.shortfall(needed);
+      if (missing > 0) {
         partial.release();
-        return refuse('NO_SPACE', `${header.size - partial.offset} bytes needed, ${free} free on the receiver`);
+        return refuse('NO_SPACE', `${needed} bytes needed, ${available} free on the receiver`);
       }
       const prefix = partial.offset > 0 ? await partial.hashPrefix() : undefined;
       this.pending.set(id, { header, components, partial, offset: partial.offset, prefix });
@@ -325,9 +393,48 @@ export class ReceiverSession {
       // Whatever went wrong with this one file (a name the disk cannot hold, a permission), the
       // connection and the other files go on.
       partial?.release();
-      const { code, message } = localFailure(error);
+      const { code, message } = this.logged(localFailure(error), name);
       return refuse(code, message);
     }
+  }
+
+  /**
+   * What a peer is told of a failure of ours: our own errors say what is wrong with the file,
+   * system errors only their code (their text names the receiver's paths); the receiver's log
+   * gets the whole text.
+   */
+  private logged(error: FtError, name: string): { code: ErrorCode; message: string } {
+    const cause = error.cause as NodeJS.ErrnoException | undefined;
+    if (cause === undefined || typeof cause.code !== 'string') return error;
+    this.ctx.emit({ type: 'warning', message: `${this.remote}: ${name}: ${error.message}` });
+    return { code: error.code, message: `the receiver could not store ${name} (${cause.code})` };
+  }
+
+  /**
+   * Only a sender that proved the receiver's token may learn where files are stored: on an
+   * open receiver, a name it landed under would tell that another file has the name.
+   */
+  private get entitled(): boolean {
+    return this.ctx.token !== undefined;
+  }
+
+  /**
+   * The stored path a receipt vouches for, when it was issued to this owner for this name and
+   * size and the file there is unchanged since; otherwise undefined (the upload goes ahead).
+   */
+  private redeem(header: FileHeader, receipt: string): string | undefined {
+    const claims = this.ctx.receipts.open(receipt);
+    if (!claims || claims.owner !== this.owner || claims.name !== header.filename || claims.size !== header.size) return undefined;
+    if (header.hash !== undefined && header.hash !== claims.hash) return undefined;
+    const now = this.ctx.inbox.statPlaced(claims.path);
+    const same =
+      now !== undefined &&
+      now.dev === claims.dev &&
+      now.ino === claims.ino &&
+      now.size === claims.size &&
+      now.mtimeMs === claims.mtimeMs &&
+      now.ctimeMs === claims.ctimeMs;
+    return same ? claims.path : undefined;
   }
 
   private async takePending(id: number): Promise<PendingFile> {
@@ -355,10 +462,21 @@ export class ReceiverSession {
     }
     const resumed = message.offset > 0 && file.prefix !== undefined;
     const hasher = resumed ? file.prefix!.hasher : await createHasher();
+    // The announced size reserved nothing; the body about to arrive does.
+    const reservation = await this.ctx.disk.reserve(message.length);
+    if (!('release' in reservation)) {
+      this.release(file);
+      const text = `${message.length} bytes needed, ${reservation.available} free on the receiver`;
+      this.send({ type: 'failed', id: header.id, code: 'NO_SPACE', message: text });
+      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'NO_SPACE', message: text });
+      this.dropping = header;
+      return;
+    }
     let sink: BodySink;
     try {
       sink = await openBodySink(file.partial, message.offset, message.length);
     } catch (error) {
+      reservation.release();
       this.release(file);
       this.reportWriteFailure(file, error);
       this.dropping = header;
@@ -366,7 +484,7 @@ export class ReceiverSession {
     }
     file.offset = message.offset;
     const now = Date.now();
-    this.body = { file, sink, hasher, startedAt: now, received: message.offset, lastProgress: now };
+    this.body = { file, sink, hasher, reservation, startedAt: now, received: message.offset, lastProgress: now };
     this.ctx.emit({ type: 'started', remote: this.remote, name: header.filename, size: header.size, offset: message.offset });
   }
 
@@ -394,6 +512,7 @@ export class ReceiverSession {
   private async abandonBody(body: ActiveBody, error: unknown): Promise<void> {
     this.body = undefined;
     await body.sink.abandon();
+    body.reservation.release();
     this.release(body.file);
     this.reportWriteFailure(body.file, error);
   }
@@ -402,9 +521,11 @@ export class ReceiverSession {
   private reportWriteFailure(file: PendingFile, error: unknown): void {
     const errno = (error as NodeJS.ErrnoException).code;
     const code: ErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'NO_SPACE' : localFailure(error).code;
-    const message = `could not write ${file.header.filename}: ${(error as Error).message}`;
-    this.send({ type: 'failed', id: file.header.id, code, message });
-    this.ctx.emit({ type: 'failed', remote: this.remote, name: file.header.filename, code, message });
+    const { filename } = file.header;
+    // The peer learns what happened, not where: system errors name the receiver's paths.
+    const told = error instanceof FtError ? error.message : `could not write ${filename}${errno ? ` (${errno})` : ''}`;
+    this.send({ type: 'failed', id: file.header.id, code, message: told });
+    this.ctx.emit({ type: 'failed', remote: this.remote, name: filename, code, message: `could not write ${filename}: ${(error as Error).message}` });
   }
 
   private async bodyEnd(): Promise<void> {
@@ -417,6 +538,8 @@ export class ReceiverSession {
     }
     const body = this.body!;
     this.body = undefined;
+    // Every byte is with the sink now; what it still has to write is covered by the file's own blocks.
+    body.reservation.release();
     const hash = body.hasher.digest();
     const { header } = body.file;
     if (header.hash === undefined) {
@@ -477,14 +600,15 @@ export class ReceiverSession {
     try {
       await written.sync();
       await written.close();
-      const finalPath = await this.ctx.inbox.place(file.partial, file.components);
+      const placed = await this.ctx.inbox.place(file.partial, file.components);
       this.release(file);
-      this.send({ type: 'done', id: header.id, hash, path: finalPath });
+      const receipt = this.ctx.receipts.seal({ owner: this.owner, name: header.filename, path: placed.path, hash, ...placed.identity });
+      this.send({ type: 'done', id: header.id, hash, receipt, ...(this.entitled ? { path: placed.path } : {}) });
       this.ctx.emit({
         type: 'received',
         remote: this.remote,
         name: header.filename,
-        path: finalPath,
+        path: placed.path,
         size: header.size,
         hash,
         resumedFrom: file.offset,
@@ -493,9 +617,9 @@ export class ReceiverSession {
     } catch (error) {
       await written.close().catch(() => undefined);
       this.release(file);
-      const { code, message } = localFailure(error);
-      this.send({ type: 'failed', id: header.id, code, message });
-      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code, message });
+      const failure = localFailure(error);
+      this.send({ type: 'failed', id: header.id, ...this.logged(failure, header.filename) });
+      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: failure.code, message: failure.message });
     }
   }
 
@@ -513,12 +637,23 @@ export class ReceiverSession {
     this.awaitingHash = undefined;
     for (const body of bodies) {
       if (!body) continue;
+      body.reservation.release();
       await body.sink.abandon();
       this.release(body.file);
     }
     for (const file of this.pending.values()) this.release(file);
     this.pending.clear();
   }
+}
+
+/** 96 bits of SHA-256: collisions among one connection's names are out of reach. */
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('base64url').slice(0, 16);
+}
+
+/** A small integer (kept unboxed by V8) that tells names apart; a collision only misses a NAME_COLLISION. */
+function smallDigest(text: string): number {
+  return createHash('sha256').update(text).digest().readUInt32BE(0) >>> 2;
 }
 
 /** Texts on the wire stay well inside the 4096-byte field limit, whatever name they quote. */

@@ -11,6 +11,8 @@ import { encodeFrame } from '../wire/frame.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import type { ReceiverEvent } from './events.js';
 import { Admission } from './admission.js';
+import { DiskBudget } from './disk-budget.js';
+import { ReceiptSealer } from './receipts.js';
 import { ReceiverSession, type SessionLimits } from './receiver-session.js';
 
 export interface ServeOptions {
@@ -30,12 +32,19 @@ export interface ServeOptions {
   maxFileSize?: number;
   /** Concurrent connections. @default 64 */
   maxConnections?: number;
-  /** Concurrent connections from one address. @default 8 */
+  /** Concurrent connections from one address (an IPv6 /64 counts as one). @default 8 */
   maxConnectionsPerAddress?: number;
-  /** Time a new connection has to say hello, in ms. @default 10000 */
+  /**
+   * Connections not yet past their greeting (token proof); when full, the oldest is dropped
+   * for a newcomer, so peers that never authenticate cannot lock out those who can. @default 16
+   */
+  maxUnauthenticated?: number;
+  /** Time a new connection has to say hello, in ms. @default 5000 */
   helloTimeoutMs?: number;
   /** Time a connection may stay silent, in ms. @default 60000 */
   idleTimeoutMs?: number;
+  /** Slowest rate at which a body may arrive, in bytes per second. @default 16384 */
+  minBodyRate?: number;
   /** Partial uploads untouched this long are deleted, in ms. @default 7 days */
   partialTtlMs?: number;
   /** Announce on the LAN with a UDP beacon and answer discovery queries. @default true */
@@ -58,8 +67,10 @@ export const SERVE_DEFAULTS = {
   onConflict: 'rename' as ConflictPolicy,
   maxConnections: 64,
   maxConnectionsPerAddress: 8,
-  helloTimeoutMs: 10_000,
+  maxUnauthenticated: 16,
+  helloTimeoutMs: 5_000,
   idleTimeoutMs: 60_000,
+  minBodyRate: 16 * 1024,
   partialTtlMs: 7 * 24 * 3600 * 1000,
   beaconInterval: 3,
   discoveryPort: DEFAULT_DISCOVERY_PORT,
@@ -177,12 +188,14 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     maxPendingFiles: 64,
     helloTimeoutMs: options.helloTimeoutMs ?? SERVE_DEFAULTS.helloTimeoutMs,
     idleTimeoutMs: options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
+    minBodyRate: options.minBodyRate ?? SERVE_DEFAULTS.minBodyRate,
   };
   const server = net.createServer();
-  const admission = new Admission(
-    options.maxConnections ?? SERVE_DEFAULTS.maxConnections,
-    options.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
-  );
+  const admission = new Admission({
+    maxConnections: options.maxConnections ?? SERVE_DEFAULTS.maxConnections,
+    maxPerAddress: options.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
+    maxGreeting: options.maxUnauthenticated ?? SERVE_DEFAULTS.maxUnauthenticated,
+  });
   const receiver = new Receiver(server, inbox);
   const name = cleanReceiverName(options.name ?? os.hostname());
   const context = {
@@ -192,14 +205,14 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     name,
     emit: (event: ReceiverEvent) => receiver.publish(event),
     admission,
-    freeSpace: freeSpaceOf(fs, inbox.root),
+    disk: new DiskBudget(fs, inbox.root),
+    receipts: ReceiptSealer.open(inbox.partials.dir, fs),
   };
   server.on('connection', (socket) => {
-    const address = socket.remoteAddress ?? '';
-    const refusal = admission.enter(address);
-    if (refusal) return turnAway(socket, refusal);
-    socket.once('close', () => admission.leave(address));
-    receiver.track(new ReceiverSession(socket, context));
+    const ticket = admission.enter(socket.remoteAddress ?? '', () => socket.destroy());
+    if (typeof ticket === 'string') return turnAway(socket, ticket);
+    socket.once('close', () => admission.leave(ticket));
+    receiver.track(new ReceiverSession(socket, context, ticket));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
@@ -248,22 +261,6 @@ async function announce(receiver: Receiver, options: ServeOptions, name: string)
     // Transfers work without discovery; the caller can say why senders will need the address.
     receiver.discoveryError = (error as Error).message;
   }
-}
-
-/**
- * Free bytes on the disk of `dir`, asked at most every 250 ms (many small files ask often);
- * `fresh` asks now, so a refusal never rests on an old answer.
- */
-function freeSpaceOf(fs: FileSystem, dir: string): (fresh?: boolean) => Promise<number | undefined> {
-  let last: { at: number; free: Promise<number | undefined> } | undefined;
-  return (fresh = false) => {
-    if (!fs.statfs) return Promise.resolve(undefined);
-    if (fresh || !last || Date.now() - last.at > 250) {
-      const free = fs.statfs(dir).then((s) => s.bavail * s.bsize, () => undefined);
-      last = { at: Date.now(), free };
-    }
-    return last.free;
-  };
 }
 
 /** Over a connection limit: say so in the protocol (code BUSY) rather than resetting. */

@@ -10,6 +10,8 @@ export const PROTOCOL = 'ft';
  */
 export const PROTOCOL_VERSION = 3;
 export const DEFAULT_PORT = 9527;
+/** Headers one connection may send; a sender with more files opens another connection. */
+export const MAX_FILES_PER_CONNECTION = 10_000;
 
 /** `xxh64:` + 16 lowercase hex digits: XXH64, seed 0, of the content. */
 export const HASH_PATTERN = /^xxh64:[0-9a-f]{16}$/;

@@ -53,7 +53,8 @@ export async function listFiles(dir: string): Promise<string[]> {
     for (const entry of await readdir(current, { withFileTypes: true })) {
       const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
       if (entry.isDirectory()) await walk(path.join(current, entry.name), rel);
-      else out.push(rel);
+      // The receiver's receipt key is no upload, finished or partial.
+      else if (rel !== '.ft-partial/receipts.key') out.push(rel);
     }
   };
   await walk(dir, '');

@@ -411,7 +411,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const a = content(100, 27);
       const b = content(100, 28);
       const [pa, pb] = [await stage(inbox, a), await stage(inbox, b)];
-      const names = await Promise.all([inbox.place(pa, ['race.txt']), inbox.place(pb, ['race.txt'])]);
+      const names = (await Promise.all([inbox.place(pa, ['race.txt']), inbox.place(pb, ['race.txt'])])).map((p) => p.path);
       expect(new Set(names)).toEqual(new Set(['race.txt', 'race (1).txt']));
       const landed = await Promise.all(names.map((name) => fs.readFile(path.join(inbox.root, name))));
       expect(landed.map((x) => x.toString('hex')).sort()).toEqual([a.toString('hex'), b.toString('hex')].sort());

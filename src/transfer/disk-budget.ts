@@ -1,0 +1,59 @@
+import { performance } from 'node:perf_hooks';
+import type { FileSystem } from '../storage/file-system.js';
+
+/** Bytes set aside for a body that is arriving; given back once it has been written (or not). */
+export interface Reservation {
+  release(): void;
+}
+
+/**
+ * The inbox disk's free space, minus what bodies already on their way will take: an announced
+ * size reserves nothing, a started body does, so peers cannot each be promised the same space.
+ */
+export class DiskBudget {
+  private reserved = 0;
+  private last: { at: number; free: Promise<number | undefined> } | undefined;
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly dir: string,
+  ) {}
+
+  /**
+   * Free bytes not reserved, or undefined when the file system cannot tell. Asked of the disk
+   * at most every 250 ms (many small files ask often); `fresh` asks now, so that a refusal
+   * never rests on an old answer.
+   */
+  async available(fresh = false): Promise<number | undefined> {
+    const statfs = this.fs.statfs;
+    if (!statfs) return undefined;
+    const now = performance.now();
+    if (fresh || !this.last || now - this.last.at > 250) {
+      this.last = { at: now, free: statfs(this.dir).then((s) => s.bavail * s.bsize, () => undefined) };
+    }
+    const free = await this.last.free;
+    return free === undefined ? undefined : Math.max(0, free - this.reserved);
+  }
+
+  /** What is missing for `bytes` to fit (0 when they do), asking the disk afresh before saying no. */
+  async shortfall(bytes: number): Promise<{ missing: number; available: number | undefined }> {
+    let available = await this.available();
+    if (available !== undefined && bytes > available) available = await this.available(true);
+    return { missing: available === undefined ? 0 : Math.max(0, bytes - available), available };
+  }
+
+  /** Sets `bytes` aside, or says how many are available when they do not fit. */
+  async reserve(bytes: number): Promise<Reservation | { available: number }> {
+    const { missing, available } = await this.shortfall(bytes);
+    if (missing > 0) return { available: available! };
+    this.reserved += bytes;
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.reserved -= bytes;
+      },
+    };
+  }
+}

@@ -309,6 +309,9 @@ export class ReceiverSession {
       }
       this.ctx.admission.authSucceeded(address);
     }
+    if (message.owner === undefined || message.ownerProof === undefined) {
+      throw new FtError('BAD_MESSAGE', '"hello" has no owner key and proof (required in version 3)');
+    }
     const owner = verifyOwnerProof(message.owner, this.nonce, message.ownerProof);
     if (owner === undefined) throw new FtError('AUTH_FAILED', 'the owner key proof does not verify');
     this.owner = owner;
@@ -405,7 +408,7 @@ export class ReceiverSession {
    */
   private logged(error: FtError, name: string): { code: ErrorCode; message: string } {
     const cause = error.cause as NodeJS.ErrnoException | undefined;
-    if (cause === undefined || typeof cause.code !== 'string') return error;
+    if (cause === undefined || typeof cause.code !== 'string') return { code: error.code, message: error.message };
     this.ctx.emit({ type: 'warning', message: `${this.remote}: ${name}: ${error.message}` });
     return { code: error.code, message: `the receiver could not store ${name} (${cause.code})` };
   }

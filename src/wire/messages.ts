@@ -86,10 +86,13 @@ export interface SenderHello {
   version: number;
   proof?: string;
   client?: string;
-  /** The sender's owner key: a raw Ed25519 public key. Its partials are private to it. */
-  owner: string;
-  /** Ed25519 signature by the owner key over OWNER_PROOF_CONTEXT + the receiver's nonce. */
-  ownerProof: string;
+  /**
+   * The sender's owner key: a raw Ed25519 public key; its partials are private to it. Required
+   * in version 3 (optional here so that an older peer is told its version is wrong, not its fields).
+   */
+  owner?: string;
+  /** Ed25519 signature by the owner key over "ft-owner-v3\0" + the receiver's nonce. */
+  ownerProof?: string;
 }
 export interface FileHeader {
   type: 'file';
@@ -203,12 +206,11 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
   const f = new Fields(raw, type);
   switch (type) {
     case 'hello': {
-      const hello: SenderHello = {
-        type,
-        ...protocolVersion(f),
-        owner: f.matching('owner', OWNER_KEY_PATTERN, '64 lowercase hex digits (an Ed25519 public key)'),
-        ownerProof: f.matching('ownerProof', OWNER_PROOF_PATTERN, '128 lowercase hex digits (an Ed25519 signature)'),
-      };
+      const hello: SenderHello = { type, ...protocolVersion(f) };
+      const owner = f.optionalMatching('owner', OWNER_KEY_PATTERN, '64 lowercase hex digits (an Ed25519 public key)');
+      if (owner !== undefined) hello.owner = owner;
+      const ownerProof = f.optionalMatching('ownerProof', OWNER_PROOF_PATTERN, '128 lowercase hex digits (an Ed25519 signature)');
+      if (ownerProof !== undefined) hello.ownerProof = ownerProof;
       const proof = f.optionalMatching('proof', PROOF_PATTERN, '64 lowercase hex digits');
       if (proof !== undefined) hello.proof = proof;
       const client = f.optionalText('client');

@@ -61,6 +61,11 @@ export async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+/** The names in an inbox's partial folder, less the receiver's receipt key. */
+export async function partialFolder(inbox: string): Promise<string[]> {
+  return (await readdir(path.join(inbox, '.ft-partial'))).filter((name) => name !== 'receipts.key');
+}
+
 /** Total size of the `.part` files in an inbox's partial folder (0 when there are none). */
 export async function partialBytes(inbox: string): Promise<number> {
   const dir = path.join(inbox, '.ft-partial');

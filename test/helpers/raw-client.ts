@@ -112,3 +112,23 @@ export class RawClient {
 export function helloFrom(owner: OwnerKey, nonce: string): JsonObject {
   return { type: 'hello', protocol: 'ft', version: 3, owner: owner.publicHex, ownerProof: owner.prove(nonce) };
 }
+
+/**
+ * On a bare socket: reads the receiver's hello and answers with a protocol-3 hello proving
+ * `owner` (for tests that then drive the socket themselves). Returns the bytes that came after.
+ */
+export async function greetOn(socket: net.Socket, owner: OwnerKey = RAW_OWNER): Promise<void> {
+  const decoder = new FrameDecoder();
+  const nonce = await new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      for (const item of decoder.push(chunk)) {
+        if (item.kind !== 'frame') continue;
+        socket.off('data', onData);
+        return resolve(item.message.nonce as string);
+      }
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+  });
+  socket.write(encodeFrame(helloFrom(owner, nonce)));
+}

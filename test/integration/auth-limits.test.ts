@@ -18,7 +18,7 @@ import { closeAllFakeReceivers, startFakeReceiver } from '../helpers/fake-receiv
 import { digest, listFiles, partialBytes, randomFile, waitUntil } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
 import { expectServesOn, partialData, partialMeta } from '../helpers/hostile.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { helloFrom, RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { killAllFt, runFt, spawnFt, startFtServe } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -80,7 +80,7 @@ async function proofCatcher(): Promise<{ port: number; nonces: string[]; hellos:
   const fake = await startFakeReceiver(async (session) => {
     const nonce = randomBytes(16).toString('hex');
     nonces.push(nonce);
-    session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'hmac-sha256', nonce, name: 'fake' });
+    session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'hmac-sha256', nonce, name: 'fake' });
     await session.next();
     session.send({ type: 'error', code: 'AUTH_FAILED', message: 'this fake receiver only collects proofs' });
     session.socket.end();
@@ -132,8 +132,9 @@ describe('token', () => {
     for (const proof of [undefined, '0'.repeat(64), hmac(TOKEN, '0'.repeat(32))]) {
       const c = await RawClient.connect(r.port);
       try {
-        expect(await c.next()).toMatchObject({ type: 'hello', auth: 'hmac-sha256', nonce: expect.stringMatching(/^[0-9a-f]{32}$/) });
-        c.send({ type: 'hello', protocol: 'ft', version: 2, ...(proof ? { proof } : {}) });
+        const greeting = await c.next();
+        expect(greeting).toMatchObject({ type: 'hello', auth: 'hmac-sha256', nonce: expect.stringMatching(/^[0-9a-f]{32}$/) });
+        c.send({ ...helloFrom(RAW_OWNER, greeting.nonce as string), ...(proof ? { proof } : {}) });
         // A header right behind the hello must not be answered.
         c.send({ type: 'file', id: 1, filename: 'sneaky.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
         expect(await c.rest(10_000)).toEqual([{ type: 'error', code: 'AUTH_FAILED', message: expect.any(String) }]);
@@ -155,7 +156,15 @@ describe('token', () => {
     const hellos = catcher.hellos();
     expect(hellos).toHaveLength(2);
     for (const [i, hello] of hellos.entries()) {
-      expect(hello).toEqual({ type: 'hello', protocol: 'ft', version: 2, client: 'ft', proof: hmac(TOKEN, catcher.nonces[i]!) });
+      expect(hello).toEqual({
+        type: 'hello',
+        protocol: 'ft',
+        version: 3,
+        client: 'ft',
+        proof: hmac(TOKEN, catcher.nonces[i]!),
+        owner: expect.stringMatching(/^[0-9a-f]{64}$/),
+        ownerProof: expect.stringMatching(/^[0-9a-f]{128}$/),
+      });
     }
     expect(hellos[0]!.proof).not.toBe(hellos[1]!.proof);
     for (const bytes of catcher.wire()) {
@@ -182,7 +191,7 @@ describe('token', () => {
       try {
         const hello = await c.next();
         const started = performance.now();
-        c.send({ type: 'hello', protocol: 'ft', version: 2, proof: right ? hmac(TOKEN, hello.nonce as string) : 'f'.repeat(64) });
+        c.send({ ...helloFrom(RAW_OWNER, hello.nonce as string), proof: right ? hmac(TOKEN, hello.nonce as string) : 'f'.repeat(64) });
         if (right) {
           c.send({ type: 'file', id: 1, filename: 'probe.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
           const frame = await c.next(10_000);
@@ -344,7 +353,7 @@ describe('timeouts', () => {
 
   it('a client trickling its hello one byte every 100 ms is cut off at the hello deadline', async () => {
     const r = await startReceiver({ helloTimeoutMs: 500, idleTimeoutMs: 10_000 });
-    const hello = encodeFrame({ type: 'hello', protocol: 'ft', version: 2, client: 'slowloris' });
+    const hello = encodeFrame({ ...helloFrom(RAW_OWNER, '00'.repeat(16)), client: 'slowloris' });
     const c = await RawClient.connect(r.port);
     const started = performance.now();
     const drip = trickle(c, hello, 100);
@@ -364,12 +373,13 @@ describe('timeouts', () => {
   });
 
   it('(control) the same trickle, fast enough to finish within the deadline, is a valid greeting', async () => {
-    const r = await startReceiver({ helloTimeoutMs: 3000 });
-    const hello = encodeFrame({ type: 'hello', protocol: 'ft', version: 2, client: 'slowloris' });
+    const r = await startReceiver({ helloTimeoutMs: 15_000 });
     const c = await RawClient.connect(r.port);
     try {
-      expect(await c.next()).toMatchObject({ type: 'hello' });
-      await trickle(c, hello, 5).finished;
+      const greeting = await c.next();
+      expect(greeting).toMatchObject({ type: 'hello' });
+      const hello = encodeFrame({ ...helloFrom(RAW_OWNER, greeting.nonce as string), client: 'slowloris' });
+      await trickle(c, hello, 2).finished;
       c.send({ type: 'file', id: 1, filename: 'dripped.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
       expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
       c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: 3 }), Buffer.from('abc')]));
@@ -417,7 +427,7 @@ describe('timeouts', () => {
 
   it('the sender gives up with TIMEOUT on a receiver that accepts and then stops reading', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: randomBytes(16).toString('hex') });
+      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: randomBytes(16).toString('hex') });
       expect(await session.next()).toMatchObject({ type: 'hello' });
       const header = await session.next();
       session.send({ type: 'accept', id: header.id as number, offset: 0 });
@@ -490,25 +500,85 @@ describe('connection caps', () => {
     await expectServesOn(r);
   });
 
-  it('maxConnections 3: a fourth connection from any address gets error BUSY; after a close a new one is accepted', async () => {
+  /** Connects from `localAddress`, greets, and returns the client with the receiver's first frame after our hello (or undefined). */
+  async function greeted(r: TestReceiver, localAddress: string): Promise<{ c: RawClient; after: JsonObject | undefined }> {
+    const c = await RawClient.connect(r.port, '127.0.0.1', { localAddress });
+    await c.handshake();
+    // A header proves the session is ready: it gets an answer (a refusal, for this bad name).
+    c.send({ type: 'file', id: 1, filename: '../probe', size: 1 });
+    return { c, after: await c.next().catch(() => undefined) };
+  }
+
+  it('maxConnections 3: a fourth connection past its greeting gets error BUSY; after a close a new one is accepted', async () => {
     const r = await startReceiver({ maxConnections: 3 });
     const held: RawClient[] = [];
     try {
       for (const address of ['127.0.0.1', '127.0.0.2', '127.0.0.3']) {
-        const { c, first } = await open(r, address);
+        const { c, after } = await greeted(r, address);
         held.push(c);
-        expect(first).toMatchObject({ type: 'hello' });
+        expect(after).toMatchObject({ type: 'refuse', code: 'BAD_NAME' });
       }
-      await expectTurnedAway(r, '127.0.0.4');
-      await expectTurnedAway(r, '127.0.0.1');
-
+      for (const address of ['127.0.0.4', '127.0.0.1']) {
+        const { c, after } = await greeted(r, address);
+        expect(after).toEqual({ type: 'error', code: 'BUSY', message: expect.any(String) });
+        c.destroy();
+      }
       held.shift()!.destroy();
-      held.push(await greetedEventually(r, '127.0.0.4'));
-      await expectTurnedAway(r, '127.0.0.5');
+      const again = await waitUntil(
+        async () => {
+          const { c, after } = await greeted(r, '127.0.0.4');
+          if (after?.type === 'refuse') return c;
+          c.destroy();
+          return undefined;
+        },
+        'a session once a slot is free',
+        { timeoutMs: 5000, intervalMs: 50 },
+      );
+      held.push(again);
     } finally {
       for (const c of held) c.destroy();
     }
     await expectServesOn(r);
+  });
+
+  it('connections that never authenticate cannot lock out a token holder: the oldest greeting gives way', async () => {
+    const r = await startReceiver({ token: TOKEN, maxUnauthenticated: 4, helloTimeoutMs: 60_000 });
+    const idle: RawClient[] = [];
+    const closed = new Set<number>();
+    try {
+      // 24 silent connections from six addresses (the per-address limit is 8): far more than the pool holds.
+      for (let i = 0; i < 24; i++) {
+        const c = await RawClient.connect(r.port, '127.0.0.1', { localAddress: `127.0.1.${1 + (i % 6)}` });
+        idle.push(c);
+        void c.closed.then(() => closed.add(i));
+        expect(await c.next()).toMatchObject({ type: 'hello' });
+      }
+      // Only the newest four are still open: the others were dropped for them, oldest first.
+      await waitUntil(() => closed.size === 20 || undefined, 'the oldest greetings dropped');
+      expect([...closed].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+      const src = await localFile('let-in.txt');
+      const report = await send([src], { host: '127.0.0.1', port: r.port, token: TOKEN, retries: 0 });
+      expect(report.files[0]).toMatchObject({ status: 'sent' });
+    } finally {
+      for (const c of idle) c.destroy();
+    }
+  });
+
+  it('an authenticated connection keeps its slot however many others connect and stay silent', async () => {
+    const r = await startReceiver({ token: TOKEN, maxUnauthenticated: 2, helloTimeoutMs: 60_000 });
+    const c = await RawClient.connect(r.port);
+    const hello = await c.next();
+    c.send({ ...helloFrom(RAW_OWNER, hello.nonce as string), proof: hmac(TOKEN, hello.nonce as string) });
+    c.send({ type: 'file', id: 1, filename: '../probe', size: 1 });
+    expect(await c.next()).toMatchObject({ type: 'refuse', code: 'BAD_NAME' });
+    const idle = await Promise.all(Array.from({ length: 6 }, (_, i) => RawClient.connect(r.port, '127.0.0.1', { localAddress: `127.0.2.${i + 1}` })));
+    try {
+      c.send({ type: 'file', id: 2, filename: '../probe', size: 1 });
+      expect(await c.next()).toMatchObject({ type: 'refuse', id: 2, code: 'BAD_NAME' });
+    } finally {
+      c.destroy();
+      for (const i of idle) i.destroy();
+    }
   });
 
   it('a library sender turned away with BUSY retries and gets through once a slot is free', async () => {

@@ -15,10 +15,10 @@ import { FtError, send, serve } from '../../src/index.js';
 import { partialKey } from '../../src/storage/partials.js';
 import { hashBytes } from '../../src/hashing.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
-import { digest, listFiles, partialBytes, randomFile, waitUntil } from '../helpers/files.js';
+import { digest, listFiles, partialBytes, randomFile, waitUntil, partialFolder } from '../helpers/files.js';
 import { expectServesOn, lengthPrefix, partialData, partialMeta, rawFrame } from '../helpers/hostile.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { killAllFt, startFtServe } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -151,7 +151,7 @@ describe('broken frames', () => {
       c.writeRaw(rawFrame(`{"type":"file","id":1,"filename":"deep.txt","size":${CONTENT.length},"hash":"${HASH}","x":${'{"a":'.repeat(7)}1${'}'.repeat(7)}}`));
       expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
       c.writeRaw(body(1, CONTENT));
-      expect(await c.next()).toMatchObject({ type: 'done', id: 1, path: 'deep.txt' });
+      expect(await c.next()).toMatchObject({ type: 'done', id: 1 });
       c.send({ type: 'bye' });
       await c.closed;
     } finally {
@@ -190,9 +190,10 @@ describe('malformed and lying messages', () => {
     const c = await RawClient.connect(r.port);
     const frames: JsonObject[] = [];
     try {
-      await c.next();
+      const { nonce } = await c.next();
       // Hand-written JSON: an object literal with __proto__ would set a prototype, not send the key.
-      c.writeRaw(rawFrame('{"type":"hello","protocol":"ft","version":2,"__proto__":{"polluted":"hello","proof":"zz"},"constructor":{"prototype":{"polluted":"hello"}}}'));
+      const owner = `"owner":"${RAW_OWNER.publicHex}","ownerProof":"${RAW_OWNER.prove(nonce as string)}"`;
+      c.writeRaw(rawFrame(`{"type":"hello","protocol":"ft","version":3,${owner},"__proto__":{"polluted":"hello","proof":"zz"},"constructor":{"prototype":{"polluted":"hello"}}}`));
       c.writeRaw(
         rawFrame(
           `{"type":"file","id":1,"filename":"proto.txt","size":${CONTENT.length},"hash":"${HASH}",` +
@@ -211,7 +212,7 @@ describe('malformed and lying messages', () => {
     }
     expect(frames).toEqual([
       { type: 'accept', id: 1, offset: 0 },
-      { type: 'done', id: 1, hash: HASH, path: 'proto.txt' },
+      { type: 'done', id: 1, hash: HASH, receipt: expect.any(String) },
       { type: 'error', code: 'BAD_MESSAGE', message: expect.any(String) },
     ]);
     expect((await r.waitFor('connection-error')).code).toBe('BAD_MESSAGE');
@@ -233,7 +234,7 @@ describe('malformed and lying messages', () => {
       c.send({ ...header(1, 'unknown-fields.txt'), mode: '4777', owner: 'root', path: '/etc/passwd', target: '../../x', encoding: 'base64' });
       expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
       c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: CONTENT.length, compressed: true, seek: 99 }), CONTENT]));
-      expect(await c.next()).toEqual({ type: 'done', id: 1, hash: HASH, path: 'unknown-fields.txt' });
+      expect(await c.next()).toEqual({ type: 'done', id: 1, hash: HASH, receipt: expect.any(String) });
       c.send({ type: 'bye', reason: 'done', linger: 1000 });
       expect(await c.rest(5000)).toEqual([]);
     } finally {
@@ -289,14 +290,20 @@ describe('malformed and lying messages', () => {
     ['version as a string', { type: 'hello', protocol: 'ft', version: '1' }, 'BAD_MESSAGE'],
     ['version fractional', { type: 'hello', protocol: 'ft', version: 2.5 }, 'BAD_MESSAGE'],
     ['version missing', { type: 'hello', protocol: 'ft' }, 'BAD_MESSAGE'],
-    ['protocol "FT"', { type: 'hello', protocol: 'FT', version: 2 }, 'BAD_MESSAGE'],
-    ['protocol missing', { type: 'hello', version: 2 }, 'BAD_MESSAGE'],
-    ['a proof that is not hex', { type: 'hello', protocol: 'ft', version: 2, proof: 'x'.repeat(64) }, 'BAD_MESSAGE'],
-    ['a proof in uppercase hex', { type: 'hello', protocol: 'ft', version: 2, proof: 'A'.repeat(64) }, 'BAD_MESSAGE'],
-    ['client a number', { type: 'hello', protocol: 'ft', version: 2, client: 5 }, 'BAD_MESSAGE'],
-    ['client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 2, client: 'c'.repeat(4097) }, 'BAD_MESSAGE'],
+    ['protocol "FT"', { type: 'hello', protocol: 'FT', version: 3 }, 'BAD_MESSAGE'],
+    ['protocol missing', { type: 'hello', version: 3 }, 'BAD_MESSAGE'],
+    ['a proof that is not hex', { type: 'hello', protocol: 'ft', version: 3, proof: 'x'.repeat(64) }, 'BAD_MESSAGE'],
+    ['a proof in uppercase hex', { type: 'hello', protocol: 'ft', version: 3, proof: 'A'.repeat(64) }, 'BAD_MESSAGE'],
+    ['client a number', { type: 'hello', protocol: 'ft', version: 3, client: 5 }, 'BAD_MESSAGE'],
+    ['client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 3, client: 'c'.repeat(4097) }, 'BAD_MESSAGE'],
     ['version 1', { type: 'hello', protocol: 'ft', version: 1 }, 'UNSUPPORTED_VERSION'],
-    ['version 3', { type: 'hello', protocol: 'ft', version: 3 }, 'UNSUPPORTED_VERSION'],
+    ['version 2 (before owner keys)', { type: 'hello', protocol: 'ft', version: 2 }, 'UNSUPPORTED_VERSION'],
+    ['version 4', { type: 'hello', protocol: 'ft', version: 4 }, 'UNSUPPORTED_VERSION'],
+    ['version 3 without an owner key', { type: 'hello', protocol: 'ft', version: 3 }, 'BAD_MESSAGE'],
+    ['an owner key without its proof', { type: 'hello', protocol: 'ft', version: 3, owner: RAW_OWNER.publicHex }, 'BAD_MESSAGE'],
+    ['an owner proof over another nonce', { type: 'hello', protocol: 'ft', version: 3, owner: RAW_OWNER.publicHex, ownerProof: RAW_OWNER.prove('00'.repeat(16)) }, 'AUTH_FAILED'],
+    ['an owner proof by another key', { type: 'hello', protocol: 'ft', version: 3, owner: 'ab'.repeat(32), ownerProof: RAW_OWNER.prove('00'.repeat(16)) }, 'AUTH_FAILED'],
+    ['an owner key in uppercase hex', { type: 'hello', protocol: 'ft', version: 3, owner: 'AB'.repeat(32), ownerProof: 'ab'.repeat(64) }, 'BAD_MESSAGE'],
     ['version 0', { type: 'hello', protocol: 'ft', version: 0 }, 'UNSUPPORTED_VERSION'],
   ];
 
@@ -351,7 +358,7 @@ describe('sizes', () => {
       c.send(header(2, 'small.txt'));
       expect(await c.next()).toEqual({ type: 'accept', id: 2, offset: 0 });
       c.writeRaw(body(2, CONTENT));
-      expect(await c.next()).toMatchObject({ type: 'done', id: 2, path: 'small.txt' });
+      expect(await c.next()).toMatchObject({ type: 'done', id: 2 });
       c.send({ type: 'bye' });
       expect(await c.rest(5000)).toEqual([]);
     } finally {
@@ -359,7 +366,7 @@ describe('sizes', () => {
     }
     expect(r.eventsOf('refused')).toEqual([expect.objectContaining({ name: 'huge.bin', code: 'NO_SPACE' })]);
     // A refused file has nothing to resume: no data and no metadata may stay in the partial folder.
-    expect(await readdir(path.join(r.dir, '.ft-partial'))).toEqual([]);
+    expect(await partialFolder(r.dir)).toEqual([]);
     await expectServesOn(r, ['small.txt']);
   });
 
@@ -431,7 +438,7 @@ describe('frames in the wrong order', () => {
     });
     await expectFatal(r, frames, 'UNEXPECTED_MESSAGE', [
       { type: 'accept', id: 1, offset: 0 },
-      { type: 'done', id: 1, hash: HASH, path: 'twice.txt' },
+      { type: 'done', id: 1, hash: HASH, receipt: expect.any(String) },
     ]);
     expect(await readFile(path.join(r.dir, 'twice.txt'))).toEqual(CONTENT);
     await expectServesOn(r, ['twice.txt']);
@@ -446,7 +453,7 @@ describe('frames in the wrong order', () => {
 
   it('a second "hello" → error UNEXPECTED_MESSAGE', async () => {
     const { r } = await isolatedReceiver();
-    const frames = await exchange(r, (c) => c.send({ type: 'hello', protocol: 'ft', version: 2 }));
+    const frames = await exchange(r, (c) => c.send({ type: 'hello', protocol: 'ft', version: 3 }));
     await expectFatal(r, frames, 'UNEXPECTED_MESSAGE');
     await expectServesOn(r);
   });
@@ -565,7 +572,7 @@ describe('bodies that lie', () => {
       expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
       c.writeRaw(Buffer.concat([body(1, CONTENT), extra]));
     });
-    await expectFatal(r, frames, code, [{ type: 'done', id: 1, hash: HASH, path: 'long.txt' }]);
+    await expectFatal(r, frames, code, [{ type: 'done', id: 1, hash: HASH, receipt: expect.any(String) }]);
     expect((await stat(path.join(r.dir, 'long.txt'))).size).toBe(CONTENT.length);
     expect(await readFile(path.join(r.dir, 'long.txt'))).toEqual(CONTENT);
     await expectServesOn(r, ['long.txt']);
@@ -605,7 +612,7 @@ describe('bodies that lie', () => {
       c.send(header(2, 'honest.txt'));
       expect(await c.next()).toEqual({ type: 'accept', id: 2, offset: 0 });
       c.writeRaw(body(2, CONTENT));
-      expect(await c.next()).toMatchObject({ type: 'done', id: 2, path: 'honest.txt' });
+      expect(await c.next()).toMatchObject({ type: 'done', id: 2 });
       c.send({ type: 'bye' });
       expect(await c.rest(5000)).toEqual([]);
     } finally {
@@ -613,7 +620,7 @@ describe('bodies that lie', () => {
     }
     expect(existsSync(path.join(r.dir, 'lie.txt'))).toBe(false);
     expect(r.eventsOf('failed')).toEqual([expect.objectContaining({ name: 'lie.txt', code: 'HASH_MISMATCH' })]);
-    expect(await readdir(path.join(r.dir, '.ft-partial'))).toEqual([]);
+    expect(await partialFolder(r.dir)).toEqual([]);
     await expectServesOn(r, ['honest.txt']);
   });
 });
@@ -691,7 +698,7 @@ describe('names over the wire', () => {
     // Answers to headers come in order; each `done` comes after its `accept`, possibly later.
     expect(frames.filter((f) => f.type === 'accept')).toEqual(names.map((_, i) => ({ type: 'accept', id: i + 1, offset: 0 })));
     expect(frames.filter((f) => f.type === 'done').sort((a, b) => Number(a.id) - Number(b.id))).toEqual(
-      names.map((name, i) => ({ type: 'done', id: i + 1, hash: files[i]!.hash, path: name })),
+      names.map((name, i) => ({ type: 'done', id: i + 1, hash: files[i]!.hash, receipt: expect.any(String) })),
     );
     for (const [i] of names.entries()) {
       const at = (type: string) => frames.findIndex((f) => f.type === type && f.id === i + 1);
@@ -719,7 +726,7 @@ describe('names over the wire', () => {
     expect(frames).toEqual([
       { type: 'accept', id: 1, offset: 0 },
       { type: 'refuse', id: 2, code: 'NAME_COLLISION', message: expect.any(String) },
-      { type: 'done', id: 1, hash: a.hash, path: first },
+      { type: 'done', id: 1, hash: a.hash, receipt: expect.any(String) },
     ]);
     expect(await readdir(r.dir)).toEqual(['.ft-partial', first].sort());
     expect(await readFile(path.join(r.dir, first))).toEqual(a.bytes);
@@ -888,7 +895,7 @@ describe('the file system under the inbox', () => {
     await expectServesOn(r, ['d', `${key}.part`, `${key}.json`]);
   });
 
-  it('the same content from two senders at once: one uploads, the other is told BUSY, and the file is intact', async () => {
+  it('the same content from two senders at once: each uploads into its own partial, and one copy is kept', async () => {
     const { r } = await isolatedReceiver();
     const size = 3 * MiB;
     const srcA = await randomFile(path.join(await tempDir(), 'same.bin'), size, 'same content');
@@ -899,11 +906,10 @@ describe('the file system under the inbox', () => {
       send([srcA], { host: '127.0.0.1', port: proxy.port, retries: 0 }),
       send([srcB], { host: '127.0.0.1', port: proxy.port, retries: 0 }),
     ]);
-    const statuses = [a.files[0]!.status, b.files[0]!.status].sort();
-    expect(statuses[0] === 'sent' || statuses[1] === 'sent').toBe(true);
-    expect(statuses.filter((s) => s === 'sent' || s === 'skipped')).toHaveLength(2);
-    expect(r.eventsOf('refused').filter((e) => e.code === 'BUSY').length).toBeGreaterThanOrEqual(1);
-    expect(r.eventsOf('received')).toHaveLength(statuses.filter((s) => s === 'sent').length);
+    // Two senders (two owner keys) never share a partial, so neither waits for the other.
+    expect([a.files[0]!.status, b.files[0]!.status]).toEqual(['sent', 'sent']);
+    expect(r.eventsOf('refused')).toEqual([]);
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['same.bin', 'same.bin']);
     expect(await digest(path.join(r.dir, 'same.bin'))).toEqual(await digest(srcA));
     await expectServesOn(r, ['same.bin']);
   });

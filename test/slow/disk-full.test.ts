@@ -20,7 +20,7 @@ import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { digest, partialBytes, partialFiles, randomFile, waitUntil } from '../helpers/files.js';
+import { digest, partialBytes, partialFiles, randomFile, waitUntil, partialFolder } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { killAllFt, runFt, spawnFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -212,7 +212,7 @@ describe.skipIf(skip !== undefined)(`a full disk on the receiver (${DISK / MiB} 
     const rerun = await sendsFine(big, serve.port, inbox);
     expect(rerun.find((e) => e.event === 'resumed'), JSON.stringify(rerun)).toMatchObject({ offset: held });
     expect(rerun.at(-1)).toMatchObject({ event: 'summary', sent: 1, resumed: 1, failed: 0, bytes: SIZE - held });
-    expect(await readdir(path.join(inbox, '.ft-partial'))).toEqual([]);
+    expect(await partialFolder(inbox)).toEqual([]);
     expect(serve.proc.child.exitCode).toBeNull();
   });
 
@@ -229,7 +229,7 @@ describe.skipIf(skip !== undefined)(`a full disk on the receiver (${DISK / MiB} 
     expect.soft(refused, run.stdout).toMatchObject({ name: 'small.bin', code: 'NO_SPACE' });
     expect.soft(run.exit, run.stderr + run.stdout).toEqual({ code: 4, signal: null });
     // Nothing for a refused file may stay in the partial folder (not even metadata).
-    expect.soft(await readdir(path.join(inbox, '.ft-partial'))).toEqual([]);
+    expect.soft(await partialFolder(inbox)).toEqual([]);
 
     // The receiver goes on: once there is room the same file arrives.
     expect(serve.proc.child.exitCode).toBeNull();
@@ -259,7 +259,7 @@ describe.skipIf(skip !== undefined)(`a full disk on the receiver (${DISK / MiB} 
     expect.soft(verdictOf('tiny.bin')).toMatchObject({ code: 'NO_SPACE' });
     const emptyVerdict = verdictOf('empty.bin');
     expect.soft(emptyVerdict?.event === 'verified' || emptyVerdict?.code === 'NO_SPACE', JSON.stringify(emptyVerdict)).toBe(true);
-    expect.soft(await readdir(path.join(inbox, '.ft-partial'))).toEqual([]);
+    expect.soft(await partialFolder(inbox)).toEqual([]);
 
     expect(serve.proc.child.exitCode).toBeNull();
     await rm(filler);

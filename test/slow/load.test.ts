@@ -19,7 +19,7 @@ import { mkdir, readdir, rm, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { randomFile, sha256File } from '../helpers/files.js';
+import { randomFile, sha256File, partialFolder } from '../helpers/files.js';
 import { killAllFt, spawnFt, type FtProcess } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { mb, MiB, procStatusBytes, sameContent, startServe, trackPeakRss } from './support.js';
@@ -68,7 +68,7 @@ describe('load', () => {
       expect((await readdir(inbox)).filter((n) => !n.startsWith('.')).sort()).toEqual(names);
       const received = await Promise.all(names.map((name) => sha256File(path.join(inbox, name))));
       expect(received).toEqual(expected);
-      expect(await readdir(path.join(inbox, '.ft-partial'))).toEqual([]);
+      expect(await partialFolder(inbox)).toEqual([]);
       expect(serve.events('received')).toHaveLength(SENDERS);
       expect(serve.proc.child.exitCode).toBeNull();
 
@@ -129,7 +129,7 @@ describe('load', () => {
       t = Date.now();
       expect(await sameContent(src, path.join(inbox, 'huge.bin'))).toBe(true);
       console.log(`load (b): compared source and copy in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-      expect(await readdir(path.join(inbox, '.ft-partial'))).toEqual([]);
+      expect(await partialFolder(inbox)).toEqual([]);
     } finally {
       await stopServe(serve.proc);
       await rm(root, { recursive: true, force: true });

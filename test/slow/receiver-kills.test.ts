@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { digest, partialBytes, randomFile, waitUntil } from '../helpers/files.js';
+import { digest, partialBytes, randomFile, waitUntil, partialFolder } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { killAllFt, spawnFt } from '../helpers/spawn-ft.js';
@@ -94,7 +94,7 @@ describe('receiver killed with SIGKILL again and again', () => {
       expect(events.at(-1)).toMatchObject({ event: 'summary', sent: 1, resumed: 1, failed: 0, refused: 0 });
       expect(await digest(final)).toEqual(srcDigest);
       await serve.proc.waitForJson((e) => e.event === 'received' && e.name === 'big.bin', 15_000);
-      expect(await readdir(path.join(dir, '.ft-partial'))).toEqual([]);
+      expect(await partialFolder(dir)).toEqual([]);
     } finally {
       watch.stop();
       await rm(root, { recursive: true, force: true });

@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { digest, partialBytes, randomFile, settledPartialBytes, waitUntil } from '../helpers/files.js';
+import { digest, partialBytes, randomFile, settledPartialBytes, waitUntil, partialFolder } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { killAllFt, runFt, spawnFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -144,7 +144,7 @@ describe('sender killed with SIGKILL again and again', () => {
       expect(summary).toMatchObject({ event: 'summary', sent: 1, resumed: 1, failed: 0, bytes: SIZE - held });
       expect(await digest(final)).toEqual(srcDigest);
       await serve.proc.waitForJson((e) => e.event === 'received' && e.resumedFrom === held, 15_000);
-      expect(await readdir(path.join(dir, '.ft-partial'))).toEqual([]);
+      expect(await partialFolder(dir)).toEqual([]);
       expect(serve.proc.child.exitCode).toBeNull();
     } finally {
       watch.stop();

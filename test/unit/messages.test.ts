@@ -49,6 +49,20 @@ describe('parseSenderMessage', () => {
       });
     });
 
+    it('hello with an owner key and its proof (protocol 3)', () => {
+      const owned = { type: 'hello', protocol: 'ft', version: 3, owner: 'ab'.repeat(32), ownerProof: 'cd'.repeat(64) };
+      expect(sender(owned)).toEqual(owned);
+    });
+
+    it.each([
+      ['a short owner key', { owner: 'ab'.repeat(31) }],
+      ['an owner key in uppercase', { owner: 'AB'.repeat(32) }],
+      ['a short owner proof', { ownerProof: 'ab'.repeat(63) }],
+      ['an owner proof that is a number', { ownerProof: 7 }],
+    ])('refuses a hello with %s', (_what, fields) => {
+      refusal(() => sender({ type: 'hello', protocol: 'ft', version: 3, ...fields } as JsonObject));
+    });
+
     it('hello leaves absent optional fields absent (not present as undefined)', () => {
       const hello = sender({ type: 'hello', protocol: 'ft', version: 2 });
       expect(Object.keys(hello).sort()).toEqual(['protocol', 'type', 'version']);
@@ -235,8 +249,24 @@ describe('parseReceiverMessage', () => {
       });
     });
 
-    it('need-hash', () => {
-      expect(receiver({ type: 'need-hash', id: 4 })).toEqual({ type: 'need-hash', id: 4 });
+    it('need-hash is no message of protocol 3', () => {
+      refusal(() => receiver({ type: 'need-hash', id: 4 }));
+    });
+
+    it('skip and done with and without a path and a receipt', () => {
+      expect(receiver({ type: 'skip', id: 2, reason: 'already-there' })).toEqual({ type: 'skip', id: 2, reason: 'already-there' });
+      const receipt = 'A-_z'.repeat(40);
+      expect(receiver({ type: 'done', id: 2, hash: HASH, receipt })).toEqual({ type: 'done', id: 2, hash: HASH, receipt });
+      expect(receiver({ type: 'done', id: 2, hash: HASH })).toEqual({ type: 'done', id: 2, hash: HASH });
+    });
+
+    it.each([
+      ['a receipt with characters outside base64url', { type: 'done', id: 1, hash: HASH, receipt: 'a+b/'.repeat(10) }],
+      ['a receipt that is too short', { type: 'done', id: 1, hash: HASH, receipt: 'abc' }],
+      ['a receipt over 2048 characters', { type: 'done', id: 1, hash: HASH, receipt: 'a'.repeat(2049) }],
+      ['a receipt that is a number', { type: 'done', id: 1, hash: HASH, receipt: 5 }],
+    ])('refuses a done with %s', (_what, message) => {
+      refusal(() => receiver(message as JsonObject));
     });
 
     it('accept at offset 0 (no prefixHash needed) and at a resume offset with prefixHash', () => {
@@ -308,7 +338,7 @@ describe('parseReceiverMessage', () => {
       ['a fractional offset', { type: 'accept', id: 1, offset: 0.5 }],
       ['an offset of 2^53', { type: 'accept', id: 1, offset: 2 ** 53, prefixHash: HASH }],
       ['a skip reason we do not know', { type: 'skip', id: 1, reason: 'bored', path: 'a' }],
-      ['a skip without path', { type: 'skip', id: 1, reason: 'already-there' }],
+      ['a skip with a numeric path', { type: 'skip', id: 1, reason: 'already-there', path: 5 }],
       ['a done with an uppercase hash', { type: 'done', id: 1, hash: 'xxh64:ABCDEF0123456789', path: 'a' }],
       ['a done with a hash missing its prefix', { type: 'done', id: 1, hash: '0123456789abcdef', path: 'a' }],
       ['a refuse with a numeric code', { type: 'refuse', id: 1, code: 5, message: 'x' }],

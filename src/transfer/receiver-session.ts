@@ -88,7 +88,7 @@ interface ActiveBody {
   lastProgress: number;
 }
 
-/** Windows over which a body's rate is judged: this much time spent waiting for the peer. */
+/** Windows over which a body's rate is judged: this much time spent waiting for the peer, at most. */
 const RATE_WINDOW_MS = 10_000;
 
 type State = 'hello' | 'ready' | 'closing';
@@ -154,7 +154,7 @@ export class ReceiverSession {
       if (this.state === 'hello') socket.destroy(new FtError('TIMEOUT', `no hello within ${ctx.limits.helloTimeoutMs} ms`));
     }, ctx.limits.helloTimeoutMs);
     helloDeadline.unref();
-    const rateCheck = setInterval(() => this.checkBodyRate(), RATE_WINDOW_MS / 4);
+    const rateCheck = setInterval(() => this.checkBodyRate(), this.rateWindowMs / 4);
     rateCheck.unref();
     socket.once('close', () => {
       clearTimeout(helloDeadline);
@@ -218,7 +218,7 @@ export class ReceiverSession {
       return;
     }
     const waitMs = this.peerWaitNow() - this.rateWindow.waitMs;
-    if (waitMs < RATE_WINDOW_MS) return;
+    if (waitMs < this.rateWindowMs) return;
     const bytes = this.body.received - this.rateWindow.bytes;
     const rate = (bytes * 1000) / waitMs;
     if (rate < this.ctx.limits.minBodyRate) {
@@ -229,6 +229,11 @@ export class ReceiverSession {
       return;
     }
     this.rateWindow = { waitMs: this.peerWaitNow(), bytes: this.body.received };
+  }
+
+  /** Shorter idle timeouts judge over shorter windows: a trickle is caught before the idle timer could. */
+  private get rateWindowMs(): number {
+    return Math.min(RATE_WINDOW_MS, this.ctx.limits.idleTimeoutMs / 2);
   }
 
   private peerWaitNow(): number {
@@ -410,7 +415,7 @@ export class ReceiverSession {
     const cause = error.cause as NodeJS.ErrnoException | undefined;
     if (cause === undefined || typeof cause.code !== 'string') return { code: error.code, message: error.message };
     this.ctx.emit({ type: 'warning', message: `${this.remote}: ${name}: ${error.message}` });
-    return { code: error.code, message: `the receiver could not store ${name} (${cause.code})` };
+    return { code: error.code, message: `the receiver could not store this file (${cause.code})` };
   }
 
   /**

@@ -1,0 +1,150 @@
+/**
+ * What one peer may consume on a live receiver: files per connection, the rate of a body, disk
+ * space promised to bodies, and what error texts tell it. Raw clients on 127.0.0.1 only.
+ */
+import path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
+import { ephemeralOwnerKey } from '../../src/transfer/owner-key.js';
+import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
+import { MAX_FILES_PER_CONNECTION } from '../../src/wire/messages.js';
+import { listFiles } from '../helpers/files.js';
+import { expectServesOn } from '../helpers/hostile.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
+import { removeTempDirs } from '../helpers/temp.js';
+
+const MiB = 1024 * 1024;
+const ZERO_HASH = 'xxh64:0000000000000000';
+
+afterEach(closeAllReceivers);
+afterAll(removeTempDirs);
+
+describe('files per connection', () => {
+  it(`a connection may send ${MAX_FILES_PER_CONNECTION} headers; the next one is a protocol error`, async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    try {
+      await c.handshake();
+      // Refused at once (a bad name), in batches under the 64 unanswered headers allowed.
+      let id = 0;
+      while (id < MAX_FILES_PER_CONNECTION) {
+        const batch: Buffer[] = [];
+        for (let n = 0; n < 50 && id < MAX_FILES_PER_CONNECTION; n++) batch.push(encodeFrame({ type: 'file', id: ++id, filename: `../x${id}`, size: 1 }));
+        c.writeRaw(Buffer.concat(batch));
+        for (let n = 0; n < batch.length; n++) expect(await c.next(20_000)).toMatchObject({ type: 'refuse', code: 'BAD_NAME' });
+      }
+      c.send({ type: 'file', id: id + 1, filename: 'one-too-many.txt', size: 1 });
+      expect(await c.rest(10_000)).toEqual([{ type: 'error', code: 'UNEXPECTED_MESSAGE', message: expect.stringContaining(`more than ${MAX_FILES_PER_CONNECTION} files`) }]);
+    } finally {
+      c.destroy();
+    }
+    await expectServesOn(r);
+  }, 120_000);
+});
+
+describe('body rate', () => {
+  it('a body trickled below the minimum rate is cut off long before the idle timeout would', async () => {
+    // Idle timeout 4 s: a byte every 200 ms never trips it; the rate window (2 s here) does.
+    const r = await startReceiver({ idleTimeoutMs: 4000, minBodyRate: 1000 });
+    const c = await RawClient.connect(r.port);
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await c.handshake();
+      c.send({ type: 'file', id: 1, filename: 'trickle.bin', size: 2 * MiB, hash: ZERO_HASH });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      c.writeRaw(encodeFrame({ type: 'body', id: 1, offset: 0, length: 2 * MiB }));
+      timer = setInterval(() => c.writeRaw(Buffer.from('x')), 200);
+      // Cut off like an idle connection: closed, and the receiver says why.
+      await Promise.race([c.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('still open after 30 s')), 30_000))]);
+    } finally {
+      clearInterval(timer);
+      c.destroy();
+    }
+    expect(performance.now() - started).toBeLessThan(20_000);
+    expect(await r.waitFor('connection-error')).toMatchObject({ code: 'TIMEOUT', message: expect.stringContaining('below this receiver') });
+    // What arrived is kept for resume.
+    await expectServesOn(r, await listFiles(r.dir));
+  }, 40_000);
+
+  it('(control) a body at a steady rate above the minimum completes, however long it takes', async () => {
+    const r = await startReceiver({ idleTimeoutMs: 2000, minBodyRate: 1000 });
+    const c = await RawClient.connect(r.port);
+    try {
+      await c.handshake();
+      const bytes = Buffer.alloc(6000, 7);
+      c.send({ type: 'file', id: 1, filename: 'steady.bin', size: bytes.length });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      c.writeRaw(encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }));
+      // 3 s at 2,000 B/s: longer than the rate window and the idle timeout.
+      for (let at = 0; at < bytes.length; at += 200) {
+        c.writeRaw(bytes.subarray(at, at + 200));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const { hashBytes } = await import('../../src/hashing.js');
+      c.send({ type: 'hash', id: 1, hash: await hashBytes(bytes) });
+      expect(await c.next(10_000)).toMatchObject({ type: 'done', id: 1 });
+    } finally {
+      c.destroy();
+    }
+  }, 40_000);
+});
+
+describe('disk space', () => {
+  /** The real disk, except that it says it has `free` bytes. */
+  function smallDisk(free: number): FileSystem {
+    return { ...nodeFileSystem, statfs: (async () => ({ bavail: free, bsize: 1 })) as unknown as FileSystem['statfs'] };
+  }
+
+  it('a started body reserves its size: two 20 MiB bodies on a disk with 32 MiB free → the second is failed NO_SPACE', async () => {
+    const r = await startReceiver({ fs: smallDisk(32 * MiB) });
+    const clients = [await RawClient.connect(r.port), await RawClient.connect(r.port)];
+    try {
+      for (const [i, c] of clients.entries()) {
+        await c.handshake({}, ephemeralOwnerKey());
+        c.send({ type: 'file', id: 1, filename: `big-${i}.bin`, size: 20 * MiB, hash: `xxh64:000000000000000${i}` });
+        // The announced size alone reserves nothing: both headers are accepted.
+        expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      }
+      const [first, second] = clients as [RawClient, RawClient];
+      first.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: 20 * MiB }), Buffer.alloc(MiB)]));
+      await r.waitFor('started');
+      second.writeRaw(encodeFrame({ type: 'body', id: 1, offset: 0, length: 20 * MiB }));
+      expect(await second.next()).toEqual({ type: 'failed', id: 1, code: 'NO_SPACE', message: expect.stringContaining('free on the receiver') });
+      // A header now is refused at once, too: what the first body will take is spoken for.
+      const third = await RawClient.connect(r.port);
+      try {
+        await third.handshake({}, ephemeralOwnerKey());
+        third.send({ type: 'file', id: 1, filename: 'big-3.bin', size: 20 * MiB, hash: 'xxh64:0000000000000003' });
+        expect(await third.next()).toMatchObject({ type: 'refuse', id: 1, code: 'NO_SPACE' });
+      } finally {
+        third.destroy();
+      }
+    } finally {
+      for (const c of clients) c.destroy();
+    }
+  });
+});
+
+describe('what a peer is told', () => {
+  it('a file-system error reaches the peer as its code only; the receiver log has the detail, and no peer sees the inbox path', async () => {
+    const r = await startReceiver();
+    // Under the 4096-byte name limit, but the inbox's own path makes the whole path too long for the system.
+    const name = Array.from({ length: 16 }, (_, i) => `${String(i).padStart(2, '0')}${'n'.repeat(253)}`).join('/');
+    const c = await RawClient.connect(r.port);
+    let answer: JsonObject;
+    try {
+      await c.handshake();
+      c.send({ type: 'file', id: 1, filename: name, size: 1, hash: ZERO_HASH });
+      answer = await c.next();
+    } finally {
+      c.destroy();
+    }
+    expect(answer).toMatchObject({ type: 'refuse', id: 1, code: 'WRITE_FAILED', message: expect.stringContaining('ENAMETOOLONG') });
+    expect(JSON.stringify(answer)).not.toContain(path.dirname(r.dir));
+    const logged = r.eventsOf('warning').map((e) => e.message).join('\n');
+    expect(logged).toContain(r.dir);
+    await expectServesOn(r);
+  });
+});

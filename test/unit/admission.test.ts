@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { addressGroup, Admission, type Ticket } from '../../src/transfer/admission.js';
+
+const limits = { maxConnections: 3, maxPerAddress: 2, maxGreeting: 2 };
+
+function ticket(admission: Admission, address: string, evicted: string[] = []): Ticket {
+  const t = admission.enter(address, () => evicted.push(address));
+  if (typeof t === 'string') throw new Error(t);
+  return t;
+}
+
+describe('Admission', () => {
+  it('drops the oldest greeting for a newcomer when the greeting pool is full', () => {
+    const admission = new Admission(limits);
+    const evicted: string[] = [];
+    const first = ticket(admission, '10.0.0.1', evicted);
+    ticket(admission, '10.0.0.2', evicted);
+    ticket(admission, '10.0.0.3', evicted);
+    expect(evicted).toEqual(['10.0.0.1']);
+    expect(first.pool).toBe('gone');
+    // Leaving again when its socket closes changes nothing.
+    admission.leave(first);
+    expect(admission.promote(ticket(admission, '10.0.0.1', evicted))).toBeUndefined();
+  });
+
+  it('counts only authenticated connections against maxConnections', () => {
+    const admission = new Admission({ ...limits, maxGreeting: 10 });
+    const tickets = ['a', 'b', 'c', 'd'].map((x) => ticket(admission, `10.0.1.${x.charCodeAt(0)}`));
+    expect(tickets.slice(0, 3).map((t) => admission.promote(t))).toEqual([undefined, undefined, undefined]);
+    expect(admission.promote(tickets[3]!)).toMatch(/limit of 3/);
+    admission.leave(tickets[0]!);
+    expect(admission.promote(tickets[3]!)).toBeUndefined();
+  });
+
+  it('applies the per-address limit to greeting and authenticated connections alike, an IPv6 /64 counting as one address', () => {
+    const admission = new Admission({ ...limits, maxGreeting: 10 });
+    const a = ticket(admission, '2001:db8:1:2::1');
+    admission.promote(a);
+    ticket(admission, '2001:db8:1:2:ffff::9');
+    expect(admission.enter('2001:db8:1:2:abcd::1', () => undefined)).toMatch(/already has 2/);
+    expect(typeof admission.enter('2001:db8:1:3::1', () => undefined)).toBe('object');
+  });
+
+  it('waits longer after each failed proof, on a monotonic clock', () => {
+    let now = 0;
+    const admission = new Admission(limits, () => now);
+    expect([1, 2, 3, 4].map(() => admission.authFailed('10.0.0.1'))).toEqual([100, 200, 400, 800]);
+    now += 600_001;
+    expect(admission.authFailed('10.0.0.1')).toBe(100);
+    admission.authSucceeded('10.0.0.1');
+    expect(admission.authFailed('10.0.0.1')).toBe(100);
+  });
+});
+
+describe('addressGroup', () => {
+  it.each([
+    ['192.0.2.7', '192.0.2.7'],
+    ['::ffff:192.0.2.7', '192.0.2.7'],
+    ['2001:db8::1', '2001:db8:0:0::/64'],
+    ['2001:0db8:0000:0000:aaaa::1', '2001:db8:0:0::/64'],
+    ['fe80::1', 'fe80:0:0:0::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+  ])('%s → %s', (address, group) => {
+    expect(addressGroup(address)).toBe(group);
+  });
+});

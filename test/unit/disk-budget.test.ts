@@ -1,0 +1,51 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
+import { DiskBudget } from '../../src/transfer/disk-budget.js';
+
+/** A file system whose disk has `free.bytes` free, counting how often it is asked. */
+function disk(free: { bytes: number; asked: number }): FileSystem {
+  return {
+    ...nodeFileSystem,
+    statfs: (async () => {
+      free.asked += 1;
+      return { bavail: free.bytes, bsize: 1 };
+    }) as unknown as FileSystem['statfs'],
+  };
+}
+
+describe('DiskBudget', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('a started body reserves its bytes: two bodies are never promised the same space', async () => {
+    const free = { bytes: 32 * 1024 * 1024, asked: 0 };
+    const budget = new DiskBudget(disk(free), '/');
+    const first = await budget.reserve(20 * 1024 * 1024);
+    expect('release' in first).toBe(true);
+    expect(await budget.reserve(20 * 1024 * 1024)).toEqual({ available: 12 * 1024 * 1024 });
+    (first as { release(): void }).release();
+    (first as { release(): void }).release(); // twice is once
+    expect('release' in (await budget.reserve(20 * 1024 * 1024))).toBe(true);
+    expect(await budget.available()).toBe(12 * 1024 * 1024);
+  });
+
+  it('asks the disk afresh before saying no', async () => {
+    const free = { bytes: 10, asked: 0 };
+    const budget = new DiskBudget(disk(free), '/');
+    expect(await budget.available()).toBe(10);
+    free.bytes = 100;
+    expect((await budget.shortfall(50)).missing).toBe(0);
+    expect(free.asked).toBe(2);
+  });
+
+  it('a backward step of the wall clock does not freeze the cached answer', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const free = { bytes: 10, asked: 0 };
+    const budget = new DiskBudget(disk(free), '/');
+    await budget.available();
+    vi.setSystemTime(Date.now() - 3600_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    free.bytes = 99;
+    expect(await budget.available()).toBe(99);
+    expect(free.asked).toBe(2);
+  });
+});

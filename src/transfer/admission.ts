@@ -16,15 +16,24 @@ export interface Ticket {
   pool: 'greeting' | 'active' | 'gone';
   /** Called when a newer connection needs this one's greeting slot. */
   readonly evict: () => void;
+  /** When it entered (monotonic ms). */
+  readonly since: number;
 }
+
+/**
+ * A greeting younger than this is never dropped for a newcomer (who is told BUSY instead): an
+ * honest hello takes a round trip, and a burst of honest senders must not evict one another.
+ */
+export const MIN_GREETING_AGE_MS = 250;
 
 /**
  * Who may hold a connection now, and how long a repeatedly failing address waits.
  *
  * Connections that have not authenticated yet live in their own, smaller pool: when it is full
- * the oldest greeting is dropped for the newcomer, so peers that connect and never prove the
- * token cannot lock out those who can (each greeting also has a short deadline). Only a
- * connection that passed its greeting takes one of the main slots.
+ * the oldest greeting is dropped for the newcomer (unless it is too young to have had its round
+ * trip), so peers that connect and never prove the token cannot lock out those who can (each
+ * greeting also has a short deadline). Only a connection that passed its greeting takes one of
+ * the main slots.
  */
 export class Admission {
   private active = 0;
@@ -44,12 +53,14 @@ export class Admission {
     const group = addressGroup(address);
     const mine = this.perGroup.get(group) ?? 0;
     if (mine >= this.limits.maxPerAddress) return `${address} already has ${this.limits.maxPerAddress} connections open`;
+    const now = this.now();
     if (this.greeting.size >= this.limits.maxGreeting) {
       const oldest = this.greeting.values().next().value!;
+      if (now - oldest.since < MIN_GREETING_AGE_MS) return `${this.limits.maxGreeting} connections are being greeted; try again shortly`;
       this.leave(oldest);
       oldest.evict();
     }
-    const ticket: Ticket = { group, pool: 'greeting', evict };
+    const ticket: Ticket = { group, pool: 'greeting', evict, since: now };
     this.greeting.add(ticket);
     this.perGroup.set(group, mine + 1);
     return ticket;

@@ -9,7 +9,6 @@
  *     them, then verify, fsync, place the file and answer `done`, or `failed`.
  *  5. `bye` ends the session. Protocol violations get an `error` frame and the connection closes.
  */
-import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
@@ -37,6 +36,7 @@ import { makeNonce, verifyProof } from './auth.js';
 import { verifyOwnerProof } from './owner-key.js';
 import type { ReceiptSealer } from './receipts.js';
 import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
+import { NameTable } from './name-table.js';
 import { noteMessage, noteRead } from './young-garbage.js';
 
 export interface SessionLimits {
@@ -108,11 +108,8 @@ export class ReceiverSession {
   private lastId = 0;
   /** Headers seen on this connection (at most MAX_FILES_PER_CONNECTION). */
   private headers = 0;
-  /**
-   * For the collision rule: per collision key, which exact name used it. Digests, not names:
-   * with the header cap, a connection holds well under a megabyte here whatever its names.
-   */
-  private readonly batchNames = new Map<string, number>();
+  /** For the collision rule: digests, not names (with the header cap, ~200 KB at most). */
+  private readonly batchNames = new NameTable();
   /** Time spent waiting for the peer's bytes (not for our own work), for the body rate. */
   private peerWaitMs = 0;
   private waitingSince: number | undefined;
@@ -362,13 +359,9 @@ export class ReceiverSession {
     let partial: Partial | undefined;
     try {
       const components = parseSafeName(name);
-      const key = digest(collisionKey(name));
-      const exact = smallDigest(name);
-      const earlier = this.batchNames.get(key);
-      if (earlier !== undefined && earlier !== exact) {
+      if (!this.batchNames.claim(collisionKey(name), name)) {
         return refuse('NAME_COLLISION', `"${name}" and a name sent earlier on this connection differ only by case or normalisation`);
       }
-      this.batchNames.set(key, exact);
       if (header.size > this.ctx.limits.maxFileSize) {
         return refuse('TOO_LARGE', `${header.size} bytes is over this receiver's limit of ${this.ctx.limits.maxFileSize}`);
       }
@@ -652,16 +645,6 @@ export class ReceiverSession {
     for (const file of this.pending.values()) this.release(file);
     this.pending.clear();
   }
-}
-
-/** 96 bits of SHA-256: collisions among one connection's names are out of reach. */
-function digest(text: string): string {
-  return createHash('sha256').update(text).digest('base64url').slice(0, 16);
-}
-
-/** A small integer (kept unboxed by V8) that tells names apart; a collision only misses a NAME_COLLISION. */
-function smallDigest(text: string): number {
-  return createHash('sha256').update(text).digest().readUInt32BE(0) >>> 2;
 }
 
 /** Texts on the wire stay well inside the 4096-byte field limit, whatever name they quote. */

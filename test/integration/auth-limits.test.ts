@@ -18,6 +18,7 @@ import { closeAllFakeReceivers, startFakeReceiver } from '../helpers/fake-receiv
 import { digest, listFiles, partialBytes, randomFile, waitUntil } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
 import { expectServesOn, partialData, partialMeta } from '../helpers/hostile.js';
+import { MIN_GREETING_AGE_MS } from '../../src/transfer/admission.js';
 import { helloFrom, RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { killAllFt, runFt, spawnFt, startFtServe } from '../helpers/spawn-ft.js';
@@ -546,12 +547,14 @@ describe('connection caps', () => {
     const idle: RawClient[] = [];
     const closed = new Set<number>();
     try {
-      // 24 silent connections from six addresses (the per-address limit is 8): far more than the pool holds.
+      // 24 silent connections from six addresses (the per-address limit is 8), far more than the
+      // pool holds, each old enough to be dropped for the next.
       for (let i = 0; i < 24; i++) {
         const c = await RawClient.connect(r.port, '127.0.0.1', { localAddress: `127.0.1.${1 + (i % 6)}` });
         idle.push(c);
         void c.closed.then(() => closed.add(i));
         expect(await c.next()).toMatchObject({ type: 'hello' });
+        if (i >= 3) await new Promise((resolve) => setTimeout(resolve, MIN_GREETING_AGE_MS + 10));
       }
       // Only the newest four are still open: the others were dropped for them, oldest first.
       await waitUntil(() => closed.size === 20 || undefined, 'the oldest greetings dropped');

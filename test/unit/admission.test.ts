@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressGroup, Admission, type Ticket } from '../../src/transfer/admission.js';
+import { addressGroup, Admission, MIN_GREETING_AGE_MS, type Ticket } from '../../src/transfer/admission.js';
 
 const limits = { maxConnections: 3, maxPerAddress: 2, maxGreeting: 2 };
 
@@ -10,11 +10,14 @@ function ticket(admission: Admission, address: string, evicted: string[] = []): 
 }
 
 describe('Admission', () => {
-  it('drops the oldest greeting for a newcomer when the greeting pool is full', () => {
-    const admission = new Admission(limits);
+  it('drops the oldest greeting for a newcomer when the greeting pool is full, unless it is too young to have answered', () => {
+    let now = 0;
+    const admission = new Admission(limits, () => now);
     const evicted: string[] = [];
     const first = ticket(admission, '10.0.0.1', evicted);
     ticket(admission, '10.0.0.2', evicted);
+    expect(admission.enter('10.0.0.3', () => evicted.push('10.0.0.3'))).toMatch(/try again shortly/);
+    now += MIN_GREETING_AGE_MS;
     ticket(admission, '10.0.0.3', evicted);
     expect(evicted).toEqual(['10.0.0.1']);
     expect(first.pool).toBe('gone');

@@ -238,7 +238,8 @@ export class ReceiverSession {
   }
 
   private send(message: ReceiverMessage): void {
-    if ('message' in message) message.message = clip(message.message);
+    // A last guard: whatever a message says, it never names where the inbox is on this machine.
+    if ('message' in message) message.message = clip(message.message.replaceAll(this.ctx.inbox.root, '<inbox>'));
     // After the peer's FIN our side may be ended too: nothing more can be said.
     if (this.socket.destroyed || !this.socket.writable) return;
     // Answers written in one tick leave in one segment (many small files make many answers).

@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { FtError } from '../errors.js';
+import { validateDiscoverOptions } from '../transfer/options.js';
 import { decodeDatagram, DEFAULT_DISCOVERY_PORT, encodeDatagram, type ReceiverInfo } from './codec.js';
 import { broadcastTargets, type BroadcastTarget } from './interfaces.js';
 
@@ -37,6 +38,7 @@ const QUERY_SCHEDULE_MS = [0, 100, 300];
  * once, so on a LAN this finishes in well under the timeout when `until` is given.
  */
 export async function discover(options: DiscoverOptions = {}): Promise<FoundReceiver[]> {
+  validateDiscoverOptions(options);
   const timeout = options.timeout ?? 1000;
   const port = options.port ?? DEFAULT_DISCOVERY_PORT;
   const targets = broadcastTargets({ only: options.interface, includeLoopback: true });
@@ -119,6 +121,7 @@ export class ReceiverWatcher extends EventEmitter {
   }
 
   static async start(options: WatchOptions = {}): Promise<ReceiverWatcher> {
+    validateDiscoverOptions(options);
     const port = options.port ?? DEFAULT_DISCOVERY_PORT;
     const targets = broadcastTargets({ only: options.interface, includeLoopback: true });
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });

@@ -25,6 +25,7 @@ import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { HashCache } from './hash-cache.js';
 import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type HashOptions, type LocalFile } from './local-files.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
+import { validateSendOptions } from './options.js';
 
 export interface SendOptions {
   /** Receiver host name or address. */
@@ -102,6 +103,7 @@ interface Job {
 }
 
 export async function send(paths: string[], options: SendOptions): Promise<SendReport> {
+  validateSendOptions(paths, options);
   const started = Date.now();
   const fs = options.fs ?? nodeFileSystem;
   const emit = options.onEvent ?? (() => undefined);

@@ -104,7 +104,8 @@ interface Job {
 
 export async function send(paths: string[], options: SendOptions): Promise<SendReport> {
   validateSendOptions(paths, options);
-  const started = Date.now();
+  // Durations and rate limits use the monotonic clock: a wall-clock step must not change them.
+  const started = performance.now();
   const fs = options.fs ?? nodeFileSystem;
   const emit = options.onEvent ?? (() => undefined);
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
@@ -245,7 +246,7 @@ async function transferAll(
     }
   }
   const results = jobs.map((job) => job.result);
-  return { files: results, bytesSent: results.reduce((sum, r) => sum + r.bytesSent, 0), durationMs: Date.now() - started };
+  return { files: results, bytesSent: results.reduce((sum, r) => sum + r.bytesSent, 0), durationMs: Math.round(performance.now() - started) };
 }
 
 function progressMark(jobs: Job[]): number {
@@ -417,10 +418,10 @@ async function streamBody(
   emit: (event: SendEvent) => void,
 ): Promise<void> {
   const { file, result } = job;
-  let lastProgress = Date.now();
+  let lastProgress = performance.now();
   const sent = (block: Buffer, position: number) => {
     result.bytesSent += block.length;
-    const now = Date.now();
+    const now = performance.now();
     if (now - lastProgress < PROGRESS_INTERVAL_MS && position < file.size) return;
     lastProgress = now;
     const progress = { path: file.path, name: file.name, bytes: position, size: file.size };

@@ -31,6 +31,14 @@ const QUERY_SCHEDULE_MS = [0, 100, 300];
  * once, so on a LAN this finishes in well under the timeout when `until` is given.
  */
 export async function discover(options: DiscoverOptions = {}): Promise<FoundReceiver[]> {
+  return (await discoverAll(options)).receivers;
+}
+
+/**
+ * discover(), also saying whether answers for more receivers than it keeps came in (then the
+ * list may lack the one wanted: a flood of invented ids can push a real receiver out).
+ */
+export async function discoverAll(options: DiscoverOptions = {}): Promise<{ receivers: FoundReceiver[]; overflowed: boolean }> {
   validateDiscoverOptions(options);
   const timeout = options.timeout ?? 1000;
   const port = options.port ?? DEFAULT_DISCOVERY_PORT;
@@ -53,7 +61,7 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
   socket.on('error', () => undefined);
   socket.setBroadcast(true);
 
-  return new Promise<FoundReceiver[]>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const timers: NodeJS.Timeout[] = [];
     let settling = false;
     const finish = (error?: Error) => {
@@ -61,7 +69,7 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
       options.signal?.removeEventListener('abort', onAbort);
       socket.close();
       if (error) reject(error);
-      else resolve(found.receivers());
+      else resolve({ receivers: found.receivers(), overflowed: found.overflowed });
     };
     const onAbort = () => finish(new FtError('ABORTED', 'discovery was cancelled'));
     if (options.signal?.aborted) return onAbort();

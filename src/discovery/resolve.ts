@@ -2,8 +2,9 @@ import dns from 'node:dns/promises';
 import net from 'node:net';
 import os from 'node:os';
 import { FtError } from '../errors.js';
-import { discover, type DiscoverOptions, type FoundReceiver } from './discover.js';
+import { discoverAll, type DiscoverOptions, type FoundReceiver } from './discover.js';
 import { isLoopbackAddress } from './interfaces.js';
+import { MAX_RECEIVERS } from './sightings.js';
 
 export interface ResolvedReceiver {
   host: string;
@@ -48,9 +49,17 @@ export async function resolveReceiver(
   const wanted = target?.host.toLowerCase();
   const matches = (r: FoundReceiver) => wanted === undefined || names(r).some((name) => name.toLowerCase() === wanted);
   const timeout = options.timeout ?? (dnsAddresses ? DNS_NAME_DISCOVERY_MS : DISCOVERY_MS);
-  const found = await discover({ ...discoverOptions, timeout, until: (list) => wanted !== undefined && list.some(matches) });
+  const { receivers: found, overflowed } = await discoverAll({ ...discoverOptions, timeout, until: (list) => wanted !== undefined && list.some(matches) });
   const candidates = found.filter(matches);
   const discoveryPort = options.port ?? 9527;
+  if (overflowed) {
+    // Answers for more receivers than are kept: a flood may have pushed the real one out.
+    throw new FtError(
+      'USAGE',
+      `more than ${MAX_RECEIVERS} receivers answered discovery, which looks like a flood; not choosing one: ` +
+        'connect by address (--to <address:port>)',
+    );
+  }
 
   if (candidates.length === 0) {
     if (target && dnsAddresses) {

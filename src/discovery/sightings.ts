@@ -92,6 +92,8 @@ export type Change = 'new' | 'changed' | 'same' | 'ignored';
  */
 export class ReceiverTable {
   private readonly byId = new Map<string, { kept: Kept[]; overflowed: boolean }>();
+  /** Some id was ignored because the table was full: what is listed may not be everyone. */
+  overflowed = false;
 
   /** Records a sighting: a new id, a change to a known one, a refresh, or ignored (table full). */
   add(sighting: Sighting, expires = Infinity): Change {
@@ -99,7 +101,10 @@ export class ReceiverTable {
     const key = keyOf(sighting);
     let entry = this.byId.get(id);
     if (!entry) {
-      if (this.byId.size >= MAX_RECEIVERS) return 'ignored';
+      if (this.byId.size >= MAX_RECEIVERS) {
+        this.overflowed = true;
+        return 'ignored';
+      }
       entry = { kept: [], overflowed: false };
       this.byId.set(id, entry);
       entry.kept.push({ sighting, key, expires });

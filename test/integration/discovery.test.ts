@@ -641,6 +641,30 @@ describe('impostors: one id from an address or port its receiver does not announ
     expect(impostor.trap.connections()).toBe(0);
   });
 
+  it('a flood of answers with invented ids (to push the real receiver out of the list) makes a lookup by name refuse', async () => {
+    const name = `ft-test-flooded-${randomBytes(3).toString('hex')}`;
+    await startReceiver({ name });
+    const out = await udpClient('127.0.0.2');
+    let floods = 0;
+    await discoveryListener((bytes, from) => {
+      const datagram = decodeDatagram(bytes);
+      if (datagram?.kind !== 'query') return;
+      floods += 1;
+      // An impostor under the wanted name (another id), drowned in 300 invented receivers.
+      for (let i = 0; i <= 300; i++) {
+        const fields = i === 0 ? { name, port: 1 } : { name: `noise-${i}`, port: 1000 + i };
+        const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, id: randomBytes(8).toString('hex'), auth: false, interval: 3, addrs: [], ...fields });
+        out.socket.send(answer, from.port, from.address);
+      }
+    });
+    const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
+    expect(floods).toBeGreaterThan(0);
+    expect(expectFtError(error, 'USAGE').message).toMatch(/more than 256 receivers answered discovery, which looks like a flood/);
+    // discover() itself lists what it kept, bounded.
+    const found = await discover({ interface: LO, port: P, timeout: 600 });
+    expect(found.length).toBeLessThanOrEqual(256);
+  });
+
   it('one receiver answering from two addresses it announces together is one entry, not a conflict', async () => {
     // Emulates a host with two interfaces (127.0.0.2 and 127.0.0.3): each answer lists both.
     const id = randomBytes(8).toString('hex');

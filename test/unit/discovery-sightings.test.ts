@@ -136,8 +136,11 @@ describe('ReceiverTable', () => {
     const table = new ReceiverTable();
     const idOf = (i: number) => i.toString(16).padStart(16, '0');
     for (let i = 0; i < MAX_RECEIVERS; i++) expect(table.add(seen(REAL, { id: idOf(i) }))).toBe('new');
+    expect(table.overflowed).toBe(false);
     expect(table.add(seen(REAL, { id: idOf(MAX_RECEIVERS) }))).toBe('ignored');
     expect(table.receivers()).toHaveLength(MAX_RECEIVERS);
+    // Said, so that a lookup by name does not trust a list that may lack the real receiver.
+    expect(table.overflowed).toBe(true);
 
     const one = new ReceiverTable();
     for (let i = 0; i < MAX_SIGHTINGS_PER_ID * 4; i++) one.add(seen(REAL, { port: 1000 + i }));

@@ -586,7 +586,7 @@ describe('impostors: one id from an address or port its receiver does not announ
     const name = `ft-test-victim-${randomBytes(3).toString('hex')}`;
     // Same TCP port number as the real receiver, on its own address: only the address tells them apart.
     const realPort = (await tcpTrap('127.0.0.1')).port;
-    servers.forEach((server) => server.close());
+    await Promise.all([...servers].map((server) => new Promise((resolve) => server.close(resolve))));
     servers.clear();
     const impostor = await startImpostor(name, { samePort: realPort });
     const dir = path.join(await tempDir('ft-disc-'), 'inbox');

@@ -143,7 +143,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   show('R->S skip', { type: 'skip', id: 2, reason: 'already-there', path: 'greeting.txt' });
 
   console.log('=== discovery (§20.10): datagrams (UDP port 9527)');
-  const receiverInfo = { name: 'laptop', id: '9f86d081884c7d65', port: 9527, auth: false, interval: 3 };
+  // addrs: every IPv4 address it may answer from, those on the asker's (or the beacon's) subnet first.
+  const receiverInfo = { name: 'laptop', id: '9f86d081884c7d65', port: 9527, auth: false, interval: 3, addrs: ['192.168.1.20', '127.0.0.1'] };
   const qid = '2c26b46b68ffc68f';
   for (const [title, bytes] of [
     ['announce (broadcast every 3 s)', datagram({ kind: 'announce', ...receiverInfo })],

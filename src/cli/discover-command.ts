@@ -1,4 +1,4 @@
-import { discover } from '../discovery/discover.js';
+import { discover, type FoundReceiver } from '../discovery/discover.js';
 import { escapeForDisplay } from '../names/safe-name.js';
 import { jsonLine } from './format.js';
 
@@ -23,11 +23,26 @@ export async function discoverCommand(options: DiscoverCommandOptions): Promise<
     );
     return 0;
   }
-  const rows = found.map((r) => [escapeForDisplay(r.name), r.addresses.join(', '), String(r.port), r.auth ? 'yes' : 'no', r.id]);
+  process.stdout.write(receiverTable(found));
+  return 0;
+}
+
+/** The table `ft discover` prints, and a line under it for each id whose answers conflict. */
+export function receiverTable(found: FoundReceiver[]): string {
+  // A conflicting id: every address:port claimed with it, and no port to trust.
+  const rows = found.map((r) =>
+    r.conflict
+      ? [escapeForDisplay(r.name), (r.claims ?? []).map((c) => `${c.address}:${c.port}`).join(', '), 'CONFLICT', r.auth ? 'yes' : 'no', r.id]
+      : [escapeForDisplay(r.name), r.addresses.join(', '), String(r.port), r.auth ? 'yes' : 'no', r.id],
+  );
   const header = ['NAME', 'ADDRESSES', 'PORT', 'TOKEN', 'ID'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  for (const row of [header, ...rows]) {
-    process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+  let text = '';
+  for (const row of [header, ...rows]) text += row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n';
+  for (const r of found.filter((x) => x.conflict)) {
+    text +=
+      `CONFLICT: id ${r.id} answers from addresses or ports it does not announce as its own; one of them may be an impostor ` +
+      `(ft send --to ${escapeForDisplay(r.name)} refuses it; send by address)\n`;
   }
-  return 0;
+  return text;
 }

@@ -4,7 +4,7 @@ import { EXIT, exitCodeFor, FtError } from '../errors.js';
 import { escapeControls } from '../names/safe-name.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/inbox.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
-import { parseCount, parseDuration, parsePort, parseSeconds, parseSize } from './options.js';
+import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize } from './options.js';
 
 /** Exit code when the user interrupts a send (128 + SIGINT, as shells report it). */
 const EXIT_INTERRUPTED = 130;
@@ -35,11 +35,11 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--max-file-size <size>', 'refuse files larger than this (e.g. 10G)', parseSize)
     .addOption(
       new Option('--partial-ttl <duration>', 'delete unfinished uploads untouched this long (e.g. 12h, 7d)')
-        .argParser(parseDuration)
+        .argParser(parsePartialTtl)
         .default(7 * 86_400_000, '7d'),
     )
-    .option('--max-connections <n>', 'concurrent connections in all', parseCount, 64)
-    .option('--max-connections-per-address <n>', 'concurrent connections from one address', parseCount, 8)
+    .option('--max-connections <n>', 'concurrent connections in all', parsePositiveCount, 64)
+    .option('--max-connections-per-address <n>', 'concurrent connections from one address', parsePositiveCount, 8)
     .option('--idle-timeout <seconds>', 'drop a connection silent for this long', parseSeconds, 60)
     .option('--hello-timeout <seconds>', 'drop a connection that has not said hello within this time', parseSeconds, 10)
     .option('--name <name>', 'name shown to senders (default: host name)')

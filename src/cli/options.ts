@@ -2,18 +2,27 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { InvalidArgumentError } from 'commander';
 import { FtError } from '../errors.js';
+import { BYTES, COUNT, expectation, PARTIAL_TTL_MS, PORT, POSITIVE_COUNT, SECONDS, type Rule } from '../transfer/options.js';
+
+/** The library's rule for the option, with the flag's text as typed in the message. */
+function checked(rule: Rule, value: number, typed: string): number {
+  if (!rule.ok(value)) throw new InvalidArgumentError(expectation(rule, `"${typed}"`));
+  return value;
+}
+
+const digitsOnly = (value: string) => (/^\d+$/.test(value) ? Number(value) : NaN);
 
 export function parsePort(value: string): number {
-  const port = Number(value);
-  if (!/^\d+$/.test(value) || port < 1 || port > 65535) {
-    throw new InvalidArgumentError(`expected a port from 1 to 65535, got "${value}"`);
-  }
-  return port;
+  return checked(PORT, digitsOnly(value), value);
 }
 
 export function parseCount(value: string): number {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
-  return Number(value);
+  return checked(COUNT, digitsOnly(value), value);
+}
+
+/** A count where 0 makes no sense (connection limits). */
+export function parsePositiveCount(value: string): number {
+  return checked(POSITIVE_COUNT, digitsOnly(value), value);
 }
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -22,7 +31,7 @@ const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 10
 export function parseSize(value: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
   if (!match) throw new InvalidArgumentError(`expected a size such as 500M or 2G, got "${value}"`);
-  return Math.floor(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!);
+  return checked(BYTES, Math.floor(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!), value);
 }
 
 /** `host`, `host:port`, `[v6]:port` or a bare IPv6 address; the port is undefined when not given. */
@@ -58,11 +67,7 @@ export function readToken(tokenFile: string | undefined): string | undefined {
 }
 
 export function parseSeconds(value: string): number {
-  const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) {
-    throw new InvalidArgumentError(`expected a number of seconds between 0 and 3600, got "${value}"`);
-  }
-  return seconds;
+  return checked(SECONDS, Number(value), value);
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -72,4 +77,9 @@ export function parseDuration(value: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
   if (!match) throw new InvalidArgumentError(`expected a duration such as 90s, 30m, 12h or 7d, got "${value}"`);
   return Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? 's']!);
+}
+
+/** `--partial-ttl`: a duration within the library's bounds for partialTtlMs. */
+export function parsePartialTtl(value: string): number {
+  return checked(PARTIAL_TTL_MS, parseDuration(value), value);
 }

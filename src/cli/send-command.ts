@@ -27,9 +27,13 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
   const target = await resolveReceiver(options.to === undefined ? undefined : parseTarget(options.to), DEFAULT_PORT, {
     interface: options.interface,
   });
-  if (target.receiver) {
-    const line = `ft: sending to ${escapeForDisplay(target.receiver.name)} at ${target.host}:${target.port}`;
-    if (options.json) process.stdout.write(jsonLine('resolved', { ...target.receiver, host: target.host, port: target.port }));
+  if (target.receiver || target.note) {
+    // Say where the files go when discovery chose it (or was asked and DNS chose instead).
+    const line = target.receiver
+      ? `ft: sending to ${escapeForDisplay(target.receiver.name)} at ${target.host}:${target.port} (found by discovery)`
+      : `ft: ${escapeControls(target.note!)}`;
+    const { host, port, via, note } = target;
+    if (options.json) process.stdout.write(jsonLine('resolved', { ...target.receiver, host, port, via, note }));
     else process.stderr.write(`${line}\n`);
   }
   const view = options.json ? new JsonView() : process.stderr.isTTY ? new BarView() : new LineView();

@@ -1,7 +1,16 @@
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { decodeDatagram, encodeDatagram, type ReceiverInfo } from './codec.js';
-import { broadcastTargets, isLoopbackAddress, onSubnet, type BroadcastTarget } from './interfaces.js';
+import { decodeDatagram, encodeWithin, MAX_DATAGRAM_BYTES, type ReceiverInfo } from './codec.js';
+import {
+  answerAddresses,
+  broadcastTargets,
+  isLoopbackAddress,
+  nearestFirst,
+  onSubnet,
+  type BroadcastTarget,
+  type OwnAddress,
+} from './interfaces.js';
+import { RateLimit } from './rate-limit.js';
 
 export interface AnnouncerOptions {
   name: string;
@@ -22,16 +31,27 @@ export interface AnnouncerOptions {
 /** Answers per source address: a burst of ANSWER_BURST, then one per second. */
 const ANSWER_BURST = 5;
 const ANSWER_REFILL_PER_MS = 1 / 1000;
+/** A sender repeats each query twice (discover.ts): those repeats are answered without using up its budget. */
+const ANSWERS_PER_QUERY_ID = 3;
 /** Rate-limit entries kept; the oldest go first. */
 const MAX_TRACKED_SOURCES = 4096;
+/** The interface list is read at most this often (a query flood must not make us read it per query). */
+const ADDRESSES_TTL_MS = 1000;
 
 /**
  * A receiver's presence on the LAN: a beacon every `interval` seconds to each broadcast address,
  * and an immediate unicast answer to each well-formed query. Anything else is ignored silently.
  */
 export class Announcer {
-  readonly info: ReceiverInfo;
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  /** What every datagram says, besides the addresses (read from the interfaces as they are). */
+  readonly info: Omit<ReceiverInfo, 'addrs'>;
+  private readonly limit = new RateLimit({
+    burst: ANSWER_BURST,
+    refillPerMs: ANSWER_REFILL_PER_MS,
+    maxKeys: MAX_TRACKED_SOURCES,
+    perTag: ANSWERS_PER_QUERY_ID,
+  });
+  private addressCache: { at: number; addresses: OwnAddress[] } | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -77,9 +97,26 @@ export class Announcer {
     }
   }
 
+  /** Every address an answer or beacon of ours may come from (the kernel picks one per datagram). */
+  private addresses(): OwnAddress[] {
+    const now = performance.now();
+    if (!this.addressCache || now - this.addressCache.at > ADDRESSES_TTL_MS) {
+      let addresses: OwnAddress[] = [];
+      try {
+        addresses = answerAddresses({ only: this.options.interface, loopbackOnly: this.options.loopbackOnly });
+      } catch (error) {
+        this.options.onError?.(error as Error);
+      }
+      this.addressCache = { at: now, addresses };
+    }
+    return this.addressCache.addresses;
+  }
+
   private beacon(): void {
-    const datagram = encodeDatagram({ kind: 'announce', ...this.info });
     for (const target of this.targets()) {
+      const addrs = nearestFirst(this.addresses(), target.address);
+      const datagram = encodeWithin({ kind: 'announce', ...this.info, addrs }, MAX_DATAGRAM_BYTES);
+      if (!datagram) continue;
       this.socket.send(datagram, this.options.discoveryPort, target.broadcast, (error) => {
         if (error) this.options.onError?.(error);
       });
@@ -92,24 +129,13 @@ export class Announcer {
     // Answer only where we announce: an asker elsewhere could not reach our address anyway.
     const restricted = this.options.loopbackOnly || this.options.interface !== undefined;
     if (restricted && !this.targets().some((t) => onSubnet(from.address, t))) return;
-    if (!this.allow(from.address)) return;
-    const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, ...this.info });
+    if (!this.limit.allow(from.address, datagram.qid)) return;
+    const addrs = nearestFirst(this.addresses(), from.address);
     // Never answer with more bytes than the query had: no amplification for spoofed sources.
-    if (answer.length > bytes.length) return;
+    // Addresses far from the asker are dropped first when the list does not fit.
+    const answer = encodeWithin({ kind: 'answer', qid: datagram.qid, ...this.info, addrs }, bytes.length);
+    if (!answer) return;
     this.socket.send(answer, from.port, from.address, () => undefined);
-  }
-
-  private allow(source: string): boolean {
-    const now = Date.now();
-    const bucket = this.buckets.get(source) ?? { tokens: ANSWER_BURST, at: now };
-    bucket.tokens = Math.min(ANSWER_BURST, bucket.tokens + (now - bucket.at) * ANSWER_REFILL_PER_MS);
-    bucket.at = now;
-    this.buckets.delete(source);
-    if (this.buckets.size >= MAX_TRACKED_SOURCES) this.buckets.delete(this.buckets.keys().next().value!);
-    this.buckets.set(source, bucket);
-    if (bucket.tokens < 1) return false;
-    bucket.tokens -= 1;
-    return true;
   }
 
   close(): Promise<void> {

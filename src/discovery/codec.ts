@@ -6,9 +6,13 @@
  *                answer it asks for (a spoofed query cannot be amplified).
  *  - `answer`:   a receiver's unicast reply to a query, echoing its `qid`.
  *
+ * Announces and answers carry `addrs`, the IPv4 addresses the receiver may answer from, so that
+ * a sender can tell one receiver heard on several interfaces from an impostor that copied its id.
+ *
  * Everything from the network is untrusted: anything that is not exactly one of these shapes
  * decodes to undefined and is ignored.
  */
+import net from 'node:net';
 import { CONTROL_CHARACTERS } from '../names/safe-name.js';
 
 export const DISCOVERY_MARKER = 'ft-discovery';
@@ -19,6 +23,8 @@ export const MAX_DATAGRAM_BYTES = 1024;
 /** Queries are padded to this size; answers are always smaller. */
 export const QUERY_BYTES = 512;
 export const MAX_NAME_BYTES = 64;
+/** More addresses than this in one datagram make it invalid (a writer trims its list to fit). */
+export const MAX_ADDRESSES = 32;
 
 const ID_PATTERN = /^[0-9a-f]{16}$/;
 const QID_PATTERN = /^[0-9a-f]{16}$/;
@@ -34,6 +40,11 @@ export interface ReceiverInfo {
   auth: boolean;
   /** Seconds between beacons, so listeners know when one has gone. */
   interval: number;
+  /**
+   * IPv4 addresses the receiver may answer from (its own word for which sources are all it);
+   * empty when an older receiver sent none.
+   */
+  addrs: string[];
 }
 
 export type Datagram =
@@ -47,6 +58,21 @@ export function encodeDatagram(datagram: Datagram): Buffer {
   if (kind !== 'query') return Buffer.from(JSON.stringify(base));
   const unpadded = Buffer.byteLength(JSON.stringify({ ...base, pad: '' }));
   return Buffer.from(JSON.stringify({ ...base, pad: ' '.repeat(Math.max(0, QUERY_BYTES - unpadded)) }));
+}
+
+/**
+ * The datagram in at most `maxBytes` and MAX_ADDRESSES addresses, dropping addresses from the
+ * end of `addrs` as needed (the receiver orders them most relevant first); undefined when even
+ * none would fit.
+ */
+export function encodeWithin(datagram: Exclude<Datagram, { kind: 'query' }>, maxBytes: number): Buffer | undefined {
+  const addrs = datagram.addrs.slice(0, MAX_ADDRESSES);
+  for (;;) {
+    const encoded = encodeDatagram({ ...datagram, addrs });
+    if (encoded.length <= maxBytes) return encoded;
+    if (addrs.length === 0) return undefined;
+    addrs.pop();
+  }
 }
 
 export function decodeDatagram(bytes: Buffer): Datagram | undefined {
@@ -74,14 +100,24 @@ export function decodeDatagram(bytes: Buffer): Datagram | undefined {
 }
 
 function receiverInfo(get: (key: string) => unknown): ReceiverInfo | undefined {
-  const [name, id, port, auth, interval] = ['name', 'id', 'port', 'auth', 'interval'].map(get);
+  const [name, id, port, auth, interval, addrs] = ['name', 'id', 'port', 'auth', 'interval', 'addrs'].map(get);
   if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > MAX_NAME_BYTES) return undefined;
   if (CONTROL_CHARACTERS.test(name)) return undefined;
   if (typeof id !== 'string' || !ID_PATTERN.test(id)) return undefined;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
   if (typeof auth !== 'boolean') return undefined;
   if (typeof interval !== 'number' || !Number.isFinite(interval) || interval <= 0 || interval > 3600) return undefined;
-  return { name, id, port, auth, interval };
+  const addresses = addressList(addrs);
+  if (!addresses) return undefined;
+  return { name, id, port, auth, interval, addrs: addresses };
+}
+
+/** Absent is an empty list; anything but an array of dotted IPv4 addresses is invalid. */
+function addressList(value: unknown): string[] | undefined {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.length > MAX_ADDRESSES) return undefined;
+  if (!value.every((a) => typeof a === 'string' && net.isIPv4(a))) return undefined;
+  return [...new Set(value as string[])];
 }
 
 /** Receiver names are shown and matched: keep them short and printable. */

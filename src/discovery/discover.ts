@@ -2,18 +2,12 @@ import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { FtError } from '../errors.js';
-import { decodeDatagram, DEFAULT_DISCOVERY_PORT, encodeDatagram, type ReceiverInfo } from './codec.js';
+import { validateDiscoverOptions } from '../transfer/options.js';
+import { decodeDatagram, DEFAULT_DISCOVERY_PORT, encodeDatagram } from './codec.js';
 import { broadcastTargets, type BroadcastTarget } from './interfaces.js';
+import { ReceiverTable, type FoundReceiver } from './sightings.js';
 
-/** A receiver found on the network: one entry however many interfaces it answered on. */
-export interface FoundReceiver {
-  name: string;
-  id: string;
-  port: number;
-  auth: boolean;
-  /** Addresses it answered from, first answer first. */
-  addresses: string[];
-}
+export type { Claim, FoundReceiver } from './sightings.js';
 
 export interface DiscoverOptions {
   /** How long to listen for answers, in ms. @default 1000 */
@@ -37,6 +31,15 @@ const QUERY_SCHEDULE_MS = [0, 100, 300];
  * once, so on a LAN this finishes in well under the timeout when `until` is given.
  */
 export async function discover(options: DiscoverOptions = {}): Promise<FoundReceiver[]> {
+  return (await discoverAll(options)).receivers;
+}
+
+/**
+ * discover(), also saying whether answers for more receivers than it keeps came in (then the
+ * list may lack the one wanted: a flood of invented ids can push a real receiver out).
+ */
+export async function discoverAll(options: DiscoverOptions = {}): Promise<{ receivers: FoundReceiver[]; overflowed: boolean }> {
+  validateDiscoverOptions(options);
   const timeout = options.timeout ?? 1000;
   const port = options.port ?? DEFAULT_DISCOVERY_PORT;
   const targets = broadcastTargets({ only: options.interface, includeLoopback: true });
@@ -46,7 +49,7 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
   options.signal?.throwIfAborted();
   const qid = randomBytes(8).toString('hex');
   const query = encodeDatagram({ kind: 'query', qid });
-  const found = new Map<string, FoundReceiver>();
+  const found = new ReceiverTable();
   const socket = dgram.createSocket('udp4');
   await new Promise<void>((resolve, reject) => {
     socket.once('error', (error) => {
@@ -58,7 +61,7 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
   socket.on('error', () => undefined);
   socket.setBroadcast(true);
 
-  return new Promise<FoundReceiver[]>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const timers: NodeJS.Timeout[] = [];
     let settling = false;
     const finish = (error?: Error) => {
@@ -66,7 +69,7 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
       options.signal?.removeEventListener('abort', onAbort);
       socket.close();
       if (error) reject(error);
-      else resolve([...found.values()]);
+      else resolve({ receivers: found.receivers(), overflowed: found.overflowed });
     };
     const onAbort = () => finish(new FtError('ABORTED', 'discovery was cancelled'));
     if (options.signal?.aborted) return onAbort();
@@ -74,8 +77,8 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
     socket.on('message', (bytes, from) => {
       const datagram = decodeDatagram(bytes);
       if (datagram?.kind !== 'answer' || datagram.qid !== qid) return;
-      record(found, datagram, from.address);
-      if (!settling && options.until?.([...found.values()])) {
+      found.add({ address: from.address, info: datagram });
+      if (!settling && options.until?.(found.receivers())) {
         settling = true;
         timers.push(setTimeout(() => finish(), options.settleMs ?? 250));
       }
@@ -91,16 +94,6 @@ function sendAll(socket: dgram.Socket, datagram: Buffer, targets: BroadcastTarge
   for (const target of targets) socket.send(datagram, port, target.broadcast, () => undefined);
 }
 
-function record(found: Map<string, FoundReceiver>, info: ReceiverInfo, address: string): FoundReceiver {
-  let entry = found.get(info.id);
-  if (!entry) {
-    entry = { name: info.name, id: info.id, port: info.port, auth: info.auth, addresses: [] };
-    found.set(info.id, entry);
-  }
-  if (!entry.addresses.includes(address)) entry.addresses.push(address);
-  return entry;
-}
-
 export interface WatchOptions {
   interface?: string;
   port?: number;
@@ -108,17 +101,23 @@ export interface WatchOptions {
 
 /**
  * Listens for beacons and keeps a live list: 'up' when a receiver is first heard, 'down' when
- * it has missed three intervals. Also queries once at the start, so the list fills at once.
+ * it has missed three intervals, 'conflict' when answers with its id start to disagree (see
+ * FoundReceiver.conflict), and 'update' whenever its entry changes (an address more or less, a
+ * conflict begun or over). Each sighting is forgotten on its own after three missed intervals,
+ * so a conflict ends when the impostor falls silent. Also queries once at the start, so the
+ * list fills at once. Times come from the monotonic clock: a wall-clock step changes nothing.
  */
 export class ReceiverWatcher extends EventEmitter {
-  private readonly seen = new Map<string, { receiver: FoundReceiver; expires: number }>();
+  private readonly table = new ReceiverTable();
   private timer: NodeJS.Timeout | undefined;
+  private warnedFull = false;
 
   private constructor(private readonly socket: dgram.Socket) {
     super();
   }
 
   static async start(options: WatchOptions = {}): Promise<ReceiverWatcher> {
+    validateDiscoverOptions(options);
     const port = options.port ?? DEFAULT_DISCOVERY_PORT;
     const targets = broadcastTargets({ only: options.interface, includeLoopback: true });
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
@@ -126,7 +125,7 @@ export class ReceiverWatcher extends EventEmitter {
     socket.on('error', (error) => watcher.emit('warning', error));
     socket.on('message', (bytes, from) => {
       const datagram = decodeDatagram(bytes);
-      if (datagram && datagram.kind !== 'query') watcher.heard(datagram, from.address);
+      if (datagram && datagram.kind !== 'query') watcher.heard({ address: from.address, info: datagram });
     });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -139,29 +138,30 @@ export class ReceiverWatcher extends EventEmitter {
   }
 
   get receivers(): FoundReceiver[] {
-    return [...this.seen.values()].map((entry) => entry.receiver);
+    return this.table.receivers();
   }
 
-  private heard(info: ReceiverInfo, address: string): void {
-    const expires = Date.now() + info.interval * 3000 + 1000;
-    const entry = this.seen.get(info.id);
-    if (entry) {
-      entry.expires = expires;
-      if (!entry.receiver.addresses.includes(address)) entry.receiver.addresses.push(address);
+  private heard(sighting: Parameters<ReceiverTable['add']>[0]): void {
+    const { interval, id } = sighting.info;
+    const before = this.table.describe(id);
+    const change = this.table.add(sighting, performance.now() + interval * 3000 + 1000);
+    if (change === 'ignored') {
+      if (!this.warnedFull) this.emit('warning', new Error('discovery: too many receiver ids heard; new ones are ignored until some go'));
+      this.warnedFull = true;
       return;
     }
-    const receiver: FoundReceiver = { name: info.name, id: info.id, port: info.port, auth: info.auth, addresses: [address] };
-    this.seen.set(info.id, { receiver, expires });
-    this.emit('up', receiver);
+    const receiver = this.table.describe(id)!;
+    if (change === 'new') this.emit('up', receiver);
+    if (change !== 'changed') return;
+    if (receiver.conflict && !before?.conflict) this.emit('conflict', receiver);
+    this.emit('update', receiver);
   }
 
   private expire(): void {
-    const now = Date.now();
-    for (const [id, entry] of this.seen) {
-      if (entry.expires > now) continue;
-      this.seen.delete(id);
-      this.emit('down', entry.receiver);
-    }
+    const { gone, changed } = this.table.expire(performance.now());
+    for (const receiver of changed) this.emit('update', receiver);
+    for (const receiver of gone) this.emit('down', receiver);
+    if (gone.length > 0) this.warnedFull = false;
   }
 
   close(): Promise<void> {

@@ -79,3 +79,39 @@ export function onSubnet(address: string, target: Pick<BroadcastTarget, 'address
 export function isLoopbackAddress(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
 }
+
+/** One IPv4 address of this host. */
+export interface OwnAddress {
+  address: string;
+  netmask: string;
+}
+
+/**
+ * The IPv4 addresses a receiver may answer from: every address of the selected interfaces
+ * (an interface named, or the one holding the address given), loopback included unless an
+ * interface is selected; only loopback for a loopback-only receiver. The kernel picks an
+ * answer's source address among these, so a receiver lists them all in its datagrams.
+ */
+export function answerAddresses(
+  options: { only?: string; loopbackOnly: boolean },
+  interfaces: InterfaceMap = os.networkInterfaces(),
+): OwnAddress[] {
+  const found: OwnAddress[] = [];
+  for (const [name, entries] of Object.entries(interfaces)) {
+    const v4 = (entries ?? []).filter((entry) => entry.family === 'IPv4');
+    const selected = options.only === undefined || options.only === name || v4.some((entry) => entry.address === options.only);
+    if (!selected) continue;
+    for (const entry of v4) {
+      if (options.loopbackOnly && !entry.internal && !isLoopbackAddress(entry.address)) continue;
+      if (!found.some((f) => f.address === entry.address)) found.push({ address: entry.address, netmask: entry.netmask });
+    }
+  }
+  return found;
+}
+
+/** Addresses on the subnet of `near` (the asker, or where a beacon goes) first, the others after. */
+export function nearestFirst(addresses: OwnAddress[], near: string): string[] {
+  const close = addresses.filter((a) => onSubnet(near, a));
+  const far = addresses.filter((a) => !onSubnet(near, a));
+  return [...close, ...far].map((a) => a.address);
+}

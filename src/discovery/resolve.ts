@@ -1,7 +1,10 @@
 import dns from 'node:dns/promises';
 import net from 'node:net';
+import os from 'node:os';
 import { FtError } from '../errors.js';
-import { discover, type DiscoverOptions, type FoundReceiver } from './discover.js';
+import { discoverAll, type DiscoverOptions, type FoundReceiver } from './discover.js';
+import { isLoopbackAddress } from './interfaces.js';
+import { MAX_RECEIVERS } from './sightings.js';
 
 export interface ResolvedReceiver {
   host: string;
@@ -9,14 +12,27 @@ export interface ResolvedReceiver {
   /** How it was found: given as an address, by DNS, or by discovery. */
   via: 'address' | 'dns' | 'discovery';
   receiver?: FoundReceiver;
+  /** Why DNS was used after discovery was asked, for the user to read (one line). */
+  note?: string;
 }
 
-export type ResolveOptions = Pick<DiscoverOptions, 'interface' | 'port' | 'signal' | 'timeout'>;
+export type ResolveOptions = Pick<DiscoverOptions, 'interface' | 'port' | 'signal' | 'timeout'> & {
+  /** Every address DNS gives for a name, or undefined. @default the system resolver (tests pass their own) */
+  lookup?: (host: string) => Promise<string[] | undefined>;
+};
+
+/** How long discovery waits for a name that DNS also knows (receivers answer within milliseconds). */
+export const DNS_NAME_DISCOVERY_MS = 500;
+const DISCOVERY_MS = 1000;
 
 /**
- * Turns what the user typed after --to (or nothing) into an address: an IP address is used
- * as is, then a host name DNS knows, then a receiver name found by discovery. Two receivers
- * with one name are an error, never a silent pick.
+ * Turns what the user typed after --to (or nothing) into an address. An IP address is used as
+ * is, and so is `localhost`; a host name with an explicit port goes to DNS. Otherwise the name is looked up by
+ * discovery, so a receiver on another port than the default is found by its name even when
+ * DNS knows that name too (a receiver's default name is its host name); DNS and its default
+ * port serve when no receiver of that name answers. Two receivers with one name, one id that
+ * answers from addresses it does not list as its own, or a discovered receiver where DNS
+ * points elsewhere are errors, never a silent pick.
  */
 export async function resolveReceiver(
   target: { host: string; port: number | undefined } | undefined,
@@ -24,38 +40,102 @@ export async function resolveReceiver(
   options: ResolveOptions = {},
 ): Promise<ResolvedReceiver> {
   if (target && net.isIP(target.host)) return { host: target.host, port: target.port ?? defaultPort, via: 'address' };
-  if (target && (await resolvesByDns(target.host))) return { host: target.host, port: target.port ?? defaultPort, via: 'dns' };
+  // Always this host (RFC 6761): no receiver on the network can be meant, so no query goes out.
+  if (target && /^(.+\.)?localhost\.?$/i.test(target.host)) return { host: target.host, port: target.port ?? defaultPort, via: 'dns' };
+  const { lookup = lookupAll, ...discoverOptions } = options;
+  const dnsAddresses = target ? await lookup(target.host) : undefined;
+  if (target && dnsAddresses && target.port !== undefined) return { host: target.host, port: target.port, via: 'dns' };
 
   const wanted = target?.host.toLowerCase();
-  const matches = (r: FoundReceiver) => wanted === undefined || r.name.toLowerCase() === wanted;
-  const found = await discover({ ...options, until: (list) => wanted !== undefined && list.some(matches) });
+  const matches = (r: FoundReceiver) => wanted === undefined || names(r).some((name) => name.toLowerCase() === wanted);
+  const timeout = options.timeout ?? (dnsAddresses ? DNS_NAME_DISCOVERY_MS : DISCOVERY_MS);
+  const { receivers: found, overflowed } = await discoverAll({ ...discoverOptions, timeout, until: (list) => wanted !== undefined && list.some(matches) });
   const candidates = found.filter(matches);
-  if (candidates.length === 1) {
-    const receiver = candidates[0]!;
-    return { host: receiver.addresses[0]!, port: target?.port ?? receiver.port, via: 'discovery', receiver };
+  const discoveryPort = options.port ?? 9527;
+  if (overflowed) {
+    // Answers for more receivers than are kept: a flood may have pushed the real one out.
+    throw new FtError(
+      'USAGE',
+      `more than ${MAX_RECEIVERS} receivers answered discovery, which looks like a flood; not choosing one: ` +
+        'connect by address (--to <address:port>)',
+    );
   }
+
   if (candidates.length === 0) {
+    if (target && dnsAddresses) {
+      const note = `no receiver named "${target.host}" answered discovery; using DNS (${dnsAddresses.join(', ')}) and port ${defaultPort}`;
+      return { host: target.host, port: defaultPort, via: 'dns', note };
+    }
     const seen = found.length > 0 ? ` Receivers found: ${describeAll(found)}.` : '';
     const what = target ? `no host or receiver named "${target.host}"` : 'no receiver found on the network';
     throw new FtError(
       'CONNECT_FAILED',
-      `${what}.${seen} Discovery uses UDP broadcast on port ${options.port ?? 9527}: a firewall dropping it, Wi-Fi client ` +
+      `${what}.${seen} Discovery uses UDP broadcast on port ${discoveryPort}: a firewall dropping it, Wi-Fi client ` +
         'isolation or a network without broadcast hides receivers; connect by address instead (--to 192.168.1.20:9527).',
     );
   }
-  const why = target ? `${candidates.length} receivers are named "${target.host}"` : `${candidates.length} receivers found`;
-  throw new FtError('USAGE', `${why}: ${describeAll(candidates)}; pick one with --to <address:port>`, { candidates });
+  if (candidates.length > 1) {
+    const why = target ? `${candidates.length} receivers are named "${target.host}"` : `${candidates.length} receivers found`;
+    throw new FtError('USAGE', `${why}: ${describeAll(candidates)}; pick one with --to <address:port>`, { candidates });
+  }
+  const receiver = candidates[0]!;
+  if (receiver.conflict) {
+    throw new FtError(
+      'USAGE',
+      `receiver "${receiver.name}" (id ${receiver.id}) answers from ${claimsOf(receiver)}, which it does not announce as its own: ` +
+        'one of them may be an impostor; pick one with --to <address:port>',
+      { candidates },
+    );
+  }
+  const port = target?.port ?? receiver.port;
+  if (!dnsAddresses) return { host: receiver.addresses[0]!, port, via: 'discovery', receiver };
+  // DNS knows the name too: use the discovered port only for a receiver DNS agrees with, so an
+  // impostor on the LAN cannot take over a host name that used to go to DNS.
+  const host = receiver.addresses.find((address) => dnsAddresses.some((known) => sameHost(known, address)));
+  if (host) return { host, port, via: 'discovery', receiver };
+  throw new FtError(
+    'USAGE',
+    `"${target!.host}" is ${describeAll([receiver])} by discovery, but DNS says ${dnsAddresses.join(', ')}; ` +
+      'pick one with --to <address:port>',
+    { candidates },
+  );
+}
+
+function names(receiver: FoundReceiver): string[] {
+  return receiver.claims ? receiver.claims.map((c) => c.name) : [receiver.name];
+}
+
+function claimsOf(receiver: FoundReceiver): string {
+  return (receiver.claims ?? []).map((c) => `${c.address}:${c.port}${c.name === receiver.name ? '' : ` as "${c.name}"`}`).join(', ');
 }
 
 function describeAll(receivers: FoundReceiver[]): string {
-  return receivers.map((r) => `${r.name} (${r.addresses.map((a) => `${a}:${r.port}`).join(', ')}, id ${r.id})`).join('; ');
+  return receivers
+    .map((r) => (r.conflict ? `${r.name} (conflicting answers from ${claimsOf(r)}, id ${r.id})` : `${r.name} (${r.addresses.map((a) => `${a}:${r.port}`).join(', ')}, id ${r.id})`))
+    .join('; ');
 }
 
-async function resolvesByDns(host: string): Promise<boolean> {
+/** Every address DNS (or /etc/hosts) gives for the name; undefined when it knows none. */
+async function lookupAll(host: string): Promise<string[] | undefined> {
   try {
-    await dns.lookup(host);
-    return true;
+    const addresses = await dns.lookup(host, { all: true });
+    return addresses.length > 0 ? addresses.map((a) => a.address) : undefined;
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+/**
+ * The same address, or two addresses of this very host (/etc/hosts often maps the host name
+ * to 127.0.1.1, while a receiver here answers from 127.0.0.1 or a LAN address).
+ */
+function sameHost(a: string, b: string): boolean {
+  const plain = (address: string) => address.replace(/^::ffff:/, '');
+  if (plain(a) === plain(b)) return true;
+  return isOwnAddress(plain(a)) && isOwnAddress(plain(b));
+}
+
+function isOwnAddress(address: string): boolean {
+  if (isLoopbackAddress(address)) return true;
+  return Object.values(os.networkInterfaces()).some((entries) => (entries ?? []).some((entry) => entry.address === address));
 }

@@ -82,6 +82,15 @@ export class SenderConnection {
       connection.close();
       throw new FtError('AUTH_FAILED', `${host}:${port} requires a token: set FT_TOKEN or use --token-file`);
     }
+    if (greeting.auth !== 'hmac-sha256' && options.token !== undefined) {
+      // We expected a receiver that checks a token; one that does not may be an impostor that
+      // took its name or address. Nothing of ours has been sent yet: stop before the first header.
+      connection.close();
+      throw new FtError(
+        'AUTH_FAILED',
+        `${host}:${port}: this receiver does not ask for a token; it may be an impostor (send without a token only if it is meant to be open)`,
+      );
+    }
     connection.receiverName = greeting.name;
     const reply: SenderHello = {
       type: 'hello',

@@ -26,6 +26,7 @@ import { HashCache } from './hash-cache.js';
 import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type HashOptions, type LocalFile } from './local-files.js';
 import { ephemeralOwnerKey, type OwnerKey } from './owner-key.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
+import { validateSendOptions } from './options.js';
 
 export interface SendOptions {
   /** Receiver host name or address. */
@@ -103,7 +104,9 @@ interface Job {
 }
 
 export async function send(paths: string[], options: SendOptions): Promise<SendReport> {
-  const started = Date.now();
+  validateSendOptions(paths, options);
+  // Durations and rate limits use the monotonic clock: a wall-clock step must not change them.
+  const started = performance.now();
   const fs = options.fs ?? nodeFileSystem;
   const emit = options.onEvent ?? (() => undefined);
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
@@ -246,7 +249,7 @@ async function transferAll(
     }
   }
   const results = jobs.map((job) => job.result);
-  return { files: results, bytesSent: results.reduce((sum, r) => sum + r.bytesSent, 0), durationMs: Date.now() - started };
+  return { files: results, bytesSent: results.reduce((sum, r) => sum + r.bytesSent, 0), durationMs: Math.round(performance.now() - started) };
 }
 
 function progressMark(jobs: Job[]): number {
@@ -414,10 +417,10 @@ async function streamBody(
   emit: (event: SendEvent) => void,
 ): Promise<void> {
   const { file, result } = job;
-  let lastProgress = Date.now();
+  let lastProgress = performance.now();
   const sent = (block: Buffer, position: number) => {
     result.bytesSent += block.length;
-    const now = Date.now();
+    const now = performance.now();
     if (now - lastProgress < PROGRESS_INTERVAL_MS && position < file.size) return;
     lastProgress = now;
     const progress = { path: file.path, name: file.name, bytes: position, size: file.size };

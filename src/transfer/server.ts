@@ -3,7 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { Announcer } from '../discovery/announcer.js';
 import { cleanReceiverName, DEFAULT_DISCOVERY_PORT } from '../discovery/codec.js';
-import { broadcastTargets, isLoopbackAddress } from '../discovery/interfaces.js';
+import { isLoopbackAddress } from '../discovery/interfaces.js';
 import { FtError } from '../errors.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../storage/inbox.js';
@@ -14,6 +14,7 @@ import { Admission } from './admission.js';
 import { DiskBudget } from './disk-budget.js';
 import { ReceiptSealer } from './receipts.js';
 import { ReceiverSession, type SessionLimits } from './receiver-session.js';
+import { validateServeOptions } from './options.js';
 
 export interface ServeOptions {
   /** Folder to receive into, created if missing. @default './inbox' */
@@ -167,21 +168,10 @@ export class Receiver extends EventEmitter {
 }
 
 export async function serve(options: ServeOptions = {}): Promise<Receiver> {
+  validateServeOptions(options);
   const fs = options.fs ?? nodeFileSystem;
   const port = options.port ?? SERVE_DEFAULTS.port;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new FtError('USAGE', `Expected port to be an integer 0–65535, got ${JSON.stringify(port)}`);
-  }
   const partialTtlMs = options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs;
-  if (!Number.isFinite(partialTtlMs) || partialTtlMs < 60_000) {
-    throw new FtError('USAGE', `Expected partialTtlMs to be at least one minute, got ${JSON.stringify(partialTtlMs)}`);
-  }
-  const beaconInterval = options.beaconInterval ?? SERVE_DEFAULTS.beaconInterval;
-  if (!Number.isFinite(beaconInterval) || beaconInterval <= 0 || beaconInterval > 3600) {
-    throw new FtError('USAGE', `Expected beaconInterval to be seconds in (0, 3600], got ${JSON.stringify(beaconInterval)}`);
-  }
-  // An interface that does not exist is a typo to report now, not a warning every few seconds.
-  if (options.interface !== undefined && (options.beacon ?? true)) broadcastTargets({ only: options.interface, includeLoopback: true });
   const inbox = await Inbox.open(options.dir ?? SERVE_DEFAULTS.dir, fs, options.onConflict ?? SERVE_DEFAULTS.onConflict);
   const limits: SessionLimits = {
     maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,

@@ -10,12 +10,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
+import net from 'node:net';
+import os from 'node:os';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DISCOVERY_MARKER, DISCOVERY_VERSION, encodeDatagram, decodeDatagram, QUERY_BYTES } from '../../src/discovery/codec.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DISCOVERY_MARKER, DISCOVERY_VERSION, encodeDatagram, decodeDatagram, QUERY_BYTES, type ReceiverInfo } from '../../src/discovery/codec.js';
 import { discover, ReceiverWatcher, type FoundReceiver } from '../../src/discovery/discover.js';
-import { broadcastTargets, isLoopbackAddress, LOOPBACK_BROADCAST } from '../../src/discovery/interfaces.js';
+import { answerAddresses, broadcastTargets, isLoopbackAddress, LOOPBACK_BROADCAST } from '../../src/discovery/interfaces.js';
 import { resolveReceiver } from '../../src/discovery/resolve.js';
 import { FtError } from '../../src/errors.js';
 import { send } from '../../src/transfer/sender.js';
@@ -23,8 +25,11 @@ import { serve, type Receiver } from '../../src/transfer/server.js';
 import type { ReceiverEvent } from '../../src/transfer/events.js';
 import { randomBuffer } from '../helpers/files.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
+import { receiverTable } from '../../src/cli/discover-command.js';
 
 const LO = 'lo';
+/** What a loopback-only receiver lists as its addresses: the IPv4 addresses of this host's loopback interface. */
+const LOOPBACK_ADDRESSES = answerAddresses({ loopbackOnly: true }).map((a) => a.address);
 /** This file's discovery port, picked in beforeAll. */
 let P = 0;
 
@@ -57,6 +62,7 @@ function installSendGuard(): void {
 const receivers = new Set<Receiver>();
 const watchers = new Set<ReceiverWatcher>();
 const sockets = new Set<dgram.Socket>();
+const servers = new Set<net.Server>();
 
 async function freeUdpPort(): Promise<number> {
   const socket = dgram.createSocket('udp4');
@@ -163,7 +169,7 @@ function expectFtError(error: unknown, code: string): FtError {
 /** The receiver still answers discovery and still takes a file. */
 async function expectHealthy(r: Beacon): Promise<void> {
   const found = await discover({ interface: LO, port: P, timeout: 3000, until: (list) => list.some((x) => x.id === r.id) });
-  expect(found.find((x) => x.id === r.id)).toMatchObject({ name: r.name, port: r.port, addresses: ['127.0.0.1'] });
+  expect(found.find((x) => x.id === r.id)).toMatchObject({ name: r.name, port: r.port, addresses: ['127.0.0.1'], conflict: false });
   const content = randomBuffer(100_000, r.id);
   const file = path.join(await tempDir('ft-disc-src-'), `after-${r.id}.bin`);
   await writeFile(file, content);
@@ -182,12 +188,15 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
+  vi.useRealTimers();
   await Promise.all([...watchers].map((w) => w.close()));
   watchers.clear();
   await Promise.all([...receivers].map((r) => r.close()));
   receivers.clear();
   for (const socket of sockets) socket.close();
   sockets.clear();
+  await Promise.all([...servers].map((server) => new Promise((resolve) => server.close(resolve))));
+  servers.clear();
 });
 
 afterAll(async () => {
@@ -199,6 +208,77 @@ afterAll(async () => {
   expect(refused).toEqual([]);
 });
 
+
+// ---------------------------------------------------------------------------------------------
+// Impostors and other hosts, emulated on other loopback addresses (127.0.0.x).
+
+/** A TCP listener that only counts the connections it gets (where a fooled sender would go). */
+async function tcpTrap(host: string, port = 0): Promise<{ port: number; connections: () => number }> {
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    connections += 1;
+    socket.destroy();
+  });
+  servers.add(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => resolve());
+  });
+  return { port: (server.address() as net.AddressInfo).port, connections: () => connections };
+}
+
+/** A UDP socket bound to 0.0.0.0:P beside the receivers (SO_REUSEADDR): it hears beacons and queries. */
+async function discoveryListener(onDatagram: (bytes: Buffer, from: dgram.RemoteInfo) => void): Promise<dgram.Socket> {
+  const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  sockets.add(socket);
+  socket.on('message', onDatagram);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(P, () => resolve());
+  });
+  return socket;
+}
+
+interface Impostor {
+  /** The TCP port it claims (a trap on its own address). */
+  trap: { port: number; connections: () => number };
+  /** Answers it sent. */
+  answers: () => number;
+}
+
+/**
+ * A hostile host at `address`: it learns the real receiver's id, name and addresses from its
+ * beacon, then answers every query at once, with that id, from its own address, claiming its
+ * own TCP port (`samePort`: the real receiver's port number, on its own address).
+ */
+async function startImpostor(
+  victim: string,
+  options: { address?: string; samePort?: number; addrs?: (real: string[], own: string) => string[] } = {},
+): Promise<Impostor & { learned: Promise<ReceiverInfo> }> {
+  const address = options.address ?? '127.0.0.2';
+  const trap = await tcpTrap(address, options.samePort ?? 0);
+  const out = await udpClient(address);
+  let copied: ReceiverInfo | undefined;
+  let learn!: (info: ReceiverInfo) => void;
+  const learned = new Promise<ReceiverInfo>((resolve) => (learn = resolve));
+  let answers = 0;
+  await discoveryListener((bytes, from) => {
+    const datagram = decodeDatagram(bytes);
+    if (datagram?.kind === 'announce' && datagram.name === victim && !copied) {
+      const { kind: _kind, ...info } = datagram;
+      copied = info;
+      learn(info);
+    }
+    if (datagram?.kind === 'query' && copied) {
+      const addrs = options.addrs ? options.addrs(copied.addrs, address) : copied.addrs;
+      const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, ...copied, port: trap.port, addrs });
+      answers += 1;
+      out.socket.send(answer, from.port, from.address);
+    }
+  });
+  return { trap, answers: () => answers, learned };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe('discover()', () => {
@@ -207,7 +287,7 @@ describe('discover()', () => {
     const started = Date.now();
     const found = await discover({ interface: LO, port: P, timeout: 5000, until: (list) => list.some((x) => x.name === r.name) });
     const elapsed = Date.now() - started;
-    expect(found).toEqual([{ name: r.name, id: r.id, port: r.port, auth: true, addresses: ['127.0.0.1'] }]);
+    expect(found).toEqual([{ name: r.name, id: r.id, port: r.port, auth: true, addresses: ['127.0.0.1'], conflict: false }]);
     expect(r.port).not.toBe(P);
     expect(elapsed).toBeLessThan(1000);
   });
@@ -219,8 +299,8 @@ describe('discover()', () => {
     const found = await discover({ interface: '127.0.0.1', port: P, timeout: 800 });
     const byName = [...found].sort((x, y) => x.name.localeCompare(y.name));
     expect(byName).toEqual([
-      { name: 'ft-test-alpha', id: a.id, port: a.port, auth: true, addresses: ['127.0.0.1'] },
-      { name: 'ft-test-bravo', id: b.id, port: b.port, auth: false, addresses: ['127.0.0.1'] },
+      { name: 'ft-test-alpha', id: a.id, port: a.port, auth: true, addresses: ['127.0.0.1'], conflict: false },
+      { name: 'ft-test-bravo', id: b.id, port: b.port, auth: false, addresses: ['127.0.0.1'], conflict: false },
     ]);
     expect(a.id).not.toBe(b.id);
   });
@@ -272,7 +352,7 @@ describe('ReceiverWatcher', () => {
 
     const r = await startReceiver({ beaconInterval: 0.2 });
     const up = await until(() => ups.find((x) => x.id === r.id), "'up'");
-    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'] });
+    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'], conflict: false });
     expect(watcher.receivers.map((x) => x.id)).toEqual([r.id]);
 
     // Several more beacons: still one 'up', no 'down'.
@@ -302,7 +382,7 @@ describe('ReceiverWatcher', () => {
     watcher.on('up', (x: FoundReceiver) => ups.push(x));
     const up = await until(() => ups.find((x) => x.id === r.id), "'up'", 2000);
     expect(Date.now() - started).toBeLessThan(1000);
-    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: true, addresses: ['127.0.0.1'] });
+    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: true, addresses: ['127.0.0.1'], conflict: false });
   });
 });
 
@@ -319,7 +399,7 @@ describe('resolveReceiver', () => {
       host: '127.0.0.1',
       port: r.port,
       via: 'discovery',
-      receiver: { name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'] },
+      receiver: { name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'], conflict: false },
     });
   });
 
@@ -414,8 +494,8 @@ describe('the announcer under hostile datagrams', () => {
       Buffer.from(JSON.stringify([{ m: DISCOVERY_MARKER, v: DISCOVERY_VERSION, kind: 'query', qid: newQid() }])),
       Buffer.from('{"__proto__":' + encodeDatagram({ kind: 'query', qid: newQid() }).toString() + '}'),
       // Well-formed, but not queries: nothing to answer.
-      encodeDatagram({ kind: 'announce', name: 'spoof', id: 'aaaaaaaaaaaaaaaa', port: 1, auth: false, interval: 1 }),
-      encodeDatagram({ kind: 'answer', qid: newQid(), name: 'spoof', id: 'aaaaaaaaaaaaaaaa', port: 1, auth: false, interval: 1 }),
+      encodeDatagram({ kind: 'announce', name: 'spoof', id: 'aaaaaaaaaaaaaaaa', port: 1, auth: false, interval: 1, addrs: [] }),
+      encodeDatagram({ kind: 'answer', qid: newQid(), name: 'spoof', id: 'aaaaaaaaaaaaaaaa', port: 1, auth: false, interval: 1, addrs: [] }),
     ];
     for (const bytes of garbage) await client.send(bytes);
     await sleep(400);
@@ -425,30 +505,44 @@ describe('the announcer under hostile datagrams', () => {
     const qid = newQid();
     await client.send(encodeDatagram({ kind: 'query', qid }));
     await until(() => client.received.length > 0, 'an answer');
-    expect(answersIn(client.received)).toEqual([{ kind: 'answer', qid, name: r.name, id: r.id, port: r.port, auth: false, interval: 3 }]);
+    // A loopback-only receiver answers from, and lists, loopback addresses only.
+    expect(answersIn(client.received)).toEqual([
+      { kind: 'answer', qid, name: r.name, id: r.id, port: r.port, auth: false, interval: 3, addrs: LOOPBACK_ADDRESSES },
+    ]);
 
     await expectHealthy(r);
   });
 
-  it('never answers a query smaller than the answer (no amplification)', async () => {
+  it('never answers with more bytes than the query had (no amplification), dropping addresses first', async () => {
     const r = await startReceiver();
-    const answerBytes = encodeDatagram({ kind: 'answer', qid: newQid(), ...r.receiver.announcer!.info }).length;
+    const info = r.receiver.announcer!.info;
+    const answerBytes = encodeDatagram({ kind: 'answer', qid: newQid(), ...info, addrs: LOOPBACK_ADDRESSES }).length;
+    const bareBytes = encodeDatagram({ kind: 'answer', qid: newQid(), ...info, addrs: [] }).length;
     expect(answerBytes).toBeLessThan(QUERY_BYTES);
+    expect(bareBytes).toBeLessThan(answerBytes);
     const client = await udpClient('127.0.0.3');
 
+    // Smaller than even an answer without addresses: nothing.
     const unpadded = queryOfSize(newQid());
-    expect(unpadded.length).toBeLessThan(answerBytes);
+    expect(unpadded.length).toBeLessThan(bareBytes);
     await client.send(unpadded);
-    await client.send(queryOfSize(newQid(), answerBytes - 1));
+    await client.send(queryOfSize(newQid(), bareBytes - 1));
     await sleep(400);
     expect(client.received).toEqual([]);
 
-    // Exactly as large as the answer is enough.
+    // Room for the answer but not its addresses: an answer without them, never larger than the query.
+    const short = newQid();
+    await client.send(queryOfSize(short, answerBytes - 1));
+    await until(() => client.received.length > 0, 'an answer without addresses');
+    expect(client.received.map((b) => b.length)).toEqual([bareBytes]);
+    expect(answersIn(client.received)).toMatchObject([{ qid: short, id: r.id, addrs: [] }]);
+
+    // Exactly as large as the whole answer is enough for all of it.
     const qid = newQid();
     await client.send(queryOfSize(qid, answerBytes));
-    await until(() => client.received.length > 0, 'an answer');
-    expect(client.received.map((b) => b.length)).toEqual([answerBytes]);
-    expect(answersIn(client.received)).toMatchObject([{ qid, id: r.id }]);
+    await until(() => client.received.length > 1, 'a whole answer');
+    expect(client.received.map((b) => b.length)).toEqual([bareBytes, answerBytes]);
+    expect(answersIn(client.received.slice(1))).toMatchObject([{ qid, id: r.id, addrs: LOOPBACK_ADDRESSES }]);
 
     await expectHealthy(r);
   });
@@ -456,12 +550,19 @@ describe('the announcer under hostile datagrams', () => {
   it('rate-limits a flood of queries from one source to a handful of answers, per source address', async () => {
     const r = await startReceiver();
     const flooder = await udpClient('127.0.0.4');
-    const query = encodeDatagram({ kind: 'query', qid: newQid() });
-    for (let i = 0; i < 200; i++) await flooder.send(query);
+    for (let i = 0; i < 200; i++) await flooder.send(encodeDatagram({ kind: 'query', qid: newQid() }));
     await sleep(500);
     const answered = answersIn(flooder.received).length;
     expect(answered).toBeGreaterThanOrEqual(1);
     expect(answered).toBeLessThanOrEqual(6);
+
+    // One query id replayed: answered at most 3 times (a sender's own repeats), however often it comes.
+    const replayer = await udpClient('127.0.0.6');
+    const replayed = encodeDatagram({ kind: 'query', qid: newQid() });
+    for (let i = 0; i < 200; i++) await replayer.send(replayed);
+    await sleep(500);
+    expect(answersIn(replayer.received).length).toBeGreaterThanOrEqual(1);
+    expect(answersIn(replayer.received).length).toBeLessThanOrEqual(3);
 
     // Another source is not held back by the flooder's limit…
     const other = await udpClient('127.0.0.5');
@@ -476,6 +577,241 @@ describe('the announcer under hostile datagrams', () => {
     await until(() => flooder.received.length > before, 'an answer after the refill', 1000);
 
     await expectHealthy(r);
+  });
+});
+
+
+describe('impostors: one id from an address or port its receiver does not announce is a conflict', () => {
+  it('an impostor that copies the id (and address list) and answers first is never merged or picked', async () => {
+    const name = `ft-test-victim-${randomBytes(3).toString('hex')}`;
+    // Same TCP port number as the real receiver, on its own address: only the address tells them apart.
+    const realPort = (await tcpTrap('127.0.0.1')).port;
+    await Promise.all([...servers].map((server) => new Promise((resolve) => server.close(resolve))));
+    servers.clear();
+    const impostor = await startImpostor(name, { samePort: realPort });
+    const dir = path.join(await tempDir('ft-disc-'), 'inbox');
+    const receiver = await serve({ host: '127.0.0.1', port: realPort, discoveryPort: P, dir, name, beaconInterval: 3 });
+    receivers.add(receiver);
+    const real = receiver.announcer!.info;
+    expect((await impostor.learned).id).toBe(real.id);
+
+    const found = await discover({ interface: LO, port: P, timeout: 800 });
+    expect(impostor.answers()).toBeGreaterThan(0);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ id: real.id, name, conflict: true });
+    expect(found[0]!.claims!.map((c) => `${c.address}:${c.port}`).sort()).toEqual([`127.0.0.1:${realPort}`, `127.0.0.2:${realPort}`]);
+
+    // Several tries (the impostor won 8 of 10 before): every one is refused, naming both addresses.
+    // (Each lookup costs the real receiver one answer token for our address: 5, then 1 per second.)
+    for (let i = 0; i < 4; i++) {
+      const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
+      const ft = expectFtError(error, 'USAGE');
+      expect(ft.message).toContain(`127.0.0.1:${realPort}`);
+      expect(ft.message).toContain(`127.0.0.2:${realPort}`);
+      expect(ft.message).toMatch(/impostor/);
+      expect(ft.message).not.toContain('\n');
+    }
+    // Without --to, the only receiver found is the conflicting one: refused as well.
+    const anyone = await resolveReceiver(undefined, 9527, { interface: LO, port: P, timeout: 600 }).catch((e: unknown) => e);
+    expect(expectFtError(anyone, 'USAGE').message).toContain('127.0.0.2');
+    expect(impostor.trap.connections()).toBe(0);
+
+    // What `ft discover` prints says so too.
+    const table = receiverTable(found);
+    expect(table).toMatch(new RegExp(`${name}\\s+127\\.0\\.0\\.[12]:${realPort}, 127\\.0\\.0\\.[12]:${realPort}\\s+CONFLICT`));
+    expect(table).toContain(`CONFLICT: id ${real.id}`);
+  });
+
+  it('an impostor that lists its own address beside the real ones, on another port, conflicts as well', async () => {
+    const name = `ft-test-victim-${randomBytes(3).toString('hex')}`;
+    const impostor = await startImpostor(name, { addrs: (realAddrs, own) => [own, ...realAddrs] });
+    const r = await startReceiver({ name });
+    await impostor.learned;
+    const found = await discover({ interface: LO, port: P, timeout: 800 });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ id: r.id, conflict: true });
+    expect(found[0]!.claims).toEqual(
+      expect.arrayContaining([
+        { address: '127.0.0.1', port: r.port, name, auth: false },
+        { address: '127.0.0.2', port: impostor.trap.port, name, auth: false },
+      ]),
+    );
+    const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
+    expectFtError(error, 'USAGE');
+    expect(impostor.trap.connections()).toBe(0);
+  });
+
+  it('a flood of answers with invented ids (to push the real receiver out of the list) makes a lookup by name refuse', async () => {
+    const name = `ft-test-flooded-${randomBytes(3).toString('hex')}`;
+    await startReceiver({ name });
+    const out = await udpClient('127.0.0.2');
+    let floods = 0;
+    await discoveryListener((bytes, from) => {
+      const datagram = decodeDatagram(bytes);
+      if (datagram?.kind !== 'query') return;
+      floods += 1;
+      // An impostor under the wanted name (another id), drowned in 300 invented receivers.
+      for (let i = 0; i <= 300; i++) {
+        const fields = i === 0 ? { name, port: 1 } : { name: `noise-${i}`, port: 1000 + i };
+        const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, id: randomBytes(8).toString('hex'), auth: false, interval: 3, addrs: [], ...fields });
+        out.socket.send(answer, from.port, from.address);
+      }
+    });
+    const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
+    expect(floods).toBeGreaterThan(0);
+    expect(expectFtError(error, 'USAGE').message).toMatch(/more than 256 receivers answered discovery, which looks like a flood/);
+    // discover() itself lists what it kept, bounded.
+    const found = await discover({ interface: LO, port: P, timeout: 600 });
+    expect(found.length).toBeLessThanOrEqual(256);
+  });
+
+  it('one receiver answering from two addresses it announces together is one entry, not a conflict', async () => {
+    // Emulates a host with two interfaces (127.0.0.2 and 127.0.0.3): each answer lists both.
+    const id = randomBytes(8).toString('hex');
+    const name = `ft-test-multi-${randomBytes(3).toString('hex')}`;
+    const trap = await tcpTrap('127.0.0.2');
+    const addrs = ['127.0.0.2', '127.0.0.3'];
+    const outs = await Promise.all(addrs.map((a) => udpClient(a)));
+    await discoveryListener((bytes, from) => {
+      const datagram = decodeDatagram(bytes);
+      if (datagram?.kind !== 'query') return;
+      for (const out of outs) {
+        const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, name, id, port: trap.port, auth: false, interval: 3, addrs });
+        out.socket.send(answer, from.port, from.address);
+      }
+    });
+    const found = await discover({ interface: LO, port: P, timeout: 800 });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toEqual({ name, id, port: trap.port, auth: false, addresses: expect.arrayContaining(addrs), conflict: false });
+    expect(found[0]!.addresses).toHaveLength(2);
+    const resolved = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 });
+    expect(resolved).toMatchObject({ via: 'discovery', port: trap.port });
+    expect(addrs).toContain(resolved.host);
+    expect(receiverTable(found)).not.toContain('CONFLICT');
+  });
+
+  it('ReceiverWatcher reports the conflict while the impostor announces, and clears it once it falls silent', async () => {
+    const watcher = await startWatcher();
+    const conflicts: FoundReceiver[] = [];
+    const updates: FoundReceiver[] = [];
+    watcher.on('conflict', (r: FoundReceiver) => conflicts.push(r));
+    watcher.on('update', (r: FoundReceiver) => updates.push(r));
+    const r = await startReceiver({ beaconInterval: 0.2 });
+    await until(() => watcher.receivers.find((x) => x.id === r.id), 'the real receiver');
+    expect(watcher.receivers.find((x) => x.id === r.id)!.conflict).toBe(false);
+
+    // The impostor announces the copied id from its own address, with a short interval so it is forgotten soon.
+    const out = await udpClient('127.0.0.2');
+    const info = { ...r.receiver.announcer!.info, interval: 0.2, addrs: LOOPBACK_ADDRESSES };
+    const forged = encodeDatagram({ kind: 'announce', ...info, port: 1 });
+    const announceTo = () => new Promise<void>((resolve) => out.socket.send(forged, P, LOOPBACK_BROADCAST, () => resolve()));
+    out.socket.setBroadcast(true);
+    await announceTo();
+    const conflict = await until(() => conflicts.find((x) => x.id === r.id), "'conflict'");
+    expect(conflict.claims!.map((c) => `${c.address}:${c.port}`)).toEqual(expect.arrayContaining([`127.0.0.1:${r.port}`, '127.0.0.2:1']));
+    expect(watcher.receivers.find((x) => x.id === r.id)!.conflict).toBe(true);
+    // One 'conflict' however often the impostor repeats itself.
+    await announceTo();
+    await sleep(100);
+    expect(conflicts.filter((x) => x.id === r.id)).toHaveLength(1);
+
+    // Silent for 3 × 0.2 s + 1 s: its sighting expires, the real receiver stays, plain again.
+    await until(() => updates.find((x) => x.id === r.id && !x.conflict), 'the conflict to clear', 5000);
+    expect(watcher.receivers.find((x) => x.id === r.id)).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'], conflict: false });
+  });
+});
+
+describe('resolveReceiver: a name DNS knows too', () => {
+  const dnsSays = (addresses: string[] | undefined) => async () => addresses;
+
+  it('uses the discovered port when the receiver answers from an address DNS gives (the default name is the host name)', async () => {
+    const r = await startReceiver({ name: `ft-test-dns-${randomBytes(3).toString('hex')}` });
+    const resolved = await resolveReceiver({ host: r.name, port: undefined }, 9527, { interface: LO, port: P, lookup: dnsSays(['127.0.0.1']) });
+    expect(resolved).toMatchObject({ host: '127.0.0.1', port: r.port, via: 'discovery', receiver: { id: r.id } });
+  });
+
+  it("this host's real name, as the system resolver knows it, goes to the discovered port", async () => {
+    // On many systems /etc/hosts maps the host name to 127.0.0.1 or 127.0.1.1: DNS alone would say port 9527.
+    const r = await startReceiver({ name: os.hostname() });
+    const resolved = await resolveReceiver({ host: os.hostname(), port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 });
+    expect(resolved).toMatchObject({ port: r.port, via: 'discovery', receiver: { id: r.id } });
+    expect(isLoopbackAddress(resolved.host)).toBe(true);
+  });
+
+  it('treats any two addresses of this host as the same host (127.0.1.1 in /etc/hosts, a receiver answering from 127.0.0.1)', async () => {
+    const r = await startReceiver({ name: `ft-test-dns-${randomBytes(3).toString('hex')}` });
+    const resolved = await resolveReceiver({ host: r.name, port: undefined }, 9527, { interface: LO, port: P, lookup: dnsSays(['127.0.1.1']) });
+    expect(resolved).toMatchObject({ host: '127.0.0.1', port: r.port, via: 'discovery' });
+  });
+
+  it('falls back to DNS and the default port, with a note, when no receiver of that name answers within the short wait', async () => {
+    await startReceiver({ name: 'ft-test-someone-else' });
+    const started = Date.now();
+    const resolved = await resolveReceiver({ host: 'nas.example', port: undefined }, 9527, { interface: LO, port: P, lookup: dnsSays(['198.51.100.7']) });
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(resolved).toMatchObject({ host: 'nas.example', port: 9527, via: 'dns' });
+    expect(resolved.note).toContain('no receiver named "nas.example" answered discovery; using DNS (198.51.100.7) and port 9527');
+  });
+
+  it('refuses a discovered receiver where DNS points elsewhere (an impostor taking over a host name)', async () => {
+    const r = await startReceiver({ name: `ft-test-dns-${randomBytes(3).toString('hex')}` });
+    const error = await resolveReceiver({ host: r.name, port: undefined }, 9527, { interface: LO, port: P, lookup: dnsSays(['198.51.100.7']) }).catch(
+      (e: unknown) => e,
+    );
+    const ft = expectFtError(error, 'USAGE');
+    expect(ft.message).toContain(`127.0.0.1:${r.port}`);
+    expect(ft.message).toContain('DNS says 198.51.100.7');
+  });
+
+  it('a host name with an explicit port goes to DNS without discovery', async () => {
+    const before = sentTo.length;
+    const resolved = await resolveReceiver({ host: 'nas.example', port: 4242 }, 9527, { interface: LO, port: P, lookup: dnsSays(['198.51.100.7']) });
+    expect(resolved).toEqual({ host: 'nas.example', port: 4242, via: 'dns' });
+    expect(sentTo.length).toBe(before);
+  });
+});
+
+
+describe('a step of the wall clock changes nothing (monotonic clock)', () => {
+  const HOUR = 3_600_000;
+  /** Fakes Date only (timers and performance.now() stay real) and moves it by `ms`. */
+  const stepClock = (ms: number) => {
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    vi.setSystemTime(Date.now() + ms);
+  };
+
+  it('the announcer answers again a second after its rate limit, although the clock went back an hour', async () => {
+    const r = await startReceiver();
+    const asker = await udpClient('127.0.0.7');
+    // Use up this source's answers: distinct query ids, one token each.
+    for (let i = 0; i < 20; i++) await asker.send(encodeDatagram({ kind: 'query', qid: newQid() }));
+    await sleep(300);
+    const before = asker.received.length;
+    expect(before).toBeGreaterThanOrEqual(1);
+    expect(before).toBeLessThanOrEqual(6);
+    stepClock(-HOUR);
+    await sleep(1200);
+    await asker.send(encodeDatagram({ kind: 'query', qid: newQid() }));
+    await until(() => asker.received.length > before, 'an answer after the refill, despite the step', 2000);
+    await expectHealthy(r);
+  });
+
+  it("ReceiverWatcher: a forward step does not mark receivers 'down'; after a backward step a closed one still goes 'down'", async () => {
+    const watcher = await startWatcher();
+    const downs: FoundReceiver[] = [];
+    watcher.on('down', (x: FoundReceiver) => downs.push(x));
+    const r = await startReceiver({ beaconInterval: 0.2 });
+    await until(() => watcher.receivers.find((x) => x.id === r.id), 'the receiver');
+
+    stepClock(HOUR);
+    await sleep(1000);
+    expect(downs).toEqual([]);
+    expect(watcher.receivers.map((x) => x.id)).toEqual([r.id]);
+
+    vi.setSystemTime(Date.now() - 2 * HOUR);
+    await closeReceiver(r.receiver);
+    // Three missed 0.2 s intervals plus a second of grace: about 1.6-1.9 s, not an hour.
+    await until(() => downs.find((x) => x.id === r.id), "'down'", 4000);
   });
 });
 

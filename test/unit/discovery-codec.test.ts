@@ -10,6 +10,8 @@ import {
   DISCOVERY_MARKER,
   DISCOVERY_VERSION,
   encodeDatagram,
+  encodeWithin,
+  MAX_ADDRESSES,
   MAX_DATAGRAM_BYTES,
   MAX_NAME_BYTES,
   QUERY_BYTES,
@@ -19,8 +21,9 @@ import {
 const ID = '0123456789abcdef';
 const QID = 'fedcba9876543210';
 
-const announce: Datagram = { kind: 'announce', name: 'laptop', id: ID, port: 9527, auth: false, interval: 3 };
-const answer: Datagram = { kind: 'answer', qid: QID, name: 'desk', id: ID, port: 40000, auth: true, interval: 0.5 };
+// The wire objects below carry no `addrs` (as from an older receiver): that decodes as an empty list.
+const announce: Datagram = { kind: 'announce', name: 'laptop', id: ID, port: 9527, auth: false, interval: 3, addrs: [] };
+const answer: Datagram = { kind: 'answer', qid: QID, name: 'desk', id: ID, port: 40000, auth: true, interval: 0.5, addrs: ['192.168.1.20', '10.0.0.5'] };
 const query: Datagram = { kind: 'query', qid: QID };
 
 /** Wire objects (as a peer would send them) that decode; each rejection case mutates one. */
@@ -86,7 +89,7 @@ describe('no amplification: queries are padded, answers are smaller', () => {
     expect(Buffer.byteLength(name)).toBeLessThanOrEqual(MAX_NAME_BYTES);
     const queryBytes = encodeDatagram({ kind: 'query', qid: QID }).length;
     for (const interval of [3600, 1 / 3, 0.1234567890123457]) {
-      const datagram: Datagram = { kind: 'answer', qid: QID, name, id: ID, port: 65535, auth: false, interval };
+      const datagram: Datagram = { kind: 'answer', qid: QID, name, id: ID, port: 65535, auth: false, interval, addrs: [] };
       const encoded = encodeDatagram(datagram);
       expect(decodeDatagram(encoded)).toEqual(datagram);
       expect(encoded.length).toBeLessThan(queryBytes);
@@ -236,7 +239,63 @@ describe('decodeDatagram rejects (returns undefined, never throws)', () => {
     expect(decoded).toEqual(announce);
     expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    expect(Object.keys(decoded!).sort()).toEqual(['auth', 'id', 'interval', 'kind', 'name', 'port']);
+    expect(Object.keys(decoded!).sort()).toEqual(['addrs', 'auth', 'id', 'interval', 'kind', 'name', 'port']);
+  });
+});
+
+describe('addrs: the addresses a receiver answers from', () => {
+  it('round-trips, keeps the order, drops duplicates, and is empty when absent (an older receiver)', () => {
+    const addrs = ['192.168.1.20', '10.0.0.5', '127.0.0.1'];
+    expect(decodeDatagram(bytes({ ...wireAnnounce(), addrs }))).toEqual({ ...announce, addrs });
+    expect(decodeDatagram(bytes({ ...wireAnswer(), addrs: [...addrs, '10.0.0.5'] }))).toMatchObject({ kind: 'answer', addrs });
+    expect(decodeDatagram(bytes(wireAnnounce()))).toMatchObject({ addrs: [] });
+    expect(decodeDatagram(bytes({ ...wireAnnounce(), addrs: [] }))).toMatchObject({ addrs: [] });
+    const wire = JSON.parse(encodeDatagram(answer).toString());
+    expect(Object.keys(wire)).toEqual(['m', 'v', 'kind', 'qid', 'name', 'id', 'port', 'auth', 'interval', 'addrs']);
+  });
+
+  it.each([
+    ['a string', '192.168.1.20'],
+    ['an object', { 0: '192.168.1.20' }],
+    ['null', null],
+    ['a number inside', [3232235796]],
+    ['an IPv6 address', ['fe80::1']],
+    ['a host name', ['laptop.local']],
+    ['an octet over 255', ['192.168.1.256']],
+    ['leading zeros', ['192.168.001.020']],
+    ['white space', [' 192.168.1.20']],
+    ['a CIDR suffix', ['192.168.1.20/24']],
+    [`more than ${MAX_ADDRESSES}`, Array.from({ length: MAX_ADDRESSES + 1 }, (_, i) => `10.0.0.${i + 1}`)],
+  ])('rejects addrs that is %s', (_what, addrs) => {
+    expect(decodeDatagram(bytes({ ...wireAnnounce(), addrs }))).toBeUndefined();
+    expect(decodeDatagram(bytes({ ...wireAnswer(), addrs }))).toBeUndefined();
+  });
+
+  it('encodeWithin drops addresses from the end until the datagram fits, and gives up only when nothing fits', () => {
+    const addrs = Array.from({ length: MAX_ADDRESSES }, (_, i) => `192.168.100.${i + 1}`);
+    const full = encodeDatagram({ ...answer, addrs });
+    expect(full.length).toBeGreaterThan(QUERY_BYTES);
+    const fitted = encodeWithin({ ...answer, addrs }, QUERY_BYTES)!;
+    expect(fitted.length).toBeLessThanOrEqual(QUERY_BYTES);
+    const decoded = decodeDatagram(fitted) as { addrs: string[] };
+    // The longest prefix that fits: one address more would not.
+    expect(decoded.addrs).toEqual(addrs.slice(0, decoded.addrs.length));
+    expect(decoded.addrs.length).toBeGreaterThan(5);
+    expect(encodeDatagram({ ...answer, addrs: addrs.slice(0, decoded.addrs.length + 1) }).length).toBeGreaterThan(QUERY_BYTES);
+    // Room for all: unchanged.
+    expect(encodeWithin(answer, QUERY_BYTES)!.equals(encodeDatagram(answer))).toBe(true);
+    // Not even without addresses: nothing.
+    expect(encodeWithin({ ...answer, addrs }, 50)).toBeUndefined();
+    // Never more addresses than a reader accepts, however much room there is.
+    const many = Array.from({ length: MAX_ADDRESSES + 8 }, (_, i) => `10.0.${i}.1`);
+    expect(decodeDatagram(encodeWithin({ ...announce, addrs: many }, MAX_DATAGRAM_BYTES)!)).toMatchObject({ addrs: many.slice(0, MAX_ADDRESSES) });
+  });
+
+  it('an answer with a 64-byte name of escaped characters still carries 11 addresses in a 512-byte query (PROTOCOL.md §20.5)', () => {
+    const addrs = Array.from({ length: MAX_ADDRESSES }, (_, i) => `255.255.255.${i}`);
+    const worst: Datagram = { kind: 'answer', qid: QID, name: '"'.repeat(64), id: ID, port: 65535, auth: false, interval: 0.1234567890123457, addrs };
+    const decoded = decodeDatagram(encodeWithin(worst, QUERY_BYTES)!) as { addrs: string[] };
+    expect(decoded.addrs.length).toBeGreaterThanOrEqual(11);
   });
 });
 
@@ -271,11 +330,11 @@ describe('decodeDatagram never throws (property)', () => {
 
   it('on arbitrary JSON objects that mix real field names and values with random ones', () => {
     const key = fc.oneof(
-      fc.constantFrom('m', 'v', 'kind', 'qid', 'name', 'id', 'port', 'auth', 'interval', 'pad', '__proto__', 'constructor', 'toString'),
+      fc.constantFrom('m', 'v', 'kind', 'qid', 'name', 'id', 'port', 'auth', 'interval', 'addrs', 'pad', '__proto__', 'constructor', 'toString'),
       fc.string(),
     );
     const value = fc.oneof(
-      fc.constantFrom<unknown>(DISCOVERY_MARKER, DISCOVERY_VERSION, 'announce', 'answer', 'query', QID, ID, 9527, 3, true, false, 'laptop'),
+      fc.constantFrom<unknown>(DISCOVERY_MARKER, DISCOVERY_VERSION, 'announce', 'answer', 'query', QID, ID, 9527, 3, true, false, 'laptop', ['10.0.0.1'], []),
       fc.jsonValue(),
     );
     fc.assert(

@@ -6,10 +6,12 @@ import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { FtError } from '../../src/errors.js';
 import {
+  answerAddresses,
   broadcastOf,
   broadcastTargets,
   isLoopbackAddress,
   LOOPBACK_BROADCAST,
+  nearestFirst,
   onSubnet,
   type InterfaceMap,
 } from '../../src/discovery/interfaces.js';
@@ -183,5 +185,43 @@ describe('onSubnet', () => {
   });
   it('treats all of 127/8 as the loopback subnet', () => {
     expect(onSubnet('127.0.0.5', { address: '127.0.0.1', netmask: '255.0.0.0' })).toBe(true);
+  });
+});
+
+describe('answerAddresses (what a receiver lists in addrs)', () => {
+  const addresses = (options: Parameters<typeof answerAddresses>[0], map: InterfaceMap = laptop) => answerAddresses(options, map).map((a) => a.address);
+
+  it('a wildcard receiver lists every IPv4 address, loopback and /31, /32 links included (it may answer from any)', () => {
+    expect(addresses({ loopbackOnly: false })).toEqual(['127.0.0.1', '192.168.1.20', '10.1.2.3', '10.8.0.2', '10.9.0.5']);
+  });
+
+  it('a loopback-only receiver lists loopback only', () => {
+    expect(addresses({ loopbackOnly: true })).toEqual(['127.0.0.1']);
+  });
+
+  it('one interface, by name or by one of its addresses, lists all of that interface’s IPv4 addresses', () => {
+    const twoAddresses: InterfaceMap = { ...laptop, eth0: [v4('10.1.2.3', '255.255.0.0'), v4('10.1.2.4', '255.255.0.0')] };
+    expect(addresses({ only: 'eth0', loopbackOnly: false }, twoAddresses)).toEqual(['10.1.2.3', '10.1.2.4']);
+    // The kernel may pick the interface's first address as the source even for a receiver bound to the second.
+    expect(addresses({ only: '10.1.2.4', loopbackOnly: false }, twoAddresses)).toEqual(['10.1.2.3', '10.1.2.4']);
+    expect(addresses({ only: 'nope0', loopbackOnly: false })).toEqual([]);
+  });
+
+  it('lists an address shared by two interfaces once', () => {
+    expect(addresses({ loopbackOnly: false }, { a: [v4('10.0.0.1', '255.0.0.0')], b: [v4('10.0.0.1', '255.0.0.0')] })).toEqual(['10.0.0.1']);
+  });
+});
+
+describe('nearestFirst', () => {
+  const own = [
+    { address: '127.0.0.1', netmask: '255.0.0.0' },
+    { address: '192.168.1.20', netmask: '255.255.255.0' },
+    { address: '10.1.2.3', netmask: '255.255.0.0' },
+  ];
+
+  it('puts the addresses on the asker’s subnet first and keeps the others in order', () => {
+    expect(nearestFirst(own, '10.1.99.7')).toEqual(['10.1.2.3', '127.0.0.1', '192.168.1.20']);
+    expect(nearestFirst(own, '127.0.0.1')).toEqual(['127.0.0.1', '192.168.1.20', '10.1.2.3']);
+    expect(nearestFirst(own, '172.16.0.1')).toEqual(['127.0.0.1', '192.168.1.20', '10.1.2.3']);
   });
 });

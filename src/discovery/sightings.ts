@@ -1,0 +1,158 @@
+/**
+ * From the answers and announces heard to a list of receivers, without trusting any of them.
+ *
+ * Ids are not secret: anyone who hears a beacon can answer with the same id from another
+ * address. So answers with one id make one receiver only when they agree (same name, TCP port
+ * and auth) and every address they came from is one the receiver itself lists in `addrs`, in
+ * every one of them: that is how one receiver on several interfaces tells us its addresses
+ * belong together. Anything else is a conflict, shown as such and never connected to by name.
+ * Pure: no sockets, no clock (callers pass the time), so it is unit-tested as it is.
+ */
+import type { ReceiverInfo } from './codec.js';
+
+/** One datagram's worth of what a receiver said about itself, and where it came from. */
+export interface Sighting {
+  /** Source address of the datagram. */
+  address: string;
+  info: ReceiverInfo;
+}
+
+/** One of the claims heard for a conflicting id. */
+export interface Claim {
+  address: string;
+  port: number;
+  name: string;
+  auth: boolean;
+}
+
+/** A receiver found on the network: one entry per id, however many interfaces it answered on. */
+export interface FoundReceiver {
+  name: string;
+  id: string;
+  port: number;
+  auth: boolean;
+  /** Addresses it answered from, first answer first. */
+  addresses: string[];
+  /**
+   * Answers with this id disagree (another address, port, name or auth that the receiver does
+   * not list as its own): one of them is likely an impostor that copied the id. Never connect
+   * to such an entry by name; `claims` says who said what.
+   */
+  conflict: boolean;
+  /** Present when `conflict` is: each distinct claim, first heard first. */
+  claims?: Claim[];
+}
+
+/** Ids tracked at once: a flood of invented ids must not grow memory without bound. */
+export const MAX_RECEIVERS = 256;
+/** Distinct sightings kept per id; an id with more is a conflict anyway (or a flood). */
+export const MAX_SIGHTINGS_PER_ID = 16;
+
+interface Kept {
+  sighting: Sighting;
+  key: string;
+  expires: number;
+}
+
+/** Whether the sightings of one id describe one receiver (see the module comment). */
+export function consistent(sightings: Sighting[]): boolean {
+  const [first, ...rest] = sightings;
+  if (!first) return true;
+  const same = (s: Sighting) => s.info.name === first.info.name && s.info.port === first.info.port && s.info.auth === first.info.auth;
+  if (!rest.every(same)) return false;
+  const sources = new Set(sightings.map((s) => s.address));
+  if (sources.size === 1) return true;
+  return sightings.every((s) => [...sources].every((address) => s.info.addrs.includes(address)));
+}
+
+/** The entry for one id, from its sightings in the order they were first heard. */
+export function describe(sightings: Sighting[], overflowed = false): FoundReceiver {
+  const first = sightings[0]!;
+  const { name, id, port, auth } = first.info;
+  const addresses = [...new Set(sightings.map((s) => s.address))];
+  const conflict = overflowed || !consistent(sightings);
+  if (!conflict) return { name, id, port, auth, addresses, conflict };
+  const claims: Claim[] = [];
+  for (const { address, info } of sightings) {
+    const claim = { address, port: info.port, name: info.name, auth: info.auth };
+    if (!claims.some((c) => c.address === address && c.port === claim.port && c.name === claim.name && c.auth === claim.auth)) claims.push(claim);
+  }
+  return { name, id, port, auth, addresses, conflict, claims };
+}
+
+function keyOf({ address, info }: Sighting): string {
+  return JSON.stringify([address, info.name, info.port, info.auth, [...info.addrs].sort()]);
+}
+
+export type Change = 'new' | 'changed' | 'same' | 'ignored';
+
+/**
+ * Sightings grouped by id, each kept until its `expires` (a one-shot discovery never expires
+ * them; a watcher passes "now + a few beacon intervals").
+ */
+export class ReceiverTable {
+  private readonly byId = new Map<string, { kept: Kept[]; overflowed: boolean }>();
+  /** Some id was ignored because the table was full: what is listed may not be everyone. */
+  overflowed = false;
+
+  /** Records a sighting: a new id, a change to a known one, a refresh, or ignored (table full). */
+  add(sighting: Sighting, expires = Infinity): Change {
+    const { id } = sighting.info;
+    const key = keyOf(sighting);
+    let entry = this.byId.get(id);
+    if (!entry) {
+      if (this.byId.size >= MAX_RECEIVERS) {
+        this.overflowed = true;
+        return 'ignored';
+      }
+      entry = { kept: [], overflowed: false };
+      this.byId.set(id, entry);
+      entry.kept.push({ sighting, key, expires });
+      return 'new';
+    }
+    const known = entry.kept.find((k) => k.key === key);
+    if (known) {
+      known.expires = Math.max(known.expires, expires);
+      return 'same';
+    }
+    const before = this.describe(id)!;
+    if (entry.kept.length >= MAX_SIGHTINGS_PER_ID) entry.overflowed = true;
+    else entry.kept.push({ sighting, key, expires });
+    return sameEntry(before, this.describe(id)!) ? 'same' : 'changed';
+  }
+
+  /** Drops sightings expired at `now`; returns the ids gone entirely and those that changed. */
+  expire(now: number): { gone: FoundReceiver[]; changed: FoundReceiver[] } {
+    const gone: FoundReceiver[] = [];
+    const changed: FoundReceiver[] = [];
+    for (const [id, entry] of this.byId) {
+      const live = entry.kept.filter((k) => k.expires > now);
+      if (live.length === entry.kept.length) continue;
+      const before = this.describe(id)!;
+      if (live.length === 0) {
+        this.byId.delete(id);
+        gone.push(before);
+        continue;
+      }
+      entry.kept = live;
+      // Room again: what overflowed will be heard again if it is still there.
+      entry.overflowed = false;
+      const after = this.describe(id)!;
+      if (!sameEntry(before, after)) changed.push(after);
+    }
+    return { gone, changed };
+  }
+
+  describe(id: string): FoundReceiver | undefined {
+    const entry = this.byId.get(id);
+    return entry && describe(entry.kept.map((k) => k.sighting), entry.overflowed);
+  }
+
+  receivers(): FoundReceiver[] {
+    return [...this.byId.keys()].map((id) => this.describe(id)!);
+  }
+}
+
+function sameEntry(a: FoundReceiver, b: FoundReceiver): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

@@ -1,0 +1,145 @@
+/**
+ * Up-front checks of every option of send(), serve() and discover(), so a bad value is a USAGE
+ * error naming the option, never an INTERNAL failure deep inside (or a silently odd receiver).
+ * The command line parses its flags with the same rules (src/cli/options.ts), so both say
+ * "expected …, got …" with the same words.
+ */
+import { broadcastTargets } from '../discovery/interfaces.js';
+import { FtError } from '../errors.js';
+import { CONFLICT_POLICIES } from '../storage/inbox.js';
+
+/** What a value must be: `expected` completes "expected …, got …". */
+export interface Rule {
+  expected: string;
+  ok(value: unknown): boolean;
+}
+
+const rule = (expected: string, ok: (value: unknown) => boolean): Rule => ({ expected, ok });
+const isNumber = (value: unknown): value is number => typeof value === 'number' && !Number.isNaN(value);
+const wholeFrom = (min: number, max = Number.MAX_SAFE_INTEGER) => (value: unknown) =>
+  Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max;
+const numberIn = (min: number, max: number, { minIncluded }: { minIncluded: boolean }) => (value: unknown) =>
+  isNumber(value) && (minIncluded ? value >= min : value > min) && value <= max;
+
+/** Longest timeout or delay: longer timers overflow Node's 32-bit milliseconds and fire at once. */
+const MAX_SECONDS = 3600;
+const DAY_MS = 86_400_000;
+
+export const PORT = rule('a port from 1 to 65535', wholeFrom(1, 65535));
+export const LISTEN_PORT = rule('a port from 0 to 65535 (0 picks a free one)', wholeFrom(0, 65535));
+export const COUNT = rule('a whole number', wholeFrom(0));
+export const POSITIVE_COUNT = rule('a whole number of at least 1', wholeFrom(1));
+export const SECONDS = rule(`a number of seconds between 0 and ${MAX_SECONDS}`, numberIn(0, MAX_SECONDS, { minIncluded: false }));
+export const TIMEOUT_MS = rule(
+  `a number of milliseconds between 0 and ${MAX_SECONDS * 1000}`,
+  numberIn(0, MAX_SECONDS * 1000, { minIncluded: false }),
+);
+export const DELAY_MS = rule(`a number of milliseconds from 0 to ${MAX_SECONDS * 1000}`, numberIn(0, MAX_SECONDS * 1000, { minIncluded: true }));
+export const BYTES = rule('a whole number of bytes', wholeFrom(0));
+export const PARTIAL_TTL_MS = rule('a duration from 1 minute to 3650 days', numberIn(60_000, 3650 * DAY_MS, { minIncluded: true }));
+export const TEXT = rule('a non-empty string', (value) => typeof value === 'string' && value.length > 0);
+const ANY_TEXT = rule('a string', (value) => typeof value === 'string');
+const BOOLEAN = rule('true or false', (value) => typeof value === 'boolean');
+const FUNCTION = rule('a function', (value) => typeof value === 'function');
+const SIGNAL = rule('an AbortSignal', (value) => {
+  const signal = value as AbortSignal | null;
+  return typeof signal === 'object' && signal !== null && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function';
+});
+const FILE_SYSTEM = rule('a FileSystem (see fileSystemOf)', (value) => {
+  const fs = value as Record<string, unknown> | null;
+  return typeof fs === 'object' && fs !== null && ['open', 'lstatSync', 'openSync'].every((call) => typeof fs[call] === 'function');
+});
+const CONFLICT_POLICY = rule(`one of ${CONFLICT_POLICIES.join(', ')}`, (value) => CONFLICT_POLICIES.includes(value as never));
+const PATHS = rule('an array of paths (strings)', (value) => Array.isArray(value) && value.every((p) => typeof p === 'string'));
+const OPTIONS = rule('an options object', (value) => typeof value === 'object' && value !== null && !Array.isArray(value));
+
+/** A value as the message shows it: numbers and strings as written, anything else by its kind. */
+export function shown(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+/** "expected …, got …": the words the command line and the library share. */
+export function expectation(check: Rule, got: string): string {
+  return `expected ${check.expected}, got ${got}`;
+}
+
+type Rules = Record<string, Rule>;
+
+/** Checks the options present (undefined means the default); `required` ones must be present. */
+function validate(what: string, options: unknown, rules: Rules, required: string[] = []): void {
+  if (options === undefined && required.length === 0) return;
+  if (!OPTIONS.ok(options)) throw new FtError('USAGE', `${what}: ${expectation(OPTIONS, shown(options))}`);
+  const values = options as Record<string, unknown>;
+  for (const [name, check] of Object.entries(rules)) {
+    const value = values[name];
+    if (value === undefined && !required.includes(name)) continue;
+    if (!check.ok(value)) throw new FtError('USAGE', `${what} option ${name}: ${expectation(check, shown(value))}`);
+  }
+}
+
+const SEND_RULES: Rules = {
+  host: TEXT,
+  port: PORT,
+  signal: SIGNAL,
+  onEvent: FUNCTION,
+  onProgress: FUNCTION,
+  retries: COUNT,
+  retryDelayMs: DELAY_MS,
+  token: TEXT,
+  connectTimeoutMs: TIMEOUT_MS,
+  idleTimeoutMs: TIMEOUT_MS,
+  hashCache: TEXT,
+  fs: FILE_SYSTEM,
+};
+
+export function validateSendOptions(paths: unknown, options: unknown): void {
+  if (!PATHS.ok(paths)) throw new FtError('USAGE', `send: ${expectation(PATHS, shown(paths))}`);
+  validate('send', options, SEND_RULES, ['host']);
+}
+
+const SERVE_RULES: Rules = {
+  dir: TEXT,
+  port: LISTEN_PORT,
+  host: TEXT,
+  onConflict: CONFLICT_POLICY,
+  token: TEXT,
+  name: ANY_TEXT,
+  maxFileSize: BYTES,
+  maxConnections: POSITIVE_COUNT,
+  maxConnectionsPerAddress: POSITIVE_COUNT,
+  helloTimeoutMs: TIMEOUT_MS,
+  idleTimeoutMs: TIMEOUT_MS,
+  partialTtlMs: PARTIAL_TTL_MS,
+  beacon: BOOLEAN,
+  beaconInterval: SECONDS,
+  discoveryPort: PORT,
+  interface: TEXT,
+  fs: FILE_SYSTEM,
+  signal: SIGNAL,
+};
+
+export function validateServeOptions(options: unknown): void {
+  validate('serve', options, SERVE_RULES);
+  const { interface: only, beacon } = (options ?? {}) as { interface?: string; beacon?: boolean };
+  // An interface that does not exist is a typo to report now, not a warning every few seconds.
+  if (only !== undefined && (beacon ?? true)) broadcastTargets({ only, includeLoopback: true });
+}
+
+const DISCOVER_RULES: Rules = {
+  timeout: TIMEOUT_MS,
+  signal: SIGNAL,
+  interface: TEXT,
+  port: PORT,
+  until: FUNCTION,
+  settleMs: DELAY_MS,
+};
+
+/** For discover(), and the subset ReceiverWatcher.start() and resolveReceiver() take. */
+export function validateDiscoverOptions(options: unknown): void {
+  validate('discover', options, DISCOVER_RULES);
+}

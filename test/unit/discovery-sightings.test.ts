@@ -1,0 +1,161 @@
+/**
+ * Merging discovery answers into receivers, as pure functions: one receiver heard on several
+ * interfaces is one entry; an id heard from an address or port its owner does not list as its
+ * own is a conflict, never merged into one plain entry.
+ */
+import { describe, expect, it } from 'vitest';
+import type { ReceiverInfo } from '../../src/discovery/codec.js';
+import { consistent, describe as describeEntry, MAX_RECEIVERS, MAX_SIGHTINGS_PER_ID, ReceiverTable, type Sighting } from '../../src/discovery/sightings.js';
+
+const ID = '0123456789abcdef';
+const REAL = '192.168.1.20';
+const IMPOSTOR = '192.168.1.66';
+
+const info = (fields: Partial<ReceiverInfo> = {}): ReceiverInfo => ({
+  name: 'vm',
+  id: ID,
+  port: 9527,
+  auth: false,
+  interval: 3,
+  addrs: [REAL, '10.0.0.5', '127.0.0.1'],
+  ...fields,
+});
+const seen = (address: string, fields: Partial<ReceiverInfo> = {}): Sighting => ({ address, info: info(fields) });
+
+describe('consistent()', () => {
+  it('one receiver answering on all its interfaces (each answer lists them all) is consistent', () => {
+    expect(consistent([seen(REAL), seen('10.0.0.5'), seen('127.0.0.1'), seen(REAL)])).toBe(true);
+  });
+
+  it('the same list in another order, or trimmed to what each answer had room for, is still consistent', () => {
+    expect(consistent([seen(REAL, { addrs: [REAL, '10.0.0.5'] }), seen('10.0.0.5', { addrs: ['10.0.0.5', REAL, '127.0.0.1'] })])).toBe(true);
+  });
+
+  it('one source is consistent even when it lists nothing (an older receiver) or not itself', () => {
+    expect(consistent([seen(REAL, { addrs: [] })])).toBe(true);
+    expect(consistent([seen(REAL, { addrs: [] }), seen(REAL, { addrs: [] })])).toBe(true);
+    expect(consistent([seen(REAL, { addrs: ['10.9.9.9'] })])).toBe(true);
+  });
+
+  it('an impostor that copied the id and the address list verbatim, answering from its own address, conflicts', () => {
+    expect(consistent([seen(IMPOSTOR), seen(REAL)])).toBe(false);
+    expect(consistent([seen(REAL), seen(IMPOSTOR)])).toBe(false);
+  });
+
+  it('an impostor that adds its own address to the list conflicts with the real answers, which do not list it', () => {
+    expect(consistent([seen(IMPOSTOR, { addrs: [IMPOSTOR, REAL, '10.0.0.5', '127.0.0.1'] }), seen(REAL)])).toBe(false);
+  });
+
+  it('the same id from one address with another port, name or auth conflicts (a forged source address)', () => {
+    expect(consistent([seen(REAL), seen(REAL, { port: 9999 })])).toBe(false);
+    expect(consistent([seen(REAL), seen(REAL, { name: 'vm2' })])).toBe(false);
+    expect(consistent([seen(REAL), seen(REAL, { auth: true })])).toBe(false);
+    // Two addresses of one receiver with two ports: not one receiver either.
+    expect(consistent([seen(REAL), seen('10.0.0.5', { port: 9999 })])).toBe(false);
+  });
+
+  it('an older receiver (no addrs) heard from two addresses conflicts: nothing says they belong together', () => {
+    expect(consistent([seen(REAL, { addrs: [] }), seen('10.0.0.5', { addrs: [] })])).toBe(false);
+  });
+});
+
+describe('describe()', () => {
+  it('a consistent id is one plain entry with every address, first heard first', () => {
+    expect(describeEntry([seen('10.0.0.5'), seen(REAL), seen('10.0.0.5')])).toEqual({
+      name: 'vm',
+      id: ID,
+      port: 9527,
+      auth: false,
+      addresses: ['10.0.0.5', REAL],
+      conflict: false,
+    });
+  });
+
+  it('a conflicting id lists every distinct claim, and no claim stands in for the others', () => {
+    const entry = describeEntry([seen(IMPOSTOR, { port: 4444 }), seen(REAL), seen(REAL, { name: 'other' }), seen(IMPOSTOR, { port: 4444, addrs: [] })]);
+    expect(entry).toEqual({
+      name: 'vm',
+      id: ID,
+      port: 4444,
+      auth: false,
+      addresses: [IMPOSTOR, REAL],
+      conflict: true,
+      claims: [
+        { address: IMPOSTOR, port: 4444, name: 'vm', auth: false },
+        { address: REAL, port: 9527, name: 'vm', auth: false },
+        { address: REAL, port: 9527, name: 'other', auth: false },
+      ],
+    });
+  });
+});
+
+describe('ReceiverTable', () => {
+  it('groups by id: new, same (a repeat), changed (another address), ignoring nothing', () => {
+    const table = new ReceiverTable();
+    expect(table.add(seen(REAL))).toBe('new');
+    expect(table.add(seen(REAL))).toBe('same');
+    expect(table.add(seen('10.0.0.5'))).toBe('changed');
+    expect(table.add(seen('9.9.9.9', { id: 'fedcba9876543210', addrs: ['9.9.9.9'] }))).toBe('new');
+    expect(table.receivers().map((r) => [r.id, r.addresses, r.conflict])).toEqual([
+      [ID, [REAL, '10.0.0.5'], false],
+      ['fedcba9876543210', ['9.9.9.9'], false],
+    ]);
+  });
+
+  it('the impostor answering first and the real receiver second make one conflicting entry, whichever comes first', () => {
+    for (const order of [
+      [seen(IMPOSTOR), seen(REAL)],
+      [seen(REAL), seen(IMPOSTOR)],
+    ]) {
+      const table = new ReceiverTable();
+      for (const s of order) table.add(s);
+      const [entry, ...more] = table.receivers();
+      expect(more).toEqual([]);
+      expect(entry!.conflict).toBe(true);
+      expect(entry!.claims!.map((c) => c.address).sort()).toEqual([IMPOSTOR, REAL].sort());
+    }
+  });
+
+  it('forgets each sighting at its own expiry: the conflict ends when the impostor falls silent, the entry when all do', () => {
+    const table = new ReceiverTable();
+    table.add(seen(REAL), 10_000);
+    table.add(seen(IMPOSTOR), 5_000);
+    expect(table.describe(ID)!.conflict).toBe(true);
+    // A fresh beacon from the real receiver extends only its own sighting.
+    expect(table.add(seen(REAL), 20_000)).toBe('same');
+    expect(table.expire(4_999)).toEqual({ gone: [], changed: [] });
+    const { gone, changed } = table.expire(5_000);
+    expect(gone).toEqual([]);
+    expect(changed).toEqual([{ name: 'vm', id: ID, port: 9527, auth: false, addresses: [REAL], conflict: false }]);
+    expect(table.expire(19_999).gone).toEqual([]);
+    expect(table.expire(20_000).gone.map((r) => r.id)).toEqual([ID]);
+    expect(table.receivers()).toEqual([]);
+  });
+
+  it(`holds at most ${MAX_RECEIVERS} ids (a flood of invented ones is ignored) and ${MAX_SIGHTINGS_PER_ID} sightings per id`, () => {
+    const table = new ReceiverTable();
+    const idOf = (i: number) => i.toString(16).padStart(16, '0');
+    for (let i = 0; i < MAX_RECEIVERS; i++) expect(table.add(seen(REAL, { id: idOf(i) }))).toBe('new');
+    expect(table.overflowed).toBe(false);
+    expect(table.add(seen(REAL, { id: idOf(MAX_RECEIVERS) }))).toBe('ignored');
+    expect(table.receivers()).toHaveLength(MAX_RECEIVERS);
+    // Said, so that a lookup by name does not trust a list that may lack the real receiver.
+    expect(table.overflowed).toBe(true);
+
+    const one = new ReceiverTable();
+    for (let i = 0; i < MAX_SIGHTINGS_PER_ID * 4; i++) one.add(seen(REAL, { port: 1000 + i }));
+    const entry = one.describe(ID)!;
+    expect(entry.conflict).toBe(true);
+    expect(entry.claims!.length).toBeLessThanOrEqual(MAX_SIGHTINGS_PER_ID);
+  });
+
+  it('an id whose sightings overflowed stays a conflict, even if what was kept agrees', () => {
+    const table = new ReceiverTable();
+    // 16 distinct sightings that all agree (one address, different but all-listed addrs lists)…
+    for (let i = 0; i < MAX_SIGHTINGS_PER_ID; i++) table.add(seen(REAL, { addrs: [REAL, `10.0.1.${i}`] }));
+    expect(table.describe(ID)!.conflict).toBe(false);
+    // …and one more that would not fit, from elsewhere: it must not be forgotten silently.
+    expect(table.add(seen(IMPOSTOR))).toBe('changed');
+    expect(table.describe(ID)!.conflict).toBe(true);
+  });
+});

@@ -1,0 +1,286 @@
+/**
+ * Every option of send(), serve(), discover() and ReceiverWatcher.start() is checked up front:
+ * a bad value is rejected with USAGE and a message naming the option ("expected …, got …", the
+ * words the command line uses), before any file, socket or folder is touched.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize } from '../../src/cli/options.js';
+import { discover, FtError, ReceiverWatcher, send, serve } from '../../src/index.js';
+import { validateDiscoverOptions, validateSendOptions, validateServeOptions } from '../../src/transfer/options.js';
+import { nodeFileSystem } from '../../src/storage/file-system.js';
+import { removeTempDirs, tempDir } from '../helpers/temp.js';
+
+afterAll(removeTempDirs);
+
+const TOO_BIG_INTEGER = 2 ** 53;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+async function usage(promise: Promise<unknown>): Promise<FtError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(FtError);
+  expect((error as FtError).code).toBe('USAGE');
+  expect((error as FtError).message).not.toContain('\n');
+  return error as FtError;
+}
+
+/** [option, bad value, what the message says after "got"] */
+type Case = [string, unknown, string];
+
+const portCases = (name: string, min: number): Case[] => [
+  [name, '9527', '"9527"'],
+  [name, Number.NaN, 'NaN'],
+  [name, -1, '-1'],
+  [name, min - 1, String(min - 1)],
+  [name, 65536, '65536'],
+  [name, 70000, '70000'],
+  [name, 1.5, '1.5'],
+  [name, Infinity, 'Infinity'],
+  [name, null, 'null'],
+];
+const timeoutCases = (name: string): Case[] => [
+  [name, '1000', '"1000"'],
+  [name, Number.NaN, 'NaN'],
+  [name, 0, '0'],
+  [name, -1, '-1'],
+  [name, HOUR_MS + 1, String(HOUR_MS + 1)],
+  [name, Infinity, 'Infinity'],
+  [name, true, 'true'],
+];
+const countCases = (name: string, min: number): Case[] => [
+  [name, '5', '"5"'],
+  [name, Number.NaN, 'NaN'],
+  [name, -1, '-1'],
+  [name, min - 1, String(min - 1)],
+  [name, 1.5, '1.5'],
+  [name, TOO_BIG_INTEGER, String(TOO_BIG_INTEGER)],
+  [name, Infinity, 'Infinity'],
+];
+const textCases = (name: string): Case[] => [
+  [name, '', '""'],
+  [name, 42, '42'],
+  [name, null, 'null'],
+  [name, ['x'], 'an array'],
+];
+const functionCases = (name: string): Case[] => [
+  [name, 'callback', '"callback"'],
+  [name, {}, 'an object'],
+];
+const signalCases: Case[] = [
+  ['signal', {}, 'an object'],
+  ['signal', 'abort', '"abort"'],
+];
+const fsCases: Case[] = [
+  ['fs', {}, 'an object'],
+  ['fs', 'node:fs', '"node:fs"'],
+  ['fs', null, 'null'],
+];
+
+describe('send() options', () => {
+  const cases: Case[] = [
+    ...textCases('host'),
+    ...portCases('port', 1),
+    ...signalCases,
+    ...functionCases('onEvent'),
+    ...functionCases('onProgress'),
+    ...countCases('retries', 0),
+    ['retryDelayMs', Number.NaN, 'NaN'],
+    ['retryDelayMs', -1, '-1'],
+    ['retryDelayMs', HOUR_MS + 1, String(HOUR_MS + 1)],
+    ['retryDelayMs', '500', '"500"'],
+    ...textCases('token'),
+    ...timeoutCases('connectTimeoutMs'),
+    ...timeoutCases('idleTimeoutMs'),
+    ...textCases('hashCache'),
+    ...fsCases,
+  ];
+
+  it.each(cases)('%s = %o is USAGE, naming the option and the value', async (name, value, got) => {
+    const options = { host: '127.0.0.1', [name]: value };
+    // A path that does not exist: the check must come before anything looks at it.
+    const error = await usage(send(['/nonexistent/ft-options-test'], options as never));
+    expect(error.message).toMatch(new RegExp(`^send option ${name}: expected .+, got ${escape(got)}$`));
+  });
+
+  it('host is required, options must be an object, paths an array of strings', async () => {
+    expect((await usage(send(['x'], {} as never))).message).toBe('send option host: expected a non-empty string, got undefined');
+    expect((await usage(send(['x'], undefined as never))).message).toBe('send: expected an options object, got undefined');
+    expect((await usage(send(['x'], 'localhost' as never))).message).toBe('send: expected an options object, got "localhost"');
+    expect((await usage(send('file.txt' as never, { host: 'h' }))).message).toBe('send: expected an array of paths (strings), got "file.txt"');
+    expect((await usage(send([1] as never, { host: 'h' }))).message).toBe('send: expected an array of paths (strings), got an array');
+  });
+
+  it('port 70000, the value from the issue, is USAGE with the CLI’s words (it was INTERNAL)', async () => {
+    const error = await usage(send(['x'], { host: '127.0.0.1', port: 70000 }));
+    expect(error.message).toBe('send option port: expected a port from 1 to 65535, got 70000');
+    expect(() => parsePort('70000')).toThrow('expected a port from 1 to 65535, got "70000"');
+  });
+});
+
+describe('serve() options', () => {
+  const cases: Case[] = [
+    ...textCases('dir'),
+    ...portCases('port', 0),
+    ...textCases('host'),
+    ['onConflict', 'keep', '"keep"'],
+    ['onConflict', 1, '1'],
+    ...textCases('token'),
+    ['name', 42, '42'],
+    ...countCases('maxFileSize', 0),
+    ...countCases('maxConnections', 1),
+    ...countCases('maxConnectionsPerAddress', 1),
+    ...timeoutCases('helloTimeoutMs'),
+    ...timeoutCases('idleTimeoutMs'),
+    ['partialTtlMs', 59_999, '59999'],
+    ['partialTtlMs', -1, '-1'],
+    ['partialTtlMs', Number.NaN, 'NaN'],
+    ['partialTtlMs', 3650 * DAY_MS + 1, String(3650 * DAY_MS + 1)],
+    ['partialTtlMs', Infinity, 'Infinity'],
+    ['partialTtlMs', '7d', '"7d"'],
+    ['beacon', 'yes', '"yes"'],
+    ['beacon', 1, '1'],
+    ['beaconInterval', 0, '0'],
+    ['beaconInterval', -1, '-1'],
+    ['beaconInterval', Number.NaN, 'NaN'],
+    ['beaconInterval', 3601, '3601'],
+    ['beaconInterval', '3', '"3"'],
+    ...portCases('discoveryPort', 1),
+    ...textCases('interface'),
+    ...fsCases,
+    ...signalCases,
+  ];
+
+  it.each(cases)('%s = %o is USAGE, naming the option and the value, and creates nothing', async (name, value, got) => {
+    const dir = path.join(await tempDir('ft-options-'), 'inbox');
+    const options = { dir, host: '127.0.0.1', port: 0, beacon: false, [name]: value };
+    const error = await usage(serve(options as never));
+    expect(error.message).toMatch(new RegExp(`^serve option ${name}: expected .+, got ${escape(got)}$`));
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('maxConnections -1 and 0, accepted before, are refused; the CLI refuses 0 with the same words', async () => {
+    for (const value of [-1, 0]) {
+      const error = await usage(serve({ host: '127.0.0.1', port: 0, beacon: false, maxConnections: value }));
+      expect(error.message).toBe(`serve option maxConnections: expected a whole number of at least 1, got ${value}`);
+    }
+    expect(() => parsePositiveCount('0')).toThrow('expected a whole number of at least 1, got "0"');
+  });
+
+  it('an interface that does not exist is USAGE before anything starts (moved here from serve())', async () => {
+    const dir = path.join(await tempDir('ft-options-'), 'inbox');
+    await usage(serve({ dir, host: '127.0.0.1', port: 0, interface: 'ft-no-such-if0' }));
+    expect(existsSync(dir)).toBe(false);
+  });
+});
+
+describe('discover() and ReceiverWatcher.start() options', () => {
+  const cases: Case[] = [
+    ...timeoutCases('timeout'),
+    ...signalCases,
+    ...textCases('interface'),
+    ...portCases('port', 1),
+    ...functionCases('until'),
+    ['settleMs', -1, '-1'],
+    ['settleMs', Number.NaN, 'NaN'],
+    ['settleMs', HOUR_MS + 1, String(HOUR_MS + 1)],
+    ['settleMs', '250', '"250"'],
+  ];
+
+  it.each(cases)('discover: %s = %o is USAGE', async (name, value, got) => {
+    const error = await usage(discover({ [name]: value } as never));
+    expect(error.message).toMatch(new RegExp(`^discover option ${name}: expected .+, got ${escape(got)}$`));
+  });
+
+  it.each(cases.filter(([name]) => name === 'port' || name === 'interface'))('ReceiverWatcher.start: %s = %o is USAGE', async (name, value) => {
+    await usage(ReceiverWatcher.start({ [name]: value } as never));
+  });
+
+  it('options must be an object', async () => {
+    expect((await usage(discover('fast' as never))).message).toBe('discover: expected an options object, got "fast"');
+  });
+});
+
+describe('valid options pass the checks unchanged', () => {
+  it('every option at a good value, at the edges of its range', () => {
+    const controller = new AbortController();
+    expect(() =>
+      validateSendOptions(['a', 'b'], {
+        host: 'nas.local',
+        port: 65535,
+        signal: controller.signal,
+        onEvent: () => undefined,
+        onProgress: () => undefined,
+        retries: 0,
+        retryDelayMs: 0,
+        token: 't',
+        connectTimeoutMs: HOUR_MS,
+        idleTimeoutMs: 0.5,
+        hashCache: '/tmp/h.json',
+        fs: nodeFileSystem,
+      }),
+    ).not.toThrow();
+    expect(() =>
+      validateServeOptions({
+        dir: 'in',
+        port: 0,
+        host: '::',
+        onConflict: 'overwrite',
+        token: 't',
+        name: '',
+        maxFileSize: 0,
+        maxConnections: 1,
+        maxConnectionsPerAddress: TOO_BIG_INTEGER - 1,
+        helloTimeoutMs: 1,
+        idleTimeoutMs: HOUR_MS,
+        partialTtlMs: 60_000,
+        beacon: false,
+        beaconInterval: 3600,
+        discoveryPort: 1,
+        interface: 'lo',
+        fs: nodeFileSystem,
+        signal: controller.signal,
+      }),
+    ).not.toThrow();
+    expect(() => validateDiscoverOptions({ timeout: 1, port: 9527, until: () => true, settleMs: 0, interface: 'lo', signal: controller.signal })).not.toThrow();
+    // undefined means "the default", for every option.
+    expect(() => validateServeOptions({ port: undefined, maxConnections: undefined })).not.toThrow();
+    expect(() => validateServeOptions(undefined)).not.toThrow();
+    expect(() => validateDiscoverOptions(undefined)).not.toThrow();
+  });
+});
+
+describe('the command line parses with the same rules', () => {
+  it.each([
+    [parsePort, '0', 'expected a port from 1 to 65535, got "0"'],
+    [parsePort, '1.5', 'expected a port from 1 to 65535, got "1.5"'],
+    [parseCount, '-1', 'expected a whole number, got "-1"'],
+    [parseCount, '99999999999999999999', 'expected a whole number, got "99999999999999999999"'],
+    [parsePositiveCount, '0', 'expected a whole number of at least 1, got "0"'],
+    [parseSeconds, '0', 'expected a number of seconds between 0 and 3600, got "0"'],
+    [parseSeconds, 'NaN', 'expected a number of seconds between 0 and 3600, got "NaN"'],
+    [parseSeconds, '3601', 'expected a number of seconds between 0 and 3600, got "3601"'],
+    [parseSize, '99999999999T', 'expected a whole number of bytes, got "99999999999T"'],
+    [parsePartialTtl, '30s', 'expected a duration from 1 minute to 3650 days, got "30s"'],
+    [parsePartialTtl, '3651d', 'expected a duration from 1 minute to 3650 days, got "3651d"'],
+  ] as const)('%o(%j) says: %s', (parse, value, message) => {
+    expect(() => parse(value)).toThrow(message);
+  });
+
+  it('and accepts what it accepted before', () => {
+    expect(parsePort('9527')).toBe(9527);
+    expect(parseCount('0')).toBe(0);
+    expect(parsePositiveCount('64')).toBe(64);
+    expect(parseSeconds('0.5')).toBe(0.5);
+    expect(parseSize('10G')).toBe(10 * 1024 ** 3);
+    expect(parsePartialTtl('7d')).toBe(7 * DAY_MS);
+  });
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -288,15 +288,8 @@ export class ReceiverSession {
       if (header.size > this.ctx.limits.maxFileSize) {
         return refuse('TOO_LARGE', `${header.size} bytes is over this receiver's limit of ${this.ctx.limits.maxFileSize}`);
       }
-      const target = await this.ctx.inbox.inspect(components, header);
-      if (target.kind === 'identical') {
-        return {
-          reply: { type: 'skip', id, reason: 'already-there', path: target.path },
-          event: { type: 'skipped', remote: this.remote, name, path: target.path },
-        };
-      }
+      const target = await this.ctx.inbox.inspect(components);
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
-      if (target.kind === 'needs-hash') return { reply: { type: 'need-hash', id } };
       partial = await this.ctx.inbox.partials.acquire(header, name, this);
       if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
       const needed = header.size - partial.offset;
@@ -470,7 +463,7 @@ export class ReceiverSession {
     try {
       await written.sync();
       await written.close();
-      const finalPath = await this.ctx.inbox.place(file.partial, file.components);
+      const { path: finalPath } = await this.ctx.inbox.place(file.partial, file.components);
       this.release(file);
       this.send({ type: 'done', id: header.id, hash, path: finalPath });
       this.ctx.emit({

@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { PARTIAL_DIR, parseSafeName } from '../names/safe-name.js';
-import { lstatIfExists, type FileSystem } from './file-system.js';
+import { isNotFound, lstatIfExists, type FileSystem } from './file-system.js';
 import { Folder, FOLDER_MODE, FolderTree } from './folder-tree.js';
 import { MAX_RENAME_ATTEMPTS, nameVariants, randomSuffix } from './inbox-names.js';
 import { refuseSharedInbox } from './inbox-permissions.js';
@@ -17,6 +17,9 @@ export const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['rename', 'overwrit
 
 /** link() errors that mean "this file system has no hard links", not "something is wrong". */
 const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
+
+/** Walks and placements tried when the target folder is removed in between. */
+const MAX_PLACEMENT_ATTEMPTS = 3;
 
 /** Temporary names tried beside a target under `overwrite` before giving up. */
 const MAX_TEMPORARY_ATTEMPTS = 16;
@@ -137,20 +140,30 @@ export class Inbox {
   async place(partial: Partial, components: string[]): Promise<Placed> {
     await this.ensureOwnFolders(false);
     const data = this.openPartial(partial);
-    let walked: Walked | undefined;
     try {
-      walked = this.walk(components, true)!;
-      partial.forgetMeta();
-      const placed =
-        this.policy === 'overwrite'
-          ? this.overwrite(partial, walked, components.at(-1)!, data.fd)
-          : await this.placeNew(partial, walked, components.at(-1)!, data.fd);
-      // New folders are durable only once their own parents are synced, too.
-      await Promise.all([walked.folder, ...walked.parentsOfCreated].map((folder) => this.tree.sync(folder)));
-      return placed;
+      for (let attempt = 1; ; attempt++) {
+        const walked = this.walk(components, true)!;
+        try {
+          if (attempt === 1) partial.forgetMeta();
+          const placed =
+            this.policy === 'overwrite'
+              ? this.overwrite(partial, walked, components.at(-1)!, data.fd)
+              : await this.placeNew(partial, walked, components.at(-1)!, data.fd);
+          // New folders are durable only once their own parents are synced, too.
+          await Promise.all([walked.folder, ...walked.parentsOfCreated].map((folder) => this.tree.sync(folder)));
+          return placed;
+        } catch (error) {
+          // The folder was removed after it was opened (the partial is still there): walk again.
+          if (!isNotFound(error) || !lstatIfExists(this.fs, partial.dataPath)) throw error;
+          if (attempt === MAX_PLACEMENT_ATTEMPTS) {
+            throw new FtError('WRITE_FAILED', `the folder of ${components.join('/')} kept disappearing while the file was placed`);
+          }
+        } finally {
+          for (const folder of [walked.folder, ...walked.parentsOfCreated]) folder.release();
+        }
+      }
     } finally {
       this.fs.closeSync(data.fd);
-      if (walked) for (const folder of [walked.folder, ...walked.parentsOfCreated]) folder.release();
     }
   }
 

@@ -21,6 +21,9 @@ const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'E
 /** Walks and placements tried when the target folder is removed in between. */
 const MAX_PLACEMENT_ATTEMPTS = 3;
 
+/** Same-size files under rename's candidates compared byte for byte, per placement. */
+const MAX_COMPARED_CANDIDATES = 4;
+
 /** Temporary names tried beside a target under `overwrite` before giving up. */
 const MAX_TEMPORARY_ATTEMPTS = 16;
 
@@ -199,6 +202,7 @@ export class Inbox {
     const { folder, names } = walked;
     const size = partial.id.size;
     const candidates = this.policy === 'rename' ? nameVariants(last) : [last];
+    let compared = 0;
     for (const candidate of candidates) {
       const target = folder.entry(candidate);
       const shown = [...names, candidate].join('/');
@@ -206,7 +210,10 @@ export class Inbox {
       if (landed !== 'taken') return this.finishPlacement(partial, folder, candidate, shown, landed, fd);
       if (this.policy === 'reject') throw new FtError('CONFLICT', `a file named ${shown} appeared meanwhile`);
       const stat = lstatIfExists(this.fs, target);
-      if (!stat?.isFile() || stat.size !== size) continue;
+      // A few comparisons at most: uploads of one name and size sharing a long prefix must not
+      // make each placement read every earlier variant (dedupe is a saving, not a guarantee).
+      if (!stat?.isFile() || stat.size !== size || compared >= MAX_COMPARED_CANDIDATES) continue;
+      compared++;
       const same = await sameBytes(this.fs, target, partial.dataPath, size);
       if (!same) continue;
       // The paths fallback must not report a file that a swapped folder put outside.

@@ -145,8 +145,9 @@ export class Inbox {
     const data = this.openPartial(partial);
     try {
       for (let attempt = 1; ; attempt++) {
-        const walked = this.walk(components, true)!;
+        let walked: Walked | undefined;
         try {
+          walked = this.walk(components, true)!;
           if (attempt === 1) partial.forgetMeta();
           const placed =
             this.policy === 'overwrite'
@@ -156,13 +157,13 @@ export class Inbox {
           await Promise.all([walked.folder, ...walked.parentsOfCreated].map((folder) => this.tree.sync(folder)));
           return placed;
         } catch (error) {
-          // The folder was removed after it was opened (the partial is still there): walk again.
+          // A folder was removed while it was walked or after it was opened (the partial is still there): walk again.
           if (!isNotFound(error) || !lstatIfExists(this.fs, partial.dataPath)) throw error;
           if (attempt === MAX_PLACEMENT_ATTEMPTS) {
             throw new FtError('WRITE_FAILED', `the folder of ${components.join('/')} kept disappearing while the file was placed`);
           }
         } finally {
-          for (const folder of [walked.folder, ...walked.parentsOfCreated]) folder.release();
+          if (walked) for (const folder of [walked.folder, ...walked.parentsOfCreated]) folder.release();
         }
       }
     } finally {

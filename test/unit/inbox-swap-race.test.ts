@@ -7,7 +7,7 @@ afterEach(removeTempDirs);
 
 describe.runIf(process.platform === 'linux')('a folder swapped for a symbolic link and back during placement', () => {
   it.each(['rename', 'overwrite', 'reject'] as const)('lands nothing outside the inbox (%s)', async (policy) => {
-    const result = await swapRace(policy, 3000, 3000);
+    const result = await swapRace(policy, 2000, 2000);
     expect(result.outsideAdded).toEqual([]);
     expect(result.outsideChanged).toEqual([]);
     expect(result.folderMode).toBe('handles');

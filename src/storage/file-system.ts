@@ -25,6 +25,9 @@ type SyncCalls = Pick<
   | 'ftruncateSync'
   | 'closeSync'
   | 'fdatasync'
+  // Folder handles of the inbox (folder-tree.ts): reading where a handle is now, syncing it.
+  | 'readlinkSync'
+  | 'fsync'
 >;
 
 /**
@@ -75,6 +78,8 @@ export function fileSystemOf(shapedLikeNodeFs: object): FileSystem {
     ftruncateSync: bound(fs.ftruncateSync, fs),
     closeSync: bound(fs.closeSync, fs),
     fdatasync: bound(fs.fdatasync, fs),
+    readlinkSync: bound(fs.readlinkSync, fs),
+    fsync: bound(fs.fsync, fs),
   };
 }
 

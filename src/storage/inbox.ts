@@ -1,10 +1,15 @@
-import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../errors.js';
-import { createHasher } from '../hashing.js';
-import { PARTIAL_DIR } from '../names/safe-name.js';
-import { lstatIfExists, readRange, type FileSystem } from './file-system.js';
-import { PartialStore, type ContentId, type Partial } from './partials.js';
+import { PARTIAL_DIR, parseSafeName } from '../names/safe-name.js';
+import { isNotFound, lstatIfExists, type FileSystem } from './file-system.js';
+import { Folder, FOLDER_MODE, FolderTree } from './folder-tree.js';
+import { MAX_RENAME_ATTEMPTS, nameVariants, randomSuffix } from './inbox-names.js';
+import { refuseSharedInbox } from './inbox-permissions.js';
+import { PartialStore, type Partial } from './partials.js';
+import { identityOf, sameBytes, type FileIdentity } from './same-content.js';
+
+export type { FileIdentity } from './same-content.js';
 
 /** What to do when a different file already has the name: keep both, replace it, or refuse. */
 export type ConflictPolicy = 'rename' | 'overwrite' | 'reject';
@@ -13,136 +18,375 @@ export const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['rename', 'overwrit
 /** link() errors that mean "this file system has no hard links", not "something is wrong". */
 const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
 
-/** How many `name (n).ext` variants are tried before giving up. */
-const MAX_RENAME_ATTEMPTS = 1000;
+/** Walks and placements tried when the target folder is removed in between. */
+const MAX_PLACEMENT_ATTEMPTS = 3;
 
-/** What a stored file is, for receipts: any change to it changes one of these. */
-export interface PlacedIdentity {
-  dev: number;
-  ino: number;
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-}
+/** Same-size files under rename's candidates compared byte for byte, per placement. */
+const MAX_COMPARED_CANDIDATES = 4;
 
+/** Temporary names tried beside a target under `overwrite` before giving up. */
+const MAX_TEMPORARY_ATTEMPTS = 16;
+
+const OPEN_PARTIAL = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
+
+/** What the header may learn before its body: nothing about content, only what the policy must refuse. */
+export type TargetState = { kind: 'free' } | { kind: 'conflict'; reason: string };
+
+/** Where a placed upload ended up. */
 export interface Placed {
-  /** Relative, '/'-separated. */
+  /** Relative to the inbox, `/`-separated. */
   path: string;
-  /** The same bytes were already stored under that name; the upload was dropped. */
+  /** An identical file already had this name (under `rename`): the upload was dropped. */
   deduplicated: boolean;
-  identity: PlacedIdentity;
+  /** The file under `path` once placement was complete. */
+  identity: FileIdentity;
 }
 
-export type TargetState =
-  | { kind: 'free' }
-  /** A file of the same size has the name, and only the content's hash can tell if it is this one. */
-  | { kind: 'needs-hash' }
-  | { kind: 'identical'; path: string }
-  | { kind: 'conflict'; reason: string };
+export interface InboxOptions {
+  /** False forces the path fallback used where /proc/self/fd is missing (tests). */
+  folderHandles?: boolean;
+}
+
+/** The folder that holds the name's last component, and the folders to fsync after placing. */
+interface Walked {
+  folder: Folder;
+  names: string[];
+  /** Parents of folders created on the way: their new entries must be synced, too. */
+  parentsOfCreated: Folder[];
+}
 
 /**
  * The receiving folder: finished files under their names, partial uploads in a hidden folder.
  * Paths handed in are validated components (see parseSafeName); this class adds the checks that
- * need the disk: no symbolic link or file on the way, no silent overwrite.
+ * need the disk. Every folder is reached through the handle of its parent (FolderTree), never
+ * through a symbolic link; nothing is replaced silently, and before its body a peer learns no
+ * more than the policy must say (see inspect).
  */
 export class Inbox {
   readonly partials: PartialStore;
-  private readonly hashCache = new Map<string, Promise<string>>();
-  /** Per folder: the fsync running now, and the one queued to start after it. */
-  private readonly dirSyncs = new Map<string, { running: Promise<void>; queued?: Promise<void> }>();
 
   private constructor(
     readonly root: string,
     private readonly fs: FileSystem,
     readonly policy: ConflictPolicy,
+    private readonly tree: FolderTree,
   ) {
     this.partials = new PartialStore(path.join(root, PARTIAL_DIR), fs);
   }
 
-  /** Creates the folder if needed; the root itself may be a link, resolved once here. */
-  static async open(dir: string, fs: FileSystem, policy: ConflictPolicy): Promise<Inbox> {
-    fs.mkdirSync(dir, { recursive: true });
+  /**
+   * Creates the folder if needed (never writable by others); the root itself may be a link,
+   * resolved once here. Refuses a root other users can write to (unless sticky) or own.
+   */
+  static async open(dir: string, fs: FileSystem, policy: ConflictPolicy, options: InboxOptions = {}): Promise<Inbox> {
+    fs.mkdirSync(dir, { recursive: true, mode: FOLDER_MODE });
     const root = fs.realpathSync(dir);
-    const inbox = new Inbox(root, fs, policy);
-    inbox.partials.ensureDir();
-    return inbox;
+    const tree = FolderTree.open(fs, root, options.folderHandles ?? true);
+    try {
+      refuseSharedInbox(tree.rootStat(), root);
+      const inbox = new Inbox(root, fs, policy, tree);
+      inbox.partials.ensureDir();
+      return inbox;
+    } catch (error) {
+      tree.close();
+      throw error;
+    }
   }
 
-  /** Decides, before any body byte, whether this content can land under this name. */
-  async inspect(components: string[], id: ContentId): Promise<TargetState> {
-    this.checkParents(components, false);
-    const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
-    for (const candidate of candidates) {
-      const state = await this.compare(candidate, id);
-      if (state === 'missing') return { kind: 'free' };
-      if (state === 'identical') return { kind: 'identical', path: candidate.join('/') };
-      if (state === 'needs-hash') return { kind: 'needs-hash' };
-      if (this.policy === 'reject') return { kind: 'conflict', reason: `a different file named ${candidate.join('/')} exists` };
-      if (this.policy === 'overwrite') {
-        if (state === 'not-a-file') return { kind: 'conflict', reason: `${candidate.join('/')} exists and is not a regular file` };
-        return { kind: 'free' };
-      }
-    }
-    return { kind: 'conflict', reason: `no free name after ${MAX_RENAME_ATTEMPTS} attempts` };
+  /** 'handles' where folders are walked through descriptors, 'paths' for the fallback. */
+  get folderMode(): 'handles' | 'paths' {
+    return this.tree.mode;
+  }
+
+  close(): void {
+    this.tree.close();
   }
 
   /**
-   * Moves a complete, verified, fsync'd partial to its final name and returns the name used.
-   * link() refuses to replace an existing name, which makes "keep both" and "reject" atomic.
+   * Decides, before any body byte, whether the name can be used. It never looks at content or
+   * sizes, so a header alone cannot probe the inbox: under `rename` nothing is refused (a taken
+   * name, or a file or link where a folder is needed, gets a numbered variant at placement);
+   * under `reject` a taken name is a conflict, and under `overwrite` a name that is not a
+   * regular file is, which tells the peer that the name exists (the policy's nature).
    */
-  async place(partial: Partial, components: string[]): Promise<Placed> {
-    const placed = await this.placeName(partial, components);
-    return { path: placed, deduplicated: false, identity: identityOf(this.fs.lstatSync(this.pathOf(placed.split('/')))) };
+  async inspect(components: string[]): Promise<TargetState> {
+    await this.ensureOwnFolders(true);
+    const walked = this.walk(components, false);
+    if (!walked) return { kind: 'free' };
+    const { folder, names } = walked;
+    try {
+      const last = components.at(-1)!;
+      const shown = [...names, last].join('/');
+      if (this.policy === 'rename') {
+        for (const candidate of nameVariants(last)) {
+          if (!lstatIfExists(this.fs, folder.entry(candidate))) return { kind: 'free' };
+        }
+        return { kind: 'conflict', reason: `no free name for ${shown} after ${MAX_RENAME_ATTEMPTS} attempts` };
+      }
+      const stat = lstatIfExists(this.fs, folder.entry(last));
+      if (!stat) return { kind: 'free' };
+      if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${shown} in the inbox is a symbolic link`);
+      if (this.policy === 'reject') return { kind: 'conflict', reason: `a file named ${shown} exists` };
+      if (!stat.isFile()) return { kind: 'conflict', reason: `${shown} exists and is not a regular file` };
+      return { kind: 'free' };
+    } finally {
+      folder.release();
+    }
   }
 
-  /** The identity of the regular file at a path this inbox returned, or undefined. TODO(inbox): folder handles. */
-  statPlaced(relative: string): PlacedIdentity | undefined {
+  /**
+   * Moves a complete, verified, fsync'd partial to its final name. link() refuses to replace an
+   * existing name, which makes "keep both" and "reject" atomic. Under `rename`, a candidate that
+   * holds a regular file of the same size is compared byte for byte with the partial: identical
+   * content is not stored twice (the partial is dropped, `deduplicated`).
+   */
+  async place(partial: Partial, components: string[]): Promise<Placed> {
+    await this.ensureOwnFolders(false);
+    const data = this.openPartial(partial);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        let walked: Walked | undefined;
+        try {
+          walked = this.walk(components, true)!;
+          if (attempt === 1) partial.forgetMeta();
+          const placed =
+            this.policy === 'overwrite'
+              ? this.overwrite(partial, walked, components.at(-1)!, data.fd)
+              : await this.placeNew(partial, walked, components.at(-1)!, data.fd);
+          // New folders are durable only once their own parents are synced, too.
+          await Promise.all([walked.folder, ...walked.parentsOfCreated].map((folder) => this.tree.sync(folder)));
+          return placed;
+        } catch (error) {
+          // A folder was removed while it was walked or after it was opened (the partial is still there): walk again.
+          if (!isNotFound(error) || !lstatIfExists(this.fs, partial.dataPath)) throw error;
+          if (attempt === MAX_PLACEMENT_ATTEMPTS) {
+            throw new FtError('WRITE_FAILED', `the folder of ${components.join('/')} kept disappearing while the file was placed`);
+          }
+        } finally {
+          if (walked) for (const folder of [walked.folder, ...walked.parentsOfCreated]) folder.release();
+        }
+      }
+    } finally {
+      this.fs.closeSync(data.fd);
+    }
+  }
+
+  /**
+   * The identity of the regular file at `relative` (a path place() returned), walked through
+   * folder handles without following links; undefined when there is none.
+   */
+  statPlaced(relative: string): FileIdentity | undefined {
     let components: string[];
     try {
-      components = relative.split('/');
-      this.checkParents(components, false);
+      components = parseSafeName(relative);
     } catch {
       return undefined;
     }
-    const stat = lstatIfExists(this.fs, this.pathOf(components));
-    return stat?.isFile() ? identityOf(stat) : undefined;
+    if (this.tree.rootState() !== 'same') return undefined;
+    let folder = this.tree.root();
+    try {
+      for (const name of components.slice(0, -1)) {
+        const step = this.tree.step(folder, name, false);
+        if (step.kind !== 'folder') return undefined;
+        folder.release();
+        folder = step.folder;
+      }
+      const stat = lstatIfExists(this.fs, folder.entry(components.at(-1)!));
+      return stat?.isFile() ? identityOf(stat) : undefined;
+    } finally {
+      folder.release();
+    }
   }
 
-  private async placeName(partial: Partial, components: string[]): Promise<string> {
-    const created = this.checkParents(components, true);
-    partial.forgetMeta();
-    const candidates = this.policy === 'rename' ? renameCandidates(components) : [components];
+  /** Under `rename` and `reject`: a name nobody has, or (rename) a copy of the same bytes. */
+  private async placeNew(partial: Partial, walked: Walked, last: string, fd: number): Promise<Placed> {
+    const { folder, names } = walked;
+    const size = partial.id.size;
+    const candidates = this.policy === 'rename' ? nameVariants(last) : [last];
+    let compared = 0;
     for (const candidate of candidates) {
-      const target = this.pathOf(candidate);
-      if (this.policy === 'overwrite') {
-        this.refuseLink(target);
-        // Land beside the target first and check where that is, so a folder swapped for a link
-        // cannot make the rename replace a file outside the inbox.
-        const beside = `${target}.ft-${randomBytes(4).toString('hex')}`;
-        const landed = this.landNew(partial.dataPath, beside);
-        try {
-          this.checkLanded(beside);
-          this.fs.renameSync(beside, target);
-        } catch (error) {
-          this.unlinkQuietly(beside);
-          throw error;
-        }
-        if (landed === 'linked') this.fs.unlinkSync(partial.dataPath);
-      } else {
-        const landed = this.landNew(partial.dataPath, target);
-        if (landed === 'taken') {
-          if (this.policy === 'reject') throw new FtError('CONFLICT', `a file named ${candidate.join('/')} appeared meanwhile`);
-          continue;
-        }
-        // Checked while the partial still exists: a refusal here loses nothing.
-        this.checkLanded(target);
-        if (landed === 'linked') this.fs.unlinkSync(partial.dataPath);
-      }
-      // New folders are durable only once their own parents are synced, too.
-      await Promise.all([target, ...created].map((made) => this.syncDir(path.dirname(made))));
-      return candidate.join('/');
+      const target = folder.entry(candidate);
+      const shown = [...names, candidate].join('/');
+      const landed = this.landNew(partial.dataPath, target);
+      if (landed !== 'taken') return this.finishPlacement(partial, folder, candidate, shown, landed, fd);
+      if (this.policy === 'reject') throw new FtError('CONFLICT', `a file named ${shown} appeared meanwhile`);
+      const stat = lstatIfExists(this.fs, target);
+      // A few comparisons at most: uploads of one name and size sharing a long prefix must not
+      // make each placement read every earlier variant (dedupe is a saving, not a guarantee).
+      if (!stat?.isFile() || stat.size !== size || compared >= MAX_COMPARED_CANDIDATES) continue;
+      compared++;
+      const same = await sameBytes(this.fs, target, partial.dataPath, size);
+      if (!same) continue;
+      // The paths fallback must not report a file that a swapped folder put outside.
+      if (this.tree.mode === 'paths') this.checkInside(folder, shown);
+      partial.discard();
+      return { path: shown, deduplicated: true, identity: same };
     }
-    throw new FtError('CONFLICT', `no free name for ${components.join('/')} after ${MAX_RENAME_ATTEMPTS} attempts`);
+    throw new FtError('CONFLICT', `no free name for ${[...names, last].join('/')} after ${MAX_RENAME_ATTEMPTS} attempts`);
+  }
+
+  /**
+   * Under `overwrite`: lands beside the target first, under a temporary name that link()
+   * creates only if nobody has it, then renames it over the target.
+   */
+  private overwrite(partial: Partial, walked: Walked, last: string, fd: number): Placed {
+    const { folder, names } = walked;
+    const shown = [...names, last].join('/');
+    const existing = lstatIfExists(this.fs, folder.entry(last));
+    if (existing?.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${shown} in the inbox is a symbolic link`);
+    if (existing && !existing.isFile()) throw new FtError('CONFLICT', `${shown} exists and is not a regular file`);
+    for (let attempt = 0; attempt < MAX_TEMPORARY_ATTEMPTS; attempt++) {
+      const beside = temporaryName(last);
+      const landed = this.landNew(partial.dataPath, folder.entry(beside));
+      if (landed === 'taken') continue;
+      this.checkLink(partial, folder, beside, fd, landed);
+      try {
+        this.fs.renameSync(folder.entry(beside), folder.entry(last));
+      } catch (error) {
+        this.takeBack(partial, folder, beside, landed);
+        throw error;
+      }
+      return this.complete(partial, landed, shown, fd);
+    }
+    throw new FtError('CONFLICT', `no free temporary name beside ${shown} after ${MAX_TEMPORARY_ATTEMPTS} attempts`);
+  }
+
+  private finishPlacement(partial: Partial, folder: Folder, name: string, shown: string, landed: 'linked' | 'moved', fd: number): Placed {
+    // Checked while the partial still exists: a refusal here loses nothing.
+    this.checkLink(partial, folder, name, fd, landed);
+    return this.complete(partial, landed, shown, fd);
+  }
+
+  /** The partial's own link goes last; the identity is taken after it (ctime follows the link count). */
+  private complete(partial: Partial, landed: 'linked' | 'moved', shown: string, fd: number): Placed {
+    if (landed === 'linked') this.fs.unlinkSync(partial.dataPath);
+    return { path: shown, deduplicated: false, identity: identityOf(this.fs.fstatSync(fd)) };
+  }
+
+  /**
+   * After a link (or, without hard links, a rename): the new name must be our partial's file,
+   * and, in the path fallback, inside the inbox. Otherwise it is taken back and refused.
+   */
+  private checkLink(partial: Partial, folder: Folder, name: string, fd: number, landed: 'linked' | 'moved'): void {
+    const shown = folder.rel === '' ? name : `${folder.rel}/${name}`;
+    try {
+      if (this.tree.mode === 'paths') this.checkInside(folder, shown);
+      const ours = this.fs.fstatSync(fd);
+      const there = lstatIfExists(this.fs, folder.entry(name));
+      if (there?.dev !== ours.dev || there.ino !== ours.ino) throw new FtError('UNSAFE_PATH', `${shown} was changed while it was placed`);
+    } catch (error) {
+      this.takeBack(partial, folder, name, landed);
+      throw error;
+    }
+  }
+
+  /** Undoes a landing: a second link is removed; a moved partial (no hard links) goes back, so a refusal loses nothing. */
+  private takeBack(partial: Partial, folder: Folder, name: string, landed: 'linked' | 'moved'): void {
+    try {
+      if (landed === 'linked') this.fs.unlinkSync(folder.entry(name));
+      else this.fs.renameSync(folder.entry(name), partial.dataPath);
+    } catch {
+      // Already gone; the error that matters is the one being reported.
+    }
+  }
+
+  /**
+   * The path fallback checked the folders before the link, but one could have been swapped for
+   * a symbolic link in between: if the file landed outside the inbox, refuse.
+   */
+  private checkInside(folder: Folder, shown: string): void {
+    const real = this.fs.realpathSync(folder.self());
+    if (real === this.root || real.startsWith(this.root + path.sep)) return;
+    throw new FtError('UNSAFE_PATH', `${shown} resolved outside the inbox while it was placed`);
+  }
+
+  /** The partial must be what we wrote: a regular file of the announced size. Opened, so its identity is known to the end. */
+  private openPartial(partial: Partial): { fd: number } {
+    const fd = this.fs.openSync(partial.dataPath, OPEN_PARTIAL);
+    const stat = this.fs.fstatSync(fd);
+    if (!stat.isFile() || stat.size !== partial.id.size) {
+      this.fs.closeSync(fd);
+      throw new FtError('UNSAFE_PATH', 'the partial upload is not the file that was written');
+    }
+    return { fd };
+  }
+
+  /**
+   * The folder of the name's last component, each one opened through its parent. Under
+   * `rename`, a component blocked by a file or a link is replaced by its first variant that is
+   * a folder or free (`name (1)/x`), so every file of that folder lands in the same place; the
+   * other policies refuse. Without `create`, undefined when a folder on the way is missing.
+   */
+  private walk(components: string[], create: boolean): Walked | undefined {
+    const wanted = components.slice(0, -1);
+    const exact = wanted.join('/');
+    const cached = exact === '' ? undefined : this.tree.cached(exact);
+    if (cached) return { folder: cached, names: wanted, parentsOfCreated: [] };
+    let folder = this.tree.root();
+    const names: string[] = [];
+    const parentsOfCreated: Folder[] = [];
+    try {
+      for (const component of wanted) {
+        const next = this.descend(folder, component, create, [...names, component].join('/'));
+        if (!next) {
+          folder.release();
+          for (const parent of parentsOfCreated) parent.release();
+          return undefined;
+        }
+        if (next.created) parentsOfCreated.push(folder.retain());
+        folder.release();
+        folder = next.folder;
+        names.push(next.name);
+      }
+    } catch (error) {
+      folder.release();
+      for (const parent of parentsOfCreated) parent.release();
+      throw error;
+    }
+    if (names.join('/') === exact) this.tree.remember(folder);
+    return { folder, names, parentsOfCreated };
+  }
+
+  private descend(parent: Folder, component: string, create: boolean, shown: string): { folder: Folder; name: string; created: boolean } | undefined {
+    const variants = this.policy === 'rename' ? nameVariants(component) : [component];
+    for (const name of variants) {
+      const step = this.tree.step(parent, name, create);
+      if (step.kind === 'folder') return { folder: step.folder, name, created: step.created };
+      if (step.kind === 'missing') return undefined;
+      if (this.policy === 'rename') continue;
+      if (step.kind === 'link') throw new FtError('UNSAFE_PATH', `${shown} in the inbox is a symbolic link`);
+      throw new FtError('CONFLICT', `${shown} in the inbox is a file, not a folder`);
+    }
+    throw new FtError('CONFLICT', `no free folder name for ${shown} after ${MAX_RENAME_ATTEMPTS} attempts`);
+  }
+
+  /**
+   * The inbox must still be the folder opened at start. Deleted: it is created again (it is
+   * ours), and so is .ft-partial. Replaced by a link, a file or another folder: refused, since
+   * whoever replaced it chose where files would land, and the folder opened may now be deleted
+   * or moved where nobody looks; a restart checks the new folder as at start.
+   */
+  private async ensureOwnFolders(withPartials: boolean): Promise<void> {
+    const state = this.tree.rootState();
+    if (state === 'missing') {
+      await this.tree.recreateRoot();
+      refuseSharedInbox(this.tree.rootStat(), this.root);
+    } else if (state === 'link') {
+      throw new FtError('UNSAFE_PATH', 'the inbox folder was replaced by a symbolic link while serving; ft serve receives nothing until it is restarted on a real folder');
+    } else if (state === 'not-a-folder') {
+      throw new FtError('UNSAFE_PATH', 'the inbox folder was replaced by a file while serving; ft serve receives nothing until it is restarted on a real folder');
+    } else if (state === 'other-folder') {
+      throw new FtError('UNSAFE_PATH', 'the inbox folder was replaced by another folder while serving; restart ft serve to receive into it');
+    }
+    if (!withPartials && state === 'same') return;
+    const root = this.tree.root();
+    try {
+      if (lstatIfExists(this.fs, root.entry(PARTIAL_DIR))) return;
+      this.partials.ensureDir();
+      await this.tree.sync(root);
+    } finally {
+      root.release();
+    }
   }
 
   /**
@@ -163,141 +407,10 @@ export class Inbox {
     this.fs.renameSync(from, to);
     return 'moved';
   }
-
-  private unlinkQuietly(file: string): void {
-    try {
-      this.fs.unlinkSync(file);
-    } catch {
-      // Already gone, or the error that matters is the one being reported.
-    }
-  }
-
-  private pathOf(components: string[]): string {
-    return path.join(this.root, ...components);
-  }
-
-  /**
-   * Every folder on the way must be a real folder (or not exist yet); `create` makes the missing
-   * ones and returns them.
-   */
-  private checkParents(components: string[], create: boolean): string[] {
-    const created: string[] = [];
-    let current = this.root;
-    for (const component of components.slice(0, -1)) {
-      current = path.join(current, component);
-      let stat = lstatIfExists(this.fs, current);
-      if (!stat && create) {
-        try {
-          this.fs.mkdirSync(current);
-          created.push(current);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        }
-        stat = this.fs.lstatSync(current);
-      }
-      if (!stat) continue;
-      const shown = path.relative(this.root, current);
-      if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${shown} in the inbox is a symbolic link`);
-      if (!stat.isDirectory()) throw new FtError('CONFLICT', `${shown} in the inbox is a file, not a folder`);
-    }
-    return created;
-  }
-
-  /**
-   * The folders were checked before the link, but one could have been swapped for a symbolic
-   * link in between: if the file landed outside the inbox, take it back out and refuse.
-   */
-  private checkLanded(target: string): void {
-    const folder = this.fs.realpathSync(path.dirname(target));
-    if (folder === this.root || folder.startsWith(this.root + path.sep)) return;
-    this.unlinkQuietly(target);
-    throw new FtError('UNSAFE_PATH', `${path.relative(this.root, target)} resolved outside the inbox while it was placed`);
-  }
-
-  private refuseLink(target: string): void {
-    if (lstatIfExists(this.fs, target)?.isSymbolicLink()) {
-      throw new FtError('UNSAFE_PATH', `${path.relative(this.root, target)} in the inbox is a symbolic link`);
-    }
-  }
-
-  private async compare(components: string[], id: ContentId): Promise<'missing' | 'identical' | 'different' | 'not-a-file' | 'needs-hash'> {
-    const target = this.pathOf(components);
-    const stat = lstatIfExists(this.fs, target);
-    if (!stat) return 'missing';
-    if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${components.join('/')} in the inbox is a symbolic link`);
-    if (!stat.isFile()) return 'not-a-file';
-    if (stat.size !== id.size) return 'different';
-    if (id.hash === undefined) return 'needs-hash';
-    const cacheKey = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}`;
-    // One hash per file however many connections ask at once (a sender retrying meanwhile, say).
-    let hash = this.hashCache.get(cacheKey);
-    if (!hash) {
-      hash = this.hashFile(target, stat.size);
-      this.hashCache.set(cacheKey, hash);
-      hash.catch(() => this.hashCache.delete(cacheKey));
-    }
-    return (await hash) === id.hash ? 'identical' : 'different';
-  }
-
-  private async hashFile(file: string, size: number): Promise<string> {
-    const hasher = await createHasher();
-    const handle = await this.fs.open(file, 'r');
-    try {
-      await readRange(handle, 0, size, (block) => hasher.update(block));
-    } finally {
-      await handle.close();
-    }
-    return hasher.digest();
-  }
-
-  /**
-   * A rename is durable only once its folder is synced. Renames into one folder at the same time
-   * share one fsync: a caller waits for a sync that starts after its own rename.
-   */
-  private syncDir(dir: string): Promise<void> {
-    const entry = this.dirSyncs.get(dir);
-    if (!entry) {
-      const running = this.fsyncDir(dir).finally(() => this.afterDirSync(dir));
-      this.dirSyncs.set(dir, { running });
-      return running;
-    }
-    entry.queued ??= entry.running.catch(() => undefined).then(() => this.fsyncDir(dir));
-    return entry.queued;
-  }
-
-  private afterDirSync(dir: string): void {
-    const entry = this.dirSyncs.get(dir);
-    if (!entry?.queued) {
-      this.dirSyncs.delete(dir);
-      return;
-    }
-    const running = entry.queued.finally(() => this.afterDirSync(dir));
-    this.dirSyncs.set(dir, { running });
-  }
-
-  private async fsyncDir(dir: string): Promise<void> {
-    const handle = await this.fs.open(dir, 'r');
-    try {
-      await handle.sync();
-    } catch (error) {
-      // Some file systems cannot fsync a folder; the data itself is already synced.
-      if (!['EINVAL', 'EISDIR', 'EBADF'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
-    } finally {
-      await handle.close();
-    }
-  }
 }
 
-/** `a/b.tar.gz`, `a/b (1).tar.gz`, `a/b (2).tar.gz`, … */
-function* renameCandidates(components: string[]): Generator<string[]> {
-  yield components;
-  const last = components.at(-1)!;
-  const dot = last.indexOf('.', 1);
-  const stem = dot === -1 ? last : last.slice(0, dot);
-  const ext = dot === -1 ? '' : last.slice(dot);
-  for (let n = 1; n < MAX_RENAME_ATTEMPTS; n++) yield [...components.slice(0, -1), `${stem} (${n})${ext}`];
-}
-
-function identityOf(stat: { dev: number; ino: number; size: number; mtimeMs: number; ctimeMs: number }): PlacedIdentity {
-  return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
+/** `name.ft-1a2b3c4d` beside the target, or `.ft-1a2b3c4d` where that would be over 255 bytes. */
+function temporaryName(last: string): string {
+  const suffix = `.ft-${randomSuffix()}`;
+  return Buffer.byteLength(last) + suffix.length <= 255 ? `${last}${suffix}` : suffix;
 }

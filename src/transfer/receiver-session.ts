@@ -373,7 +373,7 @@ export class ReceiverSession {
           event: { type: 'skipped', remote: this.remote, name, path: stored },
         };
       }
-      const target = await this.ctx.inbox.inspect(components, header);
+      const target = await this.ctx.inbox.inspect(components);
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
       partial = await this.ctx.inbox.partials.acquire(header, name, this);
       if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');

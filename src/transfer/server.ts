@@ -162,6 +162,8 @@ export class Receiver extends EventEmitter {
       this.server.close();
       for (const session of this.sessions) session.abort();
       await Promise.all([closed, ...this.running]);
+      // The inbox's folder handles (after the sessions, which may still be placing files).
+      this.inbox.close();
     })();
     return this.closing;
   }

@@ -66,7 +66,8 @@ describe('ft help and version', () => {
 });
 
 describe('ft serve and ft send', () => {
-  it('serves, sends a file, and says "already there" the second time', async () => {
+  // The second time the file is sent again and stored once (no "already there" from a header: issue 9, point 3).
+  it('serves, sends a file, and stores it once when it is sent a second time', async () => {
     const dir = await inbox();
     const port = await freePort();
     const serve = await startFtServe(dir, { port });
@@ -83,12 +84,12 @@ describe('ft serve and ft send', () => {
 
     const second = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`]);
     expect(second.exit.code, second.stderr).toBe(0);
-    expect(second.stdout).toMatch(/^skipped +three-body\.txt: already there$/m);
-    expect(second.stdout).toMatch(/^ft: 0 sent, 1 already there; /m);
+    expect(second.stdout).toMatch(/^sent +three-body\.txt: .* verified$/m);
+    expect(second.stdout).toMatch(/^ft: 1 sent, 0 already there; /m);
     expect(await listFiles(dir)).toEqual(['three-body.txt']);
   });
 
-  it('send --json prints one JSON object per line: verified, then skipped, each run ending with a summary', async () => {
+  it('send --json prints one JSON object per line, each run ending with a summary', async () => {
     const serve = await startFtServe(await inbox());
     const to = `127.0.0.1:${serve.port}`;
 
@@ -103,9 +104,9 @@ describe('ft serve and ft send', () => {
     const second = await runFt(['send', threeBody, '--to', to, '--json']);
     expect(second.exit.code, second.stderr).toBe(0);
     const again = second.json();
-    expect(again.map((e) => e.event)).toEqual(['skipped', 'summary']);
-    expect(again[0]).toMatchObject({ name: 'three-body.txt', remotePath: 'three-body.txt' });
-    expect(again[1]).toMatchObject({ sent: 0, skipped: 1, bytes: 0 });
+    expect(second.lines().length).toBe(again.length);
+    expect(again.find((e) => e.event === 'verified')).toMatchObject({ name: 'three-body.txt', remotePath: 'three-body.txt' });
+    expect(again.at(-1)).toMatchObject({ event: 'summary', sent: 1, skipped: 0, failed: 0, refused: 0 });
   });
 
   it('serve --json prints a listening line first, then one line per received file', async () => {

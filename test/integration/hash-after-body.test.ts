@@ -178,7 +178,8 @@ describe('the receiver, for a header without a hash', () => {
     b.destroy();
   });
 
-  it('asks for the hash when a file of the same size has the name, and not when the size differs', async () => {
+  // Issue 9, point 3: need-hash came only at the right size, which told a peer a file's size.
+  it('answers a name taken by a file of the same size exactly like one of another size: accept, never need-hash', async () => {
     const r = await startReceiver();
     await writeFile(path.join(r.dir, 'same.bin'), Buffer.alloc(100, 1));
     await writeFile(path.join(r.dir, 'other.bin'), Buffer.alloc(50, 1));
@@ -186,8 +187,11 @@ describe('the receiver, for a header without a hash', () => {
     await c.handshake();
     c.send({ type: 'file', id: 1, filename: 'same.bin', size: 100 });
     c.send({ type: 'file', id: 2, filename: 'other.bin', size: 100 });
-    expect(await c.next()).toEqual({ type: 'need-hash', id: 1 });
+    c.send({ type: 'file', id: 3, filename: 'same.bin/x', size: 100 });
+    expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
     expect(await c.next()).toEqual({ type: 'accept', id: 2, offset: 0 });
+    // A file where a folder is needed is not refused either (under rename): that told a peer the name exists.
+    expect(await c.next()).toEqual({ type: 'accept', id: 3, offset: 0 });
     c.destroy();
   });
 });
@@ -235,26 +239,26 @@ describe('the sender, for a large file not in the hash cache', () => {
     expect(read()).toBe(2 * bytes.length);
   });
 
-  it('remembers the hash computed while sending: with the hash cache, the next send is answered at once', async () => {
+  it('remembers the hash computed while sending: with the hash cache, the next header carries it', async () => {
     const r = await startReceiver();
     const src = await fileAtRest(path.join(await tempDir(), 'cached.bin'), 2 * MiB);
     const hashCache = path.join(await tempDir(), 'hashes.json');
     expect((await send([src], { host: '127.0.0.1', port: r.port, hashCache })).files[0]).toMatchObject({ status: 'sent' });
     const cached = JSON.parse(await readFile(hashCache, 'utf8')) as Record<string, { hash: string }>;
     expect(Object.values(cached).map((e) => e.hash)).toEqual([await hashBytes(await readFile(src))]);
-    // The header now carries the hash, so the receiver skips at once (no need-hash round, no read).
-    const events: string[] = [];
-    const again = await send([src], { host: '127.0.0.1', port: r.port, hashCache, onEvent: (e) => events.push(e.type) });
-    expect(again.files[0]).toMatchObject({ status: 'skipped', bytesSent: 0 });
-    expect(events).not.toContain('started');
+    // The header now carries the hash; the receiver no longer answers "already there" from a
+    // header (issue 9, point 3), so the content is sent and, being identical, stored once.
+    const again = await send([src], { host: '127.0.0.1', port: r.port, hashCache });
+    expect(again.files[0]).toMatchObject({ status: 'sent', remotePath: 'cached.bin' });
+    expect(await listFiles(r.dir)).toEqual(['cached.bin']);
   });
 
-  it('sent again to an inbox that has it: hashed on request and skipped, not sent again', async () => {
+  it('sent again to an inbox that has it: sent, and stored once under its name', async () => {
     const r = await startReceiver();
     const src = await fileAtRest(path.join(await tempDir(), 'again.bin'), 2 * MiB);
     expect((await send([src], { host: '127.0.0.1', port: r.port })).files[0]).toMatchObject({ status: 'sent' });
     const second = await send([src], { host: '127.0.0.1', port: r.port });
-    expect(second.files[0]).toMatchObject({ status: 'skipped', remotePath: 'again.bin', bytesSent: 0 });
+    expect(second.files[0]).toMatchObject({ status: 'sent', remotePath: 'again.bin' });
     expect(await listFiles(r.dir)).toEqual(['again.bin']);
   });
 

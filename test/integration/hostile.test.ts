@@ -800,8 +800,9 @@ describe('names that try to corrupt the receiver\'s terminal or log', () => {
 });
 
 describe('the file system under the inbox', () => {
-  it('refuses UNSAFE_PATH for a folder in the inbox that is a symbolic link out of it', async () => {
-    const { r, root } = await isolatedReceiver();
+  // Under rename (the default) such names are not refused, which would tell the peer they exist (see below).
+  it.each(['overwrite', 'reject'] as const)('refuses UNSAFE_PATH for a folder in the inbox that is a symbolic link out of it (policy %s)', async (onConflict) => {
+    const { r, root } = await isolatedReceiver({ onConflict });
     const outside = path.join(root, 'outside');
     await mkdir(outside);
     await symlink(outside, path.join(r.dir, 'evil'));
@@ -823,7 +824,29 @@ describe('the file system under the inbox', () => {
     await expectServesOn(r, ['evil', 'evil2']);
   });
 
-  it.each(['rename', 'overwrite', 'reject'] as const)(
+  it('under rename, treats symbolic links in the inbox like taken names: the upload lands beside them, nothing outside', async () => {
+    const { r, root } = await isolatedReceiver();
+    const outside = path.join(root, 'outside');
+    await mkdir(outside);
+    const target = path.join(root, 'target.txt');
+    await writeFile(target, 'outside\n');
+    await symlink(outside, path.join(r.dir, 'evil'));
+    await symlink(target, path.join(r.dir, 'link.txt'));
+    const local = await tempDir();
+    await mkdir(path.join(local, 'evil'));
+    await writeFile(path.join(local, 'evil', 'payload.txt'), 'payload\n');
+    await writeFile(path.join(local, 'link.txt'), 'replacement\n');
+    const report = await send([path.join(local, 'evil'), path.join(local, 'link.txt')], { host: '127.0.0.1', port: r.port });
+    expect(report.files.map((f) => [f.status, f.remotePath])).toEqual([
+      ['sent', 'evil (1)/payload.txt'],
+      ['sent', 'link (1).txt'],
+    ]);
+    expect(await readFile(path.join(r.dir, 'evil (1)', 'payload.txt'), 'utf8')).toBe('payload\n');
+    expect(await readdir(outside)).toEqual([]);
+    expect(await readFile(target, 'utf8')).toBe('outside\n');
+  });
+
+  it.each(['overwrite', 'reject'] as const)(
     'refuses UNSAFE_PATH for a file name that is a symbolic link out of the inbox (policy %s)',
     async (onConflict) => {
       const { r, root } = await isolatedReceiver({ onConflict });
@@ -858,7 +881,7 @@ describe('the file system under the inbox', () => {
     expect(await readdir(outside)).toEqual([]);
   });
 
-  it('a folder swapped for a symbolic link during a transfer: nothing lands outside, the sender gets UNSAFE_PATH', async () => {
+  it('a folder swapped for a symbolic link during a transfer: nothing lands outside, the file lands beside the link', async () => {
     const { r, root } = await isolatedReceiver();
     const outside = path.join(root, 'outside');
     const moved = path.join(root, 'moved-away');
@@ -882,9 +905,43 @@ describe('the file system under the inbox', () => {
     const report = await sending;
 
     expect(report.files).toHaveLength(1);
+    // Under rename, d is now a link, which is passed over like a file: the folder's first free variant.
+    expect(report.files[0]).toMatchObject({ name: 'd/big.bin', status: 'sent', remotePath: 'd (1)/big.bin' });
+    expect(await readdir(outside)).toEqual([]);
+    expect(await readdir(moved)).toEqual([]);
+    expect(await digest(path.join(r.dir, 'd (1)', 'big.bin'))).toEqual(await digest(src));
+    expect(r.eventsOf('received')).toHaveLength(1);
+    await expectServesOn(r, ['d', 'd (1)/big.bin']);
+  });
+
+  it('a folder swapped for a symbolic link during a transfer under overwrite: nothing lands outside, the sender gets UNSAFE_PATH', async () => {
+    const { r, root } = await isolatedReceiver({ onConflict: 'overwrite' });
+    const outside = path.join(root, 'outside');
+    const moved = path.join(root, 'moved-away');
+    await mkdir(outside);
+    await writeFile(path.join(outside, 'big.bin'), 'precious\n');
+    await mkdir(path.join(r.dir, 'd'));
+    const local = path.join(await tempDir(), 'd');
+    await mkdir(local);
+    const size = 6 * MiB;
+    const src = await randomFile(path.join(local, 'big.bin'), size);
+    const anHourAgo = new Date(Date.now() - 3600_000);
+    await utimes(src, anHourAgo, anHourAgo);
+    const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
+    const sending = send([local], { host: '127.0.0.1', port: proxy.port, retries: 0 });
+    sending.catch(() => undefined);
+
+    await partialReaches(r, MiB);
+    await rename(path.join(r.dir, 'd'), moved);
+    await symlink(outside, path.join(r.dir, 'd'));
+    proxy.setBytesPerSecond(Infinity);
+    const report = await sending;
+
+    expect(report.files).toHaveLength(1);
     expect(report.files[0]).toMatchObject({ name: 'd/big.bin', code: 'UNSAFE_PATH' });
     expect(['failed', 'refused']).toContain(report.files[0]!.status);
-    expect(await readdir(outside)).toEqual([]);
+    expect(await readdir(outside)).toEqual(['big.bin']);
+    expect(await readFile(path.join(outside, 'big.bin'), 'utf8')).toBe('precious\n');
     expect(await readdir(moved)).toEqual([]);
     expect(r.eventsOf('received')).toEqual([]);
     // The complete, verified upload stays as a partial (§12: a failed placement keeps it), under

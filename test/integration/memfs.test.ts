@@ -68,25 +68,31 @@ describe('serve and send on separate memfs volumes', () => {
     if (!realInboxExisted) expect(existsSync('/inbox')).toBe(false);
   });
 
-  it('reports a second send of the same files as skipped', async () => {
+  // No "already there" from a header any more (issue 9, point 3): the re-send is compared byte
+  // for byte at placement and stored once.
+  it('stores a second send of the same files once, under the same names', async () => {
     const sender = senderVolume();
     const receiving = memfs();
     const { receiver, events } = await start(receiving.fs);
     const port = receiver.address.port;
 
-    await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port });
+    const first = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port });
+    const listing = () => JSON.stringify(receiving.vol.toJSON('/inbox'));
+    const before = listing();
     const again = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port });
 
-    expect(again.files.map((f) => f.status)).toEqual(['skipped', 'skipped', 'skipped', 'skipped']);
-    expect(again.bytesSent).toBe(0);
-    expect(events.filter((e) => e.type === 'received')).toHaveLength(4);
-    expect(events.filter((e) => e.type === 'skipped')).toHaveLength(4);
+    expect(again.files.map((f) => f.status)).toEqual(['sent', 'sent', 'sent', 'sent']);
+    expect(again.files.map((f) => f.remotePath)).toEqual(first.files.map((f) => f.remotePath));
+    expect(listing()).toBe(before);
+    expect(events.filter((e) => e.type === 'skipped')).toHaveLength(0);
   });
 
   it('keeps both copies under the rename policy when the receiver volume has a different file', async () => {
     const sender = senderVolume();
     const receiving = memfs();
     receiving.vol.fromJSON({ '/inbox/a.txt': 'an older alpha\n' });
+    // memfs makes folders 0777; a real mkdir (umask 022) makes them 0755, and ft refuses an inbox others can write.
+    receiving.vol.chmodSync('/inbox', 0o755);
     const { receiver } = await start(receiving.fs);
 
     const report = await send(['/src/a.txt'], { fs: sender.fs, host: '127.0.0.1', port: receiver.address.port });

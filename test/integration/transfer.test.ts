@@ -95,7 +95,9 @@ describe('sending over 127.0.0.1', () => {
     for (const rel of local) await expectIdentical(path.join(r.dir, 'tree', rel), path.join(fx.tree, rel));
   });
 
-  it('reports a re-send as skipped and leaves the received files untouched', async () => {
+  // The receiver no longer answers "already there" from a header (issue 9, point 3): a re-send
+  // is uploaded, compared byte for byte with what has the name, and stored once.
+  it('stores a re-send once: same names, no new files, the received files untouched', async () => {
     const r = await startReceiver();
     const paths = [fx.file('three-body.txt'), fx.file('binary.bin'), fx.tree];
     const first = await send(paths, { host: '127.0.0.1', port: r.port });
@@ -104,13 +106,11 @@ describe('sending over 127.0.0.1', () => {
     const mtimes = await Promise.all(before.map(async (rel) => (await stat(path.join(r.dir, rel))).mtimeMs));
 
     const second = await send(paths, { host: '127.0.0.1', port: r.port });
-    expect(second.files.map((f) => f.status)).toEqual(first.files.map(() => 'skipped'));
+    expect(second.files.map((f) => f.status)).toEqual(first.files.map(() => 'sent'));
     expect(second.files.map((f) => f.remotePath)).toEqual(first.files.map((f) => f.remotePath));
-    expect(second.bytesSent).toBe(0);
     expect(await listFiles(r.dir)).toEqual(before);
     const after = await Promise.all(before.map(async (rel) => (await stat(path.join(r.dir, rel))).mtimeMs));
     expect(after).toEqual(mtimes);
-    expect(r.eventsOf('skipped')).toHaveLength(first.files.length);
   });
 
   it('sends many files over a single connection', async () => {
@@ -229,7 +229,7 @@ describe('conflict policies', () => {
     return { inbox, src };
   }
 
-  it('rename keeps both as "name (1).ext", and re-sending that content is skipped', async () => {
+  it('rename keeps both as "name (1).ext", and re-sending that content stores it once, under that name', async () => {
     const { inbox, src } = await setup();
     const r = await startReceiver({ dir: inbox, onConflict: 'rename' });
     const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
@@ -238,7 +238,7 @@ describe('conflict policies', () => {
     await expectIdentical(path.join(inbox, 'report (1).txt'), src);
 
     const again = only(await send([src], { host: '127.0.0.1', port: r.port }));
-    expect(again).toMatchObject({ status: 'skipped', remotePath: 'report (1).txt' });
+    expect(again).toMatchObject({ status: 'sent', remotePath: 'report (1).txt' });
     expect(await listFiles(inbox)).toEqual(['report (1).txt', 'report.txt']);
   });
 
@@ -317,7 +317,7 @@ describe('what the receiver refuses or rejects', () => {
     expect(await listFiles(r.dir)).toEqual([]);
   });
 
-  it('refuses with UNSAFE_PATH a folder whose name is a symbolic link out of the inbox', async () => {
+  it('never follows a folder in the inbox that is a symbolic link out of it (rename: the file lands beside it)', async () => {
     const root = await tempDir();
     const inbox = await inboxIn(root);
     const outside = path.join(root, 'outside');
@@ -329,8 +329,9 @@ describe('what the receiver refuses or rejects', () => {
     const r = await startReceiver({ dir: inbox });
 
     const file = only(await send([local], { host: '127.0.0.1', port: r.port }));
-    expect(file).toMatchObject({ status: 'refused', code: 'UNSAFE_PATH', name: 'evil/payload.txt' });
+    expect(file).toMatchObject({ status: 'sent', name: 'evil/payload.txt', remotePath: 'evil (1)/payload.txt' });
     expect(await readdir(outside)).toEqual([]);
+    expect(await readFile(path.join(inbox, 'evil (1)', 'payload.txt'), 'utf8')).toBe('should never land outside\n');
   });
 
   it('refuses with UNSAFE_PATH a file whose name is a symbolic link in the inbox', async () => {

@@ -24,7 +24,7 @@ async function receive(inbox: Inbox, name: string, text: string): Promise<string
   await handle.write(bytes, 0, bytes.length, 0);
   await handle.close();
   try {
-    return (await inbox.place(partial, name.split("/"))).path;
+    return (await inbox.place(partial, name.split('/'))).path;
   } finally {
     partial.release();
   }

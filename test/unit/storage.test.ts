@@ -15,6 +15,8 @@ type FullFs = typeof nodeFs;
 
 interface Backend {
   name: string;
+  /** False: the inbox must use its path fallback even where /proc/self/fd works. */
+  folderHandles?: boolean;
   create(): Promise<{ fs: FullFs; ft: FileSystem; base: string; cleanup: () => Promise<void> }>;
 }
 
@@ -30,6 +32,15 @@ const backends: Backend[] = [
   },
   {
     name: 'a real temp dir',
+    async create() {
+      const base = await nodeFs.mkdtemp(path.join(os.tmpdir(), 'ft-storage-test-'));
+      return { fs: nodeFs, ft: nodeFileSystem, base, cleanup: () => nodeFs.rm(base, { recursive: true, force: true }) };
+    },
+  },
+  {
+    // What systems without /proc/self/fd get: paths checked by lstat, and a check after placement.
+    name: 'a real temp dir without folder handles',
+    folderHandles: false,
     async create() {
       const base = await nodeFs.mkdtemp(path.join(os.tmpdir(), 'ft-storage-test-'));
       return { fs: nodeFs, ft: nodeFileSystem, base, cleanup: () => nodeFs.rm(base, { recursive: true, force: true }) };
@@ -74,12 +85,18 @@ describe.each(backends)('storage contract on $name', (backend) => {
   beforeEach(async () => {
     ({ fs, ft, base, cleanup } = await backend.create());
   });
+  const opened: Inbox[] = [];
   afterEach(async () => {
+    for (const inbox of opened.splice(0)) inbox.close();
     await cleanup();
   });
 
   const ftFs = (): FileSystem => ft;
-  const openInbox = (policy: ConflictPolicy = 'rename', dir = path.join(base, 'inbox')) => Inbox.open(dir, ftFs(), policy);
+  const openInbox = async (policy: ConflictPolicy = 'rename', dir = path.join(base, 'inbox')) => {
+    const inbox = await Inbox.open(dir, ftFs(), policy, { folderHandles: backend.folderHandles });
+    opened.push(inbox);
+    return inbox;
+  };
 
   async function exists(file: string): Promise<boolean> {
     try {
@@ -137,7 +154,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       await fs.mkdir(path.join(base, 'elsewhere'), { recursive: true });
       await fs.mkdir(dir, { recursive: true });
       await fs.symlink(path.join(base, 'elsewhere'), path.join(dir, '.ft-partial'));
-      await expectFtError(Inbox.open(dir, ftFs(), 'rename'), 'UNSAFE_PATH');
+      await expectFtError(openInbox('rename', dir), 'UNSAFE_PATH');
     });
   });
 
@@ -209,8 +226,8 @@ describe.each(backends)('storage contract on $name', (backend) => {
       // Both can be written and placed independently.
       await writeBody(first!, bytes.subarray(60) as Buffer, 60);
       await writeBody(copy!, bytes);
-      expect(await inbox.place(first!, ['a.bin'])).toBe('a.bin');
-      expect(await inbox.place(copy!, ['copy.bin'])).toBe('copy.bin');
+      expect((await inbox.place(first!, ['a.bin'])).path).toBe('a.bin');
+      expect((await inbox.place(copy!, ['copy.bin'])).path).toBe('copy.bin');
       first!.release();
       copy!.release();
       expect((await fs.readFile(path.join(inbox.root, 'copy.bin'))).equals(bytes)).toBe(true);
@@ -312,6 +329,96 @@ describe.each(backends)('storage contract on $name', (backend) => {
     });
   });
 
+  describe('folder handles', () => {
+    it('walks through folder handles exactly where /proc/self/fd reaches into folders', async () => {
+      const inbox = await openInbox();
+      const expected = backend.name === 'a real temp dir' && process.platform === 'linux' ? 'handles' : 'paths';
+      expect(inbox.folderMode).toBe(expected);
+    });
+  });
+
+  describe('who else can write to the inbox', () => {
+    const posix = process.platform !== 'win32' && process.getuid !== undefined;
+
+    const modes = (list: number[]) => list.map((mode) => [mode.toString(8).padStart(4, '0'), mode] as const);
+
+    it.runIf(posix).each(modes([0o777, 0o775, 0o757, 0o770, 0o722]))('refuses an existing inbox of mode %s, saying how to fix it', async (_, mode) => {
+      const dir = path.join(base, 'shared');
+      await fs.mkdir(dir);
+      await fs.chmod(dir, mode);
+      const error = await expectFtError(openInbox('rename', dir), 'UNSAFE_PATH');
+      expect(error.message).toContain(`chmod go-w ${dir}`);
+      expect(error.message).toContain('sticky');
+      expect(error.message).not.toContain('\n');
+    });
+
+    it.runIf(posix).each(modes([0o1777, 0o1775, 0o755, 0o700]))('serves an inbox of mode %s (sticky, or writable only by its owner)', async (_, mode) => {
+      const dir = path.join(base, 'fine');
+      await fs.mkdir(dir);
+      await fs.chmod(dir, mode);
+      const inbox = await openInbox('rename', dir);
+      expect(await inbox.inspect(['a.txt'])).toEqual({ kind: 'free' });
+    });
+
+    it.runIf(posix && process.getuid?.() === 0 && backend.name !== 'memfs')('refuses an inbox owned by another user', async () => {
+      const dir = path.join(base, 'theirs');
+      await fs.mkdir(dir);
+      await fs.chmod(dir, 0o755);
+      await fs.chown(dir, 4242, 4242);
+      const error = await expectFtError(openInbox('rename', dir), 'UNSAFE_PATH');
+      expect(error.message).toMatch(/belongs to another user \(uid 4242\).*chown/);
+    });
+
+    it.runIf(posix)('creates a missing inbox, and the folders of placed files, writable only by their owner', async () => {
+      const inbox = await openInbox('rename', path.join(base, 'new-inbox'));
+      expect((await fs.lstat(inbox.root)).mode & 0o022).toBe(0);
+      await inbox.place(await stage(inbox, content(10, 1)), ['made', 'here', 'a.txt']);
+      expect((await fs.lstat(path.join(inbox.root, 'made'))).mode & 0o022).toBe(0);
+      expect((await fs.lstat(path.join(inbox.root, 'made', 'here'))).mode & 0o022).toBe(0);
+    });
+  });
+
+  describe('the inbox or .ft-partial deleted or replaced while serving', () => {
+    it('creates the inbox and its partial folder again when the inbox was deleted', async () => {
+      const inbox = await openInbox();
+      await inbox.place(await stage(inbox, content(10, 1)), ['before.txt']);
+      await fs.rm(inbox.root, { recursive: true });
+      expect(await inbox.inspect(['sub', 'after.txt'])).toEqual({ kind: 'free' });
+      expect((await fs.lstat(inbox.partials.dir)).isDirectory()).toBe(true);
+      const bytes = content(10, 2);
+      expect((await inbox.place(await stage(inbox, bytes), ['sub', 'after.txt'])).path).toBe('sub/after.txt');
+      expect((await fs.readFile(path.join(inbox.root, 'sub', 'after.txt'))).equals(bytes)).toBe(true);
+    });
+
+    it('creates .ft-partial again when it was deleted', async () => {
+      const inbox = await openInbox();
+      await fs.rm(inbox.partials.dir, { recursive: true });
+      expect(await inbox.inspect(['a.txt'])).toEqual({ kind: 'free' });
+      const bytes = content(10, 3);
+      expect((await inbox.place(await stage(inbox, bytes), ['a.txt'])).path).toBe('a.txt');
+      expect((await fs.readFile(path.join(inbox.root, 'a.txt'))).equals(bytes)).toBe(true);
+    });
+
+    it.each(['a symbolic link', 'another folder', 'a file'] as const)('refuses with UNSAFE_PATH, on one line, an inbox replaced by %s', async (what) => {
+      const inbox = await openInbox();
+      const partial = await stage(inbox, content(10, 4));
+      const outside = path.join(base, 'outside');
+      await fs.mkdir(outside);
+      await fs.rename(inbox.root, path.join(base, 'moved-inbox'));
+      if (what === 'a symbolic link') await fs.symlink(outside, inbox.root);
+      else if (what === 'another folder') await fs.mkdir(inbox.root);
+      else await fs.writeFile(inbox.root, 'a file');
+      for (const attempt of [inbox.inspect(['a.txt']), inbox.place(partial, ['a.txt'])]) {
+        const error = await expectFtError(attempt, 'UNSAFE_PATH');
+        expect(error.message).toContain(`replaced by ${what}`);
+        expect(error.message).not.toContain('\n');
+        expect(error.message).not.toContain(base);
+      }
+      expect(await fs.readdir(outside)).toEqual([]);
+      expect(inbox.statPlaced('a.txt')).toBeUndefined();
+    });
+  });
+
   describe('Inbox.inspect', () => {
     async function putFile(inbox: Inbox, name: string, bytes: Buffer): Promise<void> {
       const file = path.join(inbox.root, ...name.split('/'));
@@ -321,63 +428,72 @@ describe.each(backends)('storage contract on $name', (backend) => {
 
     it.each(['rename', 'overwrite', 'reject'] as const)('says free for a missing name (%s)', async (policy) => {
       const inbox = await openInbox(policy);
-      expect(await inbox.inspect(['new', 'dir', 'a.txt'], await idOf(content(10, 1)))).toEqual({ kind: 'free' });
+      expect(await inbox.inspect(['new', 'dir', 'a.txt'])).toEqual({ kind: 'free' });
     });
 
-    it.each(['rename', 'overwrite', 'reject'] as const)('says identical for the same content under the name (%s)', async (policy) => {
-      const inbox = await openInbox(policy);
-      const bytes = content(4000, 2);
-      await putFile(inbox, 'd/a.txt', bytes);
-      expect(await inbox.inspect(['d', 'a.txt'], await idOf(bytes))).toEqual({ kind: 'identical', path: 'd/a.txt' });
+    it('under rename, refuses nothing a header could probe with: taken names, files and links where folders are needed', async () => {
+      const inbox = await openInbox('rename');
+      await putFile(inbox, 'a.txt', content(100, 3));
+      await putFile(inbox, 'file', content(4, 3));
+      await fs.mkdir(path.join(base, 'outside'));
+      await fs.symlink(path.join(base, 'outside'), path.join(inbox.root, 'link'));
+      await fs.symlink(path.join(base, 'outside', 'x'), path.join(inbox.root, 'x.txt'));
+      for (const name of ['a.txt', 'file/x', 'file/deeper/x', 'link/x', 'x.txt', 'missing/x']) {
+        expect(await inbox.inspect(name.split('/'))).toEqual({ kind: 'free' });
+      }
     });
 
-    it('under reject, says conflict for different content, also of the same size', async () => {
+    it('under reject, says conflict for any taken name, whatever its content', async () => {
       const inbox = await openInbox('reject');
       await putFile(inbox, 'a.txt', content(100, 3));
-      const sameSize = await inbox.inspect(['a.txt'], await idOf(content(100, 4)));
-      expect(sameSize.kind).toBe('conflict');
-      const otherSize = await inbox.inspect(['a.txt'], await idOf(content(101, 4)));
-      expect(otherSize.kind).toBe('conflict');
-      if (otherSize.kind === 'conflict') expect(otherSize.reason).toContain('a.txt');
+      const taken = await inbox.inspect(['a.txt']);
+      expect(taken.kind).toBe('conflict');
+      if (taken.kind === 'conflict') expect(taken.reason).toContain('a.txt');
+      await fs.mkdir(path.join(inbox.root, 'folder'));
+      expect((await inbox.inspect(['folder'])).kind).toBe('conflict');
     });
 
-    it('under overwrite, says free for a different file but conflict for a folder', async () => {
+    it('under overwrite, says free for a regular file but conflict for a folder', async () => {
       const inbox = await openInbox('overwrite');
       await putFile(inbox, 'a.txt', content(100, 5));
-      expect(await inbox.inspect(['a.txt'], await idOf(content(100, 6)))).toEqual({ kind: 'free' });
+      expect(await inbox.inspect(['a.txt'])).toEqual({ kind: 'free' });
       await fs.mkdir(path.join(inbox.root, 'folder'));
-      expect((await inbox.inspect(['folder'], await idOf(content(100, 6)))).kind).toBe('conflict');
+      expect((await inbox.inspect(['folder'])).kind).toBe('conflict');
     });
 
-    it('under rename, says free for a different file, and identical when a renamed copy has the content', async () => {
+    it.each(['overwrite', 'reject'] as const)('under %s, refuses a file where a folder is needed with CONFLICT', async (policy) => {
+      const inbox = await openInbox(policy);
+      await putFile(inbox, 'a', content(4, 5));
+      await expectFtError(inbox.inspect(['a', 'b.txt']), 'CONFLICT');
+    });
+
+    it('under rename, says conflict only when every numbered name is taken', async () => {
       const inbox = await openInbox('rename');
-      const bytes = content(100, 7);
-      await putFile(inbox, 'a.txt', content(100, 8));
-      expect(await inbox.inspect(['a.txt'], await idOf(bytes))).toEqual({ kind: 'free' });
-      await putFile(inbox, 'a (1).txt', bytes);
-      expect(await inbox.inspect(['a.txt'], await idOf(bytes))).toEqual({ kind: 'identical', path: 'a (1).txt' });
-    });
-
-    it('notices when a file changes after it was hashed', async () => {
-      const inbox = await openInbox('reject');
-      const bytes = content(100, 9);
-      await putFile(inbox, 'a.txt', bytes);
-      expect((await inbox.inspect(['a.txt'], await idOf(bytes))).kind).toBe('identical');
-      await fs.unlink(path.join(inbox.root, 'a.txt'));
-      await putFile(inbox, 'a.txt', content(100, 10));
-      await fs.utimes(path.join(inbox.root, 'a.txt'), new Date(Date.now() + 5000), new Date(Date.now() + 5000));
-      expect((await inbox.inspect(['a.txt'], await idOf(bytes))).kind).toBe('conflict');
+      await fs.mkdir(path.join(inbox.root, 'full'));
+      const names = ['n.txt', ...Array.from({ length: 999 }, (_, i) => `n (${i + 1}).txt`)];
+      for (const name of names) await fs.writeFile(path.join(inbox.root, 'full', name), '');
+      const full = await inbox.inspect(['full', 'n.txt']);
+      expect(full.kind).toBe('conflict');
+      await fs.unlink(path.join(inbox.root, 'full', 'n (999).txt'));
+      expect(await inbox.inspect(['full', 'n.txt'])).toEqual({ kind: 'free' });
     });
   });
 
   describe('Inbox.place', () => {
-    it('moves the partial to its name, creating folders, and removes the partial files', async () => {
+    it('moves the partial to its name, creating folders, removes the partial files, and gives the final identity', async () => {
       const inbox = await openInbox('rename');
       const bytes = content(2000, 20);
       const partial = await stage(inbox, bytes, 'a/b/c.bin');
-      expect(await inbox.place(partial, ['a', 'b', 'c.bin'])).toBe('a/b/c.bin');
-      expect((await fs.readFile(path.join(inbox.root, 'a', 'b', 'c.bin'))).equals(bytes)).toBe(true);
+      const placed = await inbox.place(partial, ['a', 'b', 'c.bin']);
+      expect(placed.path).toBe('a/b/c.bin');
+      expect(placed.deduplicated).toBe(false);
+      const file = path.join(inbox.root, 'a', 'b', 'c.bin');
+      expect((await fs.readFile(file)).equals(bytes)).toBe(true);
       expect(await fs.readdir(inbox.partials.dir)).toEqual([]);
+      // Taken after the partial's link was removed: it still describes the file exactly.
+      const stat = await fs.lstat(file);
+      expect(placed.identity).toEqual({ dev: stat.dev, ino: stat.ino, size: 2000, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs });
+      expect(inbox.statPlaced('a/b/c.bin')).toEqual(placed.identity);
     });
 
     it("under rename, keeps the existing different file and uses 'name (1).ext', then 'name (2).ext'", async () => {
@@ -387,13 +503,92 @@ describe.each(backends)('storage contract on $name', (backend) => {
       await fs.writeFile(path.join(inbox.root, 'docs', 'a.txt'), original);
 
       const first = content(100, 22);
-      expect(await inbox.place(await stage(inbox, first), ['docs', 'a.txt'])).toBe('docs/a (1).txt');
+      expect((await inbox.place(await stage(inbox, first), ['docs', 'a.txt'])).path).toBe('docs/a (1).txt');
       const second = content(100, 23);
-      expect(await inbox.place(await stage(inbox, second), ['docs', 'a.txt'])).toBe('docs/a (2).txt');
+      expect((await inbox.place(await stage(inbox, second), ['docs', 'a.txt'])).path).toBe('docs/a (2).txt');
 
       expect((await fs.readFile(path.join(inbox.root, 'docs', 'a.txt'))).equals(original)).toBe(true);
       expect((await fs.readFile(path.join(inbox.root, 'docs', 'a (1).txt'))).equals(first)).toBe(true);
       expect((await fs.readFile(path.join(inbox.root, 'docs', 'a (2).txt'))).equals(second)).toBe(true);
+    });
+
+    it('under rename, does not store identical content twice: the name that holds it is the result', async () => {
+      const inbox = await openInbox('rename');
+      const bytes = content(700_000, 60); // more than one comparison block
+      await fs.writeFile(path.join(inbox.root, 'a.bin'), content(700_000, 61)); // same size, other bytes
+      await fs.writeFile(path.join(inbox.root, 'a (1).bin'), bytes);
+      const before = await fs.lstat(path.join(inbox.root, 'a (1).bin'));
+      const placed = await inbox.place(await stage(inbox, bytes), ['a.bin']);
+      expect(placed).toEqual({
+        path: 'a (1).bin',
+        deduplicated: true,
+        identity: { dev: before.dev, ino: before.ino, size: bytes.length, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs },
+      });
+      expect((await fs.readdir(inbox.root)).sort()).toEqual(['.ft-partial', 'a (1).bin', 'a.bin']);
+      expect(await fs.readdir(inbox.partials.dir)).toEqual([]);
+    });
+
+    it('under rename, compares every byte: a difference in the last byte is another file', async () => {
+      const inbox = await openInbox('rename');
+      const bytes = content(300_000, 62);
+      const almost = Buffer.from(bytes);
+      almost[almost.length - 1] ^= 1;
+      await fs.writeFile(path.join(inbox.root, 'a.bin'), almost);
+      const placed = await inbox.place(await stage(inbox, bytes), ['a.bin']);
+      expect(placed).toMatchObject({ path: 'a (1).bin', deduplicated: false });
+      expect((await fs.readFile(path.join(inbox.root, 'a (1).bin'))).equals(bytes)).toBe(true);
+      expect((await fs.readFile(path.join(inbox.root, 'a.bin'))).equals(almost)).toBe(true);
+    });
+
+    it('under rename, never drops an upload for a file that changes while it is compared', async () => {
+      const bytes = content(600_000, 63);
+      const target = () => path.join(base, 'inbox', 'a.bin');
+      // The existing file holds the same bytes when its first block is read, then changes in place.
+      let reads = 0;
+      const inner = ftFs();
+      const changing: FileSystem = {
+        ...inner,
+        open: (async (file: string, ...rest: unknown[]) => {
+          const handle = await (inner.open as (...args: unknown[]) => Promise<Awaited<ReturnType<FileSystem['open']>>>)(file, ...rest);
+          if (!file.endsWith('a.bin')) return handle;
+          const read = handle.read.bind(handle);
+          (handle as { read: unknown }).read = async (...args: unknown[]) => {
+            const result = await (read as (...a: unknown[]) => Promise<{ bytesRead: number }>)(...args);
+            if (++reads === 1) {
+              // Later than the first write by more than the file system's clock resolution.
+              await new Promise((resolve) => setTimeout(resolve, 20));
+              // Only bytes already compared change: the rest still matches.
+              const writer = await fs.open(target(), 'r+');
+              await writer.write(content(100, 64), 0, 100, 0);
+              await writer.close();
+            }
+            return result;
+          };
+          return handle;
+        }) as FileSystem['open'],
+      };
+      ft = changing;
+      const inbox = await openInbox('rename');
+      await fs.writeFile(target(), bytes);
+      const placed = await inbox.place(await stage(inbox, bytes), ['a.bin']);
+      expect(reads).toBeGreaterThan(0);
+      expect(placed).toMatchObject({ path: 'a (1).bin', deduplicated: false });
+      expect((await fs.readFile(path.join(inbox.root, 'a (1).bin'))).equals(bytes)).toBe(true);
+    });
+
+    it('under rename, puts a file whose folder is blocked by a file into the first variant folder, the same for every file', async () => {
+      const inbox = await openInbox('rename');
+      await fs.writeFile(path.join(inbox.root, 'name'), 'a file, not a folder');
+      const x = content(10, 65);
+      const y = content(10, 66);
+      expect((await inbox.place(await stage(inbox, x), ['name', 'x'])).path).toBe('name (1)/x');
+      expect((await inbox.place(await stage(inbox, y), ['name', 'sub', 'y'])).path).toBe('name (1)/sub/y');
+      // A variant that is itself a file is passed over too.
+      await fs.writeFile(path.join(inbox.root, 'other'), '');
+      await fs.writeFile(path.join(inbox.root, 'other (1)'), '');
+      expect((await inbox.place(await stage(inbox, content(10, 67)), ['other', 'z'])).path).toBe('other (2)/z');
+      expect(await fs.readFile(path.join(inbox.root, 'name'), 'utf8')).toBe('a file, not a folder');
+      expect((await fs.readFile(path.join(inbox.root, 'name (1)', 'sub', 'y'))).equals(y)).toBe(true);
     });
 
     it('under rename, numbers before the whole extension, and after a name without one', async () => {
@@ -401,9 +596,9 @@ describe.each(backends)('storage contract on $name', (backend) => {
       await fs.writeFile(path.join(inbox.root, 'archive.tar.gz'), 'old');
       await fs.writeFile(path.join(inbox.root, 'README'), 'old');
       await fs.writeFile(path.join(inbox.root, '.env'), 'old');
-      expect(await inbox.place(await stage(inbox, content(10, 24)), ['archive.tar.gz'])).toBe('archive (1).tar.gz');
-      expect(await inbox.place(await stage(inbox, content(10, 25)), ['README'])).toBe('README (1)');
-      expect(await inbox.place(await stage(inbox, content(10, 26)), ['.env'])).toBe('.env (1)');
+      expect((await inbox.place(await stage(inbox, content(10, 24)), ['archive.tar.gz'])).path).toBe('archive (1).tar.gz');
+      expect((await inbox.place(await stage(inbox, content(10, 25)), ['README'])).path).toBe('README (1)');
+      expect((await inbox.place(await stage(inbox, content(10, 26)), ['.env'])).path).toBe('.env (1)');
     });
 
     it('under rename, two placements racing for one name both land, under different names', async () => {
@@ -411,36 +606,53 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const a = content(100, 27);
       const b = content(100, 28);
       const [pa, pb] = [await stage(inbox, a), await stage(inbox, b)];
-      const names = (await Promise.all([inbox.place(pa, ['race.txt']), inbox.place(pb, ['race.txt'])])).map((p) => p.path);
+      const names = (await Promise.all([inbox.place(pa, ['race.txt']), inbox.place(pb, ['race.txt'])])).map((placed) => placed.path);
       expect(new Set(names)).toEqual(new Set(['race.txt', 'race (1).txt']));
       const landed = await Promise.all(names.map((name) => fs.readFile(path.join(inbox.root, name))));
       expect(landed.map((x) => x.toString('hex')).sort()).toEqual([a.toString('hex'), b.toString('hex')].sort());
     });
 
-    it('under overwrite, replaces the existing file', async () => {
+    it('under overwrite, replaces the existing file, identical content too', async () => {
       const inbox = await openInbox('overwrite');
       await fs.writeFile(path.join(inbox.root, 'a.txt'), content(500, 29));
       const bytes = content(100, 30);
-      expect(await inbox.place(await stage(inbox, bytes), ['a.txt'])).toBe('a.txt');
+      const first = await stage(inbox, bytes);
+      expect(await inbox.place(first, ['a.txt'])).toMatchObject({ path: 'a.txt', deduplicated: false });
+      first.release();
       expect((await fs.readFile(path.join(inbox.root, 'a.txt'))).equals(bytes)).toBe(true);
-      expect(await fs.readdir(inbox.root)).toEqual(expect.not.arrayContaining(['a (1).txt']));
+      const placed = await inbox.place(await stage(inbox, bytes), ['a.txt']);
+      expect(placed).toMatchObject({ path: 'a.txt', deduplicated: false });
+      expect(inbox.statPlaced('a.txt')).toEqual(placed.identity);
+      expect((await fs.readdir(inbox.root)).sort()).toEqual(['.ft-partial', 'a.txt']);
       expect(await fs.readdir(inbox.partials.dir)).toEqual([]);
     });
 
     it('under reject, places a new name, but throws CONFLICT when the name appeared meanwhile and keeps both files', async () => {
       const inbox = await openInbox('reject');
       const fresh = content(10, 31);
-      expect(await inbox.place(await stage(inbox, fresh), ['fresh.txt'])).toBe('fresh.txt');
+      expect((await inbox.place(await stage(inbox, fresh), ['fresh.txt'])).path).toBe('fresh.txt');
 
       const bytes = content(100, 32);
       const partial = await stage(inbox, bytes);
-      expect(await inbox.inspect(['a.txt'], partial.id)).toEqual({ kind: 'free' });
+      expect(await inbox.inspect(['a.txt'])).toEqual({ kind: 'free' });
       const intruder = content(100, 33);
       await fs.writeFile(path.join(inbox.root, 'a.txt'), intruder);
       await expectFtError(inbox.place(partial, ['a.txt']), 'CONFLICT');
       expect((await fs.readFile(path.join(inbox.root, 'a.txt'))).equals(intruder)).toBe(true);
       // The verified upload is not lost: it is still in the partial folder.
       expect((await fs.readFile(partial.dataPath)).equals(bytes)).toBe(true);
+    });
+
+    it('statPlaced finds only regular files, never through links or out of the inbox', async () => {
+      const inbox = await openInbox('rename');
+      await fs.mkdir(path.join(base, 'outside'));
+      await fs.writeFile(path.join(base, 'outside', 'secret'), 'x');
+      await fs.symlink(path.join(base, 'outside'), path.join(inbox.root, 'link'));
+      await fs.symlink(path.join(base, 'outside', 'secret'), path.join(inbox.root, 'file-link'));
+      await fs.mkdir(path.join(inbox.root, 'folder'));
+      for (const name of ['link/secret', 'file-link', 'folder', 'missing', '../outside/secret', 'folder/../file-link', '', '/etc/passwd']) {
+        expect(inbox.statPlaced(name), name).toBeUndefined();
+      }
     });
 
     describe('symbolic links and files on the way', () => {
@@ -451,34 +663,32 @@ describe.each(backends)('storage contract on $name', (backend) => {
         return outside;
       }
 
-      it.each(['rename', 'overwrite', 'reject'] as const)('refuses a symbolic link as a parent folder with UNSAFE_PATH (%s)', async (policy) => {
+      it.each(['overwrite', 'reject'] as const)('refuses a symbolic link as a parent folder with UNSAFE_PATH (%s)', async (policy) => {
         const inbox = await openInbox(policy);
         const outside = await outsideDir();
         await fs.symlink(outside, path.join(inbox.root, 'link'));
-        const bytes = content(10, 40);
-        await expectFtError(inbox.inspect(['link', 'x.txt'], await idOf(bytes)), 'UNSAFE_PATH');
-        await expectFtError(inbox.place(await stage(inbox, bytes), ['link', 'x.txt']), 'UNSAFE_PATH');
+        await expectFtError(inbox.inspect(['link', 'x.txt']), 'UNSAFE_PATH');
+        await expectFtError(inbox.place(await stage(inbox, content(10, 40)), ['link', 'x.txt']), 'UNSAFE_PATH');
         await expectFtError(inbox.place(await stage(inbox, content(10, 41)), ['link', 'deeper', 'x.txt']), 'UNSAFE_PATH');
         expect((await fs.readdir(outside)).sort()).toEqual(['target.txt']);
       });
 
-      it('refuses a symbolic link deeper in the path with UNSAFE_PATH', async () => {
+      it('under rename, a symbolic link as a parent folder (at any depth) is passed over like a file', async () => {
         const inbox = await openInbox('rename');
         const outside = await outsideDir();
+        await fs.symlink(outside, path.join(inbox.root, 'link'));
         await fs.mkdir(path.join(inbox.root, 'real'));
         await fs.symlink(outside, path.join(inbox.root, 'real', 'link'));
-        await expectFtError(inbox.inspect(['real', 'link', 'x.txt'], await idOf(content(10, 42))), 'UNSAFE_PATH');
-        await expectFtError(inbox.place(await stage(inbox, content(10, 42)), ['real', 'link', 'x.txt']), 'UNSAFE_PATH');
+        expect((await inbox.place(await stage(inbox, content(10, 42)), ['link', 'x.txt'])).path).toBe('link (1)/x.txt');
+        expect((await inbox.place(await stage(inbox, content(10, 43)), ['real', 'link', 'x.txt'])).path).toBe('real/link (1)/x.txt');
         expect((await fs.readdir(outside)).sort()).toEqual(['target.txt']);
       });
 
-      it.each(['rename', 'overwrite', 'reject'] as const)('refuses a symbolic link at the final name with UNSAFE_PATH on inspect (%s)', async (policy) => {
+      it.each(['overwrite', 'reject'] as const)('refuses a symbolic link at the final name with UNSAFE_PATH on inspect (%s)', async (policy) => {
         const inbox = await openInbox(policy);
         const outside = await outsideDir();
         await fs.symlink(path.join(outside, 'target.txt'), path.join(inbox.root, 'x.txt'));
-        await expectFtError(inbox.inspect(['x.txt'], await idOf(content(8, 43))), 'UNSAFE_PATH');
-        // Even when the link points at identical content.
-        await expectFtError(inbox.inspect(['x.txt'], await idOf(Buffer.from('precious'))), 'UNSAFE_PATH');
+        await expectFtError(inbox.inspect(['x.txt']), 'UNSAFE_PATH');
       });
 
       it('refuses to place over a symbolic link under overwrite, leaving its target alone', async () => {
@@ -490,11 +700,14 @@ describe.each(backends)('storage contract on $name', (backend) => {
         expect((await fs.lstat(path.join(inbox.root, 'x.txt'))).isSymbolicLink()).toBe(true);
       });
 
-      it('never writes through a symbolic link at the final name under rename or reject', async () => {
+      it('never writes through a symbolic link at the final name under rename or reject, even to identical content', async () => {
         const outside = await outsideDir();
         const renaming = await openInbox('rename', path.join(base, 'inbox-r'));
         await fs.symlink(path.join(outside, 'target.txt'), path.join(renaming.root, 'x.txt'));
-        expect(await renaming.place(await stage(renaming, content(8, 45)), ['x.txt'])).toBe('x (1).txt');
+        expect(await renaming.place(await stage(renaming, Buffer.from('precious')), ['x.txt'])).toMatchObject({
+          path: 'x (1).txt',
+          deduplicated: false,
+        });
 
         const rejecting = await openInbox('reject', path.join(base, 'inbox-j'));
         await fs.symlink(path.join(outside, 'target.txt'), path.join(rejecting.root, 'x.txt'));
@@ -503,13 +716,24 @@ describe.each(backends)('storage contract on $name', (backend) => {
         expect(await fs.readFile(path.join(outside, 'target.txt'), 'utf8')).toBe('precious');
       });
 
-      it('refuses a file where a folder is needed with CONFLICT', async () => {
-        const inbox = await openInbox('rename');
+      it.each(['overwrite', 'reject'] as const)('refuses a file where a folder is needed with CONFLICT (%s)', async (policy) => {
+        const inbox = await openInbox(policy);
         await fs.writeFile(path.join(inbox.root, 'a'), 'i am a file');
-        await expectFtError(inbox.inspect(['a', 'b.txt'], await idOf(content(10, 47))), 'CONFLICT');
         await expectFtError(inbox.place(await stage(inbox, content(10, 47)), ['a', 'b.txt']), 'CONFLICT');
         await expectFtError(inbox.place(await stage(inbox, content(10, 48)), ['a', 'b', 'c.txt']), 'CONFLICT');
         expect(await fs.readFile(path.join(inbox.root, 'a'), 'utf8')).toBe('i am a file');
+      });
+
+      it('a folder swapped for a link between two placements: the second goes to a variant, nothing outside', async () => {
+        const inbox = await openInbox('rename');
+        const outside = await outsideDir();
+        expect((await inbox.place(await stage(inbox, content(10, 49)), ['d', 'a.txt'])).path).toBe('d/a.txt');
+        await fs.rename(path.join(inbox.root, 'd'), path.join(inbox.root, 'd-moved'));
+        await fs.symlink(outside, path.join(inbox.root, 'd'));
+        // A cached handle of the old d must not be used: it is no longer at d.
+        expect((await inbox.place(await stage(inbox, content(10, 50)), ['d', 'b.txt'])).path).toBe('d (1)/b.txt');
+        expect((await fs.readdir(outside)).sort()).toEqual(['target.txt']);
+        expect(await fs.readdir(path.join(inbox.root, 'd-moved'))).toEqual(['a.txt']);
       });
     });
   });

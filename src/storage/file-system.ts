@@ -25,6 +25,9 @@ type SyncCalls = Pick<
   | 'ftruncateSync'
   | 'closeSync'
   | 'fdatasync'
+  // The partial folder: streamed listings (bounded memory) and tightening its mode through a checked handle.
+  | 'opendirSync'
+  | 'fchmodSync'
 >;
 
 /**
@@ -75,6 +78,8 @@ export function fileSystemOf(shapedLikeNodeFs: object): FileSystem {
     ftruncateSync: bound(fs.ftruncateSync, fs),
     closeSync: bound(fs.closeSync, fs),
     fdatasync: bound(fs.fdatasync, fs),
+    opendirSync: bound(fs.opendirSync, fs),
+    fchmodSync: bound(fs.fchmodSync, fs),
   };
 }
 

@@ -4,7 +4,7 @@ import { FtError } from '../errors.js';
 import { createHasher } from '../hashing.js';
 import { PARTIAL_DIR } from '../names/safe-name.js';
 import { lstatIfExists, readRange, type FileSystem } from './file-system.js';
-import { PartialStore, type ContentId, type Partial } from './partials.js';
+import { PartialStore, type ContentId, type Partial, type PartialLimitOptions } from './partials.js';
 
 /** What to do when a different file already has the name: keep both, replace it, or refuse. */
 export type ConflictPolicy = 'rename' | 'overwrite' | 'reject';
@@ -38,15 +38,16 @@ export class Inbox {
     readonly root: string,
     private readonly fs: FileSystem,
     readonly policy: ConflictPolicy,
+    partialLimits: PartialLimitOptions = {},
   ) {
-    this.partials = new PartialStore(path.join(root, PARTIAL_DIR), fs);
+    this.partials = new PartialStore(path.join(root, PARTIAL_DIR), fs, partialLimits);
   }
 
   /** Creates the folder if needed; the root itself may be a link, resolved once here. */
-  static async open(dir: string, fs: FileSystem, policy: ConflictPolicy): Promise<Inbox> {
+  static async open(dir: string, fs: FileSystem, policy: ConflictPolicy, partialLimits: PartialLimitOptions = {}): Promise<Inbox> {
     fs.mkdirSync(dir, { recursive: true });
     const root = fs.realpathSync(dir);
-    const inbox = new Inbox(root, fs, policy);
+    const inbox = new Inbox(root, fs, policy, partialLimits);
     inbox.partials.ensureDir();
     return inbox;
   }

@@ -83,6 +83,10 @@ export class ReceiverSession {
   private readonly decoder = new FrameDecoder();
   private readonly nonce = makeNonce();
   private readonly remote: string;
+  /** The peer's address, without the port: what its partial uploads count against. */
+  private readonly address: string;
+  /** Fingerprint of the key the sender proved: its partials are its own. */
+  private readonly owner = '0'.repeat(64); // TODO(lead): owner from hello
   private state: State = 'hello';
   private readonly pending = new Map<number, PendingFile>();
   /** File ids must increase, so no set of every id seen is needed. */
@@ -108,6 +112,7 @@ export class ReceiverSession {
     private readonly ctx: SessionContext,
   ) {
     const address = (socket.remoteAddress ?? '?').replace(/^::ffff:/, '');
+    this.address = address;
     this.remote = address.includes(':') ? `[${address}]:${socket.remotePort}` : `${address}:${socket.remotePort}`;
   }
 
@@ -297,8 +302,9 @@ export class ReceiverSession {
       }
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
       if (target.kind === 'needs-hash') return { reply: { type: 'need-hash', id } };
-      partial = await this.ctx.inbox.partials.acquire(header, name, this);
-      if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
+      const upload = { owner: this.owner, filename: name, size: header.size, hash: header.hash };
+      partial = await this.ctx.inbox.partials.acquire(upload, this, this.address);
+      if (!partial) return refuse('BUSY', 'another connection of yours is uploading this file; try again shortly');
       const needed = header.size - partial.offset;
       let free = await this.ctx.freeSpace();
       if (free !== undefined && needed > free) free = await this.ctx.freeSpace(true);

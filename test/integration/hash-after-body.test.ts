@@ -3,7 +3,7 @@
  * and the hash follows the body. Raw exchanges pin the receiver's side; library sends pin the
  * sender's (one read of the file, need-hash for a name already taken, a file changed meanwhile).
  */
-import { appendFile, open, readFile, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, open, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createFsFromVolume, Volume } from 'memfs';
@@ -357,6 +357,24 @@ describe('the sender, for a large file not in the hash cache', () => {
       ['small.txt', 'sent', undefined],
     ]);
     expect(r.eventsOf('connection-error')).toHaveLength(1); // only the cut one above
+  });
+
+  it('torn metadata (an empty .json after a power cut) counts as absent: the first large send after a start goes through, and resumes work', async () => {
+    const inbox = path.join(await tempDir(), 'inbox');
+    const partials = path.join(inbox, '.ft-partial');
+    await mkdir(partials, { recursive: true });
+    const src = await fileAtRest(path.join(await tempDir(), 'after-power-cut.bin'), 3 * MiB);
+    // Torn metadata of this very upload (with its data), of another one, and of an older version's.
+    const own = sessionPartial('after-power-cut.bin', 3 * MiB);
+    await writeFile(path.join(inbox, `${own}.part`), (await readFile(src)).subarray(0, 2 * MiB));
+    await writeFile(path.join(inbox, `${own}.json`), '');
+    await writeFile(path.join(partials, '0123456789abcdef0123456789abcdef.json'), '');
+    await writeFile(path.join(partials, '0123456789abcdef0123456789abcdef.part'), 'x');
+    await writeFile(path.join(partials, `0123456789abcdef-${3 * MiB}.json`), '');
+    const r = await startReceiver({ dir: inbox });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: 2 * MiB });
+    expect(await digest(path.join(r.dir, 'after-power-cut.bin'))).toEqual(await digest(src));
   });
 
   it('an aborted first send resumes from the partial kept under the name, and the result is exact', async () => {

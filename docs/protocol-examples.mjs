@@ -22,10 +22,11 @@ export function frame(message) {
 }
 
 /**
- * (ft) The key of a partial upload for a header without hash (§13.1): `n`, the first 16 hex digits
- * of SHA-256 over the file name's UTF-8 bytes as sent, a dash, the size in decimal.
+ * (ft) The key of a partial upload (§13.1): the first 32 hex digits of SHA-256 over the owner's
+ * fingerprint, NUL, the file name's UTF-8 bytes as sent, NUL, the size in decimal.
  */
-export const nameKey = (filename, size) => `n${createHash('sha256').update(filename, 'utf8').digest('hex').slice(0, 16)}-${size}`;
+export const partialKey = (owner, filename, size) =>
+  createHash('sha256').update(`${owner}\0${filename}\0${size}`, 'utf8').digest('hex').slice(0, 32);
 
 /** HMAC-SHA256 keyed with the token's UTF-8 bytes, over the nonce's hex text; lowercase hex. */
 export const proofFor = (token, nonce) => createHmac('sha256', token).update(nonce).digest('hex');
@@ -136,8 +137,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     frame({ type: 'hash', id: 1, hash: HASH }),
   ]));
   console.log('(R->S done: the same frame as step 6 of example 1)\n');
-  console.log(`(ft) partial key for greeting.txt sent without hash: ${nameKey('greeting.txt', 13)}`);
-  console.log(`(ft) partial key for greeting.txt sent with its hash: ${HASH.slice('xxh64:'.length)}-13\n`);
+  console.log(`(ft) partial key for greeting.txt from owner ${'0'.repeat(64)}, with or without hash: ${partialKey('0'.repeat(64), 'greeting.txt', 13)}\n`);
   show('R->S need-hash (a 13-byte file already has the name)', { type: 'need-hash', id: 1 });
   show('S->R file with hash, new id', { type: 'file', id: 2, filename: 'greeting.txt', size: 13, hash: HASH });
   show('R->S skip', { type: 'skip', id: 2, reason: 'already-there', path: 'greeting.txt' });

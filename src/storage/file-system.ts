@@ -28,6 +28,9 @@ type SyncCalls = Pick<
   // Folder handles of the inbox (folder-tree.ts): reading where a handle is now, syncing it.
   | 'readlinkSync'
   | 'fsync'
+  // The partial folder: streamed listings (bounded memory) and tightening its mode through a checked handle.
+  | 'opendirSync'
+  | 'fchmodSync'
 >;
 
 /**
@@ -80,6 +83,8 @@ export function fileSystemOf(shapedLikeNodeFs: object): FileSystem {
     fdatasync: bound(fs.fdatasync, fs),
     readlinkSync: bound(fs.readlinkSync, fs),
     fsync: bound(fs.fsync, fs),
+    opendirSync: bound(fs.opendirSync, fs),
+    fchmodSync: bound(fs.fchmodSync, fs),
   };
 }
 

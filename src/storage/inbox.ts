@@ -6,7 +6,7 @@ import { isNotFound, lstatIfExists, type FileSystem } from './file-system.js';
 import { Folder, FOLDER_MODE, FolderTree } from './folder-tree.js';
 import { MAX_RENAME_ATTEMPTS, nameVariants, randomSuffix } from './inbox-names.js';
 import { refuseSharedInbox } from './inbox-permissions.js';
-import { PartialStore, type Partial } from './partials.js';
+import { PartialStore, type Partial, type PartialLimitOptions } from './partials.js';
 import { identityOf, sameBytes, type FileIdentity } from './same-content.js';
 
 export type { FileIdentity } from './same-content.js';
@@ -45,6 +45,8 @@ export interface Placed {
 export interface InboxOptions {
   /** False forces the path fallback used where /proc/self/fd is missing (tests). */
   folderHandles?: boolean;
+  /** Caps on the partial uploads kept (see PartialStore). */
+  partialLimits?: PartialLimitOptions;
 }
 
 /** The folder that holds the name's last component, and the folders to fsync after placing. */
@@ -70,8 +72,9 @@ export class Inbox {
     private readonly fs: FileSystem,
     readonly policy: ConflictPolicy,
     private readonly tree: FolderTree,
+    partialLimits: PartialLimitOptions = {},
   ) {
-    this.partials = new PartialStore(path.join(root, PARTIAL_DIR), fs);
+    this.partials = new PartialStore(path.join(root, PARTIAL_DIR), fs, partialLimits);
   }
 
   /**
@@ -84,7 +87,7 @@ export class Inbox {
     const tree = FolderTree.open(fs, root, options.folderHandles ?? true);
     try {
       refuseSharedInbox(tree.rootStat(), root);
-      const inbox = new Inbox(root, fs, policy, tree);
+      const inbox = new Inbox(root, fs, policy, tree, options.partialLimits);
       inbox.partials.ensureDir();
       return inbox;
     } catch (error) {

@@ -1,156 +1,435 @@
 import { createHash, randomBytes } from 'node:crypto';
+import nodeFs from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
+import { SMALL_BODY_BYTES } from './body-sink.js';
 import { dropBytes } from './body-writer.js';
 import { isNotFound, lstatIfExists, readRange, type FileHandle, type FileSystem, type OpenFile } from './file-system.js';
 
-/**
- * What identifies a partial upload: its content when the hash is known (a renamed re-send still
- * resumes), else its name and size (a first send, whose hash follows the body). Either way the
- * sender checks the prefix's hash before resuming and the whole file's hash decides at the end.
- */
+/** What the inbox compares a header with: a size, and the content's hash when the header has it. */
 export interface ContentId {
   size: number;
   hash?: string;
 }
 
-export interface PartialMeta extends ContentId {
+/**
+ * What identifies an upload, and so its partial: who sends it (the fingerprint of the key the
+ * sender proved in its hello: 64 lowercase hex digits), under which name, of which size. The
+ * hash, when the header has it, only tells whether a kept partial still holds this content.
+ */
+export interface UploadId extends ContentId {
+  owner: string;
   filename: string;
+}
+
+/** The `.json` beside a `.part`: what the key alone does not say (the content's hash, who made it). */
+export interface PartialMeta {
+  v: 1;
+  owner: string;
+  filename: string;
+  size: number;
+  hash?: string;
+  /** Address of the peer that created it: what it counts against after a restart (quotas). */
+  peer: string;
   createdAt: string;
 }
 
-/** Bodies streamed to disk (over 1 MiB) get a metadata file beside their data (who sent what, since when). */
-const METADATA_MIN_BYTES = 1024 * 1024;
+/** Caps on the partial uploads kept (see PARTIAL_LIMITS). */
+export interface PartialLimits {
+  /** Partial uploads kept in all. */
+  maxPartials: number;
+  /** Partial uploads kept per peer (an IPv4 address, or an IPv6 /64). */
+  maxPartialsPerPeer: number;
+}
 
-const KEY_PATTERN = /^(n?[0-9a-f]{16})-([0-9]+)(~[0-9a-f]{8})?\.(part|json)$/;
+/** Caps to use; the defaults (PARTIAL_LIMITS) for those left out. */
+export type PartialLimitOptions = { [K in keyof PartialLimits]?: PartialLimits[K] };
 
-export function partialKey(id: ContentId, filename = ''): string {
-  if (id.hash !== undefined) return `${id.hash.slice('xxh64:'.length)}-${id.size}`;
-  return `n${createHash('sha256').update(filename).digest('hex').slice(0, 16)}-${id.size}`;
+/**
+ * 64 per peer: a sender keeps at most 32 headers ahead of its bodies, so two sends from one
+ * machine at once fit, each with everything it has in flight. 1024 in all: sixteen such peers;
+ * a hostile peer can keep at most 64 of them. Each costs two inodes on disk and about 200 bytes
+ * of memory here, whatever the peers do.
+ */
+export const PARTIAL_LIMITS: Readonly<PartialLimits> = { maxPartials: 1024, maxPartialsPerPeer: 64 };
+
+/** Partials holding less than this are deleted after QUICK_EXPIRY_MS, not the full TTL. */
+export const QUICK_EXPIRY_BYTES = 1024 * 1024;
+/** An abandoned tiny partial saves at most a second of transfer: not worth an inode for days. */
+export const QUICK_EXPIRY_MS = 3600_000;
+/** How often the receiver should call expire(): a tiny partial is gone at most this long after its hour. */
+export const PARTIAL_SWEEP_INTERVAL_MS = 10 * 60_000;
+
+/** Metadata is one short JSON line; anything longer is not ours. */
+const METADATA_MAX_BYTES = 4096;
+/** Directory entries read at start to count the partials on disk; the sweep sees the rest. */
+const SCAN_LIMIT = 65_536;
+/** Whose partials were found without readable metadata: they count in the total only. */
+const UNKNOWN_PEER = '?';
+const OWNER_PATTERN = /^[0-9a-f]{64}$/;
+
+/** `<key>.part`, `<key>.json`, and a private copy's `<key>~<8 hex>.part|json`. */
+const KEY_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.(part|json)$/;
+/** Metadata being written: `<key>.json.<8 hex>.tmp`, renamed over `<key>.json` once synced. */
+const TEMP_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.json\.[0-9a-f]{8}\.tmp$/;
+/** Partials of ft 0.1 (keyed by content or name, without an owner): never resumed, only swept. */
+const LEGACY_PATTERN = /^n?[0-9a-f]{16}-[0-9]+(~[0-9a-f]{8})?\.(part|json)$/;
+
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL } = nodeFs.constants;
+// Absent on Windows, where they are no-ops.
+const O_NOFOLLOW = nodeFs.constants.O_NOFOLLOW ?? 0;
+const O_NONBLOCK = nodeFs.constants.O_NONBLOCK ?? 0;
+const O_DIRECTORY = nodeFs.constants.O_DIRECTORY ?? 0;
+/** An existing entry: never through a link, and never waiting on a FIFO someone planted. */
+const EXISTING = O_NOFOLLOW | O_NONBLOCK;
+/** A new entry of ours: created here, by us, or not at all. */
+const FRESH = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+/** Undefined where there are no user ids (Windows): ownership is then not checked. */
+const OUR_UID = process.getuid?.();
+
+/**
+ * The key of a partial: the first 32 hex digits of SHA-256 over owner, name and size (NUL
+ * between them). Another owner's upload of the same name and size has another key, so no peer
+ * can find, learn the progress of, or append to a partial another peer created.
+ */
+export function partialKey(id: UploadId): string {
+  return createHash('sha256').update(`${id.owner}\0${id.filename}\0${id.size}`).digest('hex').slice(0, 32);
+}
+
+/**
+ * The peer a partial counts against: an IPv4 address as it is, an IPv6 address by its /64
+ * (one host picks any address in its /64 at will).
+ */
+export function peerGroup(address: string): string {
+  const plain = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  if (!plain.includes(':')) return plain;
+  const bare = plain.split('%')[0]!.toLowerCase();
+  const halves = bare.split('::');
+  if (halves.length > 2) return bare;
+  const groups = (half: string | undefined) => (half ? half.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : []);
+  const head = groups(halves[0]);
+  const tail = groups(halves[1]);
+  const full = halves.length === 2 ? [...head, ...Array<string>(Math.max(0, 8 - head.length - tail.length)).fill('0'), ...tail] : head;
+  const prefix = full.slice(0, 4).map((g) => Number.parseInt(g, 16));
+  if (full.length !== 8 || prefix.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff)) return bare;
+  return `${prefix.map((g) => g.toString(16)).join(':')}::/64`;
 }
 
 /**
  * The hidden folder of partial uploads. One process owns an inbox; within it a key is held by
- * at most one connection at a time (a second sender of the same content is told BUSY).
+ * at most one connection at a time (a second connection of the same owner is told BUSY).
+ *
+ * The folder is ours alone (mode 0700, our uid), and every file in it is opened without
+ * following links and checked with fstat (a regular file, one link, ours) before its bytes are
+ * read or written, so a planted link, hard link or FIFO is never written through or read.
  */
 export class PartialStore {
+  readonly limits: PartialLimits;
   /** Keys in use, with the connection (any object) holding each. */
   private readonly held = new Map<string, object>();
-  /** Content keys by the file name and size in their metadata, for headers without a hash; read from disk once. */
-  private named: Map<string, string> | undefined;
+  /** Resumable partials kept or being made, by key, with their peer; least recently used first. */
+  private readonly index = new Map<string, string>();
+  private readonly perPeer = new Map<string, number>();
+  /** The folder as checked, to notice it being replaced. */
+  private folder: { dev: number; ino: number } | undefined;
 
   constructor(
     readonly dir: string,
     private readonly fs: FileSystem,
-  ) {}
-
-  ensureDir(): void {
-    this.fs.mkdirSync(this.dir, { recursive: true });
-    const stat = this.fs.lstatSync(this.dir);
-    if (!stat.isDirectory()) {
-      throw new FtError('UNSAFE_PATH', `${this.dir} must be a real folder, not a link or a file`);
+    limits: PartialLimitOptions = {},
+  ) {
+    this.limits = { ...PARTIAL_LIMITS };
+    for (const name of ['maxPartials', 'maxPartialsPerPeer'] as const) {
+      const value = limits[name] ?? PARTIAL_LIMITS[name];
+      if (!Number.isSafeInteger(value) || value < 1) {
+        throw new FtError('USAGE', `Expected ${name} to be a whole number of at least 1, got ${JSON.stringify(value)}`);
+      }
+      this.limits[name] = value;
     }
   }
 
+  /** Creates or checks the folder, then counts the partials already in it. */
+  ensureDir(): void {
+    this.checkDir();
+    this.scan();
+  }
+
+  /** Resumable partials counted now (kept on disk, or held by an upload). */
+  get count(): number {
+    return this.index.size;
+  }
+
+  /** How many partials count against this peer's cap. */
+  countOf(peer: string): number {
+    return this.perPeer.get(peerGroup(peer)) ?? 0;
+  }
+
   /**
-   * Takes the partial for this content, creating its metadata when new. Undefined (busy) when
-   * another owner holds it. When the same owner already holds it (the same content twice in
-   * one batch, such as two empty files), the second copy gets a private partial beside the
-   * shared one, never offered for resume and removed on release.
+   * Takes the partial for this upload. Undefined (busy) when another connection holds it. When
+   * the same connection already holds it (the same file twice in one batch, such as two empty
+   * files), the second copy gets a private partial beside the shared one, never offered for
+   * resume and removed on release. Throws BUSY when the caps are reached and every partial that
+   * could make room is in use.
    */
-  async acquire(id: ContentId, filename: string, owner: object): Promise<Partial | undefined> {
-    const shared = (await this.resumable(id, filename, owner)) ?? partialKey(id, filename);
-    const holder = this.held.get(shared);
-    if (holder !== undefined && holder !== owner) return undefined;
-    const key = holder === undefined ? shared : `${shared}~${randomBytes(4).toString('hex')}`;
-    this.held.set(key, owner);
+  async acquire(id: UploadId, holder: object, peer: string): Promise<Partial | undefined> {
+    if (!OWNER_PATTERN.test(id.owner)) throw new FtError('INTERNAL', 'an upload owner must be 64 lowercase hex digits');
+    await this.verifyDir();
+    const shared = partialKey(id);
+    const current = this.held.get(shared);
+    if (current !== undefined && current !== holder) return undefined;
+    if (current === holder) {
+      const key = `${shared}~${randomBytes(4).toString('hex')}`;
+      this.held.set(key, holder);
+      return new Partial(this, key, id, peer, this.fs, false);
+    }
+    const partial = new Partial(this, shared, id, peer, this.fs, true);
+    // Counted from the header on: uploads in flight are what a hostile peer would hold.
+    if (partial.resumable && !this.index.has(shared)) this.makeRoom(peerGroup(peer));
+    this.held.set(shared, holder);
     try {
-      const partial = new Partial(this, key, id, path.join(this.dir, `${key}.part`), this.fs, key === shared);
-      partial.load(filename, path.join(this.dir, `${key}.json`));
-      return partial;
+      if (partial.resumable) partial.load();
+      // Against the peer asking, whose room was just made.
+      if (partial.resumable && !this.index.has(shared)) this.countIn(shared, peerGroup(peer));
     } catch (error) {
-      this.held.delete(key);
+      this.held.delete(shared);
       throw error;
     }
+    return partial;
+  }
+
+  /** @internal Called by Partial.release. */
+  released(partial: Partial): void {
+    this.held.delete(partial.key);
+    if (!partial.resumable) {
+      // A small upload saves nothing on resume, and a private copy is never offered: neither is
+      // kept (and neither has metadata). Looked up first: most were placed, and a failed unlink costs more.
+      if (lstatIfExists(this.fs, partial.dataPath)) unlinkQuietly(this.fs, partial.dataPath);
+      return;
+    }
+    const peer = this.index.get(partial.key);
+    if (peer === undefined) return;
+    this.index.delete(partial.key);
+    if (lstatIfExists(this.fs, partial.dataPath)?.isFile()) {
+      this.index.set(partial.key, peer); // now the most recently used
+    } else {
+      // Placed, discarded, or never written: no longer counted, and its metadata goes too.
+      this.countOut(peer);
+      unlinkQuietly(this.fs, partial.metaPath);
+    }
   }
 
   /**
-   * A partial left by an earlier transfer of this file that was keyed the other way: a header
-   * with a hash also looks under the name (the earlier attempt hashed while sending), and one
-   * without looks for partials whose metadata names this file and size. The sender checks the
-   * prefix's hash before it resumes, so a wrong guess costs a restart, never a wrong file.
+   * The sweep: deletes, among files named like ours in our folder and not held, partials
+   * untouched for `ttlMs`, partials holding less than QUICK_EXPIRY_BYTES untouched for
+   * QUICK_EXPIRY_MS (or the TTL if shorter), leftover private copies and temporary metadata,
+   * and entries that are not regular files. Nothing is opened (lstat, unlink: neither follows
+   * a link), and nothing else is touched. Returns the names deleted.
    */
-  private async resumable(id: ContentId, filename: string, owner: object): Promise<string | undefined> {
-    const onDisk = (key: string) => lstatIfExists(this.fs, path.join(this.dir, `${key}.part`))?.isFile();
-    const own = partialKey(id, filename);
-    // Its own key held by another connection: that sender is told BUSY and resumes once free.
-    if (this.held.has(own) || onDisk(own)) return own;
-    const other = id.hash !== undefined ? partialKey({ size: id.size }, filename) : (await this.namedPartials()).get(nameAndSize(filename, id.size));
-    // A key of the other kind held by another connection may be another file of that name and size: not a reason to wait.
-    const holder = other === undefined ? undefined : this.held.get(other);
-    return other !== undefined && (holder ?? owner) === owner && onDisk(other) ? other : undefined;
-  }
-
-  /** Notes a content-keyed partial's metadata; entries of partials since removed are caught by the check on use. */
-  rememberName(filename: string, size: number, key: string): void {
-    this.named?.set(nameAndSize(filename, size), key);
-  }
-
-  private async namedPartials(): Promise<Map<string, string>> {
-    if (this.named) return this.named;
-    let names: string[];
-    try {
-      names = this.fs.readdirSync(this.dir) as string[];
-    } catch {
-      return new Map(); // unreadable now: no partial found this way, and the next header tries again
-    }
-    // In place before the reads below, so that metadata written meanwhile (rememberName) is kept;
-    // a lookup during this first build may miss, which costs a restart, never a wrong file.
-    const named = (this.named = new Map<string, string>());
-    for (const name of names) {
-      const match = KEY_PATTERN.exec(name);
-      if (!match || match[3] || match[4] !== 'json' || match[1]!.startsWith('n')) continue;
-      const meta = await this.fs.readFile(path.join(this.dir, name), 'utf8').then(
-        (text) => JSON.parse(text) as { filename?: unknown },
-        () => undefined,
-      );
-      if (typeof meta?.filename !== 'string') continue;
-      // An entry noted meanwhile is newer than what was on disk.
-      const byName = nameAndSize(meta.filename, Number(match[2]));
-      if (!named.has(byName)) named.set(byName, `${match[1]}-${match[2]}`);
-    }
-    return named;
-  }
-
-  release(key: string): void {
-    this.held.delete(key);
-  }
-
-  /** Deletes partials untouched for `ttlMs`; only files named like our own, only in our folder. */
   expire(ttlMs: number, now = Date.now()): string[] {
+    const quickMs = Math.min(ttlMs, QUICK_EXPIRY_MS);
     const removed: string[] = [];
-    let names: string[];
+    const seen = new Set<string>();
+    let listing: nodeFs.Dir;
     try {
-      names = this.fs.readdirSync(this.dir) as string[];
+      listing = this.fs.opendirSync(this.dir);
     } catch (error) {
       if (isNotFound(error)) return removed;
       throw error;
     }
-    for (const name of names) {
-      const match = KEY_PATTERN.exec(name);
-      if (!match || this.held.has(`${match[1]}-${match[2]}${match[3] ?? ''}`)) continue;
-      const file = path.join(this.dir, name);
+    const remove = (name: string) => {
       try {
-        const stat = this.fs.lstatSync(file);
-        if (!stat.isFile() || now - stat.mtimeMs < ttlMs) continue;
-        this.fs.unlinkSync(file);
+        this.fs.unlinkSync(path.join(this.dir, name));
         removed.push(name);
       } catch {
         // Gone meanwhile, or not ours to delete: the next sweep looks again.
       }
+    };
+    try {
+      for (let entry = listing.readSync(); entry; entry = listing.readSync()) {
+        const { name } = entry;
+        const ours = KEY_PATTERN.exec(name);
+        const temp = ours ? null : TEMP_PATTERN.exec(name);
+        const legacy = ours || temp ? null : LEGACY_PATTERN.exec(name);
+        if (!ours && !temp && !legacy) continue;
+        const key = ours ? `${ours[1]}${ours[2] ?? ''}` : temp ? `${temp[1]}${temp[2] ?? ''}` : name.replace(/\.(part|json)$/, '');
+        if (this.held.has(key)) continue;
+        const stat = lstatIfExists(this.fs, path.join(this.dir, name));
+        if (!stat || stat.isDirectory()) continue;
+        const age = now - stat.mtimeMs;
+        const isPrivate = name.includes('~');
+        if (temp) {
+          if (age >= quickMs) remove(name);
+        } else if (!stat.isFile() || isPrivate) {
+          // A link or FIFO named like ours was never written by us; an unheld private copy is garbage.
+          remove(name);
+        } else if (name.endsWith('.part')) {
+          if (age >= ttlMs || (stat.size < QUICK_EXPIRY_BYTES && age >= quickMs)) {
+            remove(name);
+            if (lstatIfExists(this.fs, path.join(this.dir, `${key}.json`))) remove(`${key}.json`);
+            if (ours) this.forget(key);
+          } else if (ours) {
+            seen.add(key);
+          }
+        } else if (age >= quickMs && !lstatIfExists(this.fs, path.join(this.dir, `${key}.part`))) {
+          remove(name); // metadata whose data is gone
+        }
+      }
+    } finally {
+      listing.closeSync();
     }
+    // Counted partials whose data went some other way (deleted by hand, say) no longer count.
+    for (const key of [...this.index.keys()]) if (!seen.has(key) && !this.held.has(key)) this.forget(key);
     return removed;
+  }
+
+  /** @internal Reads a partial's metadata; undefined when missing, torn, too long, or not a regular file of ours. */
+  readMeta(file: string): PartialMeta | undefined {
+    const { fs } = this;
+    let fd: number;
+    try {
+      fd = fs.openSync(file, O_RDONLY | EXISTING);
+    } catch {
+      return undefined;
+    }
+    try {
+      const stat = fs.fstatSync(fd);
+      if (!isOurFile(stat) || stat.size > METADATA_MAX_BYTES) return undefined;
+      const buffer = Buffer.alloc(METADATA_MAX_BYTES + 1);
+      let length = 0;
+      for (let read = 1; read > 0 && length < buffer.length; length += read) read = fs.readSync(fd, buffer, length, buffer.length - length, length);
+      if (length > METADATA_MAX_BYTES) return undefined;
+      return parseMeta(buffer.subarray(0, length).toString('utf8'));
+    } catch {
+      return undefined;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Creates the folder owner-only, or checks the one there through a handle opened without
+   * following a link: a real folder, ours, and not open to others (tightened to 0700 if it is).
+   * One of another user could hold links or files they planted: refused.
+   */
+  private checkDir(): void {
+    const { fs, dir } = this;
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const notAFolder = () => new FtError('UNSAFE_PATH', `${dir} must be a real folder, not a link or a file`);
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' || code === 'EMLINK' || code === 'ENOTDIR') throw notAFolder();
+      // Windows cannot open a folder: the lstat below is all it gets.
+      if (code !== 'EISDIR' && code !== 'EPERM') throw error;
+    }
+    try {
+      const stat = fd === undefined ? fs.lstatSync(dir) : fs.fstatSync(fd);
+      if (!stat.isDirectory()) throw notAFolder();
+      if (OUR_UID !== undefined && stat.uid !== OUR_UID) {
+        throw new FtError('UNSAFE_PATH', `${dir} belongs to another user (uid ${stat.uid}); remove it and ft serve creates its own`);
+      }
+      if (OUR_UID !== undefined && fd !== undefined && (stat.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o700);
+      this.folder = { dev: stat.dev, ino: stat.ino };
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Before each upload: the folder is still the one checked. Deleted, it is created again (and
+   * its parent synced); replaced, the new one is checked like a first one and counted afresh.
+   */
+  private async verifyDir(): Promise<void> {
+    const stat = lstatIfExists(this.fs, this.dir);
+    if (stat?.isDirectory() && stat.dev === this.folder?.dev && stat.ino === this.folder.ino) return;
+    this.checkDir();
+    if (!stat) await syncFolder(this.fs, path.dirname(this.dir));
+    this.scan();
+  }
+
+  /**
+   * Counts the partials on disk, reading at most SCAN_LIMIT entries. Above the total cap the
+   * oldest are deleted now, as acquire() would; then each peer's surplus over its cap.
+   */
+  private scan(): void {
+    for (const key of [...this.index.keys()]) if (!this.held.has(key)) this.forget(key);
+    const found: Array<{ key: string; mtimeMs: number }> = [];
+    let listing: nodeFs.Dir;
+    try {
+      listing = this.fs.opendirSync(this.dir);
+    } catch {
+      return; // unreadable now: the counts start from the uploads to come
+    }
+    try {
+      for (let seen = 0, entry = listing.readSync(); entry && seen < SCAN_LIMIT; seen++, entry = listing.readSync()) {
+        const match = KEY_PATTERN.exec(entry.name);
+        if (!match || match[2] || match[3] !== 'part' || this.index.has(match[1]!)) continue;
+        const stat = lstatIfExists(this.fs, path.join(this.dir, entry.name));
+        if (stat?.isFile()) found.push({ key: match[1]!, mtimeMs: stat.mtimeMs });
+      }
+    } finally {
+      listing.closeSync();
+    }
+    found.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    const room = Math.max(0, this.limits.maxPartials - this.index.size);
+    for (const { key } of found.slice(0, Math.max(0, found.length - room))) this.deleteFiles(key);
+    for (const { key } of found.slice(Math.max(0, found.length - room))) {
+      const peer = peerGroup(this.readMeta(path.join(this.dir, `${key}.json`))?.peer ?? UNKNOWN_PEER);
+      this.countIn(key, peer);
+      if ((this.perPeer.get(peer) ?? 0) > this.limits.maxPartialsPerPeer && peer !== UNKNOWN_PEER) this.evictOldest(peer);
+    }
+  }
+
+  /** Room for one more partial of this peer, by deleting the oldest unheld ones; BUSY if none can go. */
+  private makeRoom(peer: string): void {
+    const { maxPartials, maxPartialsPerPeer } = this.limits;
+    if ((this.perPeer.get(peer) ?? 0) >= maxPartialsPerPeer && !this.evictOldest(peer)) {
+      throw new FtError('BUSY', `${maxPartialsPerPeer} uploads from your address are in progress here already; try again shortly`);
+    }
+    if (this.index.size >= maxPartials && !this.evictOldest()) {
+      throw new FtError('BUSY', `this receiver has ${maxPartials} uploads in progress, its limit; try again shortly`);
+    }
+  }
+
+  /** Deletes the least recently used partial not held (of `peer`, when given). */
+  private evictOldest(peer?: string): boolean {
+    for (const [key, of] of this.index) {
+      if ((peer !== undefined && of !== peer) || this.held.has(key)) continue;
+      this.deleteFiles(key);
+      this.forget(key);
+      return true;
+    }
+    return false;
+  }
+
+  private deleteFiles(key: string): void {
+    unlinkQuietly(this.fs, path.join(this.dir, `${key}.part`));
+    unlinkQuietly(this.fs, path.join(this.dir, `${key}.json`));
+  }
+
+  private countIn(key: string, peer: string): void {
+    this.index.set(key, peer);
+    this.perPeer.set(peer, (this.perPeer.get(peer) ?? 0) + 1);
+  }
+
+  private forget(key: string): void {
+    const peer = this.index.get(key);
+    if (peer === undefined) return;
+    this.index.delete(key);
+    this.countOut(peer);
+  }
+
+  private countOut(peer: string): void {
+    const left = (this.perPeer.get(peer) ?? 1) - 1;
+    if (left > 0) this.perPeer.set(peer, left);
+    else this.perPeer.delete(peer);
   }
 }
 
@@ -158,41 +437,76 @@ export class PartialStore {
 export class Partial {
   /** Bytes already held: the offset the receiver offers (the receiver is the authority on it). */
   offset = 0;
-  private metaPath = '';
-  private filename = '';
+  readonly dataPath: string;
+  readonly metaPath: string;
+  /**
+   * Only a shared partial of a file over SMALL_BODY_BYTES is kept for resume: a smaller one
+   * would save at most a second, and every one kept costs inodes a peer could fill.
+   */
+  readonly resumable: boolean;
+  private meta: PartialMeta | undefined;
+  /** The data file as checked (at load, or as created): every later open must find this one. */
+  private file: { dev: number; ino: number } | undefined;
+  private done = false;
 
   constructor(
     private readonly store: PartialStore,
     readonly key: string,
-    readonly id: ContentId,
-    readonly dataPath: string,
+    readonly id: UploadId,
+    /** The address of the peer uploading it. */
+    readonly peer: string,
     private readonly fs: FileSystem,
     /** False for a private copy, which is never resumed. */
-    readonly shared = true,
-  ) {}
+    readonly shared: boolean,
+  ) {
+    this.dataPath = path.join(store.dir, `${key}.part`);
+    this.metaPath = path.join(store.dir, `${key}.json`);
+    this.resumable = shared && id.size > SMALL_BODY_BYTES;
+  }
 
-  load(filename: string, metaPath: string): void {
-    this.metaPath = metaPath;
-    this.filename = filename;
+  /** The data file this partial checked and uses (for the inbox to compare with what it links). */
+  get checkedFile(): { dev: number; ino: number } | undefined {
+    return this.file;
+  }
+
+  /**
+   * @internal Finds what an earlier attempt left (the offset to offer), and returns its usable
+   * metadata. What cannot be ours, or holds another content, is deleted: the upload starts at 0.
+   */
+  load(): PartialMeta | undefined {
     const stat = lstatIfExists(this.fs, this.dataPath);
-    if (stat && (!stat.isFile() || stat.size > this.id.size)) {
-      // Not something we could have written for this content: start over.
-      this.fs.unlinkSync(this.dataPath);
-    } else if (stat) {
-      this.offset = stat.size;
+    if (!stat) return undefined;
+    // Not something we could have written for this upload: a link, a FIFO, another's file, a hard link, too long.
+    if (!isOurFile(stat) || stat.size > this.id.size) {
+      this.discard();
+      return undefined;
     }
+    const meta = this.store.readMeta(this.metaPath);
+    const matches = meta && meta.owner === this.id.owner && meta.filename === this.id.filename && meta.size === this.id.size;
+    if (matches && meta.hash !== undefined && this.id.hash !== undefined && meta.hash !== this.id.hash) {
+      this.discard(); // the same name and size, but the sender now has other content
+      return undefined;
+    }
+    // Unusable metadata (torn by a power cut, say) is as good as none: written anew with the next body.
+    this.meta = matches ? meta : undefined;
+    this.offset = stat.size;
+    this.file = { dev: stat.dev, ino: stat.ino };
+    return this.meta;
   }
 
   /** Hashes the bytes held so far; the hasher goes on to take the rest of the body. */
   async hashPrefix(): Promise<{ hasher: Hasher; prefixHash: string }> {
     const hasher = await createHasher();
     if (this.offset > 0) {
-      const handle = await this.fs.open(this.dataPath, 'r');
-      try {
-        const read = await readRange(handle, 0, this.offset, (block) => hasher.update(block));
-        this.offset = read;
-      } finally {
-        await handle.close();
+      const handle = await this.openChecked(O_RDONLY);
+      if (!handle) {
+        this.offset = 0;
+      } else {
+        try {
+          this.offset = await readRange(handle, 0, this.offset, (block) => hasher.update(block));
+        } finally {
+          await handle.close();
+        }
       }
     }
     return { hasher, prefixHash: hasher.digest() };
@@ -200,29 +514,16 @@ export class Partial {
 
   /**
    * Opens for appending at `from` (the agreed offset, or 0 to discard what was held). Nothing
-   * is written to disk for a header alone: metadata appears with the first body.
+   * is written to disk for a header alone: metadata appears with the first body streamed to disk.
    */
   async openForWrite(from: number): Promise<FileHandle> {
-    // A small body arrives in one go: its metadata would be created and deleted at once.
-    const worthMeta = this.id.size - from > METADATA_MIN_BYTES;
-    if (worthMeta && (from === 0 || !lstatIfExists(this.fs, this.metaPath))) {
-      const meta: PartialMeta = { filename: this.filename, size: this.id.size, hash: this.id.hash, createdAt: new Date().toISOString() };
-      await this.fs.writeFile(this.metaPath, JSON.stringify(meta) + '\n').catch(async (error) => {
-        // A full disk can leave an empty metadata file behind: remove it before giving up.
-        try {
-          this.fs.unlinkSync(this.metaPath);
-        } catch {
-          // The write's own error is the one to report.
-        }
-        throw error;
-      });
-      if (this.shared && !this.key.startsWith('n')) this.store.rememberName(this.filename, this.id.size, this.key);
-    }
-    if (from === 0) {
-      return this.fs.open(this.dataPath, 'w');
-    }
-    const handle = await this.fs.open(this.dataPath, 'r+');
+    // A body held in memory is written in one go once verified: metadata would only cost an fsync.
+    if (this.resumable && this.id.size - from > SMALL_BODY_BYTES && (from === 0 || !this.meta)) this.writeMeta();
+    if (from === 0) return this.createAsync();
+    const handle = await this.openChecked(O_WRONLY);
+    if (!handle) throw changedMeanwhile();
     try {
+      if ((await handle.stat()).size < from) throw changedMeanwhile();
       await handle.truncate(from);
     } catch (error) {
       await handle.close();
@@ -238,10 +539,15 @@ export class Partial {
    */
   writeRest(from: number, chunks: Buffer[]): OpenFile {
     const { fs } = this;
-    const fd = fs.openSync(this.dataPath, from === 0 ? 'w' : 'r+');
+    const fd = from === 0 ? this.createSync() : this.openCheckedSync(O_WRONLY);
+    if (fd === undefined) throw changedMeanwhile();
     try {
-      if (from > 0) fs.ftruncateSync(fd, from);
-      let pending = chunks;
+      if (from > 0) {
+        if (fs.fstatSync(fd).size < from) throw changedMeanwhile();
+        fs.ftruncateSync(fd, from);
+      }
+      // An empty buffer would make writev write nothing, which reads as a short write.
+      let pending = chunks.filter((chunk) => chunk.length > 0);
       let at = from;
       while (pending.length > 0) {
         const written = fs.writevSync(fd, pending, at);
@@ -268,29 +574,217 @@ export class Partial {
 
   /** Removes the data and metadata (after placing the file, or when the content proved wrong). */
   discard(): void {
+    this.offset = 0;
+    this.file = undefined;
+    this.meta = undefined;
     unlinkIfExists(this.fs, this.dataPath);
     unlinkIfExists(this.fs, this.metaPath);
   }
 
   forgetMeta(): void {
-    if (this.id.size <= METADATA_MIN_BYTES) return; // never had one
+    this.meta = undefined;
     unlinkIfExists(this.fs, this.metaPath);
   }
 
-  /** Lets others use the content again; a private copy's leftovers are deleted. */
+  /** Lets others use the key again; what is not kept for resume is deleted. Idempotent. */
   release(): void {
-    this.store.release(this.key);
-    if (this.shared) return;
+    if (this.done) return;
+    this.done = true;
+    this.store.released(this);
+  }
+
+  /**
+   * Metadata goes to a temporary file of our own (O_EXCL, never through a link), which is then
+   * renamed over the `.json`, so no link or half-written file is ever read as ours. The file is
+   * synced in the background, through the descriptor that wrote it: waiting for that sync
+   * before the body (4–5 ms per file on a journalled disk) would slow every file over 1 MiB,
+   * and a power cut in between leaves at worst a torn `.json`, which counts as absent.
+   */
+  private writeMeta(): void {
+    const { fs } = this;
+    const meta: PartialMeta = {
+      v: 1,
+      owner: this.id.owner,
+      filename: this.id.filename,
+      size: this.id.size,
+      ...(this.id.hash !== undefined ? { hash: this.id.hash } : {}),
+      peer: this.peer,
+      createdAt: new Date().toISOString(),
+    };
+    const temp = `${this.metaPath}.${randomBytes(4).toString('hex')}.tmp`;
+    const fd = fs.openSync(temp, FRESH, 0o600);
     try {
-      this.discard();
-    } catch {
-      // A leftover private copy is removed by the partial sweep.
+      const bytes = Buffer.from(JSON.stringify(meta) + '\n');
+      for (let at = 0; at < bytes.length; ) {
+        const written = fs.writevSync(fd, [bytes.subarray(at)], at);
+        if (written === 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+        at += written;
+      }
+      fs.renameSync(temp, this.metaPath);
+    } catch (error) {
+      closeQuietly(fs, fd);
+      unlinkQuietly(fs, temp);
+      throw error;
     }
+    fs.fdatasync(fd, () => closeQuietly(fs, fd));
+    this.meta = meta;
+  }
+
+  /** A new, empty data file of ours; whatever had its name is unlinked first (never written through). */
+  private async createAsync(): Promise<FileHandle> {
+    let handle: FileHandle;
+    try {
+      handle = await this.fs.open(this.dataPath, FRESH, 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      this.fs.unlinkSync(this.dataPath);
+      handle = await this.fs.open(this.dataPath, FRESH, 0o600);
+    }
+    try {
+      this.adopt(await handle.stat());
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    return handle;
+  }
+
+  private createSync(): number {
+    const { fs } = this;
+    let fd: number;
+    try {
+      fd = fs.openSync(this.dataPath, FRESH, 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      fs.unlinkSync(this.dataPath);
+      fd = fs.openSync(this.dataPath, FRESH, 0o600);
+    }
+    try {
+      this.adopt(fs.fstatSync(fd));
+    } catch (error) {
+      fs.closeSync(fd);
+      throw error;
+    }
+    return fd;
+  }
+
+  /**
+   * A file just created with O_EXCL|O_NOFOLLOW is a new regular file of ours by construction;
+   * its type is checked all the same. (Its owner and link count are not: some network file
+   * systems show another owner, or no link count, for files we create; they resume from 0.)
+   */
+  private adopt(stat: nodeFs.Stats): void {
+    if (!stat.isFile()) throw changedMeanwhile();
+    this.file = { dev: stat.dev, ino: stat.ino };
+  }
+
+  /**
+   * Opens the data file checked at load, never through a link, and checks the handle: still
+   * that file, a regular one of ours with one link. Anything else is unlinked (that removes
+   * the name, never what a link points to) and undefined returned.
+   */
+  private async openChecked(access: number): Promise<FileHandle | undefined> {
+    let handle: FileHandle;
+    try {
+      handle = await this.fs.open(this.dataPath, access | EXISTING);
+    } catch (error) {
+      return this.unusable(error);
+    }
+    let stat: nodeFs.Stats;
+    try {
+      stat = await handle.stat();
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    if (this.isTheCheckedFile(stat)) return handle;
+    await handle.close();
+    return this.unusable();
+  }
+
+  private openCheckedSync(access: number): number | undefined {
+    const { fs } = this;
+    let fd: number;
+    try {
+      fd = fs.openSync(this.dataPath, access | EXISTING);
+    } catch (error) {
+      return this.unusable(error);
+    }
+    let stat: nodeFs.Stats;
+    try {
+      stat = fs.fstatSync(fd);
+    } catch (error) {
+      fs.closeSync(fd);
+      throw error;
+    }
+    if (this.isTheCheckedFile(stat)) return fd;
+    fs.closeSync(fd);
+    return this.unusable();
+  }
+
+  private isTheCheckedFile(stat: nodeFs.Stats): boolean {
+    return isOurFile(stat) && this.file !== undefined && stat.dev === this.file.dev && stat.ino === this.file.ino;
+  }
+
+  /** A link (ELOOP), a socket (ENXIO), a folder, or a file swapped in: its name goes, nothing else. */
+  private unusable(error?: unknown): undefined {
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    if (error !== undefined && !isNotFound(error) && !NOT_A_FILE.has(code ?? '')) throw error;
+    this.offset = 0;
+    this.file = undefined;
+    unlinkQuietly(this.fs, this.dataPath);
+    return undefined;
   }
 }
 
-function nameAndSize(filename: string, size: number): string {
-  return `${size}/${filename}`;
+/** open() errors that mean "this name is not a regular file" (a link under O_NOFOLLOW, a socket, a folder). */
+const NOT_A_FILE = new Set(['ELOOP', 'EMLINK', 'ENXIO', 'EISDIR', 'ENOTDIR', 'EOPNOTSUPP', 'EFTYPE']);
+
+/** A regular file with one link, owned by us: nothing another user made or can reach another way. */
+function isOurFile(stat: nodeFs.Stats): boolean {
+  return stat.isFile() && stat.nlink === 1 && (OUR_UID === undefined || stat.uid === OUR_UID);
+}
+
+function changedMeanwhile(): FtError {
+  return new FtError('WRITE_FAILED', 'the partial upload changed on the receiver after it was offered; send again');
+}
+
+function parseMeta(text: string): PartialMeta | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const meta = value as Record<string, unknown>;
+  const text200 = (field: unknown) => typeof field === 'string' && field.length <= 200;
+  if (meta.v !== 1 || typeof meta.owner !== 'string' || !OWNER_PATTERN.test(meta.owner)) return undefined;
+  if (typeof meta.filename !== 'string' || !Number.isSafeInteger(meta.size) || (meta.size as number) < 0) return undefined;
+  if ((meta.hash !== undefined && !text200(meta.hash)) || !text200(meta.peer) || !text200(meta.createdAt)) return undefined;
+  return {
+    v: 1,
+    owner: meta.owner,
+    filename: meta.filename,
+    size: meta.size as number,
+    ...(meta.hash !== undefined ? { hash: meta.hash as string } : {}),
+    peer: meta.peer as string,
+    createdAt: meta.createdAt as string,
+  };
+}
+
+/** Best effort: a folder just made again is durable once its parent is synced. */
+async function syncFolder(fs: FileSystem, dir: string): Promise<void> {
+  try {
+    const handle = await fs.open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // Some file systems cannot sync a folder; the folder exists all the same.
+  }
 }
 
 function unlinkIfExists(fs: FileSystem, file: string): void {
@@ -298,5 +792,21 @@ function unlinkIfExists(fs: FileSystem, file: string): void {
     fs.unlinkSync(file);
   } catch (error) {
     if (!isNotFound(error)) throw error;
+  }
+}
+
+function unlinkQuietly(fs: FileSystem, file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch {
+    // Already gone, or the error that matters is another.
+  }
+}
+
+function closeQuietly(fs: FileSystem, fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Closed already.
   }
 }

@@ -100,6 +100,8 @@ export class ReceiverSession {
   private readonly decoder = new FrameDecoder();
   private readonly nonce = makeNonce();
   private readonly remote: string;
+  /** The peer's address, without the port: what its partial uploads count against. */
+  private readonly address: string;
   private state: State = 'hello';
   /** Fingerprint of the owner key the sender proved: its partials and receipts are its own. */
   private owner = '';
@@ -135,6 +137,7 @@ export class ReceiverSession {
     private readonly ticket: Ticket,
   ) {
     const address = (socket.remoteAddress ?? '?').replace(/^::ffff:/, '');
+    this.address = address;
     this.remote = address.includes(':') ? `[${address}]:${socket.remotePort}` : `${address}:${socket.remotePort}`;
   }
 
@@ -375,8 +378,9 @@ export class ReceiverSession {
       }
       const target = await this.ctx.inbox.inspect(components);
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
-      partial = await this.ctx.inbox.partials.acquire(header, name, this);
-      if (!partial) return refuse('BUSY', 'another sender is uploading the same content; try again shortly');
+      const upload = { owner: this.owner, filename: name, size: header.size, hash: header.hash };
+      partial = await this.ctx.inbox.partials.acquire(upload, this, this.address);
+      if (!partial) return refuse('BUSY', 'another connection of yours is uploading this file; try again shortly');
       const needed = header.size - partial.offset;
       const { missing, available } = await this.ctx.disk.shortfall(needed);
       if (missing > 0) {

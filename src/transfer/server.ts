@@ -7,6 +7,7 @@ import { isLoopbackAddress } from '../discovery/interfaces.js';
 import { FtError } from '../errors.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../storage/inbox.js';
+import { PARTIAL_SWEEP_INTERVAL_MS } from '../storage/partials.js';
 import { encodeFrame } from '../wire/frame.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import type { ReceiverEvent } from './events.js';
@@ -150,7 +151,8 @@ export class Receiver extends EventEmitter {
       }
     };
     sweep();
-    this.expiry = setInterval(sweep, Math.min(ttlMs, 3600_000)).unref();
+    // Often enough that an abandoned tiny partial goes soon after its hour (QUICK_EXPIRY_MS).
+    this.expiry = setInterval(sweep, Math.min(ttlMs, PARTIAL_SWEEP_INTERVAL_MS)).unref();
   }
 
   /** Stops listening and drops open connections; their partial data stays for resume. */

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import { send } from '../../src/index.js';
 import { digest, listFiles } from './files.js';
+import { sessionPartial } from './owners.js';
 import type { TestReceiver } from './receiver.js';
 import { tempDir } from './temp.js';
 
@@ -25,14 +26,14 @@ export function lengthPrefix(length: number): Buffer {
   return prefix;
 }
 
-/** Relative path (as listFiles shows it) of the partial metadata the receiver keeps for this content. */
-export function partialMeta(hash: string, size: number): string {
-  return `.ft-partial/${hash.slice('xxh64:'.length)}-${size}.json`;
+/** Relative path (as listFiles shows it) of the partial metadata a session keeps for this upload. */
+export function partialMeta(filename: string, size: number): string {
+  return `${sessionPartial(filename, size)}.json`;
 }
 
-/** Relative path (as listFiles shows it) of the partial data the receiver keeps for this content. */
-export function partialData(hash: string, size: number): string {
-  return `.ft-partial/${hash.slice('xxh64:'.length)}-${size}.part`;
+/** Relative path (as listFiles shows it) of the partial data a session keeps for this upload. */
+export function partialData(filename: string, size: number): string {
+  return `${sessionPartial(filename, size)}.part`;
 }
 
 let serial = 0;

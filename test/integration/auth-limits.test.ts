@@ -418,7 +418,7 @@ describe('timeouts', () => {
     expect(waited).toBeLessThan(3000);
     expect((await r.waitFor('connection-error')).code).toBe('TIMEOUT');
     expect(await partialBytes(r.dir)).toBe(half);
-    expect(await listFiles(r.dir)).toEqual([partialMeta(hash, bytes.length), partialData(hash, bytes.length)].sort());
+    expect(await listFiles(r.dir)).toEqual([partialMeta('stall.bin', bytes.length), partialData('stall.bin', bytes.length)].sort());
 
     const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: half });

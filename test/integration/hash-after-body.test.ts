@@ -3,13 +3,13 @@
  * and the hash follows the body. Raw exchanges pin the receiver's side; library sends pin the
  * sender's (one read of the file, need-hash for a name already taken, a file changed meanwhile).
  */
-import { appendFile, open, readFile, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, open, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createFsFromVolume, Volume } from 'memfs';
 import { fileSystemOf, FtError, nodeFileSystem, send, type FileSystem } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
-import { partialKey } from '../../src/storage/partials.js';
+import { sessionPartial } from '../helpers/owners.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, listFiles, randomBuffer, randomFile, waitUntil, partialBytes } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
@@ -129,7 +129,7 @@ describe('the receiver, for a header without a hash', () => {
     expect(await rest(c)).toEqual([{ type: 'error', code: 'UNEXPECTED_MESSAGE', message: expect.any(String) }]);
   });
 
-  it('a header with a hash resumes a partial kept under the name, and one without resumes a partial kept by content', async () => {
+  it('a partial is found by its name and size (and sender), whether the header that left it or the one asking has the hash or not', async () => {
     const r = await startReceiver();
     const bytes = randomBuffer(3 * MiB, 'cross');
     const hash = await hashBytes(bytes);
@@ -161,7 +161,10 @@ describe('the receiver, for a header without a hash', () => {
     expect(await offered('by-content.bin', false)).toEqual({ type: 'accept', id: 1, offset: held, prefixHash });
   });
 
-  it('a partial of the other kind held by another connection is not waited for: it may be another file', async () => {
+  it('an upload held by another connection of the same sender is BUSY, whether or not either header has the hash', async () => {
+    // Both raw clients are one owner here (sessions share a placeholder until hello proves a key);
+    // that another owner's upload of the same name and size gets a partial of its own is pinned
+    // in test/unit/storage.test.ts.
     const r = await startReceiver();
     const size = 3 * MiB;
     const a = await RawClient.connect(r.port);
@@ -173,7 +176,9 @@ describe('the receiver, for a header without a hash', () => {
     const b = await RawClient.connect(r.port);
     await b.handshake();
     b.send({ type: 'file', id: 1, filename: 'disk.img', size, hash: await hashBytes(randomBuffer(size, 'host b')) });
-    expect(await b.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    expect(await b.next()).toMatchObject({ type: 'refuse', id: 1, code: 'BUSY' });
+    b.send({ type: 'file', id: 2, filename: 'disk.img', size });
+    expect(await b.next()).toMatchObject({ type: 'refuse', id: 2, code: 'BUSY' });
     a.destroy();
     b.destroy();
   });
@@ -289,7 +294,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     expect(r.eventsOf('received')).toEqual([]);
     expect((await listFiles(r.dir)).filter((f) => !f.startsWith('.ft-partial/'))).toEqual([]);
     // What arrived stays only as a partial under the name, which the next send checks before resuming.
-    expect(await listFiles(r.dir)).toContain(`.ft-partial/${partialKey({ size: 24 * MiB }, 'growing.log')}.part`);
+    expect(await listFiles(r.dir)).toContain(`${sessionPartial('growing.log', 24 * MiB)}.part`);
   });
 
   it('a file rewritten in place (same size) while it is sent fails with FILE_CHANGED, and the other files still go, without retries', async () => {
@@ -356,6 +361,24 @@ describe('the sender, for a large file not in the hash cache', () => {
       ['small.txt', 'sent', undefined],
     ]);
     expect(r.eventsOf('connection-error')).toHaveLength(1); // only the cut one above
+  });
+
+  it('torn metadata (an empty .json after a power cut) counts as absent: the first large send after a start goes through, and resumes work', async () => {
+    const inbox = path.join(await tempDir(), 'inbox');
+    const partials = path.join(inbox, '.ft-partial');
+    await mkdir(partials, { recursive: true });
+    const src = await fileAtRest(path.join(await tempDir(), 'after-power-cut.bin'), 3 * MiB);
+    // Torn metadata of this very upload (with its data), of another one, and of an older version's.
+    const own = sessionPartial('after-power-cut.bin', 3 * MiB);
+    await writeFile(path.join(inbox, `${own}.part`), (await readFile(src)).subarray(0, 2 * MiB));
+    await writeFile(path.join(inbox, `${own}.json`), '');
+    await writeFile(path.join(partials, '0123456789abcdef0123456789abcdef.json'), '');
+    await writeFile(path.join(partials, '0123456789abcdef0123456789abcdef.part'), 'x');
+    await writeFile(path.join(partials, `0123456789abcdef-${3 * MiB}.json`), '');
+    const r = await startReceiver({ dir: inbox });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: 2 * MiB });
+    expect(await digest(path.join(r.dir, 'after-power-cut.bin'))).toEqual(await digest(src));
   });
 
   it('an aborted first send resumes from the partial kept under the name, and the result is exact', async () => {

@@ -12,11 +12,11 @@ import { mkdir, readdir, readFile, rename, stat, symlink, utimes, writeFile } fr
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FtError, send, serve } from '../../src/index.js';
-import { partialKey } from '../../src/storage/partials.js';
 import { hashBytes } from '../../src/hashing.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, listFiles, partialBytes, randomFile, waitUntil, partialFolder } from '../helpers/files.js';
 import { expectServesOn, lengthPrefix, partialData, partialMeta, rawFrame } from '../helpers/hostile.js';
+import { sessionPartial } from '../helpers/owners.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
@@ -512,15 +512,17 @@ describe('body offsets and lengths', () => {
     await expectServesOn(r);
   });
 
+  // Only files over 1 MiB are kept for resume.
+  const resumeSize = 2 * MiB + 4000;
   it.each([
     ['past the partial (held + 1)', (held: number) => held + 1],
     ['inside the partial (held - 1)', (held: number) => held - 1],
-    ['at the end of the file', (_held: number) => 4000],
+    ['at the end of the file', (_held: number) => resumeSize],
   ])('a resume from an offset that was not offered, %s → error BAD_MESSAGE; the partial is untouched and resumes later', async (_what, pick) => {
     const { r } = await isolatedReceiver();
-    const src = await randomFile(path.join(await tempDir(), 'resume-me.bin'), 4000);
+    const src = await randomFile(path.join(await tempDir(), 'resume-me.bin'), resumeSize);
     const bytes = await readFile(src);
-    const held = 1500;
+    const held = MiB + 1500;
     const hash = await leavePartial(r, 'resume-me.bin', bytes, held);
     const offset = pick(held);
     const c = await RawClient.connect(r.port);
@@ -553,7 +555,7 @@ describe('bodies that lie', () => {
     const bytes = await readFile(src);
     const held = MiB + 12_345;
     const hash = await leavePartial(r, 'short.bin', bytes, held);
-    expect(await listFiles(r.dir)).toEqual([partialMeta(hash, bytes.length), partialData(hash, bytes.length)].sort());
+    expect(await listFiles(r.dir)).toEqual([partialMeta('short.bin', bytes.length), partialData('short.bin', bytes.length)].sort());
     expect(existsSync(path.join(r.dir, 'short.bin'))).toBe(false);
 
     const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
@@ -946,7 +948,7 @@ describe('the file system under the inbox', () => {
     expect(r.eventsOf('received')).toEqual([]);
     // The complete, verified upload stays as a partial (§12: a failed placement keeps it), under
     // its name: the first send of a large file hashes it while sending.
-    const key = `.ft-partial/${partialKey({ size }, 'd/big.bin')}`;
+    const key = sessionPartial('d/big.bin', size);
     const kept = await digest(path.join(r.dir, `${key}.part`));
     expect(kept).toEqual(await digest(src));
     await expectServesOn(r, ['d', `${key}.part`, `${key}.json`]);

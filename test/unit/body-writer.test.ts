@@ -166,6 +166,38 @@ describe('BodyWriter', () => {
     expect(calls.length).toBeLessThan(40);
   });
 
+  it('copies tiny chunks rather than keeping each by reference: 1 MiB trickled one byte per read reaches writev in a few buffers', async () => {
+    const { handle, calls, contents } = memoryHandle();
+    const data = pattern(MiB + 100, 12);
+    const writer = new BodyWriter(handle, 0);
+    for (let at = 0; at < data.length; at++) {
+      // Each read is its own allocation, as a socket's are: kept by reference, each costs hundreds of bytes.
+      const chunk = Buffer.allocUnsafeSlow(1);
+      chunk[0] = data[at]!;
+      if (!writer.write(chunk)) await writer.drained();
+    }
+    await writer.flush();
+    expect(contents().equals(data)).toBe(true);
+    expect(calls.reduce((sum, call) => sum + call.buffers, 0)).toBeLessThanOrEqual(8);
+  });
+
+  it('keeps the order of tiny chunks copied and large ones kept by reference, interleaved', async () => {
+    const { handle, contents } = memoryHandle();
+    const data = pattern(3 * MiB, 13);
+    const writer = new BodyWriter(handle, 0);
+    const sizes = [1, 40_000, 3, 17, 70_000, 16_383, 16_384, 5, 300_000];
+    const chunks: Buffer[] = [];
+    for (let at = 0, i = 0; at < data.length; i++) {
+      const size = Math.min(sizes[i % sizes.length]!, data.length - at);
+      chunks.push(data.subarray(at, at + size));
+      at += size;
+    }
+    await feed(writer, chunks);
+    await writer.flush();
+    expect(contents().equals(data)).toBe(true);
+    expect(writer.position).toBe(data.length);
+  });
+
   it('completes short writes by writing the rest at the right position', async () => {
     const { handle, calls, contents } = memoryHandle({ limit: 777 });
     const data = pattern(300_000, 6);

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { hashBytes } from '../../src/hashing.js';
 import { fileSystemOf, type FileSystem } from '../../src/storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../../src/storage/inbox.js';
+import { OWNER_A } from '../helpers/owners.js';
 
 function noLinkFs(): { fs: FileSystem; vol: InstanceType<typeof Volume> } {
   const vol = new Volume();
@@ -19,7 +20,7 @@ function noLinkFs(): { fs: FileSystem; vol: InstanceType<typeof Volume> } {
 async function receive(inbox: Inbox, name: string, text: string): Promise<string> {
   const bytes = Buffer.from(text);
   const id = { size: bytes.length, hash: await hashBytes(bytes) };
-  const partial = (await inbox.partials.acquire(id, name, {}))!;
+  const partial = (await inbox.partials.acquire({ owner: OWNER_A, filename: name, ...id }, {}, '127.0.0.1'))!;
   const handle = await partial.openForWrite(0);
   await handle.write(bytes, 0, bytes.length, 0);
   await handle.close();

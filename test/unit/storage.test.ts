@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { promises as nodeFs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +9,13 @@ import { hashBytes } from '../../src/hashing.js';
 import { BodyWriter } from '../../src/storage/body-writer.js';
 import { fileSystemOf, nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../../src/storage/inbox.js';
-import { partialKey, type ContentId, type Partial } from '../../src/storage/partials.js';
+import { partialKey, PartialStore, type Partial, type UploadId } from '../../src/storage/partials.js';
+import { OWNER_A, OWNER_B } from '../helpers/owners.js';
+
+const MiB = 1024 * 1024;
+/** Over SMALL_BODY_BYTES: only uploads of more than 1 MiB are kept for resume. */
+const RESUMABLE = MiB + 1;
+const PEER = '192.0.2.1';
 
 /** The full promises API, for test setup (symlink, rm, …) beyond the FileSystem slice ft uses. */
 type FullFs = typeof nodeFs;
@@ -72,9 +79,11 @@ function content(size: number, seed: number): Buffer {
   return bytes;
 }
 
-async function idOf(bytes: Buffer): Promise<ContentId> {
-  return { size: bytes.length, hash: await hashBytes(bytes) };
+async function idOf(bytes: Buffer, filename = 'x', owner = OWNER_A): Promise<UploadId> {
+  return { owner, filename, size: bytes.length, hash: await hashBytes(bytes) };
 }
+
+let staged = 0;
 
 describe.each(backends)('storage contract on $name', (backend) => {
   let fs: FullFs;
@@ -124,9 +133,9 @@ describe.each(backends)('storage contract on $name', (backend) => {
   }
 
   /** A complete partial for `bytes`, held, ready to be placed. */
-  async function stage(inbox: Inbox, bytes: Buffer, filename = 'x'): Promise<Partial> {
+  async function stage(inbox: Inbox, bytes: Buffer, filename = `staged-${++staged}`): Promise<Partial> {
     // Each staged upload comes from its own connection.
-    const partial = await inbox.partials.acquire(await idOf(bytes), filename, {});
+    const partial = await inbox.partials.acquire(await idOf(bytes, filename), {}, PEER);
     expect(partial).toBeDefined();
     await writeBody(partial!, bytes);
     return partial!;
@@ -140,13 +149,20 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect((await fs.lstat(inbox.partials.dir)).isDirectory()).toBe(true);
     });
 
-    it('opens an existing inbox again without losing partials', async () => {
+    it('opens an existing inbox again without losing partials, and resumes them', async () => {
       const first = await openInbox();
-      const bytes = content(100, 1);
-      const partial = await stage(first, bytes.subarray(0, 40) as Buffer);
-      partial.release();
+      const bytes = content(RESUMABLE + 100, 1);
+      const id = await idOf(bytes, 'kept.bin');
+      const partial = await first.partials.acquire(id, {}, PEER);
+      await writeBody(partial!, bytes.subarray(0, 40) as Buffer);
+      partial!.release();
       const again = await openInbox();
-      expect(await fs.readdir(again.partials.dir)).toEqual(expect.arrayContaining([`${partialKey(await idOf(bytes.subarray(0, 40) as Buffer))}.part`]));
+      expect(await fs.readdir(again.partials.dir)).toEqual(expect.arrayContaining([`${partialKey(id)}.part`]));
+      expect(again.partials.count).toBe(1);
+      expect(again.partials.countOf(PEER)).toBe(1); // the peer, from the metadata
+      const resumed = await again.partials.acquire(id, {}, PEER);
+      expect(resumed!.offset).toBe(40);
+      expect((await resumed!.hashPrefix()).prefixHash).toBe(await hashBytes(bytes.subarray(0, 40)));
     });
 
     it('refuses a partial folder that is a symbolic link', async () => {
@@ -159,69 +175,97 @@ describe.each(backends)('storage contract on $name', (backend) => {
   });
 
   describe('PartialStore.acquire', () => {
-    it('returns offset 0 for new content, and writes its metadata only when the body starts', async () => {
+    it('returns offset 0 for a new upload, keyed by owner, name and size, and writes its metadata only when the body starts', async () => {
       const inbox = await openInbox();
       // Only bodies streamed to disk (over 1 MiB) get a metadata file.
-      const size = 1024 * 1024 + 1000;
-      const id = await idOf(content(size, 2));
+      const size = MiB + 1000;
+      const id = await idOf(content(size, 2), 'docs/report.pdf');
       const before = Date.now();
-      const partial = await inbox.partials.acquire(id, 'docs/report.pdf', {});
+      const partial = await inbox.partials.acquire(id, {}, PEER);
       expect(partial).toBeDefined();
       expect(partial!.offset).toBe(0);
-      expect(partial!.key).toBe(`${id.hash!.slice('xxh64:'.length)}-${size}`);
+      expect(partial!.key).toBe(createHash('sha256').update(`${OWNER_A}\0docs/report.pdf\0${size}`).digest('hex').slice(0, 32));
       expect(partial!.dataPath).toBe(path.join(inbox.partials.dir, `${partial!.key}.part`));
       const metaPath = path.join(inbox.partials.dir, `${partial!.key}.json`);
       expect(await exists(metaPath)).toBe(false);
+      expect(await exists(partial!.dataPath)).toBe(false);
       await (await partial!.openForWrite(0)).close();
-      const meta = JSON.parse(await fs.readFile(path.join(inbox.partials.dir, `${partial!.key}.json`), 'utf8'));
-      expect(meta).toMatchObject({ filename: 'docs/report.pdf', size, hash: id.hash });
+      const meta = JSON.parse(await fs.readFile(metaPath, 'utf8'));
+      expect(meta).toEqual({ v: 1, owner: OWNER_A, filename: 'docs/report.pdf', size, hash: id.hash, peer: PEER, createdAt: expect.any(String) });
       expect(Date.parse(meta.createdAt)).toBeGreaterThanOrEqual(before - 1000);
       expect(await exists(partial!.dataPath)).toBe(true);
+      // Nothing but the two files: the temporary metadata was renamed over the .json.
+      expect((await fs.readdir(inbox.partials.dir)).sort()).toEqual([`${partial!.key}.json`, `${partial!.key}.part`]);
     });
 
-    it('says busy (undefined) when another connection acquires the same content while it is held', async () => {
+    it('says busy (undefined) when another connection of the same owner acquires the upload while it is held', async () => {
       const inbox = await openInbox();
       const [connA, connB] = [{}, {}];
-      const id = await idOf(content(10, 3));
-      const first = await inbox.partials.acquire(id, 'a', connA);
+      const id = await idOf(content(10, 3), 'a');
+      const first = await inbox.partials.acquire(id, connA, PEER);
       expect(first).toBeDefined();
-      expect(await inbox.partials.acquire(id, 'another name', connB)).toBeUndefined();
-      // Other content is not affected.
-      expect(await inbox.partials.acquire(await idOf(content(10, 4)), 'b', connB)).toBeDefined();
+      expect(await inbox.partials.acquire(id, connB, PEER)).toBeUndefined();
+      // The same name and size without a hash, or with another hash, is the same upload.
+      expect(await inbox.partials.acquire({ ...id, hash: undefined }, connB, PEER)).toBeUndefined();
+      // Another name is another upload.
+      expect(await inbox.partials.acquire(await idOf(content(10, 3), 'b'), connB, PEER)).toBeDefined();
       first!.release();
-      const second = await inbox.partials.acquire(id, 'a', connB);
+      const second = await inbox.partials.acquire(id, connB, PEER);
       expect(second).toBeDefined();
       expect(second!.key).toBe(first!.key);
-      expect(await inbox.partials.acquire(id, 'a', connA)).toBeUndefined();
+      expect(await inbox.partials.acquire(id, connA, PEER)).toBeUndefined();
     });
 
-    it('lets exactly one of two connections acquiring the same content at once win', async () => {
+    it('gives another owner of the same name and size a partial of its own: no BUSY, no progress, no shared bytes', async () => {
+      const inbox = await openInbox();
+      const bytes = content(RESUMABLE + 500, 60);
+      const mine = await inbox.partials.acquire(await idOf(bytes, 'photo.jpg', OWNER_A), {}, PEER);
+      await writeBody(mine!, bytes.subarray(0, 300) as Buffer);
+      // Held by A right now, and afterwards: B never waits for it, never sees its offset.
+      const theirs = await inbox.partials.acquire(await idOf(bytes, 'photo.jpg', OWNER_B), {}, '192.0.2.99');
+      expect(theirs).toBeDefined();
+      expect(theirs!.key).not.toBe(mine!.key);
+      expect(theirs!.dataPath).not.toBe(mine!.dataPath);
+      expect(theirs!.offset).toBe(0);
+      await writeBody(theirs!, content(700, 61));
+      theirs!.release();
+      mine!.release();
+      const again = await inbox.partials.acquire(await idOf(bytes, 'photo.jpg', OWNER_B), {}, '192.0.2.99');
+      expect(again!.offset).toBe(700);
+      again!.release();
+      const resumed = await inbox.partials.acquire(await idOf(bytes, 'photo.jpg', OWNER_A), {}, PEER);
+      expect(resumed!.offset).toBe(300);
+      expect((await resumed!.hashPrefix()).prefixHash).toBe(await hashBytes(bytes.subarray(0, 300)));
+    });
+
+    it('lets exactly one of two connections acquiring the same upload at once win', async () => {
       const inbox = await openInbox();
       const id = await idOf(content(10, 5));
-      const results = await Promise.all([inbox.partials.acquire(id, 'a', {}), inbox.partials.acquire(id, 'a', {})]);
+      const results = await Promise.all([inbox.partials.acquire(id, {}, PEER), inbox.partials.acquire(id, {}, PEER)]);
       expect(results.filter((r) => r !== undefined)).toHaveLength(1);
     });
 
-    it('gives the same connection a second, private partial for the same content, never offered for resume', async () => {
+    it('gives the same connection a second, private partial for the same upload, never offered for resume', async () => {
       const inbox = await openInbox();
       const conn = {};
-      const bytes = content(100, 14);
-      const id = await idOf(bytes);
-      const shared = await inbox.partials.acquire(id, 'a.bin', {});
+      const bytes = content(RESUMABLE + 100, 14);
+      const id = await idOf(bytes, 'a.bin');
+      const shared = await inbox.partials.acquire(id, {}, PEER);
       await writeBody(shared!, bytes.subarray(0, 60) as Buffer);
       shared!.release();
 
-      const first = await inbox.partials.acquire(id, 'a.bin', conn);
+      const first = await inbox.partials.acquire(id, conn, PEER);
       expect(first!.shared).toBe(true);
       expect(first!.offset).toBe(60);
-      const copy = await inbox.partials.acquire(id, 'copy of a.bin', conn);
+      const copy = await inbox.partials.acquire(id, conn, PEER);
       expect(copy).toBeDefined();
       expect(copy!.shared).toBe(false);
+      expect(copy!.resumable).toBe(false);
       expect(copy!.key).toMatch(new RegExp(`^${first!.key}~[0-9a-f]{8}$`));
       expect(copy!.dataPath).not.toBe(first!.dataPath);
       expect(copy!.offset).toBe(0);
       // Still busy for everyone else.
-      expect(await inbox.partials.acquire(id, 'a.bin', {})).toBeUndefined();
+      expect(await inbox.partials.acquire(id, {}, PEER)).toBeUndefined();
 
       // Both can be written and placed independently.
       await writeBody(first!, bytes.subarray(60) as Buffer, 60);
@@ -232,38 +276,55 @@ describe.each(backends)('storage contract on $name', (backend) => {
       copy!.release();
       expect((await fs.readFile(path.join(inbox.root, 'copy.bin'))).equals(bytes)).toBe(true);
       expect((await fs.readFile(path.join(inbox.root, 'a.bin'))).equals(bytes)).toBe(true);
+      expect(await fs.readdir(inbox.partials.dir)).toEqual([]);
+      expect(inbox.partials.count).toBe(0);
     });
 
     it('deletes the leftovers of a private partial on release, but keeps the shared one for resume', async () => {
       const inbox = await openInbox();
       const conn = {};
-      const bytes = content(100, 15);
+      const bytes = content(RESUMABLE + 100, 15);
       const id = await idOf(bytes);
-      const first = await inbox.partials.acquire(id, 'a', conn);
-      const copy = await inbox.partials.acquire(id, 'a', conn);
+      const first = await inbox.partials.acquire(id, conn, PEER);
+      const copy = await inbox.partials.acquire(id, conn, PEER);
       await writeBody(first!, bytes.subarray(0, 30) as Buffer);
       await writeBody(copy!, bytes.subarray(0, 40) as Buffer);
       copy!.release();
       first!.release();
-      // Private leftovers are removed in the background (a body this small has no metadata file).
-      await vi.waitFor(async () => {
-        expect((await fs.readdir(inbox.partials.dir)).sort()).toEqual([`${first!.key}.part`]);
-      });
-      const again = await inbox.partials.acquire(id, 'a', {});
+      expect((await fs.readdir(inbox.partials.dir)).sort()).toEqual([`${first!.key}.json`, `${first!.key}.part`]);
+      const again = await inbox.partials.acquire(id, {}, PEER);
       expect(again!.offset).toBe(30);
+    });
+
+    it('keeps nothing of an upload of at most 1 MiB: never offered for resume, deleted on release', async () => {
+      const inbox = await openInbox();
+      const bytes = content(MiB, 16);
+      const id = await idOf(bytes, 'small.bin');
+      const first = await inbox.partials.acquire(id, {}, PEER);
+      expect(first!.resumable).toBe(false);
+      await writeBody(first!, bytes.subarray(0, 5000) as Buffer);
+      first!.release();
+      expect(await fs.readdir(inbox.partials.dir)).toEqual([]);
+      expect(inbox.partials.count).toBe(0);
+      // One left by a crash is not offered either.
+      await fs.writeFile(path.join(inbox.partials.dir, `${partialKey(id)}.part`), bytes.subarray(0, 5000));
+      const second = await inbox.partials.acquire(id, {}, PEER);
+      expect(second!.offset).toBe(0);
+      await writeBody(second!, bytes);
+      expect((await fs.readFile(second!.dataPath)).equals(bytes)).toBe(true);
     });
 
     it('resumes from the bytes written before release, and hashPrefix hashes exactly that prefix', async () => {
       const inbox = await openInbox();
-      const bytes = content(1024 * 1024 + 5000, 6);
-      const id = await idOf(bytes);
-      const first = await inbox.partials.acquire(id, 'big.bin', { connection: 1 });
+      const bytes = content(MiB + 5000, 6);
+      const id = await idOf(bytes, 'big.bin');
+      const first = await inbox.partials.acquire(id, { connection: 1 }, PEER);
       await writeBody(first!, bytes.subarray(0, 1234) as Buffer);
       const metaPath = path.join(inbox.partials.dir, `${first!.key}.json`);
       const metaBefore = await fs.readFile(metaPath, 'utf8');
       first!.release();
 
-      const second = await inbox.partials.acquire(id, 'big.bin', { connection: 2 });
+      const second = await inbox.partials.acquire(id, { connection: 2 }, PEER);
       expect(second).toBeDefined();
       expect(second!.offset).toBe(1234);
       const { hasher, prefixHash } = await second!.hashPrefix();
@@ -279,38 +340,99 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect((await fs.readFile(second!.dataPath)).equals(bytes)).toBe(true);
     });
 
+    it('starts at 0 when the metadata says the partial holds another content; resumes when the hash matches or one is unknown', async () => {
+      const inbox = await openInbox();
+      const bytes = content(RESUMABLE + 100, 62);
+      const other = content(RESUMABLE + 100, 63);
+      const leave = async (id: UploadId) => {
+        const partial = await inbox.partials.acquire(id, {}, PEER);
+        await writeBody(partial!, bytes.subarray(0, 200) as Buffer);
+        partial!.release();
+        return partial!;
+      };
+      // Left with a hash; asked again by a header without one, and with the same one: resumed.
+      const left = await leave(await idOf(bytes, 'v.bin'));
+      const hashless = await inbox.partials.acquire({ ...(await idOf(bytes, 'v.bin')), hash: undefined }, {}, PEER);
+      expect(hashless!.offset).toBe(200);
+      hashless!.release();
+      const same = await inbox.partials.acquire(await idOf(bytes, 'v.bin'), {}, PEER);
+      expect(same!.offset).toBe(200);
+      same!.release();
+      // The same name and size with another hash: the file changed; what was kept is discarded.
+      const changed = await inbox.partials.acquire(await idOf(other, 'v.bin'), {}, PEER);
+      expect(changed!.key).toBe(left.key);
+      expect(changed!.offset).toBe(0);
+      expect(await exists(left.dataPath)).toBe(false);
+      expect(await exists(left.metaPath)).toBe(false);
+      changed!.release();
+      // Left without a hash (it followed the body): any header of that name and size resumes it.
+      await leave({ ...(await idOf(bytes, 'w.bin')), hash: undefined });
+      const later = await inbox.partials.acquire(await idOf(other, 'w.bin'), {}, PEER);
+      expect(later!.offset).toBe(200);
+    });
+
+    it.each([
+      ['empty (torn by a power cut)', ''],
+      ['cut short', '{"v":1,"owner":"'],
+      ['not an object', '[1,2,3]\n'],
+      ['of another version', JSON.stringify({ v: 2, owner: OWNER_A, filename: 'm.bin', size: 2 * MiB, peer: PEER, createdAt: 'x' })],
+      ['of another upload', JSON.stringify({ v: 1, owner: OWNER_B, filename: 'm.bin', size: 2 * MiB, peer: PEER, createdAt: 'x' })],
+      ['over 4 KiB', JSON.stringify({ v: 1, owner: OWNER_A, filename: 'm.bin', size: 2 * MiB, peer: PEER, createdAt: 'x', pad: 'p'.repeat(5000) })],
+    ])('treats metadata that is %s as absent: the data resumes, and the metadata is written anew', async (_what, text) => {
+      const first = await openInbox();
+      const bytes = content(2 * MiB, 64);
+      const id = await idOf(bytes, 'm.bin');
+      const partial = await first.partials.acquire(id, {}, PEER);
+      await writeBody(partial!, bytes.subarray(0, 400) as Buffer);
+      partial!.release();
+      await fs.writeFile(partial!.metaPath, text);
+      // Counted at start (a peer unknown), then resumed as usual.
+      const inbox = await openInbox();
+      expect(inbox.partials.count).toBe(1);
+      const again = await inbox.partials.acquire(id, {}, PEER);
+      expect(again!.offset).toBe(400);
+      await (await again!.openForWrite(400)).close();
+      expect(JSON.parse(await fs.readFile(partial!.metaPath, 'utf8'))).toMatchObject({ v: 1, owner: OWNER_A, filename: 'm.bin', peer: PEER });
+      again!.release();
+      // Started again from 0, it is replaced too.
+      await fs.writeFile(partial!.metaPath, text);
+      const fresh = await inbox.partials.acquire(id, {}, PEER);
+      await (await fresh!.openForWrite(0)).close();
+      expect(JSON.parse(await fs.readFile(partial!.metaPath, 'utf8'))).toMatchObject({ v: 1, owner: OWNER_A, size: bytes.length });
+    });
+
     it('gives a prefix hash of an empty hasher when nothing is held', async () => {
       const inbox = await openInbox();
-      const partial = await inbox.partials.acquire(await idOf(content(10, 7)), 'a', {});
+      const partial = await inbox.partials.acquire(await idOf(content(10, 7)), {}, PEER);
       const { prefixHash } = await partial!.hashPrefix();
       expect(prefixHash).toBe(await hashBytes(new Uint8Array(0)));
     });
 
     it('discards a partial larger than the announced size', async () => {
       const inbox = await openInbox();
-      const bytes = content(100, 8);
+      const bytes = content(RESUMABLE + 100, 8);
       const id = await idOf(bytes);
       const dataPath = path.join(inbox.partials.dir, `${partialKey(id)}.part`);
       await fs.writeFile(dataPath, Buffer.concat([bytes, Buffer.from('extra')]));
-      const partial = await inbox.partials.acquire(id, 'a', {});
+      const partial = await inbox.partials.acquire(id, {}, PEER);
       expect(partial!.offset).toBe(0);
       expect(await exists(dataPath)).toBe(false);
     });
 
     it('keeps a partial exactly as large as the announced size (offset = size)', async () => {
       const inbox = await openInbox();
-      const bytes = content(100, 9);
+      const bytes = content(RESUMABLE + 100, 9);
       const id = await idOf(bytes);
       await fs.writeFile(path.join(inbox.partials.dir, `${partialKey(id)}.part`), bytes);
-      const partial = await inbox.partials.acquire(id, 'a', {});
-      expect(partial!.offset).toBe(100);
+      const partial = await inbox.partials.acquire(id, {}, PEER);
+      expect(partial!.offset).toBe(bytes.length);
       expect((await partial!.hashPrefix()).prefixHash).toBe(id.hash);
     });
 
     it('openForWrite(from) cuts off what lies beyond `from`, openForWrite(0) starts over', async () => {
       const inbox = await openInbox();
       const bytes = content(300, 10);
-      const partial = await inbox.partials.acquire(await idOf(bytes), 'a', {});
+      const partial = await inbox.partials.acquire(await idOf(bytes), {}, PEER);
       await writeBody(partial!, content(200, 11)); // wrong bytes
       await writeBody(partial!, bytes.subarray(0, 150) as Buffer, 0);
       expect((await fs.readFile(partial!.dataPath)).equals(bytes.subarray(0, 150))).toBe(true);
@@ -319,10 +441,23 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect((await fs.readFile(partial!.dataPath)).equals(bytes)).toBe(true);
     });
 
+    it('writeRest writes a small body from 0 or from an offset, in one go', async () => {
+      const inbox = await openInbox();
+      const bytes = content(RESUMABLE + 50, 17);
+      const partial = await inbox.partials.acquire(await idOf(bytes), {}, PEER);
+      let file = partial!.writeRest(0, [bytes.subarray(0, 1000) as Buffer, bytes.subarray(1000, 2000) as Buffer]);
+      await file.sync();
+      await file.close();
+      file = partial!.writeRest(1500, [bytes.subarray(1500) as Buffer]);
+      await file.close();
+      expect((await fs.readFile(partial!.dataPath)).equals(bytes)).toBe(true);
+    });
+
     it('discard removes the data and the metadata', async () => {
       const inbox = await openInbox();
-      const bytes = content(50, 13);
+      const bytes = content(RESUMABLE + 50, 13);
       const partial = await stage(inbox, bytes);
+      expect(await fs.readdir(inbox.partials.dir)).toHaveLength(2);
       await partial.discard();
       expect(await fs.readdir(inbox.partials.dir)).toEqual([]);
       await partial.discard(); // twice is fine
@@ -416,6 +551,96 @@ describe.each(backends)('storage contract on $name', (backend) => {
       }
       expect(await fs.readdir(outside)).toEqual([]);
       expect(inbox.statPlaced('a.txt')).toBeUndefined();
+    });
+  });
+
+  describe('partial quotas', () => {
+    /** An upload of `peer` left with a few bytes and released; returns its partial. */
+    async function leave(inbox: Inbox, name: string, peer: string, owner = OWNER_A): Promise<Partial> {
+      const partial = await inbox.partials.acquire(await idOf(content(RESUMABLE, name.length), name, owner), {}, peer);
+      await writeBody(partial!, Buffer.from(`bytes of ${name}`));
+      partial!.release();
+      return partial!;
+    }
+
+    it('keeps at most maxPartialsPerPeer per peer: the peer\'s oldest unheld partial makes room, others\' are untouched', async () => {
+      const inbox = await Inbox.open(path.join(base, 'inbox'), ftFs(), 'rename', { partialLimits: { maxPartialsPerPeer: 2, maxPartials: 10 } });
+      const theirs = await leave(inbox, 'theirs', '192.0.2.50', OWNER_B);
+      const [a1, a2] = [await leave(inbox, 'a1', PEER), await leave(inbox, 'a2', PEER)];
+      expect(inbox.partials.countOf(PEER)).toBe(2);
+      // Resuming a1 makes it the most recently used: a2 is the oldest now.
+      (await inbox.partials.acquire(await idOf(content(RESUMABLE, 2), 'a1'), {}, PEER))!.release();
+      const a3 = await leave(inbox, 'a3', PEER);
+      expect(await exists(a2.dataPath)).toBe(false);
+      expect(await exists(a2.metaPath)).toBe(false);
+      for (const kept of [a1, a3, theirs]) expect(await exists(kept.dataPath)).toBe(true);
+      expect(inbox.partials.countOf(PEER)).toBe(2);
+      expect(inbox.partials.count).toBe(3);
+    });
+
+    it('refuses with BUSY, rather than exceed a peer\'s cap, when all its partials are in use; other peers go on', async () => {
+      const inbox = await Inbox.open(path.join(base, 'inbox'), ftFs(), 'rename', { partialLimits: { maxPartialsPerPeer: 2, maxPartials: 10 } });
+      const held = [
+        await inbox.partials.acquire(await idOf(content(RESUMABLE, 1), 'h1'), {}, PEER),
+        await inbox.partials.acquire(await idOf(content(RESUMABLE, 2), 'h2'), {}, PEER),
+      ];
+      expect(held.every((p) => p !== undefined)).toBe(true);
+      await expectFtError(inbox.partials.acquire(await idOf(content(RESUMABLE, 3), 'h3'), {}, PEER), 'BUSY');
+      // Small uploads are not counted: they are never kept.
+      expect(await inbox.partials.acquire(await idOf(content(100, 4), 'small'), {}, PEER)).toBeDefined();
+      expect(await inbox.partials.acquire(await idOf(content(RESUMABLE, 5), 'other'), {}, '192.0.2.77')).toBeDefined();
+      held[0]!.release(); // nothing was written: it no longer counts
+      expect(await inbox.partials.acquire(await idOf(content(RESUMABLE, 3), 'h3'), {}, PEER)).toBeDefined();
+    });
+
+    it('keeps at most maxPartials in all: the oldest unheld partial of anyone makes room', async () => {
+      const inbox = await Inbox.open(path.join(base, 'inbox'), ftFs(), 'rename', { partialLimits: { maxPartialsPerPeer: 10, maxPartials: 3 } });
+      const oldest = await leave(inbox, 'old', '192.0.2.60');
+      const kept = [await leave(inbox, 'k1', PEER), await leave(inbox, 'k2', '192.0.2.61')];
+      const newest = await leave(inbox, 'new', '192.0.2.62');
+      expect(await exists(oldest.dataPath)).toBe(false);
+      for (const partial of [...kept, newest]) expect(await exists(partial.dataPath)).toBe(true);
+      expect(inbox.partials.count).toBe(3);
+      // All held: BUSY for the next, whoever asks.
+      const holding = await Promise.all(['k1', 'k2', 'new'].map(async (name) => inbox.partials.acquire(await idOf(content(RESUMABLE, name.length), name), {}, PEER)));
+      expect(holding.every((p) => p !== undefined)).toBe(true);
+      await expectFtError(inbox.partials.acquire(await idOf(content(RESUMABLE, 9), 'more'), {}, '192.0.2.63'), 'BUSY');
+    });
+
+    it('counts the partials on disk at start, deleting the oldest beyond the caps', async () => {
+      const dir = path.join(base, 'inbox');
+      const first = await Inbox.open(dir, ftFs(), 'rename', { partialLimits: { maxPartials: 100 } });
+      const left: Partial[] = [];
+      for (const [index, peer] of [PEER, PEER, PEER, PEER, '192.0.2.70'].entries()) {
+        left.push(await leave(first, `f${index}`, peer));
+        const when = new Date(Date.now() - (10 - index) * 60_000); // oldest first
+        await fs.utimes(left.at(-1)!.dataPath, when, when);
+      }
+      const again = await Inbox.open(dir, ftFs(), 'rename', { partialLimits: { maxPartials: 4, maxPartialsPerPeer: 2 } });
+      // Five over a total of four: the oldest goes; then PEER's oldest, one over its two.
+      expect(await Promise.all(left.map((p) => exists(p.dataPath)))).toEqual([false, false, true, true, true]);
+      expect(await Promise.all(left.map((p) => exists(p.metaPath)))).toEqual([false, false, true, true, true]);
+      expect(again.partials.count).toBe(3);
+      expect(again.partials.countOf(PEER)).toBe(2);
+      expect(again.partials.countOf('192.0.2.70')).toBe(1);
+    });
+
+    it('counts an IPv6 peer by its /64', async () => {
+      const inbox = await Inbox.open(path.join(base, 'inbox'), ftFs(), 'rename', { partialLimits: { maxPartialsPerPeer: 2 } });
+      const first = await leave(inbox, 'v1', '2001:db8:1:2::1');
+      await leave(inbox, 'v2', '2001:db8:1:2:aaaa::2');
+      await leave(inbox, 'v3', '2001:0db8:0001:0002:ffff:ffff:ffff:ffff');
+      expect(await exists(first.dataPath)).toBe(false);
+      expect(inbox.partials.countOf('2001:db8:1:2::99')).toBe(2);
+      await leave(inbox, 'v4', '2001:db8:1:3::1');
+      expect(inbox.partials.countOf('2001:db8:1:3::1')).toBe(1);
+    });
+
+    it('rejects caps that are not whole numbers of at least 1', () => {
+      for (const bad of [0, -1, 1.5, Number.NaN]) {
+        expect(() => new PartialStore('/x', ftFs(), { maxPartials: bad })).toThrow(FtError);
+        expect(() => new PartialStore('/x', ftFs(), { maxPartialsPerPeer: bad })).toThrow(FtError);
+      }
     });
   });
 
@@ -743,27 +968,36 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const inbox = await openInbox();
       const dir = inbox.partials.dir;
       const now = Date.now();
-      const old = new Date(now - 2 * 3600_000);
-      const ttl = 3600_000;
-      const hex = '0123456789abcdef';
+      const old = new Date(now - 2 * 24 * 3600_000);
+      const ttl = 24 * 3600_000;
+      const key = '0123456789abcdef0123456789abcdef';
+      const legacy = '0123456789abcdef-10';
 
-      const oldPart = `${hex}-10.part`;
-      const oldMeta = `${hex}-10.json`;
-      const oldPrivate = `${hex}-10~0badf00d.part`;
-      const freshPart = `fedcba9876543210-20.part`;
+      const oldPart = `${key}.part`;
+      const oldMeta = `${key}.json`;
+      const oldPrivate = `${key}~0badf00d.part`;
+      const oldTemp = `${key}.json.0badf00d.tmp`;
+      const oldLegacy = [`${legacy}.part`, `${legacy}.json`, `n${legacy}.part`];
+      const freshPart = `fedcba9876543210fedcba9876543210.part`;
+      const freshLegacy = `fedcba9876543210-20.part`;
       const lookalikes = [
         'notes.txt',
-        `${hex.toUpperCase()}-10.part`,
-        `${hex}-10.part.bak`,
-        `x${hex}-10.part`,
-        `${hex}-abc.part`,
-        `${hex}-10.tmp`,
-        `${hex}-10~nothex!.part`,
-        `${hex}-10~0badf00d0.part`,
+        `${key.toUpperCase()}.part`,
+        `${key}.part.bak`,
+        `x${key}.part`,
+        `${key.slice(1)}.part`,
+        `${key}0.part`,
+        `${key}.tmp`,
+        `${key}.json.tmp`,
+        `${key}~nothex!.part`,
+        `${key}~0badf00d0.part`,
+        `${legacy.toUpperCase()}.part`,
       ];
-      for (const name of [oldPart, oldMeta, oldPrivate, freshPart, ...lookalikes]) await fs.writeFile(path.join(dir, name), 'data');
+      for (const name of [oldPart, oldMeta, oldPrivate, oldTemp, freshPart, freshLegacy, ...oldLegacy, ...lookalikes]) {
+        await fs.writeFile(path.join(dir, name), 'data');
+      }
       // A folder named like a partial is not ours to delete.
-      const folderLike = `1111111111111111-1.part`;
+      const folderLike = `11111111111111111111111111111111.part`;
       await fs.mkdir(path.join(dir, folderLike));
       // Files named like partials outside the folder.
       const outsideInRoot = path.join(inbox.root, oldPart);
@@ -772,40 +1006,73 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const outsideInSub = path.join(inbox.root, 'sub', oldPart);
       await fs.writeFile(outsideInSub, 'user data');
 
-      for (const name of [oldPart, oldMeta, oldPrivate, ...lookalikes, folderLike]) await fs.utimes(path.join(dir, name), old, old);
+      for (const name of [oldPart, oldMeta, oldPrivate, oldTemp, ...oldLegacy, ...lookalikes, folderLike]) await fs.utimes(path.join(dir, name), old, old);
       await fs.utimes(outsideInRoot, old, old);
       await fs.utimes(outsideInSub, old, old);
 
-      const removed = await inbox.partials.expire(ttl, now);
-      expect(removed.sort()).toEqual([oldMeta, oldPart, oldPrivate].sort());
-      expect((await fs.readdir(dir)).sort()).toEqual([freshPart, folderLike, ...lookalikes].sort());
+      const removed = inbox.partials.expire(ttl, now);
+      expect(removed.sort()).toEqual([oldMeta, oldPart, oldPrivate, oldTemp, ...oldLegacy].sort());
+      expect((await fs.readdir(dir)).sort()).toEqual([freshPart, freshLegacy, folderLike, ...lookalikes].sort());
       expect(await fs.readFile(outsideInRoot, 'utf8')).toBe('user data');
       expect(await fs.readFile(outsideInSub, 'utf8')).toBe('user data');
     });
 
+    it('removes partials holding less than 1 MiB after an hour, larger ones only after the TTL', async () => {
+      const inbox = await openInbox();
+      const ttl = 7 * 24 * 3600_000;
+      const full = await stage(inbox, content(RESUMABLE + 10, 70), 'full.bin'); // 1 MiB + 11 bytes
+      const partial = await inbox.partials.acquire(await idOf(content(RESUMABLE + 10, 71), 'cut.bin'), {}, PEER);
+      await writeBody(partial!, content(1000, 72));
+      partial!.release();
+      full.release();
+      expect(inbox.partials.count).toBe(2);
+      const now = Date.now();
+      // Just under an hour: both stay.
+      expect(inbox.partials.expire(ttl, now + 3600_000 - 60_000)).toEqual([]);
+      // An hour on: the one cut short after 1000 bytes goes with its metadata; the full one stays.
+      expect(inbox.partials.expire(ttl, now + 3600_000 + 60_000).sort()).toEqual([`${partial!.key}.json`, `${partial!.key}.part`]);
+      expect(await exists(full.dataPath)).toBe(true);
+      expect(inbox.partials.count).toBe(1);
+      // A TTL shorter than an hour applies to both.
+      expect(inbox.partials.expire(600_000, now + 700_000).sort()).toEqual([`${full.key}.json`, `${full.key}.part`]);
+      expect(inbox.partials.count).toBe(0);
+    });
+
+    it('removes links named like partials without touching what they point to', async () => {
+      const inbox = await openInbox();
+      const target = path.join(base, 'precious.txt');
+      await fs.writeFile(target, 'precious');
+      const link = path.join(inbox.partials.dir, 'abcdefabcdefabcdefabcdefabcdefab.part');
+      await fs.symlink(target, link);
+      expect(inbox.partials.expire(7 * 24 * 3600_000)).toEqual(['abcdefabcdefabcdefabcdefabcdefab.part']);
+      expect(await fs.readFile(target, 'utf8')).toBe('precious');
+    });
+
     it('keeps an old partial that is held right now', async () => {
       const inbox = await openInbox();
-      const bytes = content(100, 50);
-      const partial = await stage(inbox, bytes.subarray(0, 30) as Buffer);
-      const old = new Date(Date.now() - 10 * 3600_000);
-      await fs.utimes(partial.dataPath, old, old);
-      expect(await inbox.partials.expire(3600_000)).toEqual([]);
-      expect(await fs.readFile(partial.dataPath)).toHaveLength(30);
-      partial.release();
-      expect((await inbox.partials.expire(3600_000)).sort()).toEqual([`${partial.key}.part`]);
+      const bytes = content(RESUMABLE + 100, 50);
+      const partial = await inbox.partials.acquire(await idOf(bytes), {}, PEER);
+      await writeBody(partial!, bytes.subarray(0, 30) as Buffer);
+      const old = new Date(Date.now() - 10 * 24 * 3600_000);
+      await fs.utimes(partial!.dataPath, old, old);
+      await fs.utimes(partial!.metaPath, old, old);
+      expect(inbox.partials.expire(3600_000)).toEqual([]);
+      expect(await fs.readFile(partial!.dataPath)).toHaveLength(30);
+      partial!.release();
+      expect(inbox.partials.expire(3600_000).sort()).toEqual([`${partial!.key}.json`, `${partial!.key}.part`]);
     });
 
     it('keeps an old private partial that is held right now', async () => {
       const inbox = await openInbox();
       const conn = {};
-      const bytes = content(100, 51);
+      const bytes = content(RESUMABLE + 100, 51);
       const id = await idOf(bytes);
-      const shared = await inbox.partials.acquire(id, 'a', conn);
-      const copy = await inbox.partials.acquire(id, 'a', conn);
+      const shared = await inbox.partials.acquire(id, conn, PEER);
+      const copy = await inbox.partials.acquire(id, conn, PEER);
       await writeBody(copy!, bytes.subarray(0, 10) as Buffer);
       const old = new Date(Date.now() - 10 * 3600_000);
       await fs.utimes(copy!.dataPath, old, old);
-      expect(await inbox.partials.expire(3600_000)).toEqual([]);
+      expect(inbox.partials.expire(3600_000)).toEqual([]);
       expect(await fs.readFile(copy!.dataPath)).toHaveLength(10);
       shared!.release();
       copy!.release();
@@ -814,7 +1081,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
     it('returns nothing when the partial folder is missing', async () => {
       const inbox = await openInbox();
       await fs.rm(inbox.partials.dir, { recursive: true });
-      expect(await inbox.partials.expire(0)).toEqual([]);
+      expect(inbox.partials.expire(0)).toEqual([]);
     });
   });
 });

@@ -45,8 +45,12 @@ export interface ServeOptions {
   helloTimeoutMs?: number;
   /** Time a connection may stay silent, in ms. @default 60000 */
   idleTimeoutMs?: number;
-  /** Slowest rate at which a body may arrive, in bytes per second. @default 16384 */
+  /** Slowest rate at which a body may arrive, in bytes per second (0: no minimum). @default 16384 */
   minBodyRate?: number;
+  /** Partial uploads kept, in all; at the cap the least recently used one not in use makes room. @default 1024 */
+  maxPartials?: number;
+  /** Partial uploads kept per peer (an IPv4 address or an IPv6 /64). @default 64 */
+  maxPartialsPerPeer?: number;
   /** Partial uploads untouched this long are deleted, in ms. @default 7 days */
   partialTtlMs?: number;
   /** Announce on the LAN with a UDP beacon and answer discovery queries. @default true */
@@ -176,7 +180,9 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const fs = options.fs ?? nodeFileSystem;
   const port = options.port ?? SERVE_DEFAULTS.port;
   const partialTtlMs = options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs;
-  const inbox = await Inbox.open(options.dir ?? SERVE_DEFAULTS.dir, fs, options.onConflict ?? SERVE_DEFAULTS.onConflict);
+  const inbox = await Inbox.open(options.dir ?? SERVE_DEFAULTS.dir, fs, options.onConflict ?? SERVE_DEFAULTS.onConflict, {
+    partialLimits: { maxPartials: options.maxPartials, maxPartialsPerPeer: options.maxPartialsPerPeer },
+  });
   const limits: SessionLimits = {
     maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
     maxPendingFiles: 64,

@@ -60,6 +60,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--connect-timeout <seconds>', 'give up connecting after this long', parseSeconds, 10)
     .option('--idle-timeout <seconds>', 'give up on a receiver silent (or not reading) for this long', parseSeconds, 60)
     .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
+    .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them; paths given are always followed)')
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
     .option('--interface <name|address>', 'look for receivers on this network interface only')
     .option('--json', 'print one JSON object per line for each event')

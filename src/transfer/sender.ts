@@ -23,7 +23,7 @@ import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { HashCache } from './hash-cache.js';
-import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type HashOptions, type LocalFile } from './local-files.js';
+import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, openListed, type HashOptions, type LocalFile } from './local-files.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 
 export interface SendOptions {
@@ -52,6 +52,12 @@ export interface SendOptions {
    * and resumes do not read them twice. @default no cache
    */
   hashCache?: string;
+  /**
+   * Follow symbolic links found inside folders. By default they are left out (an `ignored`
+   * event each), so that whoever can write into a folder cannot make its send ship other
+   * files; paths given to send() are always followed. @default false
+   */
+  followSymlinks?: boolean;
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
 }
@@ -76,6 +82,8 @@ export interface FileResult {
 
 export interface SendReport {
   files: FileResult[];
+  /** Entries inside folders that were not sent, such as symbolic links not followed. */
+  ignored: Array<{ path: string; name: string; reason: string }>;
   bytesSent: number;
   durationMs: number;
 }
@@ -107,7 +115,9 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   const emit = options.onEvent ?? (() => undefined);
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
 
-  const files = collectFiles(paths, fs);
+  const ignored: SendReport['ignored'] = [];
+  const files = collectFiles(paths, fs, { followSymlinks: options.followSymlinks, onIgnored: (entry) => ignored.push(entry) });
+  for (const entry of ignored) emit({ type: 'ignored', ...entry });
   const jobs: Job[] = files.map((file) => {
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));
@@ -141,7 +151,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   // Saved as soon as hashing ends, so even a sender killed mid-transfer resumes without re-reading.
   const hashingDone = hashing.then(() => cache?.save());
   try {
-    const report = await transferAll(jobs, options, io, emit, started);
+    const report = { ...(await transferAll(jobs, options, io, emit, started)), ignored };
     // Cancelled while every file was still being hashed: nothing was sent, and that is no success.
     if (options.signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
     return report;
@@ -213,7 +223,7 @@ async function transferAll(
   io: LocalIo,
   emit: (event: SendEvent) => void,
   started: number,
-): Promise<SendReport> {
+): Promise<Omit<SendReport, 'ignored'>> {
   const retries = options.retries ?? 5;
   let attempt = 0;
   let everConnected = false;
@@ -336,10 +346,11 @@ async function transferBatch(
         try {
           hasher = offset > 0 ? await hashLocalPrefix(file, offset, fs, options.signal) : undefined;
         } catch (error) {
-          if (options.signal?.aborted || error instanceof FtError) throw error;
-          // Accepted, but we cannot read it: take it back, and go on with the others.
+          const ours = error instanceof FtError && (error.code === 'FILE_CHANGED' || error.code === 'LOCAL_FILE');
+          if (options.signal?.aborted || (error instanceof FtError && !ours)) throw error;
+          // Accepted, but we cannot read it (or it is not the file listed): take it back, and go on with the others.
           connection.cancel(id);
-          finish(job, 'failed', unreadable(file, error), emit);
+          finish(job, 'failed', ours ? (error as FtError) : unreadable(file, error), emit);
           continue;
         }
         if (hasher && hasher.digest() !== decision.prefixHash) {
@@ -430,8 +441,8 @@ async function streamBody(
     await connection.writeRaw(block);
     return sent(block, file.size);
   }
-  const handle = await io.fs.open(file.path, 'r').catch((error: unknown) => {
-    throw unreadable(file, error);
+  const { handle } = await openListed(file, io.fs).catch((error: unknown) => {
+    throw error instanceof FtError ? error : unreadable(file, error);
   });
   let next: Promise<Buffer> | undefined;
   try {

@@ -20,9 +20,11 @@ export interface LocalFile {
   identity?: FileIdentity;
   /**
    * A small file's bytes, kept from hashing so the body is sent without reading it again (and is
-   * exactly the content that was hashed). Dropped once sent.
+   * exactly the content that was hashed). Dropped once sent, with dropContent.
    */
   content?: Buffer;
+  /** The budget `content` counts against, given back by dropContent. */
+  keptIn?: KeepBudget;
   /** The file the listing saw (device and inode): a file read later must be this one. */
   listed?: { dev: number; ino: number };
   /**
@@ -277,33 +279,110 @@ function readSmallFile(file: LocalFile, fs: FileSystem): { stat: Stats; content:
 }
 
 /**
+ * Bytes of small files' content kept in memory between hashing and sending, in all. Taken in
+ * file order, waiting when it is spent (a file waits until earlier files, which the sender
+ * sends first, have given theirs back), and given back as each file is sent: memory stays
+ * bounded and every small file is read once.
+ */
+export class KeepBudget {
+  private available: number;
+  private readonly waiting: Array<{ bytes: number; grant: (granted: boolean) => void }> = [];
+  private closed = false;
+
+  constructor(readonly total: number) {
+    this.available = total;
+  }
+
+  /** Resolves true once `bytes` are set aside; false when they never can be (over the total, or closed). */
+  take(bytes: number): Promise<boolean> {
+    if (this.tryTake(bytes)) return Promise.resolve(true);
+    if (this.closed || bytes > this.total) return Promise.resolve(false);
+    return new Promise((grant) => this.waiting.push({ bytes, grant }));
+  }
+
+  /** Sets `bytes` aside if that is possible now, without waiting (nor passing anyone waiting). */
+  tryTake(bytes: number): boolean {
+    if (this.closed || this.waiting.length > 0 || bytes > this.available) return false;
+    this.available -= bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.available += bytes;
+    while (this.waiting.length > 0 && this.waiting[0]!.bytes <= this.available) {
+      const { bytes: wanted, grant } = this.waiting.shift()!;
+      this.available -= wanted;
+      grant(true);
+    }
+  }
+
+  /** The send is over: nobody waits any more (they go on without keeping). */
+  close(): void {
+    this.closed = true;
+    for (const { grant } of this.waiting.splice(0)) grant(false);
+  }
+
+  /** Bytes set aside now (for tests). */
+  get used(): number {
+    return this.total - this.available;
+  }
+}
+
+/** Frees a file's kept bytes (sent, skipped, failed, or to be read again) and gives them back to their budget. */
+export function dropContent(file: LocalFile): void {
+  if (file.content) file.keptIn?.give(file.content.length);
+  file.content = undefined;
+  file.keptIn = undefined;
+}
+
+/**
+ * hashLocalFile, keeping a small file's bytes once `budget` has room for them, waiting for it
+ * in the order of the calls (the order the sender sends in, so the room always comes).
+ */
+async function hashKeeping(file: LocalFile, fs: FileSystem, options: HashOptions, budget: KeepBudget): Promise<void> {
+  dropContent(file);
+  const reserved = file.size <= KEEP_CONTENT_BYTES ? file.size : -1;
+  // Taken before the first await, so the order of the calls is the order of the turns.
+  const keep = reserved >= 0 && (await budget.take(reserved));
+  try {
+    await hashLocalFile(file, fs, { ...options, keep });
+  } finally {
+    if (keep) {
+      // The file may have grown or shrunk since it was listed: count what is really kept.
+      const kept = file.content?.length ?? 0;
+      budget.give(reserved - kept);
+      if (file.content) file.keptIn = budget;
+    }
+  }
+}
+
+/**
  * Hashes every file, a few at a time (many small files are bound by the latency of each file
  * operation, not by bandwidth), calling `onHashed` as each is done, in any order. Small files
- * keep their bytes while `keepBudget` lasts.
+ * keep their bytes, waiting for room in `keepBudget` as files are sent.
  */
 export async function hashLocalFiles(
   files: LocalFile[],
   fs: FileSystem,
-  options: HashOptions & { keepBudget: number; onHashed: (file: LocalFile, error?: unknown) => void },
+  options: HashOptions & { keepBudget: KeepBudget; onHashed: (file: LocalFile, error?: unknown) => void },
 ): Promise<void> {
-  let budget = options.keepBudget;
+  const { keepBudget, onHashed, ...hashOptions } = options;
   let next = 0;
   const worker = async () => {
     while (next < files.length && !options.signal?.aborted) {
       const file = files[next++]!;
-      const keep = file.size <= KEEP_CONTENT_BYTES && file.size <= budget;
-      if (keep) budget -= file.size;
       try {
-        await hashLocalFile(file, fs, { ...options, keep });
-        options.onHashed(file);
+        await hashKeeping(file, fs, hashOptions, keepBudget);
+        options.signal?.throwIfAborted();
+        onHashed(file);
       } catch (error) {
-        options.onHashed(file, error);
+        onHashed(file, options.signal?.aborted ? new FtError('ABORTED', 'send was cancelled') : error);
       }
     }
   };
   await Promise.all(Array.from({ length: HASH_CONCURRENCY }, worker));
   // Aborted: the files never reached are reported too, so nobody waits for them.
-  for (const file of files.slice(next)) options.onHashed(file, new FtError('ABORTED', 'send was cancelled'));
+  for (const file of files.slice(next)) onHashed(file, new FtError('ABORTED', 'send was cancelled'));
 }
 
 const HASH_CONCURRENCY = 8;

@@ -23,7 +23,17 @@ import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { HashCache } from './hash-cache.js';
-import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, openListed, type HashOptions, type LocalFile } from './local-files.js';
+import {
+  collectFiles,
+  dropContent,
+  hashLocalFile,
+  hashLocalFiles,
+  hashLocalPrefix,
+  KeepBudget,
+  openListed,
+  type HashOptions,
+  type LocalFile,
+} from './local-files.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 
 export interface SendOptions {
@@ -58,6 +68,11 @@ export interface SendOptions {
    * files; paths given to send() are always followed. @default false
    */
   followSymlinks?: boolean;
+  /**
+   * Bytes of small files' content kept in memory from hashing until sent, in all; hashing waits
+   * for room as files are sent, so each file is read once. @default 32 MiB
+   */
+  keepContentBytes?: number;
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
 }
@@ -134,7 +149,8 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   }
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
-  const io: LocalIo = { fs, cache, hashing: new Set() };
+  const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
+  const io: LocalIo = { fs, cache, budget, hashing: new Set() };
   const byFile = new Map(jobs.map((job) => [job.file, job]));
   const hashing = hashLocalFiles(
     jobs.filter((job) => !job.finished).map((job) => job.file),
@@ -143,7 +159,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
       signal: options.signal,
       cache,
       defer: true,
-      keepBudget: KEEP_CONTENT_BUDGET_BYTES,
+      keepBudget: budget,
       onHashed: (file, error) => hashed(byFile.get(file)!, error, options.signal, emit),
     },
   );
@@ -156,6 +172,8 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
     if (options.signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
     return report;
   } finally {
+    // Nothing more will be sent: hashing still waiting for room goes on without keeping.
+    budget.close();
     // Abort stops the hashing workers too; let them wind down before returning.
     await hashingDone.catch(() => undefined);
     await Promise.all(io.hashing);
@@ -187,6 +205,9 @@ function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit:
 function hashAgain(job: Job, io: LocalIo, options: HashOptions, emit: (event: SendEvent) => void): void {
   job.isHashed = false;
   job.ready = new Promise<void>((resolve) => (job.hashed = resolve));
+  // Not kept: it goes to the back of the queue, and bytes held there could starve the files
+  // before it of room while they wait for it (it is read again when sent).
+  dropContent(job.file);
   const hashing = hashLocalFile(job.file, io.fs, options).then(
     () => hashed(job, undefined, options.signal, emit),
     (error: unknown) => hashed(job, error, options.signal, emit),
@@ -205,7 +226,7 @@ function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (e
   const { code, message } = error;
   Object.assign(job.result, { status, code, message });
   job.finished = true;
-  job.file.content = undefined;
+  dropContent(job.file);
   emit({ type: status, path: job.file.path, name: job.file.name, code, message });
 }
 
@@ -213,6 +234,8 @@ function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (e
 interface LocalIo {
   fs: FileSystem;
   cache: HashCache | undefined;
+  /** Small files' content kept from hashing to sending. */
+  budget: KeepBudget;
   hashing: Set<Promise<void>>;
 }
 
@@ -322,7 +345,7 @@ async function transferBatch(
       const { file, result } = job;
       if (decision.type === 'skip') {
         Object.assign(result, { status: 'skipped', remotePath: decision.path });
-        file.content = undefined;
+        dropContent(file);
         job.finished = true;
         emit({ type: 'skipped', path: file.path, name: file.name, remotePath: decision.path });
       } else if (decision.type === 'refuse') {
@@ -330,6 +353,8 @@ async function transferBatch(
           // Another connection holds the same content (perhaps our own previous one, until the
           // receiver notices it is gone): ask again, waiting longer each time (about 75 s in all).
           await sleep(Math.min(1000 * 2 ** job.busyRetries++, MAX_RETRY_DELAY_MS), undefined, { signal: options.signal });
+          // Back of the queue: its kept bytes must not hold up the files before it, which may wait for room.
+          dropContent(file);
           queue.push(job);
         } else {
           finish(job, 'refused', new FtError(decision.code, decision.message), emit);
@@ -389,7 +414,7 @@ async function transferBatch(
 /** Applies the receiver's verdict on one body. */
 function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], io: LocalIo, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
   const { file, result } = job;
-  file.content = undefined;
+  dropContent(file);
   if (outcome.type === 'done') {
     Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', hash: outcome.hash, remotePath: outcome.path, code: undefined, message: undefined });
     job.finished = true;
@@ -398,7 +423,7 @@ function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], io: Lo
   }
   if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0) {
     // Our file may have changed after hashing: hash it again (never from the cache) and send it once more from the start.
-    hashAgain(job, io, { keep: true, signal }, emit);
+    hashAgain(job, io, { signal }, emit);
     queue.push(job);
     return;
   }
@@ -439,6 +464,8 @@ async function streamBody(
   if (file.content) {
     const block = file.content.subarray(offset);
     await connection.writeRaw(block);
+    // Sent: the room goes to the files still being hashed (a retry reads the file again).
+    dropContent(file);
     return sent(block, file.size);
   }
   const { handle } = await openListed(file, io.fs).catch((error: unknown) => {

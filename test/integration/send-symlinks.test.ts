@@ -9,6 +9,7 @@ import { nodeFileSystem, send, type FileSystem, type SendEvent } from '../../src
 import { SYMLINK_NOT_FOLLOWED } from '../../src/transfer/local-files.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
+import { countingReads } from '../helpers/counting-fs.js';
 
 afterEach(async () => {
   await closeAllReceivers();
@@ -214,5 +215,29 @@ describe('the file read is the file listed', () => {
     expect([key.status, key.code]).toEqual(['failed', 'LOCAL_FILE']);
     expect(key.message).toContain('no longer inside the folder given');
     expect(await inboxHoldsSecret(r.dir)).toBe(false);
+  });
+});
+
+describe('small files kept in memory (issue 9, point 20)', () => {
+  it('a batch larger than the budget is read once: the budget is given back as files are sent', async () => {
+    const r = await startReceiver();
+    const { folder } = await layout();
+    const sizes: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const size = 20 * 1024 + i;
+      sizes.push(size);
+      await fs.writeFile(path.join(folder, `f${String(i).padStart(2, '0')}.bin`), Buffer.alloc(size, i));
+    }
+    const total = sizes.reduce((sum, size) => sum + size, 'a real photo'.length);
+    const budget = 128 * 1024; // room for 6 of the 40 files at a time
+    const { fs: counting, bytesRead } = countingReads(nodeFileSystem);
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: counting, keepContentBytes: budget });
+    expect(report.files).toHaveLength(41);
+    expect(report.files.every((f) => f.status === 'sent')).toBe(true);
+    expect(bytesRead()).toBe(total);
+    for (let i = 0; i < 40; i++) {
+      const stored = await fs.readFile(path.join(r.dir, 'photos', `f${String(i).padStart(2, '0')}.bin`));
+      expect(stored.equals(Buffer.alloc(sizes[i]!, i))).toBe(true);
+    }
   });
 });

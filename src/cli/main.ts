@@ -4,6 +4,7 @@ import { EXIT, exitCodeFor, FtError } from '../errors.js';
 import { escapeControls } from '../names/safe-name.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/inbox.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
+import { jsonLine } from './format.js';
 import { parseCount, parseDuration, parsePort, parseSeconds, parseSize } from './options.js';
 
 /** Exit code when the user interrupts a send (128 + SIGINT, as shells report it). */
@@ -95,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
       return EXIT_INTERRUPTED;
     }
     const ftError = error instanceof FtError ? error : undefined;
-    if (json && ftError) process.stdout.write(JSON.stringify({ event: 'error', code: ftError.code, message: ftError.message }) + '\n');
+    if (json && ftError) process.stdout.write(jsonLine('error', { code: ftError.code, message: ftError.message }));
     if (ftError) {
       process.stderr.write(`ft: ${escapeControls(ftError.message)}\n`);
       return exitCodeFor(ftError.code);

@@ -129,6 +129,10 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   const fs = options.fs ?? nodeFileSystem;
   const emit = options.onEvent ?? (() => undefined);
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
+  const { keepContentBytes } = options;
+  if (keepContentBytes !== undefined && !(Number.isSafeInteger(keepContentBytes) && keepContentBytes >= 0)) {
+    throw new FtError('USAGE', `keepContentBytes must be a whole number of bytes, 0 or more (got ${String(keepContentBytes)})`);
+  }
 
   const ignored: SendReport['ignored'] = [];
   const files = collectFiles(paths, fs, { followSymlinks: options.followSymlinks, onIgnored: (entry) => ignored.push(entry) });

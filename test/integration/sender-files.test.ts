@@ -1,18 +1,22 @@
 /**
- * Symbolic links in folders the sender sends (issue 9, point 12): whoever can write into a
- * folder must not be able to make `send` of it ship another file the user can read.
+ * What the sender reads and believes (issue 9): symbolic links in folders it sends (point 12:
+ * whoever can write into a folder must not be able to make `send` of it ship another file the
+ * user can read), the budget for small files' bytes, and error codes a receiver may not send
+ * (point 20).
  */
 import { existsSync, promises as fs, readdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { nodeFileSystem, send, type FileSystem, type SendEvent } from '../../src/index.js';
+import { FtError, nodeFileSystem, send, type FileSystem, type SendEvent } from '../../src/index.js';
 import { SYMLINK_NOT_FOLLOWED } from '../../src/transfer/local-files.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { countingReads } from '../helpers/counting-fs.js';
+import { closeAllFakeReceivers, startFakeReceiver } from '../helpers/fake-receiver.js';
 
 afterEach(async () => {
   await closeAllReceivers();
+  await closeAllFakeReceivers();
   await removeTempDirs();
 });
 
@@ -239,5 +243,44 @@ describe('small files kept in memory (issue 9, point 20)', () => {
       const stored = await fs.readFile(path.join(r.dir, 'photos', `f${String(i).padStart(2, '0')}.bin`));
       expect(stored.equals(Buffer.alloc(sizes[i]!, i))).toBe(true);
     }
+  });
+});
+
+describe('keepContentBytes', () => {
+  it.each([-1, Number.NaN, 1.5, Number.POSITIVE_INFINITY])('%s is refused up front as USAGE', async (keepContentBytes) => {
+    const { folder } = await layout();
+    const error = await send([folder], { host: '127.0.0.1', port: 9, keepContentBytes }).catch((e: unknown) => e);
+    expect((error as FtError).code).toBe('USAGE');
+  });
+});
+
+describe('error codes a receiver may not send (issue 9, point 20)', () => {
+  it.each(['ABORTED', 'CONNECTION_LOST', 'TIMEOUT'])('an error with %s is no cancellation and asks for no retry: it is INTERNAL', async (code) => {
+    const fake = await startFakeReceiver(async (session) => {
+      session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: '0'.repeat(32), name: 'fake' });
+      await session.next();
+      session.send({ type: 'error', code, message: 'not really' });
+      session.socket.end();
+    });
+    const { folder } = await layout();
+    const error = await send([folder], { host: '127.0.0.1', port: fake.port, retries: 3, retryDelayMs: 10 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FtError);
+    expect((error as FtError).code).toBe('INTERNAL');
+    expect(fake.sessions).toHaveLength(1);
+  });
+
+  it('a refusal with LOCAL_FILE does not pass the sender\'s file off as unreadable', async () => {
+    const fake = await startFakeReceiver(async (session) => {
+      session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: '0'.repeat(32), name: 'fake' });
+      await session.next();
+      const header = await session.next();
+      session.send({ type: 'refuse', id: header.id as number, code: 'LOCAL_FILE', message: 'your disk is broken' });
+      const bye = await session.next();
+      expect(bye.type).toBe('bye');
+      session.socket.end();
+    });
+    const { folder } = await layout();
+    const report = await send([folder], { host: '127.0.0.1', port: fake.port, retries: 0 });
+    expect(report.files[0]).toMatchObject({ status: 'refused', code: 'INTERNAL' });
   });
 });

@@ -48,6 +48,9 @@ export const UNSAFE_CHARACTERS =
 export const CONTROL_CHARACTERS = UNSAFE_CHARACTERS;
 const UNSAFE = UNSAFE_CHARACTERS;
 const UNSAFE_ALL = new RegExp(UNSAFE_CHARACTERS, 'gu');
+// A combining mark with nothing to combine with draws itself over what is printed before it
+// (U+0338 over a space looks like a slash).
+const LEADING_MARK = /^\p{M}/u;
 // Characters that some system or viewer treats as a path separator.
 const SEPARATOR_LOOKALIKES = /[\\\uff0f\uff3c\u2215\u2044\u29f8\u29f9]/u;
 // Names Windows reserves in every folder, with or without an extension.
@@ -77,6 +80,7 @@ export function parseSafeName(name: string): string[] {
     if (component === '.' || component === '..') refuse(`it has a "${component}" path component`);
     if (Buffer.byteLength(component) > MAX_COMPONENT_BYTES) refuse(`a component is longer than ${MAX_COMPONENT_BYTES} bytes`);
     if (component.endsWith('.') || component.endsWith(' ')) refuse('a component ends with a dot or a space');
+    if (LEADING_MARK.test(component)) refuse('a component starts with a combining mark (it would join the "/" or the text before it)');
     if (WINDOWS_RESERVED.test(component)) refuse(`"${component}" is a reserved device name`);
   }
   if (components[0]!.toLowerCase() === PARTIAL_DIR) refuse(`"${PARTIAL_DIR}" is the receiver's own folder`);
@@ -102,11 +106,12 @@ function visibleEscape(char: string): string {
   return point <= 0xff ? `\\x${point.toString(16).padStart(2, '0')}` : `\\u{${point.toString(16)}}`;
 }
 
-const DISPLAY_ESCAPES = new RegExp(`[\\\\"]|${UNSAFE_CHARACTERS.source}`, 'gu');
+const DISPLAY_ESCAPES = new RegExp(`[\\\\"]|${UNSAFE_CHARACTERS.source}|(?<=^|/)\\p{M}`, 'gu');
 
 /**
  * Makes a name safe to print to a terminal or a log: every character of UNSAFE_CHARACTERS
- * becomes a visible escape, quotes and backslashes are escaped, and the result is quoted when
+ * (and a combining mark that starts a component) becomes a visible escape, quotes and
+ * backslashes are escaped, and the result is quoted when
  * it is not the name as it is (or has a space, or is empty).
  */
 export function escapeForDisplay(name: string): string {

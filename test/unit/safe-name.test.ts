@@ -158,6 +158,8 @@ describe('parseSafeName', () => {
       ['a noncharacter U+FFFE', 'a\ufffeb'],
       ['a noncharacter U+10FFFF', 'a\u{10ffff}'],
       ['a noncharacter U+FDD0', 'a\ufdd0b'],
+      ['a name starting with a combining mark', '\u0338etc'],
+      ['a component starting with a combining mark', 'a/\u0301b'],
     ])('%s', (_what, name) => {
       refused(name);
     });
@@ -295,6 +297,8 @@ describe('escapeForDisplay', () => {
     expect(escapeForDisplay('a\u00a0b')).toBe('"a\\xa0b"');
     expect(escapeForDisplay('a\ud800')).toBe('"a\\u{d800}"');
     expect(escapeForDisplay('')).toBe('""');
+    expect(escapeForDisplay('\u0338etc/\u0301x')).toBe('"\\u{338}etc/\\u{301}x"');
+    expect(escapeForDisplay('e\u0301')).toBe('e\u0301');
     expect(escapeForDisplay('invoice.pdf')).not.toBe(escapeForDisplay('invoice\u2060.pdf'));
   });
 
@@ -335,6 +339,24 @@ describe('escapeForDisplay', () => {
       fc.property(interesting, interesting, (a, b) => {
         fc.pre(a !== b);
         expect(escapeForDisplay(a)).not.toBe(escapeForDisplay(b));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('one set of rules: a name parseSafeName accepts prints as it is (at most quoted), and one it refuses for a character prints escaped', () => {
+    fc.assert(
+      fc.property(interesting, (name) => {
+        fc.pre(!name.includes('"'));
+        let accepted = true;
+        try {
+          parseSafeName(name);
+        } catch {
+          accepted = false;
+        }
+        const shown = escapeForDisplay(name);
+        if (accepted) expect([name, `"${name}"`]).toContain(shown);
+        if (REFUSED_CLASSES.test(name)) expect([name, `"${name}"`]).not.toContain(shown);
       }),
       { numRuns: 2000 },
     );

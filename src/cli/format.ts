@@ -1,3 +1,5 @@
+import { UNSAFE_CHARACTERS } from '../names/safe-name.js';
+
 /** Human-readable sizes and rates for terminal output (binary units, as `ls -h`). */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -23,12 +25,14 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 }
 
-// JSON.stringify escapes C0 controls but leaves these raw; a terminal showing the log would obey them.
-const INVISIBLE_CONTROLS = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+// JSON.stringify escapes C0 controls but leaves the other characters names may not contain raw;
+// a terminal showing the log would obey or hide them. Astral ones become a surrogate pair.
+const UNSAFE_IN_JSON = new RegExp(UNSAFE_CHARACTERS, 'gu');
+const jsonEscape = (char: string) => char.split('').map((unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
 
 /** One JSON object per line, for `--json`: `event` names what happened. */
 export function jsonLine(event: string, fields: object): string {
   const { type: _type, ...rest } = fields as { type?: unknown };
-  const json = JSON.stringify({ event, ...rest }).replace(INVISIBLE_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const json = JSON.stringify({ event, ...rest }).replace(UNSAFE_IN_JSON, jsonEscape);
   return `${json}\n`;
 }

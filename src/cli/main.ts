@@ -4,6 +4,7 @@ import { EXIT, exitCodeFor, FtError } from '../errors.js';
 import { escapeControls } from '../names/safe-name.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/inbox.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
+import { jsonLine } from './format.js';
 import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize } from './options.js';
 
 /** Exit code when the user interrupts a send (128 + SIGINT, as shells report it). */
@@ -60,6 +61,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--connect-timeout <seconds>', 'give up connecting after this long', parseSeconds, 10)
     .option('--idle-timeout <seconds>', 'give up on a receiver silent (or not reading) for this long', parseSeconds, 60)
     .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
+    .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them; paths given are always followed)')
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
     .option('--interface <name|address>', 'look for receivers on this network interface only')
     .option('--json', 'print one JSON object per line for each event')
@@ -94,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
       return EXIT_INTERRUPTED;
     }
     const ftError = error instanceof FtError ? error : undefined;
-    if (json && ftError) process.stdout.write(JSON.stringify({ event: 'error', code: ftError.code, message: ftError.message }) + '\n');
+    if (json && ftError) process.stdout.write(jsonLine('error', { code: ftError.code, message: ftError.message }));
     if (ftError) {
       process.stderr.write(`ft: ${escapeControls(ftError.message)}\n`);
       return exitCodeFor(ftError.code);

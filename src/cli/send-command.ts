@@ -20,6 +20,7 @@ export interface SendCommandOptions {
   idleTimeout: number;
   tokenFile?: string;
   json?: boolean;
+  followSymlinks?: boolean;
 }
 
 export async function sendCommand(paths: string[], options: SendCommandOptions): Promise<number> {
@@ -49,6 +50,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       connectTimeoutMs: options.connectTimeout * 1000,
       idleTimeoutMs: options.idleTimeout * 1000,
       hashCache: options.hashCache ? defaultHashCachePath() : undefined,
+      followSymlinks: options.followSymlinks,
       token,
       signal: controller.signal,
       onEvent: (event) => view.event(event),
@@ -116,6 +118,8 @@ function describe(event: SendEvent): string | undefined {
     }
     case 'skipped':
       return `skipped  ${escapeForDisplay(event.name)}: already there`;
+    case 'ignored':
+      return `skipped  ${escapeForDisplay(event.name)}: ${event.reason}`;
     case 'refused':
       return `refused  ${escapeForDisplay(event.name)}: ${event.code}: ${escapeControls(event.message)}`;
     case 'failed':

@@ -30,6 +30,8 @@ export type SendEvent =
   | { type: 'progress'; path: string; name: string; bytes: number; size: number }
   | { type: 'verified'; path: string; name: string; size: number; hash: string; remotePath?: string; resumedFrom: number }
   | { type: 'skipped'; path: string; name: string; remotePath?: string }
+  /** An entry inside a folder that is not sent, such as a symbolic link not followed. */
+  | { type: 'ignored'; path: string; name: string; reason: string }
   | { type: 'refused'; path: string; name: string; code: ErrorCode; message: string }
   | { type: 'failed'; path: string; name: string; code: ErrorCode; message: string }
   | { type: 'retrying'; attempt: number; delayMs: number; code: ErrorCode; message: string };

@@ -1,9 +1,9 @@
-import { constants, type Stats } from 'node:fs';
+import nodeFs, { constants, type Stats } from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher, hashBytes, type Hasher } from '../hashing.js';
 import { escapeForDisplay } from '../names/safe-name.js';
-import { readRange, type FileSystem } from '../storage/file-system.js';
+import { nodeFileSystem, readRange, type FileHandle, type FileSystem } from '../storage/file-system.js';
 import type { FileIdentity, HashCache } from './hash-cache.js';
 
 /** A local file to send and the name it gets on the receiver. */
@@ -20,19 +20,43 @@ export interface LocalFile {
   identity?: FileIdentity;
   /**
    * A small file's bytes, kept from hashing so the body is sent without reading it again (and is
-   * exactly the content that was hashed). Dropped once sent.
+   * exactly the content that was hashed). Dropped once sent, with dropContent.
    */
   content?: Buffer;
+  /** The budget `content` counts against, given back by dropContent. */
+  keptIn?: KeepBudget;
+  /** The file the listing saw (device and inode): a file read later must be this one. */
+  listed?: { dev: number; ino: number };
+  /**
+   * Found inside a folder, not through a symbolic link: it is opened without following one, so
+   * an entry swapped for a link after the listing is not followed.
+   */
+  noFollow?: boolean;
+  /** Where the file really is, when every step from the folder given was a real folder (see openListed). */
+  realPath?: string;
 }
+
+export interface CollectOptions {
+  /** Follow symbolic links found inside folders (to files and to folders). @default false */
+  followSymlinks?: boolean;
+  /** An entry inside a folder that is not sent, and why (a symbolic link not followed, a cycle). */
+  onIgnored?: (entry: { path: string; name: string; reason: string }) => void;
+}
+
+/** Why a symbolic link inside a folder is left out by default. */
+export const SYMLINK_NOT_FOLLOWED = 'symbolic link, not followed (use --follow-symlinks)';
 
 /** Files up to this size are read in one piece and kept for sending. */
 export const KEEP_CONTENT_BYTES = 1024 * 1024;
 
 /**
  * Expands the paths to send: a file is sent under its base name, a directory as its base name
- * plus every regular file below it. Links to folders are not followed (no cycles).
+ * plus every regular file below it. Paths given are followed when they are symbolic links;
+ * links inside folders are not, unless `followSymlinks` (whoever can write into a folder
+ * could otherwise make a send of it ship any file the user can read). Followed links to
+ * folders that contain them (cycles) are left out.
  */
-export function collectFiles(paths: string[], fs: FileSystem): LocalFile[] {
+export function collectFiles(paths: string[], fs: FileSystem, options: CollectOptions = {}): LocalFile[] {
   const files: LocalFile[] = [];
   for (const given of paths) {
     let stat: Stats;
@@ -45,9 +69,10 @@ export function collectFiles(paths: string[], fs: FileSystem): LocalFile[] {
     }
     const base = path.basename(path.resolve(given));
     if (stat.isFile()) {
-      files.push({ path: given, name: base, size: stat.size, mtimeMs: stat.mtimeMs, hash: '' });
+      files.push({ path: given, name: base, size: stat.size, mtimeMs: stat.mtimeMs, hash: '', listed: { dev: stat.dev, ino: stat.ino } });
     } else if (stat.isDirectory()) {
-      walk(fs, given, base, files);
+      const realPath = canCheckOpenPaths(fs) ? fs.realpathSync(given) : undefined;
+      walk(fs, { dir: given, name: base, realPath, ancestors: new Set([identityKey(stat)]) }, files, options);
     } else {
       throw new FtError('LOCAL_FILE', `cannot send ${escapeForDisplay(given)}: not a regular file or folder`, { path: given });
     }
@@ -55,18 +80,45 @@ export function collectFiles(paths: string[], fs: FileSystem): LocalFile[] {
   return files;
 }
 
-function walk(fs: FileSystem, dir: string, name: string, out: LocalFile[]): void {
-  const entries = fs.readdirSync(dir) as string[];
+interface WalkFolder {
+  dir: string;
+  name: string;
+  /** Undefined below a followed link, or where open paths cannot be checked. */
+  realPath: string | undefined;
+  /** The folders on the way down, to notice a followed link that leads back up. */
+  ancestors: Set<string>;
+}
+
+function walk(fs: FileSystem, folder: WalkFolder, out: LocalFile[], options: CollectOptions): void {
+  const entries = fs.readdirSync(folder.dir) as string[];
   entries.sort();
   for (const entry of entries) {
-    const full = path.join(dir, entry);
+    const full = path.join(folder.dir, entry);
+    const name = `${folder.name}/${entry}`;
     const link = fs.lstatSync(full);
-    const stat = link.isSymbolicLink() ? followLink(fs, full) : link;
+    const followed = link.isSymbolicLink();
+    if (followed && !options.followSymlinks) {
+      options.onIgnored?.({ path: full, name, reason: SYMLINK_NOT_FOLLOWED });
+      continue;
+    }
+    const stat = followed ? followLink(fs, full) : link;
     if (!stat) continue;
-    if (stat.isFile()) out.push({ path: full, name: `${name}/${entry}`, size: stat.size, mtimeMs: stat.mtimeMs, hash: '' });
-    else if (stat.isDirectory() && !link.isSymbolicLink()) walk(fs, full, `${name}/${entry}`, out);
+    const realPath = followed || folder.realPath === undefined ? undefined : path.join(folder.realPath, entry);
+    if (stat.isFile()) {
+      const listed = { dev: stat.dev, ino: stat.ino };
+      out.push({ path: full, name, size: stat.size, mtimeMs: stat.mtimeMs, hash: '', listed, noFollow: !followed, realPath });
+    } else if (stat.isDirectory()) {
+      const key = identityKey(stat);
+      if (folder.ancestors.has(key)) {
+        options.onIgnored?.({ path: full, name, reason: 'symbolic link to a folder that contains it, not followed' });
+        continue;
+      }
+      walk(fs, { dir: full, name, realPath, ancestors: new Set(folder.ancestors).add(key) }, out, options);
+    }
   }
 }
+
+const identityKey = (stat: Stats) => `${stat.dev}:${stat.ino}`;
 
 /** What a symbolic link points to; a dangling or looping link is skipped. */
 function followLink(fs: FileSystem, file: string): Stats | undefined {
@@ -74,6 +126,78 @@ function followLink(fs: FileSystem, file: string): Stats | undefined {
     return fs.statSync(file);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Whether an open file's real path can be read back (Linux, the real file system): then a
+ * folder on the way swapped for a symbolic link, which O_NOFOLLOW does not see (it concerns
+ * the last component only), is noticed too.
+ */
+function canCheckOpenPaths(fs: FileSystem): boolean {
+  return process.platform === 'linux' && fs.openSync === nodeFileSystem.openSync && nodeFs.existsSync('/proc/self/fd');
+}
+
+// Non-blocking, so a FIFO swapped in for the file cannot hang the process (or a thread-pool thread) in open().
+const openFlags = (file: LocalFile) => constants.O_RDONLY | constants.O_NONBLOCK | (file.noFollow ? constants.O_NOFOLLOW : 0);
+
+function openFailed(file: LocalFile, error: unknown): never {
+  if ((error as NodeJS.ErrnoException).code === 'ELOOP' && file.noFollow) {
+    throw new FtError('LOCAL_FILE', `${escapeForDisplay(file.path)} became a symbolic link after it was listed; not followed`, {}, { cause: error });
+  }
+  throw error;
+}
+
+/** The open file is the one listed: a regular file, the same device and inode, where it was listed. */
+function checkListed(file: LocalFile, stat: Stats, fd: number): void {
+  if (!stat.isFile()) throw new FtError('LOCAL_FILE', `${escapeForDisplay(file.path)} is no longer a regular file`);
+  if (file.listed && (stat.dev !== file.listed.dev || stat.ino !== file.listed.ino)) {
+    throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} was replaced after it was listed; run the command again`);
+  }
+  if (file.realPath === undefined) return;
+  let opened: string;
+  try {
+    opened = nodeFs.readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return;
+  }
+  if (opened !== file.realPath) {
+    throw new FtError('LOCAL_FILE', `${escapeForDisplay(file.path)} is no longer inside the folder given (a folder on the way was replaced); not sent`);
+  }
+}
+
+/** Opens a listed file for reading with synchronous calls; see checkListed. */
+function openListedSync(file: LocalFile, fs: FileSystem): { fd: number; stat: Stats } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file.path, openFlags(file));
+  } catch (error) {
+    openFailed(file, error);
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    checkListed(file, stat, fd);
+    return { fd, stat };
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
+}
+
+/**
+ * Opens a listed file for reading: without following a symbolic link where the listing saw
+ * none, and only if it is still the regular file that was listed (checked on the open file,
+ * so nothing can be swapped in between). Every read of a file to send goes through here.
+ */
+export async function openListed(file: LocalFile, fs: FileSystem): Promise<{ handle: FileHandle; stat: Stats }> {
+  const handle = await fs.open(file.path, openFlags(file)).catch((error: unknown) => openFailed(file, error));
+  try {
+    const stat = await handle.stat();
+    checkListed(file, stat as Stats, handle.fd);
+    return { handle, stat: stat as Stats };
+  } catch (error) {
+    await handle.close();
+    throw error;
   }
 }
 
@@ -104,16 +228,15 @@ export interface HashOptions {
 export const QUIET_BEFORE_DEFERRING_MS = 60_000;
 
 export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: HashOptions = {}): Promise<void> {
-  const small = readSmallFile(file.path, fs);
+  const small = readSmallFile(file, fs);
   if (small) {
     Object.assign(file, { size: small.stat.size, mtimeMs: small.stat.mtimeMs, hash: await hashBytes(small.content) });
     file.content = options.keep ? small.content : undefined;
     return;
   }
   const hasher = await createHasher();
-  const handle = await fs.open(file.path, 'r');
+  const { handle, stat } = await openListed(file, fs);
   try {
-    const stat = await handle.stat();
     const identity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
     Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, identity, content: undefined });
     const cached = options.cache?.get(identity);
@@ -138,18 +261,15 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: Ha
  * A file of at most KEEP_CONTENT_BYTES, read whole with synchronous calls (four system calls
  * instead of four thread-pool round trips); undefined when the open file is larger.
  */
-function readSmallFile(file: string, fs: FileSystem): { stat: Stats; content: Buffer } | undefined {
-  // Non-blocking, so a FIFO swapped in for the file cannot hang the process in open().
-  const fd = fs.openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+function readSmallFile(file: LocalFile, fs: FileSystem): { stat: Stats; content: Buffer } | undefined {
+  const { fd, stat } = openListedSync(file, fs);
   try {
-    const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw new FtError('LOCAL_FILE', `${escapeForDisplay(file)} is no longer a regular file`);
     if (stat.size > KEEP_CONTENT_BYTES) return undefined;
     const content = Buffer.allocUnsafe(stat.size);
     let read = 0;
     while (read < stat.size) {
       const bytes = fs.readSync(fd, content, read, stat.size - read, read);
-      if (bytes === 0) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file)} shrank while it was hashed`);
+      if (bytes === 0) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} shrank while it was hashed`);
       read += bytes;
     }
     return { stat, content };
@@ -159,33 +279,110 @@ function readSmallFile(file: string, fs: FileSystem): { stat: Stats; content: Bu
 }
 
 /**
+ * Bytes of small files' content kept in memory between hashing and sending, in all. Taken in
+ * file order, waiting when it is spent (a file waits until earlier files, which the sender
+ * sends first, have given theirs back), and given back as each file is sent: memory stays
+ * bounded and every small file is read once.
+ */
+export class KeepBudget {
+  private available: number;
+  private readonly waiting: Array<{ bytes: number; grant: (granted: boolean) => void }> = [];
+  private closed = false;
+
+  constructor(readonly total: number) {
+    this.available = total;
+  }
+
+  /** Resolves true once `bytes` are set aside; false when they never can be (over the total, or closed). */
+  take(bytes: number): Promise<boolean> {
+    if (this.tryTake(bytes)) return Promise.resolve(true);
+    if (this.closed || bytes > this.total) return Promise.resolve(false);
+    return new Promise((grant) => this.waiting.push({ bytes, grant }));
+  }
+
+  /** Sets `bytes` aside if that is possible now, without waiting (nor passing anyone waiting). */
+  tryTake(bytes: number): boolean {
+    if (this.closed || this.waiting.length > 0 || bytes > this.available) return false;
+    this.available -= bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.available += bytes;
+    while (this.waiting.length > 0 && this.waiting[0]!.bytes <= this.available) {
+      const { bytes: wanted, grant } = this.waiting.shift()!;
+      this.available -= wanted;
+      grant(true);
+    }
+  }
+
+  /** The send is over: nobody waits any more (they go on without keeping). */
+  close(): void {
+    this.closed = true;
+    for (const { grant } of this.waiting.splice(0)) grant(false);
+  }
+
+  /** Bytes set aside now (for tests). */
+  get used(): number {
+    return this.total - this.available;
+  }
+}
+
+/** Frees a file's kept bytes (sent, skipped, failed, or to be read again) and gives them back to their budget. */
+export function dropContent(file: LocalFile): void {
+  if (file.content) file.keptIn?.give(file.content.length);
+  file.content = undefined;
+  file.keptIn = undefined;
+}
+
+/**
+ * hashLocalFile, keeping a small file's bytes once `budget` has room for them, waiting for it
+ * in the order of the calls (the order the sender sends in, so the room always comes).
+ */
+async function hashKeeping(file: LocalFile, fs: FileSystem, options: HashOptions, budget: KeepBudget): Promise<void> {
+  dropContent(file);
+  const reserved = file.size <= KEEP_CONTENT_BYTES ? file.size : -1;
+  // Taken before the first await, so the order of the calls is the order of the turns.
+  const keep = reserved >= 0 && (await budget.take(reserved));
+  try {
+    await hashLocalFile(file, fs, { ...options, keep });
+  } finally {
+    if (keep) {
+      // The file may have grown or shrunk since it was listed: count what is really kept.
+      const kept = file.content?.length ?? 0;
+      budget.give(reserved - kept);
+      if (file.content) file.keptIn = budget;
+    }
+  }
+}
+
+/**
  * Hashes every file, a few at a time (many small files are bound by the latency of each file
  * operation, not by bandwidth), calling `onHashed` as each is done, in any order. Small files
- * keep their bytes while `keepBudget` lasts.
+ * keep their bytes, waiting for room in `keepBudget` as files are sent.
  */
 export async function hashLocalFiles(
   files: LocalFile[],
   fs: FileSystem,
-  options: HashOptions & { keepBudget: number; onHashed: (file: LocalFile, error?: unknown) => void },
+  options: HashOptions & { keepBudget: KeepBudget; onHashed: (file: LocalFile, error?: unknown) => void },
 ): Promise<void> {
-  let budget = options.keepBudget;
+  const { keepBudget, onHashed, ...hashOptions } = options;
   let next = 0;
   const worker = async () => {
     while (next < files.length && !options.signal?.aborted) {
       const file = files[next++]!;
-      const keep = file.size <= KEEP_CONTENT_BYTES && file.size <= budget;
-      if (keep) budget -= file.size;
       try {
-        await hashLocalFile(file, fs, { ...options, keep });
-        options.onHashed(file);
+        await hashKeeping(file, fs, hashOptions, keepBudget);
+        options.signal?.throwIfAborted();
+        onHashed(file);
       } catch (error) {
-        options.onHashed(file, error);
+        onHashed(file, options.signal?.aborted ? new FtError('ABORTED', 'send was cancelled') : error);
       }
     }
   };
   await Promise.all(Array.from({ length: HASH_CONCURRENCY }, worker));
   // Aborted: the files never reached are reported too, so nobody waits for them.
-  for (const file of files.slice(next)) options.onHashed(file, new FtError('ABORTED', 'send was cancelled'));
+  for (const file of files.slice(next)) onHashed(file, new FtError('ABORTED', 'send was cancelled'));
 }
 
 const HASH_CONCURRENCY = 8;
@@ -200,7 +397,7 @@ export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileS
     hasher.update(file.content.subarray(0, length));
     return hasher;
   }
-  const handle = await fs.open(file.path, 'r');
+  const { handle } = await openListed(file, fs);
   try {
     await readRange(handle, 0, length, (block) => {
       signal?.throwIfAborted();

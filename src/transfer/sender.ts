@@ -23,7 +23,17 @@ import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { HashCache } from './hash-cache.js';
-import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type HashOptions, type LocalFile } from './local-files.js';
+import {
+  collectFiles,
+  dropContent,
+  hashLocalFile,
+  hashLocalFiles,
+  hashLocalPrefix,
+  KeepBudget,
+  openListed,
+  type HashOptions,
+  type LocalFile,
+} from './local-files.js';
 import { ephemeralOwnerKey, type OwnerKey } from './owner-key.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 import { validateSendOptions } from './options.js';
@@ -54,6 +64,17 @@ export interface SendOptions {
    * and resumes do not read them twice. @default no cache
    */
   hashCache?: string;
+  /**
+   * Follow symbolic links found inside folders. By default they are left out (an `ignored`
+   * event each), so that whoever can write into a folder cannot make its send ship other
+   * files; paths given to send() are always followed. @default false
+   */
+  followSymlinks?: boolean;
+  /**
+   * Bytes of small files' content kept in memory from hashing until sent, in all; hashing waits
+   * for room as files are sent, so each file is read once. @default 32 MiB
+   */
+  keepContentBytes?: number;
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
 }
@@ -78,6 +99,8 @@ export interface FileResult {
 
 export interface SendReport {
   files: FileResult[];
+  /** Entries inside folders that were not sent, such as symbolic links not followed. */
+  ignored: Array<{ path: string; name: string; reason: string }>;
   bytesSent: number;
   durationMs: number;
 }
@@ -110,8 +133,14 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   const fs = options.fs ?? nodeFileSystem;
   const emit = options.onEvent ?? (() => undefined);
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
+  const { keepContentBytes } = options;
+  if (keepContentBytes !== undefined && !(Number.isSafeInteger(keepContentBytes) && keepContentBytes >= 0)) {
+    throw new FtError('USAGE', `keepContentBytes must be a whole number of bytes, 0 or more (got ${String(keepContentBytes)})`);
+  }
 
-  const files = collectFiles(paths, fs);
+  const ignored: SendReport['ignored'] = [];
+  const files = collectFiles(paths, fs, { followSymlinks: options.followSymlinks, onIgnored: (entry) => ignored.push(entry) });
+  for (const entry of ignored) emit({ type: 'ignored', ...entry });
   const jobs: Job[] = files.map((file) => {
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));
@@ -128,7 +157,8 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   }
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
-  const io: LocalIo = { fs, cache, hashing: new Set(), ownerKey: ephemeralOwnerKey() };
+  const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
+  const io: LocalIo = { fs, cache, budget, hashing: new Set(), ownerKey: ephemeralOwnerKey() };
   const byFile = new Map(jobs.map((job) => [job.file, job]));
   const hashing = hashLocalFiles(
     jobs.filter((job) => !job.finished).map((job) => job.file),
@@ -137,7 +167,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
       signal: options.signal,
       cache,
       defer: true,
-      keepBudget: KEEP_CONTENT_BUDGET_BYTES,
+      keepBudget: budget,
       onHashed: (file, error) => hashed(byFile.get(file)!, error, options.signal, emit),
     },
   );
@@ -145,11 +175,13 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   // Saved as soon as hashing ends, so even a sender killed mid-transfer resumes without re-reading.
   const hashingDone = hashing.then(() => cache?.save());
   try {
-    const report = await transferAll(jobs, options, io, emit, started);
+    const report = { ...(await transferAll(jobs, options, io, emit, started)), ignored };
     // Cancelled while every file was still being hashed: nothing was sent, and that is no success.
     if (options.signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
     return report;
   } finally {
+    // Nothing more will be sent: hashing still waiting for room goes on without keeping.
+    budget.close();
     // Abort stops the hashing workers too; let them wind down before returning.
     await hashingDone.catch(() => undefined);
     await Promise.all(io.hashing);
@@ -181,6 +213,9 @@ function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit:
 function hashAgain(job: Job, io: LocalIo, options: HashOptions, emit: (event: SendEvent) => void): void {
   job.isHashed = false;
   job.ready = new Promise<void>((resolve) => (job.hashed = resolve));
+  // Not kept: it goes to the back of the queue, and bytes held there could starve the files
+  // before it of room while they wait for it (it is read again when sent).
+  dropContent(job.file);
   const hashing = hashLocalFile(job.file, io.fs, options).then(
     () => hashed(job, undefined, options.signal, emit),
     (error: unknown) => hashed(job, error, options.signal, emit),
@@ -199,7 +234,7 @@ function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (e
   const { code, message } = error;
   Object.assign(job.result, { status, code, message });
   job.finished = true;
-  job.file.content = undefined;
+  dropContent(job.file);
   emit({ type: status, path: job.file.path, name: job.file.name, code, message });
 }
 
@@ -207,6 +242,8 @@ function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (e
 interface LocalIo {
   fs: FileSystem;
   cache: HashCache | undefined;
+  /** Small files' content kept from hashing to sending. */
+  budget: KeepBudget;
   hashing: Set<Promise<void>>;
   /** Proves to the receiver that resumes and receipts are ours. */
   ownerKey: OwnerKey;
@@ -219,7 +256,7 @@ async function transferAll(
   io: LocalIo,
   emit: (event: SendEvent) => void,
   started: number,
-): Promise<SendReport> {
+): Promise<Omit<SendReport, 'ignored'>> {
   const retries = options.retries ?? 5;
   let attempt = 0;
   let everConnected = false;
@@ -319,7 +356,7 @@ async function transferBatch(
       const { file, result } = job;
       if (decision.type === 'skip') {
         Object.assign(result, { status: 'skipped', remotePath: decision.path });
-        file.content = undefined;
+        dropContent(file);
         job.finished = true;
         emit({ type: 'skipped', path: file.path, name: file.name, remotePath: decision.path });
       } else if (decision.type === 'refuse') {
@@ -327,6 +364,8 @@ async function transferBatch(
           // Another connection holds the same content (perhaps our own previous one, until the
           // receiver notices it is gone): ask again, waiting longer each time (about 75 s in all).
           await sleep(Math.min(1000 * 2 ** job.busyRetries++, MAX_RETRY_DELAY_MS), undefined, { signal: options.signal });
+          // Back of the queue: its kept bytes must not hold up the files before it, which may wait for room.
+          dropContent(file);
           queue.push(job);
         } else {
           finish(job, 'refused', new FtError(decision.code, decision.message), emit);
@@ -338,10 +377,11 @@ async function transferBatch(
         try {
           hasher = offset > 0 ? await hashLocalPrefix(file, offset, fs, options.signal) : undefined;
         } catch (error) {
-          if (options.signal?.aborted || error instanceof FtError) throw error;
-          // Accepted, but we cannot read it: take it back, and go on with the others.
+          const ours = error instanceof FtError && (error.code === 'FILE_CHANGED' || error.code === 'LOCAL_FILE');
+          if (options.signal?.aborted || (error instanceof FtError && !ours)) throw error;
+          // Accepted, but we cannot read it (or it is not the file listed): take it back, and go on with the others.
           connection.cancel(id);
-          finish(job, 'failed', unreadable(file, error), emit);
+          finish(job, 'failed', ours ? (error as FtError) : unreadable(file, error), emit);
           continue;
         }
         if (hasher && hasher.digest() !== decision.prefixHash) {
@@ -380,7 +420,7 @@ async function transferBatch(
 /** Applies the receiver's verdict on one body. */
 function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], io: LocalIo, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
   const { file, result } = job;
-  file.content = undefined;
+  dropContent(file);
   if (outcome.type === 'done') {
     Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', hash: outcome.hash, remotePath: outcome.path, code: undefined, message: undefined });
     job.finished = true;
@@ -389,7 +429,7 @@ function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], io: Lo
   }
   if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0) {
     // Our file may have changed after hashing: hash it again (never from the cache) and send it once more from the start.
-    hashAgain(job, io, { keep: true, signal }, emit);
+    hashAgain(job, io, { signal }, emit);
     queue.push(job);
     return;
   }
@@ -430,10 +470,12 @@ async function streamBody(
   if (file.content) {
     const block = file.content.subarray(offset);
     await connection.writeRaw(block);
+    // Sent: the room goes to the files still being hashed (a retry reads the file again).
+    dropContent(file);
     return sent(block, file.size);
   }
-  const handle = await io.fs.open(file.path, 'r').catch((error: unknown) => {
-    throw unreadable(file, error);
+  const { handle } = await openListed(file, io.fs).catch((error: unknown) => {
+    throw error instanceof FtError ? error : unreadable(file, error);
   });
   let next: Promise<Buffer> | undefined;
   try {

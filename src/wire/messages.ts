@@ -125,6 +125,22 @@ export interface Bye {
 }
 export type SenderMessage = SenderHello | FileHeader | Body | BodyHash | Cancel | Bye;
 
+/**
+ * Codes that only ever describe this side (PROTOCOL.md §14.1): a peer never sends them. One
+ * that does is not believed (it could pass our file off as unreadable, fake a cancellation, or
+ * ask for retries), and is read as INTERNAL.
+ */
+const LOCAL_ONLY_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'USAGE',
+  'LOCAL_FILE',
+  'FILE_CHANGED',
+  'LISTEN_FAILED',
+  'CONNECT_FAILED',
+  'CONNECTION_LOST',
+  'TIMEOUT',
+  'ABORTED',
+]);
+
 /** Reads fields off an untrusted object, building a new one: unknown keys (and `__proto__`) never pass. */
 class Fields {
   constructor(
@@ -181,9 +197,9 @@ class Fields {
 
   code(): ErrorCode {
     const v = this.value('code');
-    // An unknown code from a newer peer is kept as INTERNAL rather than failing the parse.
+    // An unknown code from a newer peer is kept as INTERNAL rather than failing the parse; so is a local-only one.
     if (typeof v !== 'string') this.bad('code', 'an error code string');
-    return isErrorCode(v) ? v : 'INTERNAL';
+    return isErrorCode(v) && !LOCAL_ONLY_CODES.has(v) ? v : 'INTERNAL';
   }
 }
 

@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FtError, type ErrorCode } from '../../src/errors.js';
+import { ERROR_CODES, FtError, type ErrorCode } from '../../src/errors.js';
 import type { JsonObject } from '../../src/wire/frame.js';
 import { HASH_PATTERN, parseReceiverMessage, parseSenderMessage } from '../../src/wire/messages.js';
 
@@ -289,7 +290,7 @@ describe('parseReceiverMessage', () => {
         message: '',
       });
       expect(receiver({ type: 'done', id: 2, hash: HASH, path: 'a.txt' })).toEqual({ type: 'done', id: 2, hash: HASH, path: 'a.txt' });
-      expect(receiver({ type: 'error', code: 'TIMEOUT', message: 'slow' })).toEqual({ type: 'error', code: 'TIMEOUT', message: 'slow' });
+      expect(receiver({ type: 'error', code: 'BAD_MESSAGE', message: 'slow' })).toEqual({ type: 'error', code: 'BAD_MESSAGE', message: 'slow' });
     });
   });
 
@@ -363,6 +364,27 @@ describe('parseReceiverMessage', () => {
 
     it.each(['BAD_NAME', 'CONFLICT', 'NO_SPACE', 'BUSY', 'HASH_MISMATCH', 'AUTH_FAILED'] as ErrorCode[])('keeps the known code %s', (code) => {
       expect(receiver({ type: 'refuse', id: 1, code, message: 'x' })).toMatchObject({ code });
+    });
+
+    // PROTOCOL.md §14.1: a code travels when its row in the table says so; the others exist for local reporting.
+    const protocol = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
+    const table = protocol.slice(protocol.indexOf('### 14.1 Codes'), protocol.indexOf('Codes that never travel'));
+    const travelling = [...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((match) => match[1]!);
+    const localOnly = (Object.keys(ERROR_CODES) as ErrorCode[]).filter((code) => !travelling.includes(code));
+
+    it('the protocol lists the codes that travel, and those that do not', () => {
+      expect(travelling).toContain('BAD_NAME');
+      expect(localOnly.sort()).toEqual(['ABORTED', 'CONNECTION_LOST', 'CONNECT_FAILED', 'FILE_CHANGED', 'LISTEN_FAILED', 'LOCAL_FILE', 'TIMEOUT', 'USAGE']);
+    });
+
+    it.each(localOnly)('does not believe the local-only code %s from a peer: it is read as INTERNAL', (code) => {
+      expect(receiver({ type: 'error', code, message: 'x' })).toEqual({ type: 'error', code: 'INTERNAL', message: 'x' });
+      expect(receiver({ type: 'refuse', id: 1, code, message: 'x' })).toMatchObject({ code: 'INTERNAL' });
+      expect(receiver({ type: 'failed', id: 1, code, message: 'x' })).toMatchObject({ code: 'INTERNAL' });
+    });
+
+    it('keeps every code that travels', () => {
+      for (const code of travelling) expect(receiver({ type: 'failed', id: 1, code, message: 'x' })).toMatchObject({ code });
     });
   });
 

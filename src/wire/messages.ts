@@ -10,6 +10,11 @@ export const PROTOCOL = 'ft';
  */
 export const PROTOCOL_VERSION = 3;
 export const DEFAULT_PORT = 9527;
+/**
+ * Headers a receiver takes on one connection (every header counts: refused, skipped, re-sent).
+ * A sender with more files finishes the connection (`bye`) and goes on over a new one.
+ */
+export const MAX_FILES_PER_CONNECTION = 10_000;
 
 /** `xxh64:` + 16 lowercase hex digits: XXH64, seed 0, of the content. */
 export const HASH_PATTERN = /^xxh64:[0-9a-f]{16}$/;

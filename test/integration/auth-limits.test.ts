@@ -80,7 +80,7 @@ async function proofCatcher(): Promise<{ port: number; nonces: string[]; hellos:
   const fake = await startFakeReceiver(async (session) => {
     const nonce = randomBytes(16).toString('hex');
     nonces.push(nonce);
-    session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'hmac-sha256', nonce, name: 'fake' });
+    session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'hmac-sha256', nonce, name: 'fake' });
     await session.next();
     session.send({ type: 'error', code: 'AUTH_FAILED', message: 'this fake receiver only collects proofs' });
     session.socket.end();
@@ -155,7 +155,15 @@ describe('token', () => {
     const hellos = catcher.hellos();
     expect(hellos).toHaveLength(2);
     for (const [i, hello] of hellos.entries()) {
-      expect(hello).toEqual({ type: 'hello', protocol: 'ft', version: 2, client: 'ft', proof: hmac(TOKEN, catcher.nonces[i]!) });
+      expect(hello).toEqual({
+        type: 'hello',
+        protocol: 'ft',
+        version: 3,
+        client: 'ft',
+        owner: expect.stringMatching(/^[0-9a-f]{64}$/),
+        ownerProof: expect.stringMatching(/^[0-9a-f]{128}$/),
+        proof: hmac(TOKEN, catcher.nonces[i]!),
+      });
     }
     expect(hellos[0]!.proof).not.toBe(hellos[1]!.proof);
     for (const bytes of catcher.wire()) {
@@ -417,7 +425,7 @@ describe('timeouts', () => {
 
   it('the sender gives up with TIMEOUT on a receiver that accepts and then stops reading', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: randomBytes(16).toString('hex') });
+      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: randomBytes(16).toString('hex') });
       expect(await session.next()).toMatchObject({ type: 'hello' });
       const header = await session.next();
       session.send({ type: 'accept', id: header.id as number, offset: 0 });

@@ -103,7 +103,10 @@ async function readPrivate(file: string): Promise<string> {
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error('not a regular file');
-    if (stat.mode & 0o077) throw new Error(`other users may read it (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`);
+    // Windows reports no permission bits (its ACLs decide, and the per-user AppData folder is private).
+    if (process.platform !== 'win32' && stat.mode & 0o077) {
+      throw new Error(`other users may read it (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`);
+    }
     if (process.getuid && stat.uid !== process.getuid()) throw new Error('it belongs to another user');
     if (stat.size > 4096) throw new Error('too large to be a key');
     return await handle.readFile('utf8');

@@ -61,7 +61,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--idle-timeout <seconds>', 'give up on a receiver silent (or not reading) for this long', parseSeconds, 60)
     .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
-    .option('--sender-key <file>', 'owner key that lets this sender resume its uploads and be told "already there" (default: ~/.config/ft/sender-key.pem, created on first use)')
+    .option('--sender-key <file>', 'owner key for resuming and "already there" (default: ~/.config/ft/sender-key.pem on Linux, created on first use)')
     .option('--interface <name|address>', 'look for receivers on this network interface only')
     .option('--json', 'print one JSON object per line for each event')
     .action(async (paths: string[], options) => setExit(await (await import('./send-command.js')).sendCommand(paths, options)));

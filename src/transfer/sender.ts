@@ -145,11 +145,12 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
     const result: FileResult = { path: file.path, name: file.name, size: file.size, hash: '', status: 'failed', bytesSent: 0 };
     return { file, result, mismatches: 0, busyRetries: 0, finished: false, isHashed: false, ready, hashed };
   });
-  refuseLocally(jobs, emit);
   if (options.senderKeyFile !== undefined && (typeof options.senderKeyFile !== 'string' || options.senderKeyFile === '')) {
     throw new FtError('USAGE', 'senderKeyFile must be the path of a key file');
   }
+  // Before any file is reported: a key we cannot use stops the whole send.
   const ownerKey = options.senderKeyFile !== undefined ? await loadOwnerKey(options.senderKeyFile) : ephemeralOwnerKey();
+  refuseLocally(jobs, emit);
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
   const io: LocalIo = { fs, cache, hashing: new Set(), ownerKey, saveSoon: saver(cache) };

@@ -235,8 +235,11 @@ describe('parseReceiverMessage', () => {
       });
     });
 
-    it('need-hash', () => {
-      expect(receiver({ type: 'need-hash', id: 4 })).toEqual({ type: 'need-hash', id: 4 });
+    it('skip and done without path (told only to token holders), done with a receipt (protocol 3)', () => {
+      expect(receiver({ type: 'skip', id: 2, reason: 'already-there' })).toEqual({ type: 'skip', id: 2, reason: 'already-there' });
+      const receipt = 'Ab-_'.repeat(10);
+      expect(receiver({ type: 'done', id: 1, hash: HASH, receipt })).toEqual({ type: 'done', id: 1, hash: HASH, receipt });
+      expect(receiver({ type: 'done', id: 1, hash: HASH })).toEqual({ type: 'done', id: 1, hash: HASH });
     });
 
     it('accept at offset 0 (no prefixHash needed) and at a resume offset with prefixHash', () => {
@@ -308,7 +311,10 @@ describe('parseReceiverMessage', () => {
       ['a fractional offset', { type: 'accept', id: 1, offset: 0.5 }],
       ['an offset of 2^53', { type: 'accept', id: 1, offset: 2 ** 53, prefixHash: HASH }],
       ['a skip reason we do not know', { type: 'skip', id: 1, reason: 'bored', path: 'a' }],
-      ['a skip without path', { type: 'skip', id: 1, reason: 'already-there' }],
+      ['need-hash, gone in protocol 3', { type: 'need-hash', id: 4 }],
+      ['a done with a receipt that is not base64url', { type: 'done', id: 1, hash: HASH, receipt: 'not/base64url+'.repeat(2) }],
+      ['a done with a receipt too short', { type: 'done', id: 1, hash: HASH, receipt: 'abc' }],
+      ['a done with a receipt over 2048 characters', { type: 'done', id: 1, hash: HASH, receipt: 'a'.repeat(2049) }],
       ['a done with an uppercase hash', { type: 'done', id: 1, hash: 'xxh64:ABCDEF0123456789', path: 'a' }],
       ['a done with a hash missing its prefix', { type: 'done', id: 1, hash: '0123456789abcdef', path: 'a' }],
       ['a refuse with a numeric code', { type: 'refuse', id: 1, code: 5, message: 'x' }],

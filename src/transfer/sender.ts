@@ -218,13 +218,23 @@ interface Saver {
 
 function saver(cache: HashCache | undefined): Saver {
   let timer: NodeJS.Timeout | undefined;
-  const save = async () => cache?.save();
+  // A save parses and writes the whole file on this thread: with many receipts it takes a while,
+  // so saves are spaced to at most a fifth of the time.
+  let lastSaveMs = 0;
+  const save = async () => {
+    const started = performance.now();
+    await cache?.save();
+    lastSaveMs = performance.now() - started;
+  };
   const soon = (() => {
     if (!cache || timer) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      void save();
-    }, RECEIPT_SAVE_DELAY_MS);
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        void save();
+      },
+      Math.max(RECEIPT_SAVE_DELAY_MS, 4 * lastSaveMs),
+    );
     // A pending save must not keep a library user's process alive; flush() saves it anyway.
     timer.unref();
   }) as Saver;

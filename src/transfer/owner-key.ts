@@ -77,7 +77,12 @@ async function createKey(file: string): Promise<KeyObject | undefined> {
     } finally {
       await handle.close();
     }
-    await fs.link(temporary, file);
+    await fs.link(temporary, file).catch(async (error: NodeJS.ErrnoException) => {
+      // A file system without hard links (FAT, some network shares): an exclusive copy, which
+      // still never replaces a key, only without the guarantee of never being seen half-written.
+      if (error.code === 'EEXIST') throw error;
+      await fs.copyFile(temporary, file, constants.COPYFILE_EXCL);
+    });
     return privateKey;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;

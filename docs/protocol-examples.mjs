@@ -4,7 +4,7 @@
 // straight from the specification (node:crypto and xxhash-wasm only), so it also serves as a
 // small second implementation to check the spec.
 // Run from the repository root: node docs/protocol-examples.mjs
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, createPublicKey, sign } from 'node:crypto';
 import xxhash from 'xxhash-wasm';
 
 const { h64Raw } = await xxhash();
@@ -30,6 +30,19 @@ export const partialKey = (owner, filename, size) =>
 
 /** HMAC-SHA256 keyed with the token's UTF-8 bytes, over the nonce's hex text; lowercase hex. */
 export const proofFor = (token, nonce) => createHmac('sha256', token).update(nonce).digest('hex');
+
+/**
+ * The owner key of a protocol-3 sender hello (§6.2), from a 32-byte Ed25519 seed: `owner` is the
+ * raw public key in hex, `ownerProof` the Ed25519 signature (RFC 8032, pure) over the UTF-8 bytes
+ * of "ft-owner-v3", one NUL byte, and the receiver's nonce as its hex text.
+ */
+export function ownerFields(seed, nonce) {
+  const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]);
+  const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  const owner = Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x, 'base64url').toString('hex');
+  const ownerProof = sign(null, Buffer.from(`ft-owner-v3\0${nonce}`, 'utf8'), privateKey).toString('hex');
+  return { owner, ownerProof };
+}
 
 /**
  * Discovery datagram (§20): one compact UTF-8 JSON object, `m` and `v` first. A query is padded
@@ -141,6 +154,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   show('R->S need-hash (a 13-byte file already has the name)', { type: 'need-hash', id: 1 });
   show('S->R file with hash, new id', { type: 'file', id: 2, filename: 'greeting.txt', size: 13, hash: HASH });
   show('R->S skip', { type: 'skip', id: 2, reason: 'already-there', path: 'greeting.txt' });
+
+  console.log('=== protocol 3: the owner key in the sender hello (§6.2)');
+  const seed = createHash('sha256').update('ft example owner key').digest();
+  console.log(`example Ed25519 seed: ${seed.toString('hex')}`);
+  console.log(`signed message (hex): ${Buffer.from(`ft-owner-v3\0${NONCE}`, 'utf8').toString('hex')}\n`);
+  show('S->R hello (protocol 3)', { type: 'hello', protocol: 'ft', version: 3, client: 'ft', ...ownerFields(seed, NONCE) });
 
   console.log('=== discovery (§20.10): datagrams (UDP port 9527)');
   // addrs: every IPv4 address it may answer from, those on the asker's (or the beacon's) subnet first.

@@ -6,9 +6,10 @@ export { send, type SendOptions, type SendReport, type FileResult, type FileStat
 export { serve, Receiver, SERVE_DEFAULTS, type ServeOptions } from './transfer/server.js';
 export type { ReceiverEvent, SendEvent } from './transfer/events.js';
 export { defaultHashCachePath } from './transfer/hash-cache.js';
+export { defaultSenderKeyPath } from './transfer/owner-key.js';
 export { discover, ReceiverWatcher, type Claim, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
 export { FtError, ERROR_CODES, EXIT, exitCodeFor, type ErrorCode } from './errors.js';
 export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/inbox.js';
 export { fileSystemOf, nodeFileSystem, type FileSystem } from './storage/file-system.js';
-export { DEFAULT_PORT, PROTOCOL_VERSION } from './wire/messages.js';
+export { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, PROTOCOL_VERSION } from './wire/messages.js';
 export { escapeForDisplay } from './names/safe-name.js';

@@ -63,6 +63,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
     .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them; paths given are always followed)')
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
+    .option('--sender-key <file>', 'owner key for resuming and "already there" (default: ~/.config/ft/sender-key.pem on Linux, created on first use)')
     .option('--interface <name|address>', 'look for receivers on this network interface only')
     .option('--json', 'print one JSON object per line for each event')
     .action(async (paths: string[], options) => setExit(await (await import('./send-command.js')).sendCommand(paths, options)));

@@ -8,6 +8,7 @@ import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
 import { parseTarget, readToken } from './options.js';
 import { resolveReceiver } from '../discovery/resolve.js';
 import { defaultHashCachePath } from '../transfer/hash-cache.js';
+import { defaultSenderKeyPath } from '../transfer/owner-key.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 
 export interface SendCommandOptions {
@@ -19,6 +20,7 @@ export interface SendCommandOptions {
   connectTimeout: number;
   idleTimeout: number;
   tokenFile?: string;
+  senderKey?: string;
   json?: boolean;
   followSymlinks?: boolean;
 }
@@ -51,6 +53,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       idleTimeoutMs: options.idleTimeout * 1000,
       hashCache: options.hashCache ? defaultHashCachePath() : undefined,
       followSymlinks: options.followSymlinks,
+      senderKeyFile: options.senderKey ?? defaultSenderKeyPath(),
       token,
       signal: controller.signal,
       onEvent: (event) => view.event(event),

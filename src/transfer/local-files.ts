@@ -16,7 +16,10 @@ export interface LocalFile {
   mtimeMs: number;
   /** Filled by hashLocalFile; empty while deferred (the hash is then computed as the body is sent). */
   hash: string;
-  /** Large files: what the file was when hashed or deferred, to notice a change and to cache the hash. */
+  /**
+   * What the file was when hashed (or, for a large file, deferred): to notice a change, to cache
+   * the hash, and to find the receipt of an earlier upload of it.
+   */
   identity?: FileIdentity;
   /**
    * A small file's bytes, kept from hashing so the body is sent without reading it again (and is
@@ -230,7 +233,9 @@ export const QUIET_BEFORE_DEFERRING_MS = 60_000;
 export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: HashOptions = {}): Promise<void> {
   const small = readSmallFile(file, fs);
   if (small) {
-    Object.assign(file, { size: small.stat.size, mtimeMs: small.stat.mtimeMs, hash: await hashBytes(small.content) });
+    const { stat } = small;
+    const identity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
+    Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, identity, hash: await hashBytes(small.content) });
     file.content = options.keep ? small.content : undefined;
     return;
   }

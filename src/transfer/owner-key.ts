@@ -1,8 +1,9 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
 import { FtError } from '../errors.js';
+import { escapeForDisplay } from '../names/safe-name.js';
 
 /**
  * A sender's owner key: an Ed25519 key pair whose public half the sender shows in its hello,
@@ -45,35 +46,61 @@ export function defaultSenderKeyPath(): string {
  * first use. A key that others can read is refused: whoever reads it can resume our uploads.
  */
 export async function loadOwnerKey(file: string): Promise<OwnerKey> {
-  let pem: string;
-  try {
-    pem = await readPrivate(file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw keyError(file, error);
-    const { privateKey } = generateKeyPairSync('ed25519');
+  for (let attempt = 0; ; attempt++) {
+    let pem: string;
     try {
-      await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-      const handle = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      try {
-        await handle.writeFile(privateKey.export({ format: 'pem', type: 'pkcs8' }));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      return ownerKeyOf(privateKey);
-    } catch (created) {
-      // Another ft created it meanwhile: use theirs.
-      if ((created as NodeJS.ErrnoException).code === 'EEXIST') return loadOwnerKey(file);
-      throw keyError(file, created);
+      pem = await readPrivate(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw keyError(file, error);
+      const created = await createKey(file);
+      if (created) return ownerKeyOf(created);
+      continue; // another ft created it meanwhile: use theirs
     }
+    return ownerKeyOf(parseKey(file, pem));
   }
+}
+
+/**
+ * Writes a new key to a temporary file and links it into place, so the key file, once it
+ * exists, is complete: two ft started at once never read each other's half-written key (one
+ * of them loses the link() race and uses the winner's). Undefined when the other one won.
+ */
+async function createKey(file: string): Promise<KeyObject | undefined> {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const privateKey = createPrivateKey(pem);
-    if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error('not an Ed25519 key');
-    return ownerKeyOf(privateKey);
+    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    const handle = await fs.open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      await handle.writeFile(privateKey.export({ format: 'pem', type: 'pkcs8' }));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.link(temporary, file).catch(async (error: NodeJS.ErrnoException) => {
+      // A file system without hard links (FAT, some network shares): an exclusive copy, which
+      // still never replaces a key, only without the guarantee of never being seen half-written.
+      if (error.code === 'EEXIST') throw error;
+      await fs.copyFile(temporary, file, constants.COPYFILE_EXCL);
+    });
+    return privateKey;
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw keyError(file, error);
+  } finally {
+    await fs.unlink(temporary).catch(() => undefined);
   }
+}
+
+function parseKey(file: string, pem: string): KeyObject {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(pem);
+  } catch (error) {
+    throw keyError(file, new Error('not a PEM private key (delete it to make a new one)', { cause: error }));
+  }
+  if (privateKey.asymmetricKeyType !== 'ed25519') throw keyError(file, new Error(`an ${privateKey.asymmetricKeyType} key, not Ed25519`));
+  return privateKey;
 }
 
 async function readPrivate(file: string): Promise<string> {
@@ -81,7 +108,11 @@ async function readPrivate(file: string): Promise<string> {
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error('not a regular file');
-    if (stat.mode & 0o077) throw new Error(`readable by other users (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`);
+    // Windows reports no permission bits (its ACLs decide, and the per-user AppData folder is private).
+    if (process.platform !== 'win32' && stat.mode & 0o077) {
+      throw new Error(`other users may read it (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`);
+    }
+    if (process.getuid && stat.uid !== process.getuid()) throw new Error('it belongs to another user');
     if (stat.size > 4096) throw new Error('too large to be a key');
     return await handle.readFile('utf8');
   } finally {
@@ -90,7 +121,10 @@ async function readPrivate(file: string): Promise<string> {
 }
 
 function keyError(file: string, error: unknown): FtError {
-  return new FtError('LOCAL_FILE', `cannot use the sender key ${file}: ${(error as Error).message}`, { path: file }, { cause: error });
+  const code = (error as NodeJS.ErrnoException).code;
+  const why =
+    code === 'ELOOP' ? 'it is a symbolic link' : code === 'EACCES' ? 'permission denied' : code === 'ENOENT' ? 'no such file' : (error as Error).message;
+  return new FtError('LOCAL_FILE', `cannot use the sender key ${escapeForDisplay(file)}: ${why}`, { path: file }, { cause: error });
 }
 
 /** Checks a hello's owner proof; the fingerprint (SHA-256 of the raw key, hex) names the owner. */

@@ -4,25 +4,28 @@
  *  1. Expand the paths and hash the small files (their headers announce size and hash up front);
  *     a large file's hash comes from the hash cache or is computed while its body is sent and
  *     follows the body, so a first send reads it once.
- *  2. Connect, read the receiver's `hello`, answer with ours (and the token proof if asked).
- *  3. Send headers up to PIPELINE_DEPTH ahead of the bodies; for each answer in order:
- *     `skip` → already there; `refuse` → reported; `need-hash` → hash the file now and send
- *     the header again (a file of that size already has the name, perhaps this very one);
- *     `accept` → if it offers an offset, compare its
- *     prefixHash with our own first `offset` bytes, then stream the body from that offset
- *     (or from 0 when the prefix differs). A `done` confirms the file, `failed` reports why.
+ *  2. Connect, read the receiver's `hello`, answer with ours: our owner key and its signature
+ *     over the receiver's nonce (and the token proof if asked).
+ *  3. Send headers up to PIPELINE_DEPTH ahead of the bodies, with the receipt of an earlier
+ *     upload of the same file, unchanged since, when we hold one; for each answer in order:
+ *     `skip` → already there (the receipt held); `refuse` → reported; `accept` → if it offers
+ *     an offset, compare its prefixHash with our own first `offset` bytes, then stream the
+ *     body from that offset (or from 0 when the prefix differs). A `done` confirms the file
+ *     (and brings a receipt, kept for the next send), `failed` reports why.
  *  4. `bye`, and close. A lost connection is retried with growing back-off; the receiver's
- *     partials make each retry a resume.
+ *     partials, private to our owner key, make each retry a resume. After
+ *     MAX_FILES_PER_CONNECTION headers, the connection is finished the same way and the rest
+ *     goes over a new one.
  */
 import type { Stats } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
 import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../storage/file-system.js';
 import { createHasher, type Hasher } from '../hashing.js';
-import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
-import { DEFAULT_PORT, type FileHeader } from '../wire/messages.js';
+import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
+import { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
-import { HashCache } from './hash-cache.js';
+import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
 import {
   collectFiles,
   dropContent,
@@ -34,7 +37,7 @@ import {
   type HashOptions,
   type LocalFile,
 } from './local-files.js';
-import { ephemeralOwnerKey, type OwnerKey } from './owner-key.js';
+import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from './owner-key.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 import { validateSendOptions } from './options.js';
 
@@ -60,8 +63,11 @@ export interface SendOptions {
   /** Give up on a receiver that neither reads nor answers for this long, in ms. @default 60000 */
   idleTimeoutMs?: number;
   /**
-   * A file of hashes of large files from earlier runs (see defaultHashCachePath()), so re-sends
-   * and resumes do not read them twice. @default no cache
+   * A file (see defaultHashCachePath()) where the sender keeps, from one run to the next, the
+   * hashes of large files, so re-sends and resumes do not read them twice, and the receivers'
+   * upload receipts, so a file sent before and unchanged since is answered "already there"
+   * without being sent again. @default none: every run hashes anew, and a re-send is uploaded
+   * again (the receiver then finds it identical to the stored file and keeps one copy)
    */
   hashCache?: string;
   /**
@@ -75,6 +81,14 @@ export interface SendOptions {
    * for room as files are sent, so each file is read once. @default 32 MiB
    */
   keepContentBytes?: number;
+  /**
+   * The owner key file (see defaultSenderKeyPath()), created owner-only on first use. The
+   * receiver keeps a partial upload private to the key that started it and issues receipts
+   * to it, so resume after a restart of the sender, and "already there", need the same key.
+   * @default a new key for each send() call: resume then works across reconnections within
+   * the call, but not across runs. Backup scripts should pass defaultSenderKeyPath().
+   */
+  senderKeyFile?: string;
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
 }
@@ -87,7 +101,11 @@ export interface FileResult {
   size: number;
   hash: string;
   status: FileStatus;
-  /** Name the receiver stored it under (may differ when it kept both copies). */
+  /**
+   * Name the receiver stored it under (may differ when it kept both copies). Only receivers
+   * that required our token tell it: an open receiver's answer would tell anyone which names
+   * are taken.
+   */
   remotePath?: string;
   /** Bytes the receiver already held when the last body started. */
   resumedFrom?: number;
@@ -126,7 +144,19 @@ interface Job {
   finished: boolean;
 }
 
-export async function send(paths: string[], options: SendOptions): Promise<SendReport> {
+/** Knobs for tests, not part of the library's options. */
+export interface SendLimits {
+  maxFilesPerConnection: number;
+}
+
+/** How long a receipt waits in memory before it is saved (a sender killed mid-batch keeps the rest). */
+const RECEIPT_SAVE_DELAY_MS = 1000;
+
+export function send(paths: string[], options: SendOptions): Promise<SendReport> {
+  return sendWithLimits(paths, options, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION });
+}
+
+export async function sendWithLimits(paths: string[], options: SendOptions, limits: SendLimits): Promise<SendReport> {
   validateSendOptions(paths, options);
   // Durations and rate limits use the monotonic clock: a wall-clock step must not change them.
   const started = performance.now();
@@ -147,18 +177,16 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
     const result: FileResult = { path: file.path, name: file.name, size: file.size, hash: '', status: 'failed', bytesSent: 0 };
     return { file, result, mismatches: 0, busyRetries: 0, finished: false, isHashed: false, ready, hashed };
   });
-  for (const job of jobs) {
-    // A name the receiver is bound to refuse (a backslash, a trailing dot…) is refused here, without a round trip.
-    try {
-      parseSafeName(job.file.name);
-    } catch (error) {
-      finish(job, 'refused', error as FtError, emit);
-    }
+  if (options.senderKeyFile !== undefined && (typeof options.senderKeyFile !== 'string' || options.senderKeyFile === '')) {
+    throw new FtError('USAGE', 'senderKeyFile must be the path of a key file');
   }
+  // Before any file is reported: a key we cannot use stops the whole send.
+  const ownerKey = options.senderKeyFile !== undefined ? await loadOwnerKey(options.senderKeyFile) : ephemeralOwnerKey();
+  refuseLocally(jobs, emit);
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
   const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
-  const io: LocalIo = { fs, cache, budget, hashing: new Set(), ownerKey: ephemeralOwnerKey() };
+  const io: LocalIo = { fs, cache, budget, hashing: new Set(), ownerKey, saveSoon: saver(cache) };
   const byFile = new Map(jobs.map((job) => [job.file, job]));
   const hashing = hashLocalFiles(
     jobs.filter((job) => !job.finished).map((job) => job.file),
@@ -175,7 +203,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   // Saved as soon as hashing ends, so even a sender killed mid-transfer resumes without re-reading.
   const hashingDone = hashing.then(() => cache?.save());
   try {
-    const report = { ...(await transferAll(jobs, options, io, emit, started)), ignored };
+    const report = { ...(await transferAll(jobs, options, io, limits, emit, started)), ignored };
     // Cancelled while every file was still being hashed: nothing was sent, and that is no success.
     if (options.signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
     return report;
@@ -185,9 +213,72 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
     // Abort stops the hashing workers too; let them wind down before returning.
     await hashingDone.catch(() => undefined);
     await Promise.all(io.hashing);
-    // Hashes computed while sending, for the next run.
-    await cache?.save();
+    // Hashes computed while sending, and receipts, for the next run.
+    await io.saveSoon.flush();
   }
+}
+
+/**
+ * Names refused without a round trip: one the receiver is bound to refuse (a backslash, a
+ * trailing dot…), and the second of two names the same up to case or Unicode normalisation.
+ * A receiver checks that only within one connection, and a batch may take several (it could
+ * also store both on a case-sensitive disk, to the surprise of whoever copies them to one that
+ * is not); the same name twice is no collision (the receiver keeps both under its policy).
+ */
+function refuseLocally(jobs: Job[], emit: (event: SendEvent) => void): void {
+  const names = new Map<string, string>();
+  for (const job of jobs) {
+    const { name } = job.file;
+    try {
+      parseSafeName(name);
+    } catch (error) {
+      finish(job, 'refused', error as FtError, emit);
+      continue;
+    }
+    const key = collisionKey(name);
+    const earlier = names.get(key);
+    if (earlier === undefined) names.set(key, name);
+    else if (earlier !== name) {
+      const message = `${escapeForDisplay(name)} and ${escapeForDisplay(earlier)}, also in this batch, differ only by case or Unicode normalisation`;
+      finish(job, 'refused', new FtError('NAME_COLLISION', message), emit);
+    }
+  }
+}
+
+/** Saves the cache a little after a change (receipts come one by one), and once more at the end. */
+interface Saver {
+  (): void;
+  flush(): Promise<void>;
+}
+
+function saver(cache: HashCache | undefined): Saver {
+  let timer: NodeJS.Timeout | undefined;
+  // A save parses and writes the whole file on this thread: with many receipts it takes a while,
+  // so saves are spaced to at most a fifth of the time.
+  let lastSaveMs = 0;
+  const save = async () => {
+    const started = performance.now();
+    await cache?.save();
+    lastSaveMs = performance.now() - started;
+  };
+  const soon = (() => {
+    if (!cache || timer) return;
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        void save();
+      },
+      Math.max(RECEIPT_SAVE_DELAY_MS, 4 * lastSaveMs),
+    );
+    // A pending save must not keep a library user's process alive; flush() saves it anyway.
+    timer.unref();
+  }) as Saver;
+  soon.flush = async () => {
+    clearTimeout(timer);
+    timer = undefined;
+    await save();
+  };
+  return soon;
 }
 
 /** Records the end of a job's hashing, successful or not, and lets whoever waits for it go on. */
@@ -207,8 +298,8 @@ function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit:
 }
 
 /**
- * Hashes a job's file again in the background (the receiver asked for its hash, or found it
- * wrong); the job waits in the queue meanwhile, and send() waits for the hashing before it ends.
+ * Hashes a job's file again in the background (the receiver found its hash wrong); the job
+ * waits in the queue meanwhile, and send() waits for the hashing before it ends.
  */
 function hashAgain(job: Job, io: LocalIo, options: HashOptions, emit: (event: SendEvent) => void): void {
   job.isHashed = false;
@@ -247,6 +338,8 @@ interface LocalIo {
   hashing: Set<Promise<void>>;
   /** Proves to the receiver that resumes and receipts are ours. */
   ownerKey: OwnerKey;
+  /** Saves the cache soon: a receipt arrived. */
+  saveSoon: Saver;
 }
 
 /** Connections, one after another, until every job is finished or retries run out. */
@@ -254,6 +347,7 @@ async function transferAll(
   jobs: Job[],
   options: SendOptions,
   io: LocalIo,
+  limits: SendLimits,
   emit: (event: SendEvent) => void,
   started: number,
 ): Promise<Omit<SendReport, 'ignored'>> {
@@ -265,8 +359,9 @@ async function transferAll(
     if (todo.length === 0) break;
     const progressBefore = progressMark(jobs);
     try {
-      await transferBatch(todo, options, io, emit, attempt, () => (everConnected = true));
-      // Back here early when one file failed mid-body (the connection was dropped on purpose).
+      await transferBatch(todo, options, io, limits, emit, attempt, () => (everConnected = true));
+      // Back here early when one file failed mid-body (the connection was dropped on purpose),
+      // or when the connection took as many headers as a receiver allows.
       if (progressMark(jobs) !== progressBefore) attempt = 0;
       continue;
     } catch (error) {
@@ -303,6 +398,7 @@ async function transferBatch(
   todo: Job[],
   options: SendOptions,
   io: LocalIo,
+  limits: SendLimits,
   emit: (event: SendEvent) => void,
   attempt: number,
   onConnected: () => void,
@@ -323,42 +419,55 @@ async function transferBatch(
   });
   onConnected();
   emit({ type: 'connected', host: options.host, port, attempt });
+  // Receipts are kept for, and shown only to, the receiver that issued them.
+  const receiver: ReceiverId = { name: connection.receiverName ?? '', host: options.host, port };
   let nextId = 1;
+  // Every header counts, re-sent ones too: the receiver counts them all.
+  let headersLeft = limits.maxFilesPerConnection;
   const queue = [...todo];
-  const inFlight: Array<{ job: Job; id: number; withHash: boolean; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
+  const inFlight: Array<{ job: Job; id: number; stored: StoredReceipt | undefined; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
   const outcomes: Promise<void>[] = [];
   const sendHeaders = () => {
-    while (queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
+    while (headersLeft > 0 && queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
       const job = queue.shift()!;
       if (job.finished) continue;
-      const { name: filename, size, hash } = job.file;
+      const { file } = job;
       const id = nextId++;
+      const stored = file.identity ? io.cache?.receiptFor(receiver, file.name, file.identity, file.hash || undefined) : undefined;
+      // The receipt pins the hash of the file it was issued for, which is this one unchanged.
+      if (stored && !file.hash) file.hash = job.result.hash = stored.hash;
+      const header: FileHeader = { type: 'file', id, filename: file.name, size: file.size };
       // No hash yet: it follows the body.
-      const header: FileHeader = hash ? { type: 'file', id, filename, size, hash } : { type: 'file', id, filename, size };
-      inFlight.push({ job, id, withHash: header.hash !== undefined, decision: connection.sendHeader(header) });
+      if (file.hash) header.hash = file.hash;
+      if (stored) header.receipt = stored.receipt;
+      headersLeft -= 1;
+      inFlight.push({ job, id, stored, decision: connection.sendHeader(header) });
     }
   };
   try {
     for (;;) {
       sendHeaders();
       if (inFlight.length === 0) {
-        if (queue.length > 0) {
+        if (queue.length > 0 && headersLeft > 0) {
           await queue[0]!.ready;
           continue;
         }
         // Verdicts still to come may put a job back in the queue (a hash mismatch is retried once).
         await Promise.all(outcomes.splice(0));
-        if (queue.length > 0) continue;
+        if (queue.length > 0 && headersLeft > 0) continue;
+        // Done, or this connection has taken all the headers it may: the rest go over a new one.
         break;
       }
-      const { job, id, withHash, decision: pendingDecision } = inFlight.shift()!;
+      const { job, id, stored, decision: pendingDecision } = inFlight.shift()!;
       const decision = await pendingDecision;
       const { file, result } = job;
       if (decision.type === 'skip') {
-        Object.assign(result, { status: 'skipped', remotePath: decision.path });
+        // Still honoured: kept as the newest, so the bound drops it last.
+        if (stored) io.cache?.setReceipt(stored);
+        Object.assign(result, { status: 'skipped' }, pathOf(decision.path));
         dropContent(file);
         job.finished = true;
-        emit({ type: 'skipped', path: file.path, name: file.name, remotePath: decision.path });
+        emit({ type: 'skipped', path: file.path, name: file.name, ...pathOf(decision.path) });
       } else if (decision.type === 'refuse') {
         if (decision.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) {
           // Another connection holds the same content (perhaps our own previous one, until the
@@ -372,6 +481,8 @@ async function transferBatch(
         }
       } else {
         if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
+        // The receiver no longer holds what the receipt was for (the stored file changed, or it has a new key).
+        if (stored) io.cache?.dropReceipt(receiver, stored.name, stored.file);
         let offset = decision.offset;
         let hasher: Hasher | undefined;
         try {
@@ -405,7 +516,7 @@ async function transferBatch(
           connection.close();
           return;
         }
-        const settled = outcome.then((o) => settle(job, offset, o, queue, io, options.signal, emit));
+        const settled = outcome.then((o) => settle(job, offset, o, { queue, io, receiver, signal: options.signal }, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }
@@ -417,14 +528,33 @@ async function transferBatch(
   }
 }
 
+/** Where a settled body goes on: the queue for a re-send, and what a receipt is kept for. */
+interface SettleContext {
+  queue: Job[];
+  io: LocalIo;
+  receiver: ReceiverId;
+  signal: AbortSignal | undefined;
+}
+
+/** `remotePath`, only when the receiver told it. */
+function pathOf(remotePath: string | undefined): { remotePath?: string } {
+  return remotePath === undefined ? {} : { remotePath };
+}
+
 /** Applies the receiver's verdict on one body. */
-function settle(job: Job, offset: number, outcome: Outcome, queue: Job[], io: LocalIo, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
+function settle(job: Job, offset: number, outcome: Outcome, { queue, io, receiver, signal }: SettleContext, emit: (event: SendEvent) => void): void {
   const { file, result } = job;
   dropContent(file);
   if (outcome.type === 'done') {
-    Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', hash: outcome.hash, remotePath: outcome.path, code: undefined, message: undefined });
+    delete result.remotePath;
+    Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', hash: outcome.hash, code: undefined, message: undefined }, pathOf(outcome.path));
     job.finished = true;
-    emit({ type: 'verified', path: file.path, name: file.name, size: file.size, hash: outcome.hash, remotePath: outcome.path, resumedFrom: offset });
+    // Valid for this file as it was sent: a later send of it, unchanged, is answered "already there".
+    if (outcome.receipt && file.identity && outcome.hash === file.hash) {
+      io.cache?.setReceipt({ receiver, name: file.name, file: file.identity, hash: outcome.hash, receipt: outcome.receipt });
+      io.saveSoon();
+    }
+    emit({ type: 'verified', path: file.path, name: file.name, size: file.size, hash: outcome.hash, ...pathOf(outcome.path), resumedFrom: offset });
     return;
   }
   if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0) {

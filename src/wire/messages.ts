@@ -10,7 +10,10 @@ export const PROTOCOL = 'ft';
  */
 export const PROTOCOL_VERSION = 3;
 export const DEFAULT_PORT = 9527;
-/** Headers one connection may send; a sender with more files opens another connection. */
+/**
+ * Headers a receiver takes on one connection (every header counts: refused, skipped, re-sent).
+ * A sender with more files finishes the connection (`bye`) and goes on over a new one.
+ */
 export const MAX_FILES_PER_CONNECTION = 10_000;
 
 /** `xxh64:` + 16 lowercase hex digits: XXH64, seed 0, of the content. */

@@ -3,7 +3,9 @@
  * sender puts on the wire and to misbehave in ways `serve` never would (stop reading, …).
  * Listens on 127.0.0.1 only.
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { verifyOwnerProof } from '../../src/transfer/owner-key.js';
 import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
 
 export interface FakeSession {
@@ -17,6 +19,8 @@ export interface FakeSession {
   send(message: JsonObject): void;
   /** Stops reading from the socket for good (the kernel buffers fill, the sender blocks). */
   stopReading(): void;
+  /** Resolves once `bodyBytes` reaches `total`; rejects on close or after timeoutMs. */
+  waitForBodyBytes(total: number, timeoutMs?: number): Promise<void>;
 }
 
 export interface FakeReceiver {
@@ -91,6 +95,15 @@ export async function startFakeReceiver(onSession: (session: FakeSession) => Pro
         socket.off('data', onData);
         socket.pause();
       },
+      async waitForBodyBytes(total, timeoutMs = 10_000) {
+        const deadline = Date.now() + timeoutMs;
+        while (bodyBytes < total) {
+          if (failure) throw failure;
+          if (ended) throw new Error('the sender closed the connection');
+          if (Date.now() > deadline) throw new Error(`only ${bodyBytes} of ${total} body bytes within ${timeoutMs} ms`);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      },
     };
     sessions.push(session);
     Promise.resolve()
@@ -112,4 +125,111 @@ export async function startFakeReceiver(onSession: (session: FakeSession) => Pro
   };
   open.add(fake);
   return fake;
+}
+
+/** What a receipt of the protocol-3 fake stands for. */
+export interface FakeClaims {
+  owner: string;
+  filename: string;
+  size: number;
+  hash: string;
+}
+
+export interface Protocol3Options {
+  name?: string;
+  /** More headers than this on one connection is an `error` (as the real receiver does). */
+  maxFilesPerConnection?: number;
+  /** Tell `done.path` and `skip.path` (a real receiver does only to token holders). @default false */
+  withPaths?: boolean;
+  /** Issue a receipt with each `done`. @default true */
+  receipts?: boolean;
+  /** Answers `failed` instead of `done` when this returns a code (e.g. HASH_MISMATCH). */
+  failBody?: (header: JsonObject, session: number) => string | undefined;
+  /** Stops answering (but keeps reading) after this many `done` in all. */
+  stallAfterDone?: number;
+}
+
+export interface Protocol3Receiver extends FakeReceiver {
+  /** Per connection: the sender's hello, and every header in order. */
+  readonly hellos: JsonObject[];
+  readonly headers: JsonObject[][];
+  /** Body bytes per connection. */
+  bodyBytes(): number;
+  readonly claims: Map<string, FakeClaims>;
+}
+
+/**
+ * A protocol-3 receiver written by hand: it checks the owner proof, accepts every file at
+ * offset 0 (no partials), believes the hash it is told (it does not hash), issues a receipt
+ * with each `done`, and answers `skip` to a header whose receipt it issued to that owner for
+ * that name, size and hash. Enough to see what the sender puts on the wire, and to drive it.
+ */
+export async function startProtocol3Receiver(options: Protocol3Options = {}): Promise<Protocol3Receiver> {
+  const hellos: JsonObject[] = [];
+  const headers: JsonObject[][] = [];
+  const claims = new Map<string, FakeClaims>();
+  let dones = 0;
+  const fake = await startFakeReceiver(async (session) => {
+    const index = headers.length;
+    const mine: JsonObject[] = [];
+    headers.push(mine);
+    const nonce = randomBytes(16).toString('hex');
+    session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce, name: options.name ?? 'fake' });
+    const hello = await session.next();
+    hellos[index] = hello;
+    const owner = verifyOwnerProof(String(hello.owner), nonce, String(hello.ownerProof));
+    if (hello.type !== 'hello' || hello.version !== 3 || owner === undefined) {
+      session.send({ type: 'error', code: 'AUTH_FAILED', message: 'owner proof' });
+      session.socket.end();
+      return;
+    }
+    const accepted = new Map<number, JsonObject>();
+    let bodyTotal = 0;
+    for (;;) {
+      const frame = await session.next(30_000);
+      if (frame.type === 'bye') {
+        session.socket.end();
+        return;
+      }
+      if (options.stallAfterDone !== undefined && dones >= options.stallAfterDone) continue;
+      if (frame.type === 'file') {
+        mine.push(frame);
+        if (options.maxFilesPerConnection !== undefined && mine.length > options.maxFilesPerConnection) {
+          session.send({ type: 'error', code: 'UNEXPECTED_MESSAGE', message: 'too many files on one connection' });
+          session.socket.end();
+          return;
+        }
+        const held = typeof frame.receipt === 'string' ? claims.get(frame.receipt) : undefined;
+        const holds =
+          held && held.owner === owner && held.filename === frame.filename && held.size === frame.size && (frame.hash === undefined || frame.hash === held.hash);
+        if (holds) {
+          session.send({ type: 'skip', id: frame.id, reason: 'already-there', ...(options.withPaths ? { path: frame.filename } : {}) });
+        } else {
+          accepted.set(frame.id as number, frame);
+          session.send({ type: 'accept', id: frame.id, offset: 0 });
+        }
+      } else if (frame.type === 'body') {
+        const header = accepted.get(frame.id as number)!;
+        accepted.delete(frame.id as number);
+        bodyTotal += frame.length as number;
+        await session.waitForBodyBytes(bodyTotal);
+        const hash = header.hash ?? (await session.next()).hash;
+        const failed = options.failBody?.(header, index);
+        if (failed) {
+          session.send({ type: 'failed', id: frame.id, code: failed, message: 'the fake says so' });
+          continue;
+        }
+        dones += 1;
+        const done: JsonObject = { type: 'done', id: frame.id, hash: hash as string };
+        if (options.withPaths) done.path = header.filename as string;
+        if (options.receipts ?? true) {
+          const receipt = randomBytes(24).toString('base64url');
+          claims.set(receipt, { owner, filename: header.filename as string, size: header.size as number, hash: hash as string });
+          done.receipt = receipt;
+        }
+        session.send(done);
+      }
+    }
+  });
+  return Object.assign(fake, { hellos, headers, claims, bodyBytes: () => fake.sessions.reduce((sum, s) => sum + s.bodyBytes, 0) });
 }

@@ -162,9 +162,9 @@ describe('token', () => {
         protocol: 'ft',
         version: 3,
         client: 'ft',
-        proof: hmac(TOKEN, catcher.nonces[i]!),
         owner: expect.stringMatching(/^[0-9a-f]{64}$/),
         ownerProof: expect.stringMatching(/^[0-9a-f]{128}$/),
+        proof: hmac(TOKEN, catcher.nonces[i]!),
       });
     }
     expect(hellos[0]!.proof).not.toBe(hellos[1]!.proof);

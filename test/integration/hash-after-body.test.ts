@@ -1,7 +1,7 @@
 /**
  * A header without a hash (PROTOCOL.md §6.13, §6.14): the sender hashes a large file while it sends it,
  * and the hash follows the body. Raw exchanges pin the receiver's side; library sends pin the
- * sender's (one read of the file, need-hash for a name already taken, a file changed meanwhile).
+ * sender's (one read of the file, a re-send answered by its receipt, a file changed meanwhile).
  */
 import { appendFile, mkdir, open, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { digest, listFiles, randomBuffer, randomFile, waitUntil, partialBytes } 
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { countingReads } from '../helpers/counting-fs.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { closeAllFakeReceivers, startProtocol3Receiver } from '../helpers/fake-receiver.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
@@ -23,6 +24,7 @@ const MiB = 1024 * 1024;
 afterEach(async () => {
   await closeAllProxies();
   await closeAllReceivers();
+  await closeAllFakeReceivers();
 });
 afterAll(removeTempDirs);
 
@@ -212,13 +214,13 @@ function countingVolume(name: string, bytes: Buffer, ageMs: number): { fs: FileS
   return { fs, read: bytesRead };
 }
 
-/** `base`, except that the second asynchronous open of a file named `name` fails with EACCES. */
-function secondOpenFails(base: FileSystem, name: string): FileSystem {
+/** `base`, except that the second (or `nth`) asynchronous open of a file named `name` fails with EACCES. */
+function secondOpenFails(base: FileSystem, name: string, nth = 2): FileSystem {
   let opens = 0;
   return {
     ...base,
     open: (async (...args: Parameters<FileSystem['open']>) => {
-      if (path.basename(String(args[0])) === name && ++opens === 2) throw Object.assign(new Error('permission denied'), { code: 'EACCES' });
+      if (path.basename(String(args[0])) === name && ++opens === nth) throw Object.assign(new Error('permission denied'), { code: 'EACCES' });
       return base.open(...args);
     }) as FileSystem['open'],
   };
@@ -248,33 +250,41 @@ describe('the sender, for a large file not in the hash cache', () => {
     const r = await startReceiver();
     const src = await fileAtRest(path.join(await tempDir(), 'cached.bin'), 2 * MiB);
     const hashCache = path.join(await tempDir(), 'hashes.json');
-    expect((await send([src], { host: '127.0.0.1', port: r.port, hashCache })).files[0]).toMatchObject({ status: 'sent' });
-    const cached = JSON.parse(await readFile(hashCache, 'utf8')) as Record<string, { hash: string }>;
-    expect(Object.values(cached).map((e) => e.hash)).toEqual([await hashBytes(await readFile(src))]);
-    // The header now carries the hash; the receiver no longer answers "already there" from a
-    // header (issue 9, point 3), so the content is sent and, being identical, stored once.
-    const again = await send([src], { host: '127.0.0.1', port: r.port, hashCache });
-    expect(again.files[0]).toMatchObject({ status: 'sent', remotePath: 'cached.bin' });
-    expect(await listFiles(r.dir)).toEqual(['cached.bin']);
+    const senderKeyFile = path.join(await tempDir(), 'sender-key.pem');
+    expect((await send([src], { host: '127.0.0.1', port: r.port, hashCache, senderKeyFile })).files[0]).toMatchObject({ status: 'sent' });
+    const cached = JSON.parse(await readFile(hashCache, 'utf8')) as { hashes: Record<string, { hash: string }> };
+    expect(Object.values(cached.hashes).map((e) => e.hash)).toEqual([await hashBytes(await readFile(src))]);
+    // The header now carries the hash and the upload's receipt, so the receiver skips at once (no read).
+    const events: string[] = [];
+    const again = await send([src], { host: '127.0.0.1', port: r.port, hashCache, senderKeyFile, onEvent: (e) => events.push(e.type) });
+    expect(again.files[0]).toMatchObject({ status: 'skipped', bytesSent: 0 });
+    expect(events).not.toContain('started');
   });
 
-  it('sent again to an inbox that has it: sent, and stored once under its name', async () => {
+  it('sent again with the same key and cache: read once in all, and "already there" by its receipt', async () => {
     const r = await startReceiver();
-    const src = await fileAtRest(path.join(await tempDir(), 'again.bin'), 2 * MiB);
-    expect((await send([src], { host: '127.0.0.1', port: r.port })).files[0]).toMatchObject({ status: 'sent' });
-    const second = await send([src], { host: '127.0.0.1', port: r.port });
-    expect(second.files[0]).toMatchObject({ status: 'sent', remotePath: 'again.bin' });
+    const bytes = randomBuffer(2 * MiB, 'again');
+    const { fs, read } = countingVolume('again.bin', bytes, 3600_000);
+    const state = await tempDir();
+    const options = { host: '127.0.0.1', port: r.port, fs, hashCache: path.join(state, 'hashes.json'), senderKeyFile: path.join(state, 'key.pem') };
+    expect((await send(['/src/again.bin'], options)).files[0]).toMatchObject({ status: 'sent' });
+    const second = await send(['/src/again.bin'], options);
+    expect(second.files[0]).toMatchObject({ status: 'skipped', bytesSent: 0 });
+    expect(read()).toBe(bytes.length);
     expect(await listFiles(r.dir)).toEqual(['again.bin']);
   });
 
-  it('a different file of the same size under the same name is sent after the hash is asked for, beside the old one', async () => {
+  it('a different file of the same size under the same name is sent at once (protocol 3 has no need-hash), beside the old one', async () => {
     const r = await startReceiver();
     const dir = await tempDir();
     const src = await fileAtRest(path.join(dir, 'twin.bin'), 2 * MiB, 'first twin');
+    const first = await digest(src);
     await send([src], { host: '127.0.0.1', port: r.port });
     await fileAtRest(src, 2 * MiB, 'second twin');
     const report = await send([src], { host: '127.0.0.1', port: r.port });
-    expect(report.files[0]).toMatchObject({ status: 'sent', remotePath: 'twin (1).bin' });
+    expect(report.files[0]).toMatchObject({ status: 'sent', bytesSent: 2 * MiB });
+    expect(await listFiles(r.dir)).toEqual(['twin (1).bin', 'twin.bin']);
+    expect(await digest(path.join(r.dir, 'twin.bin'))).toEqual(first);
     expect(await digest(path.join(r.dir, 'twin (1).bin'))).toEqual(await digest(src));
   });
 
@@ -319,18 +329,18 @@ describe('the sender, for a large file not in the hash cache', () => {
     expect(r.eventsOf('received').map((e) => e.path)).toEqual(['other.txt']);
   });
 
-  it('a file that cannot be read when the receiver asks for its hash fails alone; the others are sent', async () => {
-    const r = await startReceiver();
+  it('a file that cannot be read when it is hashed again after HASH_MISMATCH fails alone; the others are sent', async () => {
+    // The fake finds the first body of big.bin wrong; the real receiver would need a file changing under it.
+    const fake = await startProtocol3Receiver({ failBody: (header) => (header.filename === 'big.bin' ? 'HASH_MISMATCH' : undefined) });
     const bytes = randomBuffer(2 * MiB, 'unreadable later');
-    await writeFile(path.join(r.dir, 'big.bin'), Buffer.alloc(bytes.length));
     const vol = new Volume();
     vol.mkdirSync('/src');
     vol.writeFileSync('/src/big.bin', bytes);
     vol.writeFileSync('/src/small.txt', 'small');
     vol.utimesSync('/src/big.bin', AN_HOUR_AGO, AN_HOUR_AGO);
-    // The first open only looks at it (its hash is deferred); the second, to hash it, fails.
-    const failing = secondOpenFails(fileSystemOf(createFsFromVolume(vol)), 'big.bin');
-    const report = await send(['/src/big.bin', '/src/small.txt'], { host: '127.0.0.1', port: r.port, fs: failing, retries: 0 });
+    // The first open only looks at it (its hash is deferred), the second sends its body; the third, to hash it again, fails.
+    const failing = secondOpenFails(fileSystemOf(createFsFromVolume(vol)), 'big.bin', 3);
+    const report = await send(['/src/big.bin', '/src/small.txt'], { host: '127.0.0.1', port: fake.port, fs: failing, retries: 0 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['big.bin', 'failed', 'LOCAL_FILE'],
       ['small.txt', 'sent', undefined],
@@ -386,12 +396,14 @@ describe('the sender, for a large file not in the hash cache', () => {
     const src = await fileAtRest(path.join(await tempDir(), 'resume.bin'), 6 * MiB);
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
     const controller = new AbortController();
-    const first = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal, retries: 0 });
+    // The same owner key for both runs: a partial is private to the key that started it.
+    const senderKeyFile = path.join(await tempDir(), 'sender-key.pem');
+    const first = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal, retries: 0, senderKeyFile });
     first.catch(() => undefined);
     await waitUntil(async () => (await partialBytes(r.dir)) > 2 * MiB, 'part of the body');
     controller.abort();
     expect(await first.catch((e: unknown) => e)).toBeInstanceOf(FtError);
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile });
     expect(report.files[0]!.status).toBe('resumed');
     expect(report.files[0]!.resumedFrom).toBeGreaterThan(2 * MiB);
     expect(report.files[0]!.bytesSent).toBe(6 * MiB - report.files[0]!.resumedFrom!);

@@ -194,7 +194,9 @@ describe('resume after interruption', () => {
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 8 * MiB });
     const controller = new AbortController();
     const started = Date.now();
-    const failure = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal }).then(
+    // The same owner key for both runs: a partial is private to the key that started it.
+    const senderKeyFile = path.join(await tempDir('ft-key-'), 'sender-key.pem');
+    const failure = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal, senderKeyFile }).then(
       () => undefined,
       (error: unknown) => error,
     );
@@ -210,7 +212,7 @@ describe('resume after interruption', () => {
     expect(held).toBeLessThan(size);
     expect(existsSync(path.join(r.dir, 'abort.bin'))).toBe(false);
 
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, senderKeyFile }));
     expect(file).toMatchObject({ status: 'resumed', resumedFrom: held, bytesSent: size - held });
     await expectIdentical(path.join(r.dir, 'abort.bin'), src);
   });

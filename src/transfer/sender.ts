@@ -23,7 +23,7 @@ import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
 import { HashCache } from './hash-cache.js';
-import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, type HashOptions, type LocalFile } from './local-files.js';
+import { collectFiles, hashLocalFile, hashLocalFiles, hashLocalPrefix, localFileError, type HashOptions, type LocalFile } from './local-files.js';
 import { SenderConnection, type Outcome } from './sender-connection.js';
 
 export interface SendOptions {
@@ -107,14 +107,19 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
   const emit = options.onEvent ?? (() => undefined);
   if (paths.length === 0) throw new FtError('USAGE', 'nothing to send: give at least one file or folder');
 
-  const files = collectFiles(paths, fs);
-  const jobs: Job[] = files.map((file) => {
+  const { files, problems } = collectFiles(paths, fs);
+  emit({ type: 'collected', files: files.length + problems.length, bytes: files.reduce((sum, file) => sum + file.size, 0) });
+  // A path that cannot be sent is a job that fails at once, so it is reported like any other file.
+  const failedPaths = problems.map(({ path, name, error }) => ({ file: { path, name, size: 0, mtimeMs: 0, hash: '' }, error }));
+  const jobs: Job[] = [...files, ...failedPaths.map((p) => p.file)].map((file) => {
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));
     const result: FileResult = { path: file.path, name: file.name, size: file.size, hash: '', status: 'failed', bytesSent: 0 };
     return { file, result, mismatches: 0, busyRetries: 0, finished: false, isHashed: false, ready, hashed };
   });
+  for (const [i, { error }] of failedPaths.entries()) finish(jobs[files.length + i]!, 'failed', error, emit);
   for (const job of jobs) {
+    if (job.finished) continue;
     // A name the receiver is bound to refuse (a backslash, a trailing dot…) is refused here, without a round trip.
     try {
       parseSafeName(job.file.name);
@@ -156,7 +161,7 @@ export async function send(paths: string[], options: SendOptions): Promise<SendR
 
 /** Records the end of a job's hashing, successful or not, and lets whoever waits for it go on. */
 function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
-  const ftError = error === undefined ? undefined : toFtError(error, 'LOCAL_FILE');
+  const ftError = error === undefined ? undefined : localFileError(job.file.path, error);
   if (ftError && (ftError.code === 'ABORTED' || signal?.aborted)) {
     // The whole send is ending: no event per file.
     Object.assign(job.result, { code: 'ABORTED', message: ftError.message });
@@ -187,7 +192,7 @@ function hashAgain(job: Job, io: LocalIo, options: HashOptions, emit: (event: Se
 
 /** A read of our own file failed: that file fails, the others go on. */
 function unreadable(file: LocalFile, error: unknown): FtError {
-  return new FtError('LOCAL_FILE', `cannot read ${escapeForDisplay(file.path)}: ${(error as Error).message}`, {}, { cause: error });
+  return localFileError(file.path, error);
 }
 
 /** Marks a job as ended without a transfer (refused locally, unreadable, changed). */

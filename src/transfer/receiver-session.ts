@@ -148,8 +148,8 @@ export class ReceiverSession {
         if (socket.writableNeedDrain) await drainedOrClosed(socket);
       }
       if (this.state !== 'closing') {
-        const where = this.body ? ` in the body of ${this.body.file.header.filename}` : '';
-        throw new FtError('CONNECTION_LOST', `connection closed before "bye"${where}`);
+        const where = this.body ? ` in the middle of ${this.body.file.header.filename}; the part received is kept for resume` : ' before it was done';
+        throw new FtError('CONNECTION_LOST', `the sender went away${where}`);
       }
     } catch (error) {
       // Our own failures are coded already; anything else came from the socket: the peer went away.

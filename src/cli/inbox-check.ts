@@ -2,7 +2,7 @@
  * Why `ft serve DIR` cannot receive into DIR, in one line, before it starts: a file where the
  * folder should be or above it, a folder this user cannot write, a read-only file system.
  */
-import { accessSync, constants, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, lstatSync, statSync, type Stats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FtError } from '../errors.js';
@@ -49,6 +49,14 @@ export function inboxProblem(dir: string): string | undefined {
     return why && `cannot receive into ${shown}: ${why}`;
   }
   if (stat.code !== 'ENOENT' && stat.code !== 'ENOTDIR') return `cannot receive into ${shown}: ${describeFsError(stat)}`;
+  const link = (() => {
+    try {
+      return lstatSync(target).isSymbolicLink();
+    } catch {
+      return false;
+    }
+  })();
+  if (link) return `cannot receive into ${shown}: it is a symbolic link to something that does not exist`;
   // Missing: the nearest thing that exists above it decides whether it can be created.
   for (let above = path.dirname(target); ; above = path.dirname(above)) {
     const found = statOf(above);

@@ -82,6 +82,8 @@ function buildProgram(setExit: (code: number) => void, printed: Set<unknown>): C
 
 /** Runs the CLI and returns the exit code; the only place that turns errors into messages. */
 export async function run(argv: string[]): Promise<number> {
+  // A reader that went away (`ft send … | head -1`) is no reason to stop a transfer, nor to print a stack trace.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   let exitCode: number = EXIT.OK;
   // Errors Commander has printed itself; one thrown by an option check inside a command has not been.
   const printed = new Set<unknown>();

@@ -3,7 +3,7 @@
  * on 127.0.0.1 only, on ports found free just before.
  */
 import { readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadFixtures, type Fixtures } from '../helpers/fixtures.js';
@@ -264,6 +264,15 @@ describe('ft serve into a folder it cannot use', () => {
     expect(ft.stderr.trimEnd()).toMatch(/^ft: cannot create .*notes\.txt\/inbox: .*notes\.txt is a file, not a folder$/);
   });
 
+  it('a symbolic link to nothing: one line, exit 2', async () => {
+    const link = path.join(await tempDir(), 'inbox');
+    await symlink(path.join(path.dirname(link), 'gone'), link);
+    const ft = await runFt(['serve', link, '--port', String(await freePort()), '--host', '127.0.0.1', '--no-beacon']);
+    expect(ft.exit.code).toBe(2);
+    expectOneCleanErrorLine(ft.stderr);
+    expect(ft.stderr.trimEnd()).toMatch(/^ft: cannot receive into .*inbox: it is a symbolic link to something that does not exist$/);
+  });
+
   const user = unprivilegedUser();
   it.skipIf(typeof user === 'string')(`a folder this user may not write, or create a folder in: one line each, exit 2${typeof user === 'string' ? ` (skipped: ${user})` : ''}`, async () => {
     const { uid } = user as { uid: number | undefined };
@@ -341,5 +350,22 @@ describe('when retries run out, and the next run', () => {
     expect(again.stdout).not.toMatch(/resuming/);
     expect(kept).toBeGreaterThan(0);
     expect(await digest(path.join(dir, 'big.bin'))).toEqual(await digest(big));
+  });
+});
+
+describe('standard output read by a program that stops early', () => {
+  it('`ft send … | head -1`: the transfer goes on to the end, without a stack trace', async () => {
+    const dir = await inbox();
+    const serve = await startFtServe(dir);
+    const src = path.join(await tempDir(), 'many');
+    await mkdir(src);
+    await Promise.all(Array.from({ length: 200 }, (_, i) => writeFile(path.join(src, `f${i}.txt`), `${i}\n`)));
+    const ft = spawnFt(['send', src, '--to', `127.0.0.1:${serve.port}`]);
+    await ft.waitForLine(/^sent /);
+    ft.child.stdout!.destroy(); // the reader goes away, as head does after its line
+    const exit = await ft.exited;
+    expect(exit.code, ft.stderr).toBe(0);
+    expect(ft.stderr).not.toMatch(/EPIPE|    at /);
+    expect((await listFiles(dir)).length).toBe(200);
   });
 });

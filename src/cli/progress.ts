@@ -45,28 +45,40 @@ function bar(fraction: number, width: number): string {
 }
 
 /**
- * One row of at most `columns - 1` columns (the last column would make some terminals wrap):
- * the fields first, then the name (shortened in the middle), then a bar with what is left.
- * Lines drawn together pass the widest of their labels as `labelColumns`, so their bars align.
+ * Rows of at most `columns - 1` columns each (the last column would make some terminals wrap),
+ * laid out as one table: the fields first, each in a column as wide as its widest value, then
+ * the names (shortened in the middle), then a bar with what is left.
  */
-export function progressLine(p: Progress, columns: number, labelColumns = displayWidth(p.label)): string {
+export function progressLines(items: Progress[], columns: number): string[] {
   const room = Math.max(1, columns - 1);
-  const fields = progressFields(p);
+  const rows = items.map(progressFields);
+  const widths = [0, 1, 2, 3].map((i) => Math.max(0, ...rows.map((fields) => displayWidth(fields[i]!))));
+  const statsOf = (separator: string) =>
+    rows.map((fields) => fields.map((field, i) => (i === 3 ? padEnd(field, widths[i]!) : ' '.repeat(widths[i]! - displayWidth(field)) + field)).join(separator).trimEnd());
   let separator = '  ';
-  let stats = fields.join(separator);
-  if (room - displayWidth(stats) - separator.length < MIN_LABEL) {
+  let stats = statsOf(separator);
+  const statsWidth = () => Math.max(0, ...stats.map(displayWidth));
+  if (room - statsWidth() - separator.length < MIN_LABEL) {
     separator = ' ';
-    stats = fields.join(separator);
+    stats = statsOf(separator);
   }
-  const labelRoom = room - displayWidth(stats) - separator.length;
-  if (labelRoom < 4) return truncateEnd(stats, room);
+  const labelRoom = room - statsWidth() - separator.length;
+  if (labelRoom < 4) return stats.map((line) => truncateEnd(line.trimStart(), room));
+  const labelColumns = Math.max(0, ...items.map((p) => displayWidth(p.label)));
   const barRoom = labelRoom - separator.length - Math.min(labelColumns, LABEL_FIRST);
   const barWidth = barRoom >= MIN_BAR ? Math.min(MAX_BAR, barRoom) : 0;
-  // No wider than the widest label: on a wide terminal the numbers stay near the name.
+  // No wider than the widest label: on a wide terminal the numbers stay near the names.
   const nameWidth = Math.min(barWidth ? labelRoom - barWidth - separator.length : labelRoom, Math.max(labelColumns, MIN_LABEL));
-  const name = padEnd(shortenMiddle(p.label, nameWidth), nameWidth);
-  const drawn = barWidth ? `${separator}${bar(p.size > 0 ? p.bytes / p.size : 1, barWidth)}` : '';
-  return `${name}${drawn}${separator}${stats}`;
+  return items.map((p, i) => {
+    const name = padEnd(shortenMiddle(p.label, nameWidth), nameWidth);
+    const drawn = barWidth ? `${separator}${bar(p.size > 0 ? p.bytes / p.size : 1, barWidth)}` : '';
+    return `${name}${drawn}${separator}${stats[i]}`;
+  });
+}
+
+/** One row alone (see progressLines). */
+export function progressLine(p: Progress, columns: number): string {
+  return progressLines([p], columns)[0]!;
 }
 
 /**

@@ -6,8 +6,8 @@
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { SendEvent } from '../transfer/events.js';
 import type { FileResult, SendReport } from '../transfer/sender.js';
-import { displayWidth, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
-import { progressLine, RateMeter } from './progress.js';
+import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
+import { progressLines, RateMeter, type Progress } from './progress.js';
 import { StatusArea } from './status-area.js';
 
 export interface SendView {
@@ -194,15 +194,13 @@ class TerminalView extends LineView {
     const columns = this.area.columns;
     const active = [...this.active.values()];
     const shown = active.slice(-MAX_FILE_LINES);
-    const label = `${this.total.doneFiles}/${this.total.files} files`;
-    const batch = this.total.files > 1;
-    const widest = Math.max(batch ? displayWidth(label) : 0, ...shown.map((a) => displayWidth(a.label)));
-    const lines = shown.map((a) => progressLine({ ...a, rate: a.meter.rate() }, columns, widest));
-    if (batch) {
+    const items: Progress[] = shown.map((a) => ({ ...a, rate: a.meter.rate() }));
+    if (this.total.files > 1) {
       const bytes = this.total.doneBytes + active.reduce((sum, a) => sum + a.bytes, 0);
-      lines.push(progressLine({ label, bytes, size: Math.max(this.total.bytes, bytes), rate: this.total.meter.rate() }, columns, widest));
+      const label = `${this.total.doneFiles}/${this.total.files} files`;
+      items.push({ label, bytes, size: Math.max(this.total.bytes, bytes), rate: this.total.meter.rate() });
     }
-    return lines;
+    return progressLines(items, columns);
   }
 
   override summary(report: SendReport): void {

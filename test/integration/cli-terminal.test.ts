@@ -66,7 +66,7 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
     expect(drawn.length).toBeGreaterThan(2);
     for (const line of drawn) {
       expect(stringWidth(line), line).toBeLessThan(columns);
-      expect(line).toMatch(/ \d+%  [\d.]+( \w+)?\/[\d.]+ \w+  (–|[\d.]+ \w+)\/s  ETA (–|\d)/);
+      expect(line).toMatch(/ \d+% +[\d.]+( \w+)?\/[\d.]+ \w+ +(–|[\d.]+ \w+)\/s  ETA (–|\d)/);
     }
     expect(drawn.some((line) => /^a-rather[a-z-]*…[a-z-]*\.bin .*MiB\/s  ETA \d/.test(line))).toBe(true);
     expect(drawn.some((line) => /^\d\/2 files /.test(line))).toBe(true);

@@ -3,7 +3,7 @@ import stringWidth from 'string-width';
 import { describe, expect, it } from 'vitest';
 import { displayWidth, formatBytes, formatDuration, formatEta, formatRate, shortenMiddle, truncateEnd } from '../../src/cli/format.js';
 import { parseTarget } from '../../src/cli/options.js';
-import { formatAmounts, progressLine, RateMeter } from '../../src/cli/progress.js';
+import { formatAmounts, progressLine, progressLines, RateMeter } from '../../src/cli/progress.js';
 import { exitCodeOf } from '../../src/cli/send-command.js';
 import { summaryLine } from '../../src/cli/send-view.js';
 import { socketErrorInWords } from '../../src/cli/serve-command.js';
@@ -97,6 +97,22 @@ describe('the progress line', () => {
   it('shows a bar when there is room, and the same layout for a batch total', () => {
     const line = progressLine({ label: '3/10 files', bytes: 50, size: 100, rate: undefined }, 100);
     expect(line).toMatch(/^3\/10 files +\[#+\.+\]  +50%  50\/100 B  –\/s  ETA –$/);
+  });
+
+  it('lines drawn together are one table at every width: the numbers line up, every row fits', () => {
+    const items = [
+      { label: longName, bytes: 1.2 * 1024 ** 3, size: 2 * 1024 ** 3, rate: 113 * MiB },
+      { label: 'x.txt', bytes: 10, size: 4000, rate: undefined },
+      { label: '3/120 files', bytes: 1.2 * 1024 ** 3, size: 9.8 * 1024 ** 3, rate: 113 * MiB },
+    ];
+    for (let columns = 20; columns <= 200; columns += 1) {
+      const lines = progressLines(items, columns);
+      for (const line of lines) expect(stringWidth(line), `${columns}: ${line}`).toBeLessThanOrEqual(columns - 1);
+      if (columns >= 60) {
+        expect(new Set(lines.map((line) => line.indexOf('%'))).size, lines.join('\n')).toBe(1);
+        expect(lines[2]).toMatch(/^3\/120 files .* 12% +1\.2\/9\.8 GiB +113 MiB\/s  ETA 1m 17s$/);
+      }
+    }
   });
 
   it('amounts share their unit when they can', () => {

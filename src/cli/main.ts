@@ -109,7 +109,9 @@ export async function run(argv: string[]): Promise<number> {
     const ftError = error instanceof FtError ? error : undefined;
     if (json && ftError) process.stdout.write(JSON.stringify({ event: 'error', code: ftError.code, message: ftError.message }) + '\n');
     if (ftError) {
-      process.stderr.write(`ft: ${escapeControls(ftError.message)}\n`);
+      // Loaded here only: most runs never fail, and --version should start fast.
+      const { durationsInWords } = await import('./format.js');
+      process.stderr.write(`ft: ${escapeControls(durationsInWords(ftError.message))}\n`);
       return exitCodeFor(ftError.code);
     }
     process.stderr.write(`ft: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);

@@ -2,7 +2,8 @@
  * The live progress line of `ft send` on a terminal, as pure functions of the numbers and the
  * terminal's width: what to show when it does not all fit is decided here, and tested alone.
  */
-import { displayWidth, formatBytes, formatEta, padEnd, shortenMiddle, truncateEnd } from './format.js';
+import { formatBytes, formatEta } from './format.js';
+import { displayWidth, padEnd, shortenMiddle, truncateEnd } from './text-width.js';
 
 export interface Progress {
   /** A file's name (escaped for display), or the batch's `3/10 files`. */

@@ -30,7 +30,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
     if (options.json) process.stdout.write(jsonLine('resolved', { ...target.receiver, host: target.host, port: target.port }));
     else process.stderr.write(`${line}\n`);
   }
-  const view = createSendView(options.json === true);
+  const view = await createSendView(options.json === true);
   const controller = new AbortController();
   const interrupt = () => controller.abort();
   process.once('SIGINT', interrupt);

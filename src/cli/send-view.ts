@@ -6,9 +6,7 @@
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { SendEvent } from '../transfer/events.js';
 import type { FileResult, SendReport } from '../transfer/sender.js';
-import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
-import { progressLines, RateMeter, type Progress } from './progress.js';
-import { StatusArea } from './status-area.js';
+import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
 
 export interface SendView {
   event(event: SendEvent): void;
@@ -23,9 +21,12 @@ export interface Streams {
   err: { write(text: string): unknown; isTTY?: boolean; columns?: number };
 }
 
-export function createSendView(json: boolean, streams: Streams = { out: process.stdout, err: process.stderr }): SendView {
+/** The live lines are loaded only for a terminal: piped and --json runs start without them. */
+export async function createSendView(json: boolean, streams: Streams = { out: process.stdout, err: process.stderr }): Promise<SendView> {
   if (json) return new JsonView(streams);
-  return streams.err.isTTY ? new TerminalView(streams) : new LineView(streams);
+  if (!streams.err.isTTY) return new LineView(streams);
+  const { TerminalView } = await import('./terminal-view.js');
+  return new TerminalView(streams);
 }
 
 /** A file that was never finished: the batch stopped before it. */
@@ -56,28 +57,28 @@ export function describe(event: SendEvent): { result: string } | { note: string 
     case 'skipped':
       return { result: `skipped  ${escapeForDisplay(event.name)}: already there` };
     case 'refused':
-      return { result: `refused  ${escapeForDisplay(event.name)}: ${event.code}: ${escapeControls(event.message)}` };
+      return { result: `refused  ${escapeForDisplay(event.name)}: ${event.code}: ${escapeControls(durationsInWords(event.message))}` };
     case 'failed':
-      return { result: `failed   ${escapeForDisplay(event.name)}: ${event.code}: ${escapeControls(event.message)}` };
+      return { result: `failed   ${escapeForDisplay(event.name)}: ${event.code}: ${escapeControls(durationsInWords(event.message))}` };
     case 'started':
       if (event.offset === 0) return undefined;
       return { note: `resuming ${escapeForDisplay(event.name)} at ${formatBytes(event.offset)} of ${formatBytes(event.size)}` };
     case 'restarted':
       return { note: `restart  ${escapeForDisplay(event.name)}: ${escapeControls(event.reason)}; sending from the start` };
     case 'retrying':
-      return { note: `retry    ${escapeControls(event.message)}; attempt ${event.attempt} in ${formatDuration(event.delayMs)}` };
+      return { note: `retry    ${escapeControls(durationsInWords(event.message))}; attempt ${event.attempt} in ${formatDuration(event.delayMs)}` };
     default:
       return undefined;
   }
 }
 
-function stoppedLine(error: { message: string }, resumable: boolean): string {
+export function stoppedLine(error: { message: string }, resumable: boolean): string {
   const again = resumable ? '; run the same command again to resume' : '';
-  return `ft: ${escapeControls(error.message)}${again}`;
+  return `ft: ${escapeControls(durationsInWords(error.message))}${again}`;
 }
 
 /** Without a terminal on standard error: plain lines only. */
-class LineView implements SendView {
+export class LineView implements SendView {
   constructor(protected readonly streams: Streams) {}
 
   protected result(line: string): void {
@@ -104,123 +105,6 @@ class LineView implements SendView {
   }
 
   stop(): void {}
-}
-
-interface Active {
-  label: string;
-  bytes: number;
-  size: number;
-  meter: RateMeter;
-}
-
-/** Live lines shown at most: the newest files in flight, then the batch's total. */
-const MAX_FILE_LINES = 3;
-/** Progress events come 4 times a second per file; the lines are redrawn at most this often. */
-const REDRAW_MS = 100;
-
-/**
- * On a terminal: a line per file in flight and one for the whole batch, fitted to the
- * terminal's width; finished files scroll above them.
- */
-class TerminalView extends LineView {
-  private readonly area: StatusArea;
-  private readonly active = new Map<string, Active>();
-  private readonly total = { files: 0, bytes: 0, doneFiles: 0, doneBytes: 0, moved: 0, meter: new RateMeter() };
-  private lastDraw = 0;
-  /** A draw of progress that came too soon after the last one. Unref'd: it never keeps ft running. */
-  private pending: NodeJS.Timeout | undefined;
-
-  constructor(streams: Streams) {
-    super(streams);
-    this.area = new StatusArea(streams.err);
-  }
-
-  override event(event: SendEvent): void {
-    const now = Date.now();
-    switch (event.type) {
-      case 'collected':
-        Object.assign(this.total, { files: event.files, bytes: event.bytes });
-        break;
-      case 'started': {
-        const meter = new RateMeter();
-        meter.add(now, event.offset);
-        this.active.set(event.path, { label: escapeForDisplay(event.name), bytes: event.offset, size: event.size, meter });
-        break;
-      }
-      case 'progress': {
-        const entry = this.active.get(event.path);
-        if (entry) {
-          this.total.moved += Math.max(0, event.bytes - entry.bytes);
-          entry.bytes = event.bytes;
-          entry.meter.add(now, event.bytes);
-          this.total.meter.add(now, this.total.moved);
-        }
-        break;
-      }
-      case 'verified':
-      case 'skipped':
-      case 'refused':
-      case 'failed': {
-        const entry = this.active.get(event.path);
-        this.active.delete(event.path);
-        this.total.doneFiles += 1;
-        this.total.doneBytes += entry?.size ?? ('size' in event ? event.size : 0);
-        break;
-      }
-      default:
-        break;
-    }
-    const line = describe(event);
-    // Progress alone is drawn a few times a second (the latest soon after); a line printed redraws anyway.
-    if (!line && event.type !== 'started' && now - this.lastDraw < REDRAW_MS) {
-      this.pending ??= setTimeout(() => this.redraw(), REDRAW_MS).unref();
-      return;
-    }
-    this.redraw(line);
-  }
-
-  /** Draws the live lines, printing `line` above them first. */
-  private redraw(line?: { result: string } | { note: string }): void {
-    clearTimeout(this.pending);
-    this.pending = undefined;
-    this.lastDraw = Date.now();
-    const lines = this.liveLines();
-    if (!line) this.area.draw(lines);
-    else if ('result' in line) this.area.print(line.result, (text) => this.streams.out.write(text), lines);
-    else this.area.print(line.note, undefined, lines);
-  }
-
-  private liveLines(): string[] {
-    const columns = this.area.columns;
-    const active = [...this.active.values()];
-    const shown = active.slice(-MAX_FILE_LINES);
-    const items: Progress[] = shown.map((a) => ({ ...a, rate: a.meter.rate() }));
-    if (this.total.files > 1) {
-      const bytes = this.total.doneBytes + active.reduce((sum, a) => sum + a.bytes, 0);
-      const label = `${this.total.doneFiles}/${this.total.files} files`;
-      items.push({ label, bytes, size: Math.max(this.total.bytes, bytes), rate: this.total.meter.rate() });
-    }
-    return progressLines(items, columns);
-  }
-
-  override summary(report: SendReport): void {
-    this.stop();
-    const line = summaryLine(report);
-    super.result(line);
-    // Standard output goes to a file: the terminal still learns how it ended.
-    if (!this.streams.out.isTTY) this.streams.err.write(`${line}\n`);
-  }
-
-  override stopped(report: SendReport, error: { code: string; message: string }, resumable: boolean): void {
-    this.summary(report);
-    this.streams.err.write(`${stoppedLine(error, resumable)}\n`);
-  }
-
-  override stop(): void {
-    clearTimeout(this.pending);
-    this.pending = undefined;
-    this.area.clear();
-  }
 }
 
 /** `--json`: one object per line for each event, `resumed` when a body starts past 0, and a summary. */
@@ -255,6 +139,8 @@ class JsonView implements SendView {
   stopped(report: SendReport, error: { code: string; message: string }, resumable: boolean): void {
     this.summary(report);
     this.write('error', { code: error.code, message: error.message, resumable });
+    // As for any error with --json: the line for people on standard error too.
+    this.streams.err.write(`${stoppedLine(error, resumable)}\n`);
   }
 
   stop(): void {}

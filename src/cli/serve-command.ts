@@ -4,7 +4,7 @@ import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { ConflictPolicy } from '../storage/inbox.js';
 import type { ReceiverEvent } from '../transfer/events.js';
 import { serve } from '../transfer/server.js';
-import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
+import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
 import { checkInbox, inboxError } from './inbox-check.js';
 import { readToken } from './options.js';
 
@@ -118,7 +118,7 @@ function describe(event: ReceiverEvent): string | undefined {
     case 'connection-error':
       return event.code === 'CONNECTION_LOST'
         ? `dropped  ${event.remote}: ${escapeControls(socketErrorInWords(event.message))}`
-        : `error    ${event.remote}: ${event.code}: ${escapeControls(event.message)}`;
+        : `error    ${event.remote}: ${event.code}: ${escapeControls(durationsInWords(event.message))}`;
     case 'warning':
       return `warning  ${escapeControls(event.message)}`;
     default:

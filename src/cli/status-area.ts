@@ -6,7 +6,7 @@
  * fit the terminal. Here nothing runs between draws: every draw is a synchronous write, so there
  * is nothing to stop for the process to exit.
  */
-import { truncateEnd } from './format.js';
+import { truncateEnd } from './text-width.js';
 
 export interface Terminal {
   write(text: string): unknown;

@@ -1,7 +1,8 @@
 /** The CLI's words and numbers for people, as pure functions: width in, string out. */
 import stringWidth from 'string-width';
 import { describe, expect, it } from 'vitest';
-import { displayWidth, formatBytes, formatDuration, formatEta, formatRate, shortenMiddle, truncateEnd } from '../../src/cli/format.js';
+import { durationsInWords, formatBytes, formatDuration, formatEta, formatRate } from '../../src/cli/format.js';
+import { displayWidth, shortenMiddle, truncateEnd } from '../../src/cli/text-width.js';
 import { parseTarget } from '../../src/cli/options.js';
 import { formatAmounts, progressLine, progressLines, RateMeter } from '../../src/cli/progress.js';
 import { exitCodeOf } from '../../src/cli/send-command.js';
@@ -42,6 +43,8 @@ describe('sizes, rates and durations', () => {
     for (let ms = 59_000; ms < 61_000; ms += 7) expect(formatDuration(ms)).not.toMatch(/60(\.\d)?s/);
     expect(formatEta(100)).toBe('1s');
     expect(formatEta(3_725_000)).toBe('1h 2m');
+    expect(durationsInWords('127.0.0.1:9527 was silent for 60000 ms')).toBe('127.0.0.1:9527 was silent for 1m');
+    expect(durationsInWords('no hello within 10000 ms; 2500 ms later')).toBe('no hello within 10s; 2.5s later');
   });
 });
 

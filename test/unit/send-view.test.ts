@@ -56,7 +56,7 @@ const results = [
 describe('ft send on a terminal', () => {
   it.each([80, 60, 132])('at %i columns: live lines fit one row each, with a total for the batch', async (columns) => {
     const { streams, terminal } = capture({ outIsTerminal: true, columns });
-    const view = createSendView(false, streams);
+    const view = await createSendView(false, streams);
     for (const event of batch) view.event(event);
     // Progress that came in quick succession is drawn a moment later.
     await new Promise((resolve) => setTimeout(resolve, 250));
@@ -74,7 +74,7 @@ describe('ft send on a terminal', () => {
 
   it('ends with the results and the summary only: no live line is left, no long name mangled', async () => {
     const { streams, terminal } = capture({ outIsTerminal: true, columns: 80 });
-    const view = createSendView(false, streams);
+    const view = await createSendView(false, streams);
     for (const event of [...batch, ...ending]) view.event(event);
     view.summary(report);
     const screen = await screenOf(terminal(), 80, { convertEol: true });
@@ -83,7 +83,7 @@ describe('ft send on a terminal', () => {
 
   it('with standard output in a file: the file gets the results, the terminal the notes and the summary', async () => {
     const { streams, terminal, file } = capture({ outIsTerminal: false, columns: 80 });
-    const view = createSendView(false, streams);
+    const view = await createSendView(false, streams);
     for (const event of [...batch, ...ending]) view.event(event);
     view.summary(report);
     expect(file()).toBe(results.map((line) => `${line}\n`).join(''));
@@ -92,7 +92,7 @@ describe('ft send on a terminal', () => {
 
   it('a batch that stopped early prints the summary, then how to go on', async () => {
     const { streams, terminal } = capture({ outIsTerminal: true, columns: 80 });
-    const view = createSendView(false, streams);
+    const view = await createSendView(false, streams);
     for (const event of batch) view.event(event);
     const stoppedReport = { ...report, files: [report.files[0]!, report.files[1]!, { ...report.files[2]!, status: 'failed' as const }] };
     view.stopped(stoppedReport, { code: 'CONNECT_FAILED', message: '127.0.0.1:9: connection refused' }, true);
@@ -106,11 +106,11 @@ describe('ft send on a terminal', () => {
 });
 
 describe('ft send without a terminal', () => {
-  it('results go to standard output, notes to standard error, and a resume is said when it starts', () => {
+  it('results go to standard output, notes to standard error, and a resume is said when it starts', async () => {
     const out: string[] = [];
     const err: string[] = [];
     const order: string[] = [];
-    const view = createSendView(false, {
+    const view = await createSendView(false, {
       out: { write: (text: string) => (out.push(text), order.push(text)) },
       err: { write: (text: string) => (err.push(text), order.push(text)) },
     });
@@ -120,5 +120,20 @@ describe('ft send without a terminal', () => {
     expect(out.join('')).toBe(results.map((line) => `${line}\n`).join(''));
     expect(err).toEqual(['resuming big.iso at 4 MiB of 10 MiB\n', 'retry    connection lost; attempt 1 in 500ms\n']);
     expect(order.indexOf(err[0]!)).toBeLessThan(order.indexOf(`${results[2]}\n`));
+  });
+});
+
+describe('ft send --json', () => {
+  it('a batch that stopped early ends with the summary and an error saying whether running again resumes', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const view = await createSendView(true, { out: { write: (text: string) => out.push(text) }, err: { write: (text: string) => err.push(text) } });
+    for (const event of batch) view.event(event);
+    view.stopped({ ...report, files: [report.files[0]!, { ...report.files[2]!, status: 'failed' }] }, { code: 'CONNECTION_LOST', message: 'lost' }, true);
+    const events = out.join('').trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(events.map((e) => e.event)).toEqual(['collected', 'skipped', 'started', 'progress', 'progress', 'verified', 'resumed', 'started', 'progress', 'summary', 'error']);
+    expect(events.at(-2)).toMatchObject({ skipped: 1, unsent: 1 });
+    expect(events.at(-1)).toEqual({ event: 'error', code: 'CONNECTION_LOST', message: 'lost', resumable: true });
+    expect(err).toEqual(['ft: lost; run the same command again to resume\n']);
   });
 });

@@ -23,7 +23,10 @@ afterEach(async () => {
 afterAll(removeTempDirs);
 
 describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
-  it('exits after its summary when an "already there" line comes before the first progress line', async () => {
+  it.each([
+    ['an "already there" line', false],
+    ['a "failed" line (a missing path)', true],
+  ])('exits after its summary when %s comes before the first progress line', async (_, withMissing) => {
     // cli-progress 3.12 left a timer running here, and ft never exited.
     const serve = await startFtServe(path.join(await tempDir('ft-tty-'), 'inbox'));
     const src = await tempDir('ft-tty-src-');
@@ -34,13 +37,15 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
     const first = await runFt(['send', old, '--to', to]);
     expect(first.exit.code, first.stderr).toBe(0);
 
-    const run = await runFtOnTerminal(['send', old, added, '--to', to], { columns: 80, timeoutMs: 30_000 });
+    const paths = withMissing ? [path.join(src, 'missing.txt'), old, added] : [old, added];
+    const run = await runFtOnTerminal(['send', ...paths, '--to', to], { columns: 80, timeoutMs: 30_000 });
     expect(run.timedOut, `ft did not exit within 30 s; the terminal showed:\n${stripAnsi(run.output)}`).toBe(false);
-    expect(run.code).toBe(0);
+    expect(run.code).toBe(withMissing ? 2 : 0);
     expect(await screenOf(run.output, 80)).toEqual([
+      ...(withMissing ? [expect.stringMatching(/^failed +missing\.txt: LOCAL_FILE: .*no such file or folder$/)] : []),
       'skipped  old.txt: already there',
       'sent     added.bin: 3 MiB verified',
-      expect.stringMatching(/^ft: 1 sent, 1 already there; 3 MiB in [\d.]+m?s \(.*\/s\)$/),
+      expect.stringMatching(new RegExp(`^ft: 1 sent, 1 already there${withMissing ? ', 1 failed' : ''}; 3 MiB in [\\d.]+m?s \\(.*/s\\)$`)),
     ]);
   });
 

@@ -15,12 +15,16 @@ function version(): string {
   return pkg.version;
 }
 
-function buildProgram(setExit: (code: number) => void): Command {
+function buildProgram(setExit: (code: number) => void, printed: Set<unknown>): Command {
   const program = new Command('ft')
     .description('Fast, resumable, verified file transfer on the local network')
     .version(version(), '-V, --version')
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+    // One line per mistake, in the same `ft: …` form as every other error (inherited by the commands).
+    .configureOutput({ outputError: (text, write) => write(`ft: ${text.replace(/^error: /, '').trimEnd()} (see --help)\n`) })
+    .exitOverride((error) => {
+      printed.add(error);
+      throw error;
+    });
 
   program
     .command('serve')
@@ -81,16 +85,25 @@ function buildProgram(setExit: (code: number) => void): Command {
 
 /** Runs the CLI and returns the exit code; the only place that turns errors into messages. */
 export async function run(argv: string[]): Promise<number> {
+  // A reader that went away (`ft send … | head -1`) is no reason to stop a transfer, nor to print a stack trace.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   let exitCode: number = EXIT.OK;
-  const program = buildProgram((code) => (exitCode = code));
+  // Errors Commander has printed itself; one thrown by an option check inside a command has not been.
+  const printed = new Set<unknown>();
+  const program = buildProgram((code) => (exitCode = code), printed);
   const json = argv.includes('--json');
   try {
     await program.parseAsync(argv);
     return exitCode;
   } catch (error) {
-    if (error instanceof CommanderError) {
+    if (error instanceof CommanderError && printed.has(error)) {
       // Commander has already printed its one-line message (or the help / version).
       return ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code) ? EXIT.OK : EXIT.USAGE;
+    }
+    if (error instanceof CommanderError) {
+      process.stderr.write(`ft: ${escapeControls(error.message)}\n`);
+      if (json) process.stdout.write(JSON.stringify({ event: 'error', code: 'USAGE', message: error.message }) + '\n');
+      return EXIT.USAGE;
     }
     if (error instanceof FtError && error.code === 'ABORTED') {
       process.stderr.write('ft: interrupted; run the same command again to resume\n');
@@ -99,7 +112,9 @@ export async function run(argv: string[]): Promise<number> {
     const ftError = error instanceof FtError ? error : undefined;
     if (json && ftError) process.stdout.write(jsonLine('error', { code: ftError.code, message: ftError.message }));
     if (ftError) {
-      process.stderr.write(`ft: ${escapeControls(ftError.message)}\n`);
+      // Loaded here only: most runs never fail, and --version should start fast.
+      const { durationsInWords } = await import('./format.js');
+      process.stderr.write(`ft: ${escapeControls(durationsInWords(ftError.message))}\n`);
       return exitCodeFor(ftError.code);
     }
     process.stderr.write(`ft: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);

@@ -11,6 +11,7 @@ function checked(rule: Rule, value: number, typed: string): number {
 }
 
 const digitsOnly = (value: string) => (/^\d+$/.test(value) ? Number(value) : NaN);
+import { DEFAULT_PORT } from '../wire/messages.js';
 
 export function parsePort(value: string): number {
   return checked(PORT, digitsOnly(value), value);
@@ -34,16 +35,36 @@ export function parseSize(value: string): number {
   return checked(BYTES, Math.floor(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!), value);
 }
 
-/** `host`, `host:port`, `[v6]:port` or a bare IPv6 address; the port is undefined when not given. */
+/**
+ * What follows --to: `host`, `host:port`, `[v6]:port` or a bare IPv6 address; the port is
+ * undefined when not given. Every malformed value gets a message saying what is wrong with it.
+ */
 export function parseTarget(value: string): { host: string; port: number | undefined } {
-  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
-  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] ? parsePort(bracketed[2]) : undefined };
-  if (net.isIPv6(value)) return { host: value, port: undefined };
-  const colon = value.lastIndexOf(':');
-  if (colon === -1) return { host: value, port: undefined };
-  const host = value.slice(0, colon);
-  if (host === '') throw new InvalidArgumentError(`expected host[:port], got "${value}"`);
-  return { host, port: parsePort(value.slice(colon + 1)) };
+  const text = value.trim();
+  const shown = JSON.stringify(value);
+  if (text === '') throw new InvalidArgumentError('--to is empty: give an address, a host name or a name from `ft discover`');
+  if (text.startsWith('[')) {
+    const bracketed = /^\[([^\]]*)\](?::(.*))?$/s.exec(text);
+    if (!bracketed || !net.isIPv6(bracketed[1]!)) {
+      throw new InvalidArgumentError(`--to ${shown} is not [IPv6 address] or [IPv6 address]:port, e.g. [fe80::1]:9527`);
+    }
+    return { host: bracketed[1]!, port: bracketed[2] === undefined ? undefined : targetPort(bracketed[2], shown) };
+  }
+  if (net.isIPv6(text)) return { host: text, port: undefined };
+  const colon = text.lastIndexOf(':');
+  if (colon === -1) return { host: text, port: undefined };
+  const host = text.slice(0, colon);
+  if (host === '') throw new InvalidArgumentError(`--to ${shown} has no host before the port: write ADDRESS:PORT, e.g. 127.0.0.1${text}`);
+  if (host.includes(':')) throw new InvalidArgumentError(`--to ${shown} is not host:port; write an IPv6 address in brackets, e.g. [fe80::1]:9527`);
+  return { host, port: targetPort(text.slice(colon + 1), shown) };
+}
+
+function targetPort(text: string, shown: string): number {
+  if (text === '') throw new InvalidArgumentError(`--to ${shown} ends with ":" but no port: add one (1 to 65535), or leave out the colon for ${DEFAULT_PORT}`);
+  if (!/^\d+$/.test(text)) throw new InvalidArgumentError(`--to ${shown}: the port must be a number from 1 to 65535, not ${JSON.stringify(text)}`);
+  const port = Number(text);
+  if (port < 1 || port > 65535) throw new InvalidArgumentError(`--to ${shown}: the port must be from 1 to 65535, not ${text}`);
+  return port;
 }
 
 /**

@@ -4,7 +4,8 @@ import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { ConflictPolicy } from '../storage/inbox.js';
 import type { ReceiverEvent } from '../transfer/events.js';
 import { serve } from '../transfer/server.js';
-import { formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
+import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
+import { checkInbox, inboxError } from './inbox-check.js';
 import { readToken } from './options.js';
 
 export interface ServeCommandOptions {
@@ -43,6 +44,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
   exposeGc();
   const token = readToken(options.tokenFile);
   const out = (text: string) => process.stdout.write(text);
+  checkInbox(dir);
   const receiver = await serve({
     dir,
     port: options.port,
@@ -59,7 +61,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     beacon: options.beacon,
     beaconInterval: options.beaconInterval,
     interface: options.interface,
-  });
+  }).catch((error: unknown) => Promise.reject(inboxError(dir, error)));
   // Listen for Ctrl-C before saying we are ready, so a signal right after the address line stops us cleanly.
   const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
@@ -115,11 +117,21 @@ function describe(event: ReceiverEvent): string | undefined {
       return `restart  ${name}: the sender's file differs from the ${formatBytes(event.discarded)} held; starting over`;
     case 'connection-error':
       return event.code === 'CONNECTION_LOST'
-        ? `dropped  ${event.remote}: ${escapeControls(event.message)}`
-        : `error    ${event.remote}: ${event.code}: ${escapeControls(event.message)}`;
+        ? `dropped  ${event.remote}: ${escapeControls(socketErrorInWords(event.message))}`
+        : `error    ${event.remote}: ${event.code}: ${escapeControls(durationsInWords(event.message))}`;
     case 'warning':
       return `warning  ${escapeControls(event.message)}`;
     default:
       return undefined;
   }
+}
+
+/** Node's words for a socket that went away (`Premature close`, `read ECONNRESET`), as a person says it. */
+export function socketErrorInWords(message: string): string {
+  if (message === 'Premature close') return 'the sender went away';
+  const errno = /^(?:read|write|connect) (E[A-Z]+)$/.exec(message)?.[1];
+  if (errno === 'ECONNRESET') return 'the sender went away (the connection was reset)';
+  if (errno === 'EPIPE') return 'the sender went away (it stopped reading)';
+  if (errno === 'ETIMEDOUT' || errno === 'EHOSTUNREACH' || errno === 'ENETUNREACH') return 'the network to the sender stopped working';
+  return message;
 }

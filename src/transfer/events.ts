@@ -24,6 +24,8 @@ export type ReceiverEvent =
 
 /** What a sender reports for each file. `name` is the name on the receiver, `path` the local one. */
 export type SendEvent =
+  /** First, once: how many paths and bytes the batch holds (paths that cannot be sent count as files). */
+  | { type: 'collected'; files: number; bytes: number }
   | { type: 'connected'; host: string; port: number; attempt: number }
   | { type: 'started'; path: string; name: string; size: number; offset: number }
   | { type: 'restarted'; path: string; name: string; discarded: number; reason: string }

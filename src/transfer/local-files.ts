@@ -52,35 +52,83 @@ export const SYMLINK_NOT_FOLLOWED = 'symbolic link, not followed (use --follow-s
 /** Files up to this size are read in one piece and kept for sending. */
 export const KEEP_CONTENT_BYTES = 1024 * 1024;
 
+/** A path given to send that cannot be: it fails alone, the others are still sent. */
+export interface PathProblem {
+  path: string;
+  /** The name it would have had on the receiver. */
+  name: string;
+  error: FtError;
+}
+
 /**
  * Expands the paths to send: a file is sent under its base name, a directory as its base name
  * plus every regular file below it. Paths given are followed when they are symbolic links;
  * links inside folders are not, unless `followSymlinks` (whoever can write into a folder
  * could otherwise make a send of it ship any file the user can read). Followed links to
- * folders that contain them (cycles) are left out.
+ * folders that contain them (cycles) are left out. A path that is missing, unreadable or not a
+ * file or folder is a problem of that path only.
  */
-export function collectFiles(paths: string[], fs: FileSystem, options: CollectOptions = {}): LocalFile[] {
+export function collectFiles(paths: string[], fs: FileSystem, options: CollectOptions = {}): { files: LocalFile[]; problems: PathProblem[] } {
   const files: LocalFile[] = [];
+  const problems: PathProblem[] = [];
   for (const given of paths) {
+    const base = path.basename(path.resolve(given));
+    const problem = (why: string, cause?: unknown) =>
+      problems.push({ path: given, name: base, error: new FtError('LOCAL_FILE', `cannot send ${escapeForDisplay(given)}: ${why}`, { path: given }, { cause }) });
     let stat: Stats;
     try {
       stat = fs.statSync(given);
-    } catch (caught) {
-      const error = caught as NodeJS.ErrnoException;
-      const why = error.code === 'ENOENT' ? 'no such file or folder' : error.code === 'EACCES' ? 'permission denied' : error.message;
-      throw new FtError('LOCAL_FILE', `cannot send ${escapeForDisplay(given)}: ${why}`, { path: given });
+    } catch (error) {
+      problem(describeFsError(error), error);
+      continue;
     }
-    const base = path.basename(path.resolve(given));
     if (stat.isFile()) {
       files.push({ path: given, name: base, size: stat.size, mtimeMs: stat.mtimeMs, hash: '', listed: { dev: stat.dev, ino: stat.ino } });
     } else if (stat.isDirectory()) {
       const realPath = canCheckOpenPaths(fs) ? fs.realpathSync(given) : undefined;
-      walk(fs, { dir: given, name: base, realPath, ancestors: new Set([identityKey(stat)]) }, files, options);
+      const before = files.length;
+      try {
+        walk(fs, { dir: given, name: base, realPath, ancestors: new Set([identityKey(stat)]) }, files, options);
+      } catch (error) {
+        // Half a folder would look complete on the receiver: the whole folder fails.
+        files.length = before;
+        const where = (error as NodeJS.ErrnoException).path;
+        problem(where && where !== given ? `cannot read ${escapeForDisplay(where)}: ${describeFsError(error)}` : describeFsError(error), error);
+      }
     } else {
-      throw new FtError('LOCAL_FILE', `cannot send ${escapeForDisplay(given)}: not a regular file or folder`, { path: given });
+      problem('not a regular file or folder');
     }
   }
-  return files;
+  return { files, problems };
+}
+
+const FS_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'it is a folder',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'the name is too long',
+  EIO: 'input/output error (a failing disk?)',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files',
+  EBUSY: 'the file is busy',
+  ESTALE: 'stale network file handle',
+};
+
+/** A file-system error in words (`permission denied`), without Node's `EACCES: …, open '…'`. */
+export function describeFsError(error: unknown): string {
+  const { code, message } = (error ?? {}) as NodeJS.ErrnoException;
+  if (code && FS_ERRORS[code]) return FS_ERRORS[code];
+  const text = String(message ?? error);
+  return text.replace(/^E[A-Z]+: /, '').replace(/, \w+ '.*'$/s, '');
+}
+
+/** A read of a local file failed: a one-line error of that file, in words. */
+export function localFileError(file: string, error: unknown): FtError {
+  if (error instanceof FtError) return error;
+  return new FtError('LOCAL_FILE', `cannot read ${escapeForDisplay(file)}: ${describeFsError(error)}`, { path: file }, { cause: error });
 }
 
 interface WalkFolder {

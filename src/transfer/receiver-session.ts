@@ -187,7 +187,8 @@ export class ReceiverSession {
         this.waitingSince = performance.now();
       }
       if (this.state !== 'closing') {
-        const where = this.body ? ` in the middle of ${this.body.file.header.filename}` : '';
+        const kept = this.body?.file.partial.resumable ? '; the part received is kept for resume' : '';
+        const where = this.body ? ` in the middle of ${this.body.file.header.filename}${kept}` : ' before it was done';
         throw new FtError('CONNECTION_LOST', `the sender went away${where}`);
       }
     } catch (error) {

@@ -33,6 +33,7 @@ import {
   hashLocalFiles,
   hashLocalPrefix,
   KeepBudget,
+  localFileError,
   openListed,
   type HashOptions,
   type LocalFile,
@@ -169,14 +170,18 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   }
 
   const ignored: SendReport['ignored'] = [];
-  const files = collectFiles(paths, fs, { followSymlinks: options.followSymlinks, onIgnored: (entry) => ignored.push(entry) });
+  const { files, problems } = collectFiles(paths, fs, { followSymlinks: options.followSymlinks, onIgnored: (entry) => ignored.push(entry) });
   for (const entry of ignored) emit({ type: 'ignored', ...entry });
-  const jobs: Job[] = files.map((file) => {
+  emit({ type: 'collected', files: files.length + problems.length, bytes: files.reduce((sum, file) => sum + file.size, 0) });
+  // A path that cannot be sent is a job that fails at once, so it is reported like any other file.
+  const failedPaths = problems.map(({ path, name, error }) => ({ file: { path, name, size: 0, mtimeMs: 0, hash: '' }, error }));
+  const jobs: Job[] = [...files, ...failedPaths.map((p) => p.file)].map((file) => {
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));
     const result: FileResult = { path: file.path, name: file.name, size: file.size, hash: '', status: 'failed', bytesSent: 0 };
     return { file, result, mismatches: 0, busyRetries: 0, finished: false, isHashed: false, ready, hashed };
   });
+  for (const [i, { error }] of failedPaths.entries()) finish(jobs[files.length + i]!, 'failed', error, emit);
   if (options.senderKeyFile !== undefined && (typeof options.senderKeyFile !== 'string' || options.senderKeyFile === '')) {
     throw new FtError('USAGE', 'senderKeyFile must be the path of a key file');
   }
@@ -228,6 +233,7 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
 function refuseLocally(jobs: Job[], emit: (event: SendEvent) => void): void {
   const names = new Map<string, string>();
   for (const job of jobs) {
+    if (job.finished) continue;
     const { name } = job.file;
     try {
       parseSafeName(name);
@@ -283,7 +289,7 @@ function saver(cache: HashCache | undefined): Saver {
 
 /** Records the end of a job's hashing, successful or not, and lets whoever waits for it go on. */
 function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
-  const ftError = error === undefined ? undefined : toFtError(error, 'LOCAL_FILE');
+  const ftError = error === undefined ? undefined : localFileError(job.file.path, error);
   if (ftError && (ftError.code === 'ABORTED' || signal?.aborted)) {
     // The whole send is ending: no event per file.
     Object.assign(job.result, { code: 'ABORTED', message: ftError.message });
@@ -317,7 +323,7 @@ function hashAgain(job: Job, io: LocalIo, options: HashOptions, emit: (event: Se
 
 /** A read of our own file failed: that file fails, the others go on. */
 function unreadable(file: LocalFile, error: unknown): FtError {
-  return new FtError('LOCAL_FILE', `cannot read ${escapeForDisplay(file.path)}: ${(error as Error).message}`, {}, { cause: error });
+  return localFileError(file.path, error);
 }
 
 /** Marks a job as ended without a transfer (refused locally, unreadable, changed). */

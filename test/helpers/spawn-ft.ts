@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './free-port.js';
@@ -35,6 +35,8 @@ export interface SpawnFtOptions {
   env?: NodeJS.ProcessEnv;
   /** The process is SIGKILLed after this long, so no test can hang on it. @default 30000 */
   timeoutMs?: number;
+  /** Run as this user id (and group id) through setpriv, e.g. 65534 (nobody) when the tests run as root. */
+  uid?: number;
 }
 
 const running = new Set<FtProcess>();
@@ -46,7 +48,10 @@ export function spawnFt(args: string[], options: SpawnFtOptions = {}): FtProcess
   delete env.FT_TOKEN;
   Object.assign(env, options.env);
   delete env.NODE_OPTIONS; // vitest's loaders must not leak into the CLI
-  const child = spawn(process.execPath, [FT_BIN, ...args], {
+  const command = [process.execPath, FT_BIN, ...args];
+  const asUser = options.uid === undefined ? [] : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.uid}`, '--clear-groups'];
+  const [program, ...programArgs] = [...asUser, ...command] as [string, ...string[]];
+  const child = spawn(program, programArgs, {
     cwd: options.cwd ?? REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -191,4 +196,66 @@ export async function startFtServe(
   const match = /^ft: receiving into (.*) on 127\.0\.0\.1:(\d+)\b/.exec(line);
   if (!match) throw new Error(`unexpected address line: ${line}`);
   return { proc, port: Number(match[2]), dir: match[1]! };
+}
+
+/**
+ * A user id other than ours whose permissions the file system enforces, for tests of "not
+ * readable" and "not writable": as root (which may read and write anything) that is nobody,
+ * through setpriv; otherwise undefined (our own user is bound by permissions already).
+ * Returns a string saying why such tests cannot run here, instead, when they cannot.
+ */
+export function unprivilegedUser(): { uid: number | undefined } | string {
+  if (process.getuid?.() !== 0) return { uid: undefined };
+  const probe = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(FT_BIN)})`]);
+  if (probe.error || probe.status !== 0) return `running as root, and setpriv cannot run ${process.execPath} on ${FT_BIN} as uid 65534`;
+  return { uid: 65534 };
+}
+
+/** Why ft cannot be run on a pseudo-terminal here, or undefined when it can (`script` from util-linux). */
+export function terminalUnavailable(): string | undefined {
+  const probe = spawnSync('script', ['--version'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0 || !/util-linux/.test(probe.stdout)) {
+    return 'needs script(1) from util-linux to run ft on a pseudo-terminal (apt-get install util-linux)';
+  }
+  return undefined;
+}
+
+export interface TerminalRun {
+  /** Everything the terminal received (standard output and error together, with escape sequences). */
+  output: string;
+  /** null when ft had not exited after `timeoutMs` and was killed. */
+  code: number | null;
+  timedOut: boolean;
+}
+
+/**
+ * Runs `ft ...args` with standard output and error on a pseudo-terminal of `columns` columns,
+ * as in a terminal window (through `script`). Killed after `timeoutMs`, so a hang is a result.
+ */
+export function runFtOnTerminal(args: string[], { columns = 80, timeoutMs = 20_000, cwd = REPO_ROOT, env = {} as NodeJS.ProcessEnv } = {}): Promise<TerminalRun> {
+  const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
+  const command = `stty cols ${columns} rows 40 && exec ${[process.execPath, FT_BIN, ...args].map(quote).join(' ')}`;
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, TERM: 'xterm-256color' };
+  delete childEnv.FT_TOKEN;
+  delete childEnv.NODE_OPTIONS;
+  // detached: script and the shell are one process group, killed together on a timeout.
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => (output += text));
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => (output += text));
+  return new Promise((resolve) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }, timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ output, code: timedOut ? null : code, timedOut });
+    });
+  });
 }

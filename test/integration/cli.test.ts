@@ -3,13 +3,14 @@
  * on 127.0.0.1 only, on ports found free just before.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadFixtures, type Fixtures } from '../helpers/fixtures.js';
-import { digest, listFiles, randomFile } from '../helpers/files.js';
+import { digest, listFiles, partialBytes, randomFile, settledPartialBytes, waitUntil } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
-import { killAllFt, REPO_ROOT, runFt, startFtServe } from '../helpers/spawn-ft.js';
+import { closeAllProxies, startProxy } from '../helpers/proxy.js';
+import { killAllFt, REPO_ROOT, runFt, spawnFt, startFtServe, unprivilegedUser } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 const VERSION = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -104,9 +105,10 @@ describe('ft serve and ft send', () => {
     const second = await runFt(['send', threeBody, '--to', to, '--json']);
     expect(second.exit.code, second.stderr).toBe(0);
     const again = second.json();
-    expect(second.lines().length).toBe(again.length);
-    expect(again.find((e) => e.event === 'verified')).toMatchObject({ name: 'three-body.txt', remotePath: 'three-body.txt' });
-    expect(again.at(-1)).toMatchObject({ event: 'summary', sent: 1, skipped: 0, failed: 0, refused: 0 });
+    expect(again.map((e) => e.event)).toEqual(['collected', 'skipped', 'summary']);
+    expect(again[0]).toMatchObject({ files: 1, bytes: (await digest(fx.file('three-body.txt'))).size });
+    expect(again[1]).toMatchObject({ name: 'three-body.txt' });
+    expect(again[2]).toMatchObject({ sent: 0, skipped: 1, bytes: 0, unsent: 0 });
   });
 
   it('serve --json prints a listening line first, then one line per received file', async () => {
@@ -154,12 +156,41 @@ describe('ft serve and ft send', () => {
 });
 
 describe('ft exit codes', () => {
-  it('exits 2 with one line on stderr for a missing file', async () => {
-    const port = await freePort();
+  it('a missing path fails alone, in words, and exits 2 without connecting when nothing is left to send', async () => {
+    const port = await freePort(); // nothing listens: a connection attempt would exit 5
     const ft = await runFt(['send', path.join(await tempDir(), 'no-such-file.txt'), '--to', `127.0.0.1:${port}`]);
+    expect(ft.exit.code, ft.stderr).toBe(2);
+    expect(ft.lines()).toEqual([
+      expect.stringMatching(/^failed +no-such-file\.txt: LOCAL_FILE: cannot send .*no-such-file\.txt: no such file or folder$/),
+      expect.stringMatching(/^ft: 0 sent, 0 already there, 1 failed; 0 B in /),
+    ]);
+    expect(ft.stderr).toBe('');
+  });
+
+  it('a missing path among others fails alone: the others are sent, and the exit code is 2', async () => {
+    const dir = await inbox();
+    const serve = await startFtServe(dir);
+    const ft = await runFt(['send', path.join(await tempDir(), 'typo.txt'), threeBody, '--to', `127.0.0.1:${serve.port}`]);
+    expect(ft.exit.code, ft.stderr).toBe(2);
+    expect(ft.stdout).toMatch(/^failed +typo\.txt: LOCAL_FILE: cannot send .*typo\.txt: no such file or folder$/m);
+    expect(ft.stdout).toMatch(/^sent +three-body\.txt: 24\.2 KiB verified$/m);
+    expect(ft.stdout).toMatch(/^ft: 1 sent, 0 already there, 1 failed; /m);
+    expect(await listFiles(dir)).toEqual(['three-body.txt']);
+  });
+
+  it.each([
+    ['127.0.0.1:99999', /port must be from 1 to 65535, not 99999/],
+    ['127.0.0.1:abc', /port must be a number from 1 to 65535, not "abc"/],
+    ['127.0.0.1:', /ends with ":" but no port/],
+    [':21527', /has no host before the port/],
+    ['[::1]:', /ends with ":" but no port/],
+    ['', /--to is empty/],
+  ])('--to %j: one line saying what is wrong, exit 2', async (to, message) => {
+    const ft = await runFt(['send', threeBody, '--to', to]);
     expect(ft.exit.code).toBe(2);
     expectOneCleanErrorLine(ft.stderr);
-    expect(ft.stderr).toContain('no-such-file.txt');
+    expect(ft.stderr).toMatch(message);
+    expect(ft.stdout).toBe('');
   });
 
   it('exits 5 when nothing listens at the address', async () => {
@@ -212,5 +243,130 @@ describe('ft exit codes', () => {
     expect(events.find((e) => e.event === 'refused')).toMatchObject({ name: 'big.bin', code: 'TOO_LARGE' });
     expect(events.at(-1)).toMatchObject({ event: 'summary', sent: 1, refused: 1 });
     expect(await listFiles(dir)).toEqual(['small.txt']);
+  });
+});
+
+describe('ft serve into a folder it cannot use', () => {
+  it('a path that is a file: one line, exit 2', async () => {
+    const file = path.join(await tempDir(), 'notes.txt');
+    await writeFile(file, 'not a folder\n');
+    const ft = await runFt(['serve', file, '--port', String(await freePort()), '--host', '127.0.0.1', '--no-beacon']);
+    expect(ft.exit.code).toBe(2);
+    expectOneCleanErrorLine(ft.stderr);
+    expect(ft.stderr.trimEnd()).toMatch(/^ft: cannot receive into .*notes\.txt: it is a file, not a folder$/);
+  });
+
+  it('a path under a file: one line, exit 2', async () => {
+    const file = path.join(await tempDir(), 'notes.txt');
+    await writeFile(file, 'not a folder\n');
+    const ft = await runFt(['serve', path.join(file, 'inbox'), '--port', String(await freePort()), '--host', '127.0.0.1', '--no-beacon']);
+    expect(ft.exit.code).toBe(2);
+    expectOneCleanErrorLine(ft.stderr);
+    expect(ft.stderr.trimEnd()).toMatch(/^ft: cannot create .*notes\.txt\/inbox: .*notes\.txt is a file, not a folder$/);
+  });
+
+  it('a symbolic link to nothing: one line, exit 2', async () => {
+    const link = path.join(await tempDir(), 'inbox');
+    await symlink(path.join(path.dirname(link), 'gone'), link);
+    const ft = await runFt(['serve', link, '--port', String(await freePort()), '--host', '127.0.0.1', '--no-beacon']);
+    expect(ft.exit.code).toBe(2);
+    expectOneCleanErrorLine(ft.stderr);
+    expect(ft.stderr.trimEnd()).toMatch(/^ft: cannot receive into .*inbox: it is a symbolic link to something that does not exist$/);
+  });
+
+  const user = unprivilegedUser();
+  it.skipIf(typeof user === 'string')(`a folder this user may not write, or create a folder in: one line each, exit 2${typeof user === 'string' ? ` (skipped: ${user})` : ''}`, async () => {
+    const { uid } = user as { uid: number | undefined };
+    const parent = await tempDir();
+    const locked = path.join(parent, 'locked');
+    await mkdir(locked);
+    // Readable and searchable by all, writable by no one but its owner (the tests' user, not `uid`).
+    await chmod(parent, 0o755);
+    await chmod(locked, uid === undefined ? 0o555 : 0o755);
+    const args = ['--port', String(await freePort()), '--host', '127.0.0.1', '--no-beacon'];
+    const [into, under] = await Promise.all([runFt(['serve', locked, ...args], { uid }), runFt(['serve', path.join(locked, 'inbox'), ...args], { uid })]);
+    for (const ft of [into, under]) {
+      expect(ft.exit.code, ft.stderr).toBe(2);
+      expectOneCleanErrorLine(ft.stderr);
+    }
+    expect(into.stderr.trimEnd()).toMatch(/^ft: cannot receive into .*locked: this user \(.*\) may not write there$/);
+    expect(under.stderr.trimEnd()).toMatch(/^ft: cannot create .*locked\/inbox in .*locked: this user \(.*\) may not write there$/);
+  });
+});
+
+describe('local files that cannot be read', () => {
+  const user = unprivilegedUser();
+  it.skipIf(typeof user === 'string')(`an unreadable file fails alone, in words, exit 2; the others are sent${typeof user === 'string' ? ` (skipped: ${user})` : ''}`, async () => {
+    const { uid } = user as { uid: number | undefined };
+    const dir = await inbox();
+    const serve = await startFtServe(dir);
+    const src = await tempDir();
+    await chmod(src, 0o755);
+    const secret = path.join(src, 'secret.txt');
+    const open = path.join(src, 'open.txt');
+    await writeFile(secret, 'private\n');
+    await writeFile(open, 'public\n');
+    await chmod(secret, 0o000);
+    await chmod(open, 0o644);
+    const ft = await runFt(['send', secret, open, '--to', `127.0.0.1:${serve.port}`, '--no-hash-cache'], { uid });
+    expect(ft.exit.code, ft.stdout + ft.stderr).toBe(2);
+    expect(ft.stdout).toMatch(/^failed +secret\.txt: LOCAL_FILE: cannot read .*secret\.txt: permission denied$/m);
+    expect(ft.stdout).not.toMatch(/EACCES|open '/);
+    expect(ft.stdout).toMatch(/^sent +open\.txt: 7 B verified$/m);
+    expect(ft.stdout).toMatch(/^ft: 1 sent, 0 already there, 1 failed; /m);
+    expect(await listFiles(dir)).toEqual(['open.txt']);
+  });
+});
+
+describe('when retries run out, and the next run', () => {
+  afterEach(closeAllProxies);
+
+  it('prints the summary and says to run the command again; that run says "resuming at" first, and resumes', async () => {
+    const dir = await inbox();
+    const serve = await startFtServe(dir);
+    const proxy = await startProxy({ targetPort: serve.port, bytesPerSecond: 1024 * 1024 });
+    const src = await tempDir();
+    const big = await randomFile(path.join(src, 'big.bin'), 8 * 1024 * 1024);
+
+    const first = spawnFt(['send', big, '--to', `127.0.0.1:${proxy.port}`, '--retries', '1']);
+    // Mid-body, the path to the receiver goes away for good: the connection drops and the retry finds nothing.
+    await waitUntil(async () => (await partialBytes(dir)) > 256 * 1024, 'part of big.bin to arrive');
+    await proxy.close();
+    const exit = await first.exited;
+    expect(exit.code, first.stdout + first.stderr).toBe(5);
+    expect(first.lines()).toEqual([expect.stringMatching(/^ft: 0 sent, 0 already there, 1 not sent; [\d.]+ \w+ in /)]);
+    expect(first.stderr).toMatch(/^retry +.*; attempt 1 in 500ms$/m);
+    expect(first.stderr.trimEnd().split('\n').at(-1)).toMatch(/^ft: .*; run the same command again to resume$/);
+
+    // The receiver says so in words.
+    const dropped = await serve.proc.waitForLine(/^dropped /);
+    expect(dropped).toMatch(/^dropped +127\.0\.0\.1:\d+: the sender went away/);
+    expect(dropped).not.toMatch(/ECONNRESET|Premature close|"bye"/);
+
+    const kept = await settledPartialBytes(dir);
+    const again = await runFt(['send', big, '--to', `127.0.0.1:${serve.port}`]);
+    expect(again.exit.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/^resuming big\.bin at [\d.]+ \w+ of 8 MiB$/m);
+    expect(again.stdout).toMatch(/^sent +big\.bin: 8 MiB verified, resumed at [\d.]+ \w+$/m);
+    expect(again.stdout).not.toMatch(/resuming/);
+    expect(kept).toBeGreaterThan(0);
+    expect(await digest(path.join(dir, 'big.bin'))).toEqual(await digest(big));
+  });
+});
+
+describe('standard output read by a program that stops early', () => {
+  it('`ft send … | head -1`: the transfer goes on to the end, without a stack trace', async () => {
+    const dir = await inbox();
+    const serve = await startFtServe(dir);
+    const src = path.join(await tempDir(), 'many');
+    await mkdir(src);
+    await Promise.all(Array.from({ length: 200 }, (_, i) => writeFile(path.join(src, `f${i}.txt`), `${i}\n`)));
+    const ft = spawnFt(['send', src, '--to', `127.0.0.1:${serve.port}`]);
+    await ft.waitForLine(/^sent /);
+    ft.child.stdout!.destroy(); // the reader goes away, as head does after its line
+    const exit = await ft.exited;
+    expect(exit.code, ft.stderr).toBe(0);
+    expect(ft.stderr).not.toMatch(/EPIPE|    at /);
+    expect((await listFiles(dir)).length).toBe(200);
   });
 });

@@ -47,7 +47,7 @@ describe('hashLocalFiles with a budget', () => {
     vol.mkdirSync('/src');
     for (let i = 0; i < 10; i++) vol.writeFileSync(`/src/f${i}`, Buffer.alloc(30, i));
     const fs = fileSystemOf(createFsFromVolume(vol));
-    const files = collectFiles(['/src'], fs);
+    const { files } = collectFiles(['/src'], fs);
     const budget = new KeepBudget(100);
     const hashed: LocalFile[] = [];
     const done = hashLocalFiles(files, fs, { keepBudget: budget, onHashed: (file) => hashed.push(file) });

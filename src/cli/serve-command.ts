@@ -16,6 +16,10 @@ export interface ServeCommandOptions {
   partialTtl: number;
   maxConnections: number;
   maxConnectionsPerAddress: number;
+  maxUnauthenticated: number;
+  maxPartials: number;
+  maxPartialsPerPeer: number;
+  minRate: number;
   idleTimeout: number;
   helloTimeout: number;
   name?: string;
@@ -54,6 +58,10 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     partialTtlMs: options.partialTtl,
     maxConnections: options.maxConnections,
     maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+    maxUnauthenticated: options.maxUnauthenticated,
+    maxPartials: options.maxPartials,
+    maxPartialsPerPeer: options.maxPartialsPerPeer,
+    minBodyRate: options.minRate,
     idleTimeoutMs: options.idleTimeout * 1000,
     helloTimeoutMs: options.helloTimeout * 1000,
     name: options.name,

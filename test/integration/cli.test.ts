@@ -3,7 +3,7 @@
  * on 127.0.0.1 only, on ports found free just before.
  */
 import { readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadFixtures, type Fixtures } from '../helpers/fixtures.js';
@@ -18,9 +18,20 @@ const VERSION = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), '
 let fx: Fixtures;
 /** fixtures/three-body.txt as a user would type it (relative to the repository) when it exists. */
 let threeBody: string;
+/** The environment of `ft send` runs: a home of the tests' own (see homeIn). */
+let home: NodeJS.ProcessEnv;
+
+/**
+ * `ft send` keeps an owner key (~/.config/ft) and hashes and receipts (~/.cache/ft) per user:
+ * the tests give it a home of their own, so that they neither read nor write the runner's.
+ */
+function homeIn(root: string): NodeJS.ProcessEnv {
+  return { HOME: root, XDG_CONFIG_HOME: path.join(root, 'config'), XDG_CACHE_HOME: path.join(root, 'cache') };
+}
 
 beforeAll(async () => {
   fx = await loadFixtures();
+  home = homeIn(await tempDir('ft-cli-home-'));
   const file = fx.file('three-body.txt');
   const relative = path.relative(REPO_ROOT, file);
   threeBody = relative.startsWith('..') ? file : relative;
@@ -67,7 +78,8 @@ describe('ft help and version', () => {
 });
 
 describe('ft serve and ft send', () => {
-  // The second time the file is sent again and stored once (no "already there" from a header: issue 9, point 3).
+  // The second time the receipt kept in the cache answers "already there"; without the cache the
+  // file is sent again and stored once (no "already there" from a header: issue 9, point 3).
   it('serves, sends a file, and stores it once when it is sent a second time', async () => {
     const dir = await inbox();
     const port = await freePort();
@@ -76,45 +88,58 @@ describe('ft serve and ft send', () => {
     expect(serve.proc.lines()[0]).toMatch(new RegExp(`^ft: receiving into ${escapeRegExp(dir)} on 127\\.0\\.0\\.1:${port}\\b`));
     expect(serve.proc.stderr).toBe(''); // no "anyone can send" warning on loopback
 
-    const first = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`]);
+    const first = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
     expect(first.exit.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/^sent +three-body\.txt: .* verified$/m);
     expect(first.stdout).toMatch(/^ft: 1 sent, 0 already there; /m);
     expect(await digest(path.join(dir, 'three-body.txt'))).toEqual(await digest(fx.file('three-body.txt')));
     await serve.proc.waitForLine(/^received three-body\.txt /);
 
-    const second = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`]);
+    const second = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
     expect(second.exit.code, second.stderr).toBe(0);
-    expect(second.stdout).toMatch(/^sent +three-body\.txt: .* verified$/m);
-    expect(second.stdout).toMatch(/^ft: 1 sent, 0 already there; /m);
+    expect(second.stdout).toMatch(/^skipped +three-body\.txt: already there$/m);
+    expect(second.stdout).toMatch(/^ft: 0 sent, 1 already there; /m);
     expect(await listFiles(dir)).toEqual(['three-body.txt']);
+
+    // No receipts without the cache: the file goes again, and the receiver keeps one copy.
+    const third = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`, '--no-hash-cache'], { env: home });
+    expect(third.exit.code, third.stderr).toBe(0);
+    expect(third.stdout).toMatch(/^sent +three-body\.txt: .* verified$/m);
+    expect(third.stdout).toMatch(/^ft: 1 sent, 0 already there; /m);
+    const receivedLines = () => serve.proc.lines().filter((line) => /^received three-body\.txt /.test(line));
+    await serve.proc.waitForLine(() => receivedLines().length === 2);
+    expect(await listFiles(dir)).toEqual(['three-body.txt']);
+    expect(await digest(path.join(dir, 'three-body.txt'))).toEqual(await digest(fx.file('three-body.txt')));
   });
 
   it('send --json prints one JSON object per line, each run ending with a summary', async () => {
     const serve = await startFtServe(await inbox());
     const to = `127.0.0.1:${serve.port}`;
 
-    const first = await runFt(['send', threeBody, '--to', to, '--json']);
+    const first = await runFt(['send', threeBody, '--to', to, '--json'], { env: home });
     expect(first.exit.code, first.stderr).toBe(0);
     const events = first.json();
     expect(first.lines().length).toBe(events.length);
     expect(events.map((e) => e.event)).toContain('verified');
-    expect(events.find((e) => e.event === 'verified')).toMatchObject({ name: 'three-body.txt', remotePath: 'three-body.txt', resumedFrom: 0 });
+    expect(events.find((e) => e.event === 'verified')).toMatchObject({ name: 'three-body.txt', resumedFrom: 0 });
+    // An open receiver tells no one where it stored a file: no remotePath, not even a null one.
+    expect(events.filter((e) => Object.hasOwn(e, 'remotePath'))).toEqual([]);
     expect(events.at(-1)).toMatchObject({ event: 'summary', sent: 1, skipped: 0, failed: 0, refused: 0 });
 
-    const second = await runFt(['send', threeBody, '--to', to, '--json']);
+    const second = await runFt(['send', threeBody, '--to', to, '--json'], { env: home });
     expect(second.exit.code, second.stderr).toBe(0);
     const again = second.json();
     expect(again.map((e) => e.event)).toEqual(['collected', 'skipped', 'summary']);
     expect(again[0]).toMatchObject({ files: 1, bytes: (await digest(fx.file('three-body.txt'))).size });
     expect(again[1]).toMatchObject({ name: 'three-body.txt' });
+    expect(again[1]).not.toHaveProperty('remotePath');
     expect(again[2]).toMatchObject({ sent: 0, skipped: 1, bytes: 0, unsent: 0 });
   });
 
   it('serve --json prints a listening line first, then one line per received file', async () => {
     const dir = await inbox();
     const serve = await startFtServe(dir, { json: true });
-    const send = await runFt(['send', threeBody, fx.file('binary.bin'), '--to', `127.0.0.1:${serve.port}`]);
+    const send = await runFt(['send', threeBody, fx.file('binary.bin'), '--to', `127.0.0.1:${serve.port}`], { env: home });
     expect(send.exit.code, send.stderr).toBe(0);
     await serve.proc.waitForJson((e) => e.event === 'received' && e.name === 'binary.bin');
     await serve.proc.waitForJson((e) => e.event === 'received' && e.name === 'three-body.txt');
@@ -129,7 +154,7 @@ describe('ft serve and ft send', () => {
 
   it('stops ft serve cleanly on SIGINT (exit 0) after it has received a file', async () => {
     const serve = await startFtServe(await inbox());
-    const send = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`]);
+    const send = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
     expect(send.exit.code, send.stderr).toBe(0);
     await serve.proc.waitForLine(/^received three-body\.txt /);
     serve.proc.kill('SIGINT');
@@ -158,7 +183,7 @@ describe('ft serve and ft send', () => {
 describe('ft exit codes', () => {
   it('a missing path fails alone, in words, and exits 2 without connecting when nothing is left to send', async () => {
     const port = await freePort(); // nothing listens: a connection attempt would exit 5
-    const ft = await runFt(['send', path.join(await tempDir(), 'no-such-file.txt'), '--to', `127.0.0.1:${port}`]);
+    const ft = await runFt(['send', path.join(await tempDir(), 'no-such-file.txt'), '--to', `127.0.0.1:${port}`], { env: home });
     expect(ft.exit.code, ft.stderr).toBe(2);
     expect(ft.lines()).toEqual([
       expect.stringMatching(/^failed +no-such-file\.txt: LOCAL_FILE: cannot send .*no-such-file\.txt: no such file or folder$/),
@@ -170,7 +195,7 @@ describe('ft exit codes', () => {
   it('a missing path among others fails alone: the others are sent, and the exit code is 2', async () => {
     const dir = await inbox();
     const serve = await startFtServe(dir);
-    const ft = await runFt(['send', path.join(await tempDir(), 'typo.txt'), threeBody, '--to', `127.0.0.1:${serve.port}`]);
+    const ft = await runFt(['send', path.join(await tempDir(), 'typo.txt'), threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
     expect(ft.exit.code, ft.stderr).toBe(2);
     expect(ft.stdout).toMatch(/^failed +typo\.txt: LOCAL_FILE: cannot send .*typo\.txt: no such file or folder$/m);
     expect(ft.stdout).toMatch(/^sent +three-body\.txt: 24\.2 KiB verified$/m);
@@ -186,7 +211,7 @@ describe('ft exit codes', () => {
     ['[::1]:', /ends with ":" but no port/],
     ['', /--to is empty/],
   ])('--to %j: one line saying what is wrong, exit 2', async (to, message) => {
-    const ft = await runFt(['send', threeBody, '--to', to]);
+    const ft = await runFt(['send', threeBody, '--to', to], { env: home });
     expect(ft.exit.code).toBe(2);
     expectOneCleanErrorLine(ft.stderr);
     expect(ft.stderr).toMatch(message);
@@ -196,7 +221,7 @@ describe('ft exit codes', () => {
   it('exits 5 when nothing listens at the address', async () => {
     const port = await freePort();
     const started = Date.now();
-    const ft = await runFt(['send', threeBody, '--to', `127.0.0.1:${port}`]);
+    const ft = await runFt(['send', threeBody, '--to', `127.0.0.1:${port}`], { env: home });
     expect(ft.exit.code).toBe(5);
     expectOneCleanErrorLine(ft.stderr);
     // A refused connection is not retried with back-off.
@@ -204,7 +229,7 @@ describe('ft exit codes', () => {
   });
 
   it('exits 2 for an unknown option', async () => {
-    const ft = await runFt(['send', threeBody, '--to', '127.0.0.1:9', '--no-such-option']);
+    const ft = await runFt(['send', threeBody, '--to', '127.0.0.1:9', '--no-such-option'], { env: home });
     expect(ft.exit.code).toBe(2);
     expect(ft.stderr).toContain('--no-such-option');
     expect(ft.stderr).not.toContain('    at ');
@@ -222,7 +247,7 @@ describe('ft exit codes', () => {
     await writeFile(path.join(dir, 'three-body.txt'), 'a different three-body.txt\n');
     const serve = await startFtServe(dir, { args: ['--on-conflict', 'reject'] });
 
-    const ft = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`]);
+    const ft = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
     expect(ft.exit.code).toBe(4);
     expect(ft.stdout).toMatch(/^refused +three-body\.txt: CONFLICT: /m);
     expect(await readFile(path.join(dir, 'three-body.txt'), 'utf8')).toBe('a different three-body.txt\n');
@@ -237,7 +262,7 @@ describe('ft exit codes', () => {
     const small = path.join(src, 'small.txt');
     await writeFile(small, 'small\n');
 
-    const ft = await runFt(['send', big, small, '--to', `127.0.0.1:${serve.port}`, '--json']);
+    const ft = await runFt(['send', big, small, '--to', `127.0.0.1:${serve.port}`, '--json'], { env: home });
     expect(ft.exit.code).toBe(4);
     const events = ft.json();
     expect(events.find((e) => e.event === 'refused')).toMatchObject({ name: 'big.bin', code: 'TOO_LARGE' });
@@ -308,7 +333,11 @@ describe('local files that cannot be read', () => {
     await writeFile(open, 'public\n');
     await chmod(secret, 0o000);
     await chmod(open, 0o644);
-    const ft = await runFt(['send', secret, open, '--to', `127.0.0.1:${serve.port}`, '--no-hash-cache'], { uid });
+    // A home that user may write to, for its owner key (the runner's home is not that user's).
+    const userHome = path.join(src, 'home');
+    await mkdir(userHome);
+    if (uid !== undefined) await chown(userHome, uid, uid);
+    const ft = await runFt(['send', secret, open, '--to', `127.0.0.1:${serve.port}`, '--no-hash-cache'], { uid, env: homeIn(userHome) });
     expect(ft.exit.code, ft.stdout + ft.stderr).toBe(2);
     expect(ft.stdout).toMatch(/^failed +secret\.txt: LOCAL_FILE: cannot read .*secret\.txt: permission denied$/m);
     expect(ft.stdout).not.toMatch(/EACCES|open '/);
@@ -328,7 +357,7 @@ describe('when retries run out, and the next run', () => {
     const src = await tempDir();
     const big = await randomFile(path.join(src, 'big.bin'), 8 * 1024 * 1024);
 
-    const first = spawnFt(['send', big, '--to', `127.0.0.1:${proxy.port}`, '--retries', '1']);
+    const first = spawnFt(['send', big, '--to', `127.0.0.1:${proxy.port}`, '--retries', '1'], { env: home });
     // Mid-body, the path to the receiver goes away for good: the connection drops and the retry finds nothing.
     await waitUntil(async () => (await partialBytes(dir)) > 256 * 1024, 'part of big.bin to arrive');
     await proxy.close();
@@ -344,7 +373,7 @@ describe('when retries run out, and the next run', () => {
     expect(dropped).not.toMatch(/ECONNRESET|Premature close|"bye"/);
 
     const kept = await settledPartialBytes(dir);
-    const again = await runFt(['send', big, '--to', `127.0.0.1:${serve.port}`]);
+    const again = await runFt(['send', big, '--to', `127.0.0.1:${serve.port}`], { env: home });
     expect(again.exit.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/^resuming big\.bin at [\d.]+ \w+ of 8 MiB$/m);
     expect(again.stdout).toMatch(/^sent +big\.bin: 8 MiB verified, resumed at [\d.]+ \w+$/m);
@@ -361,7 +390,7 @@ describe('standard output read by a program that stops early', () => {
     const src = path.join(await tempDir(), 'many');
     await mkdir(src);
     await Promise.all(Array.from({ length: 200 }, (_, i) => writeFile(path.join(src, `f${i}.txt`), `${i}\n`)));
-    const ft = spawnFt(['send', src, '--to', `127.0.0.1:${serve.port}`]);
+    const ft = spawnFt(['send', src, '--to', `127.0.0.1:${serve.port}`], { env: home });
     await ft.waitForLine(/^sent /);
     ft.child.stdout!.destroy(); // the reader goes away, as head does after its line
     const exit = await ft.exited;

@@ -28,7 +28,10 @@ it('receives again after the inbox (with .ft-partial) was deleted while serving'
   expect(first.files[0]).toMatchObject({ status: 'sent' });
   await rm(r.dir, { recursive: true });
   const second = await send([await localFile('two.txt', 'two\n')], { host: '127.0.0.1', port: r.port, retries: 0 });
-  expect(second.files[0]).toMatchObject({ status: 'sent', remotePath: 'two.txt' });
+  expect(second.files[0]).toMatchObject({ status: 'sent' });
+  // An open receiver tells no path: its event and the new inbox say where the file went.
+  expect(second.files[0]!.remotePath).toBeUndefined();
+  expect(r.eventsOf('received').map((e) => e.path)).toEqual(['one.txt', 'two.txt']);
   expect(await readFile(path.join(r.dir, 'two.txt'), 'utf8')).toBe('two\n');
 });
 

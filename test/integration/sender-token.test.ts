@@ -42,7 +42,7 @@ async function rejection(promise: Promise<unknown>): Promise<FtError> {
 describe('a sender with a token and a receiver that asks for none', () => {
   it('fails with AUTH_FAILED and a clear message, sending nothing at all (not even its hello)', async () => {
     const fake = await startFakeReceiver((session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: NONCE, name: 'nas' });
+      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: NONCE, name: 'nas' });
     });
     const src = await localFile('private.txt');
     const error = await rejection(send([src], { host: '127.0.0.1', port: fake.port, token: TOKEN, retries: 3, retryDelayMs: 10, idleTimeoutMs: 5000 }));
@@ -70,7 +70,10 @@ describe('a sender with a token and a receiver that asks for none', () => {
   it('ft send with FT_TOKEN set exits 4 with one line naming the risk', async () => {
     const open = await startReceiver();
     const src = await localFile('cli.txt');
-    const run = await runFt(['send', src, '--to', `127.0.0.1:${open.port}`, '--retries', '0'], { env: { FT_TOKEN: TOKEN } });
+    // A home of its own: ft send keeps its owner key there (~/.config/ft), not in the runner's.
+    const home = await tempDir('ft-home-');
+    const env = { FT_TOKEN: TOKEN, HOME: home, XDG_CONFIG_HOME: path.join(home, 'config'), XDG_CACHE_HOME: path.join(home, 'cache') };
+    const run = await runFt(['send', src, '--to', `127.0.0.1:${open.port}`, '--retries', '0'], { env });
     expect(run.exit.code).toBe(4);
     expect(run.stderr).toMatch(/^ft: .*this receiver does not ask for a token; it may be an impostor.*\n$/);
     expect(await listFiles(open.dir)).toEqual([]);
@@ -79,7 +82,7 @@ describe('a sender with a token and a receiver that asks for none', () => {
   it('a receiver that asks for the token still gets it proven (the check is only about "none")', async () => {
     const frames: string[] = [];
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 2, auth: 'hmac-sha256', nonce: NONCE, name: 'nas' });
+      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'hmac-sha256', nonce: NONCE, name: 'nas' });
       const hello = await session.next();
       frames.push(String(hello.type), typeof hello.proof);
       session.socket.end(encodeFrame({ type: 'error', code: 'AUTH_FAILED', message: 'wrong proof' }));

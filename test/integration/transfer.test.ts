@@ -61,7 +61,9 @@ describe('sending over 127.0.0.1', () => {
   it.each(FIXTURE_NAMES)('delivers fixture %s byte-identical under its own name', async (name) => {
     const r = await startReceiver();
     const file = only(await send([fx.file(name)], { host: '127.0.0.1', port: r.port }));
-    expect(file).toMatchObject({ status: 'sent', name, remotePath: name });
+    expect(file).toMatchObject({ status: 'sent', name });
+    // An open receiver tells no one where it stored a file: the inbox shows it.
+    expect(file.remotePath).toBeUndefined();
     await expectIdentical(path.join(r.dir, name), fx.file(name));
     expect(r.eventsOf('received').map((e) => e.name)).toEqual([name]);
   });
@@ -71,8 +73,10 @@ describe('sending over 127.0.0.1', () => {
     await writeFile(src, '');
     const r = await startReceiver();
     const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
-    expect(file).toMatchObject({ status: 'sent', size: 0, bytesSent: 0, remotePath: 'nothing.dat' });
+    expect(file).toMatchObject({ status: 'sent', size: 0, bytesSent: 0 });
+    expect(file.remotePath).toBeUndefined();
     expect((await stat(path.join(r.dir, 'nothing.dat'))).size).toBe(0);
+    expect(await listFiles(r.dir)).toEqual(['nothing.dat']);
   });
 
   it('delivers a 50 MB random file byte-identical', async () => {
@@ -90,8 +94,10 @@ describe('sending over 127.0.0.1', () => {
     const local = await listFiles(fx.tree);
     expect(local.length).toBeGreaterThan(1);
     expect(report.files.map((f) => f.status)).toEqual(local.map(() => 'sent'));
-    expect(report.files.map((f) => f.remotePath).sort()).toEqual(local.map((rel) => `tree/${rel}`).sort());
-    expect(await listFiles(path.join(r.dir, 'tree'))).toEqual(local);
+    expect(report.files.map((f) => f.name).sort()).toEqual(local.map((rel) => `tree/${rel}`).sort());
+    expect(report.files.map((f) => f.remotePath)).toEqual(local.map(() => undefined));
+    expect(r.eventsOf('received').map((e) => e.path).sort()).toEqual(local.map((rel) => `tree/${rel}`).sort());
+    expect(await listFiles(r.dir)).toEqual(local.map((rel) => `tree/${rel}`));
     for (const rel of local) await expectIdentical(path.join(r.dir, 'tree', rel), path.join(fx.tree, rel));
   });
 
@@ -107,7 +113,11 @@ describe('sending over 127.0.0.1', () => {
 
     const second = await send(paths, { host: '127.0.0.1', port: r.port });
     expect(second.files.map((f) => f.status)).toEqual(first.files.map(() => 'sent'));
-    expect(second.files.map((f) => f.remotePath)).toEqual(first.files.map((f) => f.remotePath));
+    // An open receiver tells neither run where it stored the files: its events say so.
+    expect([...first.files, ...second.files].every((f) => f.remotePath === undefined)).toBe(true);
+    const stored = r.eventsOf('received').map((e) => e.path);
+    expect(stored).toHaveLength(2 * first.files.length);
+    expect(stored.slice(first.files.length).sort()).toEqual(stored.slice(0, first.files.length).sort());
     expect(await listFiles(r.dir)).toEqual(before);
     const after = await Promise.all(before.map(async (rel) => (await stat(path.join(r.dir, rel))).mtimeMs));
     expect(after).toEqual(mtimes);
@@ -120,8 +130,15 @@ describe('sending over 127.0.0.1', () => {
     expect(report.files.length).toBeGreaterThan(FIXTURE_NAMES.length);
     expect(report.files.every((f) => f.status === 'sent')).toBe(true);
     expect(r.eventsOf('connection')).toHaveLength(1);
-    expect(r.eventsOf('received')).toHaveLength(report.files.length);
-    for (const f of report.files) await expectIdentical(path.join(r.dir, f.remotePath!), f.path);
+    const received = r.eventsOf('received');
+    expect(received).toHaveLength(report.files.length);
+    // The open receiver tells the sender no paths; its own events say where each file went.
+    for (const f of report.files) {
+      expect(f.remotePath).toBeUndefined();
+      const stored = received.find((e) => e.name === f.name);
+      expect(stored?.path).toBe(f.name);
+      await expectIdentical(path.join(r.dir, stored!.path), f.path);
+    }
   });
 });
 
@@ -157,7 +174,10 @@ describe('resume after interruption', () => {
     const src = await bigFile('tamper.bin', size);
     const r = await startReceiver();
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 8 * MiB });
-    const failure = send([src], { host: '127.0.0.1', port: proxy.port, retries: 0 }).then(
+    // The same owner key for both runs: a partial is private to the key that started it, so
+    // a new key would be given a fresh partial and the tampered one never looked at.
+    const senderKeyFile = path.join(await tempDir('ft-key-'), 'sender-key.pem');
+    const failure = send([src], { host: '127.0.0.1', port: proxy.port, retries: 0, senderKeyFile }).then(
       () => undefined,
       (error: unknown) => error,
     );
@@ -179,7 +199,7 @@ describe('resume after interruption', () => {
     await handle.close();
 
     const events: SendEvent[] = [];
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port, onEvent: (e) => events.push(e) }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, senderKeyFile, onEvent: (e) => events.push(e) }));
     expect(events.filter((e) => e.type === 'restarted')).toHaveLength(1);
     expect(events.find((e) => e.type === 'started')).toMatchObject({ offset: 0 });
     expect(r.eventsOf('restarted')).toEqual([expect.objectContaining({ name: 'tamper.bin', discarded: held })]);
@@ -235,12 +255,29 @@ describe('conflict policies', () => {
     const { inbox, src } = await setup();
     const r = await startReceiver({ dir: inbox, onConflict: 'rename' });
     const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
-    expect(file).toMatchObject({ status: 'sent', remotePath: 'report (1).txt' });
+    // An open receiver does not say where the file went: the inbox and its events do.
+    expect(file.status).toBe('sent');
+    expect(file.remotePath).toBeUndefined();
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['report (1).txt']);
     expect(await readFile(path.join(inbox, 'report.txt'), 'utf8')).toBe('the old report\n');
     await expectIdentical(path.join(inbox, 'report (1).txt'), src);
 
     const again = only(await send([src], { host: '127.0.0.1', port: r.port }));
+    expect(again.status).toBe('sent');
+    expect(again.remotePath).toBeUndefined();
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['report (1).txt', 'report (1).txt']);
+    expect(await listFiles(inbox)).toEqual(['report (1).txt', 'report.txt']);
+    await expectIdentical(path.join(inbox, 'report (1).txt'), src);
+  });
+
+  it('rename tells a sender that proved the token the name it stored the file under, on a re-send too', async () => {
+    const { inbox, src } = await setup();
+    const r = await startReceiver({ dir: inbox, onConflict: 'rename', token: 'sesame' });
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, token: 'sesame' }));
+    expect(file).toMatchObject({ status: 'sent', remotePath: 'report (1).txt' });
+    const again = only(await send([src], { host: '127.0.0.1', port: r.port, token: 'sesame' }));
     expect(again).toMatchObject({ status: 'sent', remotePath: 'report (1).txt' });
+    expect(await readFile(path.join(inbox, 'report.txt'), 'utf8')).toBe('the old report\n');
     expect(await listFiles(inbox)).toEqual(['report (1).txt', 'report.txt']);
   });
 
@@ -248,7 +285,9 @@ describe('conflict policies', () => {
     const { inbox, src } = await setup();
     const r = await startReceiver({ dir: inbox, onConflict: 'overwrite' });
     const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
-    expect(file).toMatchObject({ status: 'sent', remotePath: 'report.txt' });
+    expect(file.status).toBe('sent');
+    expect(file.remotePath).toBeUndefined();
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['report.txt']);
     await expectIdentical(path.join(inbox, 'report.txt'), src);
     expect(await listFiles(inbox)).toEqual(['report.txt']);
   });
@@ -331,9 +370,11 @@ describe('what the receiver refuses or rejects', () => {
     const r = await startReceiver({ dir: inbox });
 
     const file = only(await send([local], { host: '127.0.0.1', port: r.port }));
-    expect(file).toMatchObject({ status: 'sent', name: 'evil/payload.txt', remotePath: 'evil (1)/payload.txt' });
+    expect(file).toMatchObject({ status: 'sent', name: 'evil/payload.txt' });
+    expect(file.remotePath).toBeUndefined();
     expect(await readdir(outside)).toEqual([]);
     expect(await readFile(path.join(inbox, 'evil (1)', 'payload.txt'), 'utf8')).toBe('should never land outside\n');
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['evil (1)/payload.txt']);
   });
 
   it('refuses with UNSAFE_PATH a file whose name is a symbolic link in the inbox', async () => {
@@ -374,7 +415,9 @@ describe('what the receiver refuses or rejects', () => {
       } else {
         client.writeRaw(Buffer.concat([body, extra]));
         frames = await client.rest();
-        expect(frames[0]).toMatchObject({ type: 'done', id: 1, path: 'extra.txt' });
+        expect(frames[0]).toMatchObject({ type: 'done', id: 1 });
+        // An open receiver tells no path (the file is looked for in the inbox below).
+        expect(frames[0]).not.toHaveProperty('path');
         frames.shift();
       }
     } finally {

@@ -1,0 +1,114 @@
+/**
+ * Issue 9, points 2 and 3, end to end on an open receiver: a peer learns nothing about uploads
+ * and files it did not make (no offset or prefix hash of another's partial, no "already there",
+ * no size or existence), and cannot make another sender's resume complete with its bytes.
+ * Raw clients and send() on 127.0.0.1 only.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { send } from '../../src/index.js';
+import { hashBytes } from '../../src/hashing.js';
+import { ephemeralOwnerKey } from '../../src/transfer/owner-key.js';
+import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
+import { digest, randomBuffer, waitUntil } from '../helpers/files.js';
+import { partialOf, sharedOwnerKey } from '../helpers/owners.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
+import { removeTempDirs, tempDir } from '../helpers/temp.js';
+import { listFiles } from '../helpers/files.js';
+
+const MiB = 1024 * 1024;
+
+afterEach(closeAllReceivers);
+afterAll(removeTempDirs);
+
+/** Greets with `key`, sends one header, returns the answer; `body` (when given and accepted) follows and the outcome is returned too. */
+async function ask(r: TestReceiver, key: ReturnType<typeof ephemeralOwnerKey>, header: JsonObject, body?: Buffer): Promise<JsonObject[]> {
+  const c = await RawClient.connect(r.port);
+  try {
+    await c.handshake({}, key);
+    c.send({ type: 'file', id: 1, ...header });
+    const answer = await c.next();
+    if (!body || answer.type !== 'accept') return [answer];
+    c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: body.length }), body]));
+    const outcome = await c.next(10_000);
+    c.send({ type: 'bye' });
+    await c.rest();
+    return [answer, outcome];
+  } finally {
+    c.destroy();
+  }
+}
+
+describe("another sender's partial upload", () => {
+  it('is neither offered nor revealed to a peer that sends the same name and size, and its owner still resumes it with its own bytes', async () => {
+    const r = await startReceiver();
+    const victim = await sharedOwnerKey();
+    const size = 3 * MiB;
+    const bytes = randomBuffer(size, 'victim file');
+    const src = path.join(await tempDir(), 'report.pdf');
+    await writeFile(src, bytes);
+
+    // The victim's first upload stops after 2 MiB (no hash yet: it would follow the body).
+    const c = await RawClient.connect(r.port);
+    await c.handshake({}, victim.key);
+    c.send({ type: 'file', id: 1, filename: 'report.pdf', size });
+    expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: size }), bytes.subarray(0, 2 * MiB)]));
+    await waitUntil(async () => (await listFiles(r.dir)).includes(`${partialOf(victim.key, 'report.pdf', size)}.part`) || undefined, 'the partial on disk');
+    c.destroy();
+    await r.waitFor('connection-error');
+
+    // An attacker who knows the name and size: offset 0, no prefix hash; then it leaves a whole
+    // forged body of that size behind (cut before its hash), as a poisoned partial would be.
+    const attacker = ephemeralOwnerKey();
+    const a = await RawClient.connect(r.port);
+    await a.handshake({}, attacker);
+    a.send({ type: 'file', id: 1, filename: 'report.pdf', size });
+    expect(await a.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    a.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: size }), Buffer.alloc(size, 0x66)]));
+    await waitUntil(async () => (await listFiles(r.dir)).includes(`${partialOf(attacker, 'report.pdf', size)}.part`) || undefined, "the attacker's partial");
+    a.destroy();
+    await waitUntil(() => r.eventsOf('connection-error').length === 2 || undefined, "the attacker's connection ended");
+    // Another peer, even with the right hash: nothing of either partial.
+    expect(await ask(r, ephemeralOwnerKey(), { filename: 'report.pdf', size, hash: await hashBytes(bytes) })).toEqual([{ type: 'accept', id: 1, offset: 0 }]);
+
+    // The victim's send resumes its own 2 MiB, and the file is the victim's.
+    const report = await send([src], { host: '127.0.0.1', port: r.port, senderKeyFile: victim.senderKeyFile, retries: 0 });
+    expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: 2 * MiB, bytesSent: MiB });
+    expect(await digest(path.join(r.dir, 'report.pdf'))).toEqual(await digest(src));
+  });
+});
+
+describe('the inbox, probed without the token', () => {
+  it('answers a right guess of a file exactly like a wrong one: upload it, no "already there", no path', async () => {
+    const r = await startReceiver();
+    await writeFile(path.join(r.dir, 'pin.txt'), '4711');
+    const answers: string[] = [];
+    for (const guess of ['0000', '4711', '1234']) {
+      const bytes = Buffer.from(guess);
+      const frames = await ask(r, ephemeralOwnerKey(), { filename: 'pin.txt', size: 4, hash: await hashBytes(bytes) }, bytes);
+      answers.push(JSON.stringify(frames.map((f) => ({ ...f, hash: f.hash === undefined ? undefined : 'h', receipt: f.receipt === undefined ? undefined : 'r' }))));
+    }
+    expect(new Set(answers).size).toBe(1);
+    expect(JSON.parse(answers[0]!)).toEqual([
+      { type: 'accept', id: 1, offset: 0 },
+      { type: 'done', id: 1, hash: 'h', receipt: 'r' },
+    ]);
+    // The right guess was stored once (the same bytes), the wrong ones beside it; the original is intact.
+    expect(await listFiles(r.dir)).toEqual(['pin (1).txt', 'pin (2).txt', 'pin.txt']);
+    expect((await digest(path.join(r.dir, 'pin.txt'))).size).toBe(4);
+  });
+
+  it('tells nothing of a name or a size before the body: a header under an existing file, or of its exact size without a hash, is accepted', async () => {
+    const r = await startReceiver();
+    await writeFile(path.join(r.dir, 'notes'), 'a file where a folder could be');
+    await writeFile(path.join(r.dir, 'photo.jpg'), randomBuffer(64 * 1024, 'photo'));
+    const key = ephemeralOwnerKey();
+    expect(await ask(r, key, { filename: 'notes/x.txt', size: 1 })).toEqual([{ type: 'accept', id: 1, offset: 0 }]);
+    for (const size of [64 * 1024, 64 * 1024 + 1]) {
+      expect(await ask(r, key, { filename: 'photo.jpg', size })).toEqual([{ type: 'accept', id: 1, offset: 0 }]);
+    }
+  });
+});

@@ -4,7 +4,7 @@
 // straight from the specification (node:crypto and xxhash-wasm only), so it also serves as a
 // small second implementation to check the spec.
 // Run from the repository root: node docs/protocol-examples.mjs
-import { createHash, createHmac, createPrivateKey, createPublicKey, sign } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, createPrivateKey, createPublicKey, sign } from 'node:crypto';
 import xxhash from 'xxhash-wasm';
 
 const { h64Raw } = await xxhash();
@@ -42,6 +42,21 @@ export function ownerFields(seed, nonce) {
   const owner = Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x, 'base64url').toString('hex');
   const ownerProof = sign(null, Buffer.from(`ft-owner-v3\0${nonce}`, 'utf8'), privateKey).toString('hex');
   return { owner, ownerProof };
+}
+
+/** (ft) The owner fingerprint a receiver keys partials and receipts by (§13.1): SHA-256 of the raw public key, hex. */
+export const ownerFingerprint = (ownerHex) => createHash('sha256').update(Buffer.from(ownerHex, 'hex')).digest('hex');
+
+/**
+ * (ft) An upload receipt as ft's receiver seals it (§9.3): AES-256-GCM under the receiver's own
+ * 32-byte key, a 12-byte IV, additional data "ft-receipt-v1", over the JSON of the claims; the
+ * receipt is base64url of IV, ciphertext and 16-byte tag. Opaque to a sender: only the receiver
+ * that sealed it can open it, so another receiver may use any format.
+ */
+export function sealReceipt(key, iv, claims) {
+  const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(Buffer.from('ft-receipt-v1'));
+  const body = Buffer.concat([cipher.update(JSON.stringify(claims), 'utf8'), cipher.final()]);
+  return Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url');
 }
 
 /**
@@ -104,18 +119,48 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   console.log();
 
+  // The owner key of the examples (§6.2): a fixed Ed25519 seed. A real sender makes its own.
+  const seed = createHash('sha256').update('ft example owner key').digest();
+  const owner = ownerFields(seed, NONCE);
+  const fingerprint = ownerFingerprint(owner.owner);
+  console.log('=== protocol 3: the owner key in the sender hello (§6.2)');
+  console.log(`example Ed25519 seed: ${seed.toString('hex')}`);
+  console.log(`signed message (hex): ${Buffer.from(`ft-owner-v3\0${NONCE}`, 'utf8').toString('hex')}`);
+  console.log(`owner fingerprint (SHA-256 of the raw public key): ${fingerprint}\n`);
+
+  // A receipt as ft's receiver would seal it, with a fixed key and IV (a real receiver draws both).
+  const receiptKey = createHash('sha256').update('ft example receipt key').digest();
+  const receiptIv = createHash('sha256').update('ft example receipt iv').digest().subarray(0, 12);
+  const claims = {
+    owner: fingerprint,
+    name: 'greeting.txt',
+    path: 'greeting.txt',
+    hash: HASH,
+    dev: 2049,
+    ino: 1835011,
+    size: 13,
+    mtimeMs: 1764626400123.4568,
+    ctimeMs: 1764626400123.4568,
+  };
+  const receipt = sealReceipt(receiptKey, receiptIv, claims);
+  console.log('=== (ft) an example receipt (§9.3)');
+  console.log(`key ${receiptKey.toString('hex')}\niv  ${receiptIv.toString('hex')}\nclaims ${JSON.stringify(claims)}`);
+  console.log(`receipt (${receipt.length} characters) ${receipt}\n`);
+
+  const senderHello = { type: 'hello', protocol: 'ft', version: 3, client: 'ft', ...owner };
+  const header = { type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH };
   console.log('=== example 1: sending greeting.txt');
-  show('R->S hello', { type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: NONCE, name: 'laptop' });
-  show('S->R hello', { type: 'hello', protocol: 'ft', version: 2, client: 'ft' });
-  show('S->R file', { type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH });
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: NONCE, name: 'laptop' });
+  show('S->R hello', senderHello);
+  show('S->R file', header);
   show('R->S accept', { type: 'accept', id: 1, offset: 0 });
   show('S->R body', { type: 'body', id: 1, offset: 0, length: 13 });
   show('S->R 13 raw body bytes', undefined, CONTENT);
-  show('R->S done', { type: 'done', id: 1, hash: HASH, path: 'greeting.txt' });
+  show('R->S done (no token: no path)', { type: 'done', id: 1, hash: HASH, receipt });
   show('S->R bye', { type: 'bye' });
   show('the whole S->R byte stream of example 1', undefined, Buffer.concat([
-    frame({ type: 'hello', protocol: 'ft', version: 2, client: 'ft' }),
-    frame({ type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH }),
+    frame(senderHello),
+    frame(header),
     frame({ type: 'body', id: 1, offset: 0, length: 13 }),
     CONTENT,
     frame({ type: 'bye' }),
@@ -126,12 +171,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   show('R->S accept', { type: 'accept', id: 1, offset: 5, prefixHash });
   show('S->R body', { type: 'body', id: 1, offset: 5, length: 8 });
   show('S->R 8 raw body bytes', undefined, CONTENT.subarray(5));
+  console.log(`(a partial of HELLO instead: prefixHash ${hash(Buffer.from('HELLO'))})\n`);
 
   console.log('=== example 3: token proof');
   const proof = proofFor(TOKEN, NONCE);
   console.log(`token ${JSON.stringify(TOKEN)}, nonce ${NONCE}\nproof ${proof}\n`);
-  show('R->S hello', { type: 'hello', protocol: 'ft', version: 2, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop' });
-  show('S->R hello', { type: 'hello', protocol: 'ft', version: 2, client: 'ft', proof });
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 3, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop' });
+  show('S->R hello', { ...senderHello, proof });
+  console.log(`R->S done (token holder: with path)\n${JSON.stringify({ type: 'done', id: 1, hash: HASH, receipt, path: 'greeting.txt' })}\n`);
 
   console.log('=== example 4: four bytes too many after a body');
   const extra = Buffer.from('XYZW');
@@ -140,7 +187,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log('(R->S done for id 1 first: the same frame as step 6 of example 1)\n');
   show('R->S error', { type: 'error', code: 'FRAME_TOO_LARGE', message: `frame length ${extra.readUInt32BE(0)} is over the 65536-byte limit` });
 
-  console.log('=== example 5: the hash after the body (protocol version 2)');
+  console.log('=== example 5: the hash after the body');
   show('S->R file without hash', { type: 'file', id: 1, filename: 'greeting.txt', size: 13 });
   console.log('(R->S accept, S->R body and its 13 raw bytes: the same frames as steps 4 and 5 of example 1)\n');
   show('S->R hash', { type: 'hash', id: 1, hash: HASH });
@@ -150,16 +197,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     frame({ type: 'hash', id: 1, hash: HASH }),
   ]));
   console.log('(R->S done: the same frame as step 6 of example 1)\n');
-  console.log(`(ft) partial key for greeting.txt from owner ${'0'.repeat(64)}, with or without hash: ${partialKey('0'.repeat(64), 'greeting.txt', 13)}\n`);
-  show('R->S need-hash (a 13-byte file already has the name)', { type: 'need-hash', id: 1 });
-  show('S->R file with hash, new id', { type: 'file', id: 2, filename: 'greeting.txt', size: 13, hash: HASH });
-  show('R->S skip', { type: 'skip', id: 2, reason: 'already-there', path: 'greeting.txt' });
+  console.log(`(ft) partial key for greeting.txt of this owner, with or without hash: ${partialKey(fingerprint, 'greeting.txt', 13)}\n`);
 
-  console.log('=== protocol 3: the owner key in the sender hello (§6.2)');
-  const seed = createHash('sha256').update('ft example owner key').digest();
-  console.log(`example Ed25519 seed: ${seed.toString('hex')}`);
-  console.log(`signed message (hex): ${Buffer.from(`ft-owner-v3\0${NONCE}`, 'utf8').toString('hex')}\n`);
-  show('S->R hello (protocol 3)', { type: 'hello', protocol: 'ft', version: 3, client: 'ft', ...ownerFields(seed, NONCE) });
+  console.log('=== example 6: sending again with the receipt');
+  show('S->R file with hash and receipt', { ...header, receipt });
+  show('R->S skip (no token: no path)', { type: 'skip', id: 1, reason: 'already-there' });
 
   console.log('=== discovery (§20.10): datagrams (UDP port 9527)');
   // addrs: every IPv4 address it may answer from, those on the asker's (or the beacon's) subnet first.

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { HASH_PATTERN, RECEIPT_PATTERN } from '../wire/messages.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What a cached hash is valid for: the same file (device, inode) unchanged since (size, mtime, ctime). */
@@ -51,8 +52,6 @@ const MAX_FILE_BYTES = 128 * 1024 * 1024;
 /** How long a save waits for another process's save; a lock older than STALE_LOCK_MS was left by a killed one. */
 const LOCK_WAIT_MS = 2000;
 const STALE_LOCK_MS = 10_000;
-const HASH_PATTERN = /^xxh64:[0-9a-f]{16}$/;
-const RECEIPT_PATTERN = /^[A-Za-z0-9_-]{16,2048}$/;
 
 /** Where the ft command keeps it: $XDG_CACHE_HOME/ft/hashes.json, else ~/.cache/ft/hashes.json. */
 export function defaultHashCachePath(): string {

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import type { FileSystem } from '../storage/file-system.js';
@@ -13,7 +13,7 @@ import type { FileSystem } from '../storage/file-system.js';
 export interface ReceiptClaims {
   /** Owner fingerprint of the sender it was issued to. */
   owner: string;
-  /** The name the sender asked for. */
+  /** SHA-256 (hex) of the name the sender asked for: the name itself may be as long as the path. */
   name: string;
   /** Where it was stored, relative to the inbox. */
   path: string;
@@ -30,6 +30,11 @@ const KEY_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 const AAD = Buffer.from('ft-receipt-v1');
+
+/** How a receipt names the file it was asked for. */
+export function receiptName(filename: string): string {
+  return createHash('sha256').update(filename).digest('hex');
+}
 
 export class ReceiptSealer {
   private constructor(private readonly key: Buffer) {}

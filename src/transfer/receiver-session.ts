@@ -34,7 +34,7 @@ import type { Admission, Ticket } from './admission.js';
 import type { DiskBudget, Reservation } from './disk-budget.js';
 import { makeNonce, verifyProof } from './auth.js';
 import { verifyOwnerProof } from './owner-key.js';
-import type { ReceiptSealer } from './receipts.js';
+import { receiptName, type ReceiptSealer } from './receipts.js';
 import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
 import { NameTable } from './name-table.js';
 import { noteMessage, noteRead } from './young-garbage.js';
@@ -115,7 +115,8 @@ export class ReceiverSession {
   /** Time spent waiting for the peer's bytes (not for our own work), for the body rate. */
   private peerWaitMs = 0;
   private waitingSince: number | undefined;
-  private rateWindow = { waitMs: 0, bytes: 0 };
+  /** The body arriving now, kept or dropped: its bytes so far, and where the current rate window began. */
+  private arriving: { name: string; bytes: number; window: { waitMs: number; bytes: number } } | undefined;
   /** Header decisions still being made, by file id; their answers go out in arrival order. */
   private readonly deciding = new Map<number, Promise<void>>();
   private answered: Promise<void> = Promise.resolve();
@@ -214,22 +215,18 @@ export class ReceiverSession {
    * for the peer counts, so a slow disk on our side never gets an honest sender cut off.
    */
   private checkBodyRate(): void {
-    if (!this.body || this.dropping) {
-      this.rateWindow = { waitMs: this.peerWaitNow(), bytes: this.body?.received ?? 0 };
-      return;
-    }
-    const waitMs = this.peerWaitNow() - this.rateWindow.waitMs;
+    const arriving = this.arriving;
+    if (!arriving) return;
+    const waitMs = this.peerWaitNow() - arriving.window.waitMs;
     if (waitMs < this.rateWindowMs) return;
-    const bytes = this.body.received - this.rateWindow.bytes;
-    const rate = (bytes * 1000) / waitMs;
+    const rate = ((arriving.bytes - arriving.window.bytes) * 1000) / waitMs;
     if (rate < this.ctx.limits.minBodyRate) {
-      const { filename } = this.body.file.header;
       this.socket.destroy(
-        new FtError('TIMEOUT', `the body of ${filename} arrived at ${Math.round(rate)} B/s, below this receiver's minimum of ${this.ctx.limits.minBodyRate} B/s`),
+        new FtError('TIMEOUT', `the body of ${arriving.name} arrived at ${Math.round(rate)} B/s, below this receiver's minimum of ${this.ctx.limits.minBodyRate} B/s`),
       );
       return;
     }
-    this.rateWindow = { waitMs: this.peerWaitNow(), bytes: this.body.received };
+    arriving.window = { waitMs: this.peerWaitNow(), bytes: arriving.bytes };
   }
 
   /** Shorter idle timeouts judge over shorter windows: a trickle is caught before the idle timer could. */
@@ -431,7 +428,7 @@ export class ReceiverSession {
    */
   private redeem(header: FileHeader, receipt: string): string | undefined {
     const claims = this.ctx.receipts.open(receipt);
-    if (!claims || claims.owner !== this.owner || claims.name !== header.filename || claims.size !== header.size) return undefined;
+    if (!claims || claims.owner !== this.owner || claims.name !== receiptName(header.filename) || claims.size !== header.size) return undefined;
     if (header.hash !== undefined && header.hash !== claims.hash) return undefined;
     const now = this.ctx.inbox.statPlaced(claims.path);
     const same =
@@ -467,6 +464,8 @@ export class ReceiverSession {
     if (message.offset === 0 && file.offset > 0) {
       this.ctx.emit({ type: 'restarted', remote: this.remote, name: header.filename, discarded: file.offset });
     }
+    // Judged from its first byte on, whether it is kept or (below) read and dropped.
+    this.arriving = { name: header.filename, bytes: 0, window: { waitMs: this.peerWaitNow(), bytes: 0 } };
     const resumed = message.offset > 0 && file.prefix !== undefined;
     const hasher = resumed ? file.prefix!.hasher : await createHasher();
     // The announced size reserved nothing; the body about to arrive does.
@@ -496,6 +495,7 @@ export class ReceiverSession {
   }
 
   private async bodyChunk(data: Buffer): Promise<void> {
+    this.arriving!.bytes += data.length;
     if (this.dropping) return;
     const body = this.body!;
     body.received += data.length;
@@ -536,6 +536,7 @@ export class ReceiverSession {
   }
 
   private async bodyEnd(): Promise<void> {
+    this.arriving = undefined;
     if (this.dropping) {
       const { id, hash } = this.dropping;
       this.dropping = undefined;
@@ -609,7 +610,7 @@ export class ReceiverSession {
       await written.close();
       const placed = await this.ctx.inbox.place(file.partial, file.components);
       this.release(file);
-      const receipt = this.ctx.receipts.seal({ owner: this.owner, name: header.filename, path: placed.path, hash, ...placed.identity });
+      const receipt = this.ctx.receipts.seal({ owner: this.owner, name: receiptName(header.filename), path: placed.path, hash, ...placed.identity });
       this.send({ type: 'done', id: header.id, hash, receipt, ...(this.entitled ? { path: placed.path } : {}) });
       this.ctx.emit({
         type: 'received',

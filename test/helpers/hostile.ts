@@ -6,8 +6,9 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { send } from '../../src/index.js';
+import type { OwnerKey } from '../../src/transfer/owner-key.js';
 import { digest, listFiles } from './files.js';
-import { sessionPartial } from './owners.js';
+import { partialOf } from './owners.js';
 import type { TestReceiver } from './receiver.js';
 import { tempDir } from './temp.js';
 
@@ -26,14 +27,14 @@ export function lengthPrefix(length: number): Buffer {
   return prefix;
 }
 
-/** Relative path (as listFiles shows it) of the partial metadata a session keeps for this upload. */
-export function partialMeta(filename: string, size: number): string {
-  return `${sessionPartial(filename, size)}.json`;
+/** Relative path (as listFiles shows it) of the partial metadata kept for this upload by the sender proving `owner`. */
+export function partialMeta(owner: OwnerKey, filename: string, size: number): string {
+  return `${partialOf(owner, filename, size)}.json`;
 }
 
-/** Relative path (as listFiles shows it) of the partial data a session keeps for this upload. */
-export function partialData(filename: string, size: number): string {
-  return `${sessionPartial(filename, size)}.part`;
+/** Relative path (as listFiles shows it) of the partial data kept for this upload by the sender proving `owner`. */
+export function partialData(owner: OwnerKey, filename: string, size: number): string {
+  return `${partialOf(owner, filename, size)}.part`;
 }
 
 let serial = 0;

@@ -115,7 +115,7 @@ export function helloFrom(owner: OwnerKey, nonce: string): JsonObject {
 
 /**
  * On a bare socket: reads the receiver's hello and answers with a protocol-3 hello proving
- * `owner` (for tests that then drive the socket themselves). Returns the bytes that came after.
+ * `owner` (for tests that then drive the socket themselves).
  */
 export async function greetOn(socket: net.Socket, owner: OwnerKey = RAW_OWNER): Promise<void> {
   const decoder = new FrameDecoder();

@@ -18,6 +18,7 @@ import { closeAllFakeReceivers, startFakeReceiver } from '../helpers/fake-receiv
 import { digest, listFiles, partialBytes, randomFile, waitUntil } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
 import { expectServesOn, partialData, partialMeta } from '../helpers/hostile.js';
+import { sharedOwnerKey } from '../helpers/owners.js';
 import { MIN_GREETING_AGE_MS } from '../../src/transfer/admission.js';
 import { helloFrom, RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
@@ -400,10 +401,12 @@ describe('timeouts', () => {
     const bytes = await readFile(src);
     const hash = await hashBytes(bytes);
     const half = MiB;
+    // The same key for the raw upload and the send that resumes it: a partial is its sender's alone.
+    const owner = await sharedOwnerKey();
     const c = await RawClient.connect(r.port);
     let stalledAt = 0;
     try {
-      await c.handshake();
+      await c.handshake({}, owner.key);
       c.send({ type: 'file', id: 1, filename: 'stall.bin', size: bytes.length, hash });
       expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
       c.writeRaw(encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }));
@@ -418,9 +421,9 @@ describe('timeouts', () => {
     expect(waited).toBeLessThan(3000);
     expect((await r.waitFor('connection-error')).code).toBe('TIMEOUT');
     expect(await partialBytes(r.dir)).toBe(half);
-    expect(await listFiles(r.dir)).toEqual([partialMeta('stall.bin', bytes.length), partialData('stall.bin', bytes.length)].sort());
+    expect(await listFiles(r.dir)).toEqual([partialMeta(owner.key, 'stall.bin', bytes.length), partialData(owner.key, 'stall.bin', bytes.length)].sort());
 
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: half });
     expect(await digest(path.join(r.dir, 'stall.bin'))).toEqual(await digest(src));
     await expectServesOn(r, ['stall.bin']);

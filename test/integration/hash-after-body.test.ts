@@ -9,12 +9,13 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createFsFromVolume, Volume } from 'memfs';
 import { fileSystemOf, FtError, nodeFileSystem, send, type FileSystem } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
-import { sessionPartial } from '../helpers/owners.js';
+import type { OwnerKey } from '../../src/transfer/owner-key.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, listFiles, randomBuffer, randomFile, waitUntil, partialBytes } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { countingReads } from '../helpers/counting-fs.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { partialOf, sharedOwnerKey } from '../helpers/owners.js';
+import { RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllFakeReceivers, startProtocol3Receiver } from '../helpers/fake-receiver.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -37,10 +38,13 @@ async function fileAtRest(file: string, bytes: number, seed?: string): Promise<s
   return file;
 }
 
-/** Header without hash, then the whole body; returns the client for what comes next. */
-async function sendHashless(r: TestReceiver, name: string, bytes: Buffer): Promise<RawClient> {
+/** An upload receipt as a done frame carries it: opaque base64url (PROTOCOL.md §6.9). */
+const RECEIPT = expect.stringMatching(/^[A-Za-z0-9_-]{16,2048}$/);
+
+/** Header without hash, then the whole body, as the sender proving `owner`; returns the client for what comes next. */
+async function sendHashless(r: TestReceiver, name: string, bytes: Buffer, owner: OwnerKey = RAW_OWNER): Promise<RawClient> {
   const c = await RawClient.connect(r.port);
-  await c.handshake();
+  await c.handshake({}, owner);
   c.send({ type: 'file', id: 1, filename: name, size: bytes.length });
   expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
   c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }), bytes]));
@@ -66,7 +70,8 @@ describe('the receiver, for a header without a hash', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await listFiles(r.dir)).not.toContain('a.bin');
     c.send({ type: 'hash', id: 1, hash });
-    expect(await c.next()).toEqual({ type: 'done', id: 1, hash, path: 'a.bin' });
+    // An open receiver (no token) does not tell where it stored the file.
+    expect(await c.next()).toEqual({ type: 'done', id: 1, hash, receipt: RECEIPT });
     c.send({ type: 'bye' });
     await rest(c);
     expect((await readFile(path.join(r.dir, 'a.bin'))).equals(bytes)).toBe(true);
@@ -87,12 +92,14 @@ describe('the receiver, for a header without a hash', () => {
     const r = await startReceiver();
     const src = await randomFile(path.join(await tempDir(), 'c.bin'), 3 * MiB);
     const bytes = await readFile(src);
-    const c = await sendHashless(r, 'c.bin', bytes);
+    // One key for the raw upload and the send that finishes it: a partial is its sender's alone.
+    const owner = await sharedOwnerKey();
+    const c = await sendHashless(r, 'c.bin', bytes, owner.key);
     c.send({ type: 'file', id: 2, filename: 'other.txt', size: 1 });
     expect(await rest(c)).toEqual([{ type: 'error', code: 'UNEXPECTED_MESSAGE', message: expect.stringContaining('"hash"') }]);
     await waitUntil(async () => (await partialBytes(r.dir)) === bytes.length, 'the body kept for resume');
 
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: bytes.length, bytesSent: 0, hash: await hashBytes(bytes) });
     expect(await digest(path.join(r.dir, 'c.bin'))).toEqual(await digest(src));
   });
@@ -114,13 +121,15 @@ describe('the receiver, for a header without a hash', () => {
     expect(await c.next()).toMatchObject({ type: 'failed', id: 1, code: 'NO_SPACE' });
     c.send({ type: 'hash', id: 1, hash: await hashBytes(bytes) });
     // The connection goes on: a small file (written without writev) still lands.
-    c.send({ type: 'file', id: 2, filename: 'small.txt', size: 5, hash: await hashBytes(Buffer.from('small')) });
+    const smallHash = await hashBytes(Buffer.from('small'));
+    c.send({ type: 'file', id: 2, filename: 'small.txt', size: 5, hash: smallHash });
     c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 2, offset: 0, length: 5 }), Buffer.from('small')]));
     expect(await c.next()).toEqual({ type: 'accept', id: 2, offset: 0 });
-    expect(await c.next()).toMatchObject({ type: 'done', id: 2, path: 'small.txt' });
+    expect(await c.next()).toEqual({ type: 'done', id: 2, hash: smallHash, receipt: RECEIPT });
     c.send({ type: 'bye' });
     expect(await rest(c)).toEqual([]);
     expect(r.eventsOf('connection-error')).toEqual([]);
+    expect(await readFile(path.join(r.dir, 'small.txt'), 'utf8')).toBe('small');
   });
 
   it('a hash with no body waiting for one is an error', async () => {
@@ -293,8 +302,10 @@ describe('the sender, for a large file not in the hash cache', () => {
     // Large enough that the sender is still reading when the file grows (socket buffers hold a few MiB).
     const src = await fileAtRest(path.join(await tempDir(), 'growing.log'), 24 * MiB);
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
+    // A key file, to know which owner the partial belongs to.
+    const owner = await sharedOwnerKey();
     // One retry: the connection is dropped with the changed file, and the batch goes on without it.
-    const sending = send([src], { host: '127.0.0.1', port: proxy.port, retries: 1, retryDelayMs: 10 });
+    const sending = send([src], { host: '127.0.0.1', port: proxy.port, retries: 1, retryDelayMs: 10, senderKeyFile: owner.senderKeyFile });
     sending.catch(() => undefined);
     await waitUntil(async () => (await partialBytes(r.dir)) > MiB, 'part of the body');
     await appendFile(src, 'one more line\n');
@@ -304,7 +315,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     expect(r.eventsOf('received')).toEqual([]);
     expect((await listFiles(r.dir)).filter((f) => !f.startsWith('.ft-partial/'))).toEqual([]);
     // What arrived stays only as a partial under the name, which the next send checks before resuming.
-    expect(await listFiles(r.dir)).toContain(`${sessionPartial('growing.log', 24 * MiB)}.part`);
+    expect(await listFiles(r.dir)).toContain(`${partialOf(owner.key, 'growing.log', 24 * MiB)}.part`);
   });
 
   it('a file rewritten in place (same size) while it is sent fails with FILE_CHANGED, and the other files still go, without retries', async () => {
@@ -353,10 +364,11 @@ describe('the sender, for a large file not in the hash cache', () => {
     const big = await randomFile(path.join(dir, 'big.bin'), 3 * MiB);
     const small = path.join(dir, 'small.txt');
     await writeFile(small, 'small');
-    // A partial of the first 2 MiB, as a cut connection leaves it.
+    // A partial of the first 2 MiB, as a cut connection leaves it, made under the key the send proves.
     const bytes = await readFile(big);
+    const owner = await sharedOwnerKey();
     const c = await RawClient.connect(r.port);
-    await c.handshake();
+    await c.handshake({}, owner.key);
     c.send({ type: 'file', id: 1, filename: 'big.bin', size: bytes.length, hash: await hashBytes(bytes) });
     expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
     c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }), bytes.subarray(0, 2 * MiB)]));
@@ -365,7 +377,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     await r.waitFor('connection-error');
     // The first open hashes it; the second, to check the receiver's prefix, fails.
     const failing = secondOpenFails(nodeFileSystem, 'big.bin');
-    const report = await send([big, small], { host: '127.0.0.1', port: r.port, fs: failing, retries: 0 });
+    const report = await send([big, small], { host: '127.0.0.1', port: r.port, fs: failing, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['big.bin', 'failed', 'LOCAL_FILE'],
       ['small.txt', 'sent', undefined],
@@ -378,15 +390,16 @@ describe('the sender, for a large file not in the hash cache', () => {
     const partials = path.join(inbox, '.ft-partial');
     await mkdir(partials, { recursive: true });
     const src = await fileAtRest(path.join(await tempDir(), 'after-power-cut.bin'), 3 * MiB);
-    // Torn metadata of this very upload (with its data), of another one, and of an older version's.
-    const own = sessionPartial('after-power-cut.bin', 3 * MiB);
+    // Torn metadata of this very upload (with its data, of the owner the send proves), of another one, and of an older version's.
+    const owner = await sharedOwnerKey();
+    const own = partialOf(owner.key, 'after-power-cut.bin', 3 * MiB);
     await writeFile(path.join(inbox, `${own}.part`), (await readFile(src)).subarray(0, 2 * MiB));
     await writeFile(path.join(inbox, `${own}.json`), '');
     await writeFile(path.join(partials, '0123456789abcdef0123456789abcdef.json'), '');
     await writeFile(path.join(partials, '0123456789abcdef0123456789abcdef.part'), 'x');
     await writeFile(path.join(partials, `0123456789abcdef-${3 * MiB}.json`), '');
     const r = await startReceiver({ dir: inbox });
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: 2 * MiB });
     expect(await digest(path.join(r.dir, 'after-power-cut.bin'))).toEqual(await digest(src));
   });

@@ -13,10 +13,11 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FtError, send, serve } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
+import type { OwnerKey } from '../../src/transfer/owner-key.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, listFiles, partialBytes, randomFile, waitUntil, partialFolder } from '../helpers/files.js';
 import { expectServesOn, lengthPrefix, partialData, partialMeta, rawFrame } from '../helpers/hostile.js';
-import { sessionPartial } from '../helpers/owners.js';
+import { partialOf, sharedOwnerKey } from '../helpers/owners.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
@@ -96,11 +97,11 @@ function partialReaches(r: TestReceiver, bytes: number): Promise<number> {
 }
 
 /** Leaves a partial of the first `held` bytes of `bytes` on the receiver: a body cut short, then a close. */
-async function leavePartial(r: TestReceiver, name: string, bytes: Buffer, held: number): Promise<string> {
+async function leavePartial(r: TestReceiver, name: string, bytes: Buffer, held: number, owner: OwnerKey): Promise<string> {
   const hash = await hashBytes(bytes);
   const c = await RawClient.connect(r.port);
   try {
-    await c.handshake();
+    await c.handshake({}, owner);
     c.send(header(1, name, bytes.length, hash));
     expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
     c.writeRaw(encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }));
@@ -523,12 +524,14 @@ describe('body offsets and lengths', () => {
     const src = await randomFile(path.join(await tempDir(), 'resume-me.bin'), resumeSize);
     const bytes = await readFile(src);
     const held = MiB + 1500;
-    const hash = await leavePartial(r, 'resume-me.bin', bytes, held);
+    // One key for every connection: a partial is resumed only by the sender that started it.
+    const owner = await sharedOwnerKey();
+    const hash = await leavePartial(r, 'resume-me.bin', bytes, held, owner.key);
     const offset = pick(held);
     const c = await RawClient.connect(r.port);
     let frames: JsonObject[];
     try {
-      await c.handshake();
+      await c.handshake({}, owner.key);
       c.send(header(1, 'resume-me.bin', bytes.length, hash));
       expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: held, prefixHash: await hashBytes(bytes.subarray(0, held)) });
       c.writeRaw(body(1, bytes, offset));
@@ -541,7 +544,7 @@ describe('body offsets and lengths', () => {
     expect(r.eventsOf('connection-error')[1]!.code).toBe('BAD_MESSAGE');
     expect(await partialBytes(r.dir)).toBe(held);
 
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: held, bytesSent: bytes.length - held });
     expect(await digest(path.join(r.dir, 'resume-me.bin'))).toEqual(await digest(src));
     await expectServesOn(r, ['resume-me.bin']);
@@ -554,11 +557,12 @@ describe('bodies that lie', () => {
     const src = await randomFile(path.join(await tempDir(), 'short.bin'), 3 * MiB);
     const bytes = await readFile(src);
     const held = MiB + 12_345;
-    const hash = await leavePartial(r, 'short.bin', bytes, held);
-    expect(await listFiles(r.dir)).toEqual([partialMeta('short.bin', bytes.length), partialData('short.bin', bytes.length)].sort());
+    const owner = await sharedOwnerKey();
+    await leavePartial(r, 'short.bin', bytes, held, owner.key);
+    expect(await listFiles(r.dir)).toEqual([partialMeta(owner.key, 'short.bin', bytes.length), partialData(owner.key, 'short.bin', bytes.length)].sort());
     expect(existsSync(path.join(r.dir, 'short.bin'))).toBe(false);
 
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: held, bytesSent: bytes.length - held });
     expect(await digest(path.join(r.dir, 'short.bin'))).toEqual(await digest(src));
     await expectServesOn(r, ['short.bin']);
@@ -839,11 +843,15 @@ describe('the file system under the inbox', () => {
     await writeFile(path.join(local, 'evil', 'payload.txt'), 'payload\n');
     await writeFile(path.join(local, 'link.txt'), 'replacement\n');
     const report = await send([path.join(local, 'evil'), path.join(local, 'link.txt')], { host: '127.0.0.1', port: r.port });
+    // An open receiver does not tell the sender where it stored a file; its own events do (in
+    // the order placements finish, which run side by side).
     expect(report.files.map((f) => [f.status, f.remotePath])).toEqual([
-      ['sent', 'evil (1)/payload.txt'],
-      ['sent', 'link (1).txt'],
+      ['sent', undefined],
+      ['sent', undefined],
     ]);
+    expect(r.eventsOf('received').map((e) => e.path).sort()).toEqual(['evil (1)/payload.txt', 'link (1).txt']);
     expect(await readFile(path.join(r.dir, 'evil (1)', 'payload.txt'), 'utf8')).toBe('payload\n');
+    expect(await readFile(path.join(r.dir, 'link (1).txt'), 'utf8')).toBe('replacement\n');
     expect(await readdir(outside)).toEqual([]);
     expect(await readFile(target, 'utf8')).toBe('outside\n');
   });
@@ -893,7 +901,7 @@ describe('the file system under the inbox', () => {
     await mkdir(local);
     const size = 6 * MiB;
     const src = await randomFile(path.join(local, 'big.bin'), size);
-    // At rest for an hour: its first send hashes it while sending, so the partial is keyed by name.
+    // At rest for an hour: sent at once, hashed while it is sent (a file changed within a minute is hashed first).
     const anHourAgo = new Date(Date.now() - 3600_000);
     await utimes(src, anHourAgo, anHourAgo);
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
@@ -907,12 +915,14 @@ describe('the file system under the inbox', () => {
     const report = await sending;
 
     expect(report.files).toHaveLength(1);
-    // Under rename, d is now a link, which is passed over like a file: the folder's first free variant.
-    expect(report.files[0]).toMatchObject({ name: 'd/big.bin', status: 'sent', remotePath: 'd (1)/big.bin' });
+    // Under rename, d is now a link, which is passed over like a file: the folder's first free
+    // variant (which an open receiver tells only in its own events, not to the sender).
+    expect(report.files[0]).toMatchObject({ name: 'd/big.bin', status: 'sent' });
+    expect(report.files[0]!.remotePath).toBeUndefined();
     expect(await readdir(outside)).toEqual([]);
     expect(await readdir(moved)).toEqual([]);
     expect(await digest(path.join(r.dir, 'd (1)', 'big.bin'))).toEqual(await digest(src));
-    expect(r.eventsOf('received')).toHaveLength(1);
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['d (1)/big.bin']);
     await expectServesOn(r, ['d', 'd (1)/big.bin']);
   });
 
@@ -930,7 +940,9 @@ describe('the file system under the inbox', () => {
     const anHourAgo = new Date(Date.now() - 3600_000);
     await utimes(src, anHourAgo, anHourAgo);
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
-    const sending = send([local], { host: '127.0.0.1', port: proxy.port, retries: 0 });
+    // A key file, to know which owner the partial left behind belongs to.
+    const owner = await sharedOwnerKey();
+    const sending = send([local], { host: '127.0.0.1', port: proxy.port, retries: 0, senderKeyFile: owner.senderKeyFile });
     sending.catch(() => undefined);
 
     await partialReaches(r, MiB);
@@ -946,9 +958,9 @@ describe('the file system under the inbox', () => {
     expect(await readFile(path.join(outside, 'big.bin'), 'utf8')).toBe('precious\n');
     expect(await readdir(moved)).toEqual([]);
     expect(r.eventsOf('received')).toEqual([]);
-    // The complete, verified upload stays as a partial (§12: a failed placement keeps it), under
-    // its name: the first send of a large file hashes it while sending.
-    const key = sessionPartial('d/big.bin', size);
+    // The complete, verified upload stays as a partial (§12: a failed placement keeps it), for
+    // its sender under its name and size.
+    const key = partialOf(owner.key, 'd/big.bin', size);
     const kept = await digest(path.join(r.dir, `${key}.part`));
     expect(kept).toEqual(await digest(src));
     await expectServesOn(r, ['d', `${key}.part`, `${key}.json`]);

@@ -112,3 +112,23 @@ describe('the inbox, probed without the token', () => {
     }
   });
 });
+
+describe('receipts', () => {
+  it('work for the longest names: a deep folder tree sent, then found already there', async () => {
+    const r = await startReceiver();
+    const { senderKeyFile } = await sharedOwnerKey();
+    const root = await tempDir();
+    // 16 folders of 240 bytes: a name of about 3,900 bytes, near the 4,096 limit.
+    let dir = path.join(root, 'top');
+    const parts = Array.from({ length: 16 }, (_, i) => `${i}`.padStart(3, '0') + 'd'.repeat(237));
+    dir = path.join(dir, ...parts);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'f.txt'), 'deep\n');
+    const options = { host: '127.0.0.1', port: r.port, senderKeyFile, hashCache: path.join(root, 'cache.json'), retries: 0 };
+    const first = await send([path.join(root, 'top')], options);
+    expect(first.files.map((f) => f.status)).toEqual(['sent']);
+    const again = await send([path.join(root, 'top')], options);
+    expect(again.files.map((f) => f.status)).toEqual(['skipped']);
+  });
+});

@@ -2,8 +2,10 @@
  * What one peer may consume on a live receiver: files per connection, the rate of a body, disk
  * space promised to bodies, and what error texts tell it. Raw clients on 127.0.0.1 only.
  */
+import type nodeFs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { hashBytes } from '../../src/hashing.js';
 import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
 import { ephemeralOwnerKey } from '../../src/transfer/owner-key.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
@@ -128,23 +130,68 @@ describe('disk space', () => {
 });
 
 describe('what a peer is told', () => {
-  it('a file-system error reaches the peer as its code only; the receiver log has the detail, and no peer sees the inbox path', async () => {
-    const r = await startReceiver();
-    // Under the 4096-byte name limit, but the inbox's own path makes the whole path too long for the system.
-    const name = Array.from({ length: 16 }, (_, i) => `${String(i).padStart(2, '0')}${'n'.repeat(253)}`).join('/');
-    const c = await RawClient.connect(r.port);
-    let answer: JsonObject;
-    try {
-      await c.handshake();
-      c.send({ type: 'file', id: 1, filename: name, size: 1, hash: ZERO_HASH });
-      answer = await c.next();
-    } finally {
-      c.destroy();
-    }
-    expect(answer).toMatchObject({ type: 'refuse', id: 1, code: 'WRITE_FAILED', message: expect.stringContaining('ENAMETOOLONG') });
-    expect(JSON.stringify(answer)).not.toContain(path.dirname(r.dir));
-    const logged = r.eventsOf('warning').map((e) => e.message).join('\n');
-    expect(logged).toContain(r.dir);
-    await expectServesOn(r);
-  });
+  /**
+   * The real disk, except for one trigger: there the call is made on the real file system with
+   * a path under the inbox that it cannot take (a 300-byte name), so what it throws is a genuine
+   * Node error (ENAMETOOLONG) whose message quotes the inbox's absolute path.
+   */
+  function failingFor(trigger: 'open' | 'link', inbox: () => string): FileSystem {
+    const tooLong = () => path.join(inbox(), 'n'.repeat(300));
+    const realOpen = nodeFileSystem.openSync as (file: nodeFs.PathLike, flags?: nodeFs.OpenMode, mode?: nodeFs.Mode | null) => number;
+    const openSync = ((file: nodeFs.PathLike, flags?: nodeFs.OpenMode, mode?: nodeFs.Mode | null) =>
+      trigger === 'open' && String(file).endsWith('/trap')
+        ? realOpen(path.join(tooLong(), 'trap'), flags, mode)
+        : realOpen(file, flags, mode)) as FileSystem['openSync'];
+    const linkSync: FileSystem['linkSync'] = (from, to) =>
+      trigger === 'link' && String(to).endsWith('/trap.txt') ? nodeFileSystem.linkSync(from, tooLong()) : nodeFileSystem.linkSync(from, to);
+    return { ...nodeFileSystem, openSync, linkSync };
+  }
+
+  it.each([
+    ['a header (opening a folder of its name)', 'open', 'trap/file.txt', 'refuse'],
+    ['a placement (linking the file under its name)', 'link', 'trap.txt', 'failed'],
+  ] as const)(
+    'a file-system error at %s reaches the peer as its code only; the receiver log has the detail, and no peer sees the inbox path',
+    async (_stage, trigger, name, answerType) => {
+      let inbox = '';
+      const r = await startReceiver({ fs: failingFor(trigger, () => inbox) });
+      inbox = r.dir;
+      const bytes = Buffer.from('trapped\n');
+      const hash = await hashBytes(bytes);
+      const c = await RawClient.connect(r.port);
+      const frames: JsonObject[] = [];
+      try {
+        await c.handshake();
+        c.send({ type: 'file', id: 1, filename: name, size: bytes.length, hash });
+        frames.push(await c.next());
+        if (answerType === 'failed') {
+          expect(frames[0]).toEqual({ type: 'accept', id: 1, offset: 0 });
+          c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }), bytes]));
+          frames.push(await c.next());
+        }
+        c.send({ type: 'bye' });
+        frames.push(...(await c.rest(5000)));
+      } finally {
+        c.destroy();
+      }
+      const answer = frames.at(answerType === 'failed' ? 1 : 0)!;
+      expect(answer).toEqual({ type: answerType, id: 1, code: 'WRITE_FAILED', message: expect.stringContaining('ENAMETOOLONG') });
+      // Nothing the peer got names a path of the receiver's, not even masked: not the inbox, its
+      // partials or its folder handles, nor the name the system refused.
+      expect(frames).toHaveLength(answerType === 'failed' ? 2 : 1);
+      const told = JSON.stringify(frames);
+      for (const part of [path.dirname(r.dir), '<inbox>', '.ft-partial', '/proc/', 'n'.repeat(300)]) expect(told).not.toContain(part);
+      // The receiver's own log has the system's whole text, the inbox path included.
+      const warnings = r.eventsOf('warning').map((e) => e.message);
+      expect(warnings).toEqual([expect.stringContaining(`ENAMETOOLONG: name too long`)]);
+      expect(warnings[0]).toContain(path.join(r.dir, 'n'.repeat(300)));
+      if (answerType === 'failed') {
+        expect(r.eventsOf('failed')).toEqual([
+          expect.objectContaining({ name, code: 'WRITE_FAILED', message: expect.stringContaining(path.join(r.dir, 'n'.repeat(300))) }),
+        ]);
+      }
+      expect(r.eventsOf('received')).toEqual([]);
+      await expectServesOn(r);
+    },
+  );
 });

@@ -59,6 +59,9 @@ export function sealReceipt(key, iv, claims) {
   return Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url');
 }
 
+/** (ft) How a receipt's claims name the file asked for (§9.3): SHA-256 of the header's filename (UTF-8), lowercase hex. */
+export const receiptName = (filename) => createHash('sha256').update(filename, 'utf8').digest('hex');
+
 /**
  * Discovery datagram (§20): one compact UTF-8 JSON object, `m` and `v` first. A query is padded
  * with spaces in `pad` to exactly 512 bytes, so that no answer is ever larger than it.
@@ -133,7 +136,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const receiptIv = createHash('sha256').update('ft example receipt iv').digest().subarray(0, 12);
   const claims = {
     owner: fingerprint,
-    name: 'greeting.txt',
+    name: receiptName('greeting.txt'),
     path: 'greeting.txt',
     hash: HASH,
     dev: 2049,

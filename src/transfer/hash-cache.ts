@@ -2,17 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { sameIdentity, type FileIdentity } from '../storage/same-content.js';
 import { HASH_PATTERN, RECEIPT_PATTERN } from '../wire/messages.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What a cached hash is valid for: the same file (device, inode) unchanged since (size, mtime, ctime). */
-export interface FileIdentity {
-  dev: number;
-  ino: number;
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-}
+export type { FileIdentity } from '../storage/same-content.js';
 
 /** A receiver as the sender met it: the name its hello gave, and the host and port it was reached at. */
 export interface ReceiverId {
@@ -286,10 +281,6 @@ function receiptKey(receiver: ReceiverId, name: string, id: FileIdentity): strin
 
 function identityOf(id: FileIdentity): FileIdentity {
   return { dev: id.dev, ino: id.ino, size: id.size, mtimeMs: id.mtimeMs, ctimeMs: id.ctimeMs };
-}
-
-function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
 function charsOf(entry: StoredReceipt): number {

@@ -18,6 +18,7 @@ import { openBodySink, type BodySink } from '../storage/body-sink.js';
 import type { OpenFile } from '../storage/file-system.js';
 import type { Inbox } from '../storage/inbox.js';
 import type { Partial } from '../storage/partials.js';
+import { sameIdentity } from '../storage/same-content.js';
 import { encodeFrame, FrameDecoder, type Decoded } from '../wire/frame.js';
 import {
   MAX_FILES_PER_CONNECTION,
@@ -431,14 +432,7 @@ export class ReceiverSession {
     if (!claims || claims.owner !== this.owner || claims.name !== receiptName(header.filename) || claims.size !== header.size) return undefined;
     if (header.hash !== undefined && header.hash !== claims.hash) return undefined;
     const now = this.ctx.inbox.statPlaced(claims.path);
-    const same =
-      now !== undefined &&
-      now.dev === claims.dev &&
-      now.ino === claims.ino &&
-      now.size === claims.size &&
-      now.mtimeMs === claims.mtimeMs &&
-      now.ctimeMs === claims.ctimeMs;
-    return same ? claims.path : undefined;
+    return now !== undefined && sameIdentity(now, claims) ? claims.path : undefined;
   }
 
   private async takePending(id: number): Promise<PendingFile> {

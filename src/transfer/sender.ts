@@ -25,6 +25,7 @@ import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
+import { sameIdentity } from '../storage/same-content.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
 import {
   collectFiles,
@@ -645,7 +646,7 @@ async function streamBody(
  */
 function sendBodyHash(connection: SenderConnection, id: number, file: LocalFile, now: Stats, hasher: Hasher, cache: HashCache | undefined): void {
   const before = file.identity;
-  const same = before && now.dev === before.dev && now.ino === before.ino && now.size === before.size && now.mtimeMs === before.mtimeMs && now.ctimeMs === before.ctimeMs;
+  const same = before !== undefined && sameIdentity(now, before);
   if (!same) {
     connection.close();
     throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} changed while it was being sent; run the command again`);

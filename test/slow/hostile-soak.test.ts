@@ -21,6 +21,7 @@ import { ephemeralOwnerKey, type OwnerKey } from '../../src/transfer/owner-key.j
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { MAX_FILES_PER_CONNECTION } from '../../src/wire/messages.js';
 import { digest, listFiles, randomBuffer, randomFile, waitUntil } from '../helpers/files.js';
+import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { killAllFt, runFt, spawnFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -136,10 +137,14 @@ describe('hostile soak', () => {
     // The victim: a large file whose first send is killed part-way, leaving its partial behind.
     const big = await randomFile(path.join(src, 'big.bin'), 24 * MiB, 'victim');
     const bigSize = 24 * MiB;
-    const first = spawnFt(['send', big, '--to', to, '--json', '--retries', '0'], { env, timeoutMs: 60_000 });
+    // Through a 4 MiB/s proxy, so that the kill lands mid-body.
+    const slow = await startProxy({ targetPort: serve.port, bytesPerSecond: 4 * MiB });
+    const first = spawnFt(['send', big, '--to', `127.0.0.1:${slow.port}`, '--json', '--retries', '0'], { env, timeoutMs: 60_000 });
     await first.waitForJson((e) => e.event === 'progress' && (e.bytes as number) > 4 * MiB, 30_000);
     first.kill('SIGKILL');
     await first.exited;
+    await closeAllProxies();
+    await waitUntil(() => serve.events('error').length > 0 || undefined, "the victim's connection ended");
 
     const until = Date.now() + SOAK_MS;
     const tally: Tally = { violations: [], counts: {} };

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, exitCodeFor, FtError } from '../errors.js';
 import { escapeControls } from '../names/safe-name.js';
-import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/inbox.js';
+import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/conflict-policy.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 import { jsonLine } from './format.js';
 import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize } from './options.js';

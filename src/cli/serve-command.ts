@@ -1,7 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
-import type { ConflictPolicy } from '../storage/inbox.js';
+import type { ConflictPolicy } from '../storage/conflict-policy.js';
 import type { ReceiverEvent } from '../transfer/events.js';
 import { serve } from '../transfer/server.js';
 import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';

@@ -11,9 +11,9 @@ import { identityOf, sameBytes, type FileIdentity } from './same-content.js';
 
 export type { FileIdentity } from './same-content.js';
 
-/** What to do when a different file already has the name: keep both, replace it, or refuse. */
-export type ConflictPolicy = 'rename' | 'overwrite' | 'reject';
-export const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['rename', 'overwrite', 'reject'];
+import type { ConflictPolicy } from './conflict-policy.js';
+
+export { CONFLICT_POLICIES, type ConflictPolicy } from './conflict-policy.js';
 
 /** link() errors that mean "this file system has no hard links", not "something is wrong". */
 const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);

@@ -6,7 +6,7 @@
  */
 import { broadcastTargets } from '../discovery/interfaces.js';
 import { FtError } from '../errors.js';
-import { CONFLICT_POLICIES } from '../storage/inbox.js';
+import { CONFLICT_POLICIES } from '../storage/conflict-policy.js';
 
 /** What a value must be: `expected` completes "expected …, got …". */
 export interface Rule {

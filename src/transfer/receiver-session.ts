@@ -2,11 +2,15 @@
  * One connection on the receiving side.
  *
  *  1. We greet with `hello` (protocol, version, auth method, a fresh nonce).
- *  2. The sender answers `hello` (with an HMAC proof when a token is set).
- *  3. For each `file` header we answer `accept` (with the offset we hold), `skip` or `refuse`.
- *     Headers may run ahead of bodies (pipelining); each is answered in order.
- *  4. A `body` frame and its raw bytes follow for an accepted file; we count, hash and write
- *     them, then verify, fsync, place the file and answer `done`, or `failed`.
+ *  2. The sender answers `hello` with its owner key and a signature over our nonce (and an HMAC
+ *     proof when a token is set); only then does the connection take a main slot (Admission).
+ *  3. For each `file` header we answer `accept` (with the offset of this owner's own partial),
+ *     `skip` (only for a receipt we issued to this owner, for a file unchanged since) or
+ *     `refuse`; nothing in the answer depends on other files in the inbox. Headers may run
+ *     ahead of bodies (pipelining); each is answered in order.
+ *  4. A `body` frame and its raw bytes follow for an accepted file; we reserve its space,
+ *     count, hash and write them at no less than the minimum rate, then verify, fsync, place the
+ *     file and answer `done` with a receipt (and the path, to token holders), or `failed`.
  *  5. `bye` ends the session. Protocol violations get an `error` frame and the connection closes.
  */
 import type { Socket } from 'node:net';

@@ -18,7 +18,16 @@ export interface Ticket {
   readonly evict: () => void;
   /** When it entered (monotonic ms). */
   readonly since: number;
+  /** When it last moved a file forward (monotonic ms): a body byte, a file done or found already there. */
+  lastProgress: number;
 }
+
+/**
+ * When every main slot is taken, a connection that has moved no file forward for this long gives
+ * its slot to a newcomer: on an open receiver anyone passes the greeting, and connections that
+ * only trickle refused headers would otherwise keep every honest sender out.
+ */
+export const IDLE_SLOT_MS = 15_000;
 
 /**
  * A greeting younger than this is never dropped for a newcomer (who is told BUSY instead): an
@@ -36,7 +45,7 @@ export const MIN_GREETING_AGE_MS = 250;
  * the main slots.
  */
 export class Admission {
-  private active = 0;
+  private readonly activeTickets = new Set<Ticket>();
   /** Greeting tickets, oldest first (a Set keeps insertion order). */
   private readonly greeting = new Set<Ticket>();
   private readonly perGroup = new Map<string, number>();
@@ -60,7 +69,7 @@ export class Admission {
       this.leave(oldest);
       oldest.evict();
     }
-    const ticket: Ticket = { group, pool: 'greeting', evict, since: now };
+    const ticket: Ticket = { group, pool: 'greeting', evict, since: now, lastProgress: now };
     this.greeting.add(ticket);
     this.perGroup.set(group, mine + 1);
     return ticket;
@@ -69,17 +78,35 @@ export class Admission {
   /** The connection authenticated: it takes a main slot, or is told why there is none. */
   promote(ticket: Ticket): string | undefined {
     if (ticket.pool !== 'greeting') return ticket.pool === 'gone' ? 'the connection was closed' : undefined;
-    if (this.active >= this.limits.maxConnections) return `the receiver is at its limit of ${this.limits.maxConnections} connections`;
+    const now = this.now();
+    if (this.activeTickets.size >= this.limits.maxConnections) {
+      const idlest = this.idlest();
+      if (!idlest || now - idlest.lastProgress < IDLE_SLOT_MS) return `the receiver is at its limit of ${this.limits.maxConnections} connections`;
+      this.leave(idlest);
+      idlest.evict();
+    }
     this.greeting.delete(ticket);
     ticket.pool = 'active';
-    this.active += 1;
+    ticket.lastProgress = now;
+    this.activeTickets.add(ticket);
     return undefined;
+  }
+
+  /** The connection moved a file forward (see IDLE_SLOT_MS). */
+  progressed(ticket: Ticket): void {
+    ticket.lastProgress = this.now();
+  }
+
+  private idlest(): Ticket | undefined {
+    let idlest: Ticket | undefined;
+    for (const ticket of this.activeTickets) if (!idlest || ticket.lastProgress < idlest.lastProgress) idlest = ticket;
+    return idlest;
   }
 
   /** Idempotent: an evicted connection leaves again when its socket closes. */
   leave(ticket: Ticket): void {
     if (ticket.pool === 'gone') return;
-    if (ticket.pool === 'active') this.active -= 1;
+    if (ticket.pool === 'active') this.activeTickets.delete(ticket);
     else this.greeting.delete(ticket);
     ticket.pool = 'gone';
     const left = (this.perGroup.get(ticket.group) ?? 1) - 1;

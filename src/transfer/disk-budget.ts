@@ -3,6 +3,8 @@ import type { FileSystem } from '../storage/file-system.js';
 
 /** Bytes set aside for a body that is arriving; given back once it has been written (or not). */
 export interface Reservation {
+  /** Holds `bytes` from now on (the ones written meanwhile are on the disk itself); false when they do not fit. */
+  resize(bytes: number): Promise<boolean>;
   release(): void;
 }
 
@@ -47,12 +49,20 @@ export class DiskBudget {
     const { missing, available } = await this.shortfall(bytes);
     if (missing > 0) return { available: available! };
     this.reserved += bytes;
-    let held = true;
+    let held = bytes;
+    let released = false;
     return {
+      resize: async (want) => {
+        if (released) return false;
+        if (want > held && (await this.shortfall(want - held)).missing > 0) return false;
+        this.reserved += want - held;
+        held = want;
+        return true;
+      },
       release: () => {
-        if (!held) return;
-        held = false;
-        this.reserved -= bytes;
+        if (released) return;
+        released = true;
+        this.reserved -= held;
       },
     };
   }

@@ -31,6 +31,20 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 const AAD = Buffer.from('ft-receipt-v1');
 
+/**
+ * Room for the claims of any upload of `requested`: its name as JSON (the stored path is that
+ * name with, per component, at most a variant suffix) and the fixed fields, whatever their values.
+ */
+function paddedLength(requested: string): number {
+  const components = requested.split('/').length;
+  return Buffer.byteLength(JSON.stringify(requested)) + components * MAX_VARIANT_SUFFIX_BYTES + FIXED_CLAIMS_BYTES;
+}
+
+/** `" (ft-0123456789abcdef)"` and the like: more than any variant suffix the inbox gives a component. */
+const MAX_VARIANT_SUFFIX_BYTES = 32;
+/** The other claims as JSON at their longest (64-hex owner and name digests, hash, five numbers). */
+const FIXED_CLAIMS_BYTES = 384;
+
 /** How a receipt names the file it was asked for. */
 export function receiptName(filename: string): string {
   return createHash('sha256').update(filename).digest('hex');
@@ -62,10 +76,18 @@ export class ReceiptSealer {
     return new ReceiptSealer(randomBytes(KEY_BYTES));
   }
 
-  seal(claims: ReceiptClaims): string {
+  /**
+   * Seals the claims of an upload of `requested` (the name the sender asked for). The plaintext
+   * is padded to a length that depends on that name alone: how long a receipt is must not tell
+   * whether the file was stored under its name, a numbered variant, or beside an identical one.
+   */
+  seal(claims: ReceiptClaims, requested: string): string {
+    const text = JSON.stringify(claims);
+    const padded = Buffer.alloc(Math.max(paddedLength(requested), Buffer.byteLength(text)), 0x20);
+    padded.write(text, 'utf8');
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', this.key, iv).setAAD(AAD);
-    const body = Buffer.concat([cipher.update(JSON.stringify(claims), 'utf8'), cipher.final()]);
+    const body = Buffer.concat([cipher.update(padded), cipher.final()]);
     return Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url');
   }
 

@@ -88,10 +88,22 @@ interface ActiveBody {
   sink: BodySink;
   hasher: Hasher;
   reservation: Reservation;
+  /** Where the reservation was last sized (an offset in the file). */
+  reservedAt: number;
   startedAt: number;
   received: number;
   lastProgress: number;
 }
+
+/**
+ * A body reserves at most this much of the free space ahead of what it has written, topped up as
+ * it arrives: a slow body cannot hold space it may never fill (one trickled just above the
+ * minimum rate would otherwise hold its whole size for weeks).
+ */
+const RESERVE_AHEAD_BYTES = 64 * 1024 * 1024;
+
+/** What a peer is told when a file does not fit: not how much space the receiver has. */
+const NO_SPACE_TEXT = 'not enough free space on the receiver for this file';
 
 /** Windows over which a body's rate is judged: this much time spent waiting for the peer, at most. */
 const RATE_WINDOW_MS = 10_000;
@@ -359,9 +371,10 @@ export class ReceiverSession {
   /** accept, skip or refuse; never throws (a problem with one file is that file's refusal). */
   private async decide(header: FileHeader): Promise<{ reply: ReceiverMessage; event?: ReceiverEvent }> {
     const { id, filename: name } = header;
-    const refuse = (code: ErrorCode, message: string) => ({
+    /** `logged` is what the receiver's own log says, when the peer is told less. */
+    const refuse = (code: ErrorCode, message: string, logged = message) => ({
       reply: { type: 'refuse', id, code, message } as const,
-      event: { type: 'refused', remote: this.remote, name, code, message } as const,
+      event: { type: 'refused', remote: this.remote, name, code, message: logged } as const,
     });
     let partial: Partial | undefined;
     try {
@@ -374,6 +387,7 @@ export class ReceiverSession {
       }
       const stored = header.receipt === undefined ? undefined : this.redeem(header, header.receipt);
       if (stored !== undefined) {
+        this.ctx.admission.progressed(this.ticket);
         return {
           reply: { type: 'skip', id, reason: 'already-there', ...(this.entitled ? { path: stored } : {}) },
           event: { type: 'skipped', remote: this.remote, name, path: stored },
@@ -388,7 +402,7 @@ export class ReceiverSession {
       const { missing, available } = await this.ctx.disk.shortfall(needed);
       if (missing > 0) {
         partial.release();
-        return refuse('NO_SPACE', `${needed} bytes needed, ${available} free on the receiver`);
+        return refuse('NO_SPACE', NO_SPACE_TEXT, `${needed} bytes needed, ${available} free`);
       }
       const prefix = partial.offset > 0 ? await partial.hashPrefix() : undefined;
       this.pending.set(id, { header, components, partial, offset: partial.offset, prefix });
@@ -467,12 +481,12 @@ export class ReceiverSession {
     const resumed = message.offset > 0 && file.prefix !== undefined;
     const hasher = resumed ? file.prefix!.hasher : await createHasher();
     // The announced size reserved nothing; the body about to arrive does.
-    const reservation = await this.ctx.disk.reserve(message.length);
+    const reservation = await this.ctx.disk.reserve(Math.min(message.length, RESERVE_AHEAD_BYTES));
     if (!('release' in reservation)) {
       this.release(file);
-      const text = `${message.length} bytes needed, ${reservation.available} free on the receiver`;
-      this.send({ type: 'failed', id: header.id, code: 'NO_SPACE', message: text });
-      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'NO_SPACE', message: text });
+      this.send({ type: 'failed', id: header.id, code: 'NO_SPACE', message: NO_SPACE_TEXT });
+      const logged = `${message.length} bytes needed, ${reservation.available} free`;
+      this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: 'NO_SPACE', message: logged });
       this.dropping = header;
       return;
     }
@@ -488,18 +502,20 @@ export class ReceiverSession {
     }
     file.offset = message.offset;
     const now = Date.now();
-    this.body = { file, sink, hasher, reservation, startedAt: now, received: message.offset, lastProgress: now };
+    this.body = { file, sink, hasher, reservation, reservedAt: message.offset, startedAt: now, received: message.offset, lastProgress: now };
     this.ctx.emit({ type: 'started', remote: this.remote, name: header.filename, size: header.size, offset: message.offset });
   }
 
   private async bodyChunk(data: Buffer): Promise<void> {
     this.arriving!.bytes += data.length;
     if (this.dropping) return;
+    this.ctx.admission.progressed(this.ticket);
     const body = this.body!;
     body.received += data.length;
     body.hasher.update(data);
     try {
       await body.sink.write(data);
+      if (body.received - body.reservedAt >= RESERVE_AHEAD_BYTES / 2) await this.reserveAhead(body);
     } catch (error) {
       await this.abandonBody(body, error);
       this.dropping = body.file.header;
@@ -511,6 +527,13 @@ export class ReceiverSession {
       const { filename: name, size } = body.file.header;
       this.ctx.emit({ type: 'progress', remote: this.remote, name, bytes: body.received, size });
     }
+  }
+
+  /** Tops up the body's reservation; a disk that has no room left for it ends the body as a full disk would. */
+  private async reserveAhead(body: ActiveBody): Promise<void> {
+    body.reservedAt = body.received;
+    const ahead = Math.min(body.file.header.size - body.received, RESERVE_AHEAD_BYTES);
+    if (!(await body.reservation.resize(ahead))) throw Object.assign(new Error('no room left for the rest of the body'), { code: 'ENOSPC' });
   }
 
   /** A full disk or an I/O error mid-body: keep what was written for resume, and say why. */
@@ -608,7 +631,8 @@ export class ReceiverSession {
       await written.close();
       const placed = await this.ctx.inbox.place(file.partial, file.components);
       this.release(file);
-      const receipt = this.ctx.receipts.seal({ owner: this.owner, name: receiptName(header.filename), path: placed.path, hash, ...placed.identity });
+      const claims = { owner: this.owner, name: receiptName(header.filename), path: placed.path, hash, ...placed.identity };
+      const receipt = this.ctx.receipts.seal(claims, header.filename);
       this.send({ type: 'done', id: header.id, hash, receipt, ...(this.entitled ? { path: placed.path } : {}) });
       this.ctx.emit({
         type: 'received',

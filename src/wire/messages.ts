@@ -24,8 +24,8 @@ const PROOF_PATTERN = /^[0-9a-f]{64}$/;
 const OWNER_KEY_PATTERN = /^[0-9a-f]{64}$/;
 const OWNER_PROOF_PATTERN = /^[0-9a-f]{128}$/;
 /** An upload receipt: opaque to the sender, base64url. */
-/** Up to 8192: it seals the stored path, which may be as long as a name (4096 bytes) and its renamed variants. */
-export const RECEIPT_PATTERN = /^[A-Za-z0-9_-]{16,8192}$/;
+/** Up to 16384: it seals the stored path (a name of up to 4096 bytes, JSON-escaped, with variant suffixes), padded (receipts.ts). */
+export const RECEIPT_PATTERN = /^[A-Za-z0-9_-]{16,16384}$/;
 const MAX_TEXT = 4096;
 const MAX_FILENAME_BYTES = 4096;
 
@@ -208,7 +208,7 @@ class Fields {
 }
 
 const HASH_DESCRIPTION = '"xxh64:" and 16 lowercase hex digits';
-const RECEIPT_DESCRIPTION = '16 to 8192 base64url characters';
+const RECEIPT_DESCRIPTION = '16 to 16384 base64url characters';
 
 function typeOf(raw: JsonObject): string {
   const type = Object.hasOwn(raw, 'type') ? raw.type : undefined;

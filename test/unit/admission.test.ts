@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressGroup, Admission, MIN_GREETING_AGE_MS, type Ticket } from '../../src/transfer/admission.js';
+import { addressGroup, Admission, IDLE_SLOT_MS, MIN_GREETING_AGE_MS, type Ticket } from '../../src/transfer/admission.js';
 
 const limits = { maxConnections: 3, maxPerAddress: 2, maxGreeting: 2 };
 
@@ -33,6 +33,24 @@ describe('Admission', () => {
     expect(admission.promote(tickets[3]!)).toMatch(/limit of 3/);
     admission.leave(tickets[0]!);
     expect(admission.promote(tickets[3]!)).toBeUndefined();
+  });
+
+  it('gives the slot of a connection that moved no file forward for IDLE_SLOT_MS to a newcomer when every slot is taken', () => {
+    let now = 0;
+    const admission = new Admission({ ...limits, maxGreeting: 10 }, () => now);
+    const evicted: string[] = [];
+    const [a, b, c] = ['10.0.2.1', '10.0.2.2', '10.0.2.3'].map((address) => ticket(admission, address, evicted));
+    for (const t of [a, b, c]) expect(admission.promote(t!)).toBeUndefined();
+    now += IDLE_SLOT_MS - 1;
+    admission.progressed(b!);
+    admission.progressed(c!);
+    // Nobody idle long enough yet: the newcomer is told the receiver is full.
+    expect(admission.promote(ticket(admission, '10.0.2.4', evicted))).toMatch(/limit of 3/);
+    now += 1;
+    // Now `a` has done nothing for IDLE_SLOT_MS: it makes room; `b` and `c`, which moved files, stay.
+    expect(admission.promote(ticket(admission, '10.0.2.5', evicted))).toBeUndefined();
+    expect(evicted).toEqual(['10.0.2.1']);
+    expect([a!.pool, b!.pool, c!.pool]).toEqual(['gone', 'active', 'active']);
   });
 
   it('applies the per-address limit to greeting and authenticated connections alike, an IPv6 /64 counting as one address', () => {

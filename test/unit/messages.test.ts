@@ -264,7 +264,7 @@ describe('parseReceiverMessage', () => {
     it.each([
       ['a receipt with characters outside base64url', { type: 'done', id: 1, hash: HASH, receipt: 'a+b/'.repeat(10) }],
       ['a receipt that is too short', { type: 'done', id: 1, hash: HASH, receipt: 'abc' }],
-      ['a receipt over 8192 characters', { type: 'done', id: 1, hash: HASH, receipt: 'a'.repeat(8193) }],
+      ['a receipt over 16384 characters', { type: 'done', id: 1, hash: HASH, receipt: 'a'.repeat(16385) }],
       ['a receipt that is a number', { type: 'done', id: 1, hash: HASH, receipt: 5 }],
     ])('refuses a done with %s', (_what, message) => {
       refusal(() => receiver(message as JsonObject));
@@ -343,7 +343,7 @@ describe('parseReceiverMessage', () => {
       ['need-hash, gone in protocol 3', { type: 'need-hash', id: 4 }],
       ['a done with a receipt that is not base64url', { type: 'done', id: 1, hash: HASH, receipt: 'not/base64url+'.repeat(2) }],
       ['a done with a receipt too short', { type: 'done', id: 1, hash: HASH, receipt: 'abc' }],
-      ['a done with a receipt over 8192 characters', { type: 'done', id: 1, hash: HASH, receipt: 'a'.repeat(8193) }],
+      ['a done with a receipt over 16384 characters', { type: 'done', id: 1, hash: HASH, receipt: 'a'.repeat(16385) }],
       ['a done with an uppercase hash', { type: 'done', id: 1, hash: 'xxh64:ABCDEF0123456789', path: 'a' }],
       ['a done with a hash missing its prefix', { type: 'done', id: 1, hash: '0123456789abcdef', path: 'a' }],
       ['a refuse with a numeric code', { type: 'refuse', id: 1, code: 5, message: 'x' }],

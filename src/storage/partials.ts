@@ -48,11 +48,14 @@ export type PartialLimitOptions = { [K in keyof PartialLimits]?: PartialLimits[K
 
 /**
  * 64 per peer: a sender keeps at most 32 headers ahead of its bodies, so two sends from one
- * machine at once fit, each with everything it has in flight. 1024 in all: sixteen such peers;
- * a hostile peer can keep at most 64 of them. Each costs two inodes on disk and about 200 bytes
- * of memory here, whatever the peers do.
+ * machine at once fit, each with everything it has in flight. 4096 in all: a receiver takes at
+ * most 64 connections (maxConnections) with at most 64 headers each waiting for a body
+ * (maxPendingFiles), the one asking among them, so uploads in progress never fill it alone: at
+ * the cap one not in use can make room, taken from the peer holding the most (see makeRoom).
+ * (Files past their body, being synced and placed, are held only as long as our disk takes.)
+ * Each costs two inodes on disk and about 200 bytes of memory here, whatever the peers do.
  */
-export const PARTIAL_LIMITS: Readonly<PartialLimits> = { maxPartials: 1024, maxPartialsPerPeer: 64 };
+export const PARTIAL_LIMITS: Readonly<PartialLimits> = { maxPartials: 4096, maxPartialsPerPeer: 64 };
 
 /** Partials holding less than this are deleted after QUICK_EXPIRY_MS, not the full TTL. */
 export const QUICK_EXPIRY_BYTES = 1024 * 1024;
@@ -355,8 +358,9 @@ export class PartialStore {
   }
 
   /**
-   * Counts the partials on disk, reading at most SCAN_LIMIT entries. Above the total cap the
-   * oldest are deleted now, as acquire() would; then each peer's surplus over its cap.
+   * Counts the partials on disk, reading at most SCAN_LIMIT entries. Above the total cap (only
+   * when the cap was lowered since they were kept) the oldest are deleted now; then each peer's
+   * surplus over its cap, its oldest first, as acquire() would.
    */
   private scan(): void {
     for (const key of [...this.index.keys()]) if (!this.held.has(key)) this.forget(key);
@@ -387,26 +391,58 @@ export class PartialStore {
     }
   }
 
-  /** Room for one more partial of this peer, by deleting the oldest unheld ones; BUSY if none can go. */
+  /**
+   * Room for one more partial of this peer. At its own cap, its least recently used unheld one
+   * goes. At the total cap, one of the peer holding the most goes (see evictFromLargest), so
+   * peers filling the folder make room from their own, never from one keeping to a small share.
+   * BUSY only when every partial that could go is in use.
+   */
   private makeRoom(peer: string): void {
     const { maxPartials, maxPartialsPerPeer } = this.limits;
     if ((this.perPeer.get(peer) ?? 0) >= maxPartialsPerPeer && !this.evictOldest(peer)) {
       throw new FtError('BUSY', `${maxPartialsPerPeer} uploads from your address are in progress here already; try again shortly`);
     }
-    if (this.index.size >= maxPartials && !this.evictOldest()) {
+    if (this.index.size >= maxPartials && !this.evictFromLargest()) {
       throw new FtError('BUSY', `this receiver has ${maxPartials} uploads in progress, its limit; try again shortly`);
     }
   }
 
-  /** Deletes the least recently used partial not held (of `peer`, when given). */
-  private evictOldest(peer?: string): boolean {
+  /** Deletes the least recently used partial of `peer` not held. */
+  private evictOldest(peer: string): boolean {
     for (const [key, of] of this.index) {
-      if ((peer !== undefined && of !== peer) || this.held.has(key)) continue;
-      this.deleteFiles(key);
-      this.forget(key);
+      if (of !== peer || this.held.has(key)) continue;
+      this.evict(key);
       return true;
     }
     return false;
+  }
+
+  /**
+   * Deletes the least recently used unheld partial of the peer holding the most partials (held
+   * ones count too) among those with one unheld; of peers holding as many, the one whose partial
+   * was used least recently. Whoever asks, a peer with fewer partials than another loses none
+   * while that other has one to give up: many addresses filling the folder evict each other's,
+   * not those of a peer that left a few. One pass over the index (least recently used first):
+   * a peer's first unheld partial in it is its oldest.
+   */
+  private evictFromLargest(): boolean {
+    let most = 0;
+    for (const count of this.perPeer.values()) most = Math.max(most, count);
+    let chosen: { key: string; count: number } | undefined;
+    for (const [key, of] of this.index) {
+      if (this.held.has(key)) continue;
+      const count = this.perPeer.get(of) ?? 0;
+      if (chosen === undefined || count > chosen.count) chosen = { key, count };
+      if (count >= most) break; // nobody holds more: no later partial can win
+    }
+    if (chosen === undefined) return false;
+    this.evict(chosen.key);
+    return true;
+  }
+
+  private evict(key: string): void {
+    this.deleteFiles(key);
+    this.forget(key);
   }
 
   private deleteFiles(key: string): void {

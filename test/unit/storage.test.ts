@@ -9,7 +9,8 @@ import { hashBytes } from '../../src/hashing.js';
 import { BodyWriter } from '../../src/storage/body-writer.js';
 import { fileSystemOf, nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
 import { Inbox, type ConflictPolicy } from '../../src/storage/inbox.js';
-import { partialKey, PartialStore, type Partial, type UploadId } from '../../src/storage/partials.js';
+import { PARTIAL_LIMITS, partialKey, PartialStore, type Partial, type UploadId } from '../../src/storage/partials.js';
+import { SERVE_DEFAULTS } from '../../src/transfer/server.js';
 import { OWNER_A, OWNER_B } from '../helpers/owners.js';
 
 const MiB = 1024 * 1024;
@@ -593,7 +594,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect(await inbox.partials.acquire(await idOf(content(RESUMABLE, 3), 'h3'), {}, PEER)).toBeDefined();
     });
 
-    it('keeps at most maxPartials in all: the oldest unheld partial of anyone makes room', async () => {
+    it('keeps at most maxPartials in all: among peers holding one each, the oldest unheld partial makes room', async () => {
       const inbox = await Inbox.open(path.join(base, 'inbox'), ftFs(), 'rename', { partialLimits: { maxPartialsPerPeer: 10, maxPartials: 3 } });
       const oldest = await leave(inbox, 'old', '192.0.2.60');
       const kept = [await leave(inbox, 'k1', PEER), await leave(inbox, 'k2', '192.0.2.61')];
@@ -605,6 +606,75 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const holding = await Promise.all(['k1', 'k2', 'new'].map(async (name) => inbox.partials.acquire(await idOf(content(RESUMABLE, name.length), name), {}, PEER)));
       expect(holding.every((p) => p !== undefined)).toBe(true);
       await expectFtError(inbox.partials.acquire(await idOf(content(RESUMABLE, 9), 'more'), {}, '192.0.2.63'), 'BUSY');
+    });
+
+    it('at the total cap, the peer holding the most gives up its oldest unheld partial: a peer that left one keeps it and resumes', async () => {
+      // Finding 6 at a small scale: attackers fill the folder and keep asking; the victim's partial is the oldest.
+      const inbox = await Inbox.open(path.join(base, 'inbox'), ftFs(), 'rename', { partialLimits: { maxPartials: 8, maxPartialsPerPeer: 4 } });
+      const victimPeer = '192.0.2.10';
+      const victimBytes = content(RESUMABLE, 10);
+      const victimId = await idOf(victimBytes, 'victim', OWNER_B);
+      const half = victimBytes.subarray(0, 4096);
+      const victim = await inbox.partials.acquire(victimId, {}, victimPeer);
+      await writeBody(victim!, half);
+      victim!.release();
+      const [first, second] = ['192.0.2.66', '192.0.2.67'];
+      // Each attacker also holds two headers without bodies all along.
+      const headers = [];
+      for (const [index, peer] of [first, first, second, second].entries()) {
+        headers.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 100 + index), `held-${index}`, OWNER_A), {}, peer));
+      }
+      expect(headers.every((p) => p !== undefined)).toBe(true);
+      const firstOldest = await leave(inbox, 'first-0', first);
+      const secondOldest = await leave(inbox, 'second-0', second);
+      await leave(inbox, 'first-1', first);
+      expect(inbox.partials.count).toBe(8);
+      // The second asks at the total cap: the first holds more, so the first's oldest unheld one goes.
+      await leave(inbox, 'second-1', second);
+      expect(await exists(firstOldest.dataPath)).toBe(false);
+      expect(await exists(secondOldest.dataPath)).toBe(true);
+      expect(await exists(victim!.dataPath)).toBe(true);
+      // Both keep asking, in turn, with new uploads left behind.
+      for (let round = 0; round < 12; round++) {
+        await leave(inbox, `round-${round}`, round % 2 === 0 ? first : second);
+        expect(inbox.partials.count).toBe(8);
+        expect(inbox.partials.countOf(victimPeer)).toBe(1);
+      }
+      expect(await exists(victim!.dataPath)).toBe(true);
+      // Anyone else still gets room (from an attacker's), and the victim resumes where it stopped.
+      const newcomer = await inbox.partials.acquire(await idOf(content(RESUMABLE, 11), 'newcomer', OWNER_B), {}, '192.0.2.11');
+      expect(newcomer).toBeDefined();
+      expect(inbox.partials.countOf(victimPeer)).toBe(1);
+      const resumed = await inbox.partials.acquire(victimId, {}, victimPeer);
+      expect(resumed).toBeDefined();
+      expect(resumed!.offset).toBe(half.length);
+      expect((await resumed!.hashPrefix()).prefixHash).toBe(await hashBytes(half));
+      for (const held of [...headers, newcomer, resumed]) held!.release();
+    });
+
+    it('at the total cap, of peers holding as many, the least recently used one gives up a partial; a smaller peer only when nothing else can', async () => {
+      const inbox = await Inbox.open(path.join(base, 'inbox'), ftFs(), 'rename', { partialLimits: { maxPartials: 5, maxPartialsPerPeer: 5 } });
+      const small = await leave(inbox, 'small', '192.0.2.20');
+      const [b1, c1, b2, c2] = [
+        await leave(inbox, 'b1', '192.0.2.21'),
+        await leave(inbox, 'c1', '192.0.2.22'),
+        await leave(inbox, 'b2', '192.0.2.21'),
+        await leave(inbox, 'c2', '192.0.2.22'),
+      ];
+      // Two peers hold two each: the one whose oldest was used least recently gives it up.
+      const asker = '192.0.2.23';
+      const held = [await inbox.partials.acquire(await idOf(content(RESUMABLE, 30), 'a1'), {}, asker)];
+      expect(await exists(b1.dataPath)).toBe(false);
+      held.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 31), 'a2'), {}, asker));
+      expect(await exists(c1.dataPath)).toBe(false);
+      for (const kept of [small, b2, c2]) expect(await exists(kept.dataPath)).toBe(true);
+      // The asker's own are all held: the others, one each, are all that can go; the least recently used first.
+      held.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 32), 'a3'), {}, asker));
+      expect(await exists(small.dataPath)).toBe(false);
+      expect(await exists(b2.dataPath)).toBe(true);
+      expect(held.every((p) => p !== undefined)).toBe(true);
+      expect(inbox.partials.count).toBe(5);
+      for (const partial of held) partial!.release();
     });
 
     it('counts the partials on disk at start, deleting the oldest beyond the caps', async () => {
@@ -634,6 +704,12 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect(inbox.partials.countOf('2001:db8:1:2::99')).toBe(2);
       await leave(inbox, 'v4', '2001:db8:1:3::1');
       expect(inbox.partials.countOf('2001:db8:1:3::1')).toBe(1);
+    });
+
+    it('defaults to 4096 in all, so the headers 64 connections can have waiting (64 each) never fill it, and 64 per peer', () => {
+      expect(PARTIAL_LIMITS).toEqual({ maxPartials: 4096, maxPartialsPerPeer: 64 });
+      expect(PARTIAL_LIMITS.maxPartials).toBeGreaterThanOrEqual(SERVE_DEFAULTS.maxConnections * 64);
+      expect(new PartialStore('/x', ftFs()).limits).toEqual({ maxPartials: 4096, maxPartialsPerPeer: 64 });
     });
 
     it('rejects caps that are not whole numbers of at least 1', () => {
@@ -692,14 +768,11 @@ describe.each(backends)('storage contract on $name', (backend) => {
       await expectFtError(inbox.inspect(['a', 'b.txt']), 'CONFLICT');
     });
 
-    it('under rename, says conflict only when every numbered name is taken', async () => {
+    it('under rename, says free even when the name and every numbered variant are taken (see inbox-variants.test.ts)', async () => {
       const inbox = await openInbox('rename');
       await fs.mkdir(path.join(inbox.root, 'full'));
       const names = ['n.txt', ...Array.from({ length: 999 }, (_, i) => `n (${i + 1}).txt`)];
       for (const name of names) await fs.writeFile(path.join(inbox.root, 'full', name), '');
-      const full = await inbox.inspect(['full', 'n.txt']);
-      expect(full.kind).toBe('conflict');
-      await fs.unlink(path.join(inbox.root, 'full', 'n (999).txt'));
       expect(await inbox.inspect(['full', 'n.txt'])).toEqual({ kind: 'free' });
     });
   });

@@ -17,8 +17,8 @@ export interface ServeCommandOptions {
   maxConnections: number;
   maxConnectionsPerAddress: number;
   maxUnauthenticated: number;
-  maxPartials: number;
-  maxPartialsPerPeer: number;
+  maxPartials?: number;
+  maxPartialsPerPeer?: number;
   minRate: number;
   idleTimeout: number;
   helloTimeout: number;

@@ -48,14 +48,14 @@ export type PartialLimitOptions = { [K in keyof PartialLimits]?: PartialLimits[K
 
 /**
  * 64 per peer: a sender keeps at most 32 headers ahead of its bodies, so two sends from one
- * machine at once fit, each with everything it has in flight. 4096 in all: a receiver takes at
- * most 64 connections (maxConnections) with at most 64 headers each waiting for a body
- * (maxPendingFiles), the one asking among them, so uploads in progress never fill it alone: at
- * the cap one not in use can make room, taken from the peer holding the most (see makeRoom).
- * (Files past their body, being synced and placed, are held only as long as our disk takes.)
- * Each costs two inodes on disk and about 200 bytes of memory here, whatever the peers do.
+ * machine at once fit, each with everything it has in flight. 8192 in all: a receiver takes at
+ * most 64 connections (maxConnections), each with at most 64 headers waiting for a body
+ * (maxPendingFiles) and 32 files past their body being synced and placed (MAX_FINALIZING), so
+ * uploads in use can never fill it alone: at the cap one not in use can always make room, taken
+ * from the peer holding the most (see makeRoom). Each costs two inodes on disk and about 200
+ * bytes of memory here, whatever the peers do.
  */
-export const PARTIAL_LIMITS: Readonly<PartialLimits> = { maxPartials: 4096, maxPartialsPerPeer: 64 };
+export const PARTIAL_LIMITS: Readonly<PartialLimits> = { maxPartials: 8192, maxPartialsPerPeer: 64 };
 
 /** Partials holding less than this are deleted after QUICK_EXPIRY_MS, not the full TTL. */
 export const QUICK_EXPIRY_BYTES = 1024 * 1024;

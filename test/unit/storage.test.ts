@@ -706,10 +706,10 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect(inbox.partials.countOf('2001:db8:1:3::1')).toBe(1);
     });
 
-    it('defaults to 4096 in all, so the headers 64 connections can have waiting (64 each) never fill it, and 64 per peer', () => {
-      expect(PARTIAL_LIMITS).toEqual({ maxPartials: 4096, maxPartialsPerPeer: 64 });
-      expect(PARTIAL_LIMITS.maxPartials).toBeGreaterThanOrEqual(SERVE_DEFAULTS.maxConnections * 64);
-      expect(new PartialStore('/x', ftFs()).limits).toEqual({ maxPartials: 4096, maxPartialsPerPeer: 64 });
+    it('defaults to 8192 in all, so what 64 connections can hold in use (64 waiting and 32 being placed, each) never fills it, and 64 per peer', () => {
+      expect(PARTIAL_LIMITS).toEqual({ maxPartials: 8192, maxPartialsPerPeer: 64 });
+      expect(PARTIAL_LIMITS.maxPartials).toBeGreaterThanOrEqual(SERVE_DEFAULTS.maxConnections * (64 + 32));
+      expect(new PartialStore('/x', ftFs()).limits).toEqual({ maxPartials: 8192, maxPartialsPerPeer: 64 });
     });
 
     it('rejects caps that are not whole numbers of at least 1', () => {

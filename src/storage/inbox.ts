@@ -4,7 +4,7 @@ import { FtError } from '../errors.js';
 import { PARTIAL_DIR, parseSafeName } from '../names/safe-name.js';
 import { isNotFound, lstatIfExists, type FileSystem } from './file-system.js';
 import { Folder, FOLDER_MODE, FolderTree } from './folder-tree.js';
-import { MAX_RENAME_ATTEMPTS, nameVariants, randomSuffix } from './inbox-names.js';
+import { folderSuffix, MAX_RENAME_ATTEMPTS, nameVariants, newVariantKey, randomSuffix } from './inbox-names.js';
 import { refuseSharedInbox } from './inbox-permissions.js';
 import { PartialStore, type Partial, type PartialLimitOptions } from './partials.js';
 import { identityOf, sameBytes, type FileIdentity } from './same-content.js';
@@ -66,6 +66,8 @@ interface Walked {
  */
 export class Inbox {
   readonly partials: PartialStore;
+  /** Keys the suffixed variants of folder components (see folderSuffix). */
+  private readonly variantKey = newVariantKey();
 
   private constructor(
     readonly root: string,
@@ -107,25 +109,21 @@ export class Inbox {
 
   /**
    * Decides, before any body byte, whether the name can be used. It never looks at content or
-   * sizes, so a header alone cannot probe the inbox: under `rename` nothing is refused (a taken
-   * name, or a file or link where a folder is needed, gets a numbered variant at placement);
+   * sizes, so a header alone cannot probe the inbox: under `rename` nothing is refused and
+   * nothing below the root is looked at (a taken name, or a file or link where a folder is
+   * needed, gets a variant at placement, and variants never run out: see nameVariants);
    * under `reject` a taken name is a conflict, and under `overwrite` a name that is not a
    * regular file is, which tells the peer that the name exists (the policy's nature).
    */
   async inspect(components: string[]): Promise<TargetState> {
     await this.ensureOwnFolders(true);
+    if (this.policy === 'rename') return { kind: 'free' };
     const walked = this.walk(components, false);
     if (!walked) return { kind: 'free' };
     const { folder, names } = walked;
     try {
       const last = components.at(-1)!;
       const shown = [...names, last].join('/');
-      if (this.policy === 'rename') {
-        for (const candidate of nameVariants(last)) {
-          if (!lstatIfExists(this.fs, folder.entry(candidate))) return { kind: 'free' };
-        }
-        return { kind: 'conflict', reason: `no free name for ${shown} after ${MAX_RENAME_ATTEMPTS} attempts` };
-      }
       const stat = lstatIfExists(this.fs, folder.entry(last));
       if (!stat) return { kind: 'free' };
       if (stat.isSymbolicLink()) throw new FtError('UNSAFE_PATH', `${shown} in the inbox is a symbolic link`);
@@ -317,8 +315,9 @@ export class Inbox {
   /**
    * The folder of the name's last component, each one opened through its parent. Under
    * `rename`, a component blocked by a file or a link is replaced by its first variant that is
-   * a folder or free (`name (1)/x`), so every file of that folder lands in the same place; the
-   * other policies refuse. Without `create`, undefined when a folder on the way is missing.
+   * a folder or free (`name (1)/x`); a folder's variants are the same for every file in it
+   * (their suffixes are derived, not drawn), so all of them land in the same place. The other
+   * policies refuse. Without `create`, undefined when a folder on the way is missing.
    */
   private walk(components: string[], create: boolean): Walked | undefined {
     const wanted = components.slice(0, -1);
@@ -351,7 +350,7 @@ export class Inbox {
   }
 
   private descend(parent: Folder, component: string, create: boolean, shown: string): { folder: Folder; name: string; created: boolean } | undefined {
-    const variants = this.policy === 'rename' ? nameVariants(component) : [component];
+    const variants = this.policy === 'rename' ? nameVariants(component, folderSuffix(this.variantKey, parent.rel, component)) : [component];
     for (const name of variants) {
       const step = this.tree.step(parent, name, create);
       if (step.kind === 'folder') return { folder: step.folder, name, created: step.created };

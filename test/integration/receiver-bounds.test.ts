@@ -171,13 +171,14 @@ describe('what a peer is told', () => {
   }
 
   it.each([
-    ['a header (opening a folder of its name)', 'open', 'trap/file.txt', 'refuse'],
-    ['a placement (linking the file under its name)', 'link', 'trap.txt', 'failed'],
+    // Under rename a header looks at nothing in the inbox; under reject it walks the folders.
+    ['a header (opening a folder of its name)', 'open', 'trap/file.txt', 'refuse', 'reject'],
+    ['a placement (linking the file under its name)', 'link', 'trap.txt', 'failed', 'rename'],
   ] as const)(
     'a file-system error at %s reaches the peer as its code only; the receiver log has the detail, and no peer sees the inbox path',
-    async (_stage, trigger, name, answerType) => {
+    async (_stage, trigger, name, answerType, onConflict) => {
       let inbox = '';
-      const r = await startReceiver({ fs: failingFor(trigger, () => inbox) });
+      const r = await startReceiver({ fs: failingFor(trigger, () => inbox), onConflict });
       inbox = r.dir;
       const bytes = Buffer.from('trapped\n');
       const hash = await hashBytes(bytes);

@@ -253,7 +253,7 @@ async function readCacheFile(file: string): Promise<{ hashes?: Map<string, HashE
  * rename still keeps the file whole: at worst one saver's changes are lost).
  */
 async function lock(file: string): Promise<(() => Promise<void>) | undefined> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
+  const deadline = performance.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
       await (await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)).close();
@@ -266,7 +266,7 @@ async function lock(file: string): Promise<(() => Promise<void>) | undefined> {
       await fs.unlink(file).catch(() => undefined);
       continue;
     }
-    if (Date.now() >= deadline) return undefined;
+    if (performance.now() >= deadline) return undefined;
     await sleep(10 + Math.random() * 40);
   }
 }

@@ -501,7 +501,7 @@ export class ReceiverSession {
       return;
     }
     file.offset = message.offset;
-    const now = Date.now();
+    const now = performance.now();
     this.body = { file, sink, hasher, reservation, reservedAt: message.offset, startedAt: now, received: message.offset, lastProgress: now };
     this.ctx.emit({ type: 'started', remote: this.remote, name: header.filename, size: header.size, offset: message.offset });
   }
@@ -521,7 +521,7 @@ export class ReceiverSession {
       this.dropping = body.file.header;
       return;
     }
-    const now = Date.now();
+    const now = performance.now();
     if (now - body.lastProgress >= PROGRESS_INTERVAL_MS) {
       body.lastProgress = now;
       const { filename: name, size } = body.file.header;
@@ -642,7 +642,7 @@ export class ReceiverSession {
         size: header.size,
         hash,
         resumedFrom: file.offset,
-        durationMs: Date.now() - body.startedAt,
+        durationMs: Math.round(performance.now() - body.startedAt),
       });
     } catch (error) {
       await written.close().catch(() => undefined);

@@ -49,15 +49,24 @@ export const ownerFingerprint = (ownerHex) => createHash('sha256').update(Buffer
 
 /**
  * (ft) An upload receipt as ft's receiver seals it (§9.3): AES-256-GCM under the receiver's own
- * 32-byte key, a 12-byte IV, additional data "ft-receipt-v1", over the JSON of the claims; the
- * receipt is base64url of IV, ciphertext and 16-byte tag. Opaque to a sender: only the receiver
- * that sealed it can open it, so another receiver may use any format.
+ * 32-byte key, a 12-byte IV, additional data "ft-receipt-v1", over the JSON of the claims padded
+ * with spaces to byteLength(JSON.stringify(requested)) + 32 × its components + 384 bytes (a
+ * length that depends only on the name asked for); the receipt is base64url of IV, ciphertext
+ * and 16-byte tag. Opaque to a sender: only the receiver that sealed it can open it, so another
+ * receiver may use any format.
  */
-export function sealReceipt(key, iv, claims) {
+export function sealReceipt(key, iv, claims, requested) {
+  const text = JSON.stringify(claims);
+  const plaintext = Buffer.alloc(Math.max(receiptPaddedLength(requested), Buffer.byteLength(text, 'utf8')), 0x20);
+  plaintext.write(text, 'utf8');
   const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(Buffer.from('ft-receipt-v1'));
-  const body = Buffer.concat([cipher.update(JSON.stringify(claims), 'utf8'), cipher.final()]);
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
   return Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url');
 }
+
+/** (ft) The length a receipt's plaintext is padded to, from the header's filename alone (§9.3). */
+export const receiptPaddedLength = (requested) =>
+  Buffer.byteLength(JSON.stringify(requested), 'utf8') + 32 * requested.split('/').length + 384;
 
 /** (ft) How a receipt's claims name the file asked for (§9.3): SHA-256 of the header's filename (UTF-8), lowercase hex. */
 export const receiptName = (filename) => createHash('sha256').update(filename, 'utf8').digest('hex');
@@ -145,9 +154,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     mtimeMs: 1764626400123.4568,
     ctimeMs: 1764626400123.4568,
   };
-  const receipt = sealReceipt(receiptKey, receiptIv, claims);
+  const receipt = sealReceipt(receiptKey, receiptIv, claims, 'greeting.txt');
   console.log('=== (ft) an example receipt (§9.3)');
   console.log(`key ${receiptKey.toString('hex')}\niv  ${receiptIv.toString('hex')}\nclaims ${JSON.stringify(claims)}`);
+  console.log(`plaintext: the claims (${Buffer.byteLength(JSON.stringify(claims))} bytes) and spaces, ${receiptPaddedLength('greeting.txt')} bytes`);
   console.log(`receipt (${receipt.length} characters) ${receipt}\n`);
 
   const senderHello = { type: 'hello', protocol: 'ft', version: 3, client: 'ft', ...owner };

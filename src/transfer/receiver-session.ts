@@ -476,6 +476,8 @@ export class ReceiverSession {
     if (message.offset === 0 && file.offset > 0) {
       this.ctx.emit({ type: 'restarted', remote: this.remote, name: header.filename, discarded: file.offset });
     }
+    // A body that starts is progress (an empty file has no byte to show for it).
+    this.ctx.admission.progressed(this.ticket);
     // Judged from its first byte on, whether it is kept or (below) read and dropped.
     this.arriving = { name: header.filename, bytes: 0, window: { waitMs: this.peerWaitNow(), bytes: 0 } };
     const resumed = message.offset > 0 && file.prefix !== undefined;
@@ -634,6 +636,7 @@ export class ReceiverSession {
       const claims = { owner: this.owner, name: receiptName(header.filename), path: placed.path, hash, ...placed.identity };
       const receipt = this.ctx.receipts.seal(claims, header.filename);
       this.send({ type: 'done', id: header.id, hash, receipt, ...(this.entitled ? { path: placed.path } : {}) });
+      this.ctx.admission.progressed(this.ticket);
       this.ctx.emit({
         type: 'received',
         remote: this.remote,

@@ -2,7 +2,7 @@ import dns from 'node:dns/promises';
 import net from 'node:net';
 import os from 'node:os';
 import { FtError } from '../errors.js';
-import { discoverAll, type DiscoverOptions, type FoundReceiver } from './discover.js';
+import type { DiscoverOptions, FoundReceiver } from './discover.js';
 import { isLoopbackAddress } from './interfaces.js';
 import { MAX_RECEIVERS } from './sightings.js';
 
@@ -49,6 +49,8 @@ export async function resolveReceiver(
   const wanted = target?.host.toLowerCase();
   const matches = (r: FoundReceiver) => wanted === undefined || names(r).some((name) => name.toLowerCase() === wanted);
   const timeout = options.timeout ?? (dnsAddresses ? DNS_NAME_DISCOVERY_MS : DISCOVERY_MS);
+  // Loaded only when a receiver is looked up: `--to address:port` starts without the discovery code.
+  const { discoverAll } = await import('./discover.js');
   const { receivers: found, overflowed } = await discoverAll({ ...discoverOptions, timeout, until: (list) => wanted !== undefined && list.some(matches) });
   const candidates = found.filter(matches);
   const discoveryPort = options.port ?? 9527;

@@ -113,27 +113,33 @@ function hooked(calls: { lstatSync?: [string, () => void]; readdirSync?: [string
   };
 }
 
+/** A file system that, the first time the walk looks at `victim`, lets `replace` swap it (between the walk and the read). */
+function swappedOnce(victim: string, replace: () => void): { fs: FileSystem; swapped: () => boolean } {
+  let swapped = false;
+  const fs = hooked({
+    lstatSync: [
+      path.basename(victim),
+      () => {
+        if (swapped) return;
+        swapped = true;
+        nodeFileSystem.unlinkSync(victim);
+        replace();
+      },
+    ],
+  });
+  return { fs, swapped: () => swapped };
+}
+
 describe('the file read is the file listed', () => {
   it('a file swapped for a symbolic link after the listing is not followed', async () => {
     const r = await startReceiver();
     const { folder, secret } = await layout();
     const victim = path.join(folder, 'notes.txt');
     await fs.writeFile(victim, 'my notes');
-    let swapped = false;
-    const fsSwapping = hooked({
-      lstatSync: [
-        'notes.txt',
-        () => {
-          if (swapped) return;
-          swapped = true;
-          // Between the walk and the read: the file becomes a link to the secret.
-          nodeFileSystem.unlinkSync(victim);
-          symlinkSync(secret, victim);
-        },
-      ],
-    });
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: fsSwapping });
-    expect(swapped).toBe(true);
+    // Between the walk and the read: the file becomes a link to the secret.
+    const swap = swappedOnce(victim, () => symlinkSync(secret, victim));
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: swap.fs });
+    expect(swap.swapped()).toBe(true);
     const notes = report.files.find((f) => f.name === 'photos/notes.txt')!;
     expect(notes.status).toBe('failed');
     expect(notes.code).toBe('LOCAL_FILE');
@@ -147,20 +153,10 @@ describe('the file read is the file listed', () => {
     const { folder, secret } = await layout();
     const victim = path.join(folder, 'notes.txt');
     await fs.writeFile(victim, 'my notes');
-    let swapped = false;
-    const fsSwapping = hooked({
-      lstatSync: [
-        'notes.txt',
-        () => {
-          if (swapped) return;
-          swapped = true;
-          nodeFileSystem.unlinkSync(victim);
-          nodeFileSystem.linkSync(secret, victim); // a hard link: a regular file, but not the one listed
-        },
-      ],
-    });
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: fsSwapping });
-    expect(swapped).toBe(true);
+    // A hard link: a regular file, but not the one listed.
+    const swap = swappedOnce(victim, () => nodeFileSystem.linkSync(secret, victim));
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: swap.fs });
+    expect(swap.swapped()).toBe(true);
     const notes = report.files.find((f) => f.name === 'photos/notes.txt')!;
     expect([notes.status, notes.code]).toEqual(['failed', 'FILE_CHANGED']);
     expect(await inboxHoldsSecret(r.dir)).toBe(false);
@@ -174,20 +170,9 @@ describe('the file read is the file listed', () => {
     await fs.writeFile(bigSecret, Buffer.concat([Buffer.from(SECRET), big]));
     const victim = path.join(folder, 'video.mp4');
     await fs.writeFile(victim, big);
-    let swapped = false;
-    const fsSwapping = hooked({
-      lstatSync: [
-        'video.mp4',
-        () => {
-          if (swapped) return;
-          swapped = true;
-          nodeFileSystem.unlinkSync(victim);
-          symlinkSync(bigSecret, victim);
-        },
-      ],
-    });
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: fsSwapping });
-    expect(swapped).toBe(true);
+    const swap = swappedOnce(victim, () => symlinkSync(bigSecret, victim));
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: swap.fs });
+    expect(swap.swapped()).toBe(true);
     const video = report.files.find((f) => f.name === 'photos/video.mp4')!;
     expect([video.status, video.code]).toEqual(['failed', 'LOCAL_FILE']);
     expect(existsSync(path.join(r.dir, 'photos/video.mp4'))).toBe(false);

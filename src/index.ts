@@ -2,14 +2,14 @@
  * ft as a library: the same transfer code the `ft` command uses. Nothing here prints or exits;
  * progress and outcomes arrive as events, failures as FtError with a stable `code`.
  */
-export { send, type SendOptions, type SendReport, type FileResult, type FileStatus } from './transfer/sender.js';
-export { serve, Receiver, SERVE_DEFAULTS, type ServeOptions } from './transfer/server.js';
-export type { ReceiverEvent, SendEvent } from './transfer/events.js';
-export { defaultHashCachePath } from './transfer/hash-cache.js';
-export { defaultSenderKeyPath } from './transfer/owner-key.js';
+export { send, type SendOptions, type SendReport, type FileResult, type FileStatus } from './sender/sender.js';
+export { serve, Receiver, SERVE_DEFAULTS, type ServeOptions } from './receiver/server.js';
+export type { ReceiverEvent, SendEvent } from './ingest/events.js';
+export { defaultHashCachePath } from './sender/hash-cache.js';
+export { defaultSenderKeyPath } from './auth/owner-key.js';
 export { discover, ReceiverWatcher, type Claim, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
 export { FtError, ERROR_CODES, EXIT, exitCodeFor, type ErrorCode } from './errors.js';
-export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/inbox.js';
-export { fileSystemOf, nodeFileSystem, type FileSystem } from './storage/file-system.js';
+export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/local/inbox.js';
+export { fileSystemOf, nodeFileSystem, type FileSystem } from './file-system.js';
 export { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, PROTOCOL_VERSION } from './wire/messages.js';
 export { escapeForDisplay } from './names/safe-name.js';

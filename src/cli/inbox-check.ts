@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { escapeForDisplay } from '../names/safe-name.js';
-import { describeFsError } from '../transfer/local-files.js';
+import { describeFsError } from '../sender/local-files.js';
 
 function statOf(file: string): Stats | NodeJS.ErrnoException {
   try {

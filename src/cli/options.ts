@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { InvalidArgumentError } from 'commander';
 import { FtError } from '../errors.js';
-import { BYTES, COUNT, expectation, PARTIAL_TTL_MS, PORT, POSITIVE_COUNT, SECONDS, type Rule } from '../transfer/options.js';
+import { BYTES, COUNT, expectation, PARTIAL_TTL_MS, PORT, POSITIVE_COUNT, SECONDS, type Rule } from '../options.js';
 
 /** The library's rule for the option, with the flag's text as typed in the message. */
 function checked(rule: Rule, value: number, typed: string): number {

@@ -1,12 +1,12 @@
 import { EXIT, exitCodeFor, FtError, type ErrorCode } from '../errors.js';
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
-import { send, type FileResult } from '../transfer/sender.js';
+import { send, type FileResult } from '../sender/sender.js';
 import { jsonLine } from './format.js';
 import { createSendView } from './send-view.js';
 import { parseTarget, readToken } from './options.js';
 import { resolveReceiver } from '../discovery/resolve.js';
-import { defaultHashCachePath } from '../transfer/hash-cache.js';
-import { defaultSenderKeyPath } from '../transfer/owner-key.js';
+import { defaultHashCachePath } from '../sender/hash-cache.js';
+import { defaultSenderKeyPath } from '../auth/owner-key.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
 
 export interface SendCommandOptions {

@@ -4,8 +4,8 @@
  * error. With --json everything is one JSON object per line on standard output.
  */
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
-import type { SendEvent } from '../transfer/events.js';
-import type { FileResult, SendReport } from '../transfer/sender.js';
+import type { SendEvent } from '../ingest/events.js';
+import type { FileResult, SendReport } from '../sender/sender.js';
 import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
 
 export interface SendView {

@@ -1,7 +1,7 @@
 /** `ft send` on a terminal: finished lines scroll above live lines for the files in flight. */
 import { escapeForDisplay } from '../names/safe-name.js';
-import type { SendEvent } from '../transfer/events.js';
-import type { SendReport } from '../transfer/sender.js';
+import type { SendEvent } from '../ingest/events.js';
+import type { SendReport } from '../sender/sender.js';
 import { progressLines, RateMeter, type Progress } from './progress.js';
 import { describe, LineView, stoppedLine, summaryLine, type Streams } from './send-view.js';
 import { StatusArea } from './status-area.js';

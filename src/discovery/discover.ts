@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { FtError } from '../errors.js';
-import { validateDiscoverOptions } from '../transfer/options.js';
+import { validateDiscoverOptions } from '../options.js';
 import { decodeDatagram, DEFAULT_DISCOVERY_PORT, encodeDatagram } from './codec.js';
 import { broadcastTargets, type BroadcastTarget } from './interfaces.js';
 import { ReceiverTable, type FoundReceiver } from './sightings.js';

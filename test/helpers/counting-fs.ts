@@ -1,4 +1,4 @@
-import type { FileSystem } from '../../src/storage/file-system.js';
+import type { FileSystem } from '../../src/file-system.js';
 
 /** `base` with every byte read counted, through open handles and through readSync alike. */
 export function countingReads(base: FileSystem): { fs: FileSystem; bytesRead: () => number } {

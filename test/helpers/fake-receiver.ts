@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { verifyOwnerProof } from '../../src/transfer/owner-key.js';
+import { verifyOwnerProof } from '../../src/auth/owner-key.js';
 import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
 
 export interface FakeSession {

@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { send } from '../../src/index.js';
-import type { OwnerKey } from '../../src/transfer/owner-key.js';
+import type { OwnerKey } from '../../src/auth/owner-key.js';
 import { digest, listFiles } from './files.js';
 import { partialOf } from './owners.js';
 import type { TestReceiver } from './receiver.js';

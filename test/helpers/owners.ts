@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { partialKey } from '../../src/storage/partials.js';
-import { loadOwnerKey, type OwnerKey } from '../../src/transfer/owner-key.js';
+import { partialKey } from '../../src/storage/local/partials.js';
+import { loadOwnerKey, type OwnerKey } from '../../src/auth/owner-key.js';
 import { tempDir } from './temp.js';
 
 /** Two senders' owner fingerprints, for tests of the storage alone. */

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { ephemeralOwnerKey, type OwnerKey } from '../../src/transfer/owner-key.js';
+import { ephemeralOwnerKey, type OwnerKey } from '../../src/auth/owner-key.js';
 import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
 
 /** The owner key raw clients prove unless told otherwise: they all look like one sender. */

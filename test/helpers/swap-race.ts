@@ -7,9 +7,9 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync, lstatSync } from '
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FtError } from '../../src/errors.js';
-import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
-import { Inbox, type ConflictPolicy } from '../../src/storage/inbox.js';
-import type { Partial } from '../../src/storage/partials.js';
+import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
+import { Inbox, type ConflictPolicy } from '../../src/storage/local/inbox.js';
+import type { Partial } from '../../src/storage/local/partials.js';
 import { tempDir } from './temp.js';
 
 // Whatever stands at d (the real folder, or one the inbox created while d was missing) is

@@ -19,7 +19,7 @@ import { digest, listFiles, partialBytes, randomFile, waitUntil } from '../helpe
 import { freePort } from '../helpers/free-port.js';
 import { expectServesOn, partialData, partialMeta } from '../helpers/hostile.js';
 import { sharedOwnerKey } from '../helpers/owners.js';
-import { MIN_GREETING_AGE_MS } from '../../src/transfer/admission.js';
+import { MIN_GREETING_AGE_MS } from '../../src/receiver/admission.js';
 import { helloFrom, RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { killAllFt, runFt, spawnFt, startFtServe } from '../helpers/spawn-ft.js';

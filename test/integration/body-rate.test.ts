@@ -4,8 +4,8 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { hashBytes } from '../../src/hashing.js';
-import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
-import { ephemeralOwnerKey } from '../../src/transfer/owner-key.js';
+import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
+import { ephemeralOwnerKey } from '../../src/auth/owner-key.js';
 import { encodeFrame } from '../../src/wire/frame.js';
 import { randomBuffer } from '../helpers/files.js';
 import { RawClient } from '../helpers/raw-client.js';

@@ -6,7 +6,7 @@
 import { chmod, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { loadOwnerKey } from '../../src/transfer/owner-key.js';
+import { loadOwnerKey } from '../../src/auth/owner-key.js';
 import { closeAllFakeReceivers, startProtocol3Receiver } from '../helpers/fake-receiver.js';
 import { killAllFt, runFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';

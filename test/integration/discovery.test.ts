@@ -20,9 +20,9 @@ import { discover, ReceiverWatcher, type FoundReceiver } from '../../src/discove
 import { answerAddresses, broadcastTargets, isLoopbackAddress, LOOPBACK_BROADCAST } from '../../src/discovery/interfaces.js';
 import { resolveReceiver } from '../../src/discovery/resolve.js';
 import { FtError } from '../../src/errors.js';
-import { send } from '../../src/transfer/sender.js';
-import { serve, type Receiver } from '../../src/transfer/server.js';
-import type { ReceiverEvent } from '../../src/transfer/events.js';
+import { send } from '../../src/sender/sender.js';
+import { serve, type Receiver } from '../../src/receiver/server.js';
+import type { ReceiverEvent } from '../../src/ingest/events.js';
 import { randomBuffer } from '../helpers/files.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { receiverTable } from '../../src/cli/discover-command.js';

@@ -9,7 +9,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createFsFromVolume, Volume } from 'memfs';
 import { fileSystemOf, FtError, nodeFileSystem, send, type FileSystem } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
-import type { OwnerKey } from '../../src/transfer/owner-key.js';
+import type { OwnerKey } from '../../src/auth/owner-key.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, listFiles, randomBuffer, randomFile, waitUntil, partialBytes } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';

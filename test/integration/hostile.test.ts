@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FtError, send, serve } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
-import type { OwnerKey } from '../../src/transfer/owner-key.js';
+import type { OwnerKey } from '../../src/auth/owner-key.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, listFiles, partialBytes, randomFile, waitUntil, partialFolder } from '../helpers/files.js';
 import { expectServesOn, lengthPrefix, partialData, partialMeta, rawFrame } from '../helpers/hostile.js';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { send } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
-import { ephemeralOwnerKey } from '../../src/transfer/owner-key.js';
+import { ephemeralOwnerKey } from '../../src/auth/owner-key.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { digest, randomBuffer, waitUntil } from '../helpers/files.js';
 import { partialOf, sharedOwnerKey } from '../helpers/owners.js';

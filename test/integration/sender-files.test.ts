@@ -8,7 +8,7 @@ import { existsSync, promises as fs, readdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FtError, nodeFileSystem, send, type FileSystem, type SendEvent } from '../../src/index.js';
-import { SYMLINK_NOT_FOLLOWED } from '../../src/transfer/local-files.js';
+import { SYMLINK_NOT_FOLLOWED } from '../../src/sender/local-files.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { countingReads } from '../helpers/counting-fs.js';

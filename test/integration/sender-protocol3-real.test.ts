@@ -8,7 +8,7 @@ import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FtError, send, type SendEvent } from '../../src/index.js';
-import { sendWithLimits } from '../../src/transfer/sender.js';
+import { sendWithLimits } from '../../src/sender/sender.js';
 import { listFiles, partialBytes, randomFile, settledPartialBytes, waitUntil } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';

@@ -17,7 +17,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { hashBytes } from '../../src/hashing.js';
-import { ephemeralOwnerKey, type OwnerKey } from '../../src/transfer/owner-key.js';
+import { ephemeralOwnerKey, type OwnerKey } from '../../src/auth/owner-key.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { MAX_FILES_PER_CONNECTION } from '../../src/wire/messages.js';
 import { digest, listFiles, randomBuffer, randomFile, waitUntil } from '../helpers/files.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressGroup, Admission, IDLE_SLOT_MS, MIN_GREETING_AGE_MS, type Ticket } from '../../src/transfer/admission.js';
+import { addressGroup, Admission, IDLE_SLOT_MS, MIN_GREETING_AGE_MS, type Ticket } from '../../src/receiver/admission.js';
 
 const limits = { maxConnections: 3, maxPerAddress: 2, maxGreeting: 2 };
 

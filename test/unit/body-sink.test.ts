@@ -7,9 +7,9 @@ import vm from 'node:vm';
 import { createFsFromVolume, Volume } from 'memfs';
 import { describe, expect, it } from 'vitest';
 import { hashBytes } from '../../src/hashing.js';
-import { MemorySink, openBodySink, SMALL_BODY_BYTES } from '../../src/storage/body-sink.js';
-import { fileSystemOf } from '../../src/storage/file-system.js';
-import { Inbox } from '../../src/storage/inbox.js';
+import { MemorySink, openBodySink, SMALL_BODY_BYTES } from '../../src/storage/local/body-sink.js';
+import { fileSystemOf } from '../../src/file-system.js';
+import { Inbox } from '../../src/storage/local/inbox.js';
 import { OWNER_A } from '../helpers/owners.js';
 
 const MiB = 1024 * 1024;

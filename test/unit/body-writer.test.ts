@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createFsFromVolume, Volume } from 'memfs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BodyWriter, HIGH_WATER_BYTES as HIGH_WATER } from '../../src/storage/body-writer.js';
-import type { FileHandle } from '../../src/storage/file-system.js';
+import { BodyWriter, HIGH_WATER_BYTES as HIGH_WATER } from '../../src/storage/local/body-writer.js';
+import type { FileHandle } from '../../src/file-system.js';
 
 const MiB = 1024 * 1024;
 

@@ -9,8 +9,8 @@ import { exitCodeOf } from '../../src/cli/send-command.js';
 import { summaryLine } from '../../src/cli/send-view.js';
 import { socketErrorInWords } from '../../src/cli/serve-command.js';
 import type { ErrorCode } from '../../src/errors.js';
-import type { FileResult } from '../../src/transfer/sender.js';
-import { describeFsError } from '../../src/transfer/local-files.js';
+import type { FileResult } from '../../src/sender/sender.js';
+import { describeFsError } from '../../src/sender/local-files.js';
 
 const MiB = 1024 * 1024;
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
-import { DiskBudget } from '../../src/transfer/disk-budget.js';
+import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
+import { DiskBudget } from '../../src/ingest/disk-budget.js';
 
 /** A file system whose disk has `free.bytes` free, counting how often it is asked. */
 function disk(free: { bytes: number; asked: number }): FileSystem {

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Volume, createFsFromVolume } from 'memfs';
 import { hashBytes } from '../../src/hashing.js';
-import { fileSystemOf, type FileSystem } from '../../src/storage/file-system.js';
-import { HashCache } from '../../src/transfer/hash-cache.js';
+import { fileSystemOf, type FileSystem } from '../../src/file-system.js';
+import { HashCache } from '../../src/sender/hash-cache.js';
 import { countingReads } from '../helpers/counting-fs.js';
-import { hashLocalFile, KEEP_CONTENT_BYTES, type LocalFile } from '../../src/transfer/local-files.js';
+import { hashLocalFile, KEEP_CONTENT_BYTES, type LocalFile } from '../../src/sender/local-files.js';
 
 const dirs: string[] = [];
 async function cacheFile(): Promise<string> {

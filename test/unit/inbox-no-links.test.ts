@@ -2,8 +2,8 @@
 import { Volume, createFsFromVolume } from 'memfs';
 import { describe, expect, it } from 'vitest';
 import { hashBytes } from '../../src/hashing.js';
-import { fileSystemOf, type FileSystem } from '../../src/storage/file-system.js';
-import { Inbox, type ConflictPolicy } from '../../src/storage/inbox.js';
+import { fileSystemOf, type FileSystem } from '../../src/file-system.js';
+import { Inbox, type ConflictPolicy } from '../../src/storage/local/inbox.js';
 import { OWNER_A } from '../helpers/owners.js';
 
 function noLinkFs(): { fs: FileSystem; vol: InstanceType<typeof Volume> } {

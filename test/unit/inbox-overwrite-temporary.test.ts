@@ -6,14 +6,14 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
-import { nodeFileSystem } from '../../src/storage/file-system.js';
-import { Inbox } from '../../src/storage/inbox.js';
-import type { Partial } from '../../src/storage/partials.js';
+import { nodeFileSystem } from '../../src/file-system.js';
+import { Inbox } from '../../src/storage/local/inbox.js';
+import type { Partial } from '../../src/storage/local/partials.js';
 
 // The first two temporary names are predictable (and will be taken); the rest are random as usual.
 const suffixes = vi.hoisted(() => ['0badf00d', '0badf00d', 'feedbeef']);
 vi.mock('../../src/storage/inbox-names.js', async (original) => {
-  const real = await original<typeof import('../../src/storage/inbox-names.js')>();
+  const real = await original<typeof import('../../src/storage/local/inbox-names.js')>();
   return { ...real, randomSuffix: () => suffixes.shift() ?? real.randomSuffix() };
 });
 

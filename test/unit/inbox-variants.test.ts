@@ -8,10 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_COMPONENT_BYTES } from '../../src/names/safe-name.js';
-import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
-import { Inbox } from '../../src/storage/inbox.js';
-import { folderSuffix, MAX_RENAME_ATTEMPTS, nameVariants, SEQUENTIAL_VARIANTS } from '../../src/storage/inbox-names.js';
-import type { Partial } from '../../src/storage/partials.js';
+import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
+import { Inbox } from '../../src/storage/local/inbox.js';
+import { folderSuffix, MAX_RENAME_ATTEMPTS, nameVariants, SEQUENTIAL_VARIANTS } from '../../src/storage/local/inbox-names.js';
+import type { Partial } from '../../src/storage/local/partials.js';
 
 const SUFFIXED = /^secret \(ft-[0-9a-f]{8}\)\.txt$/;
 

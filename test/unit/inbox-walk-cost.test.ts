@@ -7,9 +7,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
-import { Inbox } from '../../src/storage/inbox.js';
-import type { Partial } from '../../src/storage/partials.js';
+import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
+import { Inbox } from '../../src/storage/local/inbox.js';
+import type { Partial } from '../../src/storage/local/partials.js';
 
 let base: string;
 beforeEach(async () => {

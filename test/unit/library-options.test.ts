@@ -8,8 +8,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize } from '../../src/cli/options.js';
 import { discover, FtError, ReceiverWatcher, send, serve } from '../../src/index.js';
-import { validateDiscoverOptions, validateSendOptions, validateServeOptions } from '../../src/transfer/options.js';
-import { nodeFileSystem } from '../../src/storage/file-system.js';
+import { validateDiscoverOptions, validateSendOptions, validateServeOptions } from '../../src/options.js';
+import { nodeFileSystem } from '../../src/file-system.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 afterAll(removeTempDirs);

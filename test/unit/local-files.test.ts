@@ -1,7 +1,7 @@
 import { createFsFromVolume, Volume } from 'memfs';
 import { describe, expect, it } from 'vitest';
-import { fileSystemOf } from '../../src/storage/file-system.js';
-import { collectFiles, dropContent, hashLocalFiles, KeepBudget, type LocalFile } from '../../src/transfer/local-files.js';
+import { fileSystemOf } from '../../src/file-system.js';
+import { collectFiles, dropContent, hashLocalFiles, KeepBudget, type LocalFile } from '../../src/sender/local-files.js';
 import { waitUntil } from '../helpers/files.js';
 
 describe('KeepBudget (small files kept from hashing to sending)', () => {

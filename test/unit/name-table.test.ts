@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { NameTable } from '../../src/transfer/name-table.js';
+import { NameTable } from '../../src/ingest/name-table.js';
 
 describe('NameTable', () => {
   it('takes a key once per exact name, refuses it for another name, and grows as needed', () => {

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FtError } from '../../src/errors.js';
-import { defaultSenderKeyPath, loadOwnerKey, verifyOwnerProof } from '../../src/transfer/owner-key.js';
+import { defaultSenderKeyPath, loadOwnerKey, verifyOwnerProof } from '../../src/auth/owner-key.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 afterAll(removeTempDirs);
@@ -105,7 +105,7 @@ describe('loadOwnerKey', () => {
 
   it('two processes creating the same key at once agree on it', async () => {
     // The built module (npm test builds first); skipped checks are not allowed, so require it.
-    const built = fileURLToPath(new URL('../../dist/transfer/owner-key.js', import.meta.url));
+    const built = fileURLToPath(new URL('../../dist/auth/owner-key.js', import.meta.url));
     expect(existsSync(built)).toBe(true);
     const file = await keyPath();
     const script = `import(${JSON.stringify(built)}).then(async (m) => process.stdout.write((await m.loadOwnerKey(process.argv[1])).publicHex))`;

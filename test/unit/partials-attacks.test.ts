@@ -11,10 +11,10 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FtError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hashing.js';
-import { BodyWriter } from '../../src/storage/body-writer.js';
-import { nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
-import { Inbox } from '../../src/storage/inbox.js';
-import type { Partial, UploadId } from '../../src/storage/partials.js';
+import { BodyWriter } from '../../src/storage/local/body-writer.js';
+import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
+import { Inbox } from '../../src/storage/local/inbox.js';
+import type { Partial, UploadId } from '../../src/storage/local/partials.js';
 import { OWNER_A } from '../helpers/owners.js';
 
 const MiB = 1024 * 1024;

@@ -5,8 +5,8 @@
 import stringWidth from 'string-width';
 import { describe, expect, it } from 'vitest';
 import { createSendView, type Streams } from '../../src/cli/send-view.js';
-import type { SendEvent } from '../../src/transfer/events.js';
-import type { SendReport } from '../../src/transfer/sender.js';
+import type { SendEvent } from '../../src/ingest/events.js';
+import type { SendReport } from '../../src/sender/sender.js';
 import { screenOf } from '../helpers/terminal.js';
 
 const MiB = 1024 * 1024;

@@ -6,11 +6,11 @@ import { createFsFromVolume, Volume } from 'memfs';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FtError, type ErrorCode } from '../../src/errors.js';
 import { hashBytes } from '../../src/hashing.js';
-import { BodyWriter } from '../../src/storage/body-writer.js';
-import { fileSystemOf, nodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
-import { Inbox, type ConflictPolicy } from '../../src/storage/inbox.js';
-import { PARTIAL_LIMITS, partialKey, PartialStore, type Partial, type UploadId } from '../../src/storage/partials.js';
-import { SERVE_DEFAULTS } from '../../src/transfer/server.js';
+import { BodyWriter } from '../../src/storage/local/body-writer.js';
+import { fileSystemOf, nodeFileSystem, type FileSystem } from '../../src/file-system.js';
+import { Inbox, type ConflictPolicy } from '../../src/storage/local/inbox.js';
+import { PARTIAL_LIMITS, partialKey, PartialStore, type Partial, type UploadId } from '../../src/storage/local/partials.js';
+import { SERVE_DEFAULTS } from '../../src/receiver/server.js';
 import { OWNER_A, OWNER_B } from '../helpers/owners.js';
 
 const MiB = 1024 * 1024;

@@ -5,17 +5,17 @@ import { Announcer } from '../discovery/announcer.js';
 import { cleanReceiverName, DEFAULT_DISCOVERY_PORT } from '../discovery/codec.js';
 import { isLoopbackAddress } from '../discovery/interfaces.js';
 import { FtError } from '../errors.js';
-import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
-import { Inbox, type ConflictPolicy } from '../storage/inbox.js';
-import { PARTIAL_SWEEP_INTERVAL_MS } from '../storage/partials.js';
+import { nodeFileSystem, type FileSystem } from '../file-system.js';
+import { Inbox, type ConflictPolicy } from '../storage/local/inbox.js';
+import { PARTIAL_SWEEP_INTERVAL_MS } from '../storage/local/partials.js';
 import { encodeFrame } from '../wire/frame.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
-import type { ReceiverEvent } from './events.js';
+import type { ReceiverEvent } from '../ingest/events.js';
 import { Admission } from './admission.js';
-import { DiskBudget } from './disk-budget.js';
-import { ReceiptSealer } from './receipts.js';
-import { ReceiverSession, type SessionLimits } from './receiver-session.js';
-import { validateServeOptions } from './options.js';
+import { DiskBudget } from '../ingest/disk-budget.js';
+import { ReceiptSealer } from '../ingest/receipts.js';
+import { ReceiverSession, type SessionLimits } from './tcp-session.js';
+import { validateServeOptions } from '../options.js';
 
 export interface ServeOptions {
   /** Folder to receive into, created if missing. @default './inbox' */

@@ -1,5 +1,5 @@
 import { constants, type Stats } from 'node:fs';
-import type { FileHandle, FileSystem } from './file-system.js';
+import type { FileHandle, FileSystem } from '../../file-system.js';
 
 /** What identifies a file's state: equal identities mean the bytes were not changed in between. */
 export interface FileIdentity {

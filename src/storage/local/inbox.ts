@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
 import path from 'node:path';
-import { FtError } from '../errors.js';
-import { PARTIAL_DIR, parseSafeName } from '../names/safe-name.js';
-import { isNotFound, lstatIfExists, type FileSystem } from './file-system.js';
+import { FtError } from '../../errors.js';
+import { PARTIAL_DIR, parseSafeName } from '../../names/safe-name.js';
+import { isNotFound, lstatIfExists, type FileSystem } from '../../file-system.js';
 import { Folder, FOLDER_MODE, FolderTree } from './folder-tree.js';
 import { folderSuffix, MAX_RENAME_ATTEMPTS, nameVariants, newVariantKey, randomSuffix } from './inbox-names.js';
 import { refuseSharedInbox } from './inbox-permissions.js';
@@ -11,9 +11,9 @@ import { identityOf, sameBytes, type FileIdentity } from './same-content.js';
 
 export type { FileIdentity } from './same-content.js';
 
-import type { ConflictPolicy } from './conflict-policy.js';
+import type { ConflictPolicy } from '../conflict-policy.js';
 
-export { CONFLICT_POLICIES, type ConflictPolicy } from './conflict-policy.js';
+export { CONFLICT_POLICIES, type ConflictPolicy } from '../conflict-policy.js';
 
 /** link() errors that mean "this file system has no hard links", not "something is wrong". */
 const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);

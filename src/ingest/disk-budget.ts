@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { FileSystem } from '../storage/file-system.js';
+import type { FileSystem } from '../file-system.js';
 
 /** Bytes set aside for a body that is arriving; given back once it has been written (or not). */
 export interface Reservation {

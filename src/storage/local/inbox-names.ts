@@ -1,5 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { MAX_COMPONENT_BYTES } from '../names/safe-name.js';
+import { MAX_COMPONENT_BYTES } from '../../names/safe-name.js';
 
 /**
  * `name (1).ext` … `name (16).ext` are tried in order (what people expect to see); past them

@@ -2,12 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { sameIdentity, type FileIdentity } from '../storage/same-content.js';
+import { sameIdentity, type FileIdentity } from '../storage/local/same-content.js';
 import { HASH_PATTERN, RECEIPT_PATTERN } from '../wire/messages.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What a cached hash is valid for: the same file (device, inode) unchanged since (size, mtime, ctime). */
-export type { FileIdentity } from '../storage/same-content.js';
+export type { FileIdentity } from '../storage/local/same-content.js';
 
 /** A receiver as the sender met it: the name its hello gave, and the host and port it was reached at. */
 export interface ReceiverId {

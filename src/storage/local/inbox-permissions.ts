@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { FtError } from '../errors.js';
+import { FtError } from '../../errors.js';
 
 const STICKY = 0o1000;
 const GROUP_OR_OTHER_WRITE = 0o022;

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import nodeFs from 'node:fs';
 import path from 'node:path';
-import { FtError } from '../errors.js';
-import { createHasher, type Hasher } from '../hashing.js';
+import { FtError } from '../../errors.js';
+import { createHasher, type Hasher } from '../../hashing.js';
 import { SMALL_BODY_BYTES } from './body-sink.js';
 import { dropBytes } from './body-writer.js';
-import { isNotFound, lstatIfExists, readRange, type FileHandle, type FileSystem, type OpenFile } from './file-system.js';
+import { isNotFound, lstatIfExists, readRange, type FileHandle, type FileSystem, type OpenFile } from '../../file-system.js';
 
 /** What the inbox compares a header with: a size, and the content's hash when the header has it. */
 export interface ContentId {

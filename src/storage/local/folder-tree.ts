@@ -1,7 +1,7 @@
 import { constants, type Stats } from 'node:fs';
 import path from 'node:path';
-import { FtError } from '../errors.js';
-import { isNotFound, lstatIfExists, type FileSystem } from './file-system.js';
+import { FtError } from '../../errors.js';
+import { isNotFound, lstatIfExists, type FileSystem } from '../../file-system.js';
 
 const { O_RDONLY } = constants;
 // Absent on Windows, which has no /proc either: the tree then works on paths.

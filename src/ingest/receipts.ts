@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import path from 'node:path';
-import type { FileSystem } from '../storage/file-system.js';
+import type { FileSystem } from '../file-system.js';
 
 /**
  * Upload receipts: what lets the receiver answer "already there" without telling anyone but the

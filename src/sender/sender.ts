@@ -20,12 +20,12 @@
 import type { Stats } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
-import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../storage/file-system.js';
+import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../file-system.js';
 import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
-import { PROGRESS_INTERVAL_MS, type SendEvent } from './events.js';
-import { sameIdentity } from '../storage/same-content.js';
+import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
+import { sameIdentity } from '../storage/local/same-content.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
 import {
   collectFiles,
@@ -39,9 +39,9 @@ import {
   type HashOptions,
   type LocalFile,
 } from './local-files.js';
-import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from './owner-key.js';
-import { SenderConnection, type Outcome } from './sender-connection.js';
-import { validateSendOptions } from './options.js';
+import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from '../auth/owner-key.js';
+import { SenderConnection, type Outcome } from './connection.js';
+import { validateSendOptions } from '../options.js';
 
 export interface SendOptions {
   /** Receiver host name or address. */

@@ -1,6 +1,6 @@
-import { FtError } from '../errors.js';
+import { FtError } from '../../errors.js';
 import { BodyWriter, WRITE_BATCH_BYTES } from './body-writer.js';
-import type { FileHandle, OpenFile } from './file-system.js';
+import type { FileHandle, OpenFile } from '../../file-system.js';
 import type { Partial } from './partials.js';
 
 /** Where a body's bytes go while they arrive. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher, hashBytes, type Hasher } from '../hashing.js';
 import { escapeForDisplay } from '../names/safe-name.js';
-import { nodeFileSystem, readRange, type FileHandle, type FileSystem } from '../storage/file-system.js';
+import { nodeFileSystem, readRange, type FileHandle, type FileSystem } from '../file-system.js';
 import type { FileIdentity, HashCache } from './hash-cache.js';
 
 /** A local file to send and the name it gets on the receiver. */

@@ -17,8 +17,8 @@ import {
   type SenderMessage,
   type Skip,
 } from '../wire/messages.js';
-import { proofFor } from './auth.js';
-import type { OwnerKey } from './owner-key.js';
+import { proofFor } from '../auth/token-proof.js';
+import type { OwnerKey } from '../auth/owner-key.js';
 
 export type Decision = Accept | Skip | Refuse;
 export type Outcome = Done | Failed;

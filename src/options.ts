@@ -4,9 +4,9 @@
  * The command line parses its flags with the same rules (src/cli/options.ts), so both say
  * "expected …, got …" with the same words.
  */
-import { broadcastTargets } from '../discovery/interfaces.js';
-import { FtError } from '../errors.js';
-import { CONFLICT_POLICIES } from '../storage/conflict-policy.js';
+import { broadcastTargets } from './discovery/interfaces.js';
+import { FtError } from './errors.js';
+import { CONFLICT_POLICIES } from './storage/conflict-policy.js';
 
 /** What a value must be: `expected` completes "expected …, got …". */
 export interface Rule {

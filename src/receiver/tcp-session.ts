@@ -18,11 +18,11 @@ import { performance } from 'node:perf_hooks';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, parseSafeName } from '../names/safe-name.js';
-import { openBodySink, type BodySink } from '../storage/body-sink.js';
-import type { OpenFile } from '../storage/file-system.js';
-import type { Inbox } from '../storage/inbox.js';
-import type { Partial } from '../storage/partials.js';
-import { sameIdentity } from '../storage/same-content.js';
+import { openBodySink, type BodySink } from '../storage/local/body-sink.js';
+import type { OpenFile } from '../file-system.js';
+import type { Inbox } from '../storage/local/inbox.js';
+import type { Partial } from '../storage/local/partials.js';
+import { sameIdentity } from '../storage/local/same-content.js';
 import { encodeFrame, FrameDecoder, type Decoded } from '../wire/frame.js';
 import {
   MAX_FILES_PER_CONNECTION,
@@ -36,13 +36,13 @@ import {
   type SenderHello,
 } from '../wire/messages.js';
 import type { Admission, Ticket } from './admission.js';
-import type { DiskBudget, Reservation } from './disk-budget.js';
-import { makeNonce, verifyProof } from './auth.js';
-import { verifyOwnerProof } from './owner-key.js';
-import { receiptName, type ReceiptSealer } from './receipts.js';
-import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
-import { NameTable } from './name-table.js';
-import { noteMessage, noteRead } from './young-garbage.js';
+import type { DiskBudget, Reservation } from '../ingest/disk-budget.js';
+import { makeNonce, verifyProof } from '../auth/token-proof.js';
+import { verifyOwnerProof } from '../auth/owner-key.js';
+import { receiptName, type ReceiptSealer } from '../ingest/receipts.js';
+import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from '../ingest/events.js';
+import { NameTable } from '../ingest/name-table.js';
+import { noteMessage, noteRead } from './gc-hints.js';
 
 export interface SessionLimits {
   /** Largest file accepted, in bytes. */

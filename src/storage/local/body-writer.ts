@@ -1,4 +1,4 @@
-import type { FileHandle } from './file-system.js';
+import type { FileHandle } from '../../file-system.js';
 
 /** Socket chunks are gathered into writes of about this size: few, large file operations. */
 export const WRITE_BATCH_BYTES = 1024 * 1024;

@@ -29,6 +29,10 @@ import {
   parseSenderMessage,
   PROTOCOL,
   PROTOCOL_VERSION,
+  OUR_FEATURES,
+  FEATURES,
+  sharedFeatures,
+  type Feature,
   type Body,
   type BodyHash,
   type FileHeader,
@@ -122,6 +126,8 @@ export class ReceiverSession {
   private state: State = 'hello';
   /** Fingerprint of the owner key the sender proved: its partials and receipts are its own. */
   private owner = '';
+  /** What this connection may use: the features both hellos listed. */
+  private features = new Set<Feature>();
   private readonly pending = new Map<number, PendingFile>();
   /** File ids must increase, so no set of every id seen is needed. */
   private lastId = 0;
@@ -185,6 +191,7 @@ export class ReceiverSession {
       auth: ctx.token === undefined ? 'none' : 'hmac-sha256',
       nonce: this.nonce,
       name: ctx.name,
+      features: [...OUR_FEATURES],
     });
     let failure: FtError | undefined;
     try {
@@ -331,11 +338,12 @@ export class ReceiverSession {
       this.ctx.admission.authSucceeded(address);
     }
     if (message.owner === undefined || message.ownerProof === undefined) {
-      throw new FtError('BAD_MESSAGE', '"hello" has no owner key and proof (required in version 3)');
+      throw new FtError('BAD_MESSAGE', '"hello" has no owner key and proof (required since version 3)');
     }
     const owner = verifyOwnerProof(message.owner, this.nonce, message.ownerProof);
     if (owner === undefined) throw new FtError('AUTH_FAILED', 'the owner key proof does not verify');
     this.owner = owner;
+    this.features = sharedFeatures(OUR_FEATURES, message.features);
     // Only now does the connection take one of the main slots (see Admission).
     const refusal = this.ctx.admission.promote(this.ticket);
     if (refusal) throw new FtError('BUSY', refusal);
@@ -355,6 +363,9 @@ export class ReceiverSession {
     const open = this.pending.size + [...this.deciding.keys()].filter((id) => !this.pending.has(id)).length;
     if (open >= this.ctx.limits.maxPendingFiles) {
       throw new FtError('UNEXPECTED_MESSAGE', `more than ${this.ctx.limits.maxPendingFiles} headers are waiting for bodies`);
+    }
+    if (header.hash === undefined && !this.features.has(FEATURES.TRAILING_HASH)) {
+      throw new FtError('BAD_MESSAGE', `the header of file ${header.id} has no hash, and "${FEATURES.TRAILING_HASH}" was not agreed in the hellos`);
     }
     this.lastId = header.id;
     const decision = this.decide(header);

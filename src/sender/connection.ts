@@ -6,6 +6,9 @@ import {
   parseReceiverMessage,
   PROTOCOL,
   PROTOCOL_VERSION,
+  OUR_FEATURES,
+  sharedFeatures,
+  type Feature,
   type Accept,
   type Body,
   type FileHeader,
@@ -52,6 +55,8 @@ export class SenderConnection {
   private readonly failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
   private helloWaiter: Waiter<ReceiverHello> | undefined;
   receiverName: string | undefined;
+  /** What this connection may use: the features both hellos listed. */
+  features = new Set<Feature>();
 
   private constructor(private readonly socket: net.Socket) {
     this.failed.catch(() => undefined);
@@ -99,7 +104,9 @@ export class SenderConnection {
       client: 'ft',
       owner: options.ownerKey.publicHex,
       ownerProof: options.ownerKey.prove(greeting.nonce),
+      features: [...OUR_FEATURES],
     };
+    connection.features = sharedFeatures(OUR_FEATURES, greeting.features);
     if (greeting.auth === 'hmac-sha256') reply.proof = proofFor(options.token!, greeting.nonce);
     connection.write(reply);
     return connection;

@@ -8,7 +8,28 @@ export const PROTOCOL = 'ft';
  * 3: every sender proves an owner key (partials are private to it), "already there" rests on a
  *    receipt the receiver issued to that owner, and `need-hash` is gone (docs/PROTOCOL.md).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+/**
+ * 4: both hellos carry `features`, and a capability is a feature both list rather than a new
+ *    version; a peer ignores the features it does not know (docs/PROTOCOL.md, "Features").
+ */
+export const FEATURES = {
+  /** A header may leave out the hash, which then follows the body in a `hash` message. */
+  TRAILING_HASH: 'trailing-hash',
+} as const;
+export type Feature = (typeof FEATURES)[keyof typeof FEATURES];
+/** What this implementation speaks, in the order it lists them. */
+export const OUR_FEATURES: readonly Feature[] = [FEATURES.TRAILING_HASH];
+/** A feature name: lowercase letters, digits and hyphens. */
+const FEATURE_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
+/** Features one hello may list: more is not a peer we need to read. */
+export const MAX_FEATURES = 64;
+
+/** The features both peers listed: what the connection may use. */
+export function sharedFeatures(ours: readonly string[], theirs: readonly string[]): Set<Feature> {
+  const known = new Set<string>(ours);
+  return new Set(theirs.filter((name): name is Feature => known.has(name)));
+}
 export const DEFAULT_PORT = 9527;
 /**
  * Headers a receiver takes on one connection (every header counts: refused, skipped, re-sent).
@@ -39,6 +60,8 @@ export interface ReceiverHello {
   auth: AuthMethod;
   nonce: string;
   name?: string;
+  /** The features this receiver speaks; the connection uses those the sender lists too. */
+  features: string[];
 }
 export interface Accept {
   type: 'accept';
@@ -97,6 +120,8 @@ export interface SenderHello {
   owner?: string;
   /** Ed25519 signature by the owner key over "ft-owner-v3\0" + the receiver's nonce. */
   ownerProof?: string;
+  /** The features this sender speaks (the ones it will use, if the receiver listed them too). */
+  features: string[];
 }
 export interface FileHeader {
   type: 'file';
@@ -193,6 +218,14 @@ class Fields {
     return this.value(field) === undefined ? undefined : this.matching(field, pattern, description);
   }
 
+  /** A list of feature names; absent is none, and names not of feature form are dropped (a newer peer's). */
+  features(): string[] {
+    const v = this.value('features');
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || v.length > MAX_FEATURES) this.bad('features', `a list of at most ${MAX_FEATURES} feature names`);
+    return [...new Set(v.filter((name): name is string => typeof name === 'string' && FEATURE_PATTERN.test(name)))];
+  }
+
   oneOf<T extends string>(field: string, allowed: readonly T[]): T {
     const v = this.value(field);
     if (!allowed.includes(v as T)) this.bad(field, `one of ${allowed.join(', ')}`);
@@ -226,7 +259,7 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
   const f = new Fields(raw, type);
   switch (type) {
     case 'hello': {
-      const hello: SenderHello = { type, ...protocolVersion(f) };
+      const hello: SenderHello = { type, ...protocolVersion(f), features: f.features() };
       const owner = f.optionalMatching('owner', OWNER_KEY_PATTERN, '64 lowercase hex digits (an Ed25519 public key)');
       if (owner !== undefined) hello.owner = owner;
       const ownerProof = f.optionalMatching('ownerProof', OWNER_PROOF_PATTERN, '128 lowercase hex digits (an Ed25519 signature)');
@@ -268,6 +301,7 @@ export function parseReceiverMessage(raw: JsonObject): ReceiverMessage {
         ...protocolVersion(f),
         auth: f.oneOf('auth', ['none', 'hmac-sha256'] as const),
         nonce: f.matching('nonce', NONCE_PATTERN, '32 to 128 lowercase hex digits'),
+        features: f.features(),
       };
       const name = f.optionalText('name');
       if (name !== undefined) hello.name = name;

@@ -174,11 +174,11 @@ export async function startProtocol3Receiver(options: Protocol3Options = {}): Pr
     const mine: JsonObject[] = [];
     headers.push(mine);
     const nonce = randomBytes(16).toString('hex');
-    session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce, name: options.name ?? 'fake' });
+    session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce, name: options.name ?? 'fake', features: ['trailing-hash'] });
     const hello = await session.next();
     hellos[index] = hello;
     const owner = verifyOwnerProof(String(hello.owner), nonce, String(hello.ownerProof));
-    if (hello.type !== 'hello' || hello.version !== 3 || owner === undefined) {
+    if (hello.type !== 'hello' || hello.version !== 4 || owner === undefined) {
       session.send({ type: 'error', code: 'AUTH_FAILED', message: 'owner proof' });
       session.socket.end();
       return;

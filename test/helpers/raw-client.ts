@@ -110,7 +110,7 @@ export class RawClient {
 
 /** A protocol-3 sender hello proving `owner` over the receiver's nonce. */
 export function helloFrom(owner: OwnerKey, nonce: string): JsonObject {
-  return { type: 'hello', protocol: 'ft', version: 3, owner: owner.publicHex, ownerProof: owner.prove(nonce) };
+  return { type: 'hello', protocol: 'ft', version: 4, owner: owner.publicHex, ownerProof: owner.prove(nonce), features: ['trailing-hash'] };
 }
 
 /**

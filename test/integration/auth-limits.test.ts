@@ -82,7 +82,7 @@ async function proofCatcher(): Promise<{ port: number; nonces: string[]; hellos:
   const fake = await startFakeReceiver(async (session) => {
     const nonce = randomBytes(16).toString('hex');
     nonces.push(nonce);
-    session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'hmac-sha256', nonce, name: 'fake' });
+    session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'hmac-sha256', nonce, name: 'fake', features: ['trailing-hash'] });
     await session.next();
     session.send({ type: 'error', code: 'AUTH_FAILED', message: 'this fake receiver only collects proofs' });
     session.socket.end();
@@ -161,11 +161,12 @@ describe('token', () => {
       expect(hello).toEqual({
         type: 'hello',
         protocol: 'ft',
-        version: 3,
+        version: 4,
         client: 'ft',
         owner: expect.stringMatching(/^[0-9a-f]{64}$/),
         ownerProof: expect.stringMatching(/^[0-9a-f]{128}$/),
         proof: hmac(TOKEN, catcher.nonces[i]!),
+        features: ['trailing-hash'],
       });
     }
     expect(hellos[0]!.proof).not.toBe(hellos[1]!.proof);
@@ -431,7 +432,7 @@ describe('timeouts', () => {
 
   it('the sender gives up with TIMEOUT on a receiver that accepts and then stops reading', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: randomBytes(16).toString('hex') });
+      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: randomBytes(16).toString('hex'), features: ['trailing-hash'] });
       expect(await session.next()).toMatchObject({ type: 'hello' });
       const header = await session.next();
       session.send({ type: 'accept', id: header.id as number, offset: 0 });

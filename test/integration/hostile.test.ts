@@ -194,7 +194,7 @@ describe('malformed and lying messages', () => {
       const { nonce } = await c.next();
       // Hand-written JSON: an object literal with __proto__ would set a prototype, not send the key.
       const owner = `"owner":"${RAW_OWNER.publicHex}","ownerProof":"${RAW_OWNER.prove(nonce as string)}"`;
-      c.writeRaw(rawFrame(`{"type":"hello","protocol":"ft","version":3,${owner},"__proto__":{"polluted":"hello","proof":"zz"},"constructor":{"prototype":{"polluted":"hello"}}}`));
+      c.writeRaw(rawFrame(`{"type":"hello","protocol":"ft","version":4,${owner},"__proto__":{"polluted":"hello","proof":"zz"},"constructor":{"prototype":{"polluted":"hello"}}}`));
       c.writeRaw(
         rawFrame(
           `{"type":"file","id":1,"filename":"proto.txt","size":${CONTENT.length},"hash":"${HASH}",` +
@@ -291,20 +291,20 @@ describe('malformed and lying messages', () => {
     ['version as a string', { type: 'hello', protocol: 'ft', version: '1' }, 'BAD_MESSAGE'],
     ['version fractional', { type: 'hello', protocol: 'ft', version: 2.5 }, 'BAD_MESSAGE'],
     ['version missing', { type: 'hello', protocol: 'ft' }, 'BAD_MESSAGE'],
-    ['protocol "FT"', { type: 'hello', protocol: 'FT', version: 3 }, 'BAD_MESSAGE'],
-    ['protocol missing', { type: 'hello', version: 3 }, 'BAD_MESSAGE'],
-    ['a proof that is not hex', { type: 'hello', protocol: 'ft', version: 3, proof: 'x'.repeat(64) }, 'BAD_MESSAGE'],
-    ['a proof in uppercase hex', { type: 'hello', protocol: 'ft', version: 3, proof: 'A'.repeat(64) }, 'BAD_MESSAGE'],
-    ['client a number', { type: 'hello', protocol: 'ft', version: 3, client: 5 }, 'BAD_MESSAGE'],
-    ['client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 3, client: 'c'.repeat(4097) }, 'BAD_MESSAGE'],
+    ['protocol "FT"', { type: 'hello', protocol: 'FT', version: 4 }, 'BAD_MESSAGE'],
+    ['protocol missing', { type: 'hello', version: 4 }, 'BAD_MESSAGE'],
+    ['a proof that is not hex', { type: 'hello', protocol: 'ft', version: 4, proof: 'x'.repeat(64) }, 'BAD_MESSAGE'],
+    ['a proof in uppercase hex', { type: 'hello', protocol: 'ft', version: 4, proof: 'A'.repeat(64) }, 'BAD_MESSAGE'],
+    ['client a number', { type: 'hello', protocol: 'ft', version: 4, client: 5 }, 'BAD_MESSAGE'],
+    ['client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 4, client: 'c'.repeat(4097) }, 'BAD_MESSAGE'],
     ['version 1', { type: 'hello', protocol: 'ft', version: 1 }, 'UNSUPPORTED_VERSION'],
-    ['version 2 (before owner keys)', { type: 'hello', protocol: 'ft', version: 2 }, 'UNSUPPORTED_VERSION'],
-    ['version 4', { type: 'hello', protocol: 'ft', version: 4 }, 'UNSUPPORTED_VERSION'],
-    ['version 3 without an owner key', { type: 'hello', protocol: 'ft', version: 3 }, 'BAD_MESSAGE'],
-    ['an owner key without its proof', { type: 'hello', protocol: 'ft', version: 3, owner: RAW_OWNER.publicHex }, 'BAD_MESSAGE'],
-    ['an owner proof over another nonce', { type: 'hello', protocol: 'ft', version: 3, owner: RAW_OWNER.publicHex, ownerProof: RAW_OWNER.prove('00'.repeat(16)) }, 'AUTH_FAILED'],
-    ['an owner proof by another key', { type: 'hello', protocol: 'ft', version: 3, owner: 'ab'.repeat(32), ownerProof: RAW_OWNER.prove('00'.repeat(16)) }, 'AUTH_FAILED'],
-    ['an owner key in uppercase hex', { type: 'hello', protocol: 'ft', version: 3, owner: 'AB'.repeat(32), ownerProof: 'ab'.repeat(64) }, 'BAD_MESSAGE'],
+    ['version 3 (before features)', { type: 'hello', protocol: 'ft', version: 3 }, 'UNSUPPORTED_VERSION'],
+    ['version 5', { type: 'hello', protocol: 'ft', version: 5 }, 'UNSUPPORTED_VERSION'],
+    ['version 4 without an owner key', { type: 'hello', protocol: 'ft', version: 4 }, 'BAD_MESSAGE'],
+    ['an owner key without its proof', { type: 'hello', protocol: 'ft', version: 4, owner: RAW_OWNER.publicHex }, 'BAD_MESSAGE'],
+    ['an owner proof over another nonce', { type: 'hello', protocol: 'ft', version: 4, owner: RAW_OWNER.publicHex, ownerProof: RAW_OWNER.prove('00'.repeat(16)) }, 'AUTH_FAILED'],
+    ['an owner proof by another key', { type: 'hello', protocol: 'ft', version: 4, owner: 'ab'.repeat(32), ownerProof: RAW_OWNER.prove('00'.repeat(16)) }, 'AUTH_FAILED'],
+    ['an owner key in uppercase hex', { type: 'hello', protocol: 'ft', version: 4, owner: 'AB'.repeat(32), ownerProof: 'ab'.repeat(64) }, 'BAD_MESSAGE'],
     ['version 0', { type: 'hello', protocol: 'ft', version: 0 }, 'UNSUPPORTED_VERSION'],
   ];
 
@@ -454,7 +454,7 @@ describe('frames in the wrong order', () => {
 
   it('a second "hello" → error UNEXPECTED_MESSAGE', async () => {
     const { r } = await isolatedReceiver();
-    const frames = await exchange(r, (c) => c.send({ type: 'hello', protocol: 'ft', version: 3 }));
+    const frames = await exchange(r, (c) => c.send({ type: 'hello', protocol: 'ft', version: 4 }));
     await expectFatal(r, frames, 'UNEXPECTED_MESSAGE');
     await expectServesOn(r);
   });

@@ -242,7 +242,7 @@ describe('keepContentBytes', () => {
 describe('error codes a receiver may not send (issue 9, point 20)', () => {
   it.each(['ABORTED', 'CONNECTION_LOST', 'TIMEOUT'])('an error with %s is no cancellation and asks for no retry: it is INTERNAL', async (code) => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: '0'.repeat(32), name: 'fake' });
+      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
       await session.next();
       session.send({ type: 'error', code, message: 'not really' });
       session.socket.end();
@@ -256,7 +256,7 @@ describe('error codes a receiver may not send (issue 9, point 20)', () => {
 
   it('a refusal with LOCAL_FILE does not pass the sender\'s file off as unreadable', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: '0'.repeat(32), name: 'fake' });
+      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
       await session.next();
       const header = await session.next();
       session.send({ type: 'refuse', id: header.id as number, code: 'LOCAL_FILE', message: 'your disk is broken' });

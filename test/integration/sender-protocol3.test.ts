@@ -182,7 +182,7 @@ describe('receipts', () => {
 
   it('a need-hash from a receiver is a protocol violation now (protocol 3 has no such message)', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: 'ab'.repeat(16) });
+      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: 'ab'.repeat(16), features: ['trailing-hash'] });
       await session.next();
       const header = await session.next();
       session.send({ type: 'need-hash', id: header.id });

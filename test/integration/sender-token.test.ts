@@ -42,7 +42,7 @@ async function rejection(promise: Promise<unknown>): Promise<FtError> {
 describe('a sender with a token and a receiver that asks for none', () => {
   it('fails with AUTH_FAILED and a clear message, sending nothing at all (not even its hello)', async () => {
     const fake = await startFakeReceiver((session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: NONCE, name: 'nas' });
+      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: NONCE, name: 'nas', features: ['trailing-hash'] });
     });
     const src = await localFile('private.txt');
     const error = await rejection(send([src], { host: '127.0.0.1', port: fake.port, token: TOKEN, retries: 3, retryDelayMs: 10, idleTimeoutMs: 5000 }));
@@ -82,7 +82,7 @@ describe('a sender with a token and a receiver that asks for none', () => {
   it('a receiver that asks for the token still gets it proven (the check is only about "none")', async () => {
     const frames: string[] = [];
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 3, auth: 'hmac-sha256', nonce: NONCE, name: 'nas' });
+      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'hmac-sha256', nonce: NONCE, name: 'nas', features: ['trailing-hash'] });
       const hello = await session.next();
       frames.push(String(hello.type), typeof hello.proof);
       session.socket.end(encodeFrame({ type: 'error', code: 'AUTH_FAILED', message: 'wrong proof' }));

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, FtError, type ErrorCode } from '../../src/errors.js';
 import type { JsonObject } from '../../src/wire/frame.js';
-import { HASH_PATTERN, parseReceiverMessage, parseSenderMessage } from '../../src/wire/messages.js';
+import { HASH_PATTERN, OUR_FEATURES, parseReceiverMessage, parseSenderMessage, sharedFeatures } from '../../src/wire/messages.js';
 
 const HASH = 'xxh64:0123456789abcdef';
 const NONCE = '0123456789abcdef0123456789abcdef';
@@ -40,18 +40,34 @@ describe('HASH_PATTERN', () => {
 describe('parseSenderMessage', () => {
   describe('valid messages', () => {
     it('hello, with and without the optional fields', () => {
-      expect(sender({ type: 'hello', protocol: 'ft', version: 2 })).toEqual({ type: 'hello', protocol: 'ft', version: 2 });
+      expect(sender({ type: 'hello', protocol: 'ft', version: 2 })).toEqual({ type: 'hello', protocol: 'ft', version: 2, features: [] });
       expect(sender({ type: 'hello', protocol: 'ft', version: 2, proof: PROOF, client: 'ft/0.1.0' })).toEqual({
         type: 'hello',
         protocol: 'ft',
         version: 2,
         proof: PROOF,
         client: 'ft/0.1.0',
+        features: [],
       });
     });
 
+    it('hello features: known and unknown names are read, duplicates and names not of feature form dropped, too many refused', () => {
+      const hello = (features: unknown) => sender({ type: 'hello', protocol: 'ft', version: 4, features } as JsonObject);
+      expect(hello(['trailing-hash', 'from-the-future', 'trailing-hash'])).toMatchObject({ features: ['trailing-hash', 'from-the-future'] });
+      expect(hello(['UPPER', 7, '', '-x', 'a'.repeat(65), 'ok'])).toMatchObject({ features: ['ok'] });
+      refusal(() => hello('trailing-hash'));
+      refusal(() => hello(Array.from({ length: 65 }, (_, i) => `f${i}`)));
+      expect(receiver({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: 'ab'.repeat(16), features: ['x', 1] })).toMatchObject({ features: ['x'] });
+    });
+
+    it('the shared features are those both peers list and this implementation knows', () => {
+      expect([...sharedFeatures(OUR_FEATURES, ['zz-new', 'trailing-hash'])]).toEqual(['trailing-hash']);
+      expect([...sharedFeatures(OUR_FEATURES, [])]).toEqual([]);
+      expect([...sharedFeatures([], ['trailing-hash'])]).toEqual([]);
+    });
+
     it('hello with an owner key and its proof (protocol 3)', () => {
-      const owned = { type: 'hello', protocol: 'ft', version: 3, owner: 'ab'.repeat(32), ownerProof: 'cd'.repeat(64) };
+      const owned = { type: 'hello', protocol: 'ft', version: 4, owner: 'ab'.repeat(32), ownerProof: 'cd'.repeat(64), features: ['trailing-hash'] };
       expect(sender(owned)).toEqual(owned);
     });
 
@@ -61,12 +77,12 @@ describe('parseSenderMessage', () => {
       ['a short owner proof', { ownerProof: 'ab'.repeat(63) }],
       ['an owner proof that is a number', { ownerProof: 7 }],
     ])('refuses a hello with %s', (_what, fields) => {
-      refusal(() => sender({ type: 'hello', protocol: 'ft', version: 3, ...fields } as JsonObject));
+      refusal(() => sender({ type: 'hello', protocol: 'ft', version: 4, ...fields } as JsonObject));
     });
 
     it('hello leaves absent optional fields absent (not present as undefined)', () => {
       const hello = sender({ type: 'hello', protocol: 'ft', version: 2 });
-      expect(Object.keys(hello).sort()).toEqual(['protocol', 'type', 'version']);
+      expect(Object.keys(hello).sort()).toEqual(['features', 'protocol', 'type', 'version']);
     });
 
     it('file', () => {
@@ -224,7 +240,7 @@ describe('parseSenderMessage', () => {
 
     it('leaves hello optional fields absent when only the prototype has them', () => {
       const raw = Object.assign(Object.create({ proof: PROOF, client: 'x' }), { type: 'hello', protocol: 'ft', version: 2 }) as JsonObject;
-      expect(sender(raw)).toEqual({ type: 'hello', protocol: 'ft', version: 2 });
+      expect(sender(raw)).toEqual({ type: 'hello', protocol: 'ft', version: 2, features: [] });
     });
   });
 });
@@ -238,6 +254,7 @@ describe('parseReceiverMessage', () => {
         version: 2,
         auth: 'none',
         nonce: NONCE,
+        features: [],
       });
       const nonce128 = 'f'.repeat(128);
       expect(receiver({ type: 'hello', protocol: 'ft', version: 2, auth: 'hmac-sha256', nonce: nonce128, name: 'desk' })).toEqual({
@@ -247,6 +264,7 @@ describe('parseReceiverMessage', () => {
         auth: 'hmac-sha256',
         nonce: nonce128,
         name: 'desk',
+        features: [],
       });
     });
 

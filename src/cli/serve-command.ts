@@ -33,24 +33,26 @@ export interface ServeCommandOptions {
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
 
 /**
- * The receiver keeps its memory low with young-generation collections where `gc` is exposed
- * (transfer/young-garbage.ts). The flag exposes it in contexts created after it is set; only
- * `ft serve` pays the few milliseconds this takes.
+ * The receiver keeps its memory low with young-generation collections (receiver/gc-hints.ts).
+ * The flag exposes `gc` in contexts created after it is set; only `ft serve` pays the few
+ * milliseconds this takes, and the function goes to the receiver, not onto globalThis.
  */
-function exposeGc(): void {
-  const global = globalThis as { gc?: unknown };
-  if (global.gc) return;
+function youngCollector(): () => void {
+  const exposed = (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc;
+  if (exposed) return () => exposed({ type: 'minor' });
   setFlagsFromString('--expose-gc');
-  global.gc = runInNewContext('gc');
+  const gc = runInNewContext('gc') as (options: { type: 'minor' }) => void;
+  return () => gc({ type: 'minor' });
 }
 
 export async function serveCommand(dir: string, options: ServeCommandOptions): Promise<number> {
-  exposeGc();
+  const collectGarbage = youngCollector();
   const token = readToken(options.tokenFile);
   const out = (text: string) => process.stdout.write(text);
   checkInbox(dir);
   const receiver = await serve({
     dir,
+    collectGarbage,
     port: options.port,
     host: options.host,
     onConflict: options.onConflict,

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import type { FileSystem } from '../file-system.js';
 
 /** Bytes set aside for a body that is arriving; given back once it has been written (or not). */
 export interface Reservation {
@@ -16,10 +15,8 @@ export class DiskBudget {
   private reserved = 0;
   private last: { at: number; free: Promise<number | undefined> } | undefined;
 
-  constructor(
-    private readonly fs: FileSystem,
-    private readonly dir: string,
-  ) {}
+  /** `freeSpace`: what the store has free, or undefined when it cannot tell. */
+  constructor(private readonly freeSpace: () => Promise<number | undefined>) {}
 
   /**
    * Free bytes not reserved, or undefined when the file system cannot tell. Asked of the disk
@@ -27,11 +24,9 @@ export class DiskBudget {
    * never rests on an old answer.
    */
   async available(fresh = false): Promise<number | undefined> {
-    const statfs = this.fs.statfs;
-    if (!statfs) return undefined;
     const now = performance.now();
     if (fresh || !this.last || now - this.last.at > 250) {
-      this.last = { at: now, free: statfs(this.dir).then((s) => s.bavail * s.bsize, () => undefined) };
+      this.last = { at: now, free: this.freeSpace().catch(() => undefined) };
     }
     const free = await this.last.free;
     return free === undefined ? undefined : Math.max(0, free - this.reserved);

@@ -2,12 +2,13 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { constants } from 'node:fs';
 import path from 'node:path';
 import type { FileSystem } from '../file-system.js';
+import type { StoredIdentity } from '../storage/upload-store.js';
 
 /**
  * Upload receipts: what lets the receiver answer "already there" without telling anyone but the
  * uploader anything about the inbox. A receipt is sealed (AES-256-GCM) under a key only the
  * receiver holds, so a sender can neither forge one nor read where its file was stored, and it
- * pins the stored file's identity (device, inode, size, mtime, ctime): a file changed since, in
+ * pins the stored file's identity (for the local store: device, inode, size, mtime, ctime): a file changed since, in
  * any way, no longer matches. The receiver keeps no state per upload.
  */
 export interface ReceiptClaims {
@@ -18,18 +19,18 @@ export interface ReceiptClaims {
   /** Where it was stored, relative to the inbox. */
   path: string;
   hash: string;
+  /** The size the sender announced. */
   size: number;
-  dev: number;
-  ino: number;
-  mtimeMs: number;
-  ctimeMs: number;
+  /** What the store recorded of the stored file, to tell that it is unchanged (opaque here). */
+  identity: StoredIdentity;
 }
 
 const KEY_FILE = 'receipts.key';
 const KEY_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-const AAD = Buffer.from('ft-receipt-v1');
+/** v2: the store's identity of the file is one opaque claim (v1 receipts, of ft before it, no longer open). */
+const AAD = Buffer.from('ft-receipt-v2');
 
 /**
  * Room for the claims of any upload of `requested`: its name as JSON (the stored path is that
@@ -42,8 +43,8 @@ function paddedLength(requested: string): number {
 
 /** `" (ft-0123456789abcdef)"` and the like: more than any variant suffix the inbox gives a component. */
 const MAX_VARIANT_SUFFIX_BYTES = 32;
-/** The other claims as JSON at their longest (64-hex owner and name digests, hash, five numbers). */
-const FIXED_CLAIMS_BYTES = 384;
+/** The other claims as JSON at their longest (64-hex owner and name digests, hash, size, a local store's five-number identity). */
+const FIXED_CLAIMS_BYTES = 400;
 
 /** How a receipt names the file it was asked for. */
 export function receiptName(filename: string): string {

@@ -1,21 +1,27 @@
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import { Announcer } from '../discovery/announcer.js';
 import { cleanReceiverName, DEFAULT_DISCOVERY_PORT } from '../discovery/codec.js';
 import { isLoopbackAddress } from '../discovery/interfaces.js';
-import { FtError } from '../errors.js';
 import { nodeFileSystem, type FileSystem } from '../file-system.js';
-import { Inbox, type ConflictPolicy } from '../storage/local/inbox.js';
-import { PARTIAL_SWEEP_INTERVAL_MS } from '../storage/local/partials.js';
+import { DiskBudget } from '../ingest/disk-budget.js';
+import type { ReceiverEvent } from '../ingest/events.js';
+import { Ingest } from '../ingest/ingest.js';
+import { ReceiptSealer } from '../ingest/receipts.js';
+import { PARTIAL_DIR } from '../names/safe-name.js';
+import { validateServeOptions } from '../options.js';
+import type { ConflictPolicy } from '../storage/conflict-policy.js';
+import { LocalUploadStore } from '../storage/local/local-store.js';
+import type { UploadStore } from '../storage/upload-store.js';
+import type { IncomingConnection, Listener, ListenerFactory } from '../transport/listener.js';
+import { listenTcp } from '../transport/tcp-listener.js';
 import { encodeFrame } from '../wire/frame.js';
 import { DEFAULT_PORT } from '../wire/messages.js';
-import type { ReceiverEvent } from '../ingest/events.js';
 import { Admission } from './admission.js';
-import { DiskBudget } from '../ingest/disk-budget.js';
-import { ReceiptSealer } from '../ingest/receipts.js';
-import { ReceiverSession, type SessionLimits } from './tcp-session.js';
-import { validateServeOptions } from '../options.js';
+import { GcHints } from './gc-hints.js';
+import { ReceiverSession, type SessionLimits } from './session.js';
 
 export interface ServeOptions {
   /** Folder to receive into, created if missing. @default './inbox' */
@@ -63,6 +69,13 @@ export interface ServeOptions {
   interface?: string;
   /** File system to write to. @default node:fs */
   fs?: FileSystem;
+  /** How connections arrive. @default plain TCP on `host` and `port` */
+  listen?: ListenerFactory;
+  /**
+   * Asks the runtime for a young-generation garbage collection; the receiver calls it every few
+   * megabytes read (see receiver/gc-hints.ts). `ft serve` passes one; undefined: never called.
+   */
+  collectGarbage?: () => void;
   /** Closes the receiver when aborted. */
   signal?: AbortSignal;
 }
@@ -101,20 +114,21 @@ export class Receiver extends EventEmitter {
   discoveryError: string | undefined;
 
   constructor(
-    private readonly server: net.Server,
-    readonly inbox: Inbox,
+    private readonly listener: Listener,
+    /** Where received files go. */
+    readonly store: UploadStore,
   ) {
     super();
   }
 
   /** The address and port actually listened on (useful with port 0). */
   get address(): { host: string; port: number; family: string } {
-    const address = this.server.address() as net.AddressInfo;
-    return { host: address.address, port: address.port, family: address.family };
+    return { ...this.listener.address };
   }
 
+  /** The inbox folder (its real path). */
   get dir(): string {
-    return this.inbox.root;
+    return this.store.privateLocation;
   }
 
   override on<T extends EventName>(event: T, listener: (event: EventOf<T>) => void): this;
@@ -148,15 +162,12 @@ export class Receiver extends EventEmitter {
   /** @internal */
   scheduleExpiry(ttlMs: number): void {
     const sweep = () => {
-      try {
-        this.inbox.partials.expire(ttlMs);
-      } catch {
-        // An unreadable partial folder: the next sweep tries again.
-      }
+      // An unreadable folder: the next sweep tries again.
+      this.store.expire(ttlMs).catch(() => undefined);
     };
     sweep();
-    // Often enough that an abandoned tiny partial goes soon after its hour (QUICK_EXPIRY_MS).
-    this.expiry = setInterval(sweep, Math.min(ttlMs, PARTIAL_SWEEP_INTERVAL_MS)).unref();
+    // Often enough that an abandoned tiny upload goes soon after its hour.
+    this.expiry = setInterval(sweep, Math.min(ttlMs, this.store.sweepIntervalMs)).unref();
   }
 
   /** Stops listening and drops open connections; their partial data stays for resume. */
@@ -164,12 +175,11 @@ export class Receiver extends EventEmitter {
     this.closing ??= (async () => {
       clearInterval(this.expiry);
       await this.announcer?.close();
-      const closed = once(this.server, 'close');
-      this.server.close();
+      const closed = this.listener.close();
       for (const session of this.sessions) session.abort();
       await Promise.all([closed, ...this.running]);
-      // The inbox's folder handles (after the sessions, which may still be placing files).
-      this.inbox.close();
+      // The store's handles (after the sessions, which may still be placing files).
+      await this.store.close();
     })();
     return this.closing;
   }
@@ -180,49 +190,57 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const fs = options.fs ?? nodeFileSystem;
   const port = options.port ?? SERVE_DEFAULTS.port;
   const partialTtlMs = options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs;
-  const inbox = await Inbox.open(options.dir ?? SERVE_DEFAULTS.dir, fs, options.onConflict ?? SERVE_DEFAULTS.onConflict, {
+  const store = await LocalUploadStore.open(options.dir ?? SERVE_DEFAULTS.dir, {
+    fs,
+    onConflict: options.onConflict ?? SERVE_DEFAULTS.onConflict,
     partialLimits: { maxPartials: options.maxPartials, maxPartialsPerPeer: options.maxPartialsPerPeer },
   });
+  let listener: Listener;
+  try {
+    listener = await (options.listen ?? listenTcp)({ port, host: options.host });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   const limits: SessionLimits = {
-    maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
     maxPendingFiles: 64,
     helloTimeoutMs: options.helloTimeoutMs ?? SERVE_DEFAULTS.helloTimeoutMs,
     idleTimeoutMs: options.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
     minBodyRate: options.minBodyRate ?? SERVE_DEFAULTS.minBodyRate,
   };
-  const server = net.createServer();
   const admission = new Admission({
     maxConnections: options.maxConnections ?? SERVE_DEFAULTS.maxConnections,
     maxPerAddress: options.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
     maxGreeting: options.maxUnauthenticated ?? SERVE_DEFAULTS.maxUnauthenticated,
   });
-  const receiver = new Receiver(server, inbox);
+  const receiver = new Receiver(listener, store);
   const name = cleanReceiverName(options.name ?? os.hostname());
+  const emit = (event: ReceiverEvent) => receiver.publish(event);
+  const ingest = new Ingest({
+    store,
+    // The key lives with the partial uploads: the receiver's own, owner-only folder.
+    receipts: ReceiptSealer.open(path.join(store.privateLocation, PARTIAL_DIR), fs),
+    disk: new DiskBudget(() => store.freeSpace()),
+    maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
+    tellPaths: options.token !== undefined,
+    emit,
+  });
   const context = {
-    inbox,
+    ingest,
+    admission,
     limits,
     token: options.token,
     name,
-    emit: (event: ReceiverEvent) => receiver.publish(event),
-    admission,
-    disk: new DiskBudget(fs, inbox.root),
-    receipts: ReceiptSealer.open(inbox.partials.dir, fs),
+    emit,
+    privateLocation: store.privateLocation,
+    gc: new GcHints(options.collectGarbage),
   };
-  server.on('connection', (socket) => {
-    const ticket = admission.enter(socket.remoteAddress ?? '', () => socket.destroy());
-    if (typeof ticket === 'string') return turnAway(socket, ticket);
-    socket.once('close', () => admission.leave(ticket));
-    receiver.track(new ReceiverSession(socket, context, ticket));
+  listener.onConnection((connection: IncomingConnection) => {
+    const ticket = admission.enter(connection.address, () => connection.stream.destroy());
+    if (typeof ticket === 'string') return turnAway(connection, ticket);
+    connection.stream.once('close', () => admission.leave(ticket));
+    receiver.track(new ReceiverSession(connection, context, ticket));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      const where = `${options.host ?? '*'}:${port}`;
-      const why = error.code === 'EADDRINUSE' ? 'the port is in use (another ft serve?); pick another with --port' : error.message;
-      reject(new FtError('LISTEN_FAILED', `cannot listen on ${where}: ${why}`, {}, { cause: error }));
-    });
-    server.listen({ port, host: options.host }, resolve);
-  });
-  server.on('error', () => undefined);
   receiver.scheduleExpiry(partialTtlMs);
   if (options.beacon ?? true) await announce(receiver, options, name);
   if (options.signal) {
@@ -264,8 +282,8 @@ async function announce(receiver: Receiver, options: ServeOptions, name: string)
 }
 
 /** Over a connection limit: say so in the protocol (code BUSY) rather than resetting. */
-function turnAway(socket: net.Socket, message: string): void {
-  socket.on('error', () => undefined);
-  socket.end(encodeFrame({ type: 'error', code: 'BUSY', message }));
-  setTimeout(() => socket.destroy(), 1000).unref();
+function turnAway({ stream }: IncomingConnection, message: string): void {
+  stream.on('error', () => undefined);
+  stream.end(encodeFrame({ type: 'error', code: 'BUSY', message }));
+  setTimeout(() => stream.destroy(), 1000).unref();
 }

@@ -1,15 +1,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
 import { DiskBudget } from '../../src/ingest/disk-budget.js';
 
-/** A file system whose disk has `free.bytes` free, counting how often it is asked. */
-function disk(free: { bytes: number; asked: number }): FileSystem {
-  return {
-    ...nodeFileSystem,
-    statfs: (async () => {
-      free.asked += 1;
-      return { bavail: free.bytes, bsize: 1 };
-    }) as unknown as FileSystem['statfs'],
+/** A store whose disk has `free.bytes` free, counting how often it is asked. */
+function disk(free: { bytes: number; asked: number }): () => Promise<number | undefined> {
+  return async () => {
+    free.asked += 1;
+    return free.bytes;
   };
 }
 
@@ -18,7 +14,7 @@ describe('DiskBudget', () => {
 
   it('a started body reserves its bytes: two bodies are never promised the same space', async () => {
     const free = { bytes: 32 * 1024 * 1024, asked: 0 };
-    const budget = new DiskBudget(disk(free), '/');
+    const budget = new DiskBudget(disk(free));
     const first = await budget.reserve(20 * 1024 * 1024);
     expect('release' in first).toBe(true);
     expect(await budget.reserve(20 * 1024 * 1024)).toEqual({ available: 12 * 1024 * 1024 });
@@ -30,7 +26,7 @@ describe('DiskBudget', () => {
 
   it('asks the disk afresh before saying no', async () => {
     const free = { bytes: 10, asked: 0 };
-    const budget = new DiskBudget(disk(free), '/');
+    const budget = new DiskBudget(disk(free));
     expect(await budget.available()).toBe(10);
     free.bytes = 100;
     expect((await budget.shortfall(50)).missing).toBe(0);
@@ -40,7 +36,7 @@ describe('DiskBudget', () => {
   it('a backward step of the wall clock does not freeze the cached answer', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const free = { bytes: 10, asked: 0 };
-    const budget = new DiskBudget(disk(free), '/');
+    const budget = new DiskBudget(disk(free));
     await budget.available();
     vi.setSystemTime(Date.now() - 3600_000);
     await new Promise((resolve) => setTimeout(resolve, 300));

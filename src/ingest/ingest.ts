@@ -1,0 +1,449 @@
+/**
+ * The ingest service: every decision about an arriving file, and its commit, whatever carries
+ * it (the TCP protocol today; HTTP next). A transport asks it, in order:
+ *
+ *   decide(header) → accept | skip | refuse
+ *   startBody(id, offset, length) → write(chunk)… → endBody() → complete(id, hash)
+ *
+ * and gets back answers it can put in its own words. It reaches storage only through the
+ * upload store port, and nothing it tells a peer depends on other peers' files.
+ */
+import { performance } from 'node:perf_hooks';
+import { FtError, toFtError, type ErrorCode } from '../errors.js';
+import { collisionKey, parseSafeName } from '../names/safe-name.js';
+import type { Upload, UploadStore, UploadWriter } from '../storage/upload-store.js';
+import type { DiskBudget, Reservation } from './disk-budget.js';
+import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
+import { NameTable } from './name-table.js';
+import { receiptName, type ReceiptSealer } from './receipts.js';
+
+export interface IngestOptions {
+  store: UploadStore;
+  receipts: ReceiptSealer;
+  /** Free space less what arriving bodies have reserved. */
+  disk: DiskBudget;
+  /** Largest file accepted, in bytes. */
+  maxFileSize: number;
+  /** Only a peer that proved the receiver's token may learn where files are stored. */
+  tellPaths: boolean;
+  emit: (event: ReceiverEvent) => void;
+}
+
+/** Who is sending: fixed for a session once its hello is verified. */
+export interface Peer {
+  /** Fingerprint of the owner key the sender proved: its uploads and receipts are its own. */
+  owner: string;
+  /** The peer's address, without the port: what its unfinished uploads count against. */
+  address: string;
+  /** How events name the peer (address and port). */
+  remote: string;
+  /** Called whenever a file moves forward (for idle-slot accounting). */
+  progressed: () => void;
+}
+
+export interface FileOffer {
+  id: number;
+  filename: string;
+  size: number;
+  hash?: string;
+  receipt?: string;
+}
+
+export type Decision =
+  | { kind: 'accept'; offset: number; prefixHash?: string }
+  | { kind: 'skip'; path?: string }
+  | { kind: 'refuse'; code: ErrorCode; message: string };
+
+export type Outcome = { kind: 'done'; hash: string; receipt: string; path?: string } | { kind: 'failed'; code: ErrorCode; message: string };
+
+/**
+ * A body reserves at most this much of the free space ahead of what it has written, topped up as
+ * it arrives: a slow body cannot hold space it may never fill.
+ */
+const RESERVE_AHEAD_BYTES = 64 * 1024 * 1024;
+
+/** What a peer is told when a file does not fit: not how much space the receiver has. */
+const NO_SPACE_TEXT = 'not enough free space on the receiver for this file';
+
+/** What the older holder of an upload is told when a newer upload of the same file takes it over. */
+const TAKEN_OVER_TEXT = 'a newer upload of this file took it over';
+
+/** Verified files whose commit (fsync and placement) may run at once, per session. */
+const MAX_COMMITTING = 32;
+
+export class Ingest {
+  constructor(readonly options: IngestOptions) {}
+
+  session(peer: Peer): IngestSession {
+    return new IngestSession(this.options, peer);
+  }
+}
+
+/** An accepted file: its upload is held from the header until it is committed or let go. */
+interface Accepted {
+  offer: FileOffer;
+  components: string[];
+  upload: Upload;
+  /** The offset offered; the body starts there, or at 0. */
+  offset: number;
+  /** Set when a newer upload of the same file took this one over: its body is refused. */
+  takenOver: boolean;
+  /** Stops listening for the takeover. */
+  unwatch: () => void;
+}
+
+interface ActiveBody {
+  file: Accepted;
+  writer: UploadWriter;
+  reservation: Reservation;
+  /** Where the reservation was last sized (an offset in the file). */
+  reservedAt: number;
+  startedAt: number;
+  lastProgress: number;
+  /** A write is running: a takeover waits for it before letting go. */
+  writing: boolean;
+}
+
+/** One sender's files on one connection (or one HTTP upload session). */
+export class IngestSession {
+  private readonly accepted = new Map<number, Accepted>();
+  /** For the collision rule: digests, not names. */
+  private readonly names = new NameTable();
+  private body: ActiveBody | undefined;
+  /** Bodies complete and written, waiting for their hash (at most one on TCP). */
+  private readonly ended = new Map<number, { body: ActiveBody; hash: string }>();
+  private readonly committing = new Set<Promise<void>>();
+
+  constructor(
+    private readonly options: IngestOptions,
+    private readonly peer: Peer,
+  ) {}
+
+  /** The body arriving now, if it is being kept: its name, and whether what arrived is kept for resume. */
+  get activeBody(): { name: string; resumable: boolean } | undefined {
+    const body = this.body;
+    return body && { name: body.file.offer.filename, resumable: body.file.upload.resumable };
+  }
+
+  /** Accepted files still waiting for their body. */
+  get waiting(): number {
+    return this.accepted.size;
+  }
+
+  /**
+   * accept, skip or refuse; never throws (a problem with one file is that file's refusal).
+   * `announce` reports it once the transport has answered (answers go out in header order).
+   */
+  async decide(offer: FileOffer): Promise<{ decision: Decision; announce: () => void }> {
+    const { id, filename: name } = offer;
+    const { emit } = this.options;
+    const remote = this.peer.remote;
+    const refuse = (code: ErrorCode, message: string, logged = message) => ({
+      decision: { kind: 'refuse', code, message } as const,
+      announce: () => emit({ type: 'refused', remote, name, code, message: logged }),
+    });
+    let upload: Upload | undefined;
+    try {
+      const components = parseSafeName(name);
+      if (!this.names.claim(collisionKey(name), name)) {
+        return refuse('NAME_COLLISION', `"${name}" and a name sent earlier on this connection differ only by case or normalisation`);
+      }
+      if (offer.size > this.options.maxFileSize) {
+        return refuse('TOO_LARGE', `${offer.size} bytes is over this receiver's limit of ${this.options.maxFileSize}`);
+      }
+      const stored = offer.receipt === undefined ? undefined : this.redeem(offer, offer.receipt);
+      if (stored !== undefined) {
+        this.peer.progressed();
+        return {
+          decision: { kind: 'skip', ...(this.options.tellPaths ? { path: stored } : {}) },
+          announce: () => emit({ type: 'skipped', remote, name, path: stored }),
+        };
+      }
+      const { store, disk } = this.options;
+      const target = await store.inspect(components);
+      if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
+      const key = { owner: this.peer.owner, filename: name, size: offer.size, ...(offer.hash !== undefined ? { hash: offer.hash } : {}) };
+      upload = await store.open(key, { peer: this.peer.address });
+      const needed = offer.size - upload.offset;
+      const { missing, available } = await disk.shortfall(needed);
+      if (missing > 0) {
+        await upload.abandon();
+        return refuse('NO_SPACE', NO_SPACE_TEXT, `${needed} bytes needed, ${available} free`);
+      }
+      // The receiver is the authority on the offset; the sender checks prefixHash against its own bytes.
+      const prefixHash = upload.offset > 0 ? await upload.hashPrefix() : undefined;
+      this.hold(id, { offer, components, upload, offset: upload.offset, takenOver: false, unwatch: () => undefined });
+      const decision: Decision = prefixHash !== undefined && upload.offset > 0 ? { kind: 'accept', offset: upload.offset, prefixHash } : { kind: 'accept', offset: 0 };
+      return { decision, announce: () => undefined };
+    } catch (error) {
+      // Whatever went wrong with this one file (a name the disk cannot hold, a permission), the
+      // session and the other files go on.
+      await upload?.abandon();
+      const { code, message } = this.told(localFailure(error), name);
+      return refuse(code, message);
+    }
+  }
+
+  /** Drops an accepted file the sender will not send (or never sent, at the end): what was held stays for resume. */
+  async cancel(id: number): Promise<void> {
+    const file = this.take(id);
+    await this.letGo(file);
+  }
+
+  /**
+   * A body for `id` from `offset`, of `length` bytes. Undefined: receive it (write…); an
+   * outcome: this file failed (its bytes are to be read and dropped). Throws FtError for a body
+   * the protocol does not allow (no such accepted file, a wrong offset or length).
+   */
+  async startBody(id: number, offset: number, length: number): Promise<Outcome | undefined> {
+    const file = this.take(id);
+    const { offer } = file;
+    const { emit, disk } = this.options;
+    const remote = this.peer.remote;
+    if (file.takenOver) return this.failed(offer.filename, 'BUSY', TAKEN_OVER_TEXT);
+    // A resume must start at the offset we offered; 0 means the sender found our prefix wrong.
+    if (offset !== file.offset && offset !== 0) {
+      await this.letGo(file);
+      throw new FtError('BAD_MESSAGE', `body for ${offer.filename} starts at ${offset}, but ${file.offset} was offered`);
+    }
+    if (length !== offer.size - offset) {
+      await this.letGo(file);
+      throw new FtError('BAD_MESSAGE', `body length ${length} does not match size ${offer.size} minus offset ${offset}`);
+    }
+    if (offset === 0 && file.offset > 0) emit({ type: 'restarted', remote, name: offer.filename, discarded: file.offset });
+    // A body that starts is progress (an empty file has no byte to show for it).
+    this.peer.progressed();
+    // The announced size reserved nothing; the body about to arrive does.
+    const reservation = await disk.reserve(Math.min(length, RESERVE_AHEAD_BYTES));
+    if (!('release' in reservation)) {
+      await this.letGo(file);
+      return this.failed(offer.filename, 'NO_SPACE', NO_SPACE_TEXT, `${length} bytes needed, ${reservation.available} free`);
+    }
+    let writer: UploadWriter;
+    try {
+      writer = await file.upload.append(offset, length);
+    } catch (error) {
+      reservation.release();
+      await this.letGo(file);
+      return this.writeFailure(offer.filename, error);
+    }
+    file.offset = offset;
+    const now = performance.now();
+    this.body = { file, writer, reservation, reservedAt: offset, startedAt: now, lastProgress: now, writing: false };
+    emit({ type: 'started', remote, name: offer.filename, size: offer.size, offset });
+    return undefined;
+  }
+
+  /** Takes the next bytes of the body; an outcome means the file failed and the rest is dropped. */
+  async write(chunk: Buffer): Promise<Outcome | undefined> {
+    const body = this.body!;
+    const { file } = body;
+    if (file.takenOver) return this.abandonBody(body, new FtError('BUSY', TAKEN_OVER_TEXT));
+    this.peer.progressed();
+    body.writing = true;
+    try {
+      await body.writer.write(chunk);
+      if (body.writer.size - body.reservedAt >= RESERVE_AHEAD_BYTES / 2) await this.reserveAhead(body);
+    } catch (error) {
+      body.writing = false;
+      return this.abandonBody(body, error);
+    }
+    body.writing = false;
+    if (file.takenOver) return this.abandonBody(body, new FtError('BUSY', TAKEN_OVER_TEXT));
+    const now = performance.now();
+    if (now - body.lastProgress >= PROGRESS_INTERVAL_MS) {
+      body.lastProgress = now;
+      const { filename: name, size } = file.offer;
+      this.options.emit({ type: 'progress', remote: this.peer.remote, name, bytes: body.writer.size, size });
+    }
+    return undefined;
+  }
+
+  /** The body's last byte arrived: everything is written out, and the file waits for complete(). */
+  async endBody(): Promise<Outcome | undefined> {
+    const body = this.body!;
+    this.body = undefined;
+    // Every byte is with the store now; what it still has to write is covered by the file's own blocks.
+    body.reservation.release();
+    if (body.file.takenOver) return this.abandonBody(body, new FtError('BUSY', TAKEN_OVER_TEXT));
+    let hash: string;
+    try {
+      hash = await body.writer.end();
+    } catch (error) {
+      return this.abandonBody(body, error);
+    }
+    this.ended.set(body.file.offer.id, { body, hash });
+    return undefined;
+  }
+
+  /**
+   * Verifies the body of `id` against `expectedHash` and commits it in the background; `answer`
+   * gets the outcome. Resolves once the commit has started: at most MAX_COMMITTING run at once,
+   * while the next bodies stream in (many small files then share fsyncs).
+   */
+  async complete(id: number, expectedHash: string, answer: (outcome: Outcome) => void): Promise<void> {
+    const ended = this.ended.get(id);
+    if (!ended) throw new FtError('INTERNAL', `no body of file ${id} is waiting to be completed`);
+    this.ended.delete(id);
+    const { body, hash } = ended;
+    const { file } = body;
+    if (file.takenOver) {
+      answer(await this.abandonBody(body, new FtError('BUSY', TAKEN_OVER_TEXT)));
+      return;
+    }
+    // No takeover from here on: a commit is not interrupted (a newer upload waits for it).
+    file.unwatch();
+    if (this.committing.size >= MAX_COMMITTING) await Promise.race(this.committing);
+    const committing = this.commit(body, hash, expectedHash)
+      .then(answer)
+      .finally(() => this.committing.delete(committing));
+    this.committing.add(committing);
+  }
+
+  /** Ends the session: verified files are committed first; everything else is kept for resume. */
+  async close(): Promise<void> {
+    await Promise.all(this.committing);
+    const bodies = [this.body, ...[...this.ended.values()].map((ended) => ended.body)];
+    this.body = undefined;
+    this.ended.clear();
+    for (const body of bodies) {
+      if (!body) continue;
+      body.reservation.release();
+      await this.letGo(body.file);
+    }
+    const files = [...this.accepted.values()];
+    this.accepted.clear();
+    await Promise.all(files.map((file) => this.letGo(file)));
+  }
+
+  /** Waits for the commits running now (a transport flushes their answers before it closes). */
+  async settled(): Promise<void> {
+    await Promise.all(this.committing);
+  }
+
+  private async commit(body: ActiveBody, hash: string, expectedHash: string): Promise<Outcome> {
+    const { file } = body;
+    const { offer } = file;
+    const { emit, receipts, tellPaths } = this.options;
+    const remote = this.peer.remote;
+    try {
+      const placed = await file.upload.commit(file.components, expectedHash);
+      const claims = { owner: this.peer.owner, name: receiptName(offer.filename), size: offer.size, path: placed.path, hash, identity: placed.identity };
+      const receipt = receipts.seal(claims, offer.filename);
+      this.peer.progressed();
+      emit({
+        type: 'received',
+        remote,
+        name: offer.filename,
+        path: placed.path,
+        size: offer.size,
+        hash,
+        resumedFrom: file.offset,
+        durationMs: Math.round(performance.now() - body.startedAt),
+      });
+      return { kind: 'done', hash, receipt, ...(tellPaths ? { path: placed.path } : {}) };
+    } catch (error) {
+      const failure = localFailure(error);
+      if (failure.code === 'HASH_MISMATCH') return this.failed(offer.filename, 'HASH_MISMATCH', failure.message);
+      const told = this.told(failure, offer.filename);
+      emit({ type: 'failed', remote, name: offer.filename, code: failure.code, message: failure.message });
+      return { kind: 'failed', ...told };
+    }
+  }
+
+  private hold(id: number, file: Accepted): void {
+    const { revoked } = file.upload;
+    const onRevoked = () => {
+      file.takenOver = true;
+      // Waiting for its body, or between writes: let go now, so the newer upload need not wait.
+      if (this.accepted.get(id) === file || (this.body?.file === file && !this.body.writing) || this.isEnded(file)) {
+        void file.upload.abandon();
+      }
+    };
+    if (revoked.aborted) file.takenOver = true;
+    else revoked.addEventListener('abort', onRevoked, { once: true });
+    file.unwatch = () => revoked.removeEventListener('abort', onRevoked);
+    this.accepted.set(id, file);
+  }
+
+  private isEnded(file: Accepted): boolean {
+    for (const ended of this.ended.values()) if (ended.body.file === file) return true;
+    return false;
+  }
+
+  private take(id: number): Accepted {
+    const file = this.accepted.get(id);
+    if (!file) throw new FtError('UNEXPECTED_MESSAGE', `no accepted file with id ${id}`);
+    this.accepted.delete(id);
+    return file;
+  }
+
+  private async letGo(file: Accepted): Promise<void> {
+    file.unwatch();
+    await file.upload.abandon();
+  }
+
+  /** Tops up the body's reservation; a disk that has no room left for it ends the body as a full disk would. */
+  private async reserveAhead(body: ActiveBody): Promise<void> {
+    body.reservedAt = body.writer.size;
+    const ahead = Math.min(body.file.offer.size - body.writer.size, RESERVE_AHEAD_BYTES);
+    if (!(await body.reservation.resize(ahead))) throw Object.assign(new Error('no room left for the rest of the body'), { code: 'ENOSPC' });
+  }
+
+  /** A full disk, an I/O error or a takeover mid-body: keep what was written for resume, and say why. */
+  private async abandonBody(body: ActiveBody, error: unknown): Promise<Outcome> {
+    if (this.body === body) this.body = undefined;
+    body.reservation.release();
+    await this.letGo(body.file);
+    if (error instanceof FtError && error.code === 'BUSY') return this.failed(body.file.offer.filename, 'BUSY', error.message);
+    return this.writeFailure(body.file.offer.filename, error);
+  }
+
+  /** This one file could not be written; the session and the other files go on. */
+  private writeFailure(filename: string, error: unknown): Outcome {
+    const errno = (error as NodeJS.ErrnoException).code;
+    const code: ErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'NO_SPACE' : localFailure(error).code;
+    // The peer learns what happened, not where: system errors name the receiver's paths.
+    const told = error instanceof FtError ? error.message : `could not write ${filename}${errno ? ` (${errno})` : ''}`;
+    return this.failed(filename, code, told, `could not write ${filename}: ${(error as Error).message}`);
+  }
+
+  private failed(name: string, code: ErrorCode, message: string, logged = message): Outcome {
+    this.options.emit({ type: 'failed', remote: this.peer.remote, name, code, message: logged });
+    return { kind: 'failed', code, message };
+  }
+
+  /**
+   * What a peer is told of a failure of ours: our own errors say what is wrong with the file,
+   * system errors only their code (their text names the receiver's paths); the receiver's log
+   * gets the whole text.
+   */
+  private told(error: FtError, name: string): { code: ErrorCode; message: string } {
+    const cause = error.cause as NodeJS.ErrnoException | undefined;
+    if (cause === undefined || typeof cause.code !== 'string') return { code: error.code, message: error.message };
+    this.options.emit({ type: 'warning', message: `${this.peer.remote}: ${name}: ${error.message}` });
+    return { code: error.code, message: `the receiver could not store this file (${cause.code})` };
+  }
+
+  /**
+   * The stored path a receipt vouches for, when it was issued to this owner for this name and
+   * size and the file there is unchanged since; otherwise undefined (the upload goes ahead).
+   */
+  private redeem(offer: FileOffer, receipt: string): string | undefined {
+    const claims = this.options.receipts.open(receipt);
+    if (!claims || claims.owner !== this.peer.owner || claims.name !== receiptName(offer.filename) || claims.size !== offer.size) return undefined;
+    if (offer.hash !== undefined && offer.hash !== claims.hash) return undefined;
+    return this.options.store.unchanged(claims.path, claims.identity) ? claims.path : undefined;
+  }
+}
+
+/**
+ * Errors from our own work on a file: a file-system error is WRITE_FAILED, anything else is our
+ * bug (INTERNAL). Kept apart from transport errors, which mean the peer went away.
+ */
+export function localFailure(error: unknown): FtError {
+  if (error instanceof FtError) return error;
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const systemError = typeof code === 'string' && !code.startsWith('ERR_');
+  return toFtError(error, systemError ? 'WRITE_FAILED' : 'INTERNAL');
+}

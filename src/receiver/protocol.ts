@@ -1,0 +1,177 @@
+/**
+ * The receiver's side of the protocol as a pure state machine (sans-I/O): decoded frames in,
+ * a new state and effects out. It knows what may arrive when (docs/PROTOCOL.md, "Receiver
+ * state machine"); what to do with a file is the ingest service's, and sockets, timers and
+ * answers are the session's (session.ts).
+ */
+import { FtError } from '../errors.js';
+import type { Decoded } from '../wire/frame.js';
+import {
+  FEATURES,
+  MAX_FILES_PER_CONNECTION,
+  parseSenderMessage,
+  type Body,
+  type Feature,
+  type FileHeader,
+  type SenderHello,
+} from '../wire/messages.js';
+
+export type ProtocolState =
+  /** Waiting for the sender's hello. */
+  | { readonly name: 'hello' }
+  /** The hello was read; its proofs are being checked. */
+  | { readonly name: 'authenticating' }
+  | { readonly name: 'ready' }
+  /** Raw bytes of the body of file `id` arrive; `dropping` when they are read and not kept. */
+  | { readonly name: 'receiving'; readonly id: number; readonly hash: string | undefined; readonly dropping: boolean }
+  /** The body of `id` is complete; its header had no hash, so the `hash` message comes next. */
+  | { readonly name: 'awaiting-hash'; readonly id: number }
+  /** `bye` was read: nothing more may arrive. */
+  | { readonly name: 'closing' };
+
+/** What happens next, for the session to carry out, in order. */
+export type Effect =
+  | { readonly kind: 'hello'; readonly hello: SenderHello }
+  | { readonly kind: 'header'; readonly header: FileHeader }
+  | { readonly kind: 'body'; readonly body: Body }
+  | { readonly kind: 'chunk'; readonly data: Buffer }
+  /** The last raw byte of the body: `hash` is the header's, or undefined when a `hash` message follows. */
+  | { readonly kind: 'body-end'; readonly id: number; readonly hash: string | undefined; readonly dropped: boolean }
+  | { readonly kind: 'hash'; readonly id: number; readonly hash: string; readonly dropped: boolean }
+  | { readonly kind: 'cancel'; readonly id: number }
+  | { readonly kind: 'bye' };
+
+/** What the machine remembers besides its state: counts and the open headers' hashes. */
+export interface ProtocolMemory {
+  /** Features both hellos listed (set once the hello is accepted). */
+  features: ReadonlySet<Feature>;
+  lastId: number;
+  headers: number;
+  /** Headers not yet answered with refuse/skip, nor started, nor cancelled: their hash (or undefined). */
+  readonly open: Map<number, string | undefined>;
+  /** Whether the body in progress was dropped, for its hash. */
+  droppedId: number | undefined;
+}
+
+export interface ProtocolLimits {
+  /** Headers a sender may have open (not answered, or accepted and waiting for a body). */
+  readonly maxPendingFiles: number;
+}
+
+export function initialMemory(): ProtocolMemory {
+  return { features: new Set(), lastId: 0, headers: 0, open: new Map(), droppedId: undefined };
+}
+
+/** Inputs from the session itself, besides decoded frames. */
+export type Signal =
+  /** The hello's proofs held: files may come. */
+  | { readonly kind: 'authenticated'; readonly features: ReadonlySet<Feature> }
+  /** The header of `id` was refused or skipped, or its upload ended without a body: it is no longer open. */
+  | { readonly kind: 'settled'; readonly id: number }
+  /** The body in progress is not kept (a write failed, no space, taken over): its bytes, and its hash, are read and dropped. */
+  | { readonly kind: 'drop' };
+
+export type Input = Decoded | Signal;
+
+/**
+ * The one transition function. Throws FtError for a violation (the session answers it with an
+ * `error` frame and closes); otherwise returns the next state and what to do.
+ */
+export function transition(
+  state: ProtocolState,
+  input: Input,
+  memory: ProtocolMemory,
+  limits: ProtocolLimits,
+): { state: ProtocolState; effects: Effect[] } {
+  const stay = (...effects: Effect[]) => ({ state, effects });
+  switch (input.kind) {
+    case 'error':
+      throw input.error;
+    case 'authenticated':
+      if (state.name !== 'authenticating') throw new FtError('INTERNAL', 'authenticated outside the greeting');
+      memory.features = input.features;
+      return { state: { name: 'ready' }, effects: [] };
+    case 'settled':
+      memory.open.delete(input.id);
+      return stay();
+    case 'drop':
+      if (state.name === 'awaiting-hash') memory.droppedId = state.id;
+      if (state.name !== 'receiving') return stay();
+      memory.droppedId = state.id;
+      return { state: { ...state, dropping: true }, effects: [] };
+    case 'body-chunk':
+      if (state.name !== 'receiving') throw new FtError('INTERNAL', 'body bytes outside a body');
+      return state.dropping ? stay() : stay({ kind: 'chunk', data: input.data });
+    case 'body-end': {
+      if (state.name !== 'receiving') throw new FtError('INTERNAL', 'the end of a body outside a body');
+      const { id, hash } = state;
+      const end: Effect = { kind: 'body-end', id, hash, dropped: state.dropping };
+      // The sender learns of a dropped body only from our answer: a hash it sends after the body is read and ignored.
+      return { state: hash === undefined ? { name: 'awaiting-hash', id } : { name: 'ready' }, effects: [end] };
+    }
+    case 'frame':
+      break;
+  }
+  // Parse errors come first: an unknown type is BAD_MESSAGE in every state.
+  const message = parseSenderMessage(input.message);
+  switch (state.name) {
+    case 'closing':
+      throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" after "bye"`);
+    case 'hello':
+      if (message.type !== 'hello') throw new FtError('UNEXPECTED_MESSAGE', `expected "hello", got "${message.type}"`);
+      return { state: { name: 'authenticating' }, effects: [{ kind: 'hello', hello: message }] };
+    case 'authenticating':
+      throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" before the greeting was answered`);
+    case 'receiving':
+      throw new FtError('INTERNAL', 'a frame inside a body');
+    case 'awaiting-hash': {
+      if (message.type !== 'hash') throw new FtError('UNEXPECTED_MESSAGE', `expected the "hash" of file ${state.id}, got "${message.type}"`);
+      if (message.id !== state.id) throw new FtError('UNEXPECTED_MESSAGE', `"hash" for file ${message.id}, which has no body waiting for its hash`);
+      const dropped = memory.droppedId === state.id;
+      return { state: { name: 'ready' }, effects: [{ kind: 'hash', id: message.id, hash: message.hash, dropped }] };
+    }
+    case 'ready':
+      break;
+  }
+  switch (message.type) {
+    case 'file':
+      return stay({ kind: 'header', header: openHeader(message, memory, limits) });
+    case 'body': {
+      // Whether the id was accepted is the session's to say (the decision may still be running).
+      const hash = memory.open.get(message.id);
+      memory.open.delete(message.id);
+      memory.droppedId = undefined;
+      return { state: { name: 'receiving', id: message.id, hash, dropping: false }, effects: [{ kind: 'body', body: message }] };
+    }
+    case 'cancel':
+      memory.open.delete(message.id);
+      return stay({ kind: 'cancel', id: message.id });
+    case 'bye':
+      return { state: { name: 'closing' }, effects: [{ kind: 'bye' }] };
+    case 'hash':
+      throw new FtError('UNEXPECTED_MESSAGE', `"hash" for file ${message.id}, which has no body waiting for its hash`);
+    case 'hello':
+      throw new FtError('UNEXPECTED_MESSAGE', '"hello" is not allowed after the greeting');
+  }
+}
+
+/**
+ * What must hold of a header in arrival order: ids increase, at most MAX_FILES_PER_CONNECTION
+ * headers on a connection and maxPendingFiles open at once, and no header without its hash
+ * unless `trailing-hash` was agreed.
+ */
+function openHeader(header: FileHeader, memory: ProtocolMemory, limits: ProtocolLimits): FileHeader {
+  if (header.id <= memory.lastId) throw new FtError('UNEXPECTED_MESSAGE', `file id ${header.id} is not above the previous one (${memory.lastId})`);
+  if (++memory.headers > MAX_FILES_PER_CONNECTION) {
+    throw new FtError('UNEXPECTED_MESSAGE', `more than ${MAX_FILES_PER_CONNECTION} files on one connection; open another`);
+  }
+  if (memory.open.size >= limits.maxPendingFiles) {
+    throw new FtError('UNEXPECTED_MESSAGE', `more than ${limits.maxPendingFiles} headers are waiting for bodies`);
+  }
+  if (header.hash === undefined && !memory.features.has(FEATURES.TRAILING_HASH)) {
+    throw new FtError('BAD_MESSAGE', `the header of file ${header.id} has no hash, and "${FEATURES.TRAILING_HASH}" was not agreed in the hellos`);
+  }
+  memory.lastId = header.id;
+  memory.open.set(header.id, header.hash);
+  return header;
+}

@@ -1,0 +1,368 @@
+/**
+ * One connection on the receiving side, over any duplex byte stream (TCP today, TLS next):
+ * bytes in → frames (FrameDecoder) → the protocol state machine (protocol.ts) → the ingest
+ * service → answers out. This module owns what is about the connection itself: the greeting
+ * and its proofs, timers (hello deadline, idle timeout, minimum body rate), answers in header
+ * order, backpressure, and how the connection ends.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import { verifyOwnerProof } from '../auth/owner-key.js';
+import { makeNonce, verifyProof } from '../auth/token-proof.js';
+import { FtError, toFtError } from '../errors.js';
+import type { ReceiverEvent } from '../ingest/events.js';
+import { localFailure, type Decision, type Ingest, type IngestSession, type Outcome } from '../ingest/ingest.js';
+import { encodeFrame, FrameDecoder } from '../wire/frame.js';
+import { OUR_FEATURES, PROTOCOL, PROTOCOL_VERSION, sharedFeatures, type ReceiverMessage, type SenderHello } from '../wire/messages.js';
+import type { Admission, Ticket } from './admission.js';
+import type { GcHints } from './gc-hints.js';
+import { initialMemory, transition, type Effect, type Input, type ProtocolState } from './protocol.js';
+
+export interface SessionLimits {
+  /** Headers a sender may have waiting for their bodies at once. */
+  maxPendingFiles: number;
+  /** Time allowed for the sender's hello, in ms. */
+  helloTimeoutMs: number;
+  /** Time a connection may stay silent (between or inside bodies), in ms. */
+  idleTimeoutMs: number;
+  /**
+   * Slowest a body may arrive, in bytes per second, measured over windows of the time spent
+   * waiting for the peer (not for our own disk): a body trickled just fast enough to beat the
+   * idle timeout cannot hold its connection for ever.
+   */
+  minBodyRate: number;
+}
+
+export interface SessionContext {
+  ingest: Ingest;
+  admission: Admission;
+  limits: SessionLimits;
+  token: string | undefined;
+  /** The receiver's name, in its hello. */
+  name: string;
+  emit: (event: ReceiverEvent) => void;
+  /** Text no answer may contain (the inbox's location). */
+  privateLocation: string;
+  gc: GcHints;
+}
+
+/** A connection as a transport hands it over. */
+export interface Connection {
+  stream: Duplex;
+  /** The peer's address (IPv4-mapped IPv6 addresses as plain IPv4) and port. */
+  address: string;
+  port: number;
+}
+
+/** Windows over which a body's rate is judged: this much time spent waiting for the peer, at most. */
+const RATE_WINDOW_MS = 10_000;
+
+export class ReceiverSession {
+  private readonly decoder = new FrameDecoder();
+  private readonly nonce = makeNonce();
+  private readonly remote: string;
+  private readonly stream: Duplex;
+  private state: ProtocolState = { name: 'hello' };
+  private readonly memory = initialMemory();
+  private files: IngestSession | undefined;
+  /** Header decisions still being made, by file id; their answers go out in arrival order. */
+  private readonly deciding = new Map<number, Promise<void>>();
+  private answered: Promise<void> = Promise.resolve();
+  /** Time spent waiting for the peer's bytes (not for our own work), for the body rate. */
+  private peerWaitMs = 0;
+  private waitingSince: number | undefined;
+  /** The body arriving now, kept or dropped: its bytes so far, and where the current rate window began. */
+  private arriving: { name: string; bytes: number; window: { waitMs: number; bytes: number } } | undefined;
+  /** Names of accepted files, for the body rate's message (bounded by maxPendingFiles). */
+  private readonly names = new Map<number, string>();
+  private corked = false;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly ctx: SessionContext,
+    private readonly ticket: Ticket,
+  ) {
+    const { address, port } = connection;
+    this.stream = connection.stream;
+    this.remote = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+  }
+
+  async run(): Promise<void> {
+    const { stream, ctx } = this;
+    ctx.emit({ type: 'connection', remote: this.remote });
+    // Errors surface through the read loop; one arriving after it (a late EPIPE) must not crash the receiver.
+    stream.on('error', () => undefined);
+    const idle = setTimeout(() => stream.destroy(new FtError('TIMEOUT', `no data for ${ctx.limits.idleTimeoutMs} ms`)), ctx.limits.idleTimeoutMs);
+    // A deadline, not an idle timer: trickling bytes cannot hold a connection in the greeting.
+    const helloDeadline = setTimeout(() => {
+      if (this.state.name === 'hello' || this.state.name === 'authenticating') {
+        stream.destroy(new FtError('TIMEOUT', `no hello within ${ctx.limits.helloTimeoutMs} ms`));
+      }
+    }, ctx.limits.helloTimeoutMs);
+    const rateCheck = setInterval(() => this.checkBodyRate(), this.rateWindowMs / 4);
+    for (const timer of [idle, helloDeadline, rateCheck]) timer.unref();
+    stream.once('close', () => {
+      clearTimeout(idle);
+      clearTimeout(helloDeadline);
+      clearInterval(rateCheck);
+    });
+    this.send({
+      type: 'hello',
+      protocol: PROTOCOL,
+      version: PROTOCOL_VERSION,
+      auth: ctx.token === undefined ? 'none' : 'hmac-sha256',
+      nonce: this.nonce,
+      name: ctx.name,
+      features: [...OUR_FEATURES],
+    });
+    let failure: FtError | undefined;
+    try {
+      this.waitingSince = performance.now();
+      // destroyOnReturn: false keeps the stream open after a throw, so the error frame can go out.
+      for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+        this.peerWaitMs += performance.now() - this.waitingSince;
+        this.waitingSince = undefined;
+        idle.refresh();
+        ctx.gc.noteRead(chunk.length);
+        try {
+          for (const item of this.decoder.push(chunk)) {
+            if (item.kind === 'body-chunk') this.arriving!.bytes += item.data.length;
+            else if (item.kind === 'frame') ctx.gc.noteMessage();
+            await this.step(item);
+          }
+        } catch (error) {
+          // Errors of our own handling, told apart from the stream's (which come from the iterator).
+          throw localFailure(error);
+        }
+        // A peer that does not read our answers is not read either: memory stays bounded.
+        if (stream.writableNeedDrain) await drainedOrClosed(stream);
+        this.waitingSince = performance.now();
+      }
+      if (this.state.name !== 'closing') {
+        const body = this.files?.activeBody;
+        const kept = body?.resumable ? '; the part received is kept for resume' : '';
+        throw new FtError('CONNECTION_LOST', `the sender went away${body ? ` in the middle of ${body.name}${kept}` : ' before it was done'}`);
+      }
+    } catch (error) {
+      // Our own failures are coded already; anything else came from the stream: the peer went away.
+      failure = toFtError(error, 'CONNECTION_LOST');
+      // Files verified before the violation still get their `done`, ahead of the error.
+      await this.answered;
+      await this.files?.settled();
+      this.closeWithError(failure);
+    }
+    // Report a failure only once the bytes already received are stored: the partial is final by then.
+    await this.answered;
+    await this.files?.close();
+    if (failure) ctx.emit({ type: 'connection-error', remote: this.remote, code: failure.code, message: failure.message });
+  }
+
+  /** Closes from the outside (receiver shutting down): partial data is kept for resume. */
+  abort(): void {
+    this.stream.destroy();
+  }
+
+  /** Feeds one input to the state machine and carries out its effects, in order. */
+  private async step(input: Input): Promise<void> {
+    const { state, effects } = transition(this.state, input, this.memory, this.ctx.limits);
+    this.state = state;
+    for (const effect of effects) await this.perform(effect);
+  }
+
+  private async perform(effect: Effect): Promise<void> {
+    const files = this.files!;
+    switch (effect.kind) {
+      case 'hello':
+        return this.greet(effect.hello);
+      case 'header': {
+        const { header } = effect;
+        this.names.set(header.id, header.filename);
+        const decision = files.decide(header);
+        const answered = this.answered.then(async () => {
+          const { decision: told, announce } = await decision;
+          this.deciding.delete(header.id);
+          this.answer(header.id, told);
+          announce();
+          if (told.kind !== 'accept') {
+            this.names.delete(header.id);
+            await this.step({ kind: 'settled', id: header.id });
+          }
+        });
+        this.answered = answered.catch(() => undefined);
+        this.deciding.set(header.id, answered);
+        return;
+      }
+      case 'body': {
+        const { id, offset, length } = effect.body;
+        await this.deciding.get(id);
+        const name = this.names.get(id) ?? String(id);
+        this.names.delete(id);
+        // Judged from its first byte on, whether it is kept or read and dropped.
+        this.arriving = { name, bytes: 0, window: { waitMs: this.peerWaitNow(), bytes: 0 } };
+        return this.unlessFailed(id, await files.startBody(id, offset, length));
+      }
+      case 'chunk': {
+        const failed = await files.write(effect.data);
+        return failed && this.state.name === 'receiving' ? this.unlessFailed(this.state.id, failed) : undefined;
+      }
+      case 'body-end': {
+        this.arriving = undefined;
+        if (effect.dropped) return;
+        const failed = await files.endBody();
+        if (failed) return this.unlessFailed(effect.id, failed);
+        if (effect.hash !== undefined) await this.complete(effect.id, effect.hash);
+        return;
+      }
+      case 'hash':
+        // No body: it could not be written, and the sender was told.
+        if (!effect.dropped) await this.complete(effect.id, effect.hash);
+        return;
+      case 'cancel':
+        await this.deciding.get(effect.id);
+        this.names.delete(effect.id);
+        return files.cancel(effect.id);
+      case 'bye':
+        await this.answered;
+        if (files.waiting > 0) throw new FtError('UNEXPECTED_MESSAGE', `"bye" with ${files.waiting} accepted files unsent`);
+        await files.settled();
+        this.stream.end();
+        return;
+    }
+  }
+
+  /** A failed file: told at once, and the rest of its body (and its hash) read and dropped. */
+  private async unlessFailed(id: number, outcome: Outcome | undefined): Promise<void> {
+    if (!outcome) return;
+    this.tell(id, outcome);
+    await this.step({ kind: 'drop' });
+  }
+
+  private async complete(id: number, hash: string): Promise<void> {
+    await this.files!.complete(id, hash, (outcome) => {
+      this.tell(id, outcome);
+    });
+  }
+
+  private async greet(hello: SenderHello): Promise<void> {
+    const { ctx } = this;
+    if (hello.version !== PROTOCOL_VERSION) {
+      throw new FtError('UNSUPPORTED_VERSION', `this receiver speaks version ${PROTOCOL_VERSION}, not ${hello.version}`);
+    }
+    if (ctx.token !== undefined) {
+      const { address } = this.connection;
+      if (!verifyProof(ctx.token, this.nonce, hello.proof)) {
+        // Guessing gets slower with every wrong answer from the same address.
+        await new Promise((resolve) => setTimeout(resolve, ctx.admission.authFailed(address)));
+        throw new FtError('AUTH_FAILED', 'the token proof is missing or wrong');
+      }
+      ctx.admission.authSucceeded(address);
+    }
+    if (hello.owner === undefined || hello.ownerProof === undefined) {
+      throw new FtError('BAD_MESSAGE', '"hello" has no owner key and proof (required since version 3)');
+    }
+    const owner = verifyOwnerProof(hello.owner, this.nonce, hello.ownerProof);
+    if (owner === undefined) throw new FtError('AUTH_FAILED', 'the owner key proof does not verify');
+    // Only now does the connection take one of the main slots (see Admission).
+    const refusal = ctx.admission.promote(this.ticket);
+    if (refusal) throw new FtError('BUSY', refusal);
+    this.files = ctx.ingest.session({
+      owner,
+      address: this.connection.address,
+      remote: this.remote,
+      progressed: () => ctx.admission.progressed(this.ticket),
+    });
+    await this.step({ kind: 'authenticated', features: sharedFeatures(OUR_FEATURES, hello.features) });
+  }
+
+  private answer(id: number, decision: Decision): void {
+    switch (decision.kind) {
+      case 'accept':
+        return this.send(
+          decision.prefixHash !== undefined ? { type: 'accept', id, offset: decision.offset, prefixHash: decision.prefixHash } : { type: 'accept', id, offset: 0 },
+        );
+      case 'skip':
+        return this.send({ type: 'skip', id, reason: 'already-there', ...(decision.path !== undefined ? { path: decision.path } : {}) });
+      case 'refuse':
+        return this.send({ type: 'refuse', id, code: decision.code, message: decision.message });
+    }
+  }
+
+  private tell(id: number, outcome: Outcome): void {
+    if (outcome.kind === 'failed') return this.send({ type: 'failed', id, code: outcome.code, message: outcome.message });
+    this.send({ type: 'done', id, hash: outcome.hash, receipt: outcome.receipt, ...(outcome.path !== undefined ? { path: outcome.path } : {}) });
+  }
+
+  /**
+   * Ends a connection whose body arrives slower than the minimum rate. Only time spent waiting
+   * for the peer counts, so a slow disk on our side never gets an honest sender cut off.
+   */
+  private checkBodyRate(): void {
+    const arriving = this.arriving;
+    if (!arriving) return;
+    const waitMs = this.peerWaitNow() - arriving.window.waitMs;
+    if (waitMs < this.rateWindowMs) return;
+    const rate = ((arriving.bytes - arriving.window.bytes) * 1000) / waitMs;
+    const { minBodyRate } = this.ctx.limits;
+    if (rate < minBodyRate) {
+      this.stream.destroy(new FtError('TIMEOUT', `the body of ${arriving.name} arrived at ${Math.round(rate)} B/s, below this receiver's minimum of ${minBodyRate} B/s`));
+      return;
+    }
+    arriving.window = { waitMs: this.peerWaitNow(), bytes: arriving.bytes };
+  }
+
+  /** Shorter idle timeouts judge over shorter windows: a trickle is caught before the idle timer could. */
+  private get rateWindowMs(): number {
+    return Math.min(RATE_WINDOW_MS, this.ctx.limits.idleTimeoutMs / 2);
+  }
+
+  private peerWaitNow(): number {
+    return this.peerWaitMs + (this.waitingSince === undefined ? 0 : performance.now() - this.waitingSince);
+  }
+
+  private send(message: ReceiverMessage): void {
+    const { stream } = this;
+    // A last guard: whatever a message says, it never names where the inbox is on this machine.
+    if ('message' in message) message.message = clip(message.message.replaceAll(this.ctx.privateLocation, '<inbox>'));
+    // After the peer's FIN our side may be ended too: nothing more can be said.
+    if (stream.destroyed || !stream.writable) return;
+    // Answers written in one tick leave in one segment (many small files make many answers).
+    if (!this.corked) {
+      this.corked = true;
+      stream.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        stream.uncork();
+      });
+    }
+    stream.write(encodeFrame(message as unknown as Record<string, unknown>));
+  }
+
+  private closeWithError(error: FtError): void {
+    const { stream } = this;
+    if (!stream.destroyed && stream.writable) {
+      this.send({ type: 'error', code: error.code, message: error.message });
+      stream.end();
+    }
+    setTimeout(() => stream.destroy(), 1000).unref();
+  }
+}
+
+/** Texts on the wire stay well inside the 4096-byte field limit, whatever name they quote. */
+function clip(text: string): string {
+  if (Buffer.byteLength(text) <= 1024) return text;
+  const chars = [...text.slice(0, 1000)];
+  while (Buffer.byteLength(chars.join('')) > 1000) chars.pop();
+  return `${chars.join('')}…`;
+}
+
+function drainedOrClosed(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
+}

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ephemeralOwnerKey, type OwnerKey } from '../../src/auth/owner-key.js';
 import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
 
@@ -17,7 +18,7 @@ export class RawClient {
   private failure: Error | undefined;
   readonly closed: Promise<void>;
 
-  private constructor(readonly socket: net.Socket) {
+  private constructor(readonly socket: Duplex) {
     socket.on('data', (chunk: Buffer) => {
       try {
         for (const item of this.decoder.push(chunk)) {
@@ -38,6 +39,11 @@ export class RawClient {
         resolve();
       }),
     );
+  }
+
+  /** Over any duplex byte stream (an in-memory transport, say). */
+  static over(stream: Duplex): RawClient {
+    return new RawClient(stream);
   }
 
   /** `localAddress` picks the source address (e.g. 127.0.0.2, to look like another machine). */

@@ -1,0 +1,113 @@
+/**
+ * The receiver over the transport seam, with no socket: serve() on an in-memory listener and
+ * an in-memory file system (memfs), a raw client on the other end of each stream. Session,
+ * ingest and the local store run exactly as they do over TCP.
+ */
+import { createFsFromVolume, Volume } from 'memfs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ephemeralOwnerKey } from '../../src/auth/owner-key.js';
+import { fileSystemOf } from '../../src/file-system.js';
+import { hashBytes } from '../../src/hashing.js';
+import { serve, type Receiver } from '../../src/receiver/server.js';
+import { memoryTransport } from '../helpers/memory-transport.js';
+import { RawClient } from '../helpers/raw-client.js';
+
+const receivers: Receiver[] = [];
+afterEach(async () => {
+  await Promise.all(receivers.splice(0).map((r) => r.close()));
+});
+
+async function start() {
+  const vol = new Volume();
+  const fs = fileSystemOf(createFsFromVolume(vol));
+  const transport = memoryTransport();
+  const receiver = await serve({ dir: '/inbox', fs, listen: transport.listen, beacon: false, port: 0 });
+  receivers.push(receiver);
+  const connect = (address?: string) => RawClient.over(transport.dial(address));
+  return { vol, receiver, connect };
+}
+
+describe('the receiver over an in-memory transport', () => {
+  it('greets with version 4 and its features, stores a file and answers done with a receipt', async () => {
+    const { vol, connect } = await start();
+    const client = connect();
+    const hello = await client.handshake();
+    expect(hello).toMatchObject({ type: 'hello', protocol: 'ft', version: 4, features: ['trailing-hash'] });
+    const content = Buffer.from('hello, world\n');
+    const hash = await hashBytes(content);
+    client.send({ type: 'file', id: 1, filename: 'greeting.txt', size: content.length, hash });
+    expect(await client.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    client.send({ type: 'body', id: 1, offset: 0, length: content.length });
+    client.writeRaw(content);
+    expect(await client.next()).toMatchObject({ type: 'done', id: 1, hash, receipt: expect.any(String) });
+    client.send({ type: 'bye' });
+    await client.closed;
+    expect(vol.readFileSync('/inbox/greeting.txt', 'utf8')).toBe('hello, world\n');
+  });
+
+  it('ignores features it does not know, and refuses a header without its hash unless trailing-hash was agreed', async () => {
+    const { connect } = await start();
+    const lenient = connect();
+    await lenient.handshake({ features: ['trailing-hash', 'zz-from-the-future'] });
+    lenient.send({ type: 'file', id: 1, filename: 'a.txt', size: 1 });
+    expect(await lenient.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    lenient.destroy();
+
+    const strict = connect();
+    await strict.handshake({ features: ['zz-from-the-future'] });
+    strict.send({ type: 'file', id: 1, filename: 'b.txt', size: 1 });
+    expect(await strict.rest()).toEqual([expect.objectContaining({ type: 'error', code: 'BAD_MESSAGE', message: expect.stringContaining('trailing-hash') })]);
+  });
+
+  it('a newer upload of the same file by the same owner takes over a stalled one mid-body and resumes from what it kept', async () => {
+    const { vol, connect, receiver } = await start();
+    const owner = ephemeralOwnerKey();
+    const content = Buffer.alloc(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < content.length; i++) content[i] = (i * 7 + (i >> 12)) & 0xff;
+    const hash = await hashBytes(content);
+    const header = { type: 'file', id: 1, filename: 'big.bin', size: content.length, hash };
+    const stale = connect();
+    await stale.handshake({}, owner);
+    stale.send(header);
+    expect(await stale.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    const started = new Promise((resolve) => receiver.once('started', resolve));
+    stale.send({ type: 'body', id: 1, offset: 0, length: content.length });
+    const sent = 2 * 1024 * 1024;
+    stale.writeRaw(content.subarray(0, sent));
+    await started;
+    // Time for the bytes to reach the store. The stalled connection stays open: before, the
+    // newer one was told BUSY for as long as it stayed.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+
+    const fresh = connect();
+    await fresh.handshake({}, owner);
+    fresh.send(header);
+    const accept = await fresh.next(15_000);
+    expect(accept).toMatchObject({ type: 'accept', id: 1, prefixHash: expect.stringMatching(/^xxh64:/) });
+    const offset = accept.offset as number;
+    expect(offset).toBeGreaterThan(0);
+    expect(offset).toBeLessThanOrEqual(sent);
+    expect(accept.prefixHash).toBe(await hashBytes(content.subarray(0, offset)));
+    fresh.send({ type: 'body', id: 1, offset, length: content.length - offset });
+    fresh.writeRaw(content.subarray(offset));
+    expect(await fresh.next(15_000)).toMatchObject({ type: 'done', id: 1, hash });
+    expect(Buffer.compare(vol.readFileSync('/inbox/big.bin') as Buffer, content)).toBe(0);
+
+    // The stale sender, when it wakes up, learns that its upload was taken over.
+    stale.writeRaw(content.subarray(sent, sent + 64 * 1024));
+    expect(await stale.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY', message: expect.stringContaining('took it over') });
+    fresh.send({ type: 'bye' });
+    stale.destroy();
+  });
+
+  it('counts connections by the address the transport reports: the ninth from one address is turned away BUSY', async () => {
+    const { connect } = await start();
+    const held = Array.from({ length: 8 }, () => connect('198.51.100.9'));
+    for (const client of held) await client.handshake();
+    const ninth = connect('198.51.100.9');
+    expect(await ninth.rest()).toEqual([expect.objectContaining({ type: 'error', code: 'BUSY' })]);
+    const other = connect('198.51.100.10');
+    expect(await other.handshake()).toMatchObject({ type: 'hello' });
+    for (const client of [...held, other]) client.destroy();
+  });
+});

@@ -12,7 +12,8 @@ class End extends Duplex {
   private blocked: (() => void) | undefined;
 
   constructor() {
-    super({ allowHalfOpen: true });
+    // As net.Socket by default: reading the other end's end ends this one's writing too.
+    super({ allowHalfOpen: false });
   }
 
   override _read(): void {

@@ -1,6 +1,6 @@
 /**
  * A transport without sockets: connected pairs of in-memory duplex streams (with backpressure
- * and half-close like TCP), and a listener factory for serve() that hands them over. The
+ * and ends like a TCP socket), and a listener factory for serve() that hands them over. The
  * receiver's session then runs exactly as over TCP, with no network at all.
  */
 import { Duplex } from 'node:stream';

@@ -172,24 +172,32 @@ describe('the receiver, for a header without a hash', () => {
     expect(await offered('by-content.bin', false)).toEqual({ type: 'accept', id: 1, offset: held, prefixHash });
   });
 
-  it('an upload held by another connection of the same sender is BUSY, whether or not either header has the hash', async () => {
-    // Both raw clients are one owner here (sessions share a placeholder until hello proves a key);
-    // that another owner's upload of the same name and size gets a partial of its own is pinned
-    // in test/unit/storage.test.ts.
+  // Issue 10: a stale holder used to make every newer connection poll BUSY for as long as it stayed.
+  it('a newer header of the same sender takes the upload over, whether or not either header has the hash; the older one is told BUSY', async () => {
+    // Both raw clients are one owner here (RAW_OWNER); that another owner's upload of the same
+    // name and size gets a partial of its own is pinned in the store's contract suite.
     const r = await startReceiver();
     const size = 3 * MiB;
     const a = await RawClient.connect(r.port);
     await a.handshake();
     a.send({ type: 'file', id: 1, filename: 'disk.img', size });
     expect(await a.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
-    a.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: size }), randomBuffer(2 * MiB, 'host a')]));
+    const aBytes = randomBuffer(size, 'host a');
+    a.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: size }), aBytes.subarray(0, 2 * MiB)]));
     await waitUntil(async () => (await partialBytes(r.dir)) >= 2 * MiB, 'host A under way');
     const b = await RawClient.connect(r.port);
     await b.handshake();
     b.send({ type: 'file', id: 1, filename: 'disk.img', size, hash: await hashBytes(randomBuffer(size, 'host b')) });
-    expect(await b.next()).toMatchObject({ type: 'refuse', id: 1, code: 'BUSY' });
+    // Offered what A kept, with the hash of that prefix: B's sender finds it is not its own and starts again.
+    expect(await b.next(15_000)).toEqual({ type: 'accept', id: 1, offset: 2 * MiB, prefixHash: await hashBytes(aBytes.subarray(0, 2 * MiB)) });
+    // Within one connection too: the newer header (id 2) takes over from id 1, whose body is then refused.
     b.send({ type: 'file', id: 2, filename: 'disk.img', size });
-    expect(await b.next()).toMatchObject({ type: 'refuse', id: 2, code: 'BUSY' });
+    expect(await b.next(15_000)).toMatchObject({ type: 'accept', id: 2, offset: 2 * MiB });
+    b.send({ type: 'body', id: 1, offset: 0, length: 0 });
+    // A body of the wrong length for id 1 would be BAD_MESSAGE; a taken-over one is refused before that is looked at.
+    expect(await b.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY', message: expect.stringContaining('took it over') });
+    a.writeRaw(aBytes.subarray(2 * MiB, 2 * MiB + 1024));
+    expect(await a.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY' });
     a.destroy();
     b.destroy();
   });

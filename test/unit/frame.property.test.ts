@@ -235,14 +235,14 @@ describe('FrameDecoder properties', () => {
 // ---- (c) message validation on arbitrary objects ------------------------------------------------
 
 const SENDER_KEYS: Record<string, string[]> = {
-  hello: ['type', 'protocol', 'version', 'proof', 'client'],
+  hello: ['type', 'protocol', 'version', 'proof', 'client', 'owner', 'ownerProof', 'features'],
   file: ['type', 'id', 'filename', 'size', 'hash'],
   body: ['type', 'id', 'offset', 'length'],
   cancel: ['type', 'id'],
   bye: ['type'],
 };
 const RECEIVER_KEYS: Record<string, string[]> = {
-  hello: ['type', 'protocol', 'version', 'auth', 'nonce', 'name'],
+  hello: ['type', 'protocol', 'version', 'auth', 'nonce', 'name', 'features'],
   accept: ['type', 'id', 'offset', 'prefixHash'],
   skip: ['type', 'id', 'reason', 'path'],
   refuse: ['type', 'id', 'code', 'message'],

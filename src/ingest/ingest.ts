@@ -360,8 +360,13 @@ export class IngestSession {
         void file.upload.abandon();
       }
     };
-    if (revoked.aborted) file.takenOver = true;
-    else revoked.addEventListener('abort', onRevoked, { once: true });
+    if (revoked.aborted) {
+      // Taken over while it was being decided: the body will be refused, so nothing is held for it.
+      file.takenOver = true;
+      void file.upload.abandon();
+    } else {
+      revoked.addEventListener('abort', onRevoked, { once: true });
+    }
     file.unwatch = () => revoked.removeEventListener('abort', onRevoked);
     this.accepted.set(id, file);
   }

@@ -8,6 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { verifyOwnerProof } from '../../src/auth/owner-key.js';
+import { verifyProof } from '../../src/auth/token-proof.js';
 import { decodeDatagram } from '../../src/discovery/codec.js';
 import { FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
 import { FEATURES, OUR_FEATURES, PROTOCOL_VERSION, parseReceiverMessage, parseSenderMessage } from '../../src/wire/messages.js';
@@ -150,6 +152,26 @@ describe('PROTOCOL.md', () => {
         if (message.type === 'hello') expect(parsed).toMatchObject({ version: PROTOCOL_VERSION, features: [FEATURES.TRAILING_HASH] });
       },
     );
+
+    it('prove the owner key and the token as ft checks them', () => {
+      const hellos = jsonLines.filter((line) => line.direction !== 'datagram').map((line) => JSON.parse(line.text) as JsonObject).filter((m) => m.type === 'hello');
+      const nonces = new Set(hellos.filter((m) => 'nonce' in m).map((m) => m.nonce as string));
+      expect(nonces.size).toBe(1);
+      const [nonce] = nonces;
+      const senders = hellos.filter((m) => 'owner' in m);
+      expect(senders.length).toBeGreaterThanOrEqual(2);
+      const implementation = readFileSync(`${root}docs/IMPLEMENTATION.md`, 'utf8');
+      for (const hello of senders) {
+        const fingerprint = verifyOwnerProof(hello.owner as string, nonce!, hello.ownerProof as string);
+        expect(fingerprint).toBeDefined();
+        // The fingerprint the implementation note gives for the example key is ft's.
+        expect(implementation).toContain(`\`${fingerprint}\``);
+      }
+      const withToken = senders.filter((m) => 'proof' in m);
+      expect(withToken).toHaveLength(1);
+      expect(examples).toContain('`example-token`');
+      expect(verifyProof('example-token', nonce!, withToken[0]!.proof as string)).toBe(true);
+    });
 
     it.each(dumps.filter((dump) => dump.startsWith('00000000  00 00')).map((dump) => [dump.split('\n')[1] ?? '', dump]))(
       'the frames of the dump %s… decode and parse without an error',

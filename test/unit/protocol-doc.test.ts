@@ -134,6 +134,11 @@ describe('PROTOCOL.md', () => {
       expect(jsonLines.filter((line) => line.direction === 'datagram')).toHaveLength(3);
     });
 
+    it('hold nothing but dumps, JSON lines and notes of raw bytes in their blocks', () => {
+      const other = blocks.flat().filter((line) => !DUMP_LINE.test(line) && !/^(R→S |S→R )?\{.*\}$/.test(line) && !/^S→R \(\d+ raw bytes\)$/.test(line));
+      expect(other).toEqual([]);
+    });
+
     it.each(dumps.map((dump) => [dump.split('\n')[0]!, dump]))('dump starting %s is output of protocol-examples.mjs', (_first, dump) => {
       expect(script).toContain(`${dump}\n`);
     });

@@ -178,6 +178,10 @@ describe('PROTOCOL.md', () => {
       expect(verifyProof('example-token', nonce!, withToken[0]!.proof as string)).toBe(true);
     });
 
+    it.each([...doc.matchAll(/`(\{"type":[^`]*\})`/g)].map((match) => [match[1]!]))('the message %s quoted in the text parses', (text) => {
+      expect(() => parse(JSON.parse(text) as JsonObject)).not.toThrow();
+    });
+
     it.each(dumps.filter((dump) => dump.startsWith('00000000  00 00')).map((dump) => [dump.split('\n')[1] ?? '', dump]))(
       'the frames of the dump %s… decode and parse without an error',
       (_row, dump) => {

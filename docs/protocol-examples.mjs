@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Regenerates the hashes, the proof and the hex dumps shown in docs/PROTOCOL.md, for the TCP
-// protocol and for discovery (UDP). It does not import ft: it encodes frames and datagrams
+// Regenerates the hashes, the proofs and the hex dumps shown in docs/PROTOCOL.md (§12), for the
+// TCP protocol and for discovery (UDP); test/unit/protocol-doc.test.ts checks that every dump and
+// JSON line of the examples is in this output, so an example that goes stale fails the tests. It does not import ft: it encodes frames and datagrams
 // straight from the specification (node:crypto and xxhash-wasm only), so it also serves as a
 // small second implementation to check the spec.
 // Run from the repository root: node docs/protocol-examples.mjs
@@ -22,7 +23,7 @@ export function frame(message) {
 }
 
 /**
- * (ft) The key of a partial upload (§13.1): the first 32 hex digits of SHA-256 over the owner's
+ * (ft) The key of an unfinished upload (docs/IMPLEMENTATION.md, "On disk"): the first 32 hex digits of SHA-256 over the owner's
  * fingerprint, NUL, the file name's UTF-8 bytes as sent, NUL, the size in decimal.
  */
 export const partialKey = (owner, filename, size) =>
@@ -32,7 +33,7 @@ export const partialKey = (owner, filename, size) =>
 export const proofFor = (token, nonce) => createHmac('sha256', token).update(nonce).digest('hex');
 
 /**
- * The owner key of a protocol-3 sender hello (§6.2), from a 32-byte Ed25519 seed: `owner` is the
+ * The owner key of a sender hello (§5.1), from a 32-byte Ed25519 seed: `owner` is the
  * raw public key in hex, `ownerProof` the Ed25519 signature (RFC 8032, pure) over the UTF-8 bytes
  * of "ft-owner-v3", one NUL byte, and the receiver's nonce as its hex text.
  */
@@ -44,11 +45,11 @@ export function ownerFields(seed, nonce) {
   return { owner, ownerProof };
 }
 
-/** (ft) The owner fingerprint a receiver keys partials and receipts by (§13.1): SHA-256 of the raw public key, hex. */
+/** (ft) The owner fingerprint a receiver keys partials and receipts by (docs/IMPLEMENTATION.md): SHA-256 of the raw public key, hex. */
 export const ownerFingerprint = (ownerHex) => createHash('sha256').update(Buffer.from(ownerHex, 'hex')).digest('hex');
 
 /**
- * (ft) An upload receipt as ft's receiver seals it (§9.3): AES-256-GCM under the receiver's own
+ * (ft) An upload receipt as ft's receiver seals it (docs/IMPLEMENTATION.md, "Receipts"): AES-256-GCM under the receiver's own
  * 32-byte key, a 12-byte IV, additional data "ft-receipt-v1", over the JSON of the claims padded
  * with spaces to byteLength(JSON.stringify(requested)) + 32 × its components + 384 bytes (a
  * length that depends only on the name asked for); the receipt is base64url of IV, ciphertext
@@ -64,15 +65,15 @@ export function sealReceipt(key, iv, claims, requested) {
   return Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url');
 }
 
-/** (ft) The length a receipt's plaintext is padded to, from the header's filename alone (§9.3). */
+/** (ft) The length a receipt's plaintext is padded to, from the header's filename alone. */
 export const receiptPaddedLength = (requested) =>
   Buffer.byteLength(JSON.stringify(requested), 'utf8') + 32 * requested.split('/').length + 384;
 
-/** (ft) How a receipt's claims name the file asked for (§9.3): SHA-256 of the header's filename (UTF-8), lowercase hex. */
+/** (ft) How a receipt's claims name the file asked for: SHA-256 of the header's filename (UTF-8), lowercase hex. */
 export const receiptName = (filename) => createHash('sha256').update(filename, 'utf8').digest('hex');
 
 /**
- * Discovery datagram (§20): one compact UTF-8 JSON object, `m` and `v` first. A query is padded
+ * Discovery datagram (§10): one compact UTF-8 JSON object, `m` and `v` first. A query is padded
  * with spaces in `pad` to exactly 512 bytes, so that no answer is ever larger than it.
  */
 export function datagram(fields) {
@@ -109,6 +110,8 @@ const NONCE = '5e6ea52170acd233a06200635fad6454';
 const TOKEN = 'example-token';
 const CONTENT = Buffer.from('hello, world\n', 'utf8');
 const HASH = hash(CONTENT);
+// The features both hellos of the examples list (§9.2): today's registry has one.
+const FEATURES = ['trailing-hash'];
 
 function show(title, message, raw) {
   const bytes = message ? frame(message) : raw;
@@ -131,11 +134,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   console.log();
 
-  // The owner key of the examples (§6.2): a fixed Ed25519 seed. A real sender makes its own.
+  // The owner key of the examples (§5.1): a fixed Ed25519 seed. A real sender makes its own.
   const seed = createHash('sha256').update('ft example owner key').digest();
   const owner = ownerFields(seed, NONCE);
   const fingerprint = ownerFingerprint(owner.owner);
-  console.log('=== protocol 3: the owner key in the sender hello (§6.2)');
+  console.log('=== the owner key in the sender hello (§5.1)');
   console.log(`example Ed25519 seed: ${seed.toString('hex')}`);
   console.log(`signed message (hex): ${Buffer.from(`ft-owner-v3\0${NONCE}`, 'utf8').toString('hex')}`);
   console.log(`owner fingerprint (SHA-256 of the raw public key): ${fingerprint}\n`);
@@ -155,15 +158,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ctimeMs: 1764626400123.4568,
   };
   const receipt = sealReceipt(receiptKey, receiptIv, claims, 'greeting.txt');
-  console.log('=== (ft) an example receipt (§9.3)');
+  console.log('=== (ft) an example receipt (docs/IMPLEMENTATION.md)');
   console.log(`key ${receiptKey.toString('hex')}\niv  ${receiptIv.toString('hex')}\nclaims ${JSON.stringify(claims)}`);
   console.log(`plaintext: the claims (${Buffer.byteLength(JSON.stringify(claims))} bytes) and spaces, ${receiptPaddedLength('greeting.txt')} bytes`);
   console.log(`receipt (${receipt.length} characters) ${receipt}\n`);
 
-  const senderHello = { type: 'hello', protocol: 'ft', version: 3, client: 'ft', ...owner };
+  const senderHello = { type: 'hello', protocol: 'ft', version: 4, client: 'ft', ...owner, features: FEATURES };
   const header = { type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH };
   console.log('=== example 1: sending greeting.txt');
-  show('R->S hello', { type: 'hello', protocol: 'ft', version: 3, auth: 'none', nonce: NONCE, name: 'laptop' });
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: NONCE, name: 'laptop', features: FEATURES });
   show('S->R hello', senderHello);
   show('S->R file', header);
   show('R->S accept', { type: 'accept', id: 1, offset: 0 });
@@ -189,7 +192,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log('=== example 3: token proof');
   const proof = proofFor(TOKEN, NONCE);
   console.log(`token ${JSON.stringify(TOKEN)}, nonce ${NONCE}\nproof ${proof}\n`);
-  show('R->S hello', { type: 'hello', protocol: 'ft', version: 3, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop' });
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 4, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop', features: FEATURES });
   show('S->R hello', { ...senderHello, proof });
   console.log(`R->S done (token holder: with path)\n${JSON.stringify({ type: 'done', id: 1, hash: HASH, receipt, path: 'greeting.txt' })}\n`);
 
@@ -216,7 +219,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   show('S->R file with hash and receipt', { ...header, receipt });
   show('R->S skip (no token: no path)', { type: 'skip', id: 1, reason: 'already-there' });
 
-  console.log('=== discovery (§20.10): datagrams (UDP port 9527)');
+  console.log('=== example 7: a newer upload of the same file takes over (§6.6)');
+  console.log('(the older connection\'s file; the newer header gets an accept at the offset kept)');
+  console.log(`${JSON.stringify({ type: 'failed', id: 1, code: 'BUSY', message: 'a newer upload of greeting.txt took over' })}\n`);
+
+  console.log('=== discovery (§12.8): datagrams (UDP port 9527)');
   // addrs: every IPv4 address it may answer from, those on the asker's (or the beacon's) subnet first.
   const receiverInfo = { name: 'laptop', id: '9f86d081884c7d65', port: 9527, auth: false, interval: 3, addrs: ['192.168.1.20', '127.0.0.1'] };
   const qid = '2c26b46b68ffc68f';

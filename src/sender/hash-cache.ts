@@ -16,7 +16,7 @@ export interface ReceiverId {
   port: number;
 }
 
-/** An upload receipt (PROTOCOL.md §6.9) and what it is valid for. */
+/** An upload receipt (PROTOCOL.md §4.9, §6.5) and what it is valid for. */
 export interface StoredReceipt {
   receiver: ReceiverId;
   /** The name the file was sent under. */

@@ -11,7 +11,7 @@ export const PROTOCOL = 'ft';
 export const PROTOCOL_VERSION = 4;
 /**
  * 4: both hellos carry `features`, and a capability is a feature both list rather than a new
- *    version; a peer ignores the features it does not know (docs/PROTOCOL.md, "Features").
+ *    version; a peer ignores the features it does not know (docs/PROTOCOL.md §9).
  */
 export const FEATURES = {
   /** A header may leave out the hash, which then follows the body in a `hash` message. */
@@ -155,7 +155,7 @@ export interface Bye {
 export type SenderMessage = SenderHello | FileHeader | Body | BodyHash | Cancel | Bye;
 
 /**
- * Codes that only ever describe this side (PROTOCOL.md §14.1): a peer never sends them. One
+ * Codes that only ever describe this side (PROTOCOL.md §7.1): a peer never sends them. One
  * that does is not believed (it could pass our file off as unreadable, fake a cancellation, or
  * ask for retries), and is read as INTERNAL.
  */

@@ -1,6 +1,6 @@
 /**
- * A header without a hash (PROTOCOL.md §6.13, §6.14): the sender hashes a large file while it sends it,
- * and the hash follows the body. Raw exchanges pin the receiver's side; library sends pin the
+ * A header without a hash (PROTOCOL.md §9.3, the feature trailing-hash): the sender hashes a
+ * large file while it sends it, and the hash follows the body. Raw exchanges pin the receiver's side; library sends pin the
  * sender's (one read of the file, a re-send answered by its receipt, a file changed meanwhile).
  */
 import { appendFile, mkdir, open, readFile, utimes, writeFile } from 'node:fs/promises';
@@ -38,7 +38,7 @@ async function fileAtRest(file: string, bytes: number, seed?: string): Promise<s
   return file;
 }
 
-/** An upload receipt as a done frame carries it: opaque base64url (PROTOCOL.md §6.9). */
+/** An upload receipt as a done frame carries it: opaque base64url (PROTOCOL.md §4.9, §6.5). */
 const RECEIPT = expect.stringMatching(/^[A-Za-z0-9_-]{16,2048}$/);
 
 /** Header without hash, then the whole body, as the sender proving `owner`; returns the client for what comes next. */

@@ -958,8 +958,8 @@ describe('the file system under the inbox', () => {
     expect(await readFile(path.join(outside, 'big.bin'), 'utf8')).toBe('precious\n');
     expect(await readdir(moved)).toEqual([]);
     expect(r.eventsOf('received')).toEqual([]);
-    // The complete, verified upload stays as a partial (§12: a failed placement keeps it), for
-    // its sender under its name and size.
+    // The complete, verified upload stays as a partial (a failed placement keeps it:
+    // docs/IMPLEMENTATION.md), for its sender under its name and size.
     const key = partialOf(owner.key, 'd/big.bin', size);
     const kept = await digest(path.join(r.dir, `${key}.part`));
     expect(kept).toEqual(await digest(src));

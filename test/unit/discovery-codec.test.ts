@@ -293,7 +293,7 @@ describe('addrs: the addresses a receiver answers from', () => {
     expect(decodeDatagram(encodeWithin({ ...announce, addrs: many }, MAX_DATAGRAM_BYTES)!)).toMatchObject({ addrs: many.slice(0, MAX_ADDRESSES) });
   });
 
-  it('an answer with a 64-byte name of escaped characters still carries 11 addresses in a 512-byte query (PROTOCOL.md §20.5)', () => {
+  it('an answer with a 64-byte name of escaped characters still carries 11 addresses in a 512-byte query (PROTOCOL.md §10.3; docs/IMPLEMENTATION.md, Discovery)', () => {
     const addrs = Array.from({ length: MAX_ADDRESSES }, (_, i) => `255.255.255.${i}`);
     const worst: Datagram = { kind: 'answer', qid: QID, name: '"'.repeat(64), id: ID, port: 65535, auth: false, interval: 0.1234567890123457, addrs };
     const decoded = decodeDatagram(encodeWithin(worst, QUERY_BYTES)!) as { addrs: string[] };

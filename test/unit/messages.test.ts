@@ -388,9 +388,9 @@ describe('parseReceiverMessage', () => {
       expect(receiver({ type: 'refuse', id: 1, code, message: 'x' })).toMatchObject({ code });
     });
 
-    // PROTOCOL.md §14.1: a code travels when its row in the table says so; the others exist for local reporting.
+    // PROTOCOL.md §7.1: a code travels when its row in the table says so; the others exist for local reporting.
     const protocol = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
-    const table = protocol.slice(protocol.indexOf('### 14.1 Codes'), protocol.indexOf('Codes that never travel'));
+    const table = protocol.slice(protocol.indexOf('### 7.1 Codes'), protocol.indexOf('Codes that never travel'));
     const travelling = [...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((match) => match[1]!);
     const localOnly = (Object.keys(ERROR_CODES) as ErrorCode[]).filter((code) => !travelling.includes(code));
 

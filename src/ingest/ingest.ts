@@ -66,7 +66,9 @@ const RESERVE_AHEAD_BYTES = 64 * 1024 * 1024;
 const NO_SPACE_TEXT = 'not enough free space on the receiver for this file';
 
 /** What the older holder of an upload is told when a newer upload of the same file takes it over. */
-const TAKEN_OVER_TEXT = 'a newer upload of this file took it over';
+function takenOver(name: string): FtError {
+  return new FtError('BUSY', `a newer upload of ${name} took over`);
+}
 
 /** Verified files whose commit (fsync and placement) may run at once, per session. */
 const MAX_COMMITTING = 32;
@@ -200,7 +202,7 @@ export class IngestSession {
     const { offer } = file;
     const { emit, disk } = this.options;
     const remote = this.peer.remote;
-    if (file.takenOver) return this.failed(offer.filename, 'BUSY', TAKEN_OVER_TEXT);
+    if (file.takenOver) return this.failed(offer.filename, 'BUSY', takenOver(offer.filename).message);
     // A resume must start at the offset we offered; 0 means the sender found our prefix wrong.
     if (offset !== file.offset && offset !== 0) {
       await this.letGo(file);
@@ -238,7 +240,7 @@ export class IngestSession {
   async write(chunk: Buffer): Promise<Outcome | undefined> {
     const body = this.body!;
     const { file } = body;
-    if (file.takenOver) return this.abandonBody(body, new FtError('BUSY', TAKEN_OVER_TEXT));
+    if (file.takenOver) return this.abandonBody(body, takenOver(body.file.offer.filename));
     this.peer.progressed();
     body.writing = true;
     try {
@@ -249,7 +251,7 @@ export class IngestSession {
       return this.abandonBody(body, error);
     }
     body.writing = false;
-    if (file.takenOver) return this.abandonBody(body, new FtError('BUSY', TAKEN_OVER_TEXT));
+    if (file.takenOver) return this.abandonBody(body, takenOver(body.file.offer.filename));
     const now = performance.now();
     if (now - body.lastProgress >= PROGRESS_INTERVAL_MS) {
       body.lastProgress = now;
@@ -265,7 +267,7 @@ export class IngestSession {
     this.body = undefined;
     // Every byte is with the store now; what it still has to write is covered by the file's own blocks.
     body.reservation.release();
-    if (body.file.takenOver) return this.abandonBody(body, new FtError('BUSY', TAKEN_OVER_TEXT));
+    if (body.file.takenOver) return this.abandonBody(body, takenOver(body.file.offer.filename));
     let hash: string;
     try {
       hash = await body.writer.end();
@@ -288,7 +290,7 @@ export class IngestSession {
     const { body, hash } = ended;
     const { file } = body;
     if (file.takenOver) {
-      answer(await this.abandonBody(body, new FtError('BUSY', TAKEN_OVER_TEXT)));
+      answer(await this.abandonBody(body, takenOver(body.file.offer.filename)));
       return;
     }
     // No takeover from here on: a commit is not interrupted (a newer upload waits for it).

@@ -195,7 +195,7 @@ describe('the receiver, for a header without a hash', () => {
     expect(await b.next(15_000)).toMatchObject({ type: 'accept', id: 2, offset: 2 * MiB });
     b.send({ type: 'body', id: 1, offset: 0, length: 0 });
     // A body of the wrong length for id 1 would be BAD_MESSAGE; a taken-over one is refused before that is looked at.
-    expect(await b.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY', message: expect.stringContaining('took it over') });
+    expect(await b.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY', message: expect.stringContaining('took over') });
     a.writeRaw(aBytes.subarray(2 * MiB, 2 * MiB + 1024));
     expect(await a.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY' });
     a.destroy();

@@ -95,7 +95,7 @@ describe('the receiver over an in-memory transport', () => {
 
     // The stale sender, when it wakes up, learns that its upload was taken over.
     stale.writeRaw(content.subarray(sent, sent + 64 * 1024));
-    expect(await stale.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY', message: expect.stringContaining('took it over') });
+    expect(await stale.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY', message: expect.stringContaining('took over') });
     fresh.send({ type: 'bye' });
     stale.destroy();
   });

@@ -407,8 +407,8 @@ export class ReceiverSession {
       const target = await this.ctx.inbox.inspect(components);
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
       const upload = { owner: this.owner, filename: name, size: header.size, hash: header.hash };
-      partial = await this.ctx.inbox.partials.acquire(upload, this, this.address);
-      if (!partial) return refuse('BUSY', 'another connection of yours is uploading this file; try again shortly');
+      // An aborted signal: BUSY at once when the key is held, as before leases (this session never lets go early).
+      partial = await this.ctx.inbox.partials.acquire(upload, this.address, { signal: AbortSignal.abort() });
       const needed = header.size - partial.offset;
       const { missing, available } = await this.ctx.disk.shortfall(needed);
       if (missing > 0) {

@@ -20,7 +20,7 @@ export interface Lease {
 }
 
 export interface TakeOptions {
-  /** Gives up waiting (FtError BUSY). Already aborted: BUSY at once, and nobody is revoked. */
+  /** Gives up waiting (FtError BUSY). Already aborted: a held key is BUSY at once, and nobody is revoked. */
   signal?: AbortSignal;
   /** At most this long; then FtError BUSY. */
   waitMs?: number;
@@ -91,9 +91,9 @@ export class Leases {
 
   async take(key: string, options: TakeOptions = {}): Promise<Lease> {
     const { signal, waitMs = TAKEOVER_WAIT_MS } = options;
-    if (signal?.aborted) throw busy();
     const current = this.held.get(key);
     if (!current) return this.grant(key);
+    if (signal?.aborted) throw busy();
     current.waiter?.supersede();
     current.lease.revoke();
     return new Promise<Lease>((resolve, reject) => {

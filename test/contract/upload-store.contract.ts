@@ -221,6 +221,24 @@ export function uploadStoreContract(factory: StoreFactory): void {
         await again.abandon();
       });
 
+      it('resumes a complete upload abandoned before its commit at its size: an empty body, then commit', async () => {
+        const { store, medium } = await create();
+        const bytes = content(LARGE, 29);
+        const key = await keyOf(bytes, 'complete.bin');
+        const first = await store.open(key, { peer: PEER });
+        const writer = await first.append(0, LARGE);
+        await writeAll(writer, bytes);
+        await writer.end();
+        await first.abandon();
+        const again = await store.open(key, { peer: PEER });
+        expect(again.offset).toBe(LARGE);
+        expect(await again.hashPrefix()).toBe(key.hash);
+        const rest = await again.append(LARGE, 0);
+        expect(await rest.end()).toBe(key.hash);
+        await again.commit(['complete.bin'], key.hash!);
+        expect((await medium.read('complete.bin'))?.equals(bytes)).toBe(true);
+      });
+
       it('never keeps a small upload', async () => {
         const { store } = await create();
         const bytes = content(factory.smallUploadBytes, 7);
@@ -454,6 +472,10 @@ export function uploadStoreContract(factory: StoreFactory): void {
         await expectFtError(opened.commit(['late.txt'], hash), 'CONFLICT');
         expect((await medium.read('late.txt'))?.equals(theirs)).toBe(true);
         expect(await medium.list()).toEqual(['late.txt']);
+        // A failed commit lets go, keeping what can be resumed (all of it), as abandon would.
+        const again = await store.open(await keyOf(bytes, 'late.txt'), { peer: PEER, signal: AbortSignal.abort() });
+        expect(again.offset).toBe(again.resumable ? size : 0);
+        await again.abandon();
         await opened.abandon();
       });
 

@@ -77,7 +77,7 @@ class LeaseOf implements Lease {
 }
 
 /**
- * Locks by key that the newest asker wins, as tus-node-server's Locker: taking a held key
+ * Locks by key where the newest asker wins, as with tus-node-server's Locker: taking a held key
  * revokes its holder and waits (bounded) for it to let go. At most one asker waits per key; a
  * newer one supersedes it (BUSY), so a stale request never queues up behind a live one.
  * State of one store instance: nothing here is shared between stores.

@@ -37,7 +37,7 @@ async function setup(size: number) {
 describe('a small body in memory', () => {
   it('delivered one byte per read, costs about its length in memory, not hundreds of bytes per byte', async () => {
     const { vol, inbox, bytes, id } = await setup(SMALL_BODY_BYTES);
-    const partial = (await inbox.partials.acquire(id, {}, '192.0.2.1'))!;
+    const partial = (await inbox.partials.acquire(id, '192.0.2.1'))!;
     const sink = await openBodySink(partial, 0, bytes.length);
     expect(sink).toBeInstanceOf(MemorySink);
     const before = memoryInUse();
@@ -58,7 +58,7 @@ describe('a small body in memory', () => {
 
   it('grows its buffer with what arrives: a peer that announces 1 MiB and sends 10 bytes holds far less', async () => {
     const { inbox, id } = await setup(SMALL_BODY_BYTES);
-    const partial = (await inbox.partials.acquire(id, {}, '192.0.2.1'))!;
+    const partial = (await inbox.partials.acquire(id, '192.0.2.1'))!;
     const sink = (await openBodySink(partial, 0, SMALL_BODY_BYTES)) as MemorySink;
     sink.write(Buffer.alloc(10));
     expect(sink.retainedBytes).toBeLessThanOrEqual(64 * 1024);
@@ -69,25 +69,25 @@ describe('a small body in memory', () => {
 
   it('cut short, leaves nothing on disk: no partial file, nothing to resume', async () => {
     const { vol, inbox, bytes, id } = await setup(500_000);
-    const partial = (await inbox.partials.acquire(id, {}, '192.0.2.1'))!;
+    const partial = (await inbox.partials.acquire(id, '192.0.2.1'))!;
     const sink = await openBodySink(partial, 0, bytes.length);
     sink.write(bytes.subarray(0, 300_000));
     await sink.abandon();
     expect(vol.readdirSync('/inbox/.ft-partial')).toEqual([]);
     partial.release();
     expect(vol.readdirSync('/inbox/.ft-partial')).toEqual([]);
-    const again = (await inbox.partials.acquire(id, {}, '192.0.2.1'))!;
+    const again = (await inbox.partials.acquire(id, '192.0.2.1'))!;
     expect(again.offset).toBe(0);
   });
 
   it('the small rest of a resumed large upload, cut short, leaves the partial as it was', async () => {
     const { vol, inbox, bytes, id } = await setup(MiB + 500_000);
-    const first = (await inbox.partials.acquire(id, {}, '192.0.2.1'))!;
+    const first = (await inbox.partials.acquire(id, '192.0.2.1'))!;
     const handle = await first.openForWrite(0);
     await handle.write(bytes, 0, MiB, 0);
     await handle.close();
     first.release();
-    const partial = (await inbox.partials.acquire(id, {}, '192.0.2.1'))!;
+    const partial = (await inbox.partials.acquire(id, '192.0.2.1'))!;
     expect(partial.offset).toBe(MiB);
     const sink = await openBodySink(partial, MiB, bytes.length - MiB);
     sink.write(bytes.subarray(MiB, MiB + 1000));

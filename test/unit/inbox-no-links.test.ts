@@ -20,7 +20,7 @@ function noLinkFs(): { fs: FileSystem; vol: InstanceType<typeof Volume> } {
 async function receive(inbox: Inbox, name: string, text: string): Promise<string> {
   const bytes = Buffer.from(text);
   const id = { size: bytes.length, hash: await hashBytes(bytes) };
-  const partial = (await inbox.partials.acquire({ owner: OWNER_A, filename: name, ...id }, {}, '127.0.0.1'))!;
+  const partial = (await inbox.partials.acquire({ owner: OWNER_A, filename: name, ...id }, '127.0.0.1'))!;
   const handle = await partial.openForWrite(0);
   await handle.write(bytes, 0, bytes.length, 0);
   await handle.close();

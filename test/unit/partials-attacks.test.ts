@@ -57,7 +57,7 @@ async function writeBody(partial: Partial, data: Buffer, from = 0): Promise<void
 
 /** A partial of the first `held` bytes, as a cut connection leaves it. */
 async function leave(held: number): Promise<Partial> {
-  const partial = await inbox.partials.acquire(id, {}, PEER);
+  const partial = await inbox.partials.acquire(id, PEER);
   await writeBody(partial!, bytes.subarray(0, held));
   partial!.release();
   return partial!;
@@ -128,7 +128,7 @@ describe('the .ft-partial folder', () => {
     await fs.rename(inbox.partials.dir, path.join(base, 'moved'));
     await fs.symlink(elsewhere, inbox.partials.dir);
     await expectFtError(
-      inbox.partials.acquire(id, {}, PEER).then((partial) => writeBody(partial!, bytes.subarray(0, 100))),
+      inbox.partials.acquire(id, PEER).then((partial) => writeBody(partial!, bytes.subarray(0, 100))),
       'UNSAFE_PATH',
     );
     expect(await fs.readdir(elsewhere)).toEqual(['authorized_keys']);
@@ -137,7 +137,7 @@ describe('the .ft-partial folder', () => {
 
   it('deleted while serving: made again (0700), and uploads go on', async () => {
     await fs.rm(inbox.partials.dir, { recursive: true });
-    const partial = await inbox.partials.acquire(id, {}, PEER);
+    const partial = await inbox.partials.acquire(id, PEER);
     await writeBody(partial!, bytes.subarray(0, 1000));
     expect((await fs.lstat(inbox.partials.dir)).mode & 0o777).toBe(0o700);
     expect((await fs.readFile(partial!.dataPath)).equals(bytes.subarray(0, 1000))).toBe(true);
@@ -146,7 +146,7 @@ describe('the .ft-partial folder', () => {
 
 describe('a symbolic link planted at a partial', () => {
   it('at the .part between acquire and the body: the body goes to a new file of ours, never through the link', async () => {
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     await fs.symlink(victim, partial.dataPath);
     await writeBody(partial, bytes.subarray(0, 5000));
     await expectVictimUntouched();
@@ -156,7 +156,7 @@ describe('a symbolic link planted at a partial', () => {
 
   it('at the .part of a resume, after the prefix was hashed: the body is refused, the target untouched', async () => {
     await leave(20); // less than the target holds, so that it could be cut and appended to
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     expect(partial.offset).toBe(20);
     await partial.hashPrefix();
     await replaceWith(partial.dataPath, () => fs.symlink(victim, partial.dataPath));
@@ -167,7 +167,7 @@ describe('a symbolic link planted at a partial', () => {
   it('at the .part before the header: not offered (its target is neither measured nor hashed), and removed', async () => {
     const key = (await leave(10)).dataPath;
     await replaceWith(key, () => fs.symlink(victim, key));
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     expect(partial.offset).toBe(0);
     expect((await partial.hashPrefix()).prefixHash).toBe(await hashBytes(Buffer.alloc(0)));
     expect(existsSync(key)).toBe(false);
@@ -175,7 +175,7 @@ describe('a symbolic link planted at a partial', () => {
   });
 
   it('at the .json between acquire and the body: the metadata replaces the link, the target is untouched', async () => {
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     await fs.symlink(victim, partial.metaPath);
     await writeBody(partial, bytes.subarray(0, 5000));
     await expectVictimUntouched();
@@ -186,7 +186,7 @@ describe('a symbolic link planted at a partial', () => {
   it('at the .json of a partial being resumed: not read as metadata, and replaced, never written through', async () => {
     const left = await leave(500_000);
     await replaceWith(left.metaPath, () => fs.symlink(victim, left.metaPath));
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     expect(partial.offset).toBe(500_000);
     await partial.hashPrefix();
     await writeBody(partial, bytes.subarray(500_000), 500_000);
@@ -198,7 +198,7 @@ describe('a symbolic link planted at a partial', () => {
   it('at the .part of a small body written in one go: never written through', async () => {
     const small = Buffer.from('a small file\n');
     const smallId = { owner: OWNER_A, filename: 'small.txt', size: small.length, hash: await hashBytes(small) };
-    const partial = (await inbox.partials.acquire(smallId, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(smallId, PEER))!;
     await fs.symlink(victim, partial.dataPath);
     const file = partial.writeRest(0, [small]);
     await file.close();
@@ -208,7 +208,7 @@ describe('a symbolic link planted at a partial', () => {
 
   it('at the .part of a resume finished in one go: refused, never written through', async () => {
     await leave(20);
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     await partial.hashPrefix();
     await replaceWith(partial.dataPath, () => fs.symlink(victim, partial.dataPath));
     expect(() => partial.writeRest(20, [bytes.subarray(20)])).toThrow(FtError);
@@ -220,7 +220,7 @@ describe('a hard link planted at a partial', () => {
   it('before the header: another file is not offered (its hash would leak) and never appended to', async () => {
     const left = await leave(10);
     await replaceWith(left.dataPath, () => fs.link(victim, left.dataPath));
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     expect(partial.offset).toBe(0);
     await writeBody(partial, bytes.subarray(0, 5000));
     await expectVictimUntouched();
@@ -228,7 +228,7 @@ describe('a hard link planted at a partial', () => {
 
   it('swapped in after the header was answered: the prefix hashed is nobody\'s, and nothing is appended', async () => {
     await leave(VICTIM.length + 10);
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     expect(partial.offset).toBe(VICTIM.length + 10);
     await replaceWith(partial.dataPath, () => fs.link(victim, partial.dataPath));
     const { prefixHash } = await partial.hashPrefix();
@@ -240,7 +240,7 @@ describe('a hard link planted at a partial', () => {
 
   it('swapped in after the prefix was hashed: the body is refused, the other file untouched', async () => {
     await leave(20);
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     await partial.hashPrefix();
     await replaceWith(partial.dataPath, () => fs.link(victim, partial.dataPath));
     await expectFtError(partial.openForWrite(20), 'WRITE_FAILED');
@@ -248,7 +248,7 @@ describe('a hard link planted at a partial', () => {
   });
 
   it('planted between the header and a body from 0: unlinked first, never written through', async () => {
-    const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+    const partial = (await inbox.partials.acquire(id, PEER))!;
     await fs.link(victim, partial.dataPath);
     await writeBody(partial, bytes.subarray(0, 5000));
     await expectVictimUntouched();
@@ -262,7 +262,7 @@ describe('a FIFO planted at a partial', () => {
     await fs.rm(left.metaPath);
     const fifo = plantFifo(left.metaPath);
     try {
-      const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+      const partial = (await inbox.partials.acquire(id, PEER))!;
       expect(fifo.opened()).toBe(false);
       expect(partial.offset).toBe(500_000);
       await partial.hashPrefix();
@@ -291,7 +291,7 @@ describe('a FIFO planted at a partial', () => {
     await fs.rm(left.dataPath);
     const fifo = plantFifo(left.dataPath);
     try {
-      const partial = (await inbox.partials.acquire(id, {}, PEER))!;
+      const partial = (await inbox.partials.acquire(id, PEER))!;
       expect(fifo.opened()).toBe(false);
       expect(partial.offset).toBe(0);
       expect(existsSync(left.dataPath)).toBe(false);
@@ -312,7 +312,7 @@ describe('a partial that is not ours', () => {
       }) as FileSystem['lstatSync'],
     };
     const other = await Inbox.open(inbox.root, theirs, 'rename');
-    const partial = (await other.partials.acquire(id, {}, PEER))!;
+    const partial = (await other.partials.acquire(id, PEER))!;
     expect(partial.offset).toBe(0);
     expect(existsSync(left.dataPath)).toBe(false);
   });

@@ -136,7 +136,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
   /** A complete partial for `bytes`, held, ready to be placed. */
   async function stage(inbox: Inbox, bytes: Buffer, filename = `staged-${++staged}`): Promise<Partial> {
     // Each staged upload comes from its own connection.
-    const partial = await inbox.partials.acquire(await idOf(bytes, filename), {}, PEER);
+    const partial = await inbox.partials.acquire(await idOf(bytes, filename), PEER);
     expect(partial).toBeDefined();
     await writeBody(partial!, bytes);
     return partial!;
@@ -154,14 +154,14 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const first = await openInbox();
       const bytes = content(RESUMABLE + 100, 1);
       const id = await idOf(bytes, 'kept.bin');
-      const partial = await first.partials.acquire(id, {}, PEER);
+      const partial = await first.partials.acquire(id, PEER);
       await writeBody(partial!, bytes.subarray(0, 40) as Buffer);
       partial!.release();
       const again = await openInbox();
       expect(await fs.readdir(again.partials.dir)).toEqual(expect.arrayContaining([`${partialKey(id)}.part`]));
       expect(again.partials.count).toBe(1);
       expect(again.partials.countOf(PEER)).toBe(1); // the peer, from the metadata
-      const resumed = await again.partials.acquire(id, {}, PEER);
+      const resumed = await again.partials.acquire(id, PEER);
       expect(resumed!.offset).toBe(40);
       expect((await resumed!.hashPrefix()).prefixHash).toBe(await hashBytes(bytes.subarray(0, 40)));
     });
@@ -182,7 +182,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const size = MiB + 1000;
       const id = await idOf(content(size, 2), 'docs/report.pdf');
       const before = Date.now();
-      const partial = await inbox.partials.acquire(id, {}, PEER);
+      const partial = await inbox.partials.acquire(id, PEER);
       expect(partial).toBeDefined();
       expect(partial!.offset).toBe(0);
       expect(partial!.key).toBe(createHash('sha256').update(`${OWNER_A}\0docs/report.pdf\0${size}`).digest('hex').slice(0, 32));
@@ -199,109 +199,96 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect((await fs.readdir(inbox.partials.dir)).sort()).toEqual([`${partial!.key}.json`, `${partial!.key}.part`]);
     });
 
-    it('says busy (undefined) when another connection of the same owner acquires the upload while it is held', async () => {
+    it('takes a held upload over: the holder is revoked, the newer one waits for it to let go, then resumes what it kept', async () => {
       const inbox = await openInbox();
-      const [connA, connB] = [{}, {}];
-      const id = await idOf(content(10, 3), 'a');
-      const first = await inbox.partials.acquire(id, connA, PEER);
-      expect(first).toBeDefined();
-      expect(await inbox.partials.acquire(id, connB, PEER)).toBeUndefined();
-      // The same name and size without a hash, or with another hash, is the same upload.
-      expect(await inbox.partials.acquire({ ...id, hash: undefined }, connB, PEER)).toBeUndefined();
-      // Another name is another upload.
-      expect(await inbox.partials.acquire(await idOf(content(10, 3), 'b'), connB, PEER)).toBeDefined();
-      first!.release();
-      const second = await inbox.partials.acquire(id, connB, PEER);
-      expect(second).toBeDefined();
-      expect(second!.key).toBe(first!.key);
-      expect(await inbox.partials.acquire(id, connA, PEER)).toBeUndefined();
+      const bytes = content(RESUMABLE + 100, 3);
+      const id = await idOf(bytes, 'a');
+      const first = await inbox.partials.acquire(id, PEER);
+      await writeBody(first, bytes.subarray(0, 70) as Buffer);
+      expect(first.revoked.aborted).toBe(false);
+      let second: Partial | undefined;
+      // The same name and size without a hash is the same upload.
+      const taking = inbox.partials.acquire({ ...id, hash: undefined }, PEER).then((partial) => (second = partial));
+      await vi.waitFor(() => expect(first.revoked.aborted).toBe(true));
+      expect((first.revoked.reason as FtError).code).toBe('BUSY');
+      // Another name is another upload: never waits.
+      const other = await inbox.partials.acquire(await idOf(content(10, 3), 'b'), PEER);
+      other.release();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(second).toBeUndefined();
+      first.release();
+      await taking;
+      expect(second!.key).toBe(first.key);
+      expect(second!.offset).toBe(70);
+      expect(second!.revoked.aborted).toBe(false);
     });
 
-    it('gives another owner of the same name and size a partial of its own: no BUSY, no progress, no shared bytes', async () => {
+    it('waits at most waitMs for a holder that never lets go, then says BUSY; a signal ends the wait sooner', async () => {
       const inbox = await openInbox();
-      const bytes = content(RESUMABLE + 500, 60);
-      const mine = await inbox.partials.acquire(await idOf(bytes, 'photo.jpg', OWNER_A), {}, PEER);
-      await writeBody(mine!, bytes.subarray(0, 300) as Buffer);
-      // Held by A right now, and afterwards: B never waits for it, never sees its offset.
-      const theirs = await inbox.partials.acquire(await idOf(bytes, 'photo.jpg', OWNER_B), {}, '192.0.2.99');
-      expect(theirs).toBeDefined();
-      expect(theirs!.key).not.toBe(mine!.key);
-      expect(theirs!.dataPath).not.toBe(mine!.dataPath);
-      expect(theirs!.offset).toBe(0);
-      await writeBody(theirs!, content(700, 61));
-      theirs!.release();
-      mine!.release();
-      const again = await inbox.partials.acquire(await idOf(bytes, 'photo.jpg', OWNER_B), {}, '192.0.2.99');
-      expect(again!.offset).toBe(700);
-      again!.release();
-      const resumed = await inbox.partials.acquire(await idOf(bytes, 'photo.jpg', OWNER_A), {}, PEER);
-      expect(resumed!.offset).toBe(300);
-      expect((await resumed!.hashPrefix()).prefixHash).toBe(await hashBytes(bytes.subarray(0, 300)));
+      const id = await idOf(content(10, 4), 'held');
+      const holder = await inbox.partials.acquire(id, PEER);
+      await expectFtError(inbox.partials.acquire(id, PEER, { waitMs: 50 }), 'BUSY');
+      const controller = new AbortController();
+      const waiting = inbox.partials.acquire(id, PEER, { signal: controller.signal, waitMs: 60_000 });
+      controller.abort();
+      await expectFtError(waiting, 'BUSY');
+      // Already aborted: BUSY at once.
+      await expectFtError(inbox.partials.acquire(id, PEER, { signal: AbortSignal.abort() }), 'BUSY');
+      holder.release();
+      (await inbox.partials.acquire(id, PEER, { signal: AbortSignal.abort() })).release();
     });
 
-    it('lets exactly one of two connections acquiring the same upload at once win', async () => {
+    it('a newer waiter supersedes an older one (BUSY), and gets the upload once the holder lets go', async () => {
       const inbox = await openInbox();
       const id = await idOf(content(10, 5));
-      const results = await Promise.all([inbox.partials.acquire(id, {}, PEER), inbox.partials.acquire(id, {}, PEER)]);
-      expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+      const holder = await inbox.partials.acquire(id, PEER);
+      const older = inbox.partials.acquire(id, PEER, { waitMs: 60_000 });
+      const newer = inbox.partials.acquire(id, PEER, { waitMs: 60_000 });
+      await expectFtError(older, 'BUSY');
+      holder.release();
+      const got = await newer;
+      expect(got.key).toBe(holder.key);
+      got.release();
     });
 
-    it('gives the same connection a second, private partial for the same upload, never offered for resume', async () => {
+    it('two uploads of one key at once, within one connection or not: one after the other, never a private copy', async () => {
       const inbox = await openInbox();
-      const conn = {};
       const bytes = content(RESUMABLE + 100, 14);
       const id = await idOf(bytes, 'a.bin');
-      const shared = await inbox.partials.acquire(id, {}, PEER);
-      await writeBody(shared!, bytes.subarray(0, 60) as Buffer);
-      shared!.release();
-
-      const first = await inbox.partials.acquire(id, conn, PEER);
-      expect(first!.shared).toBe(true);
-      expect(first!.offset).toBe(60);
-      const copy = await inbox.partials.acquire(id, conn, PEER);
-      expect(copy).toBeDefined();
-      expect(copy!.shared).toBe(false);
-      expect(copy!.resumable).toBe(false);
-      expect(copy!.key).toMatch(new RegExp(`^${first!.key}~[0-9a-f]{8}$`));
-      expect(copy!.dataPath).not.toBe(first!.dataPath);
-      expect(copy!.offset).toBe(0);
-      // Still busy for everyone else.
-      expect(await inbox.partials.acquire(id, {}, PEER)).toBeUndefined();
-
-      // Both can be written and placed independently.
-      await writeBody(first!, bytes.subarray(60) as Buffer, 60);
-      await writeBody(copy!, bytes);
-      expect((await inbox.place(first!, ['a.bin'])).path).toBe('a.bin');
-      expect((await inbox.place(copy!, ['copy.bin'])).path).toBe('copy.bin');
-      first!.release();
-      copy!.release();
-      expect((await fs.readFile(path.join(inbox.root, 'copy.bin'))).equals(bytes)).toBe(true);
+      const first = await inbox.partials.acquire(id, PEER);
+      const taking = inbox.partials.acquire(id, PEER);
+      await vi.waitFor(() => expect(first.revoked.aborted).toBe(true));
+      await writeBody(first, bytes.subarray(0, 60) as Buffer);
+      first.release();
+      const second = await taking;
+      expect(second.dataPath).toBe(first.dataPath);
+      expect(second.offset).toBe(60);
+      await writeBody(second, bytes.subarray(60) as Buffer, 60);
+      expect((await inbox.place(second, ['a.bin'])).path).toBe('a.bin');
+      second.release();
       expect((await fs.readFile(path.join(inbox.root, 'a.bin'))).equals(bytes)).toBe(true);
       expect(await fs.readdir(inbox.partials.dir)).toEqual([]);
       expect(inbox.partials.count).toBe(0);
     });
 
-    it('deletes the leftovers of a private partial on release, but keeps the shared one for resume', async () => {
+    it('a pinned holder (a commit in progress) is not revoked; the newer one waits for it', async () => {
       const inbox = await openInbox();
-      const conn = {};
-      const bytes = content(RESUMABLE + 100, 15);
-      const id = await idOf(bytes);
-      const first = await inbox.partials.acquire(id, conn, PEER);
-      const copy = await inbox.partials.acquire(id, conn, PEER);
-      await writeBody(first!, bytes.subarray(0, 30) as Buffer);
-      await writeBody(copy!, bytes.subarray(0, 40) as Buffer);
-      copy!.release();
-      first!.release();
-      expect((await fs.readdir(inbox.partials.dir)).sort()).toEqual([`${first!.key}.json`, `${first!.key}.part`]);
-      const again = await inbox.partials.acquire(id, {}, PEER);
-      expect(again!.offset).toBe(30);
+      const id = await idOf(content(10, 15));
+      const first = await inbox.partials.acquire(id, PEER);
+      const unpin = first.pin();
+      const taking = inbox.partials.acquire(id, PEER, { waitMs: 60_000 });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(first.revoked.aborted).toBe(false);
+      unpin();
+      first.release();
+      (await taking).release();
     });
 
     it('keeps nothing of an upload of at most 1 MiB: never offered for resume, deleted on release', async () => {
       const inbox = await openInbox();
       const bytes = content(MiB, 16);
       const id = await idOf(bytes, 'small.bin');
-      const first = await inbox.partials.acquire(id, {}, PEER);
+      const first = await inbox.partials.acquire(id, PEER);
       expect(first!.resumable).toBe(false);
       await writeBody(first!, bytes.subarray(0, 5000) as Buffer);
       first!.release();
@@ -309,7 +296,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect(inbox.partials.count).toBe(0);
       // One left by a crash is not offered either.
       await fs.writeFile(path.join(inbox.partials.dir, `${partialKey(id)}.part`), bytes.subarray(0, 5000));
-      const second = await inbox.partials.acquire(id, {}, PEER);
+      const second = await inbox.partials.acquire(id, PEER);
       expect(second!.offset).toBe(0);
       await writeBody(second!, bytes);
       expect((await fs.readFile(second!.dataPath)).equals(bytes)).toBe(true);
@@ -319,13 +306,13 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const inbox = await openInbox();
       const bytes = content(MiB + 5000, 6);
       const id = await idOf(bytes, 'big.bin');
-      const first = await inbox.partials.acquire(id, { connection: 1 }, PEER);
+      const first = await inbox.partials.acquire(id, PEER);
       await writeBody(first!, bytes.subarray(0, 1234) as Buffer);
       const metaPath = path.join(inbox.partials.dir, `${first!.key}.json`);
       const metaBefore = await fs.readFile(metaPath, 'utf8');
       first!.release();
 
-      const second = await inbox.partials.acquire(id, { connection: 2 }, PEER);
+      const second = await inbox.partials.acquire(id, PEER);
       expect(second).toBeDefined();
       expect(second!.offset).toBe(1234);
       const { hasher, prefixHash } = await second!.hashPrefix();
@@ -346,21 +333,21 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const bytes = content(RESUMABLE + 100, 62);
       const other = content(RESUMABLE + 100, 63);
       const leave = async (id: UploadId) => {
-        const partial = await inbox.partials.acquire(id, {}, PEER);
+        const partial = await inbox.partials.acquire(id, PEER);
         await writeBody(partial!, bytes.subarray(0, 200) as Buffer);
         partial!.release();
         return partial!;
       };
       // Left with a hash; asked again by a header without one, and with the same one: resumed.
       const left = await leave(await idOf(bytes, 'v.bin'));
-      const hashless = await inbox.partials.acquire({ ...(await idOf(bytes, 'v.bin')), hash: undefined }, {}, PEER);
+      const hashless = await inbox.partials.acquire({ ...(await idOf(bytes, 'v.bin')), hash: undefined }, PEER);
       expect(hashless!.offset).toBe(200);
       hashless!.release();
-      const same = await inbox.partials.acquire(await idOf(bytes, 'v.bin'), {}, PEER);
+      const same = await inbox.partials.acquire(await idOf(bytes, 'v.bin'), PEER);
       expect(same!.offset).toBe(200);
       same!.release();
       // The same name and size with another hash: the file changed; what was kept is discarded.
-      const changed = await inbox.partials.acquire(await idOf(other, 'v.bin'), {}, PEER);
+      const changed = await inbox.partials.acquire(await idOf(other, 'v.bin'), PEER);
       expect(changed!.key).toBe(left.key);
       expect(changed!.offset).toBe(0);
       expect(await exists(left.dataPath)).toBe(false);
@@ -368,7 +355,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       changed!.release();
       // Left without a hash (it followed the body): any header of that name and size resumes it.
       await leave({ ...(await idOf(bytes, 'w.bin')), hash: undefined });
-      const later = await inbox.partials.acquire(await idOf(other, 'w.bin'), {}, PEER);
+      const later = await inbox.partials.acquire(await idOf(other, 'w.bin'), PEER);
       expect(later!.offset).toBe(200);
     });
 
@@ -383,28 +370,28 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const first = await openInbox();
       const bytes = content(2 * MiB, 64);
       const id = await idOf(bytes, 'm.bin');
-      const partial = await first.partials.acquire(id, {}, PEER);
+      const partial = await first.partials.acquire(id, PEER);
       await writeBody(partial!, bytes.subarray(0, 400) as Buffer);
       partial!.release();
       await fs.writeFile(partial!.metaPath, text);
       // Counted at start (a peer unknown), then resumed as usual.
       const inbox = await openInbox();
       expect(inbox.partials.count).toBe(1);
-      const again = await inbox.partials.acquire(id, {}, PEER);
+      const again = await inbox.partials.acquire(id, PEER);
       expect(again!.offset).toBe(400);
       await (await again!.openForWrite(400)).close();
       expect(JSON.parse(await fs.readFile(partial!.metaPath, 'utf8'))).toMatchObject({ v: 1, owner: OWNER_A, filename: 'm.bin', peer: PEER });
       again!.release();
       // Started again from 0, it is replaced too.
       await fs.writeFile(partial!.metaPath, text);
-      const fresh = await inbox.partials.acquire(id, {}, PEER);
+      const fresh = await inbox.partials.acquire(id, PEER);
       await (await fresh!.openForWrite(0)).close();
       expect(JSON.parse(await fs.readFile(partial!.metaPath, 'utf8'))).toMatchObject({ v: 1, owner: OWNER_A, size: bytes.length });
     });
 
     it('gives a prefix hash of an empty hasher when nothing is held', async () => {
       const inbox = await openInbox();
-      const partial = await inbox.partials.acquire(await idOf(content(10, 7)), {}, PEER);
+      const partial = await inbox.partials.acquire(await idOf(content(10, 7)), PEER);
       const { prefixHash } = await partial!.hashPrefix();
       expect(prefixHash).toBe(await hashBytes(new Uint8Array(0)));
     });
@@ -415,7 +402,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const id = await idOf(bytes);
       const dataPath = path.join(inbox.partials.dir, `${partialKey(id)}.part`);
       await fs.writeFile(dataPath, Buffer.concat([bytes, Buffer.from('extra')]));
-      const partial = await inbox.partials.acquire(id, {}, PEER);
+      const partial = await inbox.partials.acquire(id, PEER);
       expect(partial!.offset).toBe(0);
       expect(await exists(dataPath)).toBe(false);
     });
@@ -425,7 +412,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const bytes = content(RESUMABLE + 100, 9);
       const id = await idOf(bytes);
       await fs.writeFile(path.join(inbox.partials.dir, `${partialKey(id)}.part`), bytes);
-      const partial = await inbox.partials.acquire(id, {}, PEER);
+      const partial = await inbox.partials.acquire(id, PEER);
       expect(partial!.offset).toBe(bytes.length);
       expect((await partial!.hashPrefix()).prefixHash).toBe(id.hash);
     });
@@ -433,7 +420,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
     it('openForWrite(from) cuts off what lies beyond `from`, openForWrite(0) starts over', async () => {
       const inbox = await openInbox();
       const bytes = content(300, 10);
-      const partial = await inbox.partials.acquire(await idOf(bytes), {}, PEER);
+      const partial = await inbox.partials.acquire(await idOf(bytes), PEER);
       await writeBody(partial!, content(200, 11)); // wrong bytes
       await writeBody(partial!, bytes.subarray(0, 150) as Buffer, 0);
       expect((await fs.readFile(partial!.dataPath)).equals(bytes.subarray(0, 150))).toBe(true);
@@ -445,7 +432,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
     it('writeRest writes a small body from 0 or from an offset, in one go', async () => {
       const inbox = await openInbox();
       const bytes = content(RESUMABLE + 50, 17);
-      const partial = await inbox.partials.acquire(await idOf(bytes), {}, PEER);
+      const partial = await inbox.partials.acquire(await idOf(bytes), PEER);
       let file = partial!.writeRest(0, [bytes.subarray(0, 1000) as Buffer, bytes.subarray(1000, 2000) as Buffer]);
       await file.sync();
       await file.close();
@@ -558,7 +545,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
   describe('partial quotas', () => {
     /** An upload of `peer` left with a few bytes and released; returns its partial. */
     async function leave(inbox: Inbox, name: string, peer: string, owner = OWNER_A): Promise<Partial> {
-      const partial = await inbox.partials.acquire(await idOf(content(RESUMABLE, name.length), name, owner), {}, peer);
+      const partial = await inbox.partials.acquire(await idOf(content(RESUMABLE, name.length), name, owner), peer);
       await writeBody(partial!, Buffer.from(`bytes of ${name}`));
       partial!.release();
       return partial!;
@@ -570,7 +557,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const [a1, a2] = [await leave(inbox, 'a1', PEER), await leave(inbox, 'a2', PEER)];
       expect(inbox.partials.countOf(PEER)).toBe(2);
       // Resuming a1 makes it the most recently used: a2 is the oldest now.
-      (await inbox.partials.acquire(await idOf(content(RESUMABLE, 2), 'a1'), {}, PEER))!.release();
+      (await inbox.partials.acquire(await idOf(content(RESUMABLE, 2), 'a1'), PEER))!.release();
       const a3 = await leave(inbox, 'a3', PEER);
       expect(await exists(a2.dataPath)).toBe(false);
       expect(await exists(a2.metaPath)).toBe(false);
@@ -582,16 +569,16 @@ describe.each(backends)('storage contract on $name', (backend) => {
     it('refuses with BUSY, rather than exceed a peer\'s cap, when all its partials are in use; other peers go on', async () => {
       const inbox = await Inbox.open(path.join(base, 'inbox'), ftFs(), 'rename', { partialLimits: { maxPartialsPerPeer: 2, maxPartials: 10 } });
       const held = [
-        await inbox.partials.acquire(await idOf(content(RESUMABLE, 1), 'h1'), {}, PEER),
-        await inbox.partials.acquire(await idOf(content(RESUMABLE, 2), 'h2'), {}, PEER),
+        await inbox.partials.acquire(await idOf(content(RESUMABLE, 1), 'h1'), PEER),
+        await inbox.partials.acquire(await idOf(content(RESUMABLE, 2), 'h2'), PEER),
       ];
       expect(held.every((p) => p !== undefined)).toBe(true);
-      await expectFtError(inbox.partials.acquire(await idOf(content(RESUMABLE, 3), 'h3'), {}, PEER), 'BUSY');
+      await expectFtError(inbox.partials.acquire(await idOf(content(RESUMABLE, 3), 'h3'), PEER), 'BUSY');
       // Small uploads are not counted: they are never kept.
-      expect(await inbox.partials.acquire(await idOf(content(100, 4), 'small'), {}, PEER)).toBeDefined();
-      expect(await inbox.partials.acquire(await idOf(content(RESUMABLE, 5), 'other'), {}, '192.0.2.77')).toBeDefined();
+      expect(await inbox.partials.acquire(await idOf(content(100, 4), 'small'), PEER)).toBeDefined();
+      expect(await inbox.partials.acquire(await idOf(content(RESUMABLE, 5), 'other'), '192.0.2.77')).toBeDefined();
       held[0]!.release(); // nothing was written: it no longer counts
-      expect(await inbox.partials.acquire(await idOf(content(RESUMABLE, 3), 'h3'), {}, PEER)).toBeDefined();
+      expect(await inbox.partials.acquire(await idOf(content(RESUMABLE, 3), 'h3'), PEER)).toBeDefined();
     });
 
     it('keeps at most maxPartials in all: among peers holding one each, the oldest unheld partial makes room', async () => {
@@ -603,9 +590,9 @@ describe.each(backends)('storage contract on $name', (backend) => {
       for (const partial of [...kept, newest]) expect(await exists(partial.dataPath)).toBe(true);
       expect(inbox.partials.count).toBe(3);
       // All held: BUSY for the next, whoever asks.
-      const holding = await Promise.all(['k1', 'k2', 'new'].map(async (name) => inbox.partials.acquire(await idOf(content(RESUMABLE, name.length), name), {}, PEER)));
+      const holding = await Promise.all(['k1', 'k2', 'new'].map(async (name) => inbox.partials.acquire(await idOf(content(RESUMABLE, name.length), name), PEER)));
       expect(holding.every((p) => p !== undefined)).toBe(true);
-      await expectFtError(inbox.partials.acquire(await idOf(content(RESUMABLE, 9), 'more'), {}, '192.0.2.63'), 'BUSY');
+      await expectFtError(inbox.partials.acquire(await idOf(content(RESUMABLE, 9), 'more'), '192.0.2.63'), 'BUSY');
     });
 
     it('at the total cap, the peer holding the most gives up its oldest unheld partial: a peer that left one keeps it and resumes', async () => {
@@ -615,14 +602,14 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const victimBytes = content(RESUMABLE, 10);
       const victimId = await idOf(victimBytes, 'victim', OWNER_B);
       const half = victimBytes.subarray(0, 4096);
-      const victim = await inbox.partials.acquire(victimId, {}, victimPeer);
+      const victim = await inbox.partials.acquire(victimId, victimPeer);
       await writeBody(victim!, half);
       victim!.release();
       const [first, second] = ['192.0.2.66', '192.0.2.67'];
       // Each attacker also holds two headers without bodies all along.
       const headers = [];
       for (const [index, peer] of [first, first, second, second].entries()) {
-        headers.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 100 + index), `held-${index}`, OWNER_A), {}, peer));
+        headers.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 100 + index), `held-${index}`, OWNER_A), peer));
       }
       expect(headers.every((p) => p !== undefined)).toBe(true);
       const firstOldest = await leave(inbox, 'first-0', first);
@@ -642,10 +629,10 @@ describe.each(backends)('storage contract on $name', (backend) => {
       }
       expect(await exists(victim!.dataPath)).toBe(true);
       // Anyone else still gets room (from an attacker's), and the victim resumes where it stopped.
-      const newcomer = await inbox.partials.acquire(await idOf(content(RESUMABLE, 11), 'newcomer', OWNER_B), {}, '192.0.2.11');
+      const newcomer = await inbox.partials.acquire(await idOf(content(RESUMABLE, 11), 'newcomer', OWNER_B), '192.0.2.11');
       expect(newcomer).toBeDefined();
       expect(inbox.partials.countOf(victimPeer)).toBe(1);
-      const resumed = await inbox.partials.acquire(victimId, {}, victimPeer);
+      const resumed = await inbox.partials.acquire(victimId, victimPeer);
       expect(resumed).toBeDefined();
       expect(resumed!.offset).toBe(half.length);
       expect((await resumed!.hashPrefix()).prefixHash).toBe(await hashBytes(half));
@@ -663,13 +650,13 @@ describe.each(backends)('storage contract on $name', (backend) => {
       ];
       // Two peers hold two each: the one whose oldest was used least recently gives it up.
       const asker = '192.0.2.23';
-      const held = [await inbox.partials.acquire(await idOf(content(RESUMABLE, 30), 'a1'), {}, asker)];
+      const held = [await inbox.partials.acquire(await idOf(content(RESUMABLE, 30), 'a1'), asker)];
       expect(await exists(b1.dataPath)).toBe(false);
-      held.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 31), 'a2'), {}, asker));
+      held.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 31), 'a2'), asker));
       expect(await exists(c1.dataPath)).toBe(false);
       for (const kept of [small, b2, c2]) expect(await exists(kept.dataPath)).toBe(true);
       // The asker's own are all held: the others, one each, are all that can go; the least recently used first.
-      held.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 32), 'a3'), {}, asker));
+      held.push(await inbox.partials.acquire(await idOf(content(RESUMABLE, 32), 'a3'), asker));
       expect(await exists(small.dataPath)).toBe(false);
       expect(await exists(b2.dataPath)).toBe(true);
       expect(held.every((p) => p !== undefined)).toBe(true);
@@ -1094,7 +1081,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
       const inbox = await openInbox();
       const ttl = 7 * 24 * 3600_000;
       const full = await stage(inbox, content(RESUMABLE + 10, 70), 'full.bin'); // 1 MiB + 11 bytes
-      const partial = await inbox.partials.acquire(await idOf(content(RESUMABLE + 10, 71), 'cut.bin'), {}, PEER);
+      const partial = await inbox.partials.acquire(await idOf(content(RESUMABLE + 10, 71), 'cut.bin'), PEER);
       await writeBody(partial!, content(1000, 72));
       partial!.release();
       full.release();
@@ -1124,7 +1111,7 @@ describe.each(backends)('storage contract on $name', (backend) => {
     it('keeps an old partial that is held right now', async () => {
       const inbox = await openInbox();
       const bytes = content(RESUMABLE + 100, 50);
-      const partial = await inbox.partials.acquire(await idOf(bytes), {}, PEER);
+      const partial = await inbox.partials.acquire(await idOf(bytes), PEER);
       await writeBody(partial!, bytes.subarray(0, 30) as Buffer);
       const old = new Date(Date.now() - 10 * 24 * 3600_000);
       await fs.utimes(partial!.dataPath, old, old);
@@ -1133,22 +1120,6 @@ describe.each(backends)('storage contract on $name', (backend) => {
       expect(await fs.readFile(partial!.dataPath)).toHaveLength(30);
       partial!.release();
       expect(inbox.partials.expire(3600_000).sort()).toEqual([`${partial!.key}.json`, `${partial!.key}.part`]);
-    });
-
-    it('keeps an old private partial that is held right now', async () => {
-      const inbox = await openInbox();
-      const conn = {};
-      const bytes = content(RESUMABLE + 100, 51);
-      const id = await idOf(bytes);
-      const shared = await inbox.partials.acquire(id, conn, PEER);
-      const copy = await inbox.partials.acquire(id, conn, PEER);
-      await writeBody(copy!, bytes.subarray(0, 10) as Buffer);
-      const old = new Date(Date.now() - 10 * 3600_000);
-      await fs.utimes(copy!.dataPath, old, old);
-      expect(inbox.partials.expire(3600_000)).toEqual([]);
-      expect(await fs.readFile(copy!.dataPath)).toHaveLength(10);
-      shared!.release();
-      copy!.release();
     });
 
     it('returns nothing when the partial folder is missing', async () => {

@@ -7,7 +7,7 @@ import { Folder, FOLDER_MODE, FolderTree } from './folder-tree.js';
 import { folderSuffix, MAX_RENAME_ATTEMPTS, nameVariants, newVariantKey, randomSuffix } from './inbox-names.js';
 import { refuseSharedInbox } from './inbox-permissions.js';
 import { PartialStore, type Partial, type PartialLimitOptions } from './partials.js';
-import { identityOf, sameBytes, type FileIdentity } from './same-content.js';
+import { ComparisonTurns, identityOf, sameBytes, type FileIdentity } from './same-content.js';
 
 export type { FileIdentity } from './same-content.js';
 
@@ -68,6 +68,8 @@ export class Inbox {
   readonly partials: PartialStore;
   /** Keys the suffixed variants of folder components (see folderSuffix). */
   private readonly variantKey = newVariantKey();
+  /** Byte comparisons for dedupe running at once, for this inbox only. */
+  private readonly comparisons = new ComparisonTurns();
 
   private constructor(
     readonly root: string,
@@ -216,7 +218,7 @@ export class Inbox {
       // make each placement read every earlier variant (dedupe is a saving, not a guarantee).
       if (!stat?.isFile() || stat.size !== size || compared >= MAX_COMPARED_CANDIDATES) continue;
       compared++;
-      const same = await sameBytes(this.fs, target, partial.dataPath, size);
+      const same = await sameBytes(this.fs, this.comparisons, target, partial.dataPath, size);
       if (!same) continue;
       // The paths fallback must not report a file that a swapped folder put outside.
       if (this.tree.mode === 'paths') this.checkInside(folder, shown);

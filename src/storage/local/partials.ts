@@ -3,6 +3,7 @@ import nodeFs from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../../errors.js';
 import { createHasher, type Hasher } from '../../hashing.js';
+import { Leases, type Lease, type TakeOptions } from '../leases.js';
 import { SMALL_BODY_BYTES } from './body-sink.js';
 import { dropBytes } from './body-writer.js';
 import { isNotFound, lstatIfExists, readRange, type FileHandle, type FileSystem, type OpenFile } from '../../file-system.js';
@@ -72,7 +73,7 @@ const SCAN_LIMIT = 65_536;
 const UNKNOWN_PEER = '?';
 const OWNER_PATTERN = /^[0-9a-f]{64}$/;
 
-/** `<key>.part`, `<key>.json`, and a private copy's `<key>~<8 hex>.part|json`. */
+/** `<key>.part`, `<key>.json`, and the `<key>~<8 hex>.part|json` of a private copy of older versions (only swept). */
 const KEY_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.(part|json)$/;
 /** Metadata being written: `<key>.json.<8 hex>.tmp`, renamed over `<key>.json` once synced. */
 const TEMP_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.json\.[0-9a-f]{8}\.tmp$/;
@@ -121,7 +122,9 @@ export function peerGroup(address: string): string {
 
 /**
  * The hidden folder of partial uploads. One process owns an inbox; within it a key is held by
- * at most one connection at a time (a second connection of the same owner is told BUSY).
+ * at most one upload at a time, through a lease a newer upload of the same key revokes (see
+ * Leases): a stale holder is asked to let go instead of others being told BUSY for as long
+ * as it lingers.
  *
  * The folder is ours alone (mode 0700, our uid), and every file in it is opened without
  * following links and checked with fstat (a regular file, one link, ours) before its bytes are
@@ -129,8 +132,8 @@ export function peerGroup(address: string): string {
  */
 export class PartialStore {
   readonly limits: PartialLimits;
-  /** Keys in use, with the connection (any object) holding each. */
-  private readonly held = new Map<string, object>();
+  /** Keys in use, each leased to the upload holding it. */
+  private readonly held = new Leases();
   /** Resumable partials kept or being made, by key, with their peer; least recently used first. */
   private readonly index = new Map<string, string>();
   private readonly perPeer = new Map<string, number>();
@@ -169,44 +172,44 @@ export class PartialStore {
   }
 
   /**
-   * Takes the partial for this upload. Undefined (busy) when another connection holds it. When
-   * the same connection already holds it (the same file twice in one batch, such as two empty
-   * files), the second copy gets a private partial beside the shared one, never offered for
-   * resume and removed on release. Throws BUSY when the caps are reached and every partial that
-   * could make room is in use.
+   * Takes the partial for this upload, leased to it until release. A key held by another
+   * upload is taken over: its holder's lease is revoked, and this waits for it to let go (at
+   * most `options.waitMs`, or until `options.signal` aborts; then BUSY); what the holder kept
+   * is then resumed. Throws BUSY when the caps are reached and every partial that could make
+   * room is in use.
    */
-  async acquire(id: UploadId, holder: object, peer: string): Promise<Partial | undefined> {
+  async acquire(id: UploadId, peer: string, options: TakeOptions = {}): Promise<Partial> {
     if (!OWNER_PATTERN.test(id.owner)) throw new FtError('INTERNAL', 'an upload owner must be 64 lowercase hex digits');
-    await this.verifyDir();
-    const shared = partialKey(id);
-    const current = this.held.get(shared);
-    if (current !== undefined && current !== holder) return undefined;
-    if (current === holder) {
-      const key = `${shared}~${randomBytes(4).toString('hex')}`;
-      this.held.set(key, holder);
-      return new Partial(this, key, id, peer, this.fs, false);
-    }
-    const partial = new Partial(this, shared, id, peer, this.fs, true);
-    // Counted from the header on: uploads in flight are what a hostile peer would hold.
-    if (partial.resumable && !this.index.has(shared)) this.makeRoom(peerGroup(peer));
-    this.held.set(shared, holder);
+    const key = partialKey(id);
+    const lease = await this.held.take(key, options);
+    const partial = new Partial(this, lease, id, peer, this.fs);
     try {
+      await this.verifyDir();
+      // Counted from the header on: uploads in flight are what a hostile peer would hold.
+      if (partial.resumable && !this.index.has(key)) this.makeRoom(peerGroup(peer));
       if (partial.resumable) partial.load();
       // Against the peer asking, whose room was just made.
-      if (partial.resumable && !this.index.has(shared)) this.countIn(shared, peerGroup(peer));
+      if (partial.resumable && !this.index.has(key)) this.countIn(key, peerGroup(peer));
     } catch (error) {
-      this.held.delete(shared);
+      lease.release();
       throw error;
     }
     return partial;
   }
 
-  /** @internal Called by Partial.release. */
-  released(partial: Partial): void {
-    this.held.delete(partial.key);
+  /** @internal Called by Partial.release: tidies up, then lets the next holder in (which then sees what was kept). */
+  released(partial: Partial, lease: Lease): void {
+    try {
+      this.tidy(partial);
+    } finally {
+      lease.release();
+    }
+  }
+
+  private tidy(partial: Partial): void {
     if (!partial.resumable) {
-      // A small upload saves nothing on resume, and a private copy is never offered: neither is
-      // kept (and neither has metadata). Looked up first: most were placed, and a failed unlink costs more.
+      // A small upload saves nothing on resume: it is not kept (and has no metadata). Looked up
+      // first: most were placed, and a failed unlink costs more.
       if (lstatIfExists(this.fs, partial.dataPath)) unlinkQuietly(this.fs, partial.dataPath);
       return;
     }
@@ -264,7 +267,7 @@ export class PartialStore {
         if (temp) {
           if (age >= quickMs) remove(name);
         } else if (!stat.isFile() || isPrivate) {
-          // A link or FIFO named like ours was never written by us; an unheld private copy is garbage.
+          // A link or FIFO named like ours was never written by us; a private copy (older versions) is garbage.
           remove(name);
         } else if (name.endsWith('.part')) {
           if (age >= ttlMs || (stat.size < QUICK_EXPIRY_BYTES && age >= quickMs)) {
@@ -469,17 +472,18 @@ export class PartialStore {
   }
 }
 
-/** One partial upload, held by one connection from its header until it is placed or released. */
+/** One partial upload, held by one upload (through its lease) from its header until it is placed or released. */
 export class Partial {
   /** Bytes already held: the offset the receiver offers (the receiver is the authority on it). */
   offset = 0;
   readonly dataPath: string;
   readonly metaPath: string;
   /**
-   * Only a shared partial of a file over SMALL_BODY_BYTES is kept for resume: a smaller one
-   * would save at most a second, and every one kept costs inodes a peer could fill.
+   * Only a partial of a file over SMALL_BODY_BYTES is kept for resume: a smaller one would save
+   * at most a second, and every one kept costs inodes a peer could fill.
    */
   readonly resumable: boolean;
+  readonly key: string;
   private meta: PartialMeta | undefined;
   /** The data file as checked (at load, or as created): every later open must find this one. */
   private file: { dev: number; ino: number } | undefined;
@@ -487,17 +491,26 @@ export class Partial {
 
   constructor(
     private readonly store: PartialStore,
-    readonly key: string,
+    private readonly lease: Lease,
     readonly id: UploadId,
     /** The address of the peer uploading it. */
     readonly peer: string,
     private readonly fs: FileSystem,
-    /** False for a private copy, which is never resumed. */
-    readonly shared: boolean,
   ) {
-    this.dataPath = path.join(store.dir, `${key}.part`);
-    this.metaPath = path.join(store.dir, `${key}.json`);
-    this.resumable = shared && id.size > SMALL_BODY_BYTES;
+    this.key = lease.key;
+    this.dataPath = path.join(store.dir, `${this.key}.part`);
+    this.metaPath = path.join(store.dir, `${this.key}.json`);
+    this.resumable = id.size > SMALL_BODY_BYTES;
+  }
+
+  /** Aborts when a newer upload of the same key takes it over: let go (release) soon. */
+  get revoked(): AbortSignal {
+    return this.lease.revoked;
+  }
+
+  /** Holds off revocation while the upload is being committed; returns the unpin. */
+  pin(): () => void {
+    return this.lease.pin();
   }
 
   /** The data file this partial checked and uses (for the inbox to compare with what it links). */
@@ -626,7 +639,7 @@ export class Partial {
   release(): void {
     if (this.done) return;
     this.done = true;
-    this.store.released(this);
+    this.store.released(this, this.lease);
   }
 
   /**

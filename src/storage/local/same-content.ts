@@ -17,8 +17,34 @@ const OPEN_EXISTING = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (consta
 const BLOCK_BYTES = 256 * 1024;
 const MAX_COMPARISONS = 4;
 
-let running = 0;
-const waiting: Array<() => void> = [];
+/**
+ * Caps the comparisons running at once (memory: two blocks each). One per store: stores in
+ * one process do not wait for each other, and nothing is shared at module level.
+ */
+export class ComparisonTurns {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly max = MAX_COMPARISONS) {}
+
+  take(): Promise<void> {
+    if (this.running < this.max) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) =>
+      this.waiting.push(() => {
+        this.running++;
+        resolve();
+      }),
+    );
+  }
+
+  give(): void {
+    this.running--;
+    this.waiting.shift()?.();
+  }
+}
 
 export function identityOf(stat: Stats): FileIdentity {
   return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
@@ -34,8 +60,8 @@ export function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
  * when every byte is equal and the file did not change while it was read (fstat before and
  * after: same dev, ino, size, mtime and ctime), else undefined.
  */
-export async function sameBytes(fs: FileSystem, existing: string, ours: string, size: number): Promise<FileIdentity | undefined> {
-  await turn();
+export async function sameBytes(fs: FileSystem, turns: ComparisonTurns, existing: string, ours: string, size: number): Promise<FileIdentity | undefined> {
+  await turns.take();
   let theirs: FileHandle | undefined;
   let mine: FileHandle | undefined;
   try {
@@ -56,8 +82,7 @@ export async function sameBytes(fs: FileSystem, existing: string, ours: string, 
     return sameIdentity(identityOf(before), after) ? after : undefined;
   } finally {
     await Promise.all([theirs?.close(), mine?.close()].map((closing) => closing?.catch(() => undefined)));
-    running--;
-    waiting.shift()?.();
+    turns.give();
   }
 }
 
@@ -69,17 +94,4 @@ async function readFully(handle: FileHandle, into: Buffer, length: number, posit
     done += bytesRead;
   }
   return done;
-}
-
-function turn(): Promise<void> {
-  if (running < MAX_COMPARISONS) {
-    running++;
-    return Promise.resolve();
-  }
-  return new Promise((resolve) =>
-    waiting.push(() => {
-      running++;
-      resolve();
-    }),
-  );
 }

@@ -1,0 +1,376 @@
+/**
+ * The upload store on a local folder: the inbox (placement), the partial store (uploads kept
+ * for resume, their leases and quotas), the body sinks and the file-system adapter, behind
+ * the port. Everything that touches a path or a descriptor stays in this folder.
+ */
+import { FtError } from '../../errors.js';
+import { createHasher, type Hasher } from '../../hashing.js';
+import { nodeFileSystem, type FileSystem, type OpenFile } from '../../file-system.js';
+import type { ConflictPolicy } from '../conflict-policy.js';
+import { TAKEOVER_WAIT_MS } from '../leases.js';
+import type {
+  OpenOptions,
+  Placed,
+  StoreCapabilities,
+  StoredIdentity,
+  TargetState,
+  Upload,
+  UploadKey,
+  UploadStore,
+  UploadWriter,
+} from '../upload-store.js';
+import { openBodySink, type BodySink } from './body-sink.js';
+import { Inbox } from './inbox.js';
+import { PARTIAL_SWEEP_INTERVAL_MS, type Partial, type PartialLimitOptions } from './partials.js';
+import { sameIdentity, type FileIdentity } from './same-content.js';
+
+export interface LocalUploadStoreOptions {
+  /** The file system to use (memfs in tests, see fileSystemOf); node:fs by default. */
+  fs?: FileSystem;
+  /** What a commit does when a different file has the name; 'rename' (keep both) by default. */
+  onConflict?: ConflictPolicy;
+  /** Caps on the uploads kept for resume (see PARTIAL_LIMITS). */
+  partialLimits?: PartialLimitOptions;
+  /** False forces the path fallback used where /proc/self/fd is missing (tests). */
+  folderHandles?: boolean;
+  /** How long open() waits for an older holder of the same key to let go, in ms (TAKEOVER_WAIT_MS). */
+  takeoverWaitMs?: number;
+}
+
+const CAPABILITIES: StoreCapabilities = {
+  // link(2) never replaces an existing name: "is it free?" and "take it" are one system call.
+  // (File systems without hard links fall back to a check and a rename; see Inbox.landNew.)
+  atomicNoReplace: true,
+  freeSpace: false,
+  lateSize: false,
+  durableUploads: true,
+};
+
+export class LocalUploadStore implements UploadStore {
+  readonly capabilities: StoreCapabilities;
+  readonly sweepIntervalMs = PARTIAL_SWEEP_INTERVAL_MS;
+
+  private constructor(
+    private readonly inbox: Inbox,
+    private readonly fs: FileSystem,
+    private readonly takeoverWaitMs: number,
+  ) {
+    this.capabilities = { ...CAPABILITIES, freeSpace: fs.statfs !== undefined };
+  }
+
+  /**
+   * Creates the folder if needed (never writable by others) and its hidden folder of partial
+   * uploads, or checks the ones there; refuses an inbox other users can write to or own.
+   */
+  static async open(dir: string, options: LocalUploadStoreOptions = {}): Promise<LocalUploadStore> {
+    const takeoverWaitMs = options.takeoverWaitMs ?? TAKEOVER_WAIT_MS;
+    if (!Number.isSafeInteger(takeoverWaitMs) || takeoverWaitMs < 0) {
+      throw new FtError('USAGE', `Expected takeoverWaitMs to be a whole number of milliseconds, got ${JSON.stringify(takeoverWaitMs)}`);
+    }
+    const fs = options.fs ?? nodeFileSystem;
+    const inbox = await Inbox.open(dir, fs, options.onConflict ?? 'rename', {
+      partialLimits: options.partialLimits,
+      folderHandles: options.folderHandles,
+    });
+    return new LocalUploadStore(inbox, fs, takeoverWaitMs);
+  }
+
+  /** The inbox's real path. */
+  get privateLocation(): string {
+    return this.inbox.root;
+  }
+
+  /** The store's own hidden folder (local only: the receipt key is kept there). */
+  get stateDir(): string {
+    return this.inbox.partials.dir;
+  }
+
+  get policy(): ConflictPolicy {
+    return this.inbox.policy;
+  }
+
+  /** 'handles' where folders are walked through descriptors, 'paths' for the fallback. */
+  get folderMode(): 'handles' | 'paths' {
+    return this.inbox.folderMode;
+  }
+
+  inspect(components: readonly string[]): Promise<TargetState> {
+    return this.inbox.inspect([...components]);
+  }
+
+  async open(key: UploadKey, options: OpenOptions): Promise<Upload> {
+    const { size } = key;
+    if (size === undefined) throw new FtError('INTERNAL', 'the local store needs an upload’s size when it is opened (no lateSize)');
+    const partial = await this.inbox.partials.acquire(
+      { owner: key.owner, filename: key.filename, size, ...(key.hash !== undefined ? { hash: key.hash } : {}) },
+      options.peer,
+      { signal: options.signal, waitMs: this.takeoverWaitMs },
+    );
+    return new LocalUpload(key, size, partial, this.inbox);
+  }
+
+  unchanged(path: string, identity: StoredIdentity): boolean {
+    const recorded = fileIdentityOf(identity);
+    if (!recorded) return false;
+    const now = this.inbox.statPlaced(path);
+    return now !== undefined && sameIdentity(now, recorded);
+  }
+
+  async freeSpace(): Promise<number | undefined> {
+    const { statfs } = this.fs;
+    if (!statfs) return undefined;
+    try {
+      const stats = await statfs(this.inbox.root);
+      return stats.bavail * stats.bsize;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async expire(ttlMs: number, now?: number): Promise<string[]> {
+    return this.inbox.partials.expire(ttlMs, now);
+  }
+
+  async close(): Promise<void> {
+    this.inbox.close();
+  }
+}
+
+type Stage =
+  | { kind: 'open' }
+  | { kind: 'writing'; writer: LocalWriter }
+  | { kind: 'ended'; file: OpenFile; hash: string }
+  | { kind: 'committing'; done: Promise<unknown> }
+  | { kind: 'done' };
+
+/** One upload: holds its partial's lease from open() until commit, abandon or discard. */
+class LocalUpload implements Upload {
+  private stage: Stage = { kind: 'open' };
+  /** After hashPrefix(): the hasher that has taken the prefix, and where it stopped. */
+  private prefix: { hasher: Hasher; at: number } | undefined;
+
+  constructor(
+    readonly key: UploadKey,
+    private readonly size: number,
+    private readonly partial: Partial,
+    private readonly inbox: Inbox,
+  ) {}
+
+  get offset(): number {
+    return this.partial.offset;
+  }
+
+  get resumable(): boolean {
+    return this.partial.resumable;
+  }
+
+  get revoked(): AbortSignal {
+    return this.partial.revoked;
+  }
+
+  async hashPrefix(): Promise<string> {
+    this.expect('open', 'hashPrefix');
+    const { hasher, prefixHash } = await this.partial.hashPrefix();
+    this.prefix = { hasher, at: this.partial.offset };
+    return prefixHash;
+  }
+
+  async append(from: number, length: number | undefined): Promise<UploadWriter> {
+    this.expect('open', 'append');
+    const rest = this.size - from;
+    if (from !== 0 && from !== this.partial.offset) {
+      throw new FtError('INTERNAL', `a body of ${this.key.filename} cannot start at ${from}: the upload holds ${this.partial.offset} bytes`);
+    }
+    if (length !== undefined && length !== rest) {
+      throw new FtError('INTERNAL', `a body of ${this.key.filename} from ${from} must be ${rest} bytes, not ${length}`);
+    }
+    let hasher: Hasher;
+    if (from === 0) {
+      hasher = await createHasher();
+    } else {
+      // The prefix hasher goes on from where it stopped; without hashPrefix() it is made now.
+      if (this.prefix?.at !== from) this.prefix = { hasher: (await this.partial.hashPrefix()).hasher, at: this.partial.offset };
+      if (this.prefix.at !== from) throw new FtError('WRITE_FAILED', 'the partial upload changed on the receiver after it was offered; send again');
+      hasher = this.prefix.hasher;
+    }
+    this.prefix = undefined;
+    this.expect('open', 'append'); // let go meanwhile?
+    const sink = await openBodySink(this.partial, from, rest);
+    const writer = new LocalWriter(this, sink, hasher, from, rest);
+    if (this.stage.kind !== 'open') {
+      await sink.abandon();
+      throw this.notNow('append');
+    }
+    this.stage = { kind: 'writing', writer };
+    return writer;
+  }
+
+  /** @internal The writer's end: every byte is in the file, open for fsync. */
+  ended(writer: LocalWriter, file: OpenFile, hash: string): void {
+    if (this.stage.kind !== 'writing' || this.stage.writer !== writer) {
+      void file.close().catch(() => undefined);
+      throw this.notNow('end');
+    }
+    this.stage = { kind: 'ended', file, hash };
+  }
+
+  async commit(components: readonly string[], expectedHash: string): Promise<Placed> {
+    const stage = this.stage;
+    if (stage.kind !== 'ended') throw this.notNow('commit');
+    // Pinned: a newer open() of the key waits for the commit instead of revoking it.
+    const unpin = this.partial.pin();
+    const committing = this.place(stage.file, stage.hash, components, expectedHash);
+    this.stage = { kind: 'committing', done: committing };
+    try {
+      return await committing;
+    } finally {
+      await stage.file.close().catch(() => undefined);
+      this.stage = { kind: 'done' };
+      unpin();
+      // Placed, the partial is gone; refused or failed, a resumable one is kept, as abandon() would.
+      releaseQuietly(this.partial);
+    }
+  }
+
+  async abandon(): Promise<void> {
+    const stage = await this.settled();
+    if (stage.kind === 'done') return;
+    this.stage = { kind: 'done' };
+    try {
+      if (stage.kind === 'writing') await stage.writer.abandon();
+      else if (stage.kind === 'ended') await stage.file.close();
+    } catch {
+      // What was written is on disk or not; the next open() finds out.
+    }
+    releaseQuietly(this.partial);
+  }
+
+  async discard(): Promise<void> {
+    const stage = await this.settled();
+    if (stage.kind === 'done') return;
+    this.stage = { kind: 'done' };
+    await this.drop(stage);
+  }
+
+  /** Checks the whole file's hash, then makes it durable and places it. */
+  private async place(file: OpenFile, hash: string, components: readonly string[], expectedHash: string): Promise<Placed> {
+    if (hash !== expectedHash) {
+      // The bytes are not the announced content, and which are wrong cannot be told. If
+      // deleting them fails, the next resume's prefix check still refuses them.
+      await this.drop({ kind: 'ended', file, hash });
+      throw new FtError('HASH_MISMATCH', `content of ${this.key.filename} hashes to ${hash}, not ${expectedHash}; nothing was kept`);
+    }
+    await file.sync();
+    await file.close();
+    const placed = await this.inbox.place(this.partial, [...components]);
+    const { dev, ino, size, mtimeMs, ctimeMs } = placed.identity;
+    return { path: placed.path, deduplicated: placed.deduplicated, identity: { dev, ino, size, mtimeMs, ctimeMs } };
+  }
+
+  /** Deletes what is held and lets go; never throws. */
+  private async drop(stage: Stage): Promise<void> {
+    try {
+      if (stage.kind === 'writing') await stage.writer.discard();
+      else if (stage.kind === 'ended') await stage.file.close();
+    } catch {
+      // Closed already.
+    }
+    try {
+      this.partial.discard();
+    } catch {
+      // Left on disk: its prefix no longer matches, and the sweep deletes it.
+    }
+    releaseQuietly(this.partial);
+  }
+
+  /** A commit in progress is waited for: it lets go itself. */
+  private async settled(): Promise<Stage> {
+    let stage = this.stage;
+    while (stage.kind === 'committing') {
+      await stage.done.catch(() => undefined);
+      stage = this.stage;
+    }
+    return stage;
+  }
+
+  private expect(kind: 'open', call: string): void {
+    if (this.stage.kind !== kind) throw this.notNow(call);
+  }
+
+  private notNow(call: string): FtError {
+    return new FtError('INTERNAL', `${call}() of the upload of ${this.key.filename} while it is ${this.stage.kind}`);
+  }
+}
+
+/** Hashes as it writes; memory as bounded as the sink's (see body-sink.ts). */
+class LocalWriter implements UploadWriter {
+  private received = 0;
+  private closed = false;
+
+  constructor(
+    private readonly upload: LocalUpload,
+    private readonly sink: BodySink,
+    private readonly hasher: Hasher,
+    private readonly from: number,
+    private readonly length: number,
+  ) {}
+
+  get size(): number {
+    return this.from + this.received;
+  }
+
+  write(chunk: Buffer): void | Promise<void> {
+    if (this.closed) throw new FtError('INTERNAL', `write() after the body of ${this.upload.key.filename} ended`);
+    // Taken over: the newer upload resumes from what is on disk, so nothing more goes there.
+    const { revoked } = this.upload;
+    if (revoked.aborted) throw revoked.reason instanceof FtError ? revoked.reason : new FtError('BUSY', 'a newer upload of this file took it over');
+    if (this.received + chunk.length > this.length) {
+      throw new FtError('INTERNAL', `a body of ${this.length} bytes for ${this.upload.key.filename} got ${this.received + chunk.length}`);
+    }
+    this.hasher.update(chunk);
+    this.received += chunk.length;
+    return this.sink.write(chunk);
+  }
+
+  async end(size?: number): Promise<string> {
+    if (this.closed) throw new FtError('INTERNAL', `end() of the body of ${this.upload.key.filename} twice`);
+    if (size !== undefined && size !== this.upload.key.size) {
+      throw new FtError('INTERNAL', `the upload of ${this.upload.key.filename} was opened with size ${this.upload.key.size}, not ${size}`);
+    }
+    if (this.received !== this.length) {
+      throw new FtError('INTERNAL', `the body of ${this.upload.key.filename} ended after ${this.received} of ${this.length} bytes`);
+    }
+    this.closed = true;
+    const file = await this.sink.finish();
+    const hash = this.hasher.digest();
+    this.upload.ended(this, file, hash);
+    return hash;
+  }
+
+  /** @internal Keeps on disk what was written, and closes. */
+  async abandon(): Promise<void> {
+    this.closed = true;
+    await this.sink.abandon();
+  }
+
+  /** @internal */
+  async discard(): Promise<void> {
+    this.closed = true;
+    await this.sink.discard();
+  }
+}
+
+function releaseQuietly(partial: Partial): void {
+  try {
+    partial.release();
+  } catch {
+    // The lease is let go all the same (see PartialStore.released).
+  }
+}
+
+function fileIdentityOf(identity: StoredIdentity): FileIdentity | undefined {
+  const { dev, ino, size, mtimeMs, ctimeMs } = identity;
+  const numbers = [dev, ino, size, mtimeMs, ctimeMs];
+  if (!numbers.every((value) => typeof value === 'number')) return undefined;
+  return { dev, ino, size, mtimeMs, ctimeMs } as FileIdentity;
+}

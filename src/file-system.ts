@@ -1,4 +1,4 @@
-import nodeFs, { promises as nodeFsPromises } from 'node:fs';
+import nodeFs, { promises as nodeFsPromises, type Stats } from 'node:fs';
 
 type AsyncCalls = Pick<typeof nodeFsPromises, 'open' | 'readFile' | 'writeFile'>;
 
@@ -87,6 +87,26 @@ export function fileSystemOf(shapedLikeNodeFs: object): FileSystem {
     fchmodSync: bound(fs.fchmodSync, fs),
   };
 }
+
+/* Identities, shared by the sender (has a source changed?) and the local store (is a stored file unchanged?). */
+
+/** What identifies a file's state: equal identities mean the bytes were not changed in between. */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export function identityOf(stat: Stats): FileIdentity {
+  return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
+}
+
+export function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
+}
+
 
 export const nodeFileSystem: FileSystem = fileSystemOf(nodeFs);
 

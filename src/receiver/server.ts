@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { Announcer } from '../discovery/announcer.js';
 import { cleanReceiverName, DEFAULT_DISCOVERY_PORT } from '../discovery/codec.js';
 import { isLoopbackAddress } from '../discovery/interfaces.js';
@@ -10,7 +9,6 @@ import { DiskBudget } from '../ingest/disk-budget.js';
 import type { ReceiverEvent } from '../ingest/events.js';
 import { Ingest } from '../ingest/ingest.js';
 import { ReceiptSealer } from '../ingest/receipts.js';
-import { PARTIAL_DIR } from '../names/safe-name.js';
 import { validateServeOptions } from '../options.js';
 import type { ConflictPolicy } from '../storage/conflict-policy.js';
 import { LocalUploadStore } from '../storage/local/local-store.js';
@@ -219,7 +217,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const ingest = new Ingest({
     store,
     // The key lives with the partial uploads: the receiver's own, owner-only folder.
-    receipts: ReceiptSealer.open(path.join(store.privateLocation, PARTIAL_DIR), fs),
+    receipts: ReceiptSealer.open(store.stateDir, fs),
     disk: new DiskBudget(() => store.freeSpace()),
     maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
     tellPaths: options.token !== undefined,

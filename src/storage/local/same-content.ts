@@ -1,14 +1,7 @@
-import { constants, type Stats } from 'node:fs';
-import type { FileHandle, FileSystem } from '../../file-system.js';
+import { constants } from 'node:fs';
+import { identityOf, sameIdentity, type FileHandle, type FileIdentity, type FileSystem } from '../../file-system.js';
 
-/** What identifies a file's state: equal identities mean the bytes were not changed in between. */
-export interface FileIdentity {
-  dev: number;
-  ino: number;
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-}
+export { identityOf, sameIdentity, type FileIdentity } from '../../file-system.js';
 
 // O_NONBLOCK: a FIFO put at the name between the lstat and the open must not hang the open.
 const OPEN_EXISTING = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
@@ -44,14 +37,6 @@ export class ComparisonTurns {
     this.running--;
     this.waiting.shift()?.();
   }
-}
-
-export function identityOf(stat: Stats): FileIdentity {
-  return { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
-}
-
-export function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
 /**

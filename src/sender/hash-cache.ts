@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { sameIdentity, type FileIdentity } from '../storage/local/same-content.js';
+import { sameIdentity, type FileIdentity } from '../file-system.js';
 import { HASH_PATTERN, RECEIPT_PATTERN } from '../wire/messages.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 

@@ -25,7 +25,7 @@ import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
-import { sameIdentity } from '../storage/local/same-content.js';
+import { sameIdentity } from '../file-system.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
 import {
   collectFiles,

@@ -7,7 +7,7 @@ import { HASH_PATTERN, RECEIPT_PATTERN } from '../wire/messages.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What a cached hash is valid for: the same file (device, inode) unchanged since (size, mtime, ctime). */
-export type { FileIdentity } from '../storage/local/same-content.js';
+export type { FileIdentity } from '../file-system.js';
 
 /** A receiver as the sender met it: the name its hello gave, and the host and port it was reached at. */
 export interface ReceiverId {

@@ -218,7 +218,8 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     store,
     // The key lives with the partial uploads: the receiver's own, owner-only folder.
     receipts: ReceiptSealer.open(store.stateDir, fs),
-    disk: new DiskBudget(() => store.freeSpace()),
+    // A store that cannot tell its free space is not asked (a full disk then ends a body as it fills).
+    disk: new DiskBudget(store.capabilities.freeSpace ? () => store.freeSpace() : async () => undefined),
     maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
     tellPaths: options.token !== undefined,
     emit,

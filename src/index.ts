@@ -8,7 +8,7 @@ export type { ReceiverEvent, SendEvent } from './ingest/events.js';
 export { defaultHashCachePath } from './sender/hash-cache.js';
 export { defaultSenderKeyPath } from './auth/owner-key.js';
 export { discover, ReceiverWatcher, type Claim, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
-export { FtError, ERROR_CODES, EXIT, exitCodeFor, type ErrorCode } from './errors.js';
+export { FtError, ERROR_CODES, WIRE_CODES, LOCAL_CODES, type ErrorCode, type WireCode, type LocalCode } from './errors.js';
 export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/local/inbox.js';
 export { fileSystemOf, nodeFileSystem, type FileSystem } from './file-system.js';
 export { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, PROTOCOL_VERSION } from './wire/messages.js';

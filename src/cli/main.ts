@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { EXIT, exitCodeFor, FtError } from '../errors.js';
+import { FtError } from '../errors.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControls } from '../names/safe-name.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/conflict-policy.js';
 import { DEFAULT_PORT } from '../wire/messages.js';

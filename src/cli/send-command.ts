@@ -1,4 +1,5 @@
-import { EXIT, exitCodeFor, FtError, type ErrorCode } from '../errors.js';
+import { FtError, type ErrorCode } from '../errors.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import { send, type FileResult } from '../sender/sender.js';
 import { jsonLine } from './format.js';

@@ -15,7 +15,7 @@
  */
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { FtError, toFtError, type ErrorCode } from '../errors.js';
+import { FtError, isWireCode, toFtError, wireCodeOf, type ErrorCode } from '../errors.js';
 import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, parseSafeName } from '../names/safe-name.js';
 import { openBodySink, type BodySink } from '../storage/local/body-sink.js';
@@ -282,7 +282,8 @@ export class ReceiverSession {
   private closeWithError(error: FtError): void {
     const { code, message } = error;
     if (!this.socket.destroyed && this.socket.writable) {
-      this.send({ type: 'error', code, message });
+      // A local code (a timeout, the peer gone) closes without a frame (PROTOCOL.md §14.3).
+      if (isWireCode(code)) this.send({ type: 'error', code, message });
       this.socket.end();
       this.socket.destroySoon();
     }
@@ -384,7 +385,7 @@ export class ReceiverSession {
     const { id, filename: name } = header;
     /** `logged` is what the receiver's own log says, when the peer is told less. */
     const refuse = (code: ErrorCode, message: string, logged = message) => ({
-      reply: { type: 'refuse', id, code, message } as const,
+      reply: { type: 'refuse', id, code: wireCodeOf(code), message } as const,
       event: { type: 'refused', remote: this.remote, name, code, message: logged } as const,
     });
     let partial: Partial | undefined;
@@ -565,7 +566,7 @@ export class ReceiverSession {
     const { filename } = file.header;
     // The peer learns what happened, not where: system errors name the receiver's paths.
     const told = error instanceof FtError ? error.message : `could not write ${filename}${errno ? ` (${errno})` : ''}`;
-    this.send({ type: 'failed', id: file.header.id, code, message: told });
+    this.send({ type: 'failed', id: file.header.id, code: wireCodeOf(code), message: told });
     this.ctx.emit({ type: 'failed', remote: this.remote, name: filename, code, message: `could not write ${filename}: ${(error as Error).message}` });
   }
 
@@ -662,7 +663,8 @@ export class ReceiverSession {
       await written.close().catch(() => undefined);
       this.release(file);
       const failure = localFailure(error);
-      this.send({ type: 'failed', id: header.id, ...this.logged(failure, header.filename) });
+      const told = this.logged(failure, header.filename);
+      this.send({ type: 'failed', id: header.id, code: wireCodeOf(told.code), message: told.message });
       this.ctx.emit({ type: 'failed', remote: this.remote, name: header.filename, code: failure.code, message: failure.message });
     }
   }

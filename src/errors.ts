@@ -6,7 +6,7 @@
  * mistake, our own file, our own socket) and never go on the wire: a peer that sends one is not
  * believed (it could pass our file off as unreadable, fake a cancellation, or ask for retries).
  */
-export const WIRE_CODES = {
+export const WIRE_CODES = Object.freeze({
   // Wire format and protocol violations (fatal for the connection).
   FRAME_TOO_LARGE: 'a frame length is over the 64 KiB limit',
   BAD_FRAME: 'a frame is empty, not UTF-8, not JSON or not a JSON object',
@@ -26,10 +26,10 @@ export const WIRE_CODES = {
   HASH_MISMATCH: 'the received content does not match the announced hash',
   WRITE_FAILED: 'the receiver could not write the file',
   INTERNAL: 'an unexpected internal error',
-} as const;
+});
 
-export const LOCAL_CODES = {
-  // Local usage mistakes (exit 2).
+export const LOCAL_CODES = Object.freeze({
+  // Usage mistakes, our own files, our own connection and timers.
   USAGE: 'bad command-line usage or option value',
   LOCAL_FILE: 'a local path cannot be read (missing, unreadable, not a regular file)',
   FILE_CHANGED: 'the local file changed while it was being sent',
@@ -38,10 +38,10 @@ export const LOCAL_CODES = {
   CONNECTION_LOST: 'the connection closed before the transfer finished',
   TIMEOUT: 'the peer did not answer in time',
   ABORTED: 'the operation was cancelled',
-} as const;
+});
 
 /** Every code, with its description: the wire codes and the local ones. */
-export const ERROR_CODES = { ...WIRE_CODES, ...LOCAL_CODES } as const;
+export const ERROR_CODES = Object.freeze({ ...WIRE_CODES, ...LOCAL_CODES });
 
 export type WireCode = keyof typeof WIRE_CODES;
 export type LocalCode = keyof typeof LOCAL_CODES;

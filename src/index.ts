@@ -3,7 +3,8 @@
  * progress and outcomes arrive as events, failures as FtError with a stable `code`.
  */
 export { send, type SendOptions, type SendReport, type FileResult, type FileStatus } from './sender/sender.js';
-export { serve, Receiver, SERVE_DEFAULTS, type ServeOptions } from './receiver/server.js';
+export { serve, Receiver, type ServeOptions } from './receiver/server.js';
+export { SERVE_DEFAULTS, SEND_DEFAULTS, DISCOVER_DEFAULTS } from './defaults.js';
 export type { ReceiverEvent, SendEvent } from './ingest/events.js';
 export { defaultHashCachePath } from './sender/hash-cache.js';
 export { defaultSenderKeyPath } from './auth/owner-key.js';

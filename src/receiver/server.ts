@@ -2,20 +2,20 @@ import { EventEmitter, once } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
 import { Announcer } from '../discovery/announcer.js';
-import { cleanReceiverName, DEFAULT_DISCOVERY_PORT } from '../discovery/codec.js';
+import { cleanReceiverName } from '../discovery/codec.js';
 import { isLoopbackAddress } from '../discovery/interfaces.js';
 import { FtError } from '../errors.js';
 import { nodeFileSystem, type FileSystem } from '../file-system.js';
 import { Inbox, type ConflictPolicy } from '../storage/local/inbox.js';
 import { PARTIAL_SWEEP_INTERVAL_MS } from '../storage/local/partials.js';
 import { encodeFrame } from '../wire/frame.js';
-import { DEFAULT_PORT } from '../wire/messages.js';
 import type { ReceiverEvent } from '../ingest/events.js';
 import { Admission } from './admission.js';
 import { DiskBudget } from '../ingest/disk-budget.js';
 import { ReceiptSealer } from '../ingest/receipts.js';
 import { ReceiverSession, type SessionLimits } from './tcp-session.js';
 import { validateServeOptions } from '../options.js';
+import { SERVE_DEFAULTS } from '../defaults.js';
 
 export interface ServeOptions {
   /** Folder to receive into, created if missing. @default './inbox' */
@@ -47,7 +47,7 @@ export interface ServeOptions {
   idleTimeoutMs?: number;
   /** Slowest rate at which a body may arrive, in bytes per second (0: no minimum). @default 16384 */
   minBodyRate?: number;
-  /** Partial uploads kept, in all; at the cap the least recently used one not in use makes room. @default 1024 */
+  /** Partial uploads kept, in all; at the cap the least recently used one not in use makes room. @default 8192 */
   maxPartials?: number;
   /** Partial uploads kept per peer (an IPv4 address or an IPv6 /64). @default 64 */
   maxPartialsPerPeer?: number;
@@ -67,20 +67,7 @@ export interface ServeOptions {
   signal?: AbortSignal;
 }
 
-export const SERVE_DEFAULTS = {
-  dir: './inbox',
-  port: DEFAULT_PORT,
-  onConflict: 'rename' as ConflictPolicy,
-  maxConnections: 64,
-  maxConnectionsPerAddress: 8,
-  maxUnauthenticated: 16,
-  helloTimeoutMs: 5_000,
-  idleTimeoutMs: 60_000,
-  minBodyRate: 16 * 1024,
-  partialTtlMs: 7 * 24 * 3600 * 1000,
-  beaconInterval: 3,
-  discoveryPort: DEFAULT_DISCOVERY_PORT,
-};
+export { SERVE_DEFAULTS };
 
 type EventName = ReceiverEvent['type'];
 type EventOf<T extends EventName> = Extract<ReceiverEvent, { type: T }>;
@@ -181,7 +168,10 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const port = options.port ?? SERVE_DEFAULTS.port;
   const partialTtlMs = options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs;
   const inbox = await Inbox.open(options.dir ?? SERVE_DEFAULTS.dir, fs, options.onConflict ?? SERVE_DEFAULTS.onConflict, {
-    partialLimits: { maxPartials: options.maxPartials, maxPartialsPerPeer: options.maxPartialsPerPeer },
+    partialLimits: {
+      maxPartials: options.maxPartials ?? SERVE_DEFAULTS.maxPartials,
+      maxPartialsPerPeer: options.maxPartialsPerPeer ?? SERVE_DEFAULTS.maxPartialsPerPeer,
+    },
   });
   const limits: SessionLimits = {
     maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
@@ -224,7 +214,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   });
   server.on('error', () => undefined);
   receiver.scheduleExpiry(partialTtlMs);
-  if (options.beacon ?? true) await announce(receiver, options, name);
+  if (options.beacon ?? SERVE_DEFAULTS.beacon) await announce(receiver, options, name);
   if (options.signal) {
     if (options.signal.aborted) await receiver.close();
     else options.signal.addEventListener('abort', () => void receiver.close(), { once: true });

@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { FtError } from '../errors.js';
-import { validateDiscoverOptions } from '../options.js';
+import { validateDiscoverOptions, validateWatchOptions } from '../options.js';
 import { DISCOVER_DEFAULTS } from '../defaults.js';
 import { decodeDatagram, encodeDatagram } from './codec.js';
 import { broadcastTargets, type BroadcastTarget } from './interfaces.js';
@@ -118,7 +118,7 @@ export class ReceiverWatcher extends EventEmitter {
   }
 
   static async start(options: WatchOptions = {}): Promise<ReceiverWatcher> {
-    validateDiscoverOptions(options);
+    validateWatchOptions(options);
     const port = options.port ?? DISCOVER_DEFAULTS.port;
     const targets = broadcastTargets({ only: options.interface, includeLoopback: true });
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });

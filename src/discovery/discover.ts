@@ -96,7 +96,9 @@ function sendAll(socket: dgram.Socket, datagram: Buffer, targets: BroadcastTarge
 }
 
 export interface WatchOptions {
+  /** Only this interface (name or address). @default every IPv4 interface, loopback included */
   interface?: string;
+  /** UDP port receivers announce on. @default 9527 */
   port?: number;
 }
 

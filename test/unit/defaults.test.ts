@@ -113,6 +113,7 @@ describe('the library options say the same numbers in their @default', () => {
     ['receiver/server.ts', 'ServeOptions', SERVE_DEFAULTS],
     ['sender/sender.ts', 'SendOptions', SEND_DEFAULTS],
     ['discovery/discover.ts', 'DiscoverOptions', DISCOVER_DEFAULTS],
+    ['discovery/discover.ts', 'WatchOptions', { port: DISCOVER_DEFAULTS.port }],
   ] as const)('%s %s', (file, iface, defaults) => {
     const documented = docDefaults(file, iface);
     for (const [option, value] of Object.entries(defaults)) expect([option, documented[option]]).toEqual([option, value]);

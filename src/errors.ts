@@ -1,12 +1,12 @@
 /**
- * Every error ft raises carries a stable string `code`. Codes also travel over the wire in
- * `refuse`, `failed` and `error` frames, so a code means the same thing on both sides.
- * Match on `code`, never on the message text.
+ * Every error ft raises carries a stable string `code`. Match on `code`, never on the message text.
+ *
+ * Two kinds: WIRE_CODES travel in `refuse`, `failed` and `error` frames and mean the same thing
+ * on both sides (docs/PROTOCOL.md §14.1); LOCAL_CODES only ever describe this side (a usage
+ * mistake, our own file, our own socket) and never go on the wire: a peer that sends one is not
+ * believed (it could pass our file off as unreadable, fake a cancellation, or ask for retries).
  */
-export const ERROR_CODES = {
-  // Local usage mistakes (exit 2).
-  USAGE: 'bad command-line usage or option value',
-  LOCAL_FILE: 'a local path cannot be read (missing, unreadable, not a regular file)',
+export const WIRE_CODES = Object.freeze({
   // Wire format and protocol violations (fatal for the connection).
   FRAME_TOO_LARGE: 'a frame length is over the 64 KiB limit',
   BAD_FRAME: 'a frame is empty, not UTF-8, not JSON or not a JSON object',
@@ -24,20 +24,44 @@ export const ERROR_CODES = {
   NAME_COLLISION: 'another file in this batch has the same name up to case or Unicode normalisation',
   // Transfer failures.
   HASH_MISMATCH: 'the received content does not match the announced hash',
-  FILE_CHANGED: 'the local file changed while it was being sent',
   WRITE_FAILED: 'the receiver could not write the file',
+  INTERNAL: 'an unexpected internal error',
+});
+
+export const LOCAL_CODES = Object.freeze({
+  // Usage mistakes, our own files, our own connection and timers.
+  USAGE: 'bad command-line usage or option value',
+  LOCAL_FILE: 'a local path cannot be read (missing, unreadable, not a regular file)',
+  FILE_CHANGED: 'the local file changed while it was being sent',
   LISTEN_FAILED: 'the receiver could not listen on the address and port',
   CONNECT_FAILED: 'could not connect to the receiver',
   CONNECTION_LOST: 'the connection closed before the transfer finished',
   TIMEOUT: 'the peer did not answer in time',
   ABORTED: 'the operation was cancelled',
-  INTERNAL: 'an unexpected internal error',
-} as const;
+});
 
-export type ErrorCode = keyof typeof ERROR_CODES;
+/** Every code, with its description: the wire codes and the local ones. */
+export const ERROR_CODES = Object.freeze({ ...WIRE_CODES, ...LOCAL_CODES });
+
+export type WireCode = keyof typeof WIRE_CODES;
+export type LocalCode = keyof typeof LOCAL_CODES;
+export type ErrorCode = WireCode | LocalCode;
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** A code that may travel in a frame (and be believed when it arrives in one). */
+export function isWireCode(value: unknown): value is WireCode {
+  return typeof value === 'string' && Object.hasOwn(WIRE_CODES, value);
+}
+
+/**
+ * The code to put on the wire for one of our errors: a local code describes only this side, and
+ * the peer would read it as INTERNAL anyway, so it is sent as that.
+ */
+export function wireCodeOf(code: ErrorCode): WireCode {
+  return isWireCode(code) ? code : 'INTERNAL';
 }
 
 export class FtError extends Error {
@@ -50,38 +74,6 @@ export class FtError extends Error {
     this.code = code;
     this.details = details;
   }
-}
-
-/** Exit codes of the `ft` command, documented in the README. */
-export const EXIT = {
-  OK: 0,
-  OTHER: 1,
-  USAGE: 2,
-  VERIFY_FAILED: 3,
-  REFUSED: 4,
-  CONNECTION: 5,
-} as const;
-
-const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
-  USAGE: EXIT.USAGE,
-  LOCAL_FILE: EXIT.USAGE,
-  HASH_MISMATCH: EXIT.VERIFY_FAILED,
-  BAD_NAME: EXIT.REFUSED,
-  UNSAFE_PATH: EXIT.REFUSED,
-  CONFLICT: EXIT.REFUSED,
-  TOO_LARGE: EXIT.REFUSED,
-  NO_SPACE: EXIT.REFUSED,
-  BUSY: EXIT.REFUSED,
-  NAME_COLLISION: EXIT.REFUSED,
-  AUTH_FAILED: EXIT.REFUSED,
-  UNSUPPORTED_VERSION: EXIT.REFUSED,
-  CONNECT_FAILED: EXIT.CONNECTION,
-  CONNECTION_LOST: EXIT.CONNECTION,
-  TIMEOUT: EXIT.CONNECTION,
-};
-
-export function exitCodeFor(code: ErrorCode): number {
-  return EXIT_BY_CODE[code] ?? EXIT.OTHER;
 }
 
 /** Wraps anything thrown into an FtError, keeping FtErrors as they are. */

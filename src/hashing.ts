@@ -1,10 +1,16 @@
 import xxhash, { type XXHashAPI } from 'xxhash-wasm';
 
-let api: Promise<XXHashAPI> | undefined;
+/**
+ * xxhash-wasm compiles its module once per process, here, when this module is first imported;
+ * every hasher shares it. Started at import rather than on first use so nothing here is ever
+ * reassigned: the compile is asynchronous and under a millisecond, and only the sender and the
+ * receiver import this module (`ft --help`, `ft discover` never load it).
+ */
+const api: Promise<XXHashAPI> = xxhash();
+// A failed compile is reported to each caller that awaits it, never as an unhandled rejection.
+api.catch(() => undefined);
 
-/** xxhash-wasm compiles its module once per process; every hasher shares it. */
 function loadApi(): Promise<XXHashAPI> {
-  api ??= xxhash();
   return api;
 }
 

@@ -3,12 +3,13 @@
  * progress and outcomes arrive as events, failures as FtError with a stable `code`.
  */
 export { send, type SendOptions, type SendReport, type FileResult, type FileStatus } from './sender/sender.js';
-export { serve, Receiver, SERVE_DEFAULTS, type ServeOptions } from './receiver/server.js';
+export { serve, Receiver, type ServeOptions } from './receiver/server.js';
+export { SERVE_DEFAULTS, SEND_DEFAULTS, DISCOVER_DEFAULTS } from './defaults.js';
 export type { ReceiverEvent, SendEvent } from './ingest/events.js';
 export { defaultHashCachePath } from './sender/hash-cache.js';
 export { defaultSenderKeyPath } from './auth/owner-key.js';
 export { discover, ReceiverWatcher, type Claim, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
-export { FtError, ERROR_CODES, EXIT, exitCodeFor, type ErrorCode } from './errors.js';
+export { FtError, ERROR_CODES, WIRE_CODES, LOCAL_CODES, type ErrorCode, type WireCode, type LocalCode } from './errors.js';
 export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/local/inbox.js';
 export { fileSystemOf, nodeFileSystem, type FileSystem } from './file-system.js';
 export { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, PROTOCOL_VERSION } from './wire/messages.js';

@@ -53,9 +53,12 @@ const CONFLICT_POLICY = rule(`one of ${CONFLICT_POLICIES.join(', ')}`, (value) =
 const PATHS = rule('an array of paths (strings)', (value) => Array.isArray(value) && value.every((p) => typeof p === 'string'));
 const OPTIONS = rule('an options object', (value) => typeof value === 'object' && value !== null && !Array.isArray(value));
 
+/** Longest string shown in a message: the message stays one short line whatever was passed. */
+const MAX_SHOWN = 60;
+
 /** A value as the message shows it: numbers and strings as written, anything else by its kind. */
 export function shown(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return value.length > MAX_SHOWN ? `${JSON.stringify(value.slice(0, MAX_SHOWN))}…` : JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'function') return 'a function';
@@ -70,11 +73,19 @@ export function expectation(check: Rule, got: string): string {
 
 type Rules = Record<string, Rule>;
 
-/** Checks the options present (undefined means the default); `required` ones must be present. */
+/**
+ * Checks the options present (undefined means the default); `required` ones must be present.
+ * A name no rule knows is a mistake too (a misspelt option would otherwise be ignored without a
+ * word, where the command line says "unknown option").
+ */
 function validate(what: string, options: unknown, rules: Rules, required: string[] = []): void {
   if (options === undefined && required.length === 0) return;
   if (!OPTIONS.ok(options)) throw new FtError('USAGE', `${what}: ${expectation(OPTIONS, shown(options))}`);
   const values = options as Record<string, unknown>;
+  const unknown = Object.keys(values).find((name) => !Object.hasOwn(rules, name));
+  if (unknown !== undefined) {
+    throw new FtError('USAGE', `${what}: unknown option ${shown(unknown)} (the options are ${Object.keys(rules).join(', ')})`);
+  }
   for (const [name, check] of Object.entries(rules)) {
     const value = values[name];
     if (value === undefined && !required.includes(name)) continue;
@@ -94,6 +105,9 @@ const SEND_RULES: Rules = {
   connectTimeoutMs: TIMEOUT_MS,
   idleTimeoutMs: TIMEOUT_MS,
   hashCache: TEXT,
+  followSymlinks: BOOLEAN,
+  keepContentBytes: BYTES,
+  senderKeyFile: TEXT,
   fs: FILE_SYSTEM,
 };
 
@@ -125,6 +139,8 @@ const SERVE_RULES: Rules = {
   interface: TEXT,
   fs: FILE_SYSTEM,
   signal: SIGNAL,
+  listen: FUNCTION,
+  collectGarbage: FUNCTION,
 };
 
 export function validateServeOptions(options: unknown): void {
@@ -143,7 +159,14 @@ const DISCOVER_RULES: Rules = {
   settleMs: DELAY_MS,
 };
 
-/** For discover(), and the subset ReceiverWatcher.start() and resolveReceiver() take. */
+/** For discover(), and the subset resolveReceiver() takes. */
 export function validateDiscoverOptions(options: unknown): void {
   validate('discover', options, DISCOVER_RULES);
+}
+
+const WATCH_RULES: Rules = { interface: DISCOVER_RULES.interface!, port: DISCOVER_RULES.port! };
+
+/** For ReceiverWatcher.start(), which listens until stopped (no timeout, no `until`). */
+export function validateWatchOptions(options: unknown): void {
+  validate('ReceiverWatcher.start', options, WATCH_RULES);
 }

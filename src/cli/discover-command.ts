@@ -1,3 +1,4 @@
+import { DISCOVER_DEFAULTS, SEND_DEFAULTS } from '../defaults.js';
 import { discover, type FoundReceiver } from '../discovery/discover.js';
 import { escapeForDisplay } from '../names/safe-name.js';
 import { jsonLine } from './format.js';
@@ -17,9 +18,9 @@ export async function discoverCommand(options: DiscoverCommandOptions): Promise<
   if (found.length === 0) {
     process.stdout.write(
       'no receivers found.\n' +
-        'Discovery broadcasts on UDP port 9527: a firewall dropping it, Wi-Fi client isolation, or an interface\n' +
+        `Discovery broadcasts on UDP port ${DISCOVER_DEFAULTS.port}: a firewall dropping it, Wi-Fi client isolation, or an interface\n` +
         'without a broadcast address (VPN, point-to-point) hides receivers. Try --interface <name>, a longer\n' +
-        '--timeout, or send by address: ft send FILE --to 192.168.1.20:9527\n',
+        `--timeout, or send by address: ft send FILE --to 192.168.1.20:${SEND_DEFAULTS.port}\n`,
     );
     return 0;
   }

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { EXIT, exitCodeFor, FtError } from '../errors.js';
+import { FtError } from '../errors.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControls } from '../names/safe-name.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/conflict-policy.js';
-import { DEFAULT_PORT } from '../wire/messages.js';
+import { DISCOVER_DEFAULTS, SEND_DEFAULTS, SERVE_DEFAULTS } from '../defaults.js';
 import { jsonLine } from './format.js';
-import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize } from './options.js';
+import { durationText, parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize, seconds } from './options.js';
 
 /** Exit code when the user interrupts a send (128 + SIGINT, as shells report it). */
 const EXIT_INTERRUPTED = 130;
@@ -15,7 +16,7 @@ function version(): string {
   return pkg.version;
 }
 
-function buildProgram(setExit: (code: number) => void, printed: Set<unknown>): Command {
+export function buildProgram(setExit: (code: number) => void, printed: Set<unknown>): Command {
   const program = new Command('ft')
     .description('Fast, resumable, verified file transfer on the local network')
     .version(version(), '-V, --version')
@@ -29,32 +30,32 @@ function buildProgram(setExit: (code: number) => void, printed: Set<unknown>): C
   program
     .command('serve')
     .description('receive files into a folder')
-    .argument('[dir]', 'folder to receive into (created if missing)', './inbox')
-    .option('-p, --port <n>', 'TCP port to listen on', parsePort, DEFAULT_PORT)
+    .argument('[dir]', 'folder to receive into (created if missing)', SERVE_DEFAULTS.dir)
+    .option('-p, --port <n>', 'TCP port to listen on', parsePort, SERVE_DEFAULTS.port)
     .option('--host <address>', 'address to listen on (default: all interfaces)')
     .addOption(
       new Option('--on-conflict <policy>', 'when a different file has the name: keep both, replace, or refuse')
         .choices(CONFLICT_POLICIES as ConflictPolicy[])
-        .default('rename'),
+        .default(SERVE_DEFAULTS.onConflict),
     )
     .option('--max-file-size <size>', 'refuse files larger than this (e.g. 10G)', parseSize)
     .addOption(
       new Option('--partial-ttl <duration>', 'delete unfinished uploads untouched this long (e.g. 12h, 7d)')
         .argParser(parsePartialTtl)
-        .default(7 * 86_400_000, '7d'),
+        .default(SERVE_DEFAULTS.partialTtlMs, durationText(SERVE_DEFAULTS.partialTtlMs)),
     )
-    .option('--max-connections <n>', 'concurrent connections in all', parsePositiveCount, 64)
-    .option('--max-connections-per-address <n>', 'concurrent connections from one address (an IPv6 /64 counts as one)', parsePositiveCount, 8)
-    .option('--max-unauthenticated <n>', 'connections still greeting; the oldest gives way to a newcomer', parsePositiveCount, 16)
-    .option('--max-partials <n>', 'unfinished uploads kept, in all (default: 8192)', parsePositiveCount)
-    .option('--max-partials-per-peer <n>', 'unfinished uploads kept per peer (default: 64)', parsePositiveCount)
-    .option('--min-rate <size>', 'drop a body arriving slower than this per second (0: no minimum)', parseSize, 16 * 1024)
-    .option('--idle-timeout <seconds>', 'drop a connection silent for this long', parseSeconds, 60)
-    .option('--hello-timeout <seconds>', 'drop a connection that has not said hello within this time', parseSeconds, 5)
+    .option('--max-connections <n>', 'concurrent connections in all', parsePositiveCount, SERVE_DEFAULTS.maxConnections)
+    .option('--max-connections-per-address <n>', 'concurrent connections from one address (an IPv6 /64 counts as one)', parsePositiveCount, SERVE_DEFAULTS.maxConnectionsPerAddress)
+    .option('--max-unauthenticated <n>', 'connections still greeting; the oldest gives way to a newcomer', parsePositiveCount, SERVE_DEFAULTS.maxUnauthenticated)
+    .option('--max-partials <n>', 'unfinished uploads kept, in all', parsePositiveCount, SERVE_DEFAULTS.maxPartials)
+    .option('--max-partials-per-peer <n>', 'unfinished uploads kept per peer', parsePositiveCount, SERVE_DEFAULTS.maxPartialsPerPeer)
+    .option('--min-rate <size>', 'drop a body arriving slower than this per second (0: no minimum)', parseSize, SERVE_DEFAULTS.minBodyRate)
+    .option('--idle-timeout <seconds>', 'drop a connection silent for this long', parseSeconds, seconds(SERVE_DEFAULTS.idleTimeoutMs))
+    .option('--hello-timeout <seconds>', 'drop a connection that has not said hello within this time', parseSeconds, seconds(SERVE_DEFAULTS.helloTimeoutMs))
     .option('--name <name>', 'name shown to senders (default: host name)')
     .option('--token-file <file>', 'require senders to prove this shared secret (or set FT_TOKEN)')
     .option('--no-beacon', 'do not announce this receiver on the LAN')
-    .option('--beacon-interval <seconds>', 'seconds between announcements', parseSeconds, 3)
+    .option('--beacon-interval <seconds>', 'seconds between announcements', parseSeconds, SERVE_DEFAULTS.beaconInterval)
     .option('--interface <name|address>', 'announce on this network interface only')
     .option('--json', 'print one JSON object per line for each event')
     // Each command loads its own code: a small `ft send` starts faster without the receiver's.
@@ -65,9 +66,9 @@ function buildProgram(setExit: (code: number) => void, printed: Set<unknown>): C
     .description('send files and folders to a receiver')
     .argument('<paths...>', 'files or folders to send (folders keep their relative paths)')
     .option('-t, --to <receiver>', 'receiver: address[:port], host name, or a name from `ft discover` (default: the only receiver found)')
-    .option('--retries <n>', 'reconnect attempts when the connection drops', parseCount, 5)
-    .option('--connect-timeout <seconds>', 'give up connecting after this long', parseSeconds, 10)
-    .option('--idle-timeout <seconds>', 'give up on a receiver silent (or not reading) for this long', parseSeconds, 60)
+    .option('--retries <n>', 'reconnect attempts when the connection drops', parseCount, SEND_DEFAULTS.retries)
+    .option('--connect-timeout <seconds>', 'give up connecting after this long', parseSeconds, seconds(SEND_DEFAULTS.connectTimeoutMs))
+    .option('--idle-timeout <seconds>', 'give up on a receiver silent (or not reading) for this long', parseSeconds, seconds(SEND_DEFAULTS.idleTimeoutMs))
     .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
     .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them; paths given are always followed)')
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
@@ -79,7 +80,7 @@ function buildProgram(setExit: (code: number) => void, printed: Set<unknown>): C
   program
     .command('discover')
     .description('list receivers on the local network')
-    .option('--timeout <seconds>', 'how long to wait for answers', parseSeconds, 1)
+    .option('--timeout <seconds>', 'how long to wait for answers', parseSeconds, seconds(DISCOVER_DEFAULTS.timeout))
     .option('--interface <name|address>', 'ask on this network interface only')
     .option('--json', 'print one JSON object per line for each receiver')
     .action(async (options) => setExit(await (await import('./discover-command.js')).discoverCommand(options)));

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { InvalidArgumentError } from 'commander';
+import { SEND_DEFAULTS } from '../defaults.js';
 import { FtError } from '../errors.js';
 import { BYTES, COUNT, expectation, PARTIAL_TTL_MS, PORT, POSITIVE_COUNT, SECONDS, type Rule } from '../options.js';
 
@@ -11,7 +12,6 @@ function checked(rule: Rule, value: number, typed: string): number {
 }
 
 const digitsOnly = (value: string) => (/^\d+$/.test(value) ? Number(value) : NaN);
-import { DEFAULT_PORT } from '../wire/messages.js';
 
 export function parsePort(value: string): number {
   return checked(PORT, digitsOnly(value), value);
@@ -60,7 +60,7 @@ export function parseTarget(value: string): { host: string; port: number | undef
 }
 
 function targetPort(text: string, shown: string): number {
-  if (text === '') throw new InvalidArgumentError(`--to ${shown} ends with ":" but no port: add one (1 to 65535), or leave out the colon for ${DEFAULT_PORT}`);
+  if (text === '') throw new InvalidArgumentError(`--to ${shown} ends with ":" but no port: add one (1 to 65535), or leave out the colon for ${SEND_DEFAULTS.port}`);
   if (!/^\d+$/.test(text)) throw new InvalidArgumentError(`--to ${shown}: the port must be a number from 1 to 65535, not ${JSON.stringify(text)}`);
   const port = Number(text);
   if (port < 1 || port > 65535) throw new InvalidArgumentError(`--to ${shown}: the port must be from 1 to 65535, not ${text}`);
@@ -103,4 +103,17 @@ export function parseDuration(value: string): number {
 /** `--partial-ttl`: a duration within the library's bounds for partialTtlMs. */
 export function parsePartialTtl(value: string): number {
   return checked(PARTIAL_TTL_MS, parseDuration(value), value);
+}
+
+/** Milliseconds as the seconds a flag takes (the library counts in ms, the command line in s). */
+export function seconds(ms: number): number {
+  return ms / 1000;
+}
+
+/** Milliseconds in the largest unit --partial-ttl takes that writes them whole: `7d`, `12h`, `90s`. */
+export function durationText(ms: number): string {
+  const [unit, size] = Object.entries(DURATION_UNITS)
+    .sort(([, a], [, b]) => b - a)
+    .find(([, size]) => ms % size === 0)!;
+  return `${ms / size}${unit}`;
 }

@@ -1,4 +1,5 @@
-import { EXIT, exitCodeFor, FtError, type ErrorCode } from '../errors.js';
+import { FtError, type ErrorCode } from '../errors.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import { send, type FileResult } from '../sender/sender.js';
 import { jsonLine } from './format.js';
@@ -7,7 +8,7 @@ import { parseTarget, readToken } from './options.js';
 import { resolveReceiver } from '../discovery/resolve.js';
 import { defaultHashCachePath } from '../sender/hash-cache.js';
 import { defaultSenderKeyPath } from '../auth/owner-key.js';
-import { DEFAULT_PORT } from '../wire/messages.js';
+import { SEND_DEFAULTS } from '../defaults.js';
 
 export interface SendCommandOptions {
   /** What followed --to: an address, a host name or a receiver name; undefined to discover. */
@@ -25,7 +26,7 @@ export interface SendCommandOptions {
 
 export async function sendCommand(paths: string[], options: SendCommandOptions): Promise<number> {
   const token = readToken(options.tokenFile);
-  const target = await resolveReceiver(options.to === undefined ? undefined : parseTarget(options.to), DEFAULT_PORT, {
+  const target = await resolveReceiver(options.to === undefined ? undefined : parseTarget(options.to), SEND_DEFAULTS.port, {
     interface: options.interface,
   });
   if (target.receiver || target.note) {

@@ -2,8 +2,9 @@ import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { FtError } from '../errors.js';
-import { validateDiscoverOptions } from '../options.js';
-import { decodeDatagram, DEFAULT_DISCOVERY_PORT, encodeDatagram } from './codec.js';
+import { validateDiscoverOptions, validateWatchOptions } from '../options.js';
+import { DISCOVER_DEFAULTS } from '../defaults.js';
+import { decodeDatagram, encodeDatagram } from './codec.js';
 import { broadcastTargets, type BroadcastTarget } from './interfaces.js';
 import { ReceiverTable, type FoundReceiver } from './sightings.js';
 
@@ -40,8 +41,8 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
  */
 export async function discoverAll(options: DiscoverOptions = {}): Promise<{ receivers: FoundReceiver[]; overflowed: boolean }> {
   validateDiscoverOptions(options);
-  const timeout = options.timeout ?? 1000;
-  const port = options.port ?? DEFAULT_DISCOVERY_PORT;
+  const timeout = options.timeout ?? DISCOVER_DEFAULTS.timeout;
+  const port = options.port ?? DISCOVER_DEFAULTS.port;
   const targets = broadcastTargets({ only: options.interface, includeLoopback: true });
   if (targets.length === 0) {
     throw new FtError('CONNECT_FAILED', 'no network interface with an IPv4 broadcast address is up');
@@ -80,7 +81,7 @@ export async function discoverAll(options: DiscoverOptions = {}): Promise<{ rece
       found.add({ address: from.address, info: datagram });
       if (!settling && options.until?.(found.receivers())) {
         settling = true;
-        timers.push(setTimeout(() => finish(), options.settleMs ?? 250));
+        timers.push(setTimeout(() => finish(), options.settleMs ?? DISCOVER_DEFAULTS.settleMs));
       }
     });
     for (const delay of QUERY_SCHEDULE_MS.filter((d) => d < timeout)) {
@@ -95,7 +96,9 @@ function sendAll(socket: dgram.Socket, datagram: Buffer, targets: BroadcastTarge
 }
 
 export interface WatchOptions {
+  /** Only this interface (name or address). @default every IPv4 interface, loopback included */
   interface?: string;
+  /** UDP port receivers announce on. @default 9527 */
   port?: number;
 }
 
@@ -117,8 +120,8 @@ export class ReceiverWatcher extends EventEmitter {
   }
 
   static async start(options: WatchOptions = {}): Promise<ReceiverWatcher> {
-    validateDiscoverOptions(options);
-    const port = options.port ?? DEFAULT_DISCOVERY_PORT;
+    validateWatchOptions(options);
+    const port = options.port ?? DISCOVER_DEFAULTS.port;
     const targets = broadcastTargets({ only: options.interface, includeLoopback: true });
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
     const watcher = new ReceiverWatcher(socket);

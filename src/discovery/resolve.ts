@@ -1,6 +1,7 @@
 import dns from 'node:dns/promises';
 import net from 'node:net';
 import os from 'node:os';
+import { DISCOVER_DEFAULTS } from '../defaults.js';
 import { FtError } from '../errors.js';
 import type { DiscoverOptions, FoundReceiver } from './discover.js';
 import { isLoopbackAddress } from './interfaces.js';
@@ -53,7 +54,7 @@ export async function resolveReceiver(
   const { discoverAll } = await import('./discover.js');
   const { receivers: found, overflowed } = await discoverAll({ ...discoverOptions, timeout, until: (list) => wanted !== undefined && list.some(matches) });
   const candidates = found.filter(matches);
-  const discoveryPort = options.port ?? 9527;
+  const discoveryPort = options.port ?? DISCOVER_DEFAULTS.port;
   if (overflowed) {
     // Answers for more receivers than are kept: a flood may have pushed the real one out.
     throw new FtError(

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
 import { Announcer } from '../discovery/announcer.js';
-import { cleanReceiverName, DEFAULT_DISCOVERY_PORT } from '../discovery/codec.js';
+import { cleanReceiverName } from '../discovery/codec.js';
 import { isLoopbackAddress } from '../discovery/interfaces.js';
 import { nodeFileSystem, type FileSystem } from '../file-system.js';
 import { DiskBudget } from '../ingest/disk-budget.js';
@@ -16,7 +16,7 @@ import type { UploadStore } from '../storage/upload-store.js';
 import type { IncomingConnection, Listener, ListenerFactory } from '../transport/listener.js';
 import { listenTcp } from '../transport/tcp-listener.js';
 import { encodeFrame } from '../wire/frame.js';
-import { DEFAULT_PORT } from '../wire/messages.js';
+import { SERVE_DEFAULTS } from '../defaults.js';
 import { Admission } from './admission.js';
 import { GcHints } from './gc-hints.js';
 import { ReceiverSession, type SessionLimits } from './session.js';
@@ -51,7 +51,7 @@ export interface ServeOptions {
   idleTimeoutMs?: number;
   /** Slowest rate at which a body may arrive, in bytes per second (0: no minimum). @default 16384 */
   minBodyRate?: number;
-  /** Partial uploads kept, in all; at the cap the least recently used one not in use makes room. @default 1024 */
+  /** Partial uploads kept, in all; at the cap the least recently used one not in use makes room. @default 8192 */
   maxPartials?: number;
   /** Partial uploads kept per peer (an IPv4 address or an IPv6 /64). @default 64 */
   maxPartialsPerPeer?: number;
@@ -78,20 +78,7 @@ export interface ServeOptions {
   signal?: AbortSignal;
 }
 
-export const SERVE_DEFAULTS = {
-  dir: './inbox',
-  port: DEFAULT_PORT,
-  onConflict: 'rename' as ConflictPolicy,
-  maxConnections: 64,
-  maxConnectionsPerAddress: 8,
-  maxUnauthenticated: 16,
-  helloTimeoutMs: 5_000,
-  idleTimeoutMs: 60_000,
-  minBodyRate: 16 * 1024,
-  partialTtlMs: 7 * 24 * 3600 * 1000,
-  beaconInterval: 3,
-  discoveryPort: DEFAULT_DISCOVERY_PORT,
-};
+export { SERVE_DEFAULTS };
 
 type EventName = ReceiverEvent['type'];
 type EventOf<T extends EventName> = Extract<ReceiverEvent, { type: T }>;
@@ -191,7 +178,10 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const store = await LocalUploadStore.open(options.dir ?? SERVE_DEFAULTS.dir, {
     fs,
     onConflict: options.onConflict ?? SERVE_DEFAULTS.onConflict,
-    partialLimits: { maxPartials: options.maxPartials, maxPartialsPerPeer: options.maxPartialsPerPeer },
+    partialLimits: {
+      maxPartials: options.maxPartials ?? SERVE_DEFAULTS.maxPartials,
+      maxPartialsPerPeer: options.maxPartialsPerPeer ?? SERVE_DEFAULTS.maxPartialsPerPeer,
+    },
   });
   let listener: Listener;
   try {
@@ -241,7 +231,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     receiver.track(new ReceiverSession(connection, context, ticket));
   });
   receiver.scheduleExpiry(partialTtlMs);
-  if (options.beacon ?? true) await announce(receiver, options, name);
+  if (options.beacon ?? SERVE_DEFAULTS.beacon) await announce(receiver, options, name);
   if (options.signal) {
     if (options.signal.aborted) await receiver.close();
     else options.signal.addEventListener('abort', () => void receiver.close(), { once: true });

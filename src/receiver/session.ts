@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { verifyOwnerProof } from '../auth/owner-key.js';
 import { makeNonce, verifyProof } from '../auth/token-proof.js';
-import { FtError, toFtError } from '../errors.js';
+import { FtError, isWireCode, toFtError, wireCodeOf } from '../errors.js';
 import type { ReceiverEvent } from '../ingest/events.js';
 import { localFailure, type Decision, type Ingest, type IngestSession, type Outcome } from '../ingest/ingest.js';
 import { encodeFrame, FrameDecoder } from '../wire/frame.js';
@@ -283,12 +283,12 @@ export class ReceiverSession {
       case 'skip':
         return this.send({ type: 'skip', id, reason: 'already-there', ...(decision.path !== undefined ? { path: decision.path } : {}) });
       case 'refuse':
-        return this.send({ type: 'refuse', id, code: decision.code, message: decision.message });
+        return this.send({ type: 'refuse', id, code: wireCodeOf(decision.code), message: decision.message });
     }
   }
 
   private tell(id: number, outcome: Outcome): void {
-    if (outcome.kind === 'failed') return this.send({ type: 'failed', id, code: outcome.code, message: outcome.message });
+    if (outcome.kind === 'failed') return this.send({ type: 'failed', id, code: wireCodeOf(outcome.code), message: outcome.message });
     this.send({ type: 'done', id, hash: outcome.hash, receipt: outcome.receipt, ...(outcome.path !== undefined ? { path: outcome.path } : {}) });
   }
 
@@ -340,7 +340,8 @@ export class ReceiverSession {
   private closeWithError(error: FtError): void {
     const { stream } = this;
     if (!stream.destroyed && stream.writable) {
-      this.send({ type: 'error', code: error.code, message: error.message });
+      // A local code (the peer went away, a timeout) is no news for the peer: the stream just closes.
+      if (isWireCode(error.code)) this.send({ type: 'error', code: error.code, message: error.message });
       stream.end();
     }
     setTimeout(() => stream.destroy(), 1000).unref();

@@ -23,7 +23,7 @@ import { FtError, toFtError, type ErrorCode } from '../errors.js';
 import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../file-system.js';
 import { createHasher, type Hasher } from '../hashing.js';
 import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
-import { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
+import { MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
 import { sameIdentity } from '../file-system.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
@@ -42,6 +42,7 @@ import {
 import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from '../auth/owner-key.js';
 import { SenderConnection, type Outcome } from './connection.js';
 import { validateSendOptions } from '../options.js';
+import { SEND_DEFAULTS } from '../defaults.js';
 
 export interface SendOptions {
   /** Receiver host name or address. */
@@ -130,7 +131,7 @@ const PIPELINE_DEPTH = 32;
 const MAX_RETRY_DELAY_MS = 10_000;
 const MAX_BUSY_RETRIES = 10;
 /** Small files' bytes kept in memory from hashing to sending, in all. */
-const KEEP_CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
+const KEEP_CONTENT_BUDGET_BYTES = SEND_DEFAULTS.keepContentBytes;
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY']);
 
 interface Job {
@@ -171,7 +172,7 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   }
 
   const ignored: SendReport['ignored'] = [];
-  const { files, problems } = collectFiles(paths, fs, { followSymlinks: options.followSymlinks, onIgnored: (entry) => ignored.push(entry) });
+  const { files, problems } = collectFiles(paths, fs, { followSymlinks: options.followSymlinks ?? SEND_DEFAULTS.followSymlinks, onIgnored: (entry) => ignored.push(entry) });
   for (const entry of ignored) emit({ type: 'ignored', ...entry });
   emit({ type: 'collected', files: files.length + problems.length, bytes: files.reduce((sum, file) => sum + file.size, 0) });
   // A path that cannot be sent is a job that fails at once, so it is reported like any other file.
@@ -358,7 +359,7 @@ async function transferAll(
   emit: (event: SendEvent) => void,
   started: number,
 ): Promise<Omit<SendReport, 'ignored'>> {
-  const retries = options.retries ?? 5;
+  const retries = options.retries ?? SEND_DEFAULTS.retries;
   let attempt = 0;
   let everConnected = false;
   for (;;) {
@@ -379,7 +380,7 @@ async function transferAll(
       if (!retryable || attempt >= retries) {
         throw Object.assign(ftError, { details: { ...ftError.details, results: jobs.map((j) => j.result) } });
       }
-      const delayMs = Math.min((options.retryDelayMs ?? 500) * 2 ** attempt, MAX_RETRY_DELAY_MS);
+      const delayMs = Math.min((options.retryDelayMs ?? SEND_DEFAULTS.retryDelayMs) * 2 ** attempt, MAX_RETRY_DELAY_MS);
       attempt += 1;
       emit({ type: 'retrying', attempt, delayMs, code: ftError.code, message: ftError.message });
       await sleep(delayMs, undefined, { signal: options.signal }).catch(() => {
@@ -411,7 +412,7 @@ async function transferBatch(
   onConnected: () => void,
 ): Promise<void> {
   const { fs } = io;
-  const port = options.port ?? DEFAULT_PORT;
+  const port = options.port ?? SEND_DEFAULTS.port;
   // No connection sits idle while the first (perhaps huge) file is hashed.
   await todo[0]?.ready;
   if (todo.every((job) => job.finished)) return;
@@ -420,8 +421,8 @@ async function transferBatch(
     port,
     token: options.token,
     ownerKey: io.ownerKey,
-    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-    idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+    connectTimeoutMs: options.connectTimeoutMs ?? SEND_DEFAULTS.connectTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs ?? SEND_DEFAULTS.idleTimeoutMs,
     signal: options.signal,
   });
   onConnected();

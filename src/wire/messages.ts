@@ -1,4 +1,4 @@
-import { FtError, isErrorCode, type ErrorCode } from '../errors.js';
+import { FtError, isWireCode, type WireCode } from '../errors.js';
 import type { JsonObject } from './frame.js';
 
 /** Protocol marker and version: a receiver greets with them, a sender must echo a version it shares. */
@@ -81,7 +81,7 @@ export interface Skip {
 export interface Refuse {
   type: 'refuse';
   id: number;
-  code: ErrorCode;
+  code: WireCode;
   message: string;
 }
 export interface Done {
@@ -96,12 +96,12 @@ export interface Done {
 export interface Failed {
   type: 'failed';
   id: number;
-  code: ErrorCode;
+  code: WireCode;
   message: string;
 }
 export interface ErrorMessage {
   type: 'error';
-  code: ErrorCode;
+  code: WireCode;
   message: string;
 }
 export type ReceiverMessage = ReceiverHello | Accept | Skip | Refuse | Done | Failed | ErrorMessage;
@@ -153,22 +153,6 @@ export interface Bye {
   type: 'bye';
 }
 export type SenderMessage = SenderHello | FileHeader | Body | BodyHash | Cancel | Bye;
-
-/**
- * Codes that only ever describe this side (PROTOCOL.md §7.1): a peer never sends them. One
- * that does is not believed (it could pass our file off as unreadable, fake a cancellation, or
- * ask for retries), and is read as INTERNAL.
- */
-const LOCAL_ONLY_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'USAGE',
-  'LOCAL_FILE',
-  'FILE_CHANGED',
-  'LISTEN_FAILED',
-  'CONNECT_FAILED',
-  'CONNECTION_LOST',
-  'TIMEOUT',
-  'ABORTED',
-]);
 
 /** Reads fields off an untrusted object, building a new one: unknown keys (and `__proto__`) never pass. */
 class Fields {
@@ -232,11 +216,12 @@ class Fields {
     return v as T;
   }
 
-  code(): ErrorCode {
+  code(): WireCode {
     const v = this.value('code');
-    // An unknown code from a newer peer is kept as INTERNAL rather than failing the parse; so is a local-only one.
+    // An unknown code from a newer peer is kept as INTERNAL rather than failing the parse; so is
+    // a local-only one (LOCAL_CODES, PROTOCOL.md §14.1): a peer never sends those, and is not believed.
     if (typeof v !== 'string') this.bad('code', 'an error code string');
-    return isErrorCode(v) && !LOCAL_ONLY_CODES.has(v) ? v : 'INTERNAL';
+    return isWireCode(v) ? v : 'INTERNAL';
   }
 }
 

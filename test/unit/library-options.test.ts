@@ -3,12 +3,12 @@
  * a bad value is rejected with USAGE and a message naming the option ("expected …, got …", the
  * words the command line uses), before any file, socket or folder is touched.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize } from '../../src/cli/options.js';
 import { discover, FtError, ReceiverWatcher, send, serve } from '../../src/index.js';
-import { validateDiscoverOptions, validateSendOptions, validateServeOptions } from '../../src/options.js';
+import { validateDiscoverOptions, validateSendOptions, validateServeOptions, validateWatchOptions } from '../../src/options.js';
 import { nodeFileSystem } from '../../src/file-system.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
@@ -97,6 +97,10 @@ describe('send() options', () => {
     ...timeoutCases('connectTimeoutMs'),
     ...timeoutCases('idleTimeoutMs'),
     ...textCases('hashCache'),
+    ['followSymlinks', 'yes', '"yes"'],
+    ['followSymlinks', 0, '0'],
+    ...countCases('keepContentBytes', 0),
+    ...textCases('senderKeyFile'),
     ...fsCases,
   ];
 
@@ -134,6 +138,10 @@ describe('serve() options', () => {
     ...countCases('maxFileSize', 0),
     ...countCases('maxConnections', 1),
     ...countCases('maxConnectionsPerAddress', 1),
+    ...countCases('maxUnauthenticated', 1),
+    ...countCases('maxPartials', 1),
+    ...countCases('maxPartialsPerPeer', 1),
+    ...countCases('minBodyRate', 0),
     ...timeoutCases('helloTimeoutMs'),
     ...timeoutCases('idleTimeoutMs'),
     ['partialTtlMs', 59_999, '59999'],
@@ -205,6 +213,57 @@ describe('discover() and ReceiverWatcher.start() options', () => {
   });
 });
 
+describe('every option has a rule, and a name no rule knows is refused', () => {
+  /** The option names of a library options interface, from its source. */
+  function optionNames(file: string, iface: string): string[] {
+    const source = readFileSync(new URL(`../../src/${file}`, import.meta.url), 'utf8');
+    const body = source.slice(source.indexOf(`export interface ${iface} {`));
+    const block = body.slice(0, body.indexOf('\n}\n'));
+    return [...block.matchAll(/^ {2}(\w+)\??:/gm)].map((m) => m[1]!);
+  }
+
+  it.each([
+    ['send', 'sender/sender.ts', 'SendOptions'],
+    ['serve', 'receiver/server.ts', 'ServeOptions'],
+    ['discover', 'discovery/discover.ts', 'DiscoverOptions'],
+    ['ReceiverWatcher.start', 'discovery/discover.ts', 'WatchOptions'],
+  ] as const)('%s: each option of %s %s is checked (a bad value of each is refused by its name)', (what, file, iface) => {
+    const names = optionNames(file, iface);
+    expect(names.length).toBeGreaterThan(1);
+    const validate = { send: (o: object) => validateSendOptions([], { host: 'h', ...o }), serve: validateServeOptions, discover: validateDiscoverOptions, 'ReceiverWatcher.start': validateWatchOptions }[what];
+    // A symbol is no valid value for any option: each must be refused as a bad value of its own, not as unknown.
+    for (const name of names) expect(() => validate({ [name]: Symbol('bad') }), name).toThrow(new RegExp(`^${escape(what)} option ${name}: expected `));
+  });
+
+  it.each([
+    ['send', () => send(['/nonexistent/ft-options-test'], { host: '127.0.0.1', retry: 3 } as never)],
+    ['serve', async () => serve({ host: '127.0.0.1', port: 0, beacon: false, maxConection: 1 } as never)],
+    // On 'lo' only, so that even a check that let them through would send nothing off this machine.
+    ['discover', () => discover({ interface: 'lo', timeoutMs: 10 } as never)],
+    ['ReceiverWatcher.start', () => ReceiverWatcher.start({ interface: 'lo', timeout: 10 } as never)],
+  ])('%s: a misspelt option is USAGE naming it, not silently ignored', async (what, call) => {
+    const error = await usage(call());
+    expect(error.message).toMatch(new RegExp(`^${escape(what)}: unknown option "\\w+" \\(the options are [\\w, ]+\\)$`));
+  });
+
+  it('a misspelt serve() option creates nothing', async () => {
+    const dir = path.join(await tempDir('ft-options-'), 'inbox');
+    await usage(serve({ dir, host: '127.0.0.1', port: 0, beacon: false, onconflict: 'reject' } as never));
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('a bad senderKeyFile is refused before the key file is touched', async () => {
+    const dir = await tempDir('ft-options-');
+    const error = await usage(send([path.join(dir, 'missing')], { host: '127.0.0.1', senderKeyFile: '' }));
+    expect(error.message).toBe('send option senderKeyFile: expected a non-empty string, got ""');
+  });
+
+  it('a long string is shown clipped: the message stays one short line', async () => {
+    const error = await usage(serve({ host: '127.0.0.1', port: 0, beacon: false, onConflict: 'x'.repeat(10_000) } as never));
+    expect(error.message.length).toBeLessThan(200);
+  });
+});
+
 describe('valid options pass the checks unchanged', () => {
   it('every option at a good value, at the edges of its range', () => {
     const controller = new AbortController();
@@ -221,6 +280,9 @@ describe('valid options pass the checks unchanged', () => {
         connectTimeoutMs: HOUR_MS,
         idleTimeoutMs: 0.5,
         hashCache: '/tmp/h.json',
+        followSymlinks: true,
+        keepContentBytes: 0,
+        senderKeyFile: '/tmp/k.pem',
         fs: nodeFileSystem,
       }),
     ).not.toThrow();
@@ -235,6 +297,10 @@ describe('valid options pass the checks unchanged', () => {
         maxFileSize: 0,
         maxConnections: 1,
         maxConnectionsPerAddress: TOO_BIG_INTEGER - 1,
+        maxUnauthenticated: 1,
+        maxPartials: 1,
+        maxPartialsPerPeer: 1,
+        minBodyRate: 0,
         helloTimeoutMs: 1,
         idleTimeoutMs: HOUR_MS,
         partialTtlMs: 60_000,

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERROR_CODES, FtError, type ErrorCode } from '../../src/errors.js';
+import { ERROR_CODES, FtError, LOCAL_CODES, WIRE_CODES, wireCodeOf, type ErrorCode, type WireCode } from '../../src/errors.js';
 import type { JsonObject } from '../../src/wire/frame.js';
-import { HASH_PATTERN, OUR_FEATURES, parseReceiverMessage, parseSenderMessage, sharedFeatures } from '../../src/wire/messages.js';
+import { HASH_PATTERN, OUR_FEATURES, parseReceiverMessage, parseSenderMessage, sharedFeatures, type Refuse } from '../../src/wire/messages.js';
 
 const HASH = 'xxh64:0123456789abcdef';
 const NONCE = '0123456789abcdef0123456789abcdef';
@@ -407,6 +407,35 @@ describe('parseReceiverMessage', () => {
 
     it('keeps every code that travels', () => {
       for (const code of travelling) expect(receiver({ type: 'failed', id: 1, code, message: 'x' })).toMatchObject({ code });
+    });
+
+    it('WIRE_CODES are the codes the protocol says travel, LOCAL_CODES those it says never do; ERROR_CODES is both', () => {
+      expect(Object.keys(WIRE_CODES).sort()).toEqual([...travelling].sort());
+      expect(Object.keys(LOCAL_CODES).sort()).toEqual(localOnly.sort());
+      expect(Object.keys(WIRE_CODES).filter((code) => Object.hasOwn(LOCAL_CODES, code))).toEqual([]);
+      expect(ERROR_CODES).toEqual({ ...WIRE_CODES, ...LOCAL_CODES });
+      for (const description of Object.values(ERROR_CODES)) expect(description).toMatch(/^[a-z].+[^.]$/);
+    });
+
+    it('the parser reads every local code as INTERNAL and keeps every wire code (from the sets, not a list of its own)', () => {
+      for (const code of Object.keys(LOCAL_CODES)) expect(receiver({ type: 'refuse', id: 1, code, message: 'x' })).toMatchObject({ code: 'INTERNAL' });
+      for (const code of Object.keys(WIRE_CODES)) expect(receiver({ type: 'error', code, message: 'x' })).toMatchObject({ code });
+    });
+  });
+
+  describe('codes we put on the wire', () => {
+    it('wireCodeOf keeps a wire code and sends a local one as INTERNAL (what the peer would read it as)', () => {
+      for (const code of Object.keys(WIRE_CODES) as WireCode[]) expect(wireCodeOf(code)).toBe(code);
+      for (const code of Object.keys(LOCAL_CODES) as ErrorCode[]) expect(wireCodeOf(code)).toBe('INTERNAL');
+    });
+
+    it('a wire message cannot be built with a local code (checked by npm run typecheck)', () => {
+      // @ts-expect-error TIMEOUT describes this side only: it is no WireCode.
+      const refuse: Refuse = { type: 'refuse', id: 1, code: 'TIMEOUT', message: 'x' };
+      const local: ErrorCode = 'CONNECTION_LOST';
+      // @ts-expect-error an ErrorCode is not a WireCode until wireCodeOf says which.
+      const failed: WireCode = local;
+      expect([refuse.code, failed]).toEqual(['TIMEOUT', 'CONNECTION_LOST']);
     });
   });
 

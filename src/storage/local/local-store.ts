@@ -21,7 +21,7 @@ import type {
 } from '../upload-store.js';
 import { openBodySink, type BodySink } from './body-sink.js';
 import { Inbox } from './inbox.js';
-import { PARTIAL_SWEEP_INTERVAL_MS, type Partial, type PartialLimitOptions } from './partials.js';
+import { PARTIAL_SWEEP_INTERVAL_MS, type Partial, type PartialLimitOptions, type PartialLimits } from './partials.js';
 import { sameIdentity, type FileIdentity } from './same-content.js';
 
 export interface LocalUploadStoreOptions {
@@ -87,6 +87,11 @@ export class LocalUploadStore implements UploadStore {
 
   get policy(): ConflictPolicy {
     return this.inbox.policy;
+  }
+
+  /** The caps on partial uploads in force. */
+  get partialLimits(): Readonly<PartialLimits> {
+    return this.inbox.partials.limits;
   }
 
   /** 'handles' where folders are walked through descriptors, 'paths' for the fallback. */

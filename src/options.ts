@@ -95,6 +95,7 @@ const SEND_RULES: Rules = {
   idleTimeoutMs: TIMEOUT_MS,
   hashCache: TEXT,
   fs: FILE_SYSTEM,
+  connect: FUNCTION,
 };
 
 export function validateSendOptions(paths: unknown, options: unknown): void {

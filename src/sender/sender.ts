@@ -17,28 +17,18 @@
  *     MAX_FILES_PER_CONNECTION headers, the connection is finished the same way and the rest
  *     goes over a new one.
  */
-import type { Stats } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
-import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../file-system.js';
+import { nodeFileSystem, type FileSystem } from '../file-system.js';
 import { createHasher, type Hasher } from '../hashing.js';
+import { backoffDelay, waitFor, type Backoff } from '../retry.js';
+import type { Connector } from '../transport/connector.js';
 import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
-import { sameIdentity } from '../storage/local/same-content.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
-import {
-  collectFiles,
-  dropContent,
-  hashLocalFile,
-  hashLocalFiles,
-  hashLocalPrefix,
-  KeepBudget,
-  localFileError,
-  openListed,
-  type HashOptions,
-  type LocalFile,
-} from './local-files.js';
+import { collectFiles, hashLocalFiles, KeepBudget, localFileError } from './local-files.js';
+import { FileSource } from './file-source.js';
+import type { Source } from './source.js';
 import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from '../auth/owner-key.js';
 import { SenderConnection, type Outcome } from './connection.js';
 import { validateSendOptions } from '../options.js';
@@ -56,7 +46,10 @@ export interface SendOptions {
   onProgress?: (progress: { path: string; name: string; bytes: number; size: number }) => void;
   /** Reconnect attempts after a lost connection. @default 5 */
   retries?: number;
-  /** First back-off delay in ms; it doubles each attempt, up to 10 s. @default 500 */
+  /**
+   * Ceiling of the first back-off delay in ms; it doubles each attempt, up to 10 s, and each
+   * delay is random below its ceiling (jitter), so senders do not come back in step. @default 500
+   */
   retryDelayMs?: number;
   /** Shared secret, when the receiver requires one. */
   token?: string;
@@ -93,6 +86,11 @@ export interface SendOptions {
   senderKeyFile?: string;
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
+  /**
+   * Opens the byte stream to the receiver (TLS, a tunnel, a test's in-memory pipe…): given
+   * `{ host, port }` and `{ signal, timeoutMs }`, resolves with a Duplex. @default plain TCP
+   */
+  connect?: Connector;
 }
 
 export type FileStatus = 'sent' | 'resumed' | 'skipped' | 'refused' | 'failed';
@@ -128,13 +126,15 @@ export interface SendReport {
 /** Headers sent ahead of their bodies, so many small files do not cost a round trip each. */
 const PIPELINE_DEPTH = 32;
 const MAX_RETRY_DELAY_MS = 10_000;
+/** A file refused BUSY is asked for again after this back-off, at most MAX_BUSY_RETRIES times (about 40 s in all, on average). */
+const BUSY_BACKOFF: Backoff = { baseMs: 1000, maxMs: MAX_RETRY_DELAY_MS };
 const MAX_BUSY_RETRIES = 10;
 /** Small files' bytes kept in memory from hashing to sending, in all. */
 const KEEP_CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY']);
 
 interface Job {
-  file: LocalFile;
+  file: FileSource;
   result: FileResult;
   /** Resolves once the file is hashed (or failed to be); `isHashed` says the same synchronously. */
   ready: Promise<void>;
@@ -143,6 +143,10 @@ interface Job {
   /** Times the receiver found our content wrong; once is retried after re-hashing. */
   mismatches: number;
   busyRetries: number;
+  /** A file refused BUSY is not asked for again before this (performance.now()). */
+  notBefore: number;
+  /** Hashed before its header goes out: the receiver does not take the hash after the body. */
+  hashFirst: boolean;
   finished: boolean;
 }
 
@@ -176,11 +180,12 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   emit({ type: 'collected', files: files.length + problems.length, bytes: files.reduce((sum, file) => sum + file.size, 0) });
   // A path that cannot be sent is a job that fails at once, so it is reported like any other file.
   const failedPaths = problems.map(({ path, name, error }) => ({ file: { path, name, size: 0, mtimeMs: 0, hash: '' }, error }));
-  const jobs: Job[] = [...files, ...failedPaths.map((p) => p.file)].map((file) => {
+  const jobs: Job[] = [...files, ...failedPaths.map((p) => p.file)].map((listed) => {
+    const file = new FileSource(listed, fs);
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));
     const result: FileResult = { path: file.path, name: file.name, size: file.size, hash: '', status: 'failed', bytesSent: 0 };
-    return { file, result, mismatches: 0, busyRetries: 0, finished: false, isHashed: false, ready, hashed };
+    return { file, result, mismatches: 0, busyRetries: 0, notBefore: 0, hashFirst: false, finished: false, isHashed: false, ready, hashed };
   });
   for (const [i, { error }] of failedPaths.entries()) finish(jobs[files.length + i]!, 'failed', error, emit);
   if (options.senderKeyFile !== undefined && (typeof options.senderKeyFile !== 'string' || options.senderKeyFile === '')) {
@@ -192,7 +197,7 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
   const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
-  const io: LocalIo = { fs, cache, budget, hashing: new Set(), ownerKey, saveSoon: saver(cache) };
+  const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, saveSoon: saver(cache) };
   const byFile = new Map(jobs.map((job) => [job.file, job]));
   const hashing = hashLocalFiles(
     jobs.filter((job) => !job.finished).map((job) => job.file),
@@ -202,7 +207,7 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
       cache,
       defer: true,
       keepBudget: budget,
-      onHashed: (file, error) => hashed(byFile.get(file)!, error, options.signal, emit),
+      onHashed: (file, error) => hashed(byFile.get(file as FileSource)!, error, options.signal, emit),
     },
   );
   for (const job of jobs) if (job.finished) job.hashed();
@@ -305,25 +310,25 @@ function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit:
 }
 
 /**
- * Hashes a job's file again in the background (the receiver found its hash wrong); the job
- * waits in the queue meanwhile, and send() waits for the hashing before it ends.
+ * Hashes a job's file (again) in the background, never from the cache: the receiver found its
+ * hash wrong, or needs it in the header. The job waits in the queue meanwhile, and send() waits
+ * for the hashing before it ends.
  */
-function hashAgain(job: Job, io: LocalIo, options: HashOptions, emit: (event: SendEvent) => void): void {
+function hashAgain(job: Job, io: LocalIo, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
   job.isHashed = false;
   job.ready = new Promise<void>((resolve) => (job.hashed = resolve));
-  // Not kept: it goes to the back of the queue, and bytes held there could starve the files
-  // before it of room while they wait for it (it is read again when sent).
-  dropContent(job.file);
-  const hashing = hashLocalFile(job.file, io.fs, options).then(
-    () => hashed(job, undefined, options.signal, emit),
-    (error: unknown) => hashed(job, error, options.signal, emit),
+  // Not kept (hashNow releases it): it may go to the back of the queue, and bytes held there
+  // could starve the files before it of room while they wait for it (it is read again when sent).
+  const hashing = job.file.hashNow(signal).then(
+    () => hashed(job, undefined, signal, emit),
+    (error: unknown) => hashed(job, error, signal, emit),
   );
   io.hashing.add(hashing);
   void hashing.finally(() => io.hashing.delete(hashing));
 }
 
 /** A read of our own file failed: that file fails, the others go on. */
-function unreadable(file: LocalFile, error: unknown): FtError {
+function unreadable(file: Source, error: unknown): FtError {
   return localFileError(file.path, error);
 }
 
@@ -332,13 +337,12 @@ function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (e
   const { code, message } = error;
   Object.assign(job.result, { status, code, message });
   job.finished = true;
-  dropContent(job.file);
+  job.file.release();
   emit({ type: status, path: job.file.path, name: job.file.name, code, message });
 }
 
 /** Where the sender reads from, the hashes it remembers, and the hashing still running. */
 interface LocalIo {
-  fs: FileSystem;
   cache: HashCache | undefined;
   /** Small files' content kept from hashing to sending. */
   budget: KeepBudget;
@@ -379,12 +383,10 @@ async function transferAll(
       if (!retryable || attempt >= retries) {
         throw Object.assign(ftError, { details: { ...ftError.details, results: jobs.map((j) => j.result) } });
       }
-      const delayMs = Math.min((options.retryDelayMs ?? 500) * 2 ** attempt, MAX_RETRY_DELAY_MS);
+      const delayMs = backoffDelay({ baseMs: options.retryDelayMs ?? 500, maxMs: MAX_RETRY_DELAY_MS }, attempt);
       attempt += 1;
       emit({ type: 'retrying', attempt, delayMs, code: ftError.code, message: ftError.message });
-      await sleep(delayMs, undefined, { signal: options.signal }).catch(() => {
-        throw new FtError('ABORTED', 'send was cancelled');
-      });
+      await waitFor(delayMs, options.signal);
     }
   }
   const results = jobs.map((job) => job.result);
@@ -410,10 +412,16 @@ async function transferBatch(
   attempt: number,
   onConnected: () => void,
 ): Promise<void> {
-  const { fs } = io;
   const port = options.port ?? DEFAULT_PORT;
+  // Files refused BUSY wait out their back-off; when only they are left, the wait is here, unconnected.
+  const earliest = todo.reduce((min, job) => Math.min(min, job.notBefore), Infinity);
+  const waitMs = earliest - performance.now();
+  if (waitMs > 0) await waitFor(waitMs, options.signal);
+  const now = performance.now();
+  const queue = todo.filter((job) => job.notBefore <= now);
+  const delayed = todo.filter((job) => job.notBefore > now);
   // No connection sits idle while the first (perhaps huge) file is hashed.
-  await todo[0]?.ready;
+  await queue[0]?.ready;
   if (todo.every((job) => job.finished)) return;
   const connection = await SenderConnection.open({
     host: options.host,
@@ -423,26 +431,53 @@ async function transferBatch(
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     signal: options.signal,
+    connect: options.connect,
   });
   onConnected();
   emit({ type: 'connected', host: options.host, port, attempt });
   // Receipts are kept for, and shown only to, the receiver that issued them.
   const receiver: ReceiverId = { name: connection.receiverName ?? '', host: options.host, port };
+  // Without it, every header carries its hash: a file whose hash was left for after the body is hashed first.
+  const trailingHash = connection.features.has('trailing-hash');
   let nextId = 1;
   // Every header counts, re-sent ones too: the receiver counts them all.
   let headersLeft = limits.maxFilesPerConnection;
-  const queue = [...todo];
+  /** Asked again after its back-off, on this connection if it is still open then, else on a later one. */
+  const later = (job: Job) => {
+    job.notBefore = performance.now() + backoffDelay(BUSY_BACKOFF, job.busyRetries++);
+    // Its kept bytes must not hold up the files after it, which may wait for room.
+    job.file.release();
+    delayed.push(job);
+  };
+  const promoteDue = () => {
+    const now = performance.now();
+    for (let i = 0; i < delayed.length; ) {
+      if (delayed[i]!.notBefore <= now) queue.push(...delayed.splice(i, 1));
+      else i += 1;
+    }
+  };
   const inFlight: Array<{ job: Job; id: number; stored: StoredReceipt | undefined; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
   const outcomes: Promise<void>[] = [];
   const sendHeaders = () => {
+    promoteDue();
     while (headersLeft > 0 && queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
-      const job = queue.shift()!;
-      if (job.finished) continue;
+      const job = queue[0]!;
+      if (job.finished) {
+        queue.shift();
+        continue;
+      }
       const { file } = job;
-      const id = nextId++;
       const stored = file.identity ? io.cache?.receiptFor(receiver, file.name, file.identity, file.hash || undefined) : undefined;
       // The receipt pins the hash of the file it was issued for, which is this one unchanged.
       if (stored && !file.hash) file.hash = job.result.hash = stored.hash;
+      if (!file.hash && !trailingHash) {
+        // It stays first, so the files keep their order.
+        job.hashFirst = true;
+        hashAgain(job, io, options.signal, emit);
+        return;
+      }
+      queue.shift();
+      const id = nextId++;
       const header: FileHeader = { type: 'file', id, filename: file.name, size: file.size };
       // No hash yet: it follows the body.
       if (file.hash) header.hash = file.hash;
@@ -456,13 +491,17 @@ async function transferBatch(
       sendHeaders();
       if (inFlight.length === 0) {
         if (queue.length > 0 && headersLeft > 0) {
+          // Hashing a large file first could outlast the idle timeout: wait for it unconnected.
+          if (queue[0]!.hashFirst && !queue[0]!.isHashed && outcomes.length === 0) break;
           await queue[0]!.ready;
           continue;
         }
         // Verdicts still to come may put a job back in the queue (a hash mismatch is retried once).
         await Promise.all(outcomes.splice(0));
+        promoteDue();
         if (queue.length > 0 && headersLeft > 0) continue;
-        // Done, or this connection has taken all the headers it may: the rest go over a new one.
+        // Done, or this connection has taken all the headers it may (the rest go over a new one),
+        // or only files waiting out a BUSY back-off are left (they go over a new one after it).
         break;
       }
       const { job, id, stored, decision: pendingDecision } = inFlight.shift()!;
@@ -472,28 +511,23 @@ async function transferBatch(
         // Still honoured: kept as the newest, so the bound drops it last.
         if (stored) io.cache?.setReceipt(stored);
         Object.assign(result, { status: 'skipped' }, pathOf(decision.path));
-        dropContent(file);
+        file.release();
         job.finished = true;
         emit({ type: 'skipped', path: file.path, name: file.name, ...pathOf(decision.path) });
       } else if (decision.type === 'refuse') {
-        if (decision.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) {
-          // Another connection holds the same content (perhaps our own previous one, until the
-          // receiver notices it is gone): ask again, waiting longer each time (about 75 s in all).
-          await sleep(Math.min(1000 * 2 ** job.busyRetries++, MAX_RETRY_DELAY_MS), undefined, { signal: options.signal });
-          // Back of the queue: its kept bytes must not hold up the files before it, which may wait for room.
-          dropContent(file);
-          queue.push(job);
-        } else {
-          finish(job, 'refused', new FtError(decision.code, decision.message), emit);
-        }
+        // Another upload holds the same file, or the receiver is at a limit: ask again later,
+        // while the other files go on.
+        if (decision.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) later(job);
+        else finish(job, 'refused', new FtError(decision.code, decision.message), emit);
       } else {
         if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
         // The receiver no longer holds what the receipt was for (the stored file changed, or it has a new key).
         if (stored) io.cache?.dropReceipt(receiver, stored.name, stored.file);
-        let offset = decision.offset;
+        // A source read only once cannot check the receiver's prefix: it starts again.
+        let offset = file.rereadable ? decision.offset : 0;
         let hasher: Hasher | undefined;
         try {
-          hasher = offset > 0 ? await hashLocalPrefix(file, offset, fs, options.signal) : undefined;
+          hasher = offset > 0 ? await hashPrefix(file, offset, options.signal) : undefined;
         } catch (error) {
           const ours = error instanceof FtError && (error.code === 'FILE_CHANGED' || error.code === 'LOCAL_FILE');
           if (options.signal?.aborted || (error instanceof FtError && !ours)) throw error;
@@ -523,7 +557,7 @@ async function transferBatch(
           connection.close();
           return;
         }
-        const settled = outcome.then((o) => settle(job, offset, o, { queue, io, receiver, signal: options.signal }, emit));
+        const settled = outcome.then((o) => settle(job, offset, o, { queue, later, io, receiver, signal: options.signal }, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }
@@ -535,9 +569,18 @@ async function transferBatch(
   }
 }
 
+/** XXH64 of the source's first `length` bytes, to check a receiver's partial; the hasher can go on to take the rest. */
+async function hashPrefix(source: Source, length: number, signal: AbortSignal | undefined): Promise<Hasher> {
+  const hasher = await createHasher();
+  await source.read(0, (block) => hasher.update(block), { length, signal });
+  return hasher;
+}
+
 /** Where a settled body goes on: the queue for a re-send, and what a receipt is kept for. */
 interface SettleContext {
   queue: Job[];
+  /** Puts a job back after its BUSY back-off. */
+  later: (job: Job) => void;
   io: LocalIo;
   receiver: ReceiverId;
   signal: AbortSignal | undefined;
@@ -549,9 +592,9 @@ function pathOf(remotePath: string | undefined): { remotePath?: string } {
 }
 
 /** Applies the receiver's verdict on one body. */
-function settle(job: Job, offset: number, outcome: Outcome, { queue, io, receiver, signal }: SettleContext, emit: (event: SendEvent) => void): void {
+function settle(job: Job, offset: number, outcome: Outcome, { queue, later, io, receiver, signal }: SettleContext, emit: (event: SendEvent) => void): void {
   const { file, result } = job;
-  dropContent(file);
+  file.release();
   if (outcome.type === 'done') {
     delete result.remotePath;
     Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', hash: outcome.hash, code: undefined, message: undefined }, pathOf(outcome.path));
@@ -564,12 +607,15 @@ function settle(job: Job, offset: number, outcome: Outcome, { queue, io, receive
     emit({ type: 'verified', path: file.path, name: file.name, size: file.size, hash: outcome.hash, ...pathOf(outcome.path), resumedFrom: offset });
     return;
   }
-  if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0) {
+  if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0 && file.rereadable) {
     // Our file may have changed after hashing: hash it again (never from the cache) and send it once more from the start.
-    hashAgain(job, io, { signal }, emit);
+    hashAgain(job, io, signal, emit);
     queue.push(job);
     return;
   }
+  // Taken over by a newer upload of the same file (or the receiver hit a limit): the upload
+  // stays resumable there; ask again after a back-off, as for a header refused BUSY.
+  if (outcome.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) return later(job);
   finish(job, 'failed', new FtError(outcome.code, outcome.message), emit);
 }
 
@@ -582,9 +628,10 @@ interface BodyPlan {
 }
 
 /**
- * Streams [offset, size) of the file: from memory when its bytes were kept from hashing,
- * otherwise reading the next block while the previous one is sent. A body whose header had no
- * hash is followed by its hash, once the file is known not to have changed meanwhile.
+ * Streams [offset, size) of the source, each block awaited by the connection (backpressure).
+ * A body whose header had no hash is followed by its hash, once the source is known not to have
+ * changed meanwhile: one that did is dropped (the caller closes the connection), so the
+ * receiver never keeps a torn copy.
  */
 async function streamBody(
   connection: SenderConnection,
@@ -595,8 +642,9 @@ async function streamBody(
 ): Promise<void> {
   const { file, result } = job;
   let lastProgress = performance.now();
-  const sent = (block: Buffer, position: number) => {
-    result.bytesSent += block.length;
+  let position = offset;
+  const sent = (bytes: number) => {
+    result.bytesSent += bytes;
     const now = performance.now();
     if (now - lastProgress < PROGRESS_INTERVAL_MS && position < file.size) return;
     lastProgress = now;
@@ -604,61 +652,21 @@ async function streamBody(
     emit({ type: 'progress', ...progress });
     options.onProgress?.(progress);
   };
-  if (file.content) {
-    const block = file.content.subarray(offset);
-    await connection.writeRaw(block);
-    // Sent: the room goes to the files still being hashed (a retry reads the file again).
-    dropContent(file);
-    return sent(block, file.size);
-  }
-  const { handle } = await openListed(file, io.fs).catch((error: unknown) => {
-    throw error instanceof FtError ? error : unreadable(file, error);
-  });
-  let next: Promise<Buffer> | undefined;
-  try {
-    let position = offset;
-    next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
-    while (next) {
-      const block = await next.catch((error: unknown) => {
-        throw unreadable(file, error);
-      });
-      if (block.length === 0) {
-        connection.close();
-        throw new FtError('FILE_CHANGED', `${file.path} shrank while it was being sent; run the command again`);
-      }
-      position += block.length;
-      next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
+  await file.read(
+    offset,
+    async (block) => {
       hasher?.update(block);
       await connection.writeRaw(block);
-      sent(block, position);
-    }
-    if (file.size === offset) sent(Buffer.alloc(0), file.size);
-    if (hasher) sendBodyHash(connection, id, file, await handle.stat().catch((error: unknown) => Promise.reject(unreadable(file, error))), hasher, io.cache);
-  } finally {
-    await next?.catch(() => undefined);
-    await handle.close();
-  }
-}
-
-/**
- * The hash of what was sent describes the file only if nothing wrote to it meanwhile; a file
- * that changed is dropped (closing the connection), so the receiver never keeps a torn copy.
- */
-function sendBodyHash(connection: SenderConnection, id: number, file: LocalFile, now: Stats, hasher: Hasher, cache: HashCache | undefined): void {
-  const before = file.identity;
-  const same = before !== undefined && sameIdentity(now, before);
-  if (!same) {
-    connection.close();
-    throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} changed while it was being sent; run the command again`);
-  }
+      position += block.length;
+      sent(block.length);
+    },
+    { signal: options.signal, keepsBlocks: true, checkUnchanged: hasher !== undefined },
+  );
+  // Sent: the room goes to the files still being hashed (a retry reads the file again).
+  file.release();
+  if (position === offset) sent(0);
+  if (!hasher) return;
   file.hash = hasher.digest();
-  cache?.set(before, file.hash);
+  if (file.identity) io.cache?.set(file.identity, file.hash);
   connection.write({ type: 'hash', id, hash: file.hash });
-}
-
-async function readBlock(handle: FileHandle, position: number, remaining: number): Promise<Buffer> {
-  // A fresh buffer per block: the socket keeps a reference until the bytes are sent.
-  const block = Buffer.allocUnsafe(Math.min(READ_BLOCK_BYTES, remaining));
-  const { bytesRead } = await handle.read(block, 0, block.length, position);
-  return block.subarray(0, bytesRead);
 }

@@ -94,6 +94,7 @@ export class SenderConnection {
       if (error instanceof FtError) throw error;
       throw new FtError('CONNECT_FAILED', `${host}:${port}: ${(error as Error)?.message ?? String(error)}`, {}, { cause: error });
     }
+    if (stream.destroyed) throw new FtError('CONNECT_FAILED', `${host}:${port}: the connection closed as it opened`);
     const connection: SenderConnection = new SenderConnection(stream, (ms: number): string =>
       connection.helloWaiter ? `${host}:${port} did not answer within ${ms} ms` : `${host}:${port} was silent for ${ms} ms`,
     );

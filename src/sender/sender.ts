@@ -129,6 +129,7 @@ const MAX_RETRY_DELAY_MS = 10_000;
 /** A file refused BUSY is asked for again after this back-off, at most MAX_BUSY_RETRIES times (about 40 s in all, on average). */
 const BUSY_BACKOFF: Backoff = { baseMs: 1000, maxMs: MAX_RETRY_DELAY_MS };
 const MAX_BUSY_RETRIES = 10;
+const busyDelay = (retry: number) => backoffDelay(BUSY_BACKOFF, retry);
 /** Small files' bytes kept in memory from hashing to sending, in all. */
 const KEEP_CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY']);
@@ -153,6 +154,8 @@ interface Job {
 /** Knobs for tests, not part of the library's options. */
 export interface SendLimits {
   maxFilesPerConnection: number;
+  /** The back-off before asking again for a file refused BUSY. @default BUSY_BACKOFF with jitter */
+  busyDelayMs?: (retry: number) => number;
 }
 
 /** How long a receipt waits in memory before it is saved (a sender killed mid-batch keeps the rest). */
@@ -320,7 +323,11 @@ function hashAgain(job: Job, io: LocalIo, signal: AbortSignal | undefined, emit:
   // Not kept (hashNow releases it): it may go to the back of the queue, and bytes held there
   // could starve the files before it of room while they wait for it (it is read again when sent).
   const hashing = job.file.hashNow(signal).then(
-    () => hashed(job, undefined, signal, emit),
+    () => {
+      // Fresh, so it replaces any stale entry: the next run need not read the file again.
+      if (job.file.identity && job.file.hash) io.cache?.set(job.file.identity, job.file.hash);
+      hashed(job, undefined, signal, emit);
+    },
     (error: unknown) => hashed(job, error, signal, emit),
   );
   io.hashing.add(hashing);
@@ -444,7 +451,7 @@ async function transferBatch(
   let headersLeft = limits.maxFilesPerConnection;
   /** Asked again after its back-off, on this connection if it is still open then, else on a later one. */
   const later = (job: Job) => {
-    job.notBefore = performance.now() + backoffDelay(BUSY_BACKOFF, job.busyRetries++);
+    job.notBefore = performance.now() + (limits.busyDelayMs ?? busyDelay)(job.busyRetries++);
     // Its kept bytes must not hold up the files after it, which may wait for room.
     job.file.release();
     delayed.push(job);
@@ -491,8 +498,13 @@ async function transferBatch(
       sendHeaders();
       if (inFlight.length === 0) {
         if (queue.length > 0 && headersLeft > 0) {
-          // Hashing a large file first could outlast the idle timeout: wait for it unconnected.
-          if (queue[0]!.hashFirst && !queue[0]!.isHashed && outcomes.length === 0) break;
+          if (queue[0]!.hashFirst && !queue[0]!.isHashed) {
+            // Hashing a large file first could outlast the idle timeout: once the verdicts owed
+            // are in, wait for it unconnected (the next connection opens when it is ready).
+            await Promise.all(outcomes.splice(0));
+            if (!queue[0]!.isHashed) break;
+            continue;
+          }
           await queue[0]!.ready;
           continue;
         }

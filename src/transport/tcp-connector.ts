@@ -27,6 +27,9 @@ export const tcpConnector: Connector = ({ host, port }, { signal, timeoutMs }) =
     socket.once('error', onError);
     socket.once('connect', () => {
       cleanup();
+      // Until the sender listens (a turn of the event loop away), an error must not go unhandled;
+      // the sender then sees the stream destroyed.
+      socket.on('error', () => undefined);
       socket.setNoDelay(true);
       resolve(socket);
     });

@@ -175,6 +175,16 @@ describe('trailing-hash', () => {
     expect(fake.log.filter(({ frame }) => frame.type === 'hash')).toEqual([]);
   });
 
+  it('a large file first, against such a receiver, is hashed unconnected and then sent with its hash in the header', async () => {
+    const fake = await startScripted({ features: [] });
+    const { files, hashes } = await bigAndSmall();
+    const report = await send([files[1]!], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 60_000 });
+    expect(report.files[0]).toMatchObject({ name: 'big.bin', status: 'sent' });
+    expect(fake.log.filter(({ frame }) => frame.type === 'file').map(({ frame }) => frame.hash)).toEqual([hashes.get('big.bin')]);
+    // The first connection learnt the receiver wants hashes first and said bye rather than wait idle.
+    expect(fake.log.filter(({ frame }) => frame.type === 'bye').map(({ connection }) => connection)).toEqual([0, 1]);
+  });
+
   it('against one that lists trailing-hash, the large file is read once: its hash follows its body', async () => {
     const fake = await startScripted({ features: ['trailing-hash'] });
     const { files, hashes } = await bigAndSmall();

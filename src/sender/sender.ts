@@ -47,8 +47,9 @@ export interface SendOptions {
   /** Reconnect attempts after a lost connection. @default 5 */
   retries?: number;
   /**
-   * Ceiling of the first back-off delay in ms; it doubles each attempt, up to 10 s, and each
-   * delay is random below its ceiling (jitter), so senders do not come back in step. @default 500
+   * First back-off delay in ms; it doubles each attempt, up to 10 s. Each delay is lengthened
+   * by up to as much again, at random (still at most 10 s), so senders do not come back in step.
+   * @default 500
    */
   retryDelayMs?: number;
   /** Shared secret, when the receiver requires one. */
@@ -126,7 +127,7 @@ export interface SendReport {
 /** Headers sent ahead of their bodies, so many small files do not cost a round trip each. */
 const PIPELINE_DEPTH = 32;
 const MAX_RETRY_DELAY_MS = 10_000;
-/** A file refused BUSY is asked for again after this back-off, at most MAX_BUSY_RETRIES times (about 40 s in all, on average). */
+/** A file refused BUSY is asked for again after this back-off, at most MAX_BUSY_RETRIES times (75–80 s in all). */
 const BUSY_BACKOFF: Backoff = { baseMs: 1000, maxMs: MAX_RETRY_DELAY_MS };
 const MAX_BUSY_RETRIES = 10;
 const busyDelay = (retry: number) => backoffDelay(BUSY_BACKOFF, retry);

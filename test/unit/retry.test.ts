@@ -5,18 +5,26 @@ import { backoffDelay, waitFor } from '../../src/retry.js';
 describe('backoffDelay', () => {
   const policy = { baseMs: 500, maxMs: 10_000 };
 
-  it('is random below a ceiling that doubles each attempt, up to the cap', () => {
-    const top = () => 0.999999;
-    expect([0, 1, 2, 3, 4, 5, 6, 30, 2000].map((n) => backoffDelay(policy, n, top))).toEqual([499, 999, 1999, 3999, 7999, 9999, 9999, 9999, 9999]);
-    expect(backoffDelay(policy, 4, () => 0)).toBe(0);
-    expect(backoffDelay(policy, 1, () => 0.5)).toBe(500);
+  it('doubles each attempt from the base, lengthened by up to as much again, never past the cap', () => {
+    const plain = [0, 1, 2, 3, 4, 5, 6, 30, 2000].map((n) => backoffDelay(policy, n, () => 0));
+    expect(plain).toEqual([500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000, 10_000]);
+    const longest = [0, 1, 2, 3, 4].map((n) => backoffDelay(policy, n, () => 0.999999));
+    expect(longest).toEqual([999, 1999, 3999, 7999, 10_000]);
+    expect(backoffDelay(policy, 1, () => 0.5)).toBe(1500);
   });
 
-  it('spreads the delays of one attempt (full jitter), never past the ceiling', () => {
-    const delays = Array.from({ length: 500 }, () => backoffDelay(policy, 3));
-    expect(Math.min(...delays)).toBeGreaterThanOrEqual(0);
+  it('spreads the delays of one attempt (jitter) between the plain delay and twice it', () => {
+    const delays = Array.from({ length: 500 }, () => backoffDelay(policy, 2));
+    expect(Math.min(...delays)).toBeGreaterThanOrEqual(2000);
     expect(Math.max(...delays)).toBeLessThan(4000);
     expect(new Set(delays).size).toBeGreaterThan(100);
+  });
+
+  it('never shortens the time spent retrying: five delays add up to at least 0.5 + 1 + 2 + 4 + 8 s', () => {
+    for (let run = 0; run < 200; run++) {
+      const total = [0, 1, 2, 3, 4].reduce((sum, n) => sum + backoffDelay(policy, n), 0);
+      expect(total).toBeGreaterThanOrEqual(15_500);
+    }
   });
 
   it('a zero base means no wait', () => {

@@ -249,6 +249,32 @@ describe('connector', () => {
     expect(silent.destroyed).toBe(true);
   });
 
+  it('a receiver that greets and then answers nothing is given up after idleTimeoutMs (the connection\'s own timer)', async () => {
+    const fake = await startFakeReceiver(async (session) => {
+      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'mute', features: ['trailing-hash'] });
+      await session.next();
+      await session.next(); // the header, never answered
+    });
+    const [src] = await smallFiles(['unanswered.txt']);
+    const error = await send([src!], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 300 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'TIMEOUT', message: `127.0.0.1:${fake.port} was silent for 300 ms` });
+  });
+
+  it('a receiver that stops reading mid-body is given up after idleTimeoutMs, though the sender has bytes to write', async () => {
+    const fake = await startFakeReceiver(async (session) => {
+      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'stuck', features: ['trailing-hash'] });
+      await session.next();
+      const header = await session.next();
+      session.send({ type: 'accept', id: header.id, offset: 0 });
+      await session.waitForBodyBytes(1);
+      session.stopReading();
+    });
+    const dir = await tempDir('ft-seams-');
+    const big = await randomFile(path.join(dir, 'stuck.bin'), 64 * MiB);
+    const error = await send([big], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 500 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'TIMEOUT', message: `127.0.0.1:${fake.port} was silent for 500 ms` });
+  });
+
   it('a connector that fails with a plain error is a CONNECT_FAILED, which is not retried before any connection worked', async () => {
     const dir = await tempDir('ft-seams-');
     const src = await randomFile(path.join(dir, 'never.txt'), 10);

@@ -26,7 +26,7 @@ import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-nam
 import { DEFAULT_PORT, MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
-import { collectFiles, hashLocalFiles, KeepBudget, localFileError } from './local-files.js';
+import { collectFiles, hashLocalFiles, KeepBudget, localFileError, type LocalFile } from './local-files.js';
 import { FileSource } from './file-source.js';
 import type { Source } from './source.js';
 import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from '../auth/owner-key.js';
@@ -136,7 +136,8 @@ const KEEP_CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY']);
 
 interface Job {
-  file: FileSource;
+  /** What is sent; the transfer needs only the Source interface (files are hashed up front by local-files.ts). */
+  file: Source;
   result: FileResult;
   /** Resolves once the file is hashed (or failed to be); `isHashed` says the same synchronously. */
   ready: Promise<void>;
@@ -184,11 +185,11 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   emit({ type: 'collected', files: files.length + problems.length, bytes: files.reduce((sum, file) => sum + file.size, 0) });
   // A path that cannot be sent is a job that fails at once, so it is reported like any other file.
   const failedPaths = problems.map(({ path, name, error }) => ({ file: { path, name, size: 0, mtimeMs: 0, hash: '' }, error }));
-  const jobs: Job[] = [...files, ...failedPaths.map((p) => p.file)].map((listed) => {
-    const file = new FileSource(listed, fs);
+  const sources = [...files, ...failedPaths.map((p) => p.file)].map((listed) => new FileSource(listed, fs));
+  const jobs: Job[] = sources.map((file) => {
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));
-    const result: FileResult = { path: file.path, name: file.name, size: file.size, hash: '', status: 'failed', bytesSent: 0 };
+    const result: FileResult = { path: file.path, name: file.name, size: file.size ?? 0, hash: '', status: 'failed', bytesSent: 0 };
     return { file, result, mismatches: 0, busyRetries: 0, notBefore: 0, hashFirst: false, finished: false, isHashed: false, ready, hashed };
   });
   for (const [i, { error }] of failedPaths.entries()) finish(jobs[files.length + i]!, 'failed', error, emit);
@@ -202,16 +203,16 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
   const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
   const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, saveSoon: saver(cache) };
-  const byFile = new Map(jobs.map((job) => [job.file, job]));
+  const byFile = new Map(sources.map((source, i) => [source as LocalFile, jobs[i]!]));
   const hashing = hashLocalFiles(
-    jobs.filter((job) => !job.finished).map((job) => job.file),
+    sources.filter((_, i) => !jobs[i]!.finished),
     fs,
     {
       signal: options.signal,
       cache,
       defer: true,
       keepBudget: budget,
-      onHashed: (file, error) => hashed(byFile.get(file as FileSource)!, error, options.signal, emit),
+      onHashed: (file, error) => hashed(byFile.get(file)!, error, options.signal, emit),
     },
   );
   for (const job of jobs) if (job.finished) job.hashed();
@@ -464,7 +465,8 @@ async function transferBatch(
       else i += 1;
     }
   };
-  const inFlight: Array<{ job: Job; id: number; stored: StoredReceipt | undefined; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
+  /** `size` is what the header announced: the body and its events hold to it. */
+  const inFlight: Array<{ job: Job; id: number; size: number; stored: StoredReceipt | undefined; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
   const outcomes: Promise<void>[] = [];
   const sendHeaders = () => {
     promoteDue();
@@ -475,6 +477,12 @@ async function transferBatch(
         continue;
       }
       const { file } = job;
+      if (file.size === undefined) {
+        // The interface allows it (a stream); the protocol's header needs a size until a late-size feature.
+        queue.shift();
+        finish(job, 'failed', new FtError('LOCAL_FILE', `${escapeForDisplay(file.path)}: its size is not known, and this receiver needs it up front`), emit);
+        continue;
+      }
       const stored = file.identity ? io.cache?.receiptFor(receiver, file.name, file.identity, file.hash || undefined) : undefined;
       // The receipt pins the hash of the file it was issued for, which is this one unchanged.
       if (stored && !file.hash) file.hash = job.result.hash = stored.hash;
@@ -486,12 +494,13 @@ async function transferBatch(
       }
       queue.shift();
       const id = nextId++;
-      const header: FileHeader = { type: 'file', id, filename: file.name, size: file.size };
+      const { size } = file;
+      const header: FileHeader = { type: 'file', id, filename: file.name, size };
       // No hash yet: it follows the body.
       if (file.hash) header.hash = file.hash;
       if (stored) header.receipt = stored.receipt;
       headersLeft -= 1;
-      inFlight.push({ job, id, stored, decision: connection.sendHeader(header) });
+      inFlight.push({ job, id, size, stored, decision: connection.sendHeader(header) });
     }
   };
   try {
@@ -517,7 +526,7 @@ async function transferBatch(
         // or only files waiting out a BUSY back-off are left (they go over a new one after it).
         break;
       }
-      const { job, id, stored, decision: pendingDecision } = inFlight.shift()!;
+      const { job, id, size, stored, decision: pendingDecision } = inFlight.shift()!;
       const decision = await pendingDecision;
       const { file, result } = job;
       if (decision.type === 'skip') {
@@ -533,7 +542,7 @@ async function transferBatch(
         if (decision.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) later(job);
         else finish(job, 'refused', new FtError(decision.code, decision.message), emit);
       } else {
-        if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
+        if (decision.offset > size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
         // The receiver no longer holds what the receipt was for (the stored file changed, or it has a new key).
         if (stored) io.cache?.dropReceipt(receiver, stored.name, stored.file);
         // A source read only once cannot check the receiver's prefix: it starts again.
@@ -557,11 +566,11 @@ async function transferBatch(
         // A header without a hash: hash the bytes as they go (after the prefix), and send the result after them.
         if (!file.hash) hasher ??= await createHasher();
         else hasher = undefined;
-        const outcome = connection.startBody({ type: 'body', id, offset, length: file.size - offset });
-        emit({ type: 'started', path: file.path, name: file.name, size: file.size, offset });
+        const outcome = connection.startBody({ type: 'body', id, offset, length: size - offset });
+        emit({ type: 'started', path: file.path, name: file.name, size, offset });
         result.resumedFrom = offset;
         try {
-          await streamBody(connection, { job, id, offset, hasher }, io, options, emit);
+          await streamBody(connection, { job, id, size, offset, hasher }, io, options, emit);
         } catch (error) {
           if (!(error instanceof FtError) || (error.code !== 'FILE_CHANGED' && error.code !== 'LOCAL_FILE')) throw error;
           // The body promised bytes we do not have (or its hash would confirm a torn copy): this
@@ -570,7 +579,7 @@ async function transferBatch(
           connection.close();
           return;
         }
-        const settled = outcome.then((o) => settle(job, offset, o, { queue, later, io, receiver, signal: options.signal }, emit));
+        const settled = outcome.then((o) => settle(job, size, offset, o, { queue, later, io, receiver, signal: options.signal }, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }
@@ -605,7 +614,7 @@ function pathOf(remotePath: string | undefined): { remotePath?: string } {
 }
 
 /** Applies the receiver's verdict on one body. */
-function settle(job: Job, offset: number, outcome: Outcome, { queue, later, io, receiver, signal }: SettleContext, emit: (event: SendEvent) => void): void {
+function settle(job: Job, size: number, offset: number, outcome: Outcome, { queue, later, io, receiver, signal }: SettleContext, emit: (event: SendEvent) => void): void {
   const { file, result } = job;
   file.release();
   if (outcome.type === 'done') {
@@ -617,7 +626,7 @@ function settle(job: Job, offset: number, outcome: Outcome, { queue, later, io, 
       io.cache?.setReceipt({ receiver, name: file.name, file: file.identity, hash: outcome.hash, receipt: outcome.receipt });
       io.saveSoon();
     }
-    emit({ type: 'verified', path: file.path, name: file.name, size: file.size, hash: outcome.hash, ...pathOf(outcome.path), resumedFrom: offset });
+    emit({ type: 'verified', path: file.path, name: file.name, size, hash: outcome.hash, ...pathOf(outcome.path), resumedFrom: offset });
     return;
   }
   if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0 && file.rereadable) {
@@ -636,6 +645,8 @@ function settle(job: Job, offset: number, outcome: Outcome, { queue, later, io, 
 interface BodyPlan {
   job: Job;
   id: number;
+  /** As announced in the header. */
+  size: number;
   offset: number;
   hasher: Hasher | undefined;
 }
@@ -648,7 +659,7 @@ interface BodyPlan {
  */
 async function streamBody(
   connection: SenderConnection,
-  { job, id, offset, hasher }: BodyPlan,
+  { job, id, size, offset, hasher }: BodyPlan,
   io: LocalIo,
   options: SendOptions,
   emit: (event: SendEvent) => void,
@@ -659,9 +670,9 @@ async function streamBody(
   const sent = (bytes: number) => {
     result.bytesSent += bytes;
     const now = performance.now();
-    if (now - lastProgress < PROGRESS_INTERVAL_MS && position < file.size) return;
+    if (now - lastProgress < PROGRESS_INTERVAL_MS && position < size) return;
     lastProgress = now;
-    const progress = { path: file.path, name: file.name, bytes: position, size: file.size };
+    const progress = { path: file.path, name: file.name, bytes: position, size };
     emit({ type: 'progress', ...progress });
     options.onProgress?.(progress);
   };
@@ -673,7 +684,8 @@ async function streamBody(
       position += block.length;
       sent(block.length);
     },
-    { signal: options.signal, keepsBlocks: true, checkUnchanged: hasher !== undefined },
+    // Exactly the length the body frame promised, whatever the source holds by now.
+    { length: size - offset, signal: options.signal, keepsBlocks: true, checkUnchanged: hasher !== undefined },
   );
   // Sent: the room goes to the files still being hashed (a retry reads the file again).
   file.release();

@@ -32,8 +32,11 @@ export interface Source {
    * prefix check and a re-send after a hash mismatch need that.
    */
   readonly rereadable: boolean;
-  /** XXH64 of the whole content once known; empty until then (it may be computed while the body is sent). */
-  readonly hash: string;
+  /**
+   * XXH64 of the whole content once known; empty until then. The sender sets it when it learns
+   * it otherwise: from a receipt for this unchanged content, or computed while the body was sent.
+   */
+  hash: string;
   /** What the hash cache and upload receipts key on; undefined when it has no lasting identity. */
   readonly identity: FileIdentity | undefined;
   /**

@@ -8,7 +8,8 @@
  *     over the receiver's nonce (and the token proof if asked).
  *  3. Send headers up to PIPELINE_DEPTH ahead of the bodies, with the receipt of an earlier
  *     upload of the same file, unchanged since, when we hold one; for each answer in order:
- *     `skip` → already there (the receipt held); `refuse` → reported; `accept` → if it offers
+ *     `skip` → already there (the receipt held); `refuse` → reported (`BUSY`: set aside
+ *     and asked again after a back-off, while the others go on); `accept` → if it offers
  *     an offset, compare its prefixHash with our own first `offset` bytes, then stream the
  *     body from that offset (or from 0 when the prefix differs). A `done` confirms the file
  *     (and brings a receipt, kept for the next send), `failed` reports why.
@@ -308,7 +309,7 @@ function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit:
   } else if (ftError) {
     finish(job, 'failed', ftError, emit);
   } else {
-    Object.assign(job.result, { size: job.file.size, hash: job.file.hash });
+    Object.assign(job.result, { size: job.file.size ?? 0, hash: job.file.hash });
   }
   job.isHashed = true;
   job.hashed();

@@ -6,6 +6,8 @@ export { send, type SendOptions, type SendReport, type FileResult, type FileStat
 export { serve, Receiver, SERVE_DEFAULTS, type ServeOptions } from './receiver/server.js';
 export type { ReceiverEvent, SendEvent } from './ingest/events.js';
 export { defaultHashCachePath } from './sender/hash-cache.js';
+export { tcpConnector } from './transport/tcp-connector.js';
+export type { Connector, ConnectTarget, ConnectorOptions } from './transport/connector.js';
 export { defaultSenderKeyPath } from './auth/owner-key.js';
 export { discover, ReceiverWatcher, type Claim, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
 export { FtError, ERROR_CODES, EXIT, exitCodeFor, type ErrorCode } from './errors.js';

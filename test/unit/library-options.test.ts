@@ -98,6 +98,7 @@ describe('send() options', () => {
     ...timeoutCases('idleTimeoutMs'),
     ...textCases('hashCache'),
     ...fsCases,
+    ...functionCases('connect'),
   ];
 
   it.each(cases)('%s = %o is USAGE, naming the option and the value', async (name, value, got) => {

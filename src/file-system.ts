@@ -130,33 +130,54 @@ export function lstatIfExists(fs: FileSystem, file: string): nodeFs.Stats | unde
 
 /**
  * Feeds `length` bytes of an open file from `start` to `consume`, in large blocks, reading the
- * next block while the current one is consumed. `consume` must not keep the block it is given.
+ * next block while the current one is consumed (and awaited, when `consume` returns a promise:
+ * a slow consumer slows the reads, so at most two blocks are in memory). By default two
+ * buffers take turns, so `consume` must not keep the block it is given; with `keepsBlocks`
+ * each block is a buffer of its own (a socket holds on to what it was given until it is sent).
+ * Resolves with the bytes read: fewer than `length` when the file ends first.
  */
 export async function readRange(
   handle: FileHandle,
   start: number,
   length: number,
-  consume: (block: Buffer) => void,
+  consume: (block: Buffer) => void | Promise<void>,
+  options: { keepsBlocks?: boolean } = {},
 ): Promise<number> {
   const size = Math.min(READ_BLOCK_BYTES, Math.max(length, 1));
-  const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
-  const read = (into: Buffer, at: number) =>
-    handle.read(into, 0, Math.min(size, length - at), start + at).then(({ bytesRead }) => into.subarray(0, bytesRead));
+  const buffers = options.keepsBlocks ? undefined : [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+  const read = (turn: number, at: number) => {
+    const into = buffers?.[turn] ?? Buffer.allocUnsafe(Math.min(size, length - at));
+    return handle.read(into, 0, Math.min(size, length - at), start + at).then(({ bytesRead }) => into.subarray(0, bytesRead));
+  };
   let done = 0;
   let turn = 0;
-  let next = length > 0 ? read(buffers[0]!, 0) : undefined;
+  let next = length > 0 ? read(0, 0) : undefined;
   while (next) {
     const block = await next;
     if (block.length === 0) break;
     done += block.length;
     turn ^= 1;
-    next = done < length ? read(buffers[turn]!, done) : undefined;
+    next = done < length ? read(turn, done) : undefined;
     try {
-      consume(block);
+      await consume(block);
     } catch (error) {
       await next?.catch(() => undefined);
       throw error;
     }
   }
   return done;
+}
+
+/** Hashes `length` bytes of an open file from `start` (readRange into the hasher); resolves with the bytes read. */
+export function hashRange(
+  handle: FileHandle,
+  start: number,
+  length: number,
+  hasher: { update(data: Uint8Array): void },
+  signal?: AbortSignal,
+): Promise<number> {
+  return readRange(handle, start, length, (block) => {
+    signal?.throwIfAborted();
+    hasher.update(block);
+  });
 }

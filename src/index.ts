@@ -7,6 +7,8 @@ export { serve, Receiver, type ServeOptions } from './receiver/server.js';
 export { SERVE_DEFAULTS, SEND_DEFAULTS, DISCOVER_DEFAULTS } from './defaults.js';
 export type { ReceiverEvent, SendEvent } from './ingest/events.js';
 export { defaultHashCachePath } from './sender/hash-cache.js';
+export { tcpConnector } from './transport/tcp-connector.js';
+export type { Connector, ConnectTarget, ConnectorOptions } from './transport/connector.js';
 export { defaultSenderKeyPath } from './auth/owner-key.js';
 export { discover, ReceiverWatcher, type Claim, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
 export { FtError, ERROR_CODES, WIRE_CODES, LOCAL_CODES, type ErrorCode, type WireCode, type LocalCode } from './errors.js';

@@ -109,6 +109,7 @@ const SEND_RULES: Rules = {
   keepContentBytes: BYTES,
   senderKeyFile: TEXT,
   fs: FILE_SYSTEM,
+  connect: FUNCTION,
 };
 
 export function validateSendOptions(paths: unknown, options: unknown): void {

@@ -1,4 +1,4 @@
-import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { once } from 'node:events';
 import { FtError, toFtError } from '../errors.js';
 import { encodeFrame, FrameDecoder } from '../wire/frame.js';
@@ -22,6 +22,8 @@ import {
 } from '../wire/messages.js';
 import { proofFor } from '../auth/token-proof.js';
 import type { OwnerKey } from '../auth/owner-key.js';
+import type { Connector } from '../transport/connector.js';
+import { tcpConnector } from '../transport/tcp-connector.js';
 
 export type Decision = Accept | Skip | Refuse;
 export type Outcome = Done | Failed;
@@ -39,11 +41,14 @@ export interface ConnectOptions {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   signal: AbortSignal | undefined;
+  /** How the byte stream is opened. @default plain TCP */
+  connect?: Connector;
 }
 
 /**
- * The sender's side of one TCP connection: the greeting, then frames out and replies routed
- * back to whoever waits for that file id. Any failure fails every waiter with one FtError.
+ * The sender's side of one connection, over any duplex byte stream a connector opened: the
+ * greeting, then frames out and replies routed back to whoever waits for that file id. Any
+ * failure fails every waiter with one FtError.
  */
 export class SenderConnection {
   private readonly decoder = new FrameDecoder();
@@ -51,34 +56,63 @@ export class SenderConnection {
   private readonly outcomes = new Map<number, Waiter<Outcome>>();
   private failure: FtError | undefined;
   private rejectFailed: (error: FtError) => void = () => undefined;
-  /** Rejects when the connection fails, for racing against waits on the socket. */
+  /** Rejects when the connection fails, for racing against waits on the stream. */
   private readonly failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
   private helloWaiter: Waiter<ReceiverHello> | undefined;
+  /** The stream's own timers are not ours to set (it need not be a socket): one idle timer of our own. */
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idleMs = 0;
+  private lastActivity = 0;
+  private readonly onIdle: () => void;
   receiverName: string | undefined;
   /** What this connection may use: the features both hellos listed. */
   features = new Set<Feature>();
 
-  private constructor(private readonly socket: net.Socket) {
+  private constructor(
+    private readonly socket: Duplex,
+    timeoutMessage: (idleMs: number) => string,
+  ) {
     this.failed.catch(() => undefined);
+    this.onIdle = () => {
+      this.idleTimer = undefined;
+      if (this.failure) return;
+      const quiet = performance.now() - this.lastActivity;
+      if (quiet < this.idleMs) return this.armIdle(this.idleMs - quiet);
+      this.socket.destroy(new FtError('TIMEOUT', timeoutMessage(this.idleMs)));
+    };
   }
 
   static async open(options: ConnectOptions): Promise<SenderConnection> {
     const { host, port, signal } = options;
     signal?.throwIfAborted();
-    const socket = net.connect({ host, port });
-    const connection = new SenderConnection(socket);
-    const onAbort = () => socket.destroy(new FtError('ABORTED', 'send was cancelled'));
+    const connect = options.connect ?? tcpConnector;
+    let stream: Duplex;
+    try {
+      stream = await connect({ host, port }, { signal, timeoutMs: options.connectTimeoutMs });
+    } catch (error) {
+      if (signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
+      if (error instanceof FtError) throw error;
+      throw new FtError('CONNECT_FAILED', `${host}:${port}: ${(error as Error)?.message ?? String(error)}`, {}, { cause: error });
+    }
+    if (stream.destroyed) throw new FtError('CONNECT_FAILED', `${host}:${port}: the connection closed as it opened`);
+    const connection: SenderConnection = new SenderConnection(stream, (ms: number): string =>
+      connection.helloWaiter ? `${host}:${port} did not answer within ${ms} ms` : `${host}:${port} was silent for ${ms} ms`,
+    );
+    if (signal?.aborted) {
+      stream.destroy();
+      throw new FtError('ABORTED', 'send was cancelled');
+    }
+    const onAbort = () => stream.destroy(new FtError('ABORTED', 'send was cancelled'));
     signal?.addEventListener('abort', onAbort, { once: true });
-    socket.once('close', () => signal?.removeEventListener('abort', onAbort));
-    socket.setTimeout(options.connectTimeoutMs);
-    socket.on('timeout', () => {
-      const what = connection.helloWaiter ? `did not answer within ${options.connectTimeoutMs} ms` : `was silent for ${options.idleTimeoutMs} ms`;
-      socket.destroy(new FtError('TIMEOUT', `${host}:${port} ${what}`));
+    stream.once('close', () => {
+      signal?.removeEventListener('abort', onAbort);
+      connection.stopIdle();
     });
     const hello = new Promise<ReceiverHello>((resolve, reject) => (connection.helloWaiter = { resolve, reject }));
     connection.listen(host, port);
+    connection.startIdle(options.connectTimeoutMs);
     const greeting = await hello;
-    socket.setTimeout(options.idleTimeoutMs);
+    connection.startIdle(options.idleTimeoutMs);
     if (greeting.version !== PROTOCOL_VERSION) {
       connection.close();
       throw new FtError('UNSUPPORTED_VERSION', `receiver speaks protocol version ${greeting.version}, this ft speaks ${PROTOCOL_VERSION}`);
@@ -112,10 +146,32 @@ export class SenderConnection {
     return connection;
   }
 
+  /** A timeout of no bytes in either direction (what net.Socket#setTimeout measured). */
+  private startIdle(ms: number): void {
+    this.idleMs = ms;
+    this.touch();
+    this.stopIdle();
+    this.armIdle(ms);
+  }
+
+  private armIdle(ms: number): void {
+    if (this.failure) return;
+    this.idleTimer = setTimeout(this.onIdle, ms);
+  }
+
+  private stopIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  private touch(): void {
+    this.lastActivity = performance.now();
+  }
+
   private listen(host: string, port: number): void {
     const { socket } = this;
-    socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
+      this.touch();
       try {
         for (const item of this.decoder.push(chunk)) {
           if (item.kind === 'error') throw item.error;
@@ -203,6 +259,7 @@ export class SenderConnection {
       for (const waiter of waiters.values()) waiter.reject(error);
       waiters.clear();
     }
+    this.stopIdle();
     this.socket.destroy();
   }
 
@@ -210,6 +267,11 @@ export class SenderConnection {
   check(): void {
     if (this.failure) throw this.failure;
   }
+
+  /** Bytes handed on by the stream count as activity, as they did for the socket's timeout. */
+  private readonly written = (error?: Error | null) => {
+    if (!error) this.touch();
+  };
 
   /** Writes a frame; false means the socket buffer is full (await `drain`). */
   write(message: SenderMessage): boolean {
@@ -219,13 +281,13 @@ export class SenderConnection {
       this.socket.cork();
       process.nextTick(() => this.socket.uncork());
     }
-    return this.socket.write(encodeFrame(message as unknown as Record<string, unknown>));
+    return this.socket.write(encodeFrame(message as unknown as Record<string, unknown>), this.written);
   }
 
   /** Writes raw body bytes, waiting while the receiver is slower than we are. */
   async writeRaw(data: Buffer): Promise<void> {
     this.check();
-    if (!this.socket.write(data)) await this.drain();
+    if (!this.socket.write(data, this.written)) await this.drain();
   }
 
   async drain(): Promise<void> {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { sameIdentity, type FileIdentity } from '../file-system.js';
 import { HASH_PATTERN, RECEIPT_PATTERN } from '../wire/messages.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffDelay, waitFor, type Backoff } from '../retry.js';
 
 /** What a cached hash is valid for: the same file (device, inode) unchanged since (size, mtime, ctime). */
 export type { FileIdentity } from '../file-system.js';
@@ -47,6 +47,8 @@ const MAX_FILE_BYTES = 128 * 1024 * 1024;
 /** How long a save waits for another process's save; a lock older than STALE_LOCK_MS was left by a killed one. */
 const LOCK_WAIT_MS = 2000;
 const STALE_LOCK_MS = 10_000;
+/** Another save holds the lock for a few ms: look again soon, then less and less often. */
+const LOCK_BACKOFF: Backoff = { baseMs: 20, maxMs: 200 };
 
 /** Where the ft command keeps it: $XDG_CACHE_HOME/ft/hashes.json, else ~/.cache/ft/hashes.json. */
 export function defaultHashCachePath(): string {
@@ -254,7 +256,7 @@ async function readCacheFile(file: string): Promise<{ hashes?: Map<string, HashE
  */
 async function lock(file: string): Promise<(() => Promise<void>) | undefined> {
   const deadline = performance.now() + LOCK_WAIT_MS;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     try {
       await (await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)).close();
       return () => fs.unlink(file).catch(() => undefined);
@@ -266,8 +268,9 @@ async function lock(file: string): Promise<(() => Promise<void>) | undefined> {
       await fs.unlink(file).catch(() => undefined);
       continue;
     }
-    if (performance.now() >= deadline) return undefined;
-    await sleep(10 + Math.random() * 40);
+    const left = deadline - performance.now();
+    if (left <= 0) return undefined;
+    await waitFor(Math.min(left, backoffDelay(LOCK_BACKOFF, attempt)));
   }
 }
 

@@ -1,9 +1,9 @@
 import nodeFs, { constants, type Stats } from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../errors.js';
-import { createHasher, hashBytes, type Hasher } from '../hashing.js';
+import { createHasher, hashBytes } from '../hashing.js';
 import { escapeForDisplay } from '../names/safe-name.js';
-import { nodeFileSystem, readRange, type FileHandle, type FileSystem } from '../file-system.js';
+import { hashRange, nodeFileSystem, type FileHandle, type FileSystem } from '../file-system.js';
 import type { FileIdentity, HashCache } from './hash-cache.js';
 
 /** A local file to send and the name it gets on the receiver. */
@@ -298,10 +298,7 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: Ha
       file.hash = cached ?? '';
       return;
     }
-    const read = await readRange(handle, 0, stat.size, (block) => {
-      options.signal?.throwIfAborted();
-      hasher.update(block);
-    });
+    const read = await hashRange(handle, 0, stat.size, hasher, options.signal);
     if (read !== stat.size) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} shrank while it was hashed`);
     file.hash = hasher.digest();
     options.cache?.set(identity, file.hash);
@@ -439,25 +436,3 @@ export async function hashLocalFiles(
 }
 
 const HASH_CONCURRENCY = 8;
-
-/**
- * XXH64 of the first `length` bytes, to check a receiver's partial before resuming it; the
- * hasher can go on to take the rest of the file.
- */
-export async function hashLocalPrefix(file: LocalFile, length: number, fs: FileSystem, signal?: AbortSignal): Promise<Hasher> {
-  const hasher = await createHasher();
-  if (file.content) {
-    hasher.update(file.content.subarray(0, length));
-    return hasher;
-  }
-  const { handle } = await openListed(file, fs);
-  try {
-    await readRange(handle, 0, length, (block) => {
-      signal?.throwIfAborted();
-      hasher.update(block);
-    });
-  } finally {
-    await handle.close();
-  }
-  return hasher;
-}

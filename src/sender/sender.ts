@@ -8,7 +8,8 @@
  *     over the receiver's nonce (and the token proof if asked).
  *  3. Send headers up to PIPELINE_DEPTH ahead of the bodies, with the receipt of an earlier
  *     upload of the same file, unchanged since, when we hold one; for each answer in order:
- *     `skip` → already there (the receipt held); `refuse` → reported; `accept` → if it offers
+ *     `skip` → already there (the receipt held); `refuse` → reported (`BUSY`: set aside
+ *     and asked again after a back-off, while the others go on); `accept` → if it offers
  *     an offset, compare its prefixHash with our own first `offset` bytes, then stream the
  *     body from that offset (or from 0 when the prefix differs). A `done` confirms the file
  *     (and brings a receipt, kept for the next send), `failed` reports why.
@@ -17,28 +18,18 @@
  *     MAX_FILES_PER_CONNECTION headers, the connection is finished the same way and the rest
  *     goes over a new one.
  */
-import type { Stats } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FtError, toFtError, type ErrorCode } from '../errors.js';
-import { nodeFileSystem, READ_BLOCK_BYTES, type FileHandle, type FileSystem } from '../file-system.js';
+import { nodeFileSystem, type FileSystem } from '../file-system.js';
 import { createHasher, type Hasher } from '../hashing.js';
+import { backoffDelay, waitFor, type Backoff } from '../retry.js';
+import type { Connector } from '../transport/connector.js';
 import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
-import { sameIdentity } from '../file-system.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
-import {
-  collectFiles,
-  dropContent,
-  hashLocalFile,
-  hashLocalFiles,
-  hashLocalPrefix,
-  KeepBudget,
-  localFileError,
-  openListed,
-  type HashOptions,
-  type LocalFile,
-} from './local-files.js';
+import { collectFiles, hashLocalFiles, KeepBudget, localFileError, type LocalFile } from './local-files.js';
+import { FileSource } from './file-source.js';
+import type { Source } from './source.js';
 import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from '../auth/owner-key.js';
 import { SenderConnection, type Outcome } from './connection.js';
 import { validateSendOptions } from '../options.js';
@@ -57,7 +48,11 @@ export interface SendOptions {
   onProgress?: (progress: { path: string; name: string; bytes: number; size: number }) => void;
   /** Reconnect attempts after a lost connection. @default 5 */
   retries?: number;
-  /** First back-off delay in ms; it doubles each attempt, up to 10 s. @default 500 */
+  /**
+   * First back-off delay in ms; it doubles each attempt, up to 10 s. Each delay is lengthened
+   * by up to as much again, at random (still at most 10 s), so senders do not come back in step.
+   * @default 500
+   */
   retryDelayMs?: number;
   /** Shared secret, when the receiver requires one. */
   token?: string;
@@ -94,6 +89,11 @@ export interface SendOptions {
   senderKeyFile?: string;
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
+  /**
+   * Opens the byte stream to the receiver (TLS, a tunnel, a test's in-memory pipe…): given
+   * `{ host, port }` and `{ signal, timeoutMs }`, resolves with a Duplex. @default plain TCP
+   */
+  connect?: Connector;
 }
 
 export type FileStatus = 'sent' | 'resumed' | 'skipped' | 'refused' | 'failed';
@@ -129,13 +129,17 @@ export interface SendReport {
 /** Headers sent ahead of their bodies, so many small files do not cost a round trip each. */
 const PIPELINE_DEPTH = 32;
 const MAX_RETRY_DELAY_MS = 10_000;
+/** A file refused BUSY is asked for again after this back-off, at most MAX_BUSY_RETRIES times (75–80 s in all). */
+const BUSY_BACKOFF: Backoff = { baseMs: 1000, maxMs: MAX_RETRY_DELAY_MS };
 const MAX_BUSY_RETRIES = 10;
+const busyDelay = (retry: number) => backoffDelay(BUSY_BACKOFF, retry);
 /** Small files' bytes kept in memory from hashing to sending, in all. */
 const KEEP_CONTENT_BUDGET_BYTES = SEND_DEFAULTS.keepContentBytes;
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY']);
 
 interface Job {
-  file: LocalFile;
+  /** What is sent; the transfer needs only the Source interface (files are hashed up front by local-files.ts). */
+  file: Source;
   result: FileResult;
   /** Resolves once the file is hashed (or failed to be); `isHashed` says the same synchronously. */
   ready: Promise<void>;
@@ -144,12 +148,18 @@ interface Job {
   /** Times the receiver found our content wrong; once is retried after re-hashing. */
   mismatches: number;
   busyRetries: number;
+  /** A file refused BUSY is not asked for again before this (performance.now()). */
+  notBefore: number;
+  /** Hashed before its header goes out: the receiver does not take the hash after the body. */
+  hashFirst: boolean;
   finished: boolean;
 }
 
 /** Knobs for tests, not part of the library's options. */
 export interface SendLimits {
   maxFilesPerConnection: number;
+  /** The back-off before asking again for a file refused BUSY. @default BUSY_BACKOFF with jitter */
+  busyDelayMs?: (retry: number) => number;
 }
 
 /** How long a receipt waits in memory before it is saved (a sender killed mid-batch keeps the rest). */
@@ -177,11 +187,12 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   emit({ type: 'collected', files: files.length + problems.length, bytes: files.reduce((sum, file) => sum + file.size, 0) });
   // A path that cannot be sent is a job that fails at once, so it is reported like any other file.
   const failedPaths = problems.map(({ path, name, error }) => ({ file: { path, name, size: 0, mtimeMs: 0, hash: '' }, error }));
-  const jobs: Job[] = [...files, ...failedPaths.map((p) => p.file)].map((file) => {
+  const sources = [...files, ...failedPaths.map((p) => p.file)].map((listed) => new FileSource(listed, fs));
+  const jobs: Job[] = sources.map((file) => {
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));
-    const result: FileResult = { path: file.path, name: file.name, size: file.size, hash: '', status: 'failed', bytesSent: 0 };
-    return { file, result, mismatches: 0, busyRetries: 0, finished: false, isHashed: false, ready, hashed };
+    const result: FileResult = { path: file.path, name: file.name, size: file.size ?? 0, hash: '', status: 'failed', bytesSent: 0 };
+    return { file, result, mismatches: 0, busyRetries: 0, notBefore: 0, hashFirst: false, finished: false, isHashed: false, ready, hashed };
   });
   for (const [i, { error }] of failedPaths.entries()) finish(jobs[files.length + i]!, 'failed', error, emit);
   if (options.senderKeyFile !== undefined && (typeof options.senderKeyFile !== 'string' || options.senderKeyFile === '')) {
@@ -193,10 +204,10 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
   const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
-  const io: LocalIo = { fs, cache, budget, hashing: new Set(), ownerKey, saveSoon: saver(cache) };
-  const byFile = new Map(jobs.map((job) => [job.file, job]));
+  const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, saveSoon: saver(cache) };
+  const byFile = new Map(sources.map((source, i) => [source as LocalFile, jobs[i]!]));
   const hashing = hashLocalFiles(
-    jobs.filter((job) => !job.finished).map((job) => job.file),
+    sources.filter((_, i) => !jobs[i]!.finished),
     fs,
     {
       signal: options.signal,
@@ -299,32 +310,36 @@ function hashed(job: Job, error: unknown, signal: AbortSignal | undefined, emit:
   } else if (ftError) {
     finish(job, 'failed', ftError, emit);
   } else {
-    Object.assign(job.result, { size: job.file.size, hash: job.file.hash });
+    Object.assign(job.result, { size: job.file.size ?? 0, hash: job.file.hash });
   }
   job.isHashed = true;
   job.hashed();
 }
 
 /**
- * Hashes a job's file again in the background (the receiver found its hash wrong); the job
- * waits in the queue meanwhile, and send() waits for the hashing before it ends.
+ * Hashes a job's file (again) in the background, never from the cache: the receiver found its
+ * hash wrong, or needs it in the header. The job waits in the queue meanwhile, and send() waits
+ * for the hashing before it ends.
  */
-function hashAgain(job: Job, io: LocalIo, options: HashOptions, emit: (event: SendEvent) => void): void {
+function hashAgain(job: Job, io: LocalIo, signal: AbortSignal | undefined, emit: (event: SendEvent) => void): void {
   job.isHashed = false;
   job.ready = new Promise<void>((resolve) => (job.hashed = resolve));
-  // Not kept: it goes to the back of the queue, and bytes held there could starve the files
-  // before it of room while they wait for it (it is read again when sent).
-  dropContent(job.file);
-  const hashing = hashLocalFile(job.file, io.fs, options).then(
-    () => hashed(job, undefined, options.signal, emit),
-    (error: unknown) => hashed(job, error, options.signal, emit),
+  // Not kept (hashNow releases it): it may go to the back of the queue, and bytes held there
+  // could starve the files before it of room while they wait for it (it is read again when sent).
+  const hashing = job.file.hashNow(signal).then(
+    () => {
+      // Fresh, so it replaces any stale entry: the next run need not read the file again.
+      if (job.file.identity && job.file.hash) io.cache?.set(job.file.identity, job.file.hash);
+      hashed(job, undefined, signal, emit);
+    },
+    (error: unknown) => hashed(job, error, signal, emit),
   );
   io.hashing.add(hashing);
   void hashing.finally(() => io.hashing.delete(hashing));
 }
 
 /** A read of our own file failed: that file fails, the others go on. */
-function unreadable(file: LocalFile, error: unknown): FtError {
+function unreadable(file: Source, error: unknown): FtError {
   return localFileError(file.path, error);
 }
 
@@ -333,13 +348,12 @@ function finish(job: Job, status: 'refused' | 'failed', error: FtError, emit: (e
   const { code, message } = error;
   Object.assign(job.result, { status, code, message });
   job.finished = true;
-  dropContent(job.file);
+  job.file.release();
   emit({ type: status, path: job.file.path, name: job.file.name, code, message });
 }
 
 /** Where the sender reads from, the hashes it remembers, and the hashing still running. */
 interface LocalIo {
-  fs: FileSystem;
   cache: HashCache | undefined;
   /** Small files' content kept from hashing to sending. */
   budget: KeepBudget;
@@ -380,12 +394,10 @@ async function transferAll(
       if (!retryable || attempt >= retries) {
         throw Object.assign(ftError, { details: { ...ftError.details, results: jobs.map((j) => j.result) } });
       }
-      const delayMs = Math.min((options.retryDelayMs ?? SEND_DEFAULTS.retryDelayMs) * 2 ** attempt, MAX_RETRY_DELAY_MS);
+      const delayMs = backoffDelay({ baseMs: options.retryDelayMs ?? SEND_DEFAULTS.retryDelayMs, maxMs: MAX_RETRY_DELAY_MS }, attempt);
       attempt += 1;
       emit({ type: 'retrying', attempt, delayMs, code: ftError.code, message: ftError.message });
-      await sleep(delayMs, undefined, { signal: options.signal }).catch(() => {
-        throw new FtError('ABORTED', 'send was cancelled');
-      });
+      await waitFor(delayMs, options.signal);
     }
   }
   const results = jobs.map((job) => job.result);
@@ -411,10 +423,16 @@ async function transferBatch(
   attempt: number,
   onConnected: () => void,
 ): Promise<void> {
-  const { fs } = io;
   const port = options.port ?? SEND_DEFAULTS.port;
+  // Files refused BUSY wait out their back-off; when only they are left, the wait is here, unconnected.
+  const earliest = todo.reduce((min, job) => Math.min(min, job.notBefore), Infinity);
+  const waitMs = earliest - performance.now();
+  if (waitMs > 0) await waitFor(waitMs, options.signal);
+  const now = performance.now();
+  const queue = todo.filter((job) => job.notBefore <= now);
+  const delayed = todo.filter((job) => job.notBefore > now);
   // No connection sits idle while the first (perhaps huge) file is hashed.
-  await todo[0]?.ready;
+  await queue[0]?.ready;
   if (todo.every((job) => job.finished)) return;
   const connection = await SenderConnection.open({
     host: options.host,
@@ -424,32 +442,67 @@ async function transferBatch(
     connectTimeoutMs: options.connectTimeoutMs ?? SEND_DEFAULTS.connectTimeoutMs,
     idleTimeoutMs: options.idleTimeoutMs ?? SEND_DEFAULTS.idleTimeoutMs,
     signal: options.signal,
+    connect: options.connect,
   });
   onConnected();
   emit({ type: 'connected', host: options.host, port, attempt });
   // Receipts are kept for, and shown only to, the receiver that issued them.
   const receiver: ReceiverId = { name: connection.receiverName ?? '', host: options.host, port };
+  // Without it, every header carries its hash: a file whose hash was left for after the body is hashed first.
+  const trailingHash = connection.features.has('trailing-hash');
   let nextId = 1;
   // Every header counts, re-sent ones too: the receiver counts them all.
   let headersLeft = limits.maxFilesPerConnection;
-  const queue = [...todo];
-  const inFlight: Array<{ job: Job; id: number; stored: StoredReceipt | undefined; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
+  /** Asked again after its back-off, on this connection if it is still open then, else on a later one. */
+  const later = (job: Job) => {
+    job.notBefore = performance.now() + (limits.busyDelayMs ?? busyDelay)(job.busyRetries++);
+    // Its kept bytes must not hold up the files after it, which may wait for room.
+    job.file.release();
+    delayed.push(job);
+  };
+  const promoteDue = () => {
+    const now = performance.now();
+    for (let i = 0; i < delayed.length; ) {
+      if (delayed[i]!.notBefore <= now) queue.push(...delayed.splice(i, 1));
+      else i += 1;
+    }
+  };
+  /** `size` is what the header announced: the body and its events hold to it. */
+  const inFlight: Array<{ job: Job; id: number; size: number; stored: StoredReceipt | undefined; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
   const outcomes: Promise<void>[] = [];
   const sendHeaders = () => {
+    promoteDue();
     while (headersLeft > 0 && queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
-      const job = queue.shift()!;
-      if (job.finished) continue;
+      const job = queue[0]!;
+      if (job.finished) {
+        queue.shift();
+        continue;
+      }
       const { file } = job;
-      const id = nextId++;
+      if (file.size === undefined) {
+        // The interface allows it (a stream); the protocol's header needs a size until a late-size feature.
+        queue.shift();
+        finish(job, 'failed', new FtError('LOCAL_FILE', `${escapeForDisplay(file.path)}: its size is not known, and this receiver needs it up front`), emit);
+        continue;
+      }
       const stored = file.identity ? io.cache?.receiptFor(receiver, file.name, file.identity, file.hash || undefined) : undefined;
       // The receipt pins the hash of the file it was issued for, which is this one unchanged.
       if (stored && !file.hash) file.hash = job.result.hash = stored.hash;
-      const header: FileHeader = { type: 'file', id, filename: file.name, size: file.size };
+      if (!file.hash && !trailingHash) {
+        // It stays first, so the files keep their order.
+        job.hashFirst = true;
+        hashAgain(job, io, options.signal, emit);
+        return;
+      }
+      queue.shift();
+      const id = nextId++;
+      const { size } = file;
+      const header: FileHeader = { type: 'file', id, filename: file.name, size };
       // No hash yet: it follows the body.
       if (file.hash) header.hash = file.hash;
       if (stored) header.receipt = stored.receipt;
       headersLeft -= 1;
-      inFlight.push({ job, id, stored, decision: connection.sendHeader(header) });
+      inFlight.push({ job, id, size, stored, decision: connection.sendHeader(header) });
     }
   };
   try {
@@ -457,44 +510,48 @@ async function transferBatch(
       sendHeaders();
       if (inFlight.length === 0) {
         if (queue.length > 0 && headersLeft > 0) {
+          if (queue[0]!.hashFirst && !queue[0]!.isHashed) {
+            // Hashing a large file first could outlast the idle timeout: once the verdicts owed
+            // are in, wait for it unconnected (the next connection opens when it is ready).
+            await Promise.all(outcomes.splice(0));
+            if (!queue[0]!.isHashed) break;
+            continue;
+          }
           await queue[0]!.ready;
           continue;
         }
         // Verdicts still to come may put a job back in the queue (a hash mismatch is retried once).
         await Promise.all(outcomes.splice(0));
+        promoteDue();
         if (queue.length > 0 && headersLeft > 0) continue;
-        // Done, or this connection has taken all the headers it may: the rest go over a new one.
+        // Done, or this connection has taken all the headers it may (the rest go over a new one),
+        // or only files waiting out a BUSY back-off are left (they go over a new one after it).
         break;
       }
-      const { job, id, stored, decision: pendingDecision } = inFlight.shift()!;
+      const { job, id, size, stored, decision: pendingDecision } = inFlight.shift()!;
       const decision = await pendingDecision;
       const { file, result } = job;
       if (decision.type === 'skip') {
         // Still honoured: kept as the newest, so the bound drops it last.
         if (stored) io.cache?.setReceipt(stored);
         Object.assign(result, { status: 'skipped' }, pathOf(decision.path));
-        dropContent(file);
+        file.release();
         job.finished = true;
         emit({ type: 'skipped', path: file.path, name: file.name, ...pathOf(decision.path) });
       } else if (decision.type === 'refuse') {
-        if (decision.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) {
-          // Another connection holds the same content (perhaps our own previous one, until the
-          // receiver notices it is gone): ask again, waiting longer each time (about 75 s in all).
-          await sleep(Math.min(1000 * 2 ** job.busyRetries++, MAX_RETRY_DELAY_MS), undefined, { signal: options.signal });
-          // Back of the queue: its kept bytes must not hold up the files before it, which may wait for room.
-          dropContent(file);
-          queue.push(job);
-        } else {
-          finish(job, 'refused', new FtError(decision.code, decision.message), emit);
-        }
+        // Another upload holds the same file, or the receiver is at a limit: ask again later,
+        // while the other files go on.
+        if (decision.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) later(job);
+        else finish(job, 'refused', new FtError(decision.code, decision.message), emit);
       } else {
-        if (decision.offset > file.size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
+        if (decision.offset > size) throw new FtError('BAD_MESSAGE', `receiver offered offset ${decision.offset} past the end of ${file.name}`);
         // The receiver no longer holds what the receipt was for (the stored file changed, or it has a new key).
         if (stored) io.cache?.dropReceipt(receiver, stored.name, stored.file);
-        let offset = decision.offset;
+        // A source read only once cannot check the receiver's prefix: it starts again.
+        let offset = file.rereadable ? decision.offset : 0;
         let hasher: Hasher | undefined;
         try {
-          hasher = offset > 0 ? await hashLocalPrefix(file, offset, fs, options.signal) : undefined;
+          hasher = offset > 0 ? await hashPrefix(file, offset, options.signal) : undefined;
         } catch (error) {
           const ours = error instanceof FtError && (error.code === 'FILE_CHANGED' || error.code === 'LOCAL_FILE');
           if (options.signal?.aborted || (error instanceof FtError && !ours)) throw error;
@@ -511,11 +568,11 @@ async function transferBatch(
         // A header without a hash: hash the bytes as they go (after the prefix), and send the result after them.
         if (!file.hash) hasher ??= await createHasher();
         else hasher = undefined;
-        const outcome = connection.startBody({ type: 'body', id, offset, length: file.size - offset });
-        emit({ type: 'started', path: file.path, name: file.name, size: file.size, offset });
+        const outcome = connection.startBody({ type: 'body', id, offset, length: size - offset });
+        emit({ type: 'started', path: file.path, name: file.name, size, offset });
         result.resumedFrom = offset;
         try {
-          await streamBody(connection, { job, id, offset, hasher }, io, options, emit);
+          await streamBody(connection, { job, id, size, offset, hasher }, io, options, emit);
         } catch (error) {
           if (!(error instanceof FtError) || (error.code !== 'FILE_CHANGED' && error.code !== 'LOCAL_FILE')) throw error;
           // The body promised bytes we do not have (or its hash would confirm a torn copy): this
@@ -524,7 +581,7 @@ async function transferBatch(
           connection.close();
           return;
         }
-        const settled = outcome.then((o) => settle(job, offset, o, { queue, io, receiver, signal: options.signal }, emit));
+        const settled = outcome.then((o) => settle(job, size, offset, o, { queue, later, io, receiver, signal: options.signal }, emit));
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }
@@ -536,9 +593,18 @@ async function transferBatch(
   }
 }
 
+/** XXH64 of the source's first `length` bytes, to check a receiver's partial; the hasher can go on to take the rest. */
+async function hashPrefix(source: Source, length: number, signal: AbortSignal | undefined): Promise<Hasher> {
+  const hasher = await createHasher();
+  await source.read(0, (block) => hasher.update(block), { length, signal });
+  return hasher;
+}
+
 /** Where a settled body goes on: the queue for a re-send, and what a receipt is kept for. */
 interface SettleContext {
   queue: Job[];
+  /** Puts a job back after its BUSY back-off. */
+  later: (job: Job) => void;
   io: LocalIo;
   receiver: ReceiverId;
   signal: AbortSignal | undefined;
@@ -550,9 +616,9 @@ function pathOf(remotePath: string | undefined): { remotePath?: string } {
 }
 
 /** Applies the receiver's verdict on one body. */
-function settle(job: Job, offset: number, outcome: Outcome, { queue, io, receiver, signal }: SettleContext, emit: (event: SendEvent) => void): void {
+function settle(job: Job, size: number, offset: number, outcome: Outcome, { queue, later, io, receiver, signal }: SettleContext, emit: (event: SendEvent) => void): void {
   const { file, result } = job;
-  dropContent(file);
+  file.release();
   if (outcome.type === 'done') {
     delete result.remotePath;
     Object.assign(result, { status: offset > 0 ? 'resumed' : 'sent', hash: outcome.hash, code: undefined, message: undefined }, pathOf(outcome.path));
@@ -562,15 +628,18 @@ function settle(job: Job, offset: number, outcome: Outcome, { queue, io, receive
       io.cache?.setReceipt({ receiver, name: file.name, file: file.identity, hash: outcome.hash, receipt: outcome.receipt });
       io.saveSoon();
     }
-    emit({ type: 'verified', path: file.path, name: file.name, size: file.size, hash: outcome.hash, ...pathOf(outcome.path), resumedFrom: offset });
+    emit({ type: 'verified', path: file.path, name: file.name, size, hash: outcome.hash, ...pathOf(outcome.path), resumedFrom: offset });
     return;
   }
-  if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0) {
+  if (outcome.code === 'HASH_MISMATCH' && job.mismatches++ === 0 && file.rereadable) {
     // Our file may have changed after hashing: hash it again (never from the cache) and send it once more from the start.
-    hashAgain(job, io, { signal }, emit);
+    hashAgain(job, io, signal, emit);
     queue.push(job);
     return;
   }
+  // Taken over by a newer upload of the same file (or the receiver hit a limit): the upload
+  // stays resumable there; ask again after a back-off, as for a header refused BUSY.
+  if (outcome.code === 'BUSY' && job.busyRetries < MAX_BUSY_RETRIES) return later(job);
   finish(job, 'failed', new FtError(outcome.code, outcome.message), emit);
 }
 
@@ -578,88 +647,53 @@ function settle(job: Job, offset: number, outcome: Outcome, { queue, io, receive
 interface BodyPlan {
   job: Job;
   id: number;
+  /** As announced in the header. */
+  size: number;
   offset: number;
   hasher: Hasher | undefined;
 }
 
 /**
- * Streams [offset, size) of the file: from memory when its bytes were kept from hashing,
- * otherwise reading the next block while the previous one is sent. A body whose header had no
- * hash is followed by its hash, once the file is known not to have changed meanwhile.
+ * Streams [offset, size) of the source, each block awaited by the connection (backpressure).
+ * A body whose header had no hash is followed by its hash, once the source is known not to have
+ * changed meanwhile: one that did is dropped (the caller closes the connection), so the
+ * receiver never keeps a torn copy.
  */
 async function streamBody(
   connection: SenderConnection,
-  { job, id, offset, hasher }: BodyPlan,
+  { job, id, size, offset, hasher }: BodyPlan,
   io: LocalIo,
   options: SendOptions,
   emit: (event: SendEvent) => void,
 ): Promise<void> {
   const { file, result } = job;
   let lastProgress = performance.now();
-  const sent = (block: Buffer, position: number) => {
-    result.bytesSent += block.length;
+  let position = offset;
+  const sent = (bytes: number) => {
+    result.bytesSent += bytes;
     const now = performance.now();
-    if (now - lastProgress < PROGRESS_INTERVAL_MS && position < file.size) return;
+    if (now - lastProgress < PROGRESS_INTERVAL_MS && position < size) return;
     lastProgress = now;
-    const progress = { path: file.path, name: file.name, bytes: position, size: file.size };
+    const progress = { path: file.path, name: file.name, bytes: position, size };
     emit({ type: 'progress', ...progress });
     options.onProgress?.(progress);
   };
-  if (file.content) {
-    const block = file.content.subarray(offset);
-    await connection.writeRaw(block);
-    // Sent: the room goes to the files still being hashed (a retry reads the file again).
-    dropContent(file);
-    return sent(block, file.size);
-  }
-  const { handle } = await openListed(file, io.fs).catch((error: unknown) => {
-    throw error instanceof FtError ? error : unreadable(file, error);
-  });
-  let next: Promise<Buffer> | undefined;
-  try {
-    let position = offset;
-    next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
-    while (next) {
-      const block = await next.catch((error: unknown) => {
-        throw unreadable(file, error);
-      });
-      if (block.length === 0) {
-        connection.close();
-        throw new FtError('FILE_CHANGED', `${file.path} shrank while it was being sent; run the command again`);
-      }
-      position += block.length;
-      next = position < file.size ? readBlock(handle, position, file.size - position) : undefined;
+  await file.read(
+    offset,
+    async (block) => {
       hasher?.update(block);
       await connection.writeRaw(block);
-      sent(block, position);
-    }
-    if (file.size === offset) sent(Buffer.alloc(0), file.size);
-    if (hasher) sendBodyHash(connection, id, file, await handle.stat().catch((error: unknown) => Promise.reject(unreadable(file, error))), hasher, io.cache);
-  } finally {
-    await next?.catch(() => undefined);
-    await handle.close();
-  }
-}
-
-/**
- * The hash of what was sent describes the file only if nothing wrote to it meanwhile; a file
- * that changed is dropped (closing the connection), so the receiver never keeps a torn copy.
- */
-function sendBodyHash(connection: SenderConnection, id: number, file: LocalFile, now: Stats, hasher: Hasher, cache: HashCache | undefined): void {
-  const before = file.identity;
-  const same = before !== undefined && sameIdentity(now, before);
-  if (!same) {
-    connection.close();
-    throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} changed while it was being sent; run the command again`);
-  }
+      position += block.length;
+      sent(block.length);
+    },
+    // Exactly the length the body frame promised, whatever the source holds by now.
+    { length: size - offset, signal: options.signal, keepsBlocks: true, checkUnchanged: hasher !== undefined },
+  );
+  // Sent: the room goes to the files still being hashed (a retry reads the file again).
+  file.release();
+  if (position === offset) sent(0);
+  if (!hasher) return;
   file.hash = hasher.digest();
-  cache?.set(before, file.hash);
+  if (file.identity) io.cache?.set(file.identity, file.hash);
   connection.write({ type: 'hash', id, hash: file.hash });
-}
-
-async function readBlock(handle: FileHandle, position: number, remaining: number): Promise<Buffer> {
-  // A fresh buffer per block: the socket keeps a reference until the bytes are sent.
-  const block = Buffer.allocUnsafe(Math.min(READ_BLOCK_BYTES, remaining));
-  const { bytesRead } = await handle.read(block, 0, block.length, position);
-  return block.subarray(0, bytesRead);
 }

@@ -364,7 +364,8 @@ describe('when retries run out, and the next run', () => {
     const exit = await first.exited;
     expect(exit.code, first.stdout + first.stderr).toBe(5);
     expect(first.lines()).toEqual([expect.stringMatching(/^ft: 0 sent, 0 already there, 1 not sent; [\d.]+ \w+ in /)]);
-    expect(first.stderr).toMatch(/^retry +.*; attempt 1 in 500ms$/m);
+    // The back-off is 500 ms lengthened by up to as much again at random (jitter).
+    expect(first.stderr).toMatch(/^retry +.*; attempt 1 in [5-9]\d\dms$/m);
     expect(first.stderr.trimEnd().split('\n').at(-1)).toMatch(/^ft: .*; run the same command again to resume$/);
 
     // The receiver says so in words.

@@ -102,6 +102,7 @@ describe('send() options', () => {
     ...countCases('keepContentBytes', 0),
     ...textCases('senderKeyFile'),
     ...fsCases,
+    ...functionCases('connect'),
   ];
 
   it.each(cases)('%s = %o is USAGE, naming the option and the value', async (name, value, got) => {

@@ -1,8 +1,7 @@
 /** A local file as a Source: read through openListed's checks, hashed by local-files.ts. */
 import { escapeForDisplay } from '../names/safe-name.js';
 import { FtError } from '../errors.js';
-import { readRange, type FileSystem } from '../file-system.js';
-import { sameIdentity } from '../storage/local/same-content.js';
+import { readRange, sameIdentity, type FileSystem } from '../file-system.js';
 import type { FileIdentity } from './hash-cache.js';
 import { dropContent, hashLocalFile, localFileError, openListed, type KeepBudget, type LocalFile } from './local-files.js';
 import type { BlockConsumer, ReadOptions, Source } from './source.js';

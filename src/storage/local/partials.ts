@@ -6,7 +6,7 @@ import { createHasher, type Hasher } from '../../hashing.js';
 import { Leases, type Lease, type TakeOptions } from '../leases.js';
 import { SMALL_BODY_BYTES } from './body-sink.js';
 import { dropBytes } from './body-writer.js';
-import { isNotFound, lstatIfExists, readRange, type FileHandle, type FileSystem, type OpenFile } from '../../file-system.js';
+import { hashRange, isNotFound, lstatIfExists, type FileHandle, type FileSystem, type OpenFile } from '../../file-system.js';
 
 /** What the inbox compares a header with: a size, and the content's hash when the header has it. */
 export interface ContentId {
@@ -552,7 +552,7 @@ export class Partial {
         this.offset = 0;
       } else {
         try {
-          this.offset = await readRange(handle, 0, this.offset, (block) => hasher.update(block));
+          this.offset = await hashRange(handle, 0, this.offset, hasher);
         } finally {
           await handle.close();
         }

@@ -12,6 +12,7 @@ import { Inbox, type ConflictPolicy } from '../../src/storage/local/inbox.js';
 import { PARTIAL_LIMITS, partialKey, PartialStore, type Partial, type UploadId } from '../../src/storage/local/partials.js';
 import { SERVE_DEFAULTS } from '../../src/receiver/server.js';
 import { OWNER_A, OWNER_B } from '../helpers/owners.js';
+import { content } from '../contract/upload-store.contract.js';
 
 const MiB = 1024 * 1024;
 /** Over SMALL_BODY_BYTES: only uploads of more than 1 MiB are kept for resume. */
@@ -68,17 +69,6 @@ async function expectFtError(promise: Promise<unknown>, code: ErrorCode): Promis
   return thrown as FtError;
 }
 
-function content(size: number, seed: number): Buffer {
-  const bytes = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
 
 async function idOf(bytes: Buffer, filename = 'x', owner = OWNER_A): Promise<UploadId> {
   return { owner, filename, size: bytes.length, hash: await hashBytes(bytes) };

@@ -81,7 +81,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
 }
 
 /** Errors that end a batch which the same command, run again, takes up where it stopped. */
-const RESUMABLE = new Set<ErrorCode>(['CONNECTION_LOST', 'CONNECT_FAILED', 'TIMEOUT', 'BUSY']);
+const RESUMABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['CONNECTION_LOST', 'CONNECT_FAILED', 'TIMEOUT', 'BUSY']);
 
 /**
  * The exit code of a batch that ran to its end: of the files that did not arrive, the most

@@ -16,7 +16,7 @@ import type { ConflictPolicy } from '../conflict-policy.js';
 export { CONFLICT_POLICIES, type ConflictPolicy } from '../conflict-policy.js';
 
 /** link() errors that mean "this file system has no hard links", not "something is wrong". */
-const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
+const LINK_UNSUPPORTED: ReadonlySet<string> = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
 
 /** Walks and placements tried when the target folder is removed in between. */
 const MAX_PLACEMENT_ATTEMPTS = 3;

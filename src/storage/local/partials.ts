@@ -787,7 +787,7 @@ export class Partial {
 }
 
 /** open() errors that mean "this name is not a regular file" (a link under O_NOFOLLOW, a socket, a folder). */
-const NOT_A_FILE = new Set(['ELOOP', 'EMLINK', 'ENXIO', 'EISDIR', 'ENOTDIR', 'EOPNOTSUPP', 'EFTYPE']);
+const NOT_A_FILE: ReadonlySet<string> = new Set(['ELOOP', 'EMLINK', 'ENXIO', 'EISDIR', 'ENOTDIR', 'EOPNOTSUPP', 'EFTYPE']);
 
 /** A regular file with one link, owned by us: nothing another user made or can reach another way. */
 function isOurFile(stat: nodeFs.Stats): boolean {

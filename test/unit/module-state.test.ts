@@ -39,7 +39,7 @@ describe('module-level state', () => {
   });
 
   it('the tables the library exports cannot be changed by a caller', () => {
-    for (const table of [library.ERROR_CODES, library.WIRE_CODES, library.LOCAL_CODES, library.SERVE_DEFAULTS, library.SEND_DEFAULTS, library.DISCOVER_DEFAULTS]) {
+    for (const table of [library.CONFLICT_POLICIES, library.ERROR_CODES, library.WIRE_CODES, library.LOCAL_CODES, library.SERVE_DEFAULTS, library.SEND_DEFAULTS, library.DISCOVER_DEFAULTS]) {
       expect(Object.isFrozen(table)).toBe(true);
     }
     expect(() => Object.assign(WIRE_CODES, { TIMEOUT: 'believed' })).toThrow(TypeError);

@@ -231,7 +231,10 @@ export class IngestSession {
     }
     file.offset = offset;
     const now = performance.now();
-    this.body = { file, writer, reservation, reservedAt: offset, startedAt: now, lastProgress: now, writing: false };
+    const body: ActiveBody = { file, writer, reservation, reservedAt: offset, startedAt: now, lastProgress: now, writing: false };
+    this.body = body;
+    // Taken over while it was being opened: let go now, not at a first byte that may never come.
+    if (file.takenOver) return this.abandonBody(body, takenOver(offer.filename));
     emit({ type: 'started', remote, name: offer.filename, size: offer.size, offset });
     return undefined;
   }
@@ -274,6 +277,8 @@ export class IngestSession {
     } catch (error) {
       return this.abandonBody(body, error);
     }
+    // Taken over while the last bytes were flushed: let go now, not when a hash that may never come arrives.
+    if (body.file.takenOver) return this.abandonBody(body, takenOver(body.file.offer.filename));
     this.ended.set(body.file.offer.id, { body, hash });
     return undefined;
   }

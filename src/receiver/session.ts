@@ -101,11 +101,13 @@ export class ReceiverSession {
     }, ctx.limits.helloTimeoutMs);
     const rateCheck = setInterval(() => this.checkBodyRate(), this.rateWindowMs / 4);
     for (const timer of [idle, helloDeadline, rateCheck]) timer.unref();
-    stream.once('close', () => {
+    // On 'close', or when the session ends: a transport's stream need not emit 'close' (emitClose: false).
+    const stopTimers = () => {
       clearTimeout(idle);
       clearTimeout(helloDeadline);
       clearInterval(rateCheck);
-    });
+    };
+    stream.once('close', stopTimers);
     this.send({
       type: 'hello',
       protocol: PROTOCOL,
@@ -154,6 +156,9 @@ export class ReceiverSession {
     // Report a failure only once the bytes already received are stored: the partial is final by then.
     await this.answered;
     await this.files?.close();
+    stopTimers();
+    // The slot too (idempotent; the server also gives it back on 'close').
+    ctx.admission.leave(this.ticket);
     if (failure) ctx.emit({ type: 'connection-error', remote: this.remote, code: failure.code, message: failure.message });
   }
 

@@ -11,9 +11,9 @@ class End extends Duplex {
   /** A write waiting for the peer to read (its callback). */
   private blocked: (() => void) | undefined;
 
-  constructor() {
+  constructor(emitClose = true) {
     // As net.Socket by default: reading the other end's end ends this one's writing too.
-    super({ allowHalfOpen: false });
+    super({ allowHalfOpen: false, emitClose });
   }
 
   override _read(): void {
@@ -41,16 +41,17 @@ class End extends Duplex {
   }
 }
 
-export function duplexPair(): [Duplex, Duplex] {
+/** `emitClose: false` makes the second end a stream that never emits 'close' (some transports' streams do not). */
+export function duplexPair({ emitClose = true }: { emitClose?: boolean } = {}): [Duplex, Duplex] {
   const a = new End();
-  const b = new End();
+  const b = new End(emitClose);
   a.peer = b;
   b.peer = a;
   return [a, b];
 }
 
 /** A listener serve() can use, and a way to dial it: each dial is one connection from `address`. */
-export function memoryTransport(): { listen: ListenerFactory; dial: (address?: string, port?: number) => Duplex } {
+export function memoryTransport(options: { emitClose?: boolean } = {}): { listen: ListenerFactory; dial: (address?: string, port?: number) => Duplex } {
   let handler: ((connection: IncomingConnection) => void) | undefined;
   let closed = false;
   const listen: ListenerFactory = async ({ port }) => {
@@ -68,7 +69,7 @@ export function memoryTransport(): { listen: ListenerFactory; dial: (address?: s
   let nextPort = 40_000;
   const dial = (address = '192.0.2.7', port = nextPort++) => {
     if (!handler || closed) throw new Error('nothing is listening');
-    const [client, server] = duplexPair();
+    const [client, server] = duplexPair(options);
     handler({ stream: server, address, port });
     return client;
   };

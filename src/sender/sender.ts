@@ -470,6 +470,14 @@ async function transferBatch(
   /** `size` is what the header announced: the body and its events hold to it. */
   const inFlight: Array<{ job: Job; id: number; size: number; stored: StoredReceipt | undefined; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
   const outcomes: Promise<void>[] = [];
+  /**
+   * Uploads (name and size) with a header out on this connection and no verdict yet. A second,
+   * different file of the same name and size waits for the first: the receiver would take the
+   * upload over from the first (a newer header of the same upload wins), not keep both.
+   */
+  const holding = new Set<string>();
+  const uploadOf = (job: Job) => `${job.file.name}\0${job.file.size}`;
+  const blocked = () => queue.length > 0 && holding.has(uploadOf(queue[0]!));
   const sendHeaders = () => {
     promoteDue();
     while (headersLeft > 0 && queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
@@ -494,6 +502,7 @@ async function transferBatch(
         hashAgain(job, io, options.signal, emit);
         return;
       }
+      if (holding.has(uploadOf(job))) return;
       queue.shift();
       const id = nextId++;
       const { size } = file;
@@ -502,6 +511,7 @@ async function transferBatch(
       if (file.hash) header.hash = file.hash;
       if (stored) header.receipt = stored.receipt;
       headersLeft -= 1;
+      holding.add(uploadOf(job));
       inFlight.push({ job, id, size, stored, decision: connection.sendHeader(header) });
     }
   };
@@ -510,6 +520,11 @@ async function transferBatch(
       sendHeaders();
       if (inFlight.length === 0) {
         if (queue.length > 0 && headersLeft > 0) {
+          if (blocked()) {
+            // Its namesake's verdict frees it.
+            await Promise.all(outcomes.splice(0));
+            continue;
+          }
           if (queue[0]!.hashFirst && !queue[0]!.isHashed) {
             // Hashing a large file first could outlast the idle timeout: once the verdicts owed
             // are in, wait for it unconnected (the next connection opens when it is ready).
@@ -531,6 +546,7 @@ async function transferBatch(
       const { job, id, size, stored, decision: pendingDecision } = inFlight.shift()!;
       const decision = await pendingDecision;
       const { file, result } = job;
+      if (decision.type !== 'accept') holding.delete(uploadOf(job));
       if (decision.type === 'skip') {
         // Still honoured: kept as the newest, so the bound drops it last.
         if (stored) io.cache?.setReceipt(stored);
@@ -557,6 +573,7 @@ async function transferBatch(
           if (options.signal?.aborted || (error instanceof FtError && !ours)) throw error;
           // Accepted, but we cannot read it (or it is not the file listed): take it back, and go on with the others.
           connection.cancel(id);
+          holding.delete(uploadOf(job));
           finish(job, 'failed', ours ? (error as FtError) : unreadable(file, error), emit);
           continue;
         }
@@ -581,7 +598,10 @@ async function transferBatch(
           connection.close();
           return;
         }
-        const settled = outcome.then((o) => settle(job, size, offset, o, { queue, later, io, receiver, signal: options.signal }, emit));
+        const settled = outcome.then((o) => {
+          holding.delete(uploadOf(job));
+          settle(job, size, offset, o, { queue, later, io, receiver, signal: options.signal }, emit);
+        });
         settled.catch(() => undefined); // awaited below; a connection failure must not go unhandled meanwhile
         outcomes.push(settled);
       }

@@ -76,6 +76,7 @@ export class ReceiverSession {
   /** Names of accepted files, for the body rate's message (bounded by maxPendingFiles). */
   private readonly names = new Map<number, string>();
   private corked = false;
+  private idle: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly connection: Connection,
@@ -93,6 +94,9 @@ export class ReceiverSession {
     // Errors surface through the read loop; one arriving after it (a late EPIPE) must not crash the receiver.
     stream.on('error', () => undefined);
     const idle = setTimeout(() => stream.destroy(new FtError('TIMEOUT', `no data for ${ctx.limits.idleTimeoutMs} ms`)), ctx.limits.idleTimeoutMs);
+    // Silence both ways, as a socket's timeout counts it: answers still going out (a slow disk
+    // finishing files one by one) keep the connection, as bytes coming in do.
+    this.idle = idle;
     // A deadline, not an idle timer: trickling bytes cannot hold a connection in the greeting.
     const helloDeadline = setTimeout(() => {
       if (this.state.name === 'hello' || this.state.name === 'authenticating') {
@@ -330,6 +334,7 @@ export class ReceiverSession {
     if ('message' in message) message.message = clip(message.message.replaceAll(this.ctx.privateLocation, '<inbox>'));
     // After the peer's FIN our side may be ended too: nothing more can be said.
     if (stream.destroyed || !stream.writable) return;
+    this.idle?.refresh();
     // Answers written in one tick leave in one segment (many small files make many answers).
     if (!this.corked) {
       this.corked = true;

@@ -6,7 +6,7 @@
 import { createFsFromVolume, Volume } from 'memfs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ephemeralOwnerKey } from '../../src/auth/owner-key.js';
-import { fileSystemOf } from '../../src/file-system.js';
+import { fileSystemOf, type FileSystem } from '../../src/file-system.js';
 import { hashBytes } from '../../src/hashing.js';
 import { serve, type Receiver } from '../../src/receiver/server.js';
 import { memoryTransport } from '../helpers/memory-transport.js';
@@ -17,11 +17,12 @@ afterEach(async () => {
   await Promise.all(receivers.splice(0).map((r) => r.close()));
 });
 
-async function start() {
+async function start(options: { fs?: (fs: FileSystem) => FileSystem; idleTimeoutMs?: number } = {}) {
   const vol = new Volume();
-  const fs = fileSystemOf(createFsFromVolume(vol));
+  const plain = fileSystemOf(createFsFromVolume(vol));
+  const fs = options.fs ? options.fs(plain) : plain;
   const transport = memoryTransport();
-  const receiver = await serve({ dir: '/inbox', fs, listen: transport.listen, beacon: false, port: 0 });
+  const receiver = await serve({ dir: '/inbox', fs, listen: transport.listen, beacon: false, port: 0, idleTimeoutMs: options.idleTimeoutMs });
   receivers.push(receiver);
   const connect = (address?: string) => RawClient.over(transport.dial(address));
   return { vol, receiver, connect };
@@ -98,6 +99,36 @@ describe('the receiver over an in-memory transport', () => {
     expect(await stale.next()).toMatchObject({ type: 'failed', id: 1, code: 'BUSY', message: expect.stringContaining('took over') });
     fresh.send({ type: 'bye' });
     stale.destroy();
+  });
+
+  it('answers going out keep a connection from its idle timeout, as a socket\'s timeout did (a slow disk finishing files one by one)', async () => {
+    // Each file's flush takes 250 ms, one after another; the connection may be silent 600 ms.
+    const slowSync = (fs: FileSystem): FileSystem => {
+      let queue = Promise.resolve();
+      const fdatasync = ((fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+        queue = queue.then(() => new Promise((resolve) => setTimeout(resolve, 250))).then(() => fs.fdatasync(fd, callback));
+      }) as FileSystem['fdatasync'];
+      return { ...fs, fdatasync };
+    };
+    const { connect } = await start({ fs: slowSync, idleTimeoutMs: 600 });
+    const client = connect();
+    await client.handshake();
+    const files = 8;
+    for (let id = 1; id <= files; id++) {
+      const content = Buffer.from(`file ${id}\n`);
+      client.send({ type: 'file', id, filename: `f${id}.txt`, size: content.length, hash: await hashBytes(content) });
+      client.send({ type: 'body', id, offset: 0, length: content.length });
+      client.writeRaw(content);
+    }
+    // The sender now says nothing until every verdict is in (2 s of flushes, well over the idle timeout).
+    const verdicts: string[] = [];
+    while (verdicts.length < files) {
+      const frame = await client.next(5000);
+      if (frame.type === 'done' || frame.type === 'failed' || frame.type === 'error') verdicts.push(String(frame.type));
+    }
+    expect(verdicts).toEqual(Array(files).fill('done'));
+    client.send({ type: 'bye' });
+    await client.closed;
   });
 
   it('counts connections by the address the transport reports: the ninth from one address is turned away BUSY', async () => {

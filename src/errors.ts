@@ -2,7 +2,7 @@
  * Every error ft raises carries a stable string `code`. Match on `code`, never on the message text.
  *
  * Two kinds: WIRE_CODES travel in `refuse`, `failed` and `error` frames and mean the same thing
- * on both sides (docs/PROTOCOL.md §14.1); LOCAL_CODES only ever describe this side (a usage
+ * on both sides (docs/PROTOCOL.md §7.1); LOCAL_CODES only ever describe this side (a usage
  * mistake, our own file, our own socket) and never go on the wire: a peer that sends one is not
  * believed (it could pass our file off as unreadable, fake a cancellation, or ask for retries).
  */

@@ -219,7 +219,7 @@ class Fields {
   code(): WireCode {
     const v = this.value('code');
     // An unknown code from a newer peer is kept as INTERNAL rather than failing the parse; so is
-    // a local-only one (LOCAL_CODES, PROTOCOL.md §14.1): a peer never sends those, and is not believed.
+    // a local-only one (LOCAL_CODES, PROTOCOL.md §7.1): a peer never sends those, and is not believed.
     if (typeof v !== 'string') this.bad('code', 'an error code string');
     return isWireCode(v) ? v : 'INTERNAL';
   }

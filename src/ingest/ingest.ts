@@ -359,23 +359,15 @@ export class IngestSession {
   }
 
   private hold(id: number, file: Accepted): void {
-    const { revoked } = file.upload;
-    const onRevoked = () => {
+    this.accepted.set(id, file);
+    // Taken over while it was decided, while it waits for its body, or between writes: let go
+    // now, so the newer upload need not wait (its body, when it comes, is refused).
+    file.unwatch = file.upload.onRevoked(() => {
       file.takenOver = true;
-      // Waiting for its body, or between writes: let go now, so the newer upload need not wait.
       if (this.accepted.get(id) === file || (this.body?.file === file && !this.body.writing) || this.isEnded(file)) {
         void file.upload.abandon();
       }
-    };
-    if (revoked.aborted) {
-      // Taken over while it was being decided: the body will be refused, so nothing is held for it.
-      file.takenOver = true;
-      void file.upload.abandon();
-    } else {
-      revoked.addEventListener('abort', onRevoked, { once: true });
-    }
-    file.unwatch = () => revoked.removeEventListener('abort', onRevoked);
-    this.accepted.set(id, file);
+    });
   }
 
   private isEnded(file: Accepted): boolean {

@@ -102,6 +102,12 @@ export interface Upload {
    */
   readonly revoked: AbortSignal;
   /**
+   * Calls `listener` once when the upload is revoked (at once if it is already), and returns
+   * what stops that: the cheap way for a holder to be told (a listener on `revoked` costs far
+   * more, and a header flood holds one upload per header).
+   */
+  onRevoked(listener: () => void): () => void;
+  /**
    * Hashes the bytes held (the first `offset` bytes) and returns the hash the sender checks
    * its own prefix against. The offset may drop (to 0) if what was held is gone.
    */

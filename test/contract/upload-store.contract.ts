@@ -352,6 +352,25 @@ export function uploadStoreContract(factory: StoreFactory): void {
     });
 
     describe('takeover', () => {
+      it('onRevoked tells the holder once, at the takeover (at once when already revoked); its unsubscribe stops it', async () => {
+        const { store } = await create({ takeoverWaitMs: 60_000 });
+        const key = await keyOf(content(SMALL, 17), 'told.bin');
+        const first = await store.open(key, { peer: PEER });
+        const told: string[] = [];
+        first.onRevoked(() => told.push('kept'));
+        const stop = first.onRevoked(() => told.push('stopped'));
+        stop();
+        expect(told).toEqual([]);
+        const taking = store.open(key, { peer: PEER });
+        await expect.poll(() => told, { timeout: 10_000 }).toEqual(['kept']);
+        first.onRevoked(() => told.push('late'));
+        expect(told).toEqual(['kept', 'late']);
+        await first.abandon();
+        const second = await taking;
+        expect(told).toEqual(['kept', 'late']);
+        await second.discard();
+      });
+
       it('a second open of a held key revokes the first, waits for it to let go, then sees what it kept', async () => {
         const { store, medium } = await create({ takeoverWaitMs: 60_000 });
         const bytes = content(LARGE, 13);

@@ -173,6 +173,10 @@ class LocalUpload implements Upload {
     return this.partial.revoked;
   }
 
+  onRevoked(listener: () => void): () => void {
+    return this.partial.onRevoked(listener);
+  }
+
   async hashPrefix(): Promise<string> {
     this.expect('open', 'hashPrefix');
     const { hasher, prefixHash } = await this.partial.hashPrefix();

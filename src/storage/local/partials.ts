@@ -508,6 +508,10 @@ export class Partial {
     return this.lease.revoked;
   }
 
+  onRevoked(listener: () => void): () => void {
+    return this.lease.onRevoked(listener);
+  }
+
   /** Holds off revocation while the upload is being committed; returns the unpin. */
   pin(): () => void {
     return this.lease.pin();

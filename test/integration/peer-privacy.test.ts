@@ -4,7 +4,7 @@
  * no size or existence), and cannot make another sender's resume complete with its bytes.
  * Raw clients and send() on 127.0.0.1 only.
  */
-import { writeFile } from 'node:fs/promises';
+import { rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { send } from '../../src/index.js';
@@ -134,5 +134,20 @@ describe('receipts', () => {
     expect(first.files.map((f) => f.status)).toEqual(['sent']);
     const again = await send([path.join(root, 'top')], options);
     expect(again.files.map((f) => f.status)).toEqual(['skipped']);
+  });
+});
+
+describe("the receiver's own folders", () => {
+  // Attack review of issue 10: the refusal quoted the folder check, which names the hidden folder and a user id.
+  it('a partial folder that is not usable refuses the file with its code only; the receiver logs the rest', async () => {
+    const r = await startReceiver();
+    const partials = path.join(r.dir, '.ft-partial');
+    await rm(partials, { recursive: true });
+    await symlink(await tempDir(), partials);
+    const key = ephemeralOwnerKey();
+    const [answer] = await ask(r, key, { filename: 'big.bin', size: 3 * MiB });
+    expect(answer).toEqual({ type: 'refuse', id: 1, code: 'UNSAFE_PATH', message: 'the receiver could not store this file (UNSAFE_PATH)' });
+    const warning = await r.waitFor('warning', (event) => event.message.includes('big.bin'));
+    expect(warning.message).toMatch(/folder for unfinished uploads is not usable: .*\.ft-partial must be a real folder/);
   });
 });

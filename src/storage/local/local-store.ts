@@ -106,11 +106,21 @@ export class LocalUploadStore implements UploadStore {
   async open(key: UploadKey, options: OpenOptions): Promise<Upload> {
     const { size } = key;
     if (size === undefined) throw new FtError('INTERNAL', 'the local store needs an upload’s size when it is opened (no lateSize)');
-    const partial = await this.inbox.partials.acquire(
-      { owner: key.owner, filename: key.filename, size, ...(key.hash !== undefined ? { hash: key.hash } : {}) },
-      options.peer,
-      { signal: options.signal, waitMs: this.takeoverWaitMs },
-    );
+    let partial: Partial;
+    try {
+      partial = await this.inbox.partials.acquire(
+        { owner: key.owner, filename: key.filename, size, ...(key.hash !== undefined ? { hash: key.hash } : {}) },
+        options.peer,
+        { signal: options.signal, waitMs: this.takeoverWaitMs },
+      );
+    } catch (error) {
+      // About the receiver's own folder, not the peer's file: the peer is told only the code (the
+      // text names the folder and a user id), the receiver's log all of it.
+      if (error instanceof FtError && error.code === 'UNSAFE_PATH') {
+        throw new FtError('UNSAFE_PATH', `the receiver's folder for unfinished uploads is not usable: ${error.message}`, {}, { cause: error });
+      }
+      throw error;
+    }
     return new LocalUpload(key, size, partial, this.inbox);
   }
 

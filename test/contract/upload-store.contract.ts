@@ -63,7 +63,8 @@ export function content(size: number, seed: number): Buffer {
   return bytes;
 }
 
-async function expectFtError(promise: Promise<unknown>, code: ErrorCode): Promise<FtError> {
+/** Awaits `promise` and expects it to reject with an FtError of `code`. */
+export async function expectFtError(promise: Promise<unknown>, code: ErrorCode): Promise<FtError> {
   let thrown: unknown;
   try {
     await promise;

@@ -5,13 +5,14 @@
  */
 import { createFsFromVolume, Volume } from 'memfs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ephemeralOwnerKey } from '../../src/auth/owner-key.js';
+import { ephemeralOwnerKey, type OwnerKey } from '../../src/auth/owner-key.js';
 import { fileSystemOf, type FileSystem } from '../../src/file-system.js';
 import { hashBytes } from '../../src/hashing.js';
 import { serve, type Receiver } from '../../src/receiver/server.js';
 import { encodeFrame } from '../../src/wire/frame.js';
 import { memoryTransport } from '../helpers/memory-transport.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { content } from '../contract/upload-store.contract.js';
 
 const MiB = 1024 * 1024;
 
@@ -78,7 +79,6 @@ async function start(fs: FileSystem) {
   const transport = memoryTransport();
   const receiver = await serve({ dir: '/inbox', fs, listen: transport.listen, beacon: false, port: 0 });
   receivers.push(receiver);
-  if (process.env.DEBUG_TAKEOVER) receiver.on('event', (e) => console.log(Date.now() % 100000, JSON.stringify(e)));
   return () => {
     const client = RawClient.over(transport.dial());
     clients.push(client);
@@ -86,14 +86,18 @@ async function start(fs: FileSystem) {
   };
 }
 
-function content(size: number, seed: number): Buffer {
-  const bytes = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed + (i >> 10)) & 0xff;
-  return bytes;
-}
-
 /** Long enough for the newer header to reach the store (a slow machine at worst lets the test pass vacuously). */
 const SETTLE_MS = 500;
+
+/** A newer connection of `owner` sends the same header while the older one's step is held, then lets the step go on. */
+async function takeOverWhileHeld(connect: () => RawClient, owner: OwnerKey, size: number, hash: string, held: { release(): void }): Promise<RawClient> {
+  const newer = connect();
+  await newer.handshake({}, owner);
+  newer.send({ type: 'file', id: 1, filename: 'big.bin', size, hash });
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  held.release();
+  return newer;
+}
 
 describe('takeover while the older upload is between its own steps', () => {
   it('a body whose last byte arrived and is being flushed, waiting for its trailing hash, lets go once flushed', async () => {
@@ -114,11 +118,7 @@ describe('takeover while the older upload is between its own steps', () => {
     older.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: bytes.length }), bytes]));
     await held.reached;
 
-    const newer = connect();
-    await newer.handshake({}, owner);
-    newer.send({ type: 'file', id: 1, filename: 'big.bin', size: bytes.length, hash });
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-    held.release();
+    const newer = await takeOverWhileHeld(connect, owner, bytes.length, hash, held);
     // The older sender is silent now (it died before its hash): its upload must let go all the same.
     const accept = await newer.next(30_000);
     expect(accept).toEqual({ type: 'accept', id: 1, offset: bytes.length, prefixHash: hash });
@@ -148,11 +148,7 @@ describe('takeover while the older upload is between its own steps', () => {
     older.send({ type: 'body', id: 1, offset: 0, length: bytes.length });
     await held.reached;
 
-    const newer = connect();
-    await newer.handshake({}, owner);
-    newer.send({ type: 'file', id: 1, filename: 'big.bin', size: bytes.length, hash });
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-    held.release();
+    const newer = await takeOverWhileHeld(connect, owner, bytes.length, hash, held);
     // Told at once, before its first byte: the rest of its body is read and dropped.
     expect(await older.next(15_000)).toMatchObject({ type: 'failed', id: 1, code: 'BUSY', message: expect.stringContaining('took over') });
     older.writeRaw(bytes);

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createFsFromVolume, Volume } from 'memfs';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FtError, type ErrorCode } from '../../src/errors.js';
+import { FtError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hashing.js';
 import { BodyWriter } from '../../src/storage/local/body-writer.js';
 import { fileSystemOf, nodeFileSystem, type FileSystem } from '../../src/file-system.js';
@@ -12,7 +12,7 @@ import { Inbox, type ConflictPolicy } from '../../src/storage/local/inbox.js';
 import { PARTIAL_LIMITS, partialKey, PartialStore, type Partial, type UploadId } from '../../src/storage/local/partials.js';
 import { SERVE_DEFAULTS } from '../../src/receiver/server.js';
 import { OWNER_A, OWNER_B } from '../helpers/owners.js';
-import { content } from '../contract/upload-store.contract.js';
+import { content, expectFtError } from '../contract/upload-store.contract.js';
 
 const MiB = 1024 * 1024;
 /** Over SMALL_BODY_BYTES: only uploads of more than 1 MiB are kept for resume. */
@@ -57,17 +57,6 @@ const backends: Backend[] = [
   },
 ];
 
-async function expectFtError(promise: Promise<unknown>, code: ErrorCode): Promise<FtError> {
-  let thrown: unknown;
-  try {
-    await promise;
-  } catch (error) {
-    thrown = error;
-  }
-  expect(thrown, `expected an FtError ${code}`).toBeInstanceOf(FtError);
-  expect((thrown as FtError).code).toBe(code);
-  return thrown as FtError;
-}
 
 
 async function idOf(bytes: Buffer, filename = 'x', owner = OWNER_A): Promise<UploadId> {

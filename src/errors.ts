@@ -38,6 +38,13 @@ export const LOCAL_CODES = Object.freeze({
   CONNECTION_LOST: 'the connection closed before the transfer finished',
   TIMEOUT: 'the peer did not answer in time',
   ABORTED: 'the operation was cancelled',
+  // Encryption and receiver identity (docs/PROTOCOL.md §3).
+  TLS_FAILED: 'the encrypted channel could not be set up (the peer does not speak TLS 1.3, or runs in plaintext)',
+  IDENTITY_INVALID: "the receiver's key or certificate cannot be read or used",
+  RECEIVER_KEY_CHANGED: 'the receiver presented another key than the one pinned for it, or given with --fingerprint',
+  RECEIVER_UNKNOWN: 'first contact with a receiver whose key nothing vouches for (no pin, no --trust-new, no token)',
+  RECEIVER_NOT_AUTHENTIC: 'the receiver did not prove knowledge of the shared token',
+  TRUST_STORE_INVALID: 'the file of pinned receivers cannot be read or written',
 });
 
 /** Every code, with its description: the wire codes and the local ones. */

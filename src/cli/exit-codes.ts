@@ -8,6 +8,10 @@ export const EXIT = {
   VERIFY_FAILED: 3,
   REFUSED: 4,
   CONNECTION: 5,
+  /** The receiver is not the one pinned, named by --fingerprint, or holding the token: maybe an impostor. */
+  IMPERSONATION: 6,
+  /** First contact with a receiver nothing vouches for: trust it (terminal, --trust-new, --fingerprint, a token). */
+  UNTRUSTED: 7,
 } as const;
 
 const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
@@ -26,6 +30,12 @@ const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
   CONNECT_FAILED: EXIT.CONNECTION,
   CONNECTION_LOST: EXIT.CONNECTION,
   TIMEOUT: EXIT.CONNECTION,
+  TLS_FAILED: EXIT.CONNECTION,
+  IDENTITY_INVALID: EXIT.USAGE,
+  TRUST_STORE_INVALID: EXIT.USAGE,
+  RECEIVER_KEY_CHANGED: EXIT.IMPERSONATION,
+  RECEIVER_NOT_AUTHENTIC: EXIT.IMPERSONATION,
+  RECEIVER_UNKNOWN: EXIT.UNTRUSTED,
 };
 
 export function exitCodeFor(code: ErrorCode): number {

@@ -50,6 +50,20 @@ const FILE_SYSTEM = rule('a FileSystem (see fileSystemOf)', (value) => {
   return typeof fs === 'object' && fs !== null && ['open', 'lstatSync', 'openSync'].every((call) => typeof fs[call] === 'function');
 });
 const CONFLICT_POLICY = rule(`one of ${CONFLICT_POLICIES.join(', ')}`, (value) => CONFLICT_POLICIES.includes(value as never));
+const FINGERPRINT = rule('a receiver fingerprint (32 to 52 letters A-Z and digits 2-7, dashes allowed)', (value) => {
+  if (typeof value !== 'string') return false;
+  const canonical = value.replace(/[\s:-]/g, '').toUpperCase();
+  return /^[A-Z2-7]{32,52}$/.test(canonical);
+});
+const TRUST_POLICY = rule("'pinned', 'new' or a function", (value) => value === 'pinned' || value === 'new' || typeof value === 'function');
+const IDENTITY = rule('an identity ({ key, cert, fingerprint }: see loadOrCreateIdentity and identityFrom)', (value) => {
+  const identity = value as Record<string, unknown> | null;
+  return typeof identity === 'object' && identity !== null && ['key', 'cert', 'fingerprint'].every((field) => typeof identity[field] === 'string');
+});
+const DISCOVERED = rule('{ name, fingerprint? } as discovery found the receiver', (value) => {
+  const found = value as Record<string, unknown> | null;
+  return typeof found === 'object' && found !== null && typeof found.name === 'string' && (found.fingerprint === undefined || FINGERPRINT.ok(found.fingerprint));
+});
 const PATHS = rule('an array of paths (strings)', (value) => Array.isArray(value) && value.every((p) => typeof p === 'string'));
 const OPTIONS = rule('an options object', (value) => typeof value === 'object' && value !== null && !Array.isArray(value));
 
@@ -109,6 +123,11 @@ const SEND_RULES: Rules = {
   keepContentBytes: BYTES,
   senderKeyFile: TEXT,
   fs: FILE_SYSTEM,
+  fingerprint: FINGERPRINT,
+  trust: TRUST_POLICY,
+  trustFile: TEXT,
+  discovered: DISCOVERED,
+  insecurePlaintext: BOOLEAN,
   connect: FUNCTION,
 };
 
@@ -141,6 +160,8 @@ const SERVE_RULES: Rules = {
   fs: FILE_SYSTEM,
   signal: SIGNAL,
   listen: FUNCTION,
+  identity: IDENTITY,
+  insecurePlaintext: BOOLEAN,
   collectGarbage: FUNCTION,
 };
 

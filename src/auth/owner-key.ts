@@ -15,20 +15,22 @@ import { escapeForDisplay } from '../names/safe-name.js';
 export interface OwnerKey {
   /** Raw public key, 64 lowercase hex digits: what the hello carries. */
   readonly publicHex: string;
-  prove(nonce: string): string;
+  /** Signs this connection's challenge: the receiver's nonce and the channel's binding (empty in plaintext). */
+  prove(nonce: string, binding?: Buffer): string;
 }
 
 /** Domain separation: a signature made for this purpose is valid for no other. */
-const PROOF_CONTEXT = 'ft-owner-v3\0';
+const PROOF_CONTEXT = 'ft-owner-v5\0';
 
-export function proofMessage(nonce: string): Buffer {
-  return Buffer.from(PROOF_CONTEXT + nonce, 'utf8');
+/** The signed message: a proof made on one channel is worthless on another (a relaying man in the middle's). */
+export function proofMessage(nonce: string, binding: Buffer = Buffer.alloc(0)): Buffer {
+  return Buffer.concat([Buffer.from(PROOF_CONTEXT, 'utf8'), Buffer.from([binding.length]), binding, Buffer.from(nonce, 'utf8')]);
 }
 
 function ownerKeyOf(privateKey: KeyObject): OwnerKey {
   const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
   const publicHex = Buffer.from(jwk.x!, 'base64url').toString('hex');
-  return { publicHex, prove: (nonce) => sign(null, proofMessage(nonce), privateKey).toString('hex') };
+  return { publicHex, prove: (nonce, binding) => sign(null, proofMessage(nonce, binding), privateKey).toString('hex') };
 }
 
 /** A key for this process only: resume works across reconnections, not across runs. */
@@ -128,10 +130,10 @@ function keyError(file: string, error: unknown): FtError {
 }
 
 /** Checks a hello's owner proof; the fingerprint (SHA-256 of the raw key, hex) names the owner. */
-export function verifyOwnerProof(publicHex: string, nonce: string, proofHex: string): string | undefined {
+export function verifyOwnerProof(publicHex: string, nonce: string, proofHex: string, binding?: Buffer): string | undefined {
   try {
     const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicHex, 'hex').toString('base64url') }, format: 'jwk' });
-    if (!verify(null, proofMessage(nonce), key, Buffer.from(proofHex, 'hex'))) return undefined;
+    if (!verify(null, proofMessage(nonce, binding), key, Buffer.from(proofHex, 'hex'))) return undefined;
   } catch {
     return undefined;
   }

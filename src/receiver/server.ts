@@ -15,6 +15,8 @@ import { LocalUploadStore } from '../storage/local/local-store.js';
 import type { UploadStore } from '../storage/upload-store.js';
 import type { IncomingConnection, Listener, ListenerFactory } from '../transport/listener.js';
 import { listenTcp } from '../transport/tcp-listener.js';
+import { tlsListener } from '../transport/tls-listener.js';
+import { generateIdentity, type Identity } from '../auth/identity.js';
 import { encodeFrame } from '../wire/frame.js';
 import { SERVE_DEFAULTS } from '../defaults.js';
 import { Admission } from './admission.js';
@@ -30,8 +32,24 @@ export interface ServeOptions {
   host?: string;
   /** When a different file already has the name. @default 'rename' (keep both) */
   onConflict?: ConflictPolicy;
-  /** Shared secret senders must prove (HMAC over a per-connection nonce). */
+  /**
+   * Shared secret senders must prove, and the receiver proves back (HMAC over keying material
+   * of this TLS connection: docs/PROTOCOL.md §3.4).
+   */
   token?: string;
+  /**
+   * The key and certificate TLS presents: its fingerprint is what senders pin. Use
+   * loadOrCreateIdentity(defaultIdentityDir()) to keep one from run to run (as `ft serve`
+   * does), or identityFrom(key, cert) for your own. @default a new identity for this call
+   * (senders that pinned it will refuse the next one)
+   */
+  identity?: Identity;
+  /**
+   * No TLS: every byte, the token proof aside, is readable and changeable by anyone on the
+   * network, and senders cannot tell this receiver from another. Senders must choose it too.
+   * @default false
+   */
+  insecurePlaintext?: boolean;
   /** Name announced to senders. @default the host name */
   name?: string;
   /** Largest file accepted, in bytes. @default no limit but free space */
@@ -67,7 +85,7 @@ export interface ServeOptions {
   interface?: string;
   /** File system to write to. @default node:fs */
   fs?: FileSystem;
-  /** How connections arrive. @default plain TCP on `host` and `port` */
+  /** How connections arrive (a test's in-memory pipes, say). @default TLS over TCP on `host` and `port` (plain TCP with insecurePlaintext) */
   listen?: ListenerFactory;
   /**
    * Asks the runtime for a young-generation garbage collection; the receiver calls it every few
@@ -102,6 +120,8 @@ export class Receiver extends EventEmitter {
     private readonly listener: Listener,
     /** Where received files go. */
     readonly store: UploadStore,
+    /** The full fingerprint of the key senders see; undefined in plaintext. */
+    readonly fingerprint: string | undefined,
   ) {
     super();
   }
@@ -184,8 +204,16 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     },
   });
   let listener: Listener;
+  let fingerprint: string | undefined;
   try {
-    listener = await (options.listen ?? listenTcp)({ port, host: options.host });
+    let listen = options.listen;
+    if (listen === undefined && options.insecurePlaintext === true) listen = listenTcp;
+    if (listen === undefined) {
+      const identity = options.identity ?? (await generateIdentity());
+      fingerprint = identity.fingerprint;
+      listen = tlsListener(identity);
+    }
+    listener = await listen({ port, host: options.host });
   } catch (error) {
     await store.close();
     throw error;
@@ -201,7 +229,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     maxPerAddress: options.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
     maxGreeting: options.maxUnauthenticated ?? SERVE_DEFAULTS.maxUnauthenticated,
   });
-  const receiver = new Receiver(listener, store);
+  const receiver = new Receiver(listener, store, fingerprint);
   const name = cleanReceiverName(options.name ?? os.hostname());
   const emit = (event: ReceiverEvent) => receiver.publish(event);
   const ingest = new Ingest({

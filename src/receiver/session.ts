@@ -1,5 +1,5 @@
 /**
- * One connection on the receiving side, over any duplex byte stream (TCP today, TLS next):
+ * One connection on the receiving side, over any duplex byte stream (TLS, or TCP in plaintext):
  * bytes in → frames (FrameDecoder) → the protocol state machine (protocol.ts) → the ingest
  * service → answers out. This module owns what is about the connection itself: the greeting
  * and its proofs, timers (hello deadline, idle timeout, minimum body rate), answers in header
@@ -8,7 +8,8 @@
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { verifyOwnerProof } from '../auth/owner-key.js';
-import { makeNonce, verifyProof } from '../auth/token-proof.js';
+import { makeNonce, receiverProof, verifySenderProof, type ProofTranscript } from '../auth/token-proof.js';
+import { PLAINTEXT, type ChannelSecurity } from '../transport/channel.js';
 import { FtError, isWireCode, toFtError, wireCodeOf } from '../errors.js';
 import type { ReceiverEvent } from '../ingest/events.js';
 import { localFailure, type Decision, type Ingest, type IngestSession, type Outcome } from '../ingest/ingest.js';
@@ -52,6 +53,8 @@ export interface Connection {
   /** The peer's address (IPv4-mapped IPv6 addresses as plain IPv4) and port. */
   address: string;
   port: number;
+  /** What carries it. @default plaintext */
+  security?: ChannelSecurity;
 }
 
 /** Windows over which a body's rate is judged: this much time spent waiting for the peer, at most. */
@@ -257,9 +260,13 @@ export class ReceiverSession {
     if (hello.version !== PROTOCOL_VERSION) {
       throw new FtError('UNSUPPORTED_VERSION', `this receiver speaks version ${PROTOCOL_VERSION}, not ${hello.version}`);
     }
+    if (hello.nonce === undefined) throw new FtError('BAD_MESSAGE', '"hello" has no nonce (required since version 5)');
+    // Keying material from this TLS session: the proofs below are valid on this channel only.
+    const binding = (this.connection.security ?? PLAINTEXT).binding();
+    const transcript: ProofTranscript = { binding, receiverNonce: this.nonce, senderNonce: hello.nonce };
     if (ctx.token !== undefined) {
       const { address } = this.connection;
-      if (!verifyProof(ctx.token, this.nonce, hello.proof)) {
+      if (!verifySenderProof(ctx.token, transcript, hello.proof)) {
         // Guessing gets slower with every wrong answer from the same address.
         await new Promise((resolve) => setTimeout(resolve, ctx.admission.authFailed(address)));
         throw new FtError('AUTH_FAILED', 'the token proof is missing or wrong');
@@ -269,7 +276,7 @@ export class ReceiverSession {
     if (hello.owner === undefined || hello.ownerProof === undefined) {
       throw new FtError('BAD_MESSAGE', '"hello" has no owner key and proof (required since version 3)');
     }
-    const owner = verifyOwnerProof(hello.owner, this.nonce, hello.ownerProof);
+    const owner = verifyOwnerProof(hello.owner, this.nonce, hello.ownerProof, binding);
     if (owner === undefined) throw new FtError('AUTH_FAILED', 'the owner key proof does not verify');
     // Only now does the connection take one of the main slots (see Admission).
     const refusal = ctx.admission.promote(this.ticket);
@@ -280,6 +287,8 @@ export class ReceiverSession {
       remote: this.remote,
       progressed: () => ctx.admission.progressed(this.ticket),
     });
+    // Only a sender that proved the token is told the receiver knows it too.
+    this.send(ctx.token === undefined ? { type: 'welcome' } : { type: 'welcome', proof: receiverProof(ctx.token, transcript) });
     await this.step({ kind: 'authenticated', features: sharedFeatures(OUR_FEATURES, hello.features) });
   }
 

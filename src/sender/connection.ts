@@ -19,11 +19,15 @@ import {
   type SenderHello,
   type SenderMessage,
   type Skip,
+  type Welcome,
 } from '../wire/messages.js';
-import { proofFor } from '../auth/token-proof.js';
+import { makeNonce, senderProof, verifyReceiverProof, type ProofTranscript } from '../auth/token-proof.js';
 import type { OwnerKey } from '../auth/owner-key.js';
 import type { Connector } from '../transport/connector.js';
+import { PLAINTEXT, type Channel, type ChannelSecurity } from '../transport/channel.js';
 import { tcpConnector } from '../transport/tcp-connector.js';
+import { tlsConnector } from '../transport/tls-connector.js';
+import type { ReceiverTrust } from './receiver-trust.js';
 
 export type Decision = Accept | Skip | Refuse;
 export type Outcome = Done | Failed;
@@ -41,8 +45,12 @@ export interface ConnectOptions {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   signal: AbortSignal | undefined;
-  /** How the byte stream is opened. @default plain TCP */
+  /** How the byte stream is opened. @default TLS (plain TCP with insecurePlaintext) */
   connect?: Connector;
+  /** Accept a channel without TLS (the receiver must have chosen it too). */
+  insecurePlaintext: boolean;
+  /** Decides whether the receiver's key is the one meant; absent only in plaintext. */
+  trust: ReceiverTrust | undefined;
 }
 
 /**
@@ -59,6 +67,7 @@ export class SenderConnection {
   /** Rejects when the connection fails, for racing against waits on the stream. */
   private readonly failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
   private helloWaiter: Waiter<ReceiverHello> | undefined;
+  private welcomeWaiter: Waiter<Welcome> | undefined;
   /** The stream's own timers are not ours to set (it need not be a socket): one idle timer of our own. */
   private idleTimer: NodeJS.Timeout | undefined;
   private idleMs = 0;
@@ -68,8 +77,11 @@ export class SenderConnection {
   /** What this connection may use: the features both hellos listed. */
   features = new Set<Feature>();
 
+  private received = false;
+
   private constructor(
     private readonly socket: Duplex,
+    private readonly plaintext: boolean,
     timeoutMessage: (idleMs: number) => string,
   ) {
     this.failed.catch(() => undefined);
@@ -83,20 +95,37 @@ export class SenderConnection {
   }
 
   static async open(options: ConnectOptions): Promise<SenderConnection> {
+    for (;;) {
+      const opened = await SenderConnection.attempt(options);
+      if (opened !== 'asked') return opened;
+      // First contact on a terminal: the user was asked with the connection closed (the
+      // receiver would not wait), said yes, and the key is now this send's to expect.
+    }
+  }
+
+  private static async attempt(options: ConnectOptions): Promise<SenderConnection | 'asked'> {
     const { host, port, signal } = options;
     signal?.throwIfAborted();
-    const connect = options.connect ?? tcpConnector;
-    let stream: Duplex;
+    const connect = options.connect ?? (options.insecurePlaintext ? tcpConnector : tlsConnector);
+    let opened: Duplex | Channel;
     try {
-      stream = await connect({ host, port }, { signal, timeoutMs: options.connectTimeoutMs });
+      opened = await connect({ host, port }, { signal, timeoutMs: options.connectTimeoutMs });
     } catch (error) {
       if (signal?.aborted) throw new FtError('ABORTED', 'send was cancelled');
       if (error instanceof FtError) throw error;
       throw new FtError('CONNECT_FAILED', `${host}:${port}: ${(error as Error)?.message ?? String(error)}`, {}, { cause: error });
     }
+    const { stream, security } = 'security' in opened ? opened : { stream: opened, security: PLAINTEXT };
     if (stream.destroyed) throw new FtError('CONNECT_FAILED', `${host}:${port}: the connection closed as it opened`);
-    const connection: SenderConnection = new SenderConnection(stream, (ms: number): string =>
-      connection.helloWaiter ? `${host}:${port} did not answer within ${ms} ms` : `${host}:${port} was silent for ${ms} ms`,
+    const verdict = await SenderConnection.vet(stream, security, options);
+    if (verdict === 'ask') {
+      stream.destroy();
+      await options.trust!.ask(security.peerFingerprint!);
+      await options.trust!.confirmed(security.peerFingerprint!, undefined);
+      return 'asked';
+    }
+    const connection: SenderConnection = new SenderConnection(stream, security.kind === 'plaintext', (ms: number): string =>
+      connection.helloWaiter || connection.welcomeWaiter ? `${host}:${port} did not answer within ${ms} ms` : `${host}:${port} was silent for ${ms} ms`,
     );
     if (signal?.aborted) {
       stream.destroy();
@@ -112,7 +141,6 @@ export class SenderConnection {
     connection.listen(host, port);
     connection.startIdle(options.connectTimeoutMs);
     const greeting = await hello;
-    connection.startIdle(options.idleTimeoutMs);
     if (greeting.version !== PROTOCOL_VERSION) {
       connection.close();
       throw new FtError('UNSUPPORTED_VERSION', `receiver speaks protocol version ${greeting.version}, this ft speaks ${PROTOCOL_VERSION}`);
@@ -123,27 +151,55 @@ export class SenderConnection {
     }
     if (greeting.auth !== 'hmac-sha256' && options.token !== undefined) {
       // We expected a receiver that checks a token; one that does not may be an impostor that
-      // took its name or address. Nothing of ours has been sent yet: stop before the first header.
+      // took its name or address. Nothing of ours has been sent yet: stop before our hello.
       connection.close();
       throw new FtError(
-        'AUTH_FAILED',
-        `${host}:${port}: this receiver does not ask for a token; it may be an impostor (send without a token only if it is meant to be open)`,
+        'RECEIVER_NOT_AUTHENTIC',
+        `${host}:${port}: this receiver does not ask for a token; it may be an impostor, and nothing was sent (send without a token only if it is meant to be open)`,
       );
     }
     connection.receiverName = greeting.name;
+    const transcript: ProofTranscript = { binding: security.binding(), receiverNonce: greeting.nonce, senderNonce: makeNonce() };
     const reply: SenderHello = {
       type: 'hello',
       protocol: PROTOCOL,
       version: PROTOCOL_VERSION,
       client: 'ft',
+      nonce: transcript.senderNonce,
       owner: options.ownerKey.publicHex,
-      ownerProof: options.ownerKey.prove(greeting.nonce),
+      ownerProof: options.ownerKey.prove(greeting.nonce, transcript.binding),
       features: [...OUR_FEATURES],
     };
     connection.features = sharedFeatures(OUR_FEATURES, greeting.features);
-    if (greeting.auth === 'hmac-sha256') reply.proof = proofFor(options.token!, greeting.nonce);
+    if (greeting.auth === 'hmac-sha256') reply.proof = senderProof(options.token!, transcript);
+    const welcomed = new Promise<Welcome>((resolve, reject) => (connection.welcomeWaiter = { resolve, reject }));
     connection.write(reply);
+    const welcome = await welcomed;
+    // Mutual: a receiver that cannot prove the token (one that accepts any proof, say) is not the one meant.
+    if (options.token !== undefined && !verifyReceiverProof(options.token, transcript, welcome.proof)) {
+      connection.close();
+      throw new FtError('RECEIVER_NOT_AUTHENTIC', `${host}:${port} did not prove that it knows the token: it may be an impostor, and nothing was sent`);
+    }
+    if (security.peerFingerprint !== undefined) await options.trust?.confirmed(security.peerFingerprint, greeting.name);
+    connection.startIdle(options.idleTimeoutMs);
     return connection;
+  }
+
+  /** The channel's verdict before anything of ours is written: TLS unless plaintext was chosen, and the key trusted. */
+  private static async vet(stream: Duplex, security: ChannelSecurity, options: ConnectOptions): Promise<'go' | 'ask'> {
+    const where = `${options.host}:${options.port}`;
+    try {
+      if (security.kind === 'plaintext') {
+        if (!options.insecurePlaintext) throw new FtError('TLS_FAILED', `${where}: the channel is not encrypted, and --insecure-plaintext was not given`);
+        return 'go';
+      }
+      if (options.trust === undefined || security.peerFingerprint === undefined) throw new FtError('TLS_FAILED', `${where}: the receiver's key is unknown`);
+      // 'after-token-proof': go on; the welcome's proof settles it before any file is announced.
+      return (await options.trust.check(security.peerFingerprint)) === 'ask' ? 'ask' : 'go';
+    } catch (error) {
+      stream.destroy();
+      throw error;
+    }
   }
 
   /** A timeout of no bytes in either direction (what net.Socket#setTimeout measured). */
@@ -172,6 +228,7 @@ export class SenderConnection {
     const { socket } = this;
     socket.on('data', (chunk: Buffer) => {
       this.touch();
+      this.received = true;
       try {
         for (const item of this.decoder.push(chunk)) {
           if (item.kind === 'error') throw item.error;
@@ -184,13 +241,18 @@ export class SenderConnection {
     });
     socket.on('error', (error: NodeJS.ErrnoException) => {
       if (error instanceof FtError) return this.failAll(error);
-      const connecting = this.helloWaiter !== undefined;
+      const connecting = this.helloWaiter !== undefined || this.welcomeWaiter !== undefined;
       const code = connecting ? 'CONNECT_FAILED' : 'CONNECTION_LOST';
       const what = error.code === 'ECONNREFUSED' ? 'connection refused (is `ft serve` running there?)' : error.message;
       this.failAll(new FtError(code, `${host}:${port}: ${what}`, {}, { cause: error }));
     });
     socket.on('close', () => {
-      this.failAll(new FtError(this.helloWaiter ? 'CONNECT_FAILED' : 'CONNECTION_LOST', `${host}:${port} closed the connection`));
+      if (this.plaintext && !this.received) {
+        // A TLS receiver waits for a ClientHello that a plaintext sender never sends, then gives up.
+        const why = 'closed the connection without a word: it probably runs with TLS (the default); send without --insecure-plaintext';
+        return this.failAll(new FtError('TLS_FAILED', `${host}:${port} ${why}`));
+      }
+      this.failAll(new FtError(this.helloWaiter || this.welcomeWaiter ? 'CONNECT_FAILED' : 'CONNECTION_LOST', `${host}:${port} closed the connection`));
     });
   }
 
@@ -200,6 +262,12 @@ export class SenderConnection {
         const waiter = this.helloWaiter;
         if (!waiter) throw new FtError('UNEXPECTED_MESSAGE', 'second "hello" from the receiver');
         this.helloWaiter = undefined;
+        return waiter.resolve(message);
+      }
+      case 'welcome': {
+        const waiter = this.welcomeWaiter;
+        if (!waiter || this.helloWaiter) throw new FtError('UNEXPECTED_MESSAGE', '"welcome" before our hello, or a second one');
+        this.welcomeWaiter = undefined;
         return waiter.resolve(message);
       }
       case 'error':
@@ -255,6 +323,8 @@ export class SenderConnection {
     this.rejectFailed(error);
     this.helloWaiter?.reject(error);
     this.helloWaiter = undefined;
+    this.welcomeWaiter?.reject(error);
+    this.welcomeWaiter = undefined;
     for (const waiters of [this.decisions, this.outcomes] as Map<number, Waiter<unknown>>[]) {
       for (const waiter of waiters.values()) waiter.reject(error);
       waiters.clear();

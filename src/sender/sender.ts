@@ -32,6 +32,8 @@ import { FileSource } from './file-source.js';
 import type { Source } from './source.js';
 import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from '../auth/owner-key.js';
 import { SenderConnection, type Outcome } from './connection.js';
+import { ReceiverTrust, type PinStore, type TrustPolicy } from './receiver-trust.js';
+import { parseFingerprint } from '../auth/fingerprint.js';
 import { validateSendOptions } from '../options.js';
 import { SEND_DEFAULTS } from '../defaults.js';
 
@@ -90,8 +92,36 @@ export interface SendOptions {
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
   /**
-   * Opens the byte stream to the receiver (TLS, a tunnel, a test's in-memory pipe…): given
-   * `{ host, port }` and `{ signal, timeoutMs }`, resolves with a Duplex. @default plain TCP
+   * The receiver's fingerprint, as `ft serve` printed it (short or full form): its key must be
+   * this one, or nothing is sent (RECEIVER_KEY_CHANGED). The surest way for a script.
+   */
+  fingerprint?: string;
+  /**
+   * First contact with a receiver whose key nothing vouches for (no `fingerprint`, no pin in
+   * `trustFile`): 'pinned' refuses it (RECEIVER_UNKNOWN) unless a `token` is given, whose
+   * mutual proofs then settle it; 'new' trusts it (and pins it); a function is asked. Whatever
+   * is chosen, every connection of one send must present the key the first one did.
+   * @default 'pinned'
+   */
+  trust?: TrustPolicy;
+  /**
+   * A file (see defaultTrustStorePath()) of pinned receivers, as `ft send` keeps: a receiver
+   * met before must present the same key, and each verified one is pinned there.
+   * @default none: nothing is pinned beyond this call
+   */
+  trustFile?: string;
+  /** What discovery found (`--to NAME`): pins are looked up by this name, and the key must be the one its beacon announced. */
+  discovered?: { name: string; fingerprint?: string };
+  /**
+   * No TLS: the files, their names and everything else cross the network readable and
+   * changeable by anyone on it, and the receiver is not authenticated. The receiver must run
+   * in plaintext too. @default false
+   */
+  insecurePlaintext?: boolean;
+  /**
+   * Opens the byte stream to the receiver (a tunnel, a test's in-memory pipe…): given
+   * `{ host, port }` and `{ signal, timeoutMs }`, resolves with a Duplex (plaintext) or a
+   * Channel. @default TLS over TCP (plain TCP with insecurePlaintext)
    */
   connect?: Connector;
 }
@@ -204,7 +234,18 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
   const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
-  const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, saveSoon: saver(cache) };
+  const trust = options.insecurePlaintext
+    ? undefined
+    : new ReceiverTrust({
+        host: options.host,
+        port: options.port ?? SEND_DEFAULTS.port,
+        fingerprint: options.fingerprint === undefined ? undefined : parseFingerprint(options.fingerprint),
+        discovered: options.discovered,
+        policy: options.trust ?? 'pinned',
+        store: await openPins(options.trustFile),
+        token: options.token !== undefined,
+      });
+  const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, trust, saveSoon: saver(cache) };
   const byFile = new Map(sources.map((source, i) => [source as LocalFile, jobs[i]!]));
   const hashing = hashLocalFiles(
     sources.filter((_, i) => !jobs[i]!.finished),
@@ -234,6 +275,12 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
     // Hashes computed while sending, and receipts, for the next run.
     await io.saveSoon.flush();
   }
+}
+
+async function openPins(file: string | undefined): Promise<PinStore | undefined> {
+  if (file === undefined) return undefined;
+  const { TrustStore } = await import('../auth/trust-store.js');
+  return new TrustStore(file);
 }
 
 /**
@@ -360,6 +407,7 @@ interface LocalIo {
   hashing: Set<Promise<void>>;
   /** Proves to the receiver that resumes and receipts are ours. */
   ownerKey: OwnerKey;
+  trust: ReceiverTrust | undefined;
   /** Saves the cache soon: a receipt arrived. */
   saveSoon: Saver;
 }
@@ -443,6 +491,8 @@ async function transferBatch(
     idleTimeoutMs: options.idleTimeoutMs ?? SEND_DEFAULTS.idleTimeoutMs,
     signal: options.signal,
     connect: options.connect,
+    insecurePlaintext: options.insecurePlaintext ?? false,
+    trust: io.trust,
   });
   onConnected();
   emit({ type: 'connected', host: options.host, port, attempt });

@@ -1,15 +1,17 @@
 /**
  * The receiver's transport seam: a listener hands over connections as duplex byte streams
- * with the peer's address; the receiver never sees what carries them (plain TCP today, TLS
- * next). A listener is made by the receiver from a factory, so it can say where it listens.
+ * with the peer's address; the receiver never sees what carries them (TLS by default, plain TCP when asked). A listener is made by the receiver from a factory, so it can say where it listens.
  */
 import type { Duplex } from 'node:stream';
+import type { ChannelSecurity } from './channel.js';
 
 export interface IncomingConnection {
   stream: Duplex;
   /** The peer's address (an IPv4-mapped IPv6 address as plain IPv4) and port. */
   address: string;
   port: number;
+  /** What carries the stream. @default plaintext */
+  security?: ChannelSecurity;
 }
 
 export interface Listener {

@@ -1,10 +1,11 @@
 import net from 'node:net';
 import { FtError } from '../errors.js';
-import type { Connector } from './connector.js';
+import type { Duplex } from 'node:stream';
+import type { ConnectTarget, ConnectorOptions } from './connector.js';
 
-/** The default connector: a plain TCP connection, with Nagle off (headers are small and pipelined). */
-export const tcpConnector: Connector = ({ host, port }, { signal, timeoutMs }) =>
-  new Promise((resolve, reject) => {
+/** A plain TCP connection, with Nagle off (headers are small and pipelined): what TLS runs over, and plaintext. */
+export function tcpConnector({ host, port }: ConnectTarget, { signal, timeoutMs }: ConnectorOptions): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new FtError('ABORTED', 'send was cancelled'));
     const socket = net.connect({ host, port });
     const fail = (error: FtError) => {
@@ -34,3 +35,4 @@ export const tcpConnector: Connector = ({ host, port }, { signal, timeoutMs }) =
       resolve(socket);
     });
   });
+}

@@ -8,10 +8,14 @@ export const PROTOCOL = 'ft';
  * 3: every sender proves an owner key (partials are private to it), "already there" rests on a
  *    receipt the receiver issued to that owner, and `need-hash` is gone (docs/PROTOCOL.md).
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /**
  * 4: both hellos carry `features`, and a capability is a feature both list rather than a new
  *    version; a peer ignores the features it does not know (docs/PROTOCOL.md §9).
+ * 5: the connection runs TLS 1.3 unless both sides chose plaintext; the token and owner proofs
+ *    are made over keying material exported from this TLS session, the sender's hello carries a
+ *    nonce of its own, and the receiver answers it with `welcome` (and its own token proof)
+ *    before any file may be announced.
  */
 export const FEATURES = {
   /** A header may leave out the hash, which then follows the body in a `hash` message. */
@@ -40,6 +44,8 @@ export const MAX_FILES_PER_CONNECTION = 10_000;
 /** `xxh64:` + 16 lowercase hex digits: XXH64, seed 0, of the content. */
 export const HASH_PATTERN = /^xxh64:[0-9a-f]{16}$/;
 const NONCE_PATTERN = /^[0-9a-f]{32,128}$/;
+/** The sender's nonce: exactly 16 random bytes. */
+const SENDER_NONCE_PATTERN = /^[0-9a-f]{32}$/;
 const PROOF_PATTERN = /^[0-9a-f]{64}$/;
 /** A raw Ed25519 public key (32 bytes) and a signature (64 bytes), in lowercase hex. */
 const OWNER_KEY_PATTERN = /^[0-9a-f]{64}$/;
@@ -104,13 +110,22 @@ export interface ErrorMessage {
   code: WireCode;
   message: string;
 }
-export type ReceiverMessage = ReceiverHello | Accept | Skip | Refuse | Done | Failed | ErrorMessage;
+/** The sender's hello held: files may come. With a token, the receiver proves it too. */
+export interface Welcome {
+  type: 'welcome';
+  /** HMAC-SHA256 under the token over this channel (docs/PROTOCOL.md §3.4): present when the hello asked for a token. */
+  proof?: string;
+}
+export type ReceiverMessage = ReceiverHello | Welcome | Accept | Skip | Refuse | Done | Failed | ErrorMessage;
 
 // Sender → receiver.
 export interface SenderHello {
   type: 'hello';
   protocol: typeof PROTOCOL;
   version: number;
+  /** 16 random bytes, hex: the receiver's token proof covers it, so it is fresh even without TLS. */
+  nonce?: string;
+  /** HMAC-SHA256 under the token over this channel (docs/PROTOCOL.md §3.4). */
   proof?: string;
   client?: string;
   /**
@@ -118,7 +133,7 @@ export interface SenderHello {
    * in version 3 (optional here so that an older peer is told its version is wrong, not its fields).
    */
   owner?: string;
-  /** Ed25519 signature by the owner key over "ft-owner-v3\0" + the receiver's nonce. */
+  /** Ed25519 signature by the owner key over this channel (docs/PROTOCOL.md §3.4). */
   ownerProof?: string;
   /** The features this sender speaks (the ones it will use, if the receiver listed them too). */
   features: string[];
@@ -251,6 +266,8 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
       if (ownerProof !== undefined) hello.ownerProof = ownerProof;
       const proof = f.optionalMatching('proof', PROOF_PATTERN, '64 lowercase hex digits');
       if (proof !== undefined) hello.proof = proof;
+      const nonce = f.optionalMatching('nonce', SENDER_NONCE_PATTERN, '32 lowercase hex digits');
+      if (nonce !== undefined) hello.nonce = nonce;
       const client = f.optionalText('client');
       if (client !== undefined) hello.client = client;
       return hello;
@@ -291,6 +308,12 @@ export function parseReceiverMessage(raw: JsonObject): ReceiverMessage {
       const name = f.optionalText('name');
       if (name !== undefined) hello.name = name;
       return hello;
+    }
+    case 'welcome': {
+      const welcome: Welcome = { type };
+      const proof = f.optionalMatching('proof', PROOF_PATTERN, '64 lowercase hex digits');
+      if (proof !== undefined) welcome.proof = proof;
+      return welcome;
     }
     case 'accept': {
       const accept: Accept = { type, id: f.id(), offset: f.count('offset') };

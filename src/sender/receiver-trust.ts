@@ -1,0 +1,126 @@
+/**
+ * Whether the key a receiver presents is the one this send means (SSH's known_hosts model).
+ * Checked after the TLS handshake and before a byte of ours is written; once one connection
+ * of a send is verified, every later one (retries, resumes) must present the same key.
+ *
+ * Order: a key already verified in this send; `--fingerprint`; what discovery announced; the
+ * pins (by the receiver name asked for, else by address); and only then first contact, which
+ * is trusted with `trust: 'new'`, asked about with a function, settled by the token proofs when
+ * a token is given, and refused otherwise.
+ */
+import { FtError } from '../errors.js';
+import { fingerprintMatches, shortFingerprint } from '../auth/fingerprint.js';
+import { escapeForDisplay } from '../names/safe-name.js';
+
+/** What a first contact is shown (and a trust function is given). */
+export interface UnknownReceiver {
+  fingerprint: string;
+  host: string;
+  port: number;
+  /** The receiver name asked for (`--to NAME`), when discovery found it. */
+  name?: string;
+}
+
+/**
+ * First contact: 'pinned' refuses a receiver nothing vouches for (a token still does);
+ * 'new' trusts it and pins it; a function decides (the terminal's question).
+ */
+export type TrustPolicy = 'pinned' | 'new' | ((receiver: UnknownReceiver) => boolean | Promise<boolean>);
+
+/** The part of the trust store (auth/trust-store.ts) a send uses. */
+export interface PinStore {
+  lookup(query: { name?: string; address?: string }): Promise<{ byName?: { fingerprint: string; names: string[] }; byAddress?: { fingerprint: string } }>;
+  record(contact: { fingerprint: string; name?: string; address?: string }): Promise<void>;
+}
+
+export interface ReceiverTrustOptions {
+  host: string;
+  port: number;
+  /** Parsed --fingerprint (short or full, canonical). */
+  fingerprint?: string;
+  /** What discovery said: the name asked for and the key its beacon announced. */
+  discovered?: { name: string; fingerprint?: string };
+  policy: TrustPolicy;
+  store?: PinStore;
+  token: boolean;
+}
+
+/** What the connection does next: go on, wait for the receiver's token proof, or ask first. */
+export type TrustVerdict = 'trusted' | 'after-token-proof' | 'ask';
+
+export function addressKey(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export class ReceiverTrust {
+  /** The key this send's first verified connection presented. */
+  private verified: string | undefined;
+  private readonly where: string;
+
+  constructor(private readonly options: ReceiverTrustOptions) {
+    this.where = options.discovered ? `"${escapeForDisplay(options.discovered.name)}" (${addressKey(options.host, options.port)})` : addressKey(options.host, options.port);
+  }
+
+  async check(presented: string): Promise<TrustVerdict> {
+    const { options } = this;
+    if (this.verified !== undefined) {
+      if (presented === this.verified) return 'trusted';
+      throw this.changed(presented, this.verified, 'in the middle of this send');
+    }
+    if (options.fingerprint !== undefined) {
+      if (fingerprintMatches(presented, options.fingerprint)) return 'trusted';
+      throw this.changed(presented, options.fingerprint, 'given with --fingerprint', false);
+    }
+    const announced = options.discovered?.fingerprint;
+    if (announced !== undefined && announced !== presented) throw this.changed(presented, announced, 'its discovery beacon announced', false);
+    const pins = await options.store?.lookup({ name: options.discovered?.name, address: addressKey(options.host, options.port) });
+    const pin = options.discovered ? (pins?.byName ?? pins?.byAddress) : pins?.byAddress;
+    if (pin) {
+      if (pin.fingerprint === presented) return 'trusted';
+      throw this.changed(presented, pin.fingerprint, 'pinned for it');
+    }
+    if (options.policy === 'new') return 'trusted';
+    if (options.token) return 'after-token-proof';
+    if (typeof options.policy === 'function') return 'ask';
+    throw new FtError(
+      'RECEIVER_UNKNOWN',
+      `first contact with ${this.where}, key ${shortFingerprint(presented)}: nothing was sent. ` +
+        'If that is the fingerprint `ft serve` printed there, send again with --fingerprint ' +
+        `${shortFingerprint(presented)} (or --trust-new to trust it unchecked)`,
+      { fingerprint: presented },
+    );
+  }
+
+  /** First contact on a terminal: the user says yes (resolves) or no (RECEIVER_UNKNOWN). */
+  async ask(presented: string): Promise<void> {
+    const { policy, host, port, discovered } = this.options;
+    const yes = typeof policy === 'function' && (await policy({ fingerprint: presented, host, port, name: discovered?.name }));
+    if (!yes) throw new FtError('RECEIVER_UNKNOWN', `${this.where} (key ${shortFingerprint(presented)}) was not trusted; nothing was sent`);
+  }
+
+  /**
+   * The connection is verified (and, with a token, the receiver proved it): the rest of the
+   * send holds this key, and it is pinned under the address and the name asked for (or, when
+   * asked by address, the name the receiver gave, unless another key holds it).
+   */
+  async confirmed(presented: string, receiverName: string | undefined): Promise<void> {
+    this.verified = presented;
+    const { store, host, port, discovered } = this.options;
+    if (!store) return;
+    let name = discovered?.name;
+    if (name === undefined && receiverName !== undefined && receiverName.length > 0) {
+      const { byName } = await store.lookup({ name: receiverName });
+      if (byName === undefined || byName.fingerprint === presented) name = receiverName;
+    }
+    await store.record({ fingerprint: presented, name, address: addressKey(host, port) });
+  }
+
+  private changed(presented: string, expected: string, what: string, pinned = true): FtError {
+    const forget = pinned ? `; if the receiver's key was changed on purpose, run \`ft trust forget ${this.options.discovered?.name ?? addressKey(this.options.host, this.options.port)}\` and send again` : '';
+    return new FtError(
+      'RECEIVER_KEY_CHANGED',
+      `${this.where} presented key ${shortFingerprint(presented)}, not ${shortFingerprint(expected)} ${what}: it may be an impostor, and nothing was sent${forget}`,
+      { fingerprint: presented, expected },
+    );
+  }
+}

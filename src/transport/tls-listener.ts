@@ -1,0 +1,39 @@
+import tls from 'node:tls';
+import { FtError } from '../errors.js';
+import type { Identity } from '../auth/identity.js';
+import { TLS_PROFILE, tlsSecurity } from './channel.js';
+import { listenTcp } from './tcp-listener.js';
+import type { ListenerFactory } from './listener.js';
+
+/**
+ * TLS 1.3 over the TCP listener, with the receiver's identity. Each connection is handed over
+ * as soon as TCP accepts it, with the handshake still to come, so the receiver's greeting
+ * limits (the greeting pool and the hello deadline) bound the handshake too: a peer that
+ * opens connections and never finishes a handshake holds no more than one that never says hello.
+ */
+export function tlsListener(identity: Identity): ListenerFactory {
+  let secureContext: tls.SecureContext;
+  try {
+    secureContext = tls.createSecureContext({ key: identity.key, cert: identity.cert, ...TLS_PROFILE, honorCipherOrder: true });
+  } catch (error) {
+    throw new FtError('IDENTITY_INVALID', `the key and certificate cannot be used for TLS: ${(error as Error).message}`, {}, { cause: error });
+  }
+  return async (options) => {
+    const tcp = await listenTcp(options);
+    return {
+      address: tcp.address,
+      close: () => tcp.close(),
+      onConnection: (handler) =>
+        tcp.onConnection(({ stream, address, port }) => {
+          const socket = new tls.TLSSocket(stream as import('node:net').Socket, {
+            isServer: true,
+            secureContext,
+            ALPNProtocols: [...TLS_PROFILE.ALPNProtocols],
+            // Senders prove themselves with their owner key and the token, inside the channel.
+            requestCert: false,
+          });
+          handler({ stream: socket, address, port, security: tlsSecurity(socket) });
+        }),
+    };
+  };
+}

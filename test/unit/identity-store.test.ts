@@ -4,6 +4,7 @@ import { chmod, chown, lstat, mkdir, readdir, readFile, stat, symlink, writeFile
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { createFsFromVolume, Volume } from 'memfs';
 import selfsigned from 'selfsigned';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FtError } from '../../src/errors.js';
@@ -210,6 +211,21 @@ describe('loadOrCreateIdentity: creation', () => {
     expect((await loadOrCreateIdentity(dir, { fs })).identity).toEqual(first.identity);
   });
 
+  it('does everything through the file system it is given (here an in-memory one)', async () => {
+    const volume = new Volume();
+    const memory = createFsFromVolume(volume);
+    const fs = memory.promises as unknown as IdentityFileSystem;
+    const dir = path.join(await tempDir('ft-identity-'), 'only-in-memory');
+    const first = await loadOrCreateIdentity(dir, { fs });
+    expect(first.created).toBe(true);
+    expect(existsSync(dir)).toBe(false);
+    expect(Object.keys(volume.toJSON())).toEqual([fileIn(dir)]);
+    expect(memory.readFileSync(fileIn(dir), 'utf8')).toBe(identityFileText(first.identity));
+    expect((await loadOrCreateIdentity(dir, { fs })).identity).toEqual(first.identity);
+    memory.writeFileSync(fileIn(dir), first.identity.key);
+    expect(await refusal(dir, { fs })).toMatch(/holds a private key but no certificate/);
+  });
+
   it('the default lives in the per-user config folder, beside the sender key', () => {
     const previous = process.env.XDG_CONFIG_HOME;
     process.env.XDG_CONFIG_HOME = '/somewhere/config';
@@ -360,6 +376,20 @@ describe.runIf(onPosix)('loadOrCreateIdentity: symbolic links', () => {
     expect(existsSync(target)).toBe(false);
     expect((await lstat(fileIn(dir))).isSymbolicLink()).toBe(true);
     expect(await readdir(dir)).toEqual(['identity.pem']);
+  });
+
+  it('without hard links too: a link planted before the exclusive create is neither followed nor replaced', async () => {
+    const dir = await identityDir();
+    const target = path.join(path.dirname(dir), 'planted.pem');
+    const { fs } = recordingFs({
+      link: async (_from, to) => {
+        await symlink(target, to);
+        throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
+      },
+    });
+    expect(await refusal(dir, { fs })).toMatch(/symbolic link/);
+    expect(existsSync(target)).toBe(false);
+    expect((await lstat(fileIn(dir))).isSymbolicLink()).toBe(true);
   });
 
   it('a folder reached through a link the user made is fine', async () => {

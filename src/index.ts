@@ -13,6 +13,7 @@ export { listenTcp } from './transport/tcp-listener.js';
 export type { IncomingConnection, Listener, ListenerFactory, ListenOptions } from './transport/listener.js';
 export type { Placed, StoreCapabilities, StoredIdentity, TargetState, Upload, UploadKey, UploadStore, UploadWriter } from './storage/upload-store.js';
 export { defaultSenderKeyPath } from './auth/owner-key.js';
+export { TrustStore, defaultTrustStorePath, type PinnedReceiver } from './auth/trust-store.js';
 export { discover, ReceiverWatcher, type Claim, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
 export { FtError, ERROR_CODES, WIRE_CODES, LOCAL_CODES, type ErrorCode, type WireCode, type LocalCode } from './errors.js';
 export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/conflict-policy.js';

@@ -14,6 +14,7 @@ import { constants, promises as nodeFs } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { domainToASCII } from 'node:url';
 import envPaths from 'env-paths';
 import { FtError } from '../errors.js';
 import { backoffDelay, waitFor, type Backoff } from '../retry.js';
@@ -103,8 +104,11 @@ export function canonicalHost(host: string): string | undefined {
     return compressed + zone;
   }
   if (zone || host !== bare) return undefined;
-  const name = bare.toLowerCase().replace(/\.$/, '');
-  // "127.1" or "10.0.0.300" are not host names: the last label of a name is never all digits.
+  // As a URL would have it: lowercase, international names in their xn-- form, and the other
+  // spellings of an IPv4 address ("127.1", "0x7f.0.0.1", which connecting accepts too) as one.
+  const name = domainToASCII(bare.replace(/\.$/, ''));
+  if (isIPv4(name)) return name;
+  // "10.0.0.300" is not a host name: the last label of a name is never all digits.
   if (!HOST_NAME.test(name) || /(?:^|\.)\d+$/.test(name)) return undefined;
   return name;
 }
@@ -360,6 +364,7 @@ export class TrustStore {
         if (process.platform !== 'win32' && stat.mode & 0o022) {
           throw invalid(this.file, `others may change it (mode ${(stat.mode & 0o777).toString(8)}): run chmod 600 on it`);
         }
+        if (process.getuid && stat.uid !== process.getuid()) throw invalid(this.file, 'it belongs to another user');
         if (stat.size > MAX_FILE_BYTES) throw invalid(this.file, `larger than ${MAX_FILE_BYTES / 1024 / 1024} MiB`);
         readOnly = process.platform !== 'win32' && (stat.mode & 0o200) === 0;
         text = await handle.readFile('utf8');

@@ -111,7 +111,10 @@ describe('TrustStore: record and lookup', () => {
     expect(canonicalAddress('[2001:DB8:0:0:0:0:0:1]:65535')).toBe('[2001:db8::1]:65535');
     expect(canonicalAddress('[fe80::1%eth0]:9527')).toBe('[fe80::1%eth0]:9527');
     expect(canonicalAddress('Host.Local:9527')).toBe('host.local:9527');
-    for (const bad of ['127.0.0.1', '127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:09527', '::1:9527', '[::1]', '127.1:9527', '999.0.0.1:9527', 'a b:1', '[nothost]:1', ':9527', 'host:9527\n']) {
+    expect(canonicalAddress('Café.local.:9527')).toBe('xn--caf-dma.local:9527');
+    expect(canonicalAddress('127.1:9527')).toBe('127.0.0.1:9527');
+    expect(canonicalAddress('0x7f.0.0.1:9527')).toBe('127.0.0.1:9527');
+    for (const bad of ['127.0.0.1', '127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:09527', '::1:9527', '[::1]', '999.0.0.1:9527', '10.0.0.300:1', 'a b:1', '[nothost]:1', ':9527', 'host:9527\n']) {
       expect(canonicalAddress(bad), bad).toBeUndefined();
     }
   });
@@ -301,6 +304,13 @@ describe('TrustStore: a file it cannot trust is an error, never "no pins"', () =
     await writeStore(huge, '');
     await nodeFs.truncate(huge, 33 * 1024 * 1024);
     expect((await refusal(new TrustStore(huge).list())).message).toMatch(/larger than 32 MiB/);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('a file that belongs to another user is refused (it could pin its own keys) (as root only: chown)', async () => {
+    const file = await storeFile();
+    await writeStore(file, { version: 1, receivers: [] });
+    await nodeFs.chown(file, 65534, 65534);
+    expect((await refusal(new TrustStore(file).lookup({ name: 'x' }))).message).toMatch(/belongs to another user/);
   });
 
   it('a read-only file: lookup works, record and forget say so and change nothing', async () => {

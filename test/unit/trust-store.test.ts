@@ -362,6 +362,16 @@ describe('TrustStore: the lock', () => {
     expect((await nodeFs.readdir(path.dirname(file))).sort()).toEqual(['known-receivers.json']);
   });
 
+  it('several stores finding the same dead lock at once: each breaks only the lock it judged stale, and every change stays', async () => {
+    const file = await storeFile();
+    await mkdir(path.dirname(file), { recursive: true });
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    await writeFile(`${file}.lock`, JSON.stringify({ pid: Number(dead.stdout), host: os.hostname(), nonce: 'x', time: Date.now() }));
+    await Promise.all(Array.from({ length: 10 }, (_, i) => new TrustStore(file, { lockWaitMs: 5_000 }).record({ fingerprint: fp(i), name: `r${i}` })));
+    expect((await new TrustStore(file).list()).map((e) => e.fingerprint).sort()).toEqual(Array.from({ length: 10 }, (_, i) => fp(i)).sort());
+    expect((await nodeFs.readdir(path.dirname(file))).sort()).toEqual(['known-receivers.json']);
+  });
+
   it('a lock from another host (or unreadable) is broken once it is old; a fresh one held by a live process is waited for, then a clear error', async () => {
     const file = await storeFile();
     await new TrustStore(file).record({ fingerprint: fp(1), name: 'laptop' });

@@ -16,6 +16,7 @@ export { defaultSenderKeyPath } from './auth/owner-key.js';
 export { defaultIdentityDir, loadOrCreateIdentity, type LoadedIdentity } from './auth/identity-store.js';
 export { generateIdentity, identityFrom, type Identity } from './auth/identity.js';
 export { parseFingerprint, shortFingerprint } from './auth/fingerprint.js';
+export { TrustStore, defaultTrustStorePath, type PinnedReceiver } from './auth/trust-store.js';
 export { discover, ReceiverWatcher, type Claim, type DiscoverOptions, type FoundReceiver } from './discovery/discover.js';
 export { FtError, ERROR_CODES, WIRE_CODES, LOCAL_CODES, type ErrorCode, type WireCode, type LocalCode } from './errors.js';
 export { CONFLICT_POLICIES, type ConflictPolicy } from './storage/conflict-policy.js';

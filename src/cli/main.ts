@@ -85,6 +85,20 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--json', 'print one JSON object per line for each receiver')
     .action(async (options) => setExit(await (await import('./discover-command.js')).discoverCommand(options)));
 
+  const trust = program.command('trust').description('show or forget the receivers this sender has pinned (their keys)');
+  trust
+    .command('list')
+    .description('list the pinned receivers: fingerprint, names, addresses, when first pinned and last seen')
+    .option('--trust-file <file>', 'the file of pinned receivers (default: ~/.config/ft/known-receivers.json on Linux)')
+    .option('--json', 'print one JSON object per line for each pinned receiver')
+    .action(async (options) => setExit(await (await import('./trust-command.js')).trustListCommand(options)));
+  trust
+    .command('forget')
+    .description('forget a receiver, to accept a deliberate change of its key')
+    .argument('<receiver>', 'its name, address (host:port, or a host for every port) or fingerprint (short or full)')
+    .option('--trust-file <file>', 'the file of pinned receivers (default: ~/.config/ft/known-receivers.json on Linux)')
+    .action(async (what: string, options) => setExit(await (await import('./trust-command.js')).trustForgetCommand(what, options)));
+
   return program;
 }
 

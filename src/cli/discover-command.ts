@@ -24,10 +24,7 @@ export async function discoverCommand(options: DiscoverCommandOptions): Promise<
   const found = await discover({ timeout: options.timeout * 1000, interface: options.interface });
   const conflicts = await keyConflicts(found, options.pinnedFingerprint);
   if (options.json) {
-    for (const receiver of found) {
-      const conflict = conflicts.get(receiver.id);
-      process.stdout.write(jsonLine('receiver', { ...receiver, keyConflict: conflict !== undefined, ...(conflict && { pinnedFingerprint: conflict.pinned }) }));
-    }
+    for (const receiver of found) process.stdout.write(jsonLine('receiver', receiverJson(receiver, conflicts)));
     return 0;
   }
   if (found.length === 0) {
@@ -61,6 +58,12 @@ export async function keyConflicts(found: FoundReceiver[], pinnedFingerprint: Pi
     }
   }
   return conflicts;
+}
+
+/** What `ft discover --json` says of one receiver: its entry (the full `fingerprint` among it), and whether its name is pinned to another key. */
+export function receiverJson(receiver: FoundReceiver, keyConflicts: Map<string, KeyConflict>): object {
+  const conflict = keyConflicts.get(receiver.id);
+  return { ...receiver, keyConflict: conflict !== undefined, ...(conflict && { pinnedFingerprint: conflict.pinned }) };
 }
 
 /** The table `ft discover` prints, and a line under it for each id whose answers conflict. */

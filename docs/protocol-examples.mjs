@@ -225,7 +225,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 
   console.log('=== discovery (§12.8): datagrams (UDP port 9527)');
   // addrs: every IPv4 address it may answer from, those on the asker's (or the beacon's) subnet first.
-  const receiverInfo = { name: 'laptop', id: '9f86d081884c7d65', port: 9527, auth: false, interval: 3, addrs: ['192.168.1.20', '127.0.0.1'] };
+  // fp: the full fingerprint of the receiver's key (an example value); absent for a receiver in plaintext.
+  const fp = 'SXNY77BX73MUJMCUMUKGALLTDDIT2IBYSLPPP6WVZI33I27WVMCA';
+  const receiverInfo = { name: 'laptop', id: '9f86d081884c7d65', port: 9527, auth: false, interval: 3, fp, addrs: ['192.168.1.20', '127.0.0.1'] };
   const qid = '2c26b46b68ffc68f';
   for (const [title, bytes] of [
     ['announce (broadcast every 3 s)', datagram({ kind: 'announce', ...receiverInfo })],

@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
+import { FINGERPRINT_PATTERN } from '../auth/fingerprint.js';
 import { decodeDatagram, encodeWithin, MAX_DATAGRAM_BYTES, type ReceiverInfo } from './codec.js';
 import {
   answerAddresses,
@@ -17,6 +18,8 @@ export interface AnnouncerOptions {
   /** TCP port of the receiver. */
   port: number;
   auth: boolean;
+  /** Full fingerprint of the receiver's TLS key, sent as `fp`; none for a receiver in plaintext. */
+  fingerprint?: string;
   /** Seconds between beacons. */
   interval: number;
   /** UDP port beacons and queries use. */
@@ -64,10 +67,15 @@ export class Announcer {
       port: options.port,
       auth: options.auth,
       interval: options.interval,
+      ...(options.fingerprint === undefined ? {} : { fingerprint: options.fingerprint }),
     };
   }
 
   static async start(options: AnnouncerOptions): Promise<Announcer> {
+    // Readers drop a datagram with a malformed `fp`: announcing one would be silence, not a beacon.
+    if (options.fingerprint !== undefined && !FINGERPRINT_PATTERN.test(options.fingerprint)) {
+      throw new Error(`not a full key fingerprint: ${JSON.stringify(options.fingerprint.slice(0, 60))}`);
+    }
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
     const announcer = new Announcer(socket, options);
     socket.on('message', (bytes, from) => announcer.onMessage(bytes, from));

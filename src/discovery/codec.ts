@@ -7,15 +7,20 @@
  *  - `answer`:   a receiver's unicast reply to a query, echoing its `qid`.
  *
  * Announces and answers carry `addrs`, the IPv4 addresses the receiver may answer from, so that
- * a sender can tell one receiver heard on several interfaces from an impostor that copied its id.
+ * a sender can tell one receiver heard on several interfaces from an impostor that copied its id;
+ * and `fp`, the full fingerprint of the receiver's TLS key, absent when it runs in plaintext (so
+ * a receiver from before TLS, which sends none, reads as what it is). `fp` is a claim, not a
+ * proof: the sender checks it against the TLS certificate it gets.
  *
  * Everything from the network is untrusted: anything that is not exactly one of these shapes
  * decodes to undefined and is ignored.
  */
 import net from 'node:net';
+import { FINGERPRINT_PATTERN } from '../auth/fingerprint.js';
 import { CONTROL_CHARACTERS } from '../names/safe-name.js';
 
 export const DISCOVERY_MARKER = 'ft-discovery';
+/** Still 1 with `fp`: a reader of version 1 ignores unknown fields, and a receiver that sends no `fp` is in plaintext. */
 export const DISCOVERY_VERSION = 1;
 export const DEFAULT_DISCOVERY_PORT = 9527;
 /** Larger datagrams are dropped unread. */
@@ -40,6 +45,8 @@ export interface ReceiverInfo {
   auth: boolean;
   /** Seconds between beacons, so listeners know when one has gone. */
   interval: number;
+  /** Full fingerprint of the receiver's TLS key (`fp`); absent for a receiver in plaintext. */
+  fingerprint?: string;
   /**
    * IPv4 addresses the receiver may answer from (its own word for which sources are all it);
    * empty when an older receiver sent none.
@@ -53,11 +60,13 @@ export type Datagram =
   | { kind: 'query'; qid: string };
 
 export function encodeDatagram(datagram: Datagram): Buffer {
-  const { kind, ...fields } = datagram;
-  const base = { m: DISCOVERY_MARKER, v: DISCOVERY_VERSION, kind, ...fields };
-  if (kind !== 'query') return Buffer.from(JSON.stringify(base));
-  const unpadded = Buffer.byteLength(JSON.stringify({ ...base, pad: '' }));
-  return Buffer.from(JSON.stringify({ ...base, pad: ' '.repeat(Math.max(0, QUERY_BYTES - unpadded)) }));
+  const head = { m: DISCOVERY_MARKER, v: DISCOVERY_VERSION, kind: datagram.kind, ...(datagram.kind === 'announce' ? {} : { qid: datagram.qid }) };
+  if (datagram.kind !== 'query') {
+    const { name, id, port, auth, interval, fingerprint, addrs } = datagram;
+    return Buffer.from(JSON.stringify({ ...head, name, id, port, auth, interval, ...(fingerprint === undefined ? {} : { fp: fingerprint }), addrs }));
+  }
+  const unpadded = Buffer.byteLength(JSON.stringify({ ...head, pad: '' }));
+  return Buffer.from(JSON.stringify({ ...head, pad: ' '.repeat(Math.max(0, QUERY_BYTES - unpadded)) }));
 }
 
 /**
@@ -100,16 +109,18 @@ export function decodeDatagram(bytes: Buffer): Datagram | undefined {
 }
 
 function receiverInfo(get: (key: string) => unknown): ReceiverInfo | undefined {
-  const [name, id, port, auth, interval, addrs] = ['name', 'id', 'port', 'auth', 'interval', 'addrs'].map(get);
+  const [name, id, port, auth, interval, fp, addrs] = ['name', 'id', 'port', 'auth', 'interval', 'fp', 'addrs'].map(get);
   if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > MAX_NAME_BYTES) return undefined;
   if (CONTROL_CHARACTERS.test(name)) return undefined;
   if (typeof id !== 'string' || !ID_PATTERN.test(id)) return undefined;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
   if (typeof auth !== 'boolean') return undefined;
   if (typeof interval !== 'number' || !Number.isFinite(interval) || interval <= 0 || interval > 3600) return undefined;
+  // Absent: a receiver in plaintext. Anything but a full fingerprint: not an ft datagram.
+  if (fp !== undefined && (typeof fp !== 'string' || !FINGERPRINT_PATTERN.test(fp))) return undefined;
   const addresses = addressList(addrs);
   if (!addresses) return undefined;
-  return { name, id, port, auth, interval, addrs: addresses };
+  return { name, id, port, auth, interval, ...(fp === undefined ? {} : { fingerprint: fp }), addrs: addresses };
 }
 
 /** Absent is an empty list; anything but an array of dotted IPv4 addresses is invalid. */

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { FtError } from '../errors.js';
 import { validateDiscoverOptions, validateWatchOptions } from '../options.js';
 import { DISCOVER_DEFAULTS } from '../defaults.js';
-import { decodeDatagram, encodeDatagram } from './codec.js';
+import { decodeDatagram, encodeDatagram, type ReceiverInfo } from './codec.js';
 import { broadcastTargets, type BroadcastTarget } from './interfaces.js';
 import { ReceiverTable, type FoundReceiver } from './sightings.js';
 
@@ -35,11 +35,21 @@ export async function discover(options: DiscoverOptions = {}): Promise<FoundRece
   return (await discoverAll(options)).receivers;
 }
 
+/** What discoverAll() heard. */
+export interface Heard {
+  receivers: FoundReceiver[];
+  /** Answers for more receivers than are kept came in: the list may lack the one wanted (a flood of invented ids can push a real receiver out). */
+  overflowed: boolean;
+  /** Answers `setAside` picked, grouped apart (by id, bounded the same way): never merged with `receivers`, never counted by `until`. */
+  setAside: FoundReceiver[];
+}
+
 /**
- * discover(), also saying whether answers for more receivers than it keeps came in (then the
- * list may lack the one wanted: a flood of invented ids can push a real receiver out).
+ * discover(), also saying whether it overflowed; answers for which `setAside` returns true are
+ * kept apart (resolveReceiver: those with another key than the one pinned for the name), so that
+ * they can neither be picked nor make a conflict of the receiver wanted.
  */
-export async function discoverAll(options: DiscoverOptions = {}): Promise<{ receivers: FoundReceiver[]; overflowed: boolean }> {
+export async function discoverAll(options: DiscoverOptions = {}, setAside?: (info: ReceiverInfo) => boolean): Promise<Heard> {
   validateDiscoverOptions(options);
   const timeout = options.timeout ?? DISCOVER_DEFAULTS.timeout;
   const port = options.port ?? DISCOVER_DEFAULTS.port;
@@ -51,6 +61,7 @@ export async function discoverAll(options: DiscoverOptions = {}): Promise<{ rece
   const qid = randomBytes(8).toString('hex');
   const query = encodeDatagram({ kind: 'query', qid });
   const found = new ReceiverTable();
+  const aside = new ReceiverTable();
   const socket = dgram.createSocket('udp4');
   await new Promise<void>((resolve, reject) => {
     socket.once('error', (error) => {
@@ -70,7 +81,7 @@ export async function discoverAll(options: DiscoverOptions = {}): Promise<{ rece
       options.signal?.removeEventListener('abort', onAbort);
       socket.close();
       if (error) reject(error);
-      else resolve({ receivers: found.receivers(), overflowed: found.overflowed });
+      else resolve({ receivers: found.receivers(), overflowed: found.overflowed, setAside: aside.receivers() });
     };
     const onAbort = () => finish(new FtError('ABORTED', 'discovery was cancelled'));
     if (options.signal?.aborted) return onAbort();
@@ -78,7 +89,12 @@ export async function discoverAll(options: DiscoverOptions = {}): Promise<{ rece
     socket.on('message', (bytes, from) => {
       const datagram = decodeDatagram(bytes);
       if (datagram?.kind !== 'answer' || datagram.qid !== qid) return;
-      found.add({ address: from.address, info: datagram });
+      const { kind: _kind, qid: _qid, ...info } = datagram;
+      if (setAside?.(info)) {
+        aside.add({ address: from.address, info });
+        return;
+      }
+      found.add({ address: from.address, info });
       if (!settling && options.until?.(found.receivers())) {
         settling = true;
         timers.push(setTimeout(() => finish(), options.settleMs ?? DISCOVER_DEFAULTS.settleMs));

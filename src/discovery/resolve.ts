@@ -3,8 +3,10 @@ import net from 'node:net';
 import os from 'node:os';
 import { DISCOVER_DEFAULTS } from '../defaults.js';
 import { FtError } from '../errors.js';
+import type { ReceiverInfo } from './codec.js';
 import type { DiscoverOptions, FoundReceiver } from './discover.js';
 import { isLoopbackAddress } from './interfaces.js';
+import { describeKey, hasPinnedKey, shellWord, type PinLookup } from './pins.js';
 import { MAX_RECEIVERS } from './sightings.js';
 
 export interface ResolvedReceiver {
@@ -15,11 +17,21 @@ export interface ResolvedReceiver {
   receiver?: FoundReceiver;
   /** Why DNS was used after discovery was asked, for the user to read (one line). */
   note?: string;
+  /**
+   * Found by discovery: the key fingerprint its answers claimed (absent when they claimed none,
+   * a receiver in plaintext). A claim only: the TLS certificate must show this very key.
+   */
+  fingerprint?: string;
 }
 
 export type ResolveOptions = Pick<DiscoverOptions, 'interface' | 'port' | 'signal' | 'timeout'> & {
   /** Every address DNS gives for a name, or undefined. @default the system resolver (tests pass their own) */
   lookup?: (host: string) => Promise<string[] | undefined>;
+  /**
+   * The fingerprint pinned for a receiver name, if any (the trust store). With a pin for the
+   * name asked for, answers with any other key are set aside: never picked, never merged.
+   */
+  pinnedFingerprint?: PinLookup;
 };
 
 /** How long discovery waits for a name that DNS also knows (receivers answer within milliseconds). */
@@ -33,7 +45,8 @@ const DISCOVERY_MS = 1000;
  * DNS knows that name too (a receiver's default name is its host name); DNS and its default
  * port serve when no receiver of that name answers. Two receivers with one name, one id that
  * answers from addresses it does not list as its own, or a discovered receiver where DNS
- * points elsewhere are errors, never a silent pick.
+ * points elsewhere are errors, never a silent pick. When the name is pinned to a key, only
+ * answers with that key count; if only others claim the name, that is RECEIVER_KEY_CHANGED.
  */
 export async function resolveReceiver(
   target: { host: string; port: number | undefined } | undefined,
@@ -43,16 +56,22 @@ export async function resolveReceiver(
   if (target && net.isIP(target.host)) return { host: target.host, port: target.port ?? defaultPort, via: 'address' };
   // Always this host (RFC 6761): no receiver on the network can be meant, so no query goes out.
   if (target && /^(.+\.)?localhost\.?$/i.test(target.host)) return { host: target.host, port: target.port ?? defaultPort, via: 'dns' };
-  const { lookup = lookupAll, ...discoverOptions } = options;
+  const { lookup = lookupAll, pinnedFingerprint, ...discoverOptions } = options;
   const dnsAddresses = target ? await lookup(target.host) : undefined;
   if (target && dnsAddresses && target.port !== undefined) return { host: target.host, port: target.port, via: 'dns' };
+  // Read before any query goes out: a trust store that cannot be read stops here.
+  const pin = target && pinnedFingerprint ? await pinnedFingerprint(target.host) : undefined;
+  const otherKey = pin === undefined ? undefined : (info: ReceiverInfo) => !hasPinnedKey(info.fingerprint, pin);
 
   const wanted = target?.host.toLowerCase();
   const matches = (r: FoundReceiver) => wanted === undefined || names(r).some((name) => name.toLowerCase() === wanted);
   const timeout = options.timeout ?? (dnsAddresses ? DNS_NAME_DISCOVERY_MS : DISCOVERY_MS);
   // Loaded only when a receiver is looked up: `--to address:port` starts without the discovery code.
   const { discoverAll } = await import('./discover.js');
-  const { receivers: found, overflowed } = await discoverAll({ ...discoverOptions, timeout, until: (list) => wanted !== undefined && list.some(matches) });
+  const { receivers: found, overflowed, setAside } = await discoverAll(
+    { ...discoverOptions, timeout, until: (list) => wanted !== undefined && list.some(matches) },
+    otherKey,
+  );
   const candidates = found.filter(matches);
   const discoveryPort = options.port ?? DISCOVER_DEFAULTS.port;
   if (overflowed) {
@@ -65,11 +84,14 @@ export async function resolveReceiver(
   }
 
   if (candidates.length === 0) {
+    const otherKeys = setAside.filter(matches);
+    if (target && pin !== undefined && otherKeys.length > 0) throw keyChanged(target.host, pin, otherKeys);
     if (target && dnsAddresses) {
       const note = `no receiver named "${target.host}" answered discovery; using DNS (${dnsAddresses.join(', ')}) and port ${defaultPort}`;
       return { host: target.host, port: defaultPort, via: 'dns', note };
     }
-    const seen = found.length > 0 ? ` Receivers found: ${describeAll(found)}.` : '';
+    const everyone = [...found, ...setAside];
+    const seen = everyone.length > 0 ? ` Receivers found: ${describeAll(everyone)}.` : '';
     const what = target ? `no host or receiver named "${target.host}"` : 'no receiver found on the network';
     throw new FtError(
       'CONNECT_FAILED',
@@ -85,17 +107,23 @@ export async function resolveReceiver(
   if (receiver.conflict) {
     throw new FtError(
       'USAGE',
-      `receiver "${receiver.name}" (id ${receiver.id}) answers from ${claimsOf(receiver)}, which it does not announce as its own: ` +
-        'one of them may be an impostor; pick one with --to <address:port>',
+      `receiver "${receiver.name}" (id ${receiver.id}) answers from ${claimsOf(receiver)}, which it does not announce as its own ` +
+        '(or with answers that disagree on its port, name or key): one of them may be an impostor; pick one with --to <address:port>',
       { candidates },
     );
   }
+  if (!target && pinnedFingerprint) {
+    // The only receiver there, but under a name pinned to another key: not the one it says.
+    const pinned = await pinnedFingerprint(receiver.name);
+    if (pinned !== undefined && !hasPinnedKey(receiver.fingerprint, pinned)) throw keyChanged(receiver.name, pinned, [receiver]);
+  }
   const port = target?.port ?? receiver.port;
-  if (!dnsAddresses) return { host: receiver.addresses[0]!, port, via: 'discovery', receiver };
+  const fingerprint = receiver.fingerprint === undefined ? {} : { fingerprint: receiver.fingerprint };
+  if (!dnsAddresses) return { host: receiver.addresses[0]!, port, via: 'discovery', receiver, ...fingerprint };
   // DNS knows the name too: use the discovered port only for a receiver DNS agrees with, so an
   // impostor on the LAN cannot take over a host name that used to go to DNS.
   const host = receiver.addresses.find((address) => dnsAddresses.some((known) => sameHost(known, address)));
-  if (host) return { host, port, via: 'discovery', receiver };
+  if (host) return { host, port, via: 'discovery', receiver, ...fingerprint };
   throw new FtError(
     'USAGE',
     `"${target!.host}" is ${describeAll([receiver])} by discovery, but DNS says ${dnsAddresses.join(', ')}; ` +
@@ -104,17 +132,45 @@ export async function resolveReceiver(
   );
 }
 
+/** Only receivers with another key (or none) claim a pinned name: refused, naming both keys. */
+function keyChanged(name: string, pinned: string, others: FoundReceiver[]): FtError {
+  const claims = others.flatMap((r) =>
+    r.claims
+      ? r.claims.filter((c) => c.name.toLowerCase() === name.toLowerCase()).map((c) => ({ where: `${c.address}:${c.port}`, fingerprint: c.fingerprint }))
+      : [{ where: r.addresses.map((a) => `${a}:${r.port}`).join(', '), fingerprint: r.fingerprint }],
+  );
+  const keyed = [...new Set(claims.map((c) => `${c.where} with ${keyOf(c.fingerprint)}`))];
+  const who = keyed.length === 1 ? `the only receiver answering as "${name}" is ${keyed[0]}` : `the receivers answering as "${name}" are ${keyed.join('; ')}`;
+  return new FtError(
+    'RECEIVER_KEY_CHANGED',
+    `receiver "${name}" is pinned with key ${describeKey(pinned)}, but ${who}: it may be an impostor, so nothing is sent; ` +
+      `if the receiver's key changed deliberately, run \`ft trust forget ${shellWord(name)}\` and send again`,
+    { name, pinned, claimed: [...new Set(claims.map((c) => c.fingerprint ?? null))], candidates: others },
+  );
+}
+
+function keyOf(fingerprint: string | undefined): string {
+  return fingerprint === undefined ? 'no key (no encryption)' : `key ${describeKey(fingerprint)}`;
+}
+
 function names(receiver: FoundReceiver): string[] {
   return receiver.claims ? receiver.claims.map((c) => c.name) : [receiver.name];
 }
 
 function claimsOf(receiver: FoundReceiver): string {
-  return (receiver.claims ?? []).map((c) => `${c.address}:${c.port}${c.name === receiver.name ? '' : ` as "${c.name}"`}`).join(', ');
+  const keys = new Set((receiver.claims ?? []).map((c) => c.fingerprint));
+  return (receiver.claims ?? [])
+    .map((c) => `${c.address}:${c.port}${c.name === receiver.name ? '' : ` as "${c.name}"`}${keys.size > 1 ? ` with key ${describeKey(c.fingerprint)}` : ''}`)
+    .join(', ');
 }
 
 function describeAll(receivers: FoundReceiver[]): string {
   return receivers
-    .map((r) => (r.conflict ? `${r.name} (conflicting answers from ${claimsOf(r)}, id ${r.id})` : `${r.name} (${r.addresses.map((a) => `${a}:${r.port}`).join(', ')}, id ${r.id})`))
+    .map((r) =>
+      r.conflict
+        ? `${r.name} (conflicting answers from ${claimsOf(r)}, id ${r.id})`
+        : `${r.name} (${r.addresses.map((a) => `${a}:${r.port}`).join(', ')}, id ${r.id}, key ${describeKey(r.fingerprint)})`,
+    )
     .join('; ');
 }
 

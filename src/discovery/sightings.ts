@@ -2,8 +2,8 @@
  * From the answers and announces heard to a list of receivers, without trusting any of them.
  *
  * Ids are not secret: anyone who hears a beacon can answer with the same id from another
- * address. So answers with one id make one receiver only when they agree (same name, TCP port
- * and auth) and every address they came from is one the receiver itself lists in `addrs`, in
+ * address. So answers with one id make one receiver only when they agree (same name, TCP port,
+ * auth and key fingerprint) and every address they came from is one the receiver itself lists in `addrs`, in
  * every one of them: that is how one receiver on several interfaces tells us its addresses
  * belong together. Anything else is a conflict, shown as such and never connected to by name.
  * Pure: no sockets, no clock (callers pass the time), so it is unit-tested as it is.
@@ -23,6 +23,8 @@ export interface Claim {
   port: number;
   name: string;
   auth: boolean;
+  /** The key fingerprint it claimed; absent for a claim of plaintext. */
+  fingerprint?: string;
 }
 
 /** A receiver found on the network: one entry per id, however many interfaces it answered on. */
@@ -31,10 +33,12 @@ export interface FoundReceiver {
   id: string;
   port: number;
   auth: boolean;
+  /** Full fingerprint of its TLS key, as its answers claim it (`fp`); absent for a receiver in plaintext. */
+  fingerprint?: string;
   /** Addresses it answered from, first answer first. */
   addresses: string[];
   /**
-   * Answers with this id disagree (another address, port, name or auth that the receiver does
+   * Answers with this id disagree (another address, port, name, auth or key that the receiver does
    * not list as its own): one of them is likely an impostor that copied the id. Never connect
    * to such an entry by name; `claims` says who said what.
    */
@@ -58,7 +62,8 @@ interface Kept {
 export function consistent(sightings: Sighting[]): boolean {
   const [first, ...rest] = sightings;
   if (!first) return true;
-  const same = (s: Sighting) => s.info.name === first.info.name && s.info.port === first.info.port && s.info.auth === first.info.auth;
+  const same = (s: Sighting) =>
+    s.info.name === first.info.name && s.info.port === first.info.port && s.info.auth === first.info.auth && s.info.fingerprint === first.info.fingerprint;
   if (!rest.every(same)) return false;
   const sources = new Set(sightings.map((s) => s.address));
   if (sources.size === 1) return true;
@@ -69,19 +74,26 @@ export function consistent(sightings: Sighting[]): boolean {
 export function describe(sightings: Sighting[], overflowed = false): FoundReceiver {
   const first = sightings[0]!;
   const { name, id, port, auth } = first.info;
+  const key = withFingerprint(first.info.fingerprint);
   const addresses = [...new Set(sightings.map((s) => s.address))];
   const conflict = overflowed || !consistent(sightings);
-  if (!conflict) return { name, id, port, auth, addresses, conflict };
+  if (!conflict) return { name, id, port, auth, ...key, addresses, conflict };
   const claims: Claim[] = [];
   for (const { address, info } of sightings) {
-    const claim = { address, port: info.port, name: info.name, auth: info.auth };
-    if (!claims.some((c) => c.address === address && c.port === claim.port && c.name === claim.name && c.auth === claim.auth)) claims.push(claim);
+    const claim: Claim = { address, port: info.port, name: info.name, auth: info.auth, ...withFingerprint(info.fingerprint) };
+    const same = (c: Claim) => c.address === address && c.port === claim.port && c.name === claim.name && c.auth === claim.auth && c.fingerprint === claim.fingerprint;
+    if (!claims.some(same)) claims.push(claim);
   }
-  return { name, id, port, auth, addresses, conflict, claims };
+  return { name, id, port, auth, ...key, addresses, conflict, claims };
+}
+
+/** The field only when there is a fingerprint: a plaintext receiver's entry has none (and its JSON no null). */
+function withFingerprint(fingerprint: string | undefined): { fingerprint?: string } {
+  return fingerprint === undefined ? {} : { fingerprint };
 }
 
 function keyOf({ address, info }: Sighting): string {
-  return JSON.stringify([address, info.name, info.port, info.auth, [...info.addrs].sort()]);
+  return JSON.stringify([address, info.name, info.port, info.auth, info.fingerprint ?? null, [...info.addrs].sort()]);
 }
 
 export type Change = 'new' | 'changed' | 'same' | 'ignored';

@@ -272,7 +272,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
  * a wildcard, loopback only for 127.x, that one interface for a specific IPv4 address. Discovery
  * is IPv4 broadcast, so a receiver on an IPv6 address only is not announced (and says why).
  */
-async function announce(receiver: Receiver, options: ServeOptions, name: string): Promise<void> {
+async function announce(receiver: Receiver, options: ServeOptions, name: string, fingerprint?: string): Promise<void> {
   const bound = receiver.address.host;
   const wildcard = bound === '::' || bound === '0.0.0.0';
   if (!wildcard && net.isIPv6(bound) && !bound.startsWith('::ffff:')) {
@@ -286,6 +286,8 @@ async function announce(receiver: Receiver, options: ServeOptions, name: string)
       name,
       port: receiver.address.port,
       auth: options.token !== undefined,
+      // The identity's key, so senders can tell an impostor by name (none in plaintext).
+      fingerprint,
       interval: options.beaconInterval ?? SERVE_DEFAULTS.beaconInterval,
       discoveryPort: options.discoveryPort ?? SERVE_DEFAULTS.discoveryPort,
       interface: iface,

@@ -16,7 +16,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DISCOVERY_MARKER, DISCOVERY_VERSION, encodeDatagram, decodeDatagram, QUERY_BYTES, type ReceiverInfo } from '../../src/discovery/codec.js';
-import { discover, ReceiverWatcher, type FoundReceiver } from '../../src/discovery/discover.js';
+import { discover, discoverAll, ReceiverWatcher, type FoundReceiver } from '../../src/discovery/discover.js';
+import { Announcer } from '../../src/discovery/announcer.js';
+import { fingerprintOfPublicKey, shortFingerprint } from '../../src/auth/fingerprint.js';
 import { answerAddresses, broadcastTargets, isLoopbackAddress, LOOPBACK_BROADCAST } from '../../src/discovery/interfaces.js';
 import { resolveReceiver } from '../../src/discovery/resolve.js';
 import { FtError } from '../../src/errors.js';
@@ -25,7 +27,7 @@ import { serve, type Receiver } from '../../src/receiver/server.js';
 import type { ReceiverEvent } from '../../src/ingest/events.js';
 import { randomBuffer } from '../helpers/files.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
-import { receiverTable } from '../../src/cli/discover-command.js';
+import { keyConflicts, receiverJson, receiverTable } from '../../src/cli/discover-command.js';
 
 const LO = 'lo';
 /** What a loopback-only receiver lists as its addresses: the IPv4 addresses of this host's loopback interface. */
@@ -253,7 +255,7 @@ interface Impostor {
  */
 async function startImpostor(
   victim: string,
-  options: { address?: string; samePort?: number; addrs?: (real: string[], own: string) => string[] } = {},
+  options: { address?: string; samePort?: number; addrs?: (real: string[], own: string) => string[]; fingerprint?: string } = {},
 ): Promise<Impostor & { learned: Promise<ReceiverInfo> }> {
   const address = options.address ?? '127.0.0.2';
   const trap = await tcpTrap(address, options.samePort ?? 0);
@@ -271,7 +273,8 @@ async function startImpostor(
     }
     if (datagram?.kind === 'query' && copied) {
       const addrs = options.addrs ? options.addrs(copied.addrs, address) : copied.addrs;
-      const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, ...copied, port: trap.port, addrs });
+      const key = options.fingerprint === undefined ? {} : { fingerprint: options.fingerprint };
+      const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, ...copied, ...key, port: trap.port, addrs });
       answers += 1;
       out.socket.send(answer, from.port, from.address);
     }
@@ -718,6 +721,197 @@ describe('impostors: one id from an address or port its receiver does not announ
     // Silent for 3 × 0.2 s + 1 s: its sighting expires, the real receiver stays, plain again.
     await until(() => updates.find((x) => x.id === r.id && !x.conflict), 'the conflict to clear', 5000);
     expect(watcher.receivers.find((x) => x.id === r.id)).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'], conflict: false });
+  });
+});
+
+describe('key fingerprints: discovery cannot redirect a sender to another key', () => {
+  const announcers = new Set<Announcer>();
+  afterEach(async () => {
+    await Promise.all([...announcers].map((a) => a.close()));
+    announcers.clear();
+  });
+  const newKey = () => fingerprintOfPublicKey(randomBytes(32));
+  const uniqueName = (what: string) => `ft-test-${what}-${randomBytes(3).toString('hex')}`;
+  /** What the trust store would say: `name` pinned to `key`, nothing else. */
+  const pinning = (name: string, key: string) => async (asked: string) => (asked.toLowerCase() === name.toLowerCase() ? key : undefined);
+
+  /** A receiver's discovery side on loopback, announcing a key (as serve() will the identity's), or none (plaintext); its TCP port is a trap. */
+  async function keyedReceiver(name: string, fingerprint: string | undefined) {
+    const trap = await tcpTrap('127.0.0.1');
+    const announcer = await Announcer.start({ name, port: trap.port, auth: false, fingerprint, interval: 3, discoveryPort: P, loopbackOnly: true });
+    announcers.add(announcer);
+    return { id: announcer.info.id, port: trap.port, fingerprint, trap };
+  }
+
+  it('the announcer sends its fingerprint in beacons and answers; discover() reports it, and a malformed one is refused at start', async () => {
+    const key = newKey();
+    const watcher = await startWatcher();
+    const r = await keyedReceiver(uniqueName('keyed'), key);
+    const found = await discover({ interface: LO, port: P, timeout: 3000, until: (list) => list.some((x) => x.id === r.id) });
+    expect(found).toEqual([expect.objectContaining({ id: r.id, fingerprint: key, conflict: false })]);
+    // The watcher lists it from a beacon or an answer: either carries the key.
+    expect(await until(() => watcher.receivers.find((x) => x.id === r.id), 'the watcher to list it')).toMatchObject({ fingerprint: key });
+    const plain = await keyedReceiver(uniqueName('plain'), undefined);
+    const both = await discover({ interface: LO, port: P, timeout: 800 });
+    expect(Object.hasOwn(both.find((x) => x.id === plain.id)!, 'fingerprint')).toBe(false);
+    for (const bad of [key.toLowerCase(), shortFingerprint(key), key.slice(0, 51)]) {
+      await expect(Announcer.start({ name: 'x', port: 1, auth: false, fingerprint: bad, interval: 3, discoveryPort: P, loopbackOnly: true })).rejects.toThrow(/fingerprint/);
+    }
+  });
+
+  it('a pinned name: a receiver claiming it with another key (its own id) is ignored, the pinned one chosen; without a pin, both are refused', async () => {
+    const name = uniqueName('pinned');
+    const [key, other] = [newKey(), newKey()];
+    const real = await keyedReceiver(name, key);
+    const impostor = await keyedReceiver(name, other);
+    // Pinned in full, or by the short form's 160 bits (as parseFingerprint gives it); the name in any case.
+    for (const pin of [key, key.slice(0, 32)]) {
+      const resolved = await resolveReceiver({ host: name.toUpperCase(), port: undefined }, 9527, { interface: LO, port: P, timeout: 3000, pinnedFingerprint: pinning(name, pin) });
+      expect(resolved).toMatchObject({ host: '127.0.0.1', port: real.port, via: 'discovery', fingerprint: key, receiver: { id: real.id, fingerprint: key, conflict: false } });
+    }
+    // No pin (first contact): two keys under one name are never a silent pick; both keys are named.
+    const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
+    const ft = expectFtError(error, 'USAGE');
+    expect(ft.message).toContain(`2 receivers are named "${name}"`);
+    for (const [r, k] of [[real, key], [impostor, other]] as const) {
+      expect(ft.message).toContain(`127.0.0.1:${r.port}`);
+      expect(ft.message).toContain(shortFingerprint(k));
+    }
+    // A store lookup that knows nothing of the name is no pin either.
+    const unpinned = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000, pinnedFingerprint: async () => undefined }).catch((e: unknown) => e);
+    expectFtError(unpinned, 'USAGE');
+    expect(real.trap.connections() + impostor.trap.connections()).toBe(0);
+  });
+
+  it('an impostor that copies the id and answers with its own key from its own address: set aside with a pin (not even a conflict), a conflict naming both keys without', async () => {
+    const name = uniqueName('copied');
+    const [key, other] = [newKey(), newKey()];
+    const impostor = await startImpostor(name, { fingerprint: other });
+    const real = await keyedReceiver(name, key);
+    expect((await impostor.learned).id).toBe(real.id);
+
+    // What discovery heard: the real receiver alone and plain, the impostor's claim kept apart.
+    const heard = await discoverAll({ interface: LO, port: P, timeout: 800 }, (info) => info.fingerprint !== key);
+    expect(impostor.answers()).toBeGreaterThan(0);
+    expect(heard.receivers).toEqual([{ name, id: real.id, port: real.port, auth: false, fingerprint: key, addresses: ['127.0.0.1'], conflict: false }]);
+    expect(heard.setAside).toEqual([expect.objectContaining({ id: real.id, fingerprint: other, addresses: ['127.0.0.2'] })]);
+
+    const before = impostor.answers();
+    const resolved = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000, pinnedFingerprint: pinning(name, key) });
+    expect(impostor.answers()).toBeGreaterThan(before);
+    expect(resolved).toMatchObject({ host: '127.0.0.1', port: real.port, fingerprint: key, receiver: { id: real.id, conflict: false } });
+
+    const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
+    const ft = expectFtError(error, 'USAGE');
+    expect(ft.message).toMatch(/impostor/);
+    expect(ft.message).toContain(`127.0.0.2:${impostor.trap.port} with key ${shortFingerprint(other)}`);
+    expect(ft.message).toContain(`127.0.0.1:${real.port} with key ${shortFingerprint(key)}`);
+    expect(impostor.trap.connections()).toBe(0);
+  });
+
+  it('the same id, address and port with another key (a forged source address) is a conflict, never picked', async () => {
+    const name = uniqueName('forged');
+    const [key, other] = [newKey(), newKey()];
+    const real = await keyedReceiver(name, key);
+    // The forger sends from 127.0.0.1 too, claiming the real receiver's id and port with its own key.
+    const forger = await udpClient('127.0.0.1');
+    await discoveryListener((bytes, from) => {
+      const datagram = decodeDatagram(bytes);
+      if (datagram?.kind !== 'query') return;
+      const answer = encodeDatagram({ kind: 'answer', qid: datagram.qid, name, id: real.id, port: real.port, auth: false, interval: 3, fingerprint: other, addrs: LOOPBACK_ADDRESSES });
+      forger.socket.send(answer, from.port, from.address);
+    });
+    const found = await discover({ interface: LO, port: P, timeout: 800 });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ id: real.id, conflict: true });
+    expect(found[0]!.claims!.map((c) => c.fingerprint).sort()).toEqual([key, other].sort());
+    const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
+    expect(expectFtError(error, 'USAGE').message).toContain(shortFingerprint(other));
+    expect(receiverTable(found)).toMatch(new RegExp(`${name}\\s+127\\.0\\.0\\.1:${real.port}, 127\\.0\\.0\\.1:${real.port}\\s+CONFLICT`));
+  });
+
+  it('a pinned name answered only with another key, or with none: RECEIVER_KEY_CHANGED naming both keys and how to accept a change, even when DNS knows the name', async () => {
+    const name = uniqueName('changed');
+    const [key, other] = [newKey(), newKey()];
+    const impostor = await keyedReceiver(name, other);
+    for (const lookup of [async () => undefined, async () => ['127.0.0.1']]) {
+      const started = Date.now();
+      const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 1000, lookup, pinnedFingerprint: pinning(name, key) }).catch((e: unknown) => e);
+      expect(Date.now() - started).toBeLessThan(5000);
+      const ft = expectFtError(error, 'RECEIVER_KEY_CHANGED');
+      expect(ft.message).toContain(`receiver "${name}" is pinned with key ${shortFingerprint(key)}`);
+      expect(ft.message).toContain(`127.0.0.1:${impostor.port} with key ${shortFingerprint(other)}`);
+      expect(ft.message).toContain(`ft trust forget ${name}`);
+      expect(ft.message).not.toContain('\n');
+      expect(ft.details).toMatchObject({ name, pinned: key, claimed: [other] });
+    }
+
+    // A receiver in plaintext under a pinned name: no downgrade by beacon either.
+    const plainName = uniqueName('plain');
+    await keyedReceiver(plainName, undefined);
+    const plain = await resolveReceiver({ host: plainName, port: undefined }, 9527, { interface: LO, port: P, timeout: 1000, pinnedFingerprint: pinning(plainName, key) }).catch((e: unknown) => e);
+    expect(expectFtError(plain, 'RECEIVER_KEY_CHANGED').message).toContain('with no key (no encryption)');
+    expect(impostor.trap.connections()).toBe(0);
+  });
+
+  it('without --to, the only receiver found is refused when its name is pinned to another key', async () => {
+    const name = uniqueName('only');
+    const [key, other] = [newKey(), newKey()];
+    await keyedReceiver(name, other);
+    const error = await resolveReceiver(undefined, 9527, { interface: LO, port: P, timeout: 600, pinnedFingerprint: pinning(name, key) }).catch((e: unknown) => e);
+    expect(expectFtError(error, 'RECEIVER_KEY_CHANGED').message).toContain(shortFingerprint(other));
+    // Pinned to its own key, it is used, with the key it claimed.
+    const resolved = await resolveReceiver(undefined, 9527, { interface: LO, port: P, timeout: 600, pinnedFingerprint: pinning(name, other) });
+    expect(resolved).toMatchObject({ via: 'discovery', fingerprint: other });
+  });
+
+  it('a trust store that cannot be read stops the lookup before any query goes out', async () => {
+    const before = sentTo.length;
+    const broken = async () => {
+      throw new FtError('TRUST_STORE_INVALID', 'known-receivers.json: not JSON');
+    };
+    const error = await resolveReceiver({ host: uniqueName('x'), port: undefined }, 9527, { interface: LO, port: P, timeout: 600, pinnedFingerprint: broken }).catch((e: unknown) => e);
+    expectFtError(error, 'TRUST_STORE_INVALID');
+    expect(sentTo.length).toBe(before);
+  });
+
+  it('ft discover shows short fingerprints, marks plaintext, and shows a receiver claiming a pinned name with another key as a conflict', async () => {
+    const name = uniqueName('shown');
+    const plainName = uniqueName('plain');
+    const [key, other] = [newKey(), newKey()];
+    const real = await keyedReceiver(name, key);
+    const impostor = await keyedReceiver(name, other);
+    const plain = await keyedReceiver(plainName, undefined);
+    const found = await discover({ interface: LO, port: P, timeout: 800 });
+    expect(found.map((r) => r.id).sort()).toEqual([real.id, impostor.id, plain.id].sort());
+    let lookups = 0;
+    const pins = pinning(name, key);
+    const conflicts = await keyConflicts(found, async (asked) => {
+      lookups += 1;
+      return pins(asked);
+    });
+    expect(lookups).toBe(2);
+    expect([...conflicts.keys()]).toEqual([impostor.id]);
+    const lines = receiverTable(found, conflicts).split('\n');
+    const row = (id: string) => lines.find((line) => line.endsWith(id))!;
+    expect(lines[0]).toMatch(/^NAME\s+ADDRESSES\s+PORT\s+TOKEN\s+KEY\s+ID$/);
+    expect(row(real.id)).toContain(shortFingerprint(key));
+    expect(row(real.id)).not.toContain('CONFLICT');
+    expect(row(impostor.id)).toContain(`${shortFingerprint(other)} CONFLICT`);
+    expect(row(plain.id)).toContain('none (no encryption)');
+    const explained = lines.filter((line) => line.startsWith('CONFLICT:'));
+    expect(explained).toHaveLength(1);
+    expect(explained[0]).toContain(`"${name}" (id ${impostor.id}) is pinned with key ${shortFingerprint(key)}, but it has key ${shortFingerprint(other)}`);
+    expect(explained[0]).toContain(`ft trust forget ${name}`);
+    // Without pins: keys shown, no conflict.
+    expect(receiverTable(found)).not.toContain('CONFLICT');
+
+    // --json: the full fingerprint, and the conflict with the pinned key.
+    const json = (id: string) => JSON.parse(JSON.stringify(receiverJson(found.find((r) => r.id === id)!, conflicts)));
+    expect(json(real.id)).toMatchObject({ id: real.id, fingerprint: key, keyConflict: false });
+    expect(json(real.id).pinnedFingerprint).toBeUndefined();
+    expect(json(impostor.id)).toMatchObject({ fingerprint: other, keyConflict: true, pinnedFingerprint: key });
+    expect(Object.hasOwn(json(plain.id), 'fingerprint')).toBe(false);
   });
 });
 

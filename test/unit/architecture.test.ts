@@ -39,7 +39,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   ingest: ['storage', 'names', 'wire'],
   receiver: ['transport', 'ingest', 'storage', 'wire', 'auth', 'names', 'discovery'],
   sender: ['transport', 'wire', 'auth', 'names', 'discovery', 'ingest'],
-  discovery: ['wire', 'names'],
+  discovery: ['wire', 'names', 'auth'],
   cli: ['receiver', 'sender', 'ingest', 'storage', 'wire', 'auth', 'names', 'discovery', 'transport'],
   '': ['wire', 'names', 'auth', 'transport', 'storage', 'ingest', 'receiver', 'sender', 'discovery'],
 };

@@ -20,6 +20,8 @@ import {
 
 const ID = '0123456789abcdef';
 const QID = 'fedcba9876543210';
+/** A full fingerprint (52 characters of base32), written out so the test does not depend on the code under test. */
+const FP = 'MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43UOV3HO6DZPIYTEMZUGU3D';
 
 // The wire objects below carry no `addrs` (as from an older receiver): that decodes as an empty list.
 const announce: Datagram = { kind: 'announce', name: 'laptop', id: ID, port: 9527, auth: false, interval: 3, addrs: [] };
@@ -293,11 +295,75 @@ describe('addrs: the addresses a receiver answers from', () => {
     expect(decodeDatagram(encodeWithin({ ...announce, addrs: many }, MAX_DATAGRAM_BYTES)!)).toMatchObject({ addrs: many.slice(0, MAX_ADDRESSES) });
   });
 
-  it('an answer with a 64-byte name of escaped characters still carries 11 addresses in a 512-byte query (PROTOCOL.md §10.3; docs/IMPLEMENTATION.md, Discovery)', () => {
-    const addrs = Array.from({ length: MAX_ADDRESSES }, (_, i) => `255.255.255.${i}`);
-    const worst: Datagram = { kind: 'answer', qid: QID, name: '"'.repeat(64), id: ID, port: 65535, auth: false, interval: 0.1234567890123457, addrs };
-    const decoded = decodeDatagram(encodeWithin(worst, QUERY_BYTES)!) as { addrs: string[] };
-    expect(decoded.addrs.length).toBeGreaterThanOrEqual(11);
+  it('an answer with a 64-byte name of escaped characters and a key fingerprint still carries 8 addresses in a 512-byte query (PROTOCOL.md §10.3; docs/IMPLEMENTATION.md, Discovery)', () => {
+    const addrs = Array.from({ length: MAX_ADDRESSES }, (_, i) => `255.255.255.${100 + i}`);
+    const worst: Datagram = { kind: 'answer', qid: QID, name: '"'.repeat(64), id: ID, port: 65535, auth: false, interval: 0.1234567890123457, fingerprint: FP, addrs };
+    expect(encodeDatagram({ ...worst, addrs: [] }).length).toBeLessThan(360);
+    const decoded = decodeDatagram(encodeWithin(worst, QUERY_BYTES)!) as { addrs: string[]; fingerprint: string };
+    expect(decoded.fingerprint).toBe(FP);
+    expect(decoded.addrs.length).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe('fp: the full fingerprint of the receiver key', () => {
+  it('round-trips in announces and answers as `fingerprint`, travelling as `fp` before `addrs`; absent means a receiver in plaintext', () => {
+    for (const datagram of [
+      { ...announce, fingerprint: FP },
+      { ...answer, fingerprint: FP },
+    ] as Datagram[]) {
+      const encoded = encodeDatagram(datagram);
+      expect(decodeDatagram(encoded)).toEqual(datagram);
+      const wire = JSON.parse(encoded.toString());
+      expect(wire.fp).toBe(FP);
+      expect(wire.fingerprint).toBeUndefined();
+      expect(Object.keys(wire).slice(-2)).toEqual(['fp', 'addrs']);
+    }
+    expect(decodeDatagram(bytes({ ...wireAnnounce(), fp: FP }))).toEqual({ ...announce, fingerprint: FP });
+    // No fp: no `fingerprint` key at all (not one holding undefined), and none on the wire.
+    const plain = decodeDatagram(bytes(wireAnswer()))!;
+    expect(Object.hasOwn(plain, 'fingerprint')).toBe(false);
+    expect(Object.hasOwn(JSON.parse(encodeDatagram(answer).toString()), 'fp')).toBe(false);
+  });
+
+  it('a query carries none, even when handed one', () => {
+    const wire = JSON.parse(encodeDatagram({ kind: 'query', qid: QID, fingerprint: FP } as unknown as Datagram).toString());
+    expect(wire.fp).toBeUndefined();
+    expect(decodeDatagram(bytes({ ...wireQuery(), fp: 'anything' }))).toEqual(query);
+  });
+
+  it.each([
+    ['lower case', FP.toLowerCase()],
+    ['the short form (32 characters in groups)', (FP.slice(0, 32).match(/.{4}/g) ?? []).join('-')],
+    ['the short form without dashes', FP.slice(0, 32)],
+    ['51 characters', FP.slice(0, 51)],
+    ['53 characters', FP + 'A'],
+    ['a digit outside base32 (1)', '1' + FP.slice(1)],
+    ['a digit outside base32 (0)', FP.slice(0, 51) + '0'],
+    ['padding', FP.slice(0, 48) + '===='],
+    ['surrounding space', ` ${FP}`],
+    ['hex (SHA-256 as 64 hex digits)', 'ab'.repeat(32)],
+    ['empty', ''],
+    ['null', null],
+    ['false', false],
+    ['a number', 42],
+    ['an array', [FP]],
+    ['an object', { fp: FP }],
+  ])('rejects the whole datagram when fp is %s', (_what, fp) => {
+    expect(decodeDatagram(bytes({ ...wireAnnounce(), fp }))).toBeUndefined();
+    expect(decodeDatagram(bytes({ ...wireAnswer(), fp }))).toBeUndefined();
+  });
+
+  it('fp only under a "__proto__" key is no fp', () => {
+    const text = `{"__proto__":{"fp":"${FP}"},${JSON.stringify(wireAnnounce()).slice(1)}`;
+    expect(decodeDatagram(Buffer.from(text))).toEqual(announce);
+  });
+
+  it('an answer with fp and a maximal name is still smaller than a query, so every query gets one', () => {
+    for (const name of ['n'.repeat(64), '"'.repeat(64), '\\'.repeat(64), '😀'.repeat(16)]) {
+      const encoded = encodeDatagram({ kind: 'answer', qid: QID, name, id: ID, port: 65535, auth: true, interval: 0.1234567890123457, fingerprint: FP, addrs: [] });
+      expect(encoded.length).toBeLessThan(QUERY_BYTES);
+      expect(encodeWithin({ kind: 'answer', qid: QID, name, id: ID, port: 65535, auth: true, interval: 3, fingerprint: FP, addrs: ['10.0.0.1'] }, QUERY_BYTES)).toBeDefined();
+    }
   });
 });
 
@@ -332,11 +398,11 @@ describe('decodeDatagram never throws (property)', () => {
 
   it('on arbitrary JSON objects that mix real field names and values with random ones', () => {
     const key = fc.oneof(
-      fc.constantFrom('m', 'v', 'kind', 'qid', 'name', 'id', 'port', 'auth', 'interval', 'addrs', 'pad', '__proto__', 'constructor', 'toString'),
+      fc.constantFrom('m', 'v', 'kind', 'qid', 'name', 'id', 'port', 'auth', 'interval', 'fp', 'addrs', 'pad', '__proto__', 'constructor', 'toString'),
       fc.string(),
     );
     const value = fc.oneof(
-      fc.constantFrom<unknown>(DISCOVERY_MARKER, DISCOVERY_VERSION, 'announce', 'answer', 'query', QID, ID, 9527, 3, true, false, 'laptop', ['10.0.0.1'], []),
+      fc.constantFrom<unknown>(DISCOVERY_MARKER, DISCOVERY_VERSION, 'announce', 'answer', 'query', QID, ID, FP, FP.toLowerCase(), 9527, 3, true, false, 'laptop', ['10.0.0.1'], []),
       fc.jsonValue(),
     );
     fc.assert(

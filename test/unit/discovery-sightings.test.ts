@@ -10,6 +10,9 @@ import { consistent, describe as describeEntry, MAX_RECEIVERS, MAX_SIGHTINGS_PER
 const ID = '0123456789abcdef';
 const REAL = '192.168.1.20';
 const IMPOSTOR = '192.168.1.66';
+/** Two full fingerprints: the real receiver's key, and the impostor's. */
+const KEY = 'MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43UOV3HO6DZPIYTEMZUGU3D';
+const OTHER_KEY = 'KRUGKIDROVUWG2ZAMJZG653OEBTG66BANJ2W24DTEBXXMZLSEB2A';
 
 const info = (fields: Partial<ReceiverInfo> = {}): ReceiverInfo => ({
   name: 'vm',
@@ -56,6 +59,53 @@ describe('consistent()', () => {
 
   it('an older receiver (no addrs) heard from two addresses conflicts: nothing says they belong together', () => {
     expect(consistent([seen(REAL, { addrs: [] }), seen('10.0.0.5', { addrs: [] })])).toBe(false);
+  });
+});
+
+describe('the key fingerprint (fp)', () => {
+  it('answers with one id and another key are a conflict, from another address or from the same one (a forged source)', () => {
+    expect(consistent([seen(REAL, { fingerprint: KEY }), seen('10.0.0.5', { fingerprint: KEY })])).toBe(true);
+    expect(consistent([seen(REAL, { fingerprint: KEY }), seen(REAL, { fingerprint: OTHER_KEY })])).toBe(false);
+    expect(consistent([seen(REAL, { fingerprint: KEY }), seen('10.0.0.5', { fingerprint: OTHER_KEY })])).toBe(false);
+    // A claim of plaintext (no fp) against one with a key: a downgrade attempt, not the same receiver.
+    expect(consistent([seen(REAL, { fingerprint: KEY }), seen(REAL)])).toBe(false);
+    expect(consistent([seen(REAL), seen(REAL, { fingerprint: KEY })])).toBe(false);
+  });
+
+  it('a plain entry carries the fingerprint; a conflicting one lists each claim with its own', () => {
+    expect(describeEntry([seen(REAL, { fingerprint: KEY })])).toEqual({
+      name: 'vm',
+      id: ID,
+      port: 9527,
+      auth: false,
+      fingerprint: KEY,
+      addresses: [REAL],
+      conflict: false,
+    });
+    // In plaintext: no fingerprint key at all (and so none in --json).
+    expect(Object.hasOwn(describeEntry([seen(REAL)]), 'fingerprint')).toBe(false);
+    const entry = describeEntry([seen(REAL, { fingerprint: KEY }), seen(REAL, { fingerprint: OTHER_KEY }), seen(REAL), seen(REAL, { fingerprint: OTHER_KEY })]);
+    expect(entry.conflict).toBe(true);
+    expect(entry.claims).toEqual([
+      { address: REAL, port: 9527, name: 'vm', auth: false, fingerprint: KEY },
+      { address: REAL, port: 9527, name: 'vm', auth: false, fingerprint: OTHER_KEY },
+      { address: REAL, port: 9527, name: 'vm', auth: false },
+    ]);
+  });
+
+  it('ReceiverTable: the impostor with the same id, address and port but another key makes one conflicting entry, whichever answers first', () => {
+    for (const order of [
+      [seen(REAL, { fingerprint: KEY }), seen(REAL, { fingerprint: OTHER_KEY })],
+      [seen(REAL, { fingerprint: OTHER_KEY }), seen(REAL, { fingerprint: KEY })],
+    ]) {
+      const table = new ReceiverTable();
+      expect(table.add(order[0]!)).toBe('new');
+      expect(table.add(order[1]!)).toBe('changed');
+      const [entry, ...more] = table.receivers();
+      expect(more).toEqual([]);
+      expect(entry!.conflict).toBe(true);
+      expect(entry!.claims!.map((c) => c.fingerprint).sort()).toEqual([KEY, OTHER_KEY].sort());
+    }
   });
 });
 

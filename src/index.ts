@@ -8,6 +8,10 @@ export { SERVE_DEFAULTS, SEND_DEFAULTS, DISCOVER_DEFAULTS } from './defaults.js'
 export type { ReceiverEvent, SendEvent } from './ingest/events.js';
 export { defaultHashCachePath } from './sender/hash-cache.js';
 export { tcpConnector } from './transport/tcp-connector.js';
+export { tlsConnector } from './transport/tls-connector.js';
+export { tlsListener } from './transport/tls-listener.js';
+export type { Channel, ChannelSecurity } from './transport/channel.js';
+export type { TrustPolicy, UnknownReceiver } from './sender/receiver-trust.js';
 export type { Connector, ConnectTarget, ConnectorOptions } from './transport/connector.js';
 export { listenTcp } from './transport/tcp-listener.js';
 export type { IncomingConnection, Listener, ListenerFactory, ListenOptions } from './transport/listener.js';

@@ -54,6 +54,8 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--hello-timeout <seconds>', 'drop a connection that has not said hello within this time', parseSeconds, seconds(SERVE_DEFAULTS.helloTimeoutMs))
     .option('--name <name>', 'name shown to senders (default: host name)')
     .option('--token-file <file>', 'require senders to prove this shared secret (or set FT_TOKEN)')
+    .option('--identity <dir>', "folder of this receiver's key and certificate, created on first use (default: ~/.config/ft/identity on Linux)")
+    .option('--insecure-plaintext', 'no TLS: anyone on the network can read and change what is sent, and senders cannot tell this receiver from an impostor (senders must give it too)')
     .option('--no-beacon', 'do not announce this receiver on the LAN')
     .option('--beacon-interval <seconds>', 'seconds between announcements', parseSeconds, SERVE_DEFAULTS.beaconInterval)
     .option('--interface <name|address>', 'announce on this network interface only')
@@ -71,7 +73,11 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--idle-timeout <seconds>', 'give up on a receiver silent (or not reading) for this long', parseSeconds, seconds(SEND_DEFAULTS.idleTimeoutMs))
     .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
     .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them; paths given are always followed)')
-    .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN)')
+    .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN); it also proves the receiver to us')
+    .option('--fingerprint <fp>', "the receiver's key, as `ft serve` printed it: anything else is refused")
+    .option('--trust-new', 'on first contact, trust the receiver unchecked and pin its key (default: ask on a terminal, else refuse)')
+    .option('--trust-file <file>', 'the file of pinned receivers (default: ~/.config/ft/known-receivers.json on Linux)')
+    .option('--insecure-plaintext', 'no TLS: anyone on the network can read and change what is sent, and the receiver is not authenticated (it must run with it too)')
     .option('--sender-key <file>', 'owner key for resuming and "already there" (default: ~/.config/ft/sender-key.pem on Linux, created on first use)')
     .option('--interface <name|address>', 'look for receivers on this network interface only')
     .option('--json', 'print one JSON object per line for each event')
@@ -82,8 +88,14 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .description('list receivers on the local network')
     .option('--timeout <seconds>', 'how long to wait for answers', parseSeconds, seconds(DISCOVER_DEFAULTS.timeout))
     .option('--interface <name|address>', 'ask on this network interface only')
+    .option('--trust-file <file>', 'the file of pinned receivers, to mark names claimed with another key (default: ~/.config/ft/known-receivers.json on Linux)')
     .option('--json', 'print one JSON object per line for each receiver')
-    .action(async (options) => setExit(await (await import('./discover-command.js')).discoverCommand(options)));
+    .action(async (options) => {
+      const { pinnedByName } = await import('./trust-command.js');
+      const { defaultTrustStorePath } = await import('../auth/trust-store.js');
+      const pinnedFingerprint = pinnedByName(options.trustFile ?? defaultTrustStorePath());
+      setExit(await (await import('./discover-command.js')).discoverCommand({ ...options, pinnedFingerprint }));
+    });
 
   const trust = program.command('trust').description('show or forget the receivers this sender has pinned (their keys)');
   trust

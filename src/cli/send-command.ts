@@ -9,6 +9,33 @@ import { resolveReceiver } from '../discovery/resolve.js';
 import { defaultHashCachePath } from '../sender/hash-cache.js';
 import { defaultSenderKeyPath } from '../auth/owner-key.js';
 import { SEND_DEFAULTS } from '../defaults.js';
+import { parseFingerprint, shortFingerprint } from '../auth/fingerprint.js';
+import { defaultTrustStorePath } from '../auth/trust-store.js';
+import { pinnedByName } from './trust-command.js';
+import type { TrustPolicy, UnknownReceiver } from '../sender/receiver-trust.js';
+
+const PLAINTEXT_WARNING = '--insecure-plaintext: nothing is encrypted, so anyone on the network can read and change the files, and the receiver is not authenticated';
+
+/**
+ * First contact on a terminal: show the key and ask, as ssh does. Without one (a script, a
+ * pipe) or with --json, nothing can be asked: refused unless --trust-new, --fingerprint or a token.
+ */
+function askOnTerminal(json: boolean): TrustPolicy {
+  if (json || !process.stdin.isTTY || !process.stderr.isTTY) return 'pinned';
+  return async (receiver: UnknownReceiver) => {
+    const { createInterface } = await import('node:readline/promises');
+    const where = receiver.name ? `"${escapeForDisplay(receiver.name)}" at ${receiver.host}:${receiver.port}` : `${receiver.host}:${receiver.port}`;
+    const prompt = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      process.stderr.write(`ft: first contact with ${where}. Its key's fingerprint is\n\n    ${shortFingerprint(receiver.fingerprint)}\n\n`);
+      process.stderr.write('ft: compare it with the one `ft serve` printed there. ');
+      const answer = await prompt.question('Is it the same, and do you trust it? [y/N] ');
+      return /^y(es)?$/i.test(answer.trim());
+    } finally {
+      prompt.close();
+    }
+  };
+}
 
 export interface SendCommandOptions {
   /** What followed --to: an address, a host name or a receiver name; undefined to discover. */
@@ -19,6 +46,10 @@ export interface SendCommandOptions {
   connectTimeout: number;
   idleTimeout: number;
   tokenFile?: string;
+  fingerprint?: string;
+  trustNew?: boolean;
+  trustFile?: string;
+  insecurePlaintext?: boolean;
   senderKey?: string;
   json?: boolean;
   followSymlinks?: boolean;
@@ -26,9 +57,19 @@ export interface SendCommandOptions {
 
 export async function sendCommand(paths: string[], options: SendCommandOptions): Promise<number> {
   const token = readToken(options.tokenFile);
+  const plaintext = options.insecurePlaintext === true;
+  if (plaintext && (options.fingerprint !== undefined || options.trustNew)) {
+    throw new FtError('USAGE', '--insecure-plaintext has no receiver key to check: leave out --fingerprint and --trust-new');
+  }
+  const fingerprint = options.fingerprint === undefined ? undefined : parseFingerprint(options.fingerprint);
+  const trustFile = options.trustFile ?? defaultTrustStorePath();
+  if (plaintext) process.stderr.write(`ft: warning: ${PLAINTEXT_WARNING}\n`);
   const target = await resolveReceiver(options.to === undefined ? undefined : parseTarget(options.to), SEND_DEFAULTS.port, {
     interface: options.interface,
+    // A beacon claiming a pinned name with another key is set aside (resolve.ts).
+    pinnedFingerprint: plaintext ? undefined : pinnedByName(trustFile),
   });
+  const discovered = target.receiver ? { name: target.receiver.name, fingerprint: target.fingerprint } : undefined;
   if (target.receiver || target.note) {
     // Say where the files go when discovery chose it (or was asked and DNS chose instead).
     const line = target.receiver
@@ -56,6 +97,11 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       followSymlinks: options.followSymlinks,
       senderKeyFile: options.senderKey ?? defaultSenderKeyPath(),
       token,
+      fingerprint,
+      trust: options.trustNew ? 'new' : askOnTerminal(options.json === true),
+      trustFile: plaintext ? undefined : trustFile,
+      discovered,
+      insecurePlaintext: plaintext,
       signal: controller.signal,
       onEvent: (event) => {
         if (event.type === 'connected') connected = true;

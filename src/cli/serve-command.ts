@@ -7,6 +7,8 @@ import { serve } from '../receiver/server.js';
 import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
 import { checkInbox, inboxError } from './inbox-check.js';
 import { readToken } from './options.js';
+import { defaultIdentityDir, loadOrCreateIdentity } from '../auth/identity-store.js';
+import { shortFingerprint } from '../auth/fingerprint.js';
 
 export interface ServeCommandOptions {
   port: number;
@@ -24,6 +26,8 @@ export interface ServeCommandOptions {
   helloTimeout: number;
   name?: string;
   tokenFile?: string;
+  identity?: string;
+  insecurePlaintext?: boolean;
   beacon: boolean;
   beaconInterval: number;
   interface?: string;
@@ -31,6 +35,7 @@ export interface ServeCommandOptions {
 }
 
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
+const PLAINTEXT_WARNING = '--insecure-plaintext: nothing is encrypted, so anyone on the network can read and change the files, and senders cannot tell this receiver from an impostor';
 
 /**
  * The receiver keeps its memory low with young-generation collections (receiver/gc-hints.ts).
@@ -50,7 +55,11 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
   const token = readToken(options.tokenFile);
   const out = (text: string) => process.stdout.write(text);
   checkInbox(dir);
+  const plaintext = options.insecurePlaintext === true;
+  const loaded = plaintext ? undefined : await loadOrCreateIdentity(options.identity ?? defaultIdentityDir());
   const receiver = await serve({
+    identity: loaded?.identity,
+    insecurePlaintext: plaintext,
     dir,
     collectGarbage,
     port: options.port,
@@ -80,12 +89,26 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
   const name = receiver.announcer?.info.name;
   const openToAll = token === undefined && !LOOPBACK.test(options.host ?? '');
   const openWarning = 'no token set, so anyone on the network can send files here (see --token-file)';
-  // On stderr in both modes, so it is seen even when stdout goes to a log.
+  // On stderr in both modes, so it is seen even when stdout goes to a log; every run, so it is never forgotten.
   if (openToAll) process.stderr.write(`ft: warning: ${openWarning}\n`);
+  if (plaintext) process.stderr.write(`ft: warning: ${PLAINTEXT_WARNING}\n`);
   const { host, port } = receiver.address;
+  const fingerprint = receiver.fingerprint;
   if (options.json) {
-    out(jsonLine('listening', { dir: receiver.dir, host, port, auth: token !== undefined, name, id: receiver.announcer?.info.id }));
+    out(
+      jsonLine('listening', {
+        dir: receiver.dir,
+        host,
+        port,
+        auth: token !== undefined,
+        name,
+        id: receiver.announcer?.info.id,
+        tls: !plaintext,
+        ...(fingerprint ? { fingerprint, shortFingerprint: shortFingerprint(fingerprint), identityCreated: loaded!.created } : {}),
+      }),
+    );
     if (openToAll) out(jsonLine('warning', { message: openWarning }));
+    if (plaintext) out(jsonLine('warning', { message: PLAINTEXT_WARNING }));
     if (receiver.discoveryError) out(jsonLine('warning', { message: `discovery is off: ${receiver.discoveryError}` }));
     receiver.on('event', (event) => {
       if (event.type !== 'connection') out(jsonLine(event.type === 'connection-error' ? 'error' : event.type, event));
@@ -94,6 +117,10 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     const shownHost = host.includes(':') ? `[${host}]` : host;
     const announced = name ? ` as "${escapeForDisplay(name)}"` : '';
     out(`ft: receiving into ${receiver.dir} on ${shownHost}:${port}${announced}\n`);
+    if (fingerprint) {
+      const made = loaded!.created ? ' (a new identity)' : '';
+      out(`ft: fingerprint ${shortFingerprint(fingerprint)}${made}: senders see it on first contact and can check it against this\n`);
+    }
     if (receiver.discoveryError) {
       process.stderr.write(`ft: warning: discovery is off (${receiver.discoveryError}); senders need this address\n`);
     }

@@ -67,3 +67,9 @@ export function pinnedTable(entries: PinnedReceiver[]): string {
   for (const row of [header, ...rows]) text += row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n';
   return text;
 }
+
+/** The fingerprint pinned for a receiver name in the trust file, for discovery to compare beacons with. */
+export function pinnedByName(trustFile: string): (name: string) => Promise<string | undefined> {
+  const store = new TrustStore(trustFile);
+  return async (name) => (await store.lookup({ name })).byName?.fingerprint;
+}

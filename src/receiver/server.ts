@@ -259,7 +259,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     receiver.track(new ReceiverSession(connection, context, ticket));
   });
   receiver.scheduleExpiry(partialTtlMs);
-  if (options.beacon ?? SERVE_DEFAULTS.beacon) await announce(receiver, options, name);
+  if (options.beacon ?? SERVE_DEFAULTS.beacon) await announce(receiver, options, name, fingerprint);
   if (options.signal) {
     if (options.signal.aborted) await receiver.close();
     else options.signal.addEventListener('abort', () => void receiver.close(), { once: true });

@@ -1,15 +1,34 @@
 /**
  * A receiver written by hand on net.createServer and the wire codec, to see exactly what a
- * sender puts on the wire and to misbehave in ways `serve` never would (stop reading, …).
- * Listens on 127.0.0.1 only.
+ * sender puts on the wire (inside TLS) and to misbehave in ways `serve` never would (stop
+ * reading, …). Listens on 127.0.0.1 only; speaks TLS with an identity of its own unless told
+ * to run in plaintext.
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import { verifyOwnerProof } from '../../src/auth/owner-key.js';
+import { generateIdentity, type Identity } from '../../src/auth/identity.js';
+import { PLAINTEXT, TLS_PROFILE, tlsSecurity, type ChannelSecurity } from '../../src/transport/channel.js';
 import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
+
+let sharedIdentity: Promise<Identity> | undefined;
+/** One identity for every fake in a test file (making one costs a few milliseconds, not more). */
+export function fakeIdentity(): Promise<Identity> {
+  return (sharedIdentity ??= generateIdentity());
+}
+
+export interface FakeReceiverOptions {
+  /** No TLS (a sender must be in plaintext too). @default false */
+  plaintext?: boolean;
+  /** @default fakeIdentity() */
+  identity?: Identity;
+}
 
 export interface FakeSession {
   readonly socket: net.Socket;
+  readonly security: ChannelSecurity;
   /** Every byte the sender has sent so far, exactly as it arrived. */
   received(): Buffer;
   /** Raw body bytes seen so far (after body frames). */
@@ -25,6 +44,8 @@ export interface FakeSession {
 
 export interface FakeReceiver {
   readonly port: number;
+  /** The key's fingerprint senders see (undefined in plaintext): pass it as send()'s `fingerprint`. */
+  readonly fingerprint: string | undefined;
   readonly sessions: FakeSession[];
   close(): Promise<void>;
 }
@@ -36,10 +57,17 @@ export async function closeAllFakeReceivers(): Promise<void> {
 }
 
 /** Starts a fake receiver; `onSession` runs for every connection (errors in it close that connection). */
-export async function startFakeReceiver(onSession: (session: FakeSession) => Promise<void> | void): Promise<FakeReceiver> {
+export async function startFakeReceiver(
+  onSession: (session: FakeSession) => Promise<void> | void,
+  options: FakeReceiverOptions = {},
+): Promise<FakeReceiver> {
   const sockets = new Set<net.Socket>();
   const sessions: FakeSession[] = [];
-  const server = net.createServer((socket) => {
+  const identity = options.plaintext ? undefined : (options.identity ?? (await fakeIdentity()));
+  const secureContext = identity && tls.createSecureContext({ key: identity.key, cert: identity.cert, ...TLS_PROFILE });
+  const server = net.createServer((tcp) => {
+    const socket = secureContext ? new tls.TLSSocket(tcp, { isServer: true, secureContext, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols] }) : tcp;
+    const security = socket instanceof tls.TLSSocket ? tlsSecurity(socket) : PLAINTEXT;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
@@ -66,6 +94,7 @@ export async function startFakeReceiver(onSession: (session: FakeSession) => Pro
     });
     const session: FakeSession = {
       socket,
+      security,
       received: () => Buffer.concat(chunks),
       get bodyBytes() {
         return bodyBytes;
@@ -116,6 +145,7 @@ export async function startFakeReceiver(onSession: (session: FakeSession) => Pro
   });
   const fake: FakeReceiver = {
     port: (server.address() as net.AddressInfo).port,
+    fingerprint: identity?.fingerprint,
     sessions,
     async close() {
       open.delete(fake);
@@ -135,7 +165,7 @@ export interface FakeClaims {
   hash: string;
 }
 
-export interface Protocol3Options {
+export interface Protocol3Options extends FakeReceiverOptions {
   name?: string;
   /** More headers than this on one connection is an `error` (as the real receiver does). */
   maxFilesPerConnection?: number;
@@ -174,15 +204,16 @@ export async function startProtocol3Receiver(options: Protocol3Options = {}): Pr
     const mine: JsonObject[] = [];
     headers.push(mine);
     const nonce = randomBytes(16).toString('hex');
-    session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce, name: options.name ?? 'fake', features: ['trailing-hash'] });
+    session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce, name: options.name ?? 'fake', features: ['trailing-hash'] });
     const hello = await session.next();
     hellos[index] = hello;
-    const owner = verifyOwnerProof(String(hello.owner), nonce, String(hello.ownerProof));
-    if (hello.type !== 'hello' || hello.version !== 4 || owner === undefined) {
+    const owner = verifyOwnerProof(String(hello.owner), nonce, String(hello.ownerProof), session.security.binding());
+    if (hello.type !== 'hello' || hello.version !== PROTOCOL_VERSION || owner === undefined) {
       session.send({ type: 'error', code: 'AUTH_FAILED', message: 'owner proof' });
       session.socket.end();
       return;
     }
+    session.send({ type: 'welcome' });
     const accepted = new Map<number, JsonObject>();
     let bodyTotal = 0;
     for (;;) {
@@ -230,6 +261,6 @@ export async function startProtocol3Receiver(options: Protocol3Options = {}): Pr
         session.send(done);
       }
     }
-  });
+  }, options);
   return Object.assign(fake, { hellos, headers, claims, bodyBytes: () => fake.sessions.reduce((sum, s) => sum + s.bodyBytes, 0) });
 }

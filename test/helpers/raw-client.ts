@@ -1,7 +1,12 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { ephemeralOwnerKey, type OwnerKey } from '../../src/auth/owner-key.js';
+import { makeNonce, receiverProof, senderProof, type ProofTranscript } from '../../src/auth/token-proof.js';
+import { fingerprintOfCertificate } from '../../src/auth/fingerprint.js';
+import { PLAINTEXT, TLS_PROFILE, tlsSecurity, type ChannelSecurity } from '../../src/transport/channel.js';
 import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 
 /** The owner key raw clients prove unless told otherwise: they all look like one sender. */
 export const RAW_OWNER = ephemeralOwnerKey();
@@ -18,7 +23,14 @@ export class RawClient {
   private failure: Error | undefined;
   readonly closed: Promise<void>;
 
-  private constructor(readonly socket: Duplex) {
+  /** The receiver's nonce and ours, once handshake() ran: what token proofs are made over. */
+  transcript: ProofTranscript | undefined;
+
+  private constructor(
+    readonly socket: Duplex,
+    /** What carries the stream: its binding goes into the proofs, its peer fingerprint is the receiver's. */
+    readonly security: ChannelSecurity = PLAINTEXT,
+  ) {
     socket.on('data', (chunk: Buffer) => {
       try {
         for (const item of this.decoder.push(chunk)) {
@@ -41,19 +53,24 @@ export class RawClient {
     );
   }
 
-  /** Over any duplex byte stream (an in-memory transport, say). */
+  /** Over any duplex byte stream (an in-memory transport, say), in plaintext. */
   static over(stream: Duplex): RawClient {
     return new RawClient(stream);
   }
 
-  /** `localAddress` picks the source address (e.g. 127.0.0.2, to look like another machine). */
-  static async connect(port: number, host = '127.0.0.1', { localAddress }: { localAddress?: string } = {}): Promise<RawClient> {
+  /**
+   * TLS (as every receiver speaks unless started in plaintext), trusting whatever key it shows;
+   * `localAddress` picks the source address (e.g. 127.0.0.2, to look like another machine).
+   */
+  static async connect(port: number, host = '127.0.0.1', { localAddress, plaintext = false }: { localAddress?: string; plaintext?: boolean } = {}): Promise<RawClient> {
     const socket = net.connect({ port, host, localAddress });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
     });
-    return new RawClient(socket);
+    if (plaintext) return new RawClient(socket);
+    const secure = await tlsOver(socket);
+    return new RawClient(secure, tlsSecurity(secure, fingerprintOfCertificate(secure.getPeerX509Certificate()!)));
   }
 
   /** The next frame from the receiver; rejects when the connection ends first or after timeoutMs. */
@@ -99,13 +116,24 @@ export class RawClient {
   }
 
   /**
-   * Reads the receiver's hello and answers with ours, proving `owner` (no token unless `fields`
-   * adds a proof).
+   * Reads the receiver's hello and answers with ours, proving `owner`, and the token when given
+   * (`fields` overrides any field); then reads the `welcome` if one comes (anything else, such
+   * as an `error`, stays queued for next()).
    */
-  async handshake(fields: JsonObject = {}, owner: OwnerKey = RAW_OWNER): Promise<JsonObject> {
+  async handshake(fields: JsonObject = {}, owner: OwnerKey = RAW_OWNER, { token }: { token?: string } = {}): Promise<JsonObject> {
     const hello = await this.next();
     if (hello.type !== 'hello') throw new Error(`expected hello, got ${JSON.stringify(hello)}`);
-    this.send({ ...helloFrom(owner, hello.nonce as string), ...fields });
+    const transcript: ProofTranscript = { binding: this.security.binding(), receiverNonce: hello.nonce as string, senderNonce: makeNonce() };
+    this.transcript = transcript;
+    const proof = token === undefined ? {} : { proof: senderProof(token, transcript) };
+    this.send({ ...helloFrom(owner, transcript), ...proof, ...fields });
+    try {
+      const answer = await this.next();
+      if (answer.type !== 'welcome') this.queue.unshift(answer);
+      else if (token !== undefined && answer.proof !== receiverProof(token, transcript)) throw new Error('the welcome does not prove the token');
+    } catch (error) {
+      if (!this.ended) throw error;
+    }
     return hello;
   }
 
@@ -114,14 +142,43 @@ export class RawClient {
   }
 }
 
-/** A protocol-3 sender hello proving `owner` over the receiver's nonce. */
-export function helloFrom(owner: OwnerKey, nonce: string): JsonObject {
-  return { type: 'hello', protocol: 'ft', version: 4, owner: owner.publicHex, ownerProof: owner.prove(nonce), features: ['trailing-hash'] };
+/** A sender hello proving `owner` over this connection (the receiver's nonce and the channel's binding). */
+export function helloFrom(owner: OwnerKey, { receiverNonce, senderNonce, binding }: ProofTranscript): JsonObject {
+  return {
+    type: 'hello',
+    protocol: 'ft',
+    version: PROTOCOL_VERSION,
+    nonce: senderNonce,
+    owner: owner.publicHex,
+    ownerProof: owner.prove(receiverNonce, binding),
+    features: ['trailing-hash'],
+  };
+}
+
+/** TLS over a connected socket, as a sender opens it (any key is taken). */
+export async function tlsOver(socket: net.Socket): Promise<tls.TLSSocket> {
+  const secure = tls.connect({ socket, ...TLS_PROFILE, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols], rejectUnauthorized: false });
+  await new Promise<void>((resolve, reject) => {
+    secure.once('secureConnect', resolve);
+    secure.once('error', reject);
+  });
+  return secure;
+}
+
+/** A connected TLS socket to a receiver on loopback. */
+export async function connectTls(port: number, host = '127.0.0.1', options: { localAddress?: string } = {}): Promise<tls.TLSSocket> {
+  const socket = net.connect({ port, host, ...options });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return tlsOver(socket);
 }
 
 /**
- * On a bare socket: reads the receiver's hello and answers with a protocol-3 hello proving
- * `owner` (for tests that then drive the socket themselves).
+ * On a connected socket (TLS unless plaintext): reads the receiver's hello and answers with a
+ * hello proving `owner` (for tests that then drive the socket themselves; the `welcome` is
+ * theirs to read).
  */
 export async function greetOn(socket: net.Socket, owner: OwnerKey = RAW_OWNER): Promise<void> {
   const decoder = new FrameDecoder();
@@ -136,5 +193,6 @@ export async function greetOn(socket: net.Socket, owner: OwnerKey = RAW_OWNER): 
     socket.on('data', onData);
     socket.once('error', reject);
   });
-  socket.write(encodeFrame(helloFrom(owner, nonce)));
+  const binding = socket instanceof tls.TLSSocket ? tlsSecurity(socket).binding() : Buffer.alloc(0);
+  socket.write(encodeFrame(helloFrom(owner, { receiverNonce: nonce, senderNonce: makeNonce(), binding })));
 }

@@ -1,4 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './free-port.js';
@@ -41,11 +43,25 @@ export interface SpawnFtOptions {
 
 const running = new Set<FtProcess>();
 
+let configHome: string | undefined;
+/** One config folder per test file (process), removed when it exits. */
+export function testConfigHome(): string {
+  if (configHome === undefined) {
+    configHome = mkdtempSync(path.join(os.tmpdir(), 'ft-config-'));
+    const made = configHome;
+    process.once('exit', () => rmSync(made, { recursive: true, force: true }));
+  }
+  return configHome;
+}
+
 /** Runs `node bin/ft.js ...args` the way a user would, collecting its output. */
 export function spawnFt(args: string[], options: SpawnFtOptions = {}): FtProcess {
   // A token in the test runner's own environment must not leak in; one given in options.env is meant.
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.FT_TOKEN;
+  // The receiver's identity, the sender's key and its pinned receivers go to this test run's own
+  // config folder, never the user's (a test's own XDG_CONFIG_HOME wins).
+  env.XDG_CONFIG_HOME = testConfigHome();
   Object.assign(env, options.env);
   delete env.NODE_OPTIONS; // vitest's loaders must not leak into the CLI
   const command = [process.execPath, FT_BIN, ...args];

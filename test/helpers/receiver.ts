@@ -10,6 +10,8 @@ export interface TestReceiver {
   /** The inbox folder (as resolved by the receiver). */
   dir: string;
   port: number;
+  /** The full fingerprint of its TLS key (undefined in plaintext): pass it as send()'s `fingerprint`. */
+  fingerprint: string | undefined;
   /** Every event so far, in order. */
   events: ReceiverEvent[];
   eventsOf<T extends EventName>(type: T): Array<EventOf<T>>;
@@ -32,6 +34,7 @@ export async function startReceiver(options: ServeOptions = {}): Promise<TestRec
     receiver,
     dir: receiver.dir,
     port: receiver.address.port,
+    fingerprint: receiver.fingerprint,
     events,
     eventsOf,
     waitFor(type, match = () => true, timeoutMs = 10_000) {

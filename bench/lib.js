@@ -345,10 +345,11 @@ export function treeCpuSeconds(pid) {
   return ticks / ticksPerSecond();
 }
 
-async function waitForNoDescendants(pid, timeoutMs) {
+/** Waits until pid has no descendants other than `keep` (pids that were there before). */
+async function waitForNoNewDescendants(pid, keep, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (descendantsOf(pid, processTable()).length === 0) return true;
+    if (descendantsOf(pid, processTable()).every((p) => keep.has(p))) return true;
     if (Date.now() > deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -356,11 +357,11 @@ async function waitForNoDescendants(pid, timeoutMs) {
 
 /**
  * Measures the CPU a long-lived server (and every child it forks) spends from now until
- * finish(). Starts once the server has no children left from an earlier transfer. finish()
- * resolves to { seconds } or { seconds: undefined, reason } when the reading cannot be trusted.
+ * finish(), which waits until the children forked meanwhile have exited and been reaped
+ * (children that were already there keep running and are read live). finish() resolves to
+ * { seconds } or { seconds: undefined, reason } when the reading cannot be trusted.
  */
 export async function watchTreeCpu(pid, everyMs = 100) {
-  await waitForNoDescendants(pid, 5000);
   const before = treeCpuSeconds(pid);
   const seen = new Map(); // descendant pid -> highest utime+stime seen (ticks)
   const start = processTable();
@@ -376,7 +377,7 @@ export async function watchTreeCpu(pid, everyMs = 100) {
       poll();
       clearInterval(timer);
       if (before === undefined) return { seconds: undefined, reason: 'its /proc entry was unreadable' };
-      if (!(await waitForNoDescendants(pid, timeoutMs))) return { seconds: undefined, reason: `its child processes were still running ${timeoutMs / 1000} s after the transfer` };
+      if (!(await waitForNoNewDescendants(pid, already, timeoutMs))) return { seconds: undefined, reason: `its child processes were still running ${timeoutMs / 1000} s after the transfer` };
       const after = treeCpuSeconds(pid);
       if (after === undefined) return { seconds: undefined, reason: 'it exited before the end of the transfer' };
       const seconds = after - before;
@@ -441,9 +442,9 @@ export async function cpuBusy(ms = 1000) {
 
 /* ---------------------------------------------------------------- tools and files */
 
-/** Absolute path of an executable on PATH, or undefined. */
-export function which(command) {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+/** Absolute path of an executable on PATH (or on `searchPath`), or undefined. */
+export function which(command, searchPath = process.env.PATH ?? '') {
+  for (const dir of searchPath.split(path.delimiter)) {
     if (!dir) continue;
     const candidate = path.join(dir, command);
     try {

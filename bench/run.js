@@ -355,7 +355,8 @@ async function startFtServe(inbox, { plaintext = false } = {}) {
   const f = ftFeatures();
   const args = [FT, 'serve', inbox, '--port', String(port), '--host', '127.0.0.1', '--json'];
   if (f.noBeacon) args.push('--no-beacon');
-  if (f.identity) args.push('--identity', path.join(workDir, 'ft-identity')); // one identity for the whole run
+  // One identity for the whole run; a plaintext receiver has no use for one.
+  if (f.identity && !plaintext) args.push('--identity', path.join(workDir, 'ft-identity'));
   if (plaintext) args.push('--insecure-plaintext');
   const serve = start('ft serve', NODE, args, { env: ftEnv() });
   await waitForLine(serve, (line) => {
@@ -836,10 +837,10 @@ async function benchLatency(opts) {
   }
   const nodeStartup = await timeCommand('node -e 0', ['-e', '0'], opts.latencyRuns);
   const ftVersion = await timeCommand('ft --version', [FT, '--version'], opts.latencyRuns);
-  const label = ftVariants()[0].label;
+  const tls = ftFeatures().plaintext; // then the default is TLS
   fs.rmSync(dir, { recursive: true, force: true });
   return {
-    label,
+    tls,
     bytes,
     runs: times,
     medianMs: median(times),
@@ -947,7 +948,7 @@ function markdown(results, opts) {
   if (results.latency) {
     const l = results.latency;
     const verdict = l.medianMs < l.targetMs ? 'meets' : 'MISSES';
-    extra.push([`\`ft send\` (${l.label}) of one ${l.bytes} B file, start to exit (median of ${l.runs.length})`, `${l.medianMs.toFixed(0)} ms (min ${l.minMs.toFixed(0)}, max ${l.maxMs.toFixed(0)}; ${verdict} the < ${l.targetMs} ms target)`]);
+    extra.push([`\`ft send\`${l.tls ? ' (TLS)' : ''} of one ${l.bytes} B file, start to exit (median of ${l.runs.length})`, `${l.medianMs.toFixed(0)} ms (min ${l.minMs.toFixed(0)}, max ${l.maxMs.toFixed(0)}; ${verdict} the < ${l.targetMs} ms target)`]);
     extra.push(['for reference: `node -e 0` / `ft --version`', `${l.nodeStartupMs.toFixed(0)} ms / ${l.ftVersionMs.toFixed(0)} ms`]);
   }
   const mem = (value) => (value ? `${(value / 1024 ** 2).toFixed(0)} MiB` : 'n/a');
@@ -1003,7 +1004,7 @@ function markdown(results, opts) {
       '(the sshd connection processes for ssh, including key exchange and login), from /proc utime + stime + cutime + cstime. ' +
       'Ratio = ft ÷ tool: below 1 means ft is slower.',
   );
-  for (const [id, note] of Object.entries(notes)) lines.push('', `Note: ${id === 'cpu' ? note : `${id} skipped: ${note}`}.`);
+  for (const [ids, note] of groupedNotes(notes)) lines.push('', `Note: ${ids.includes('cpu') ? note : `${ids.join(', ')} skipped: ${note}`}.`);
   const cpuNotes = [];
   for (const part of [results.large, results.small]) {
     for (const r of Object.values(part?.tools ?? {})) if (r.cpuNote) cpuNotes.push(`${r.label}: ${r.cpuNote}`);
@@ -1013,6 +1014,13 @@ function markdown(results, opts) {
 }
 
 /* ================================================================ main */
+
+/** Skip notes as [ids, note] with the ids that share a note together (one line for all ssh rows). */
+function groupedNotes(notes) {
+  const byNote = new Map();
+  for (const [id, note] of Object.entries(notes)) byNote.set(note, [...(byNote.get(note) ?? []), id]);
+  return [...byNote].map(([note, ids]) => [ids, note]);
+}
 
 /** The private sshd for the ssh rows, or a reason to skip them (also written to `skipped`). */
 async function sshdForRows(tools, skipped) {
@@ -1044,7 +1052,7 @@ async function main() {
   }
   const tools = findTools();
   const skipped = skippedNotes(tools);
-  for (const [id, note] of Object.entries(skipped)) log(`bench: skipping ${id}: ${note}`);
+  for (const [ids, note] of groupedNotes(skipped)) log(ids.includes('cpu') ? `bench: ${note}` : `bench: skipping ${ids.join(', ')}: ${note}`);
   if (tools.rsync && !tools.rsyncXxh128) log('bench: this rsync has no xxh128; using its default checksum');
   if (process.platform !== 'linux') log('bench: not Linux; peak memory and CPU readings and listening checks may be unavailable');
   log(ftFeatures().plaintext ? 'bench: this ft has --insecure-plaintext: running ft (TLS) and ft (plaintext)' : 'bench: this ft has no --insecure-plaintext (no TLS yet): one ft row');

@@ -14,7 +14,7 @@ const PRIVSEP_DIR = '/run/sshd';
 
 /** The OpenSSH programs, or a one-line reason why the ssh rows cannot run. */
 export function findSshTools() {
-  const sshd = which('sshd') ?? (fs.existsSync('/usr/sbin/sshd') ? '/usr/sbin/sshd' : undefined);
+  const sshd = which('sshd') ?? which('sshd', '/usr/sbin:/usr/local/sbin'); // sbin is often not on a user's PATH
   const ssh = which('ssh');
   const scp = which('scp');
   const keygen = which('ssh-keygen');

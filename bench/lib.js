@@ -374,10 +374,11 @@ export async function watchTreeCpu(pid, everyMs = 100) {
   timer.unref(); // a transfer that fails never calls finish()
   return {
     async finish(timeoutMs = 10_000) {
-      poll();
+      // Keep polling until the connection's children are gone: they may still be working.
+      const gone = await waitForNoNewDescendants(pid, already, timeoutMs);
       clearInterval(timer);
       if (before === undefined) return { seconds: undefined, reason: 'its /proc entry was unreadable' };
-      if (!(await waitForNoNewDescendants(pid, already, timeoutMs))) return { seconds: undefined, reason: `its child processes were still running ${timeoutMs / 1000} s after the transfer` };
+      if (!gone) return { seconds: undefined, reason: `its child processes were still running ${timeoutMs / 1000} s after the transfer` };
       const after = treeCpuSeconds(pid);
       if (after === undefined) return { seconds: undefined, reason: 'it exited before the end of the transfer' };
       const seconds = after - before;

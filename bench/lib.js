@@ -1,5 +1,5 @@
 // Helpers for bench/run.js: child processes (all tracked and killed at the end), loopback ports,
-// listening checks, memory readings, statistics and formatting.
+// listening checks, memory and CPU readings, statistics and formatting.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -13,7 +13,8 @@ const children = new Set();
 
 /**
  * Spawns a child in its own process group (so `sh -c` wrappers die with their children) and
- * keeps the last `keep` bytes (default 64 KiB) of its stdout and stderr. Returns a handle with
+ * keeps the last `keep` bytes (default 64 KiB) of its stdout and stderr. `killTree: true` also
+ * kills descendants that left the group (sshd puts each connection in a session of its own). Returns a handle with
  * `pid`, `stdout`, `stderr` (getters), `done` once it has exited, and `exited`, a promise of
  * { code, signal } that never rejects.
  */
@@ -35,6 +36,7 @@ export function start(name, command, args, options = {}) {
     name,
     child,
     pid: child.pid,
+    killTree: options.killTree ?? false,
     done: undefined,
     lineWaiters: [],
     get stdout() {
@@ -137,6 +139,15 @@ export async function waitForLine(proc, test, timeoutMs = 15000) {
 /** SIGKILLs the process group of a child (it was spawned detached, so the group id is its pid). */
 export function kill(proc, signal = 'SIGKILL') {
   if (proc.done) return;
+  if (proc.killTree) {
+    for (const pid of descendantsOf(proc.pid, processTable())) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
   try {
     process.kill(-proc.pid, signal);
   } catch {
@@ -261,6 +272,150 @@ export function pollPeakRss(proc, everyMs = 5) {
   };
 }
 
+/* ---------------------------------------------------------------- CPU time */
+
+// How CPU time is read (see also the README's Performance section):
+// - A process that exits by itself (every sender, socat, node-copy's receiver) runs under
+//   `/usr/bin/time -f '%U %S %M'` (startTimed), whose wait4() rusage covers the process and every
+//   descendant it waited for (scp's and rsync's ssh, sh -c's socat and sync).
+// - A server that outlives the transfer (ft serve, the rsync daemon, sshd) is read from /proc:
+//   utime + stime + cutime + cstime of the process and of its live descendants, once when it is
+//   ready and again after the transfer, once every child it forked for the connection has
+//   exited and been reaped (cutime/cstime then hold their CPU). That is only complete when each
+//   process in the chain waits for its children; watchTreeCpu checks it by polling the tree
+//   during the transfer and refuses a reading that is smaller than what it saw the children use.
+
+let clockTicks;
+function ticksPerSecond() {
+  clockTicks ??= Number(capture('getconf', ['CLK_TCK'])) || 100;
+  return clockTicks;
+}
+
+/** pid -> { ppid, own, reaped } from /proc/PID/stat; own = utime+stime, reaped = cutime+cstime (ticks). */
+export function processTable() {
+  const table = new Map();
+  let names;
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return table;
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    let text;
+    try {
+      text = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // After "pid (comm) ": state ppid ... ; utime is field 14 of stat(5), so fields[14 - 3].
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    table.set(Number(name), {
+      ppid: Number(fields[1]),
+      own: Number(fields[11]) + Number(fields[12]),
+      reaped: Number(fields[13]) + Number(fields[14]),
+    });
+  }
+  return table;
+}
+
+/** Every live descendant of pid (children, grandchildren, ...) in a process table. */
+export function descendantsOf(pid, table) {
+  const children = new Map();
+  for (const [child, info] of table) {
+    if (!children.has(info.ppid)) children.set(info.ppid, []);
+    children.get(info.ppid).push(child);
+  }
+  const out = [];
+  const stack = [...(children.get(pid) ?? [])];
+  while (stack.length) {
+    const next = stack.pop();
+    out.push(next);
+    stack.push(...(children.get(next) ?? []));
+  }
+  return out;
+}
+
+/** CPU seconds of a live process and its live descendants, including the children each has reaped; undefined when unreadable. */
+export function treeCpuSeconds(pid) {
+  const table = processTable();
+  if (!table.has(pid)) return undefined;
+  let ticks = 0;
+  for (const p of [pid, ...descendantsOf(pid, table)]) ticks += table.get(p).own + table.get(p).reaped;
+  return ticks / ticksPerSecond();
+}
+
+/** Waits until pid has no descendants other than `keep` (pids that were there before). */
+async function waitForNoNewDescendants(pid, keep, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (descendantsOf(pid, processTable()).every((p) => keep.has(p))) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * Measures the CPU a long-lived server (and every child it forks) spends from now until
+ * finish(), which waits until the children forked meanwhile have exited and been reaped
+ * (children that were already there keep running and are read live). finish() resolves to
+ * { seconds } or { seconds: undefined, reason } when the reading cannot be trusted.
+ */
+export async function watchTreeCpu(pid, everyMs = 100) {
+  const before = treeCpuSeconds(pid);
+  const seen = new Map(); // descendant pid -> highest utime+stime seen (ticks)
+  const start = processTable();
+  const already = new Map(descendantsOf(pid, start).map((p) => [p, start.get(p).own])); // counted in `before`
+  const poll = () => {
+    const table = processTable();
+    for (const p of descendantsOf(pid, table)) seen.set(p, Math.max(seen.get(p) ?? 0, table.get(p).own));
+  };
+  const timer = setInterval(poll, everyMs);
+  timer.unref(); // a transfer that fails never calls finish()
+  return {
+    async finish(timeoutMs = 10_000) {
+      // Keep polling until the connection's children are gone: they may still be working.
+      const gone = await waitForNoNewDescendants(pid, already, timeoutMs);
+      clearInterval(timer);
+      if (before === undefined) return { seconds: undefined, reason: 'its /proc entry was unreadable' };
+      if (!gone) return { seconds: undefined, reason: `its child processes were still running ${timeoutMs / 1000} s after the transfer` };
+      const after = treeCpuSeconds(pid);
+      if (after === undefined) return { seconds: undefined, reason: 'it exited before the end of the transfer' };
+      const seconds = after - before;
+      const seenTicks = [...seen].reduce((sum, [p, ticks]) => sum + ticks - (already.get(p) ?? 0), 0);
+      const seenSeconds = seenTicks / ticksPerSecond();
+      // Each seen tick must be in the reading once reaped; allow 2 ticks of rounding per process.
+      if (seenSeconds > seconds + (2 * seen.size) / ticksPerSecond()) {
+        return { seconds: undefined, reason: `its child processes used at least ${seenSeconds.toFixed(2)} s but only ${seconds.toFixed(2)} s came back to it (a child was not reaped by its parent)` };
+      }
+      return { seconds };
+    },
+  };
+}
+
+/**
+ * Like start(), under `/usr/bin/time -f '%U %S %M'` when `time` is given; `usage()` then reads
+ * { cpuSeconds, maxRss } once the process has exited (undefined without time or on failure).
+ */
+export function startTimed(time, timeFile, name, command, args, options = {}) {
+  if (!time) return Object.assign(start(name, command, args, options), { usage: () => undefined });
+  const proc = start(name, time, ['-f', '%U %S %M', '-o', timeFile, command, ...args], options);
+  proc.usage = () => {
+    let text;
+    try {
+      text = fs.readFileSync(timeFile, 'utf8');
+    } catch {
+      return undefined;
+    }
+    // time writes "Command exited with non-zero status N" first when it did; the numbers come last.
+    const line = text.trim().split('\n').filter((l) => /^\d+(\.\d+)? \d+(\.\d+)? \d+$/.test(l.trim())).pop();
+    if (!line) return undefined;
+    const [user, system, kb] = line.trim().split(' ').map(Number);
+    return { cpuSeconds: user + system, maxRss: kb * 1024 };
+  };
+  return proc;
+}
+
 /* ---------------------------------------------------------------- machine load */
 
 function cpuTimes() {
@@ -288,9 +443,9 @@ export async function cpuBusy(ms = 1000) {
 
 /* ---------------------------------------------------------------- tools and files */
 
-/** Absolute path of an executable on PATH, or undefined. */
-export function which(command) {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+/** Absolute path of an executable on PATH (or on `searchPath`), or undefined. */
+export function which(command, searchPath = process.env.PATH ?? '') {
+  for (const dir of searchPath.split(path.delimiter)) {
     if (!dir) continue;
     const candidate = path.join(dir, command);
     try {

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// Benchmark harness for ft (not a test): ft against plain copies on loopback.
+// Benchmark harness for ft (not a test): ft against plain copies and SSH-encrypted peers on loopback.
 //
 //   npm run bench                      # build, then the full run (1 GiB, 3 rounds, 10,000 small files)
 //   node bench/run.js --quick          # 256 MiB, 1 round, 2,000 small files
 //   node bench/run.js --help           # all options
 //
 // Everything runs on 127.0.0.1. Work files live in a temporary folder that is removed at the
-// end (also on Ctrl-C), and every child process is killed. Progress goes to stderr; the result
-// (a Markdown table, or JSON with --json) goes to stdout.
+// end (also on Ctrl-C), and every child process is killed (a private sshd with its connections
+// too). Progress goes to stderr; the result (Markdown tables, or JSON with --json) goes to stdout.
+// How CPU time is measured: see the comment above processTable in lib.js.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,26 +32,34 @@ import {
   peakRss,
   pollPeakRss,
   start,
+  startTimed,
   stop,
+  treeCpuSeconds,
   waitForLine,
+  watchTreeCpu,
   waitForListen,
   which,
 } from './lib.js';
+import { GCM_CIPHER, findSshTools, startSshd } from './sshd.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
-const FT = path.join(ROOT, 'bin', 'ft.js');
+let FT = path.join(ROOT, 'bin', 'ft.js'); // --ft may point at another build
 const FT_DIST = path.join(ROOT, 'dist', 'cli', 'main.js');
 const NODE_COPY = path.join(ROOT, 'bench', 'node-copy.js');
 const NODE = process.execPath;
 const LATENCY_TARGET_MS = 150;
+/** Width of the tool names in progress lines. */
+const LABEL_WIDTH = 42;
 const SOCAT_BLOCK = '131072';
 /** Warn when more than this share of the CPU time is in use before the benchmark starts. */
 const BUSY_WARNING = 0.25;
 
 const HELP = `usage: node bench/run.js [options]      (npm run bench -- [options] builds first)
 
-Benchmarks ft on 127.0.0.1 against a plain Node socket copy, socat, socat+fsync and an rsync
-daemon (with and without --fsync), alternating the tools round by round and reporting medians.
+Benchmarks ft on 127.0.0.1 against a plain Node socket copy, socat, socat+fsync, an rsync
+daemon (with and without --fsync), and scp and rsync -e ssh (AES-GCM and default cipher) to a
+private sshd, alternating the tools round by round and reporting medians and CPU time per side.
+When this ft has --insecure-plaintext, ft runs twice: with TLS (its default) and in plaintext.
 
   --rounds N          rounds for the large-file and small-files parts (default 3)
   --size SIZE         large file size, binary units: 256M, 1G (default 1G)
@@ -60,6 +69,7 @@ daemon (with and without --fsync), alternating the tools round by round and repo
   --only PARTS        large, small, latency or a comma list (default: all)
   --quick             256M, 1 round, 2000 small files (explicit options still win)
   --dir DIR           create the work folder under DIR (an existing folder) instead of ${os.tmpdir()}
+  --ft FILE           the ft entry point to run (default: this checkout's bin/ft.js)
   --json              print the results as JSON instead of Markdown
   -h, --help          this help
 `;
@@ -82,6 +92,7 @@ function parseOptions(argv) {
         only: { type: 'string' },
         quick: { type: 'boolean', default: false },
         dir: { type: 'string' },
+        ft: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -113,6 +124,7 @@ function parseOptions(argv) {
     parts: new Set(parts),
     quick: v.quick,
     dir: v.dir,
+    ft: v.ft,
     json: v.json,
   };
 }
@@ -146,6 +158,7 @@ function findTools() {
     sync: which('sync'),
     cmp: which('cmp'),
     time: time && capture(time, ['-f', '%M', 'true']) !== undefined ? time : undefined,
+    ssh: findSshTools(),
   };
 }
 
@@ -153,12 +166,19 @@ function findTools() {
 
 let workDir;
 let cleanedUp = false;
+const cleanupHooks = [];
+
+/** Runs `hook` (synchronous) at the end, after every child process was killed. */
+function onCleanup(hook) {
+  cleanupHooks.push(hook);
+}
 
 /** Synchronous so it also works from signal and exit handlers. */
 function cleanupSync() {
   if (cleanedUp) return;
   cleanedUp = true;
   killAll();
+  for (const hook of cleanupHooks.splice(0)) hook();
   if (workDir) {
     try {
       fs.rmSync(workDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
@@ -286,17 +306,59 @@ function transferTimeoutMs(bytes) {
 
 /* ================================================================ the tools */
 
-/** Extra `ft serve` flags: no LAN discovery beacons when this build has them (traffic stays on loopback). */
-let serveExtraArgs;
-function ftServeExtraArgs() {
-  serveExtraArgs ??= /--no-beacon\b/.test(capture(NODE, [FT, 'serve', '--help']) ?? '') ? ['--no-beacon'] : [];
-  return serveExtraArgs;
+/**
+ * What this ft build's help offers, so one bench works before and after TLS arrived:
+ * --no-beacon (keeps traffic on loopback), --insecure-plaintext (both sides; then ft runs twice),
+ * --trust-new and --trust-file (first contact without a terminal), --identity (serve).
+ */
+let features;
+function ftFeatures() {
+  if (!features) {
+    const serveHelp = capture(NODE, [FT, 'serve', '--help']) ?? '';
+    const sendHelp = capture(NODE, [FT, 'send', '--help']) ?? '';
+    features = {
+      noBeacon: /--no-beacon\b/.test(serveHelp),
+      plaintext: /--insecure-plaintext\b/.test(serveHelp) && /--insecure-plaintext\b/.test(sendHelp),
+      trustNew: /--trust-new\b/.test(sendHelp),
+      trustFile: /--trust-file\b/.test(sendHelp),
+      identity: /--identity\b/.test(serveHelp),
+    };
+  }
+  return features;
 }
 
-async function startFtServe(inbox) {
+/**
+ * The ft rows: `ft` with default options (TLS once ft has it) and, when the build has
+ * --insecure-plaintext, `ft-plain` with it on both sides.
+ */
+function ftVariants() {
+  if (!ftFeatures().plaintext) return [{ id: 'ft', label: 'ft', plaintext: false }];
+  return [
+    { id: 'ft', label: 'ft (TLS)', plaintext: false },
+    { id: 'ft-plain', label: 'ft (plaintext)', plaintext: true },
+  ];
+}
+
+/**
+ * ft's config folder (sender key, identity, trust store) lives in the work folder, so the bench
+ * neither reads nor pins anything in the user's own (a new port every round would otherwise add
+ * a pin each time). FT_TOKEN is dropped: the bench measures ft without a token.
+ */
+function ftEnv() {
+  const env = { ...process.env, XDG_CONFIG_HOME: path.join(workDir, 'ft-config') };
+  delete env.FT_TOKEN;
+  return env;
+}
+
+async function startFtServe(inbox, { plaintext = false } = {}) {
   const port = await freePort();
-  const args = [FT, 'serve', inbox, '--port', String(port), '--host', '127.0.0.1', ...ftServeExtraArgs(), '--json'];
-  const serve = start('ft serve', NODE, args);
+  const f = ftFeatures();
+  const args = [FT, 'serve', inbox, '--port', String(port), '--host', '127.0.0.1', '--json'];
+  if (f.noBeacon) args.push('--no-beacon');
+  // One identity for the whole run; a plaintext receiver has no use for one.
+  if (f.identity && !plaintext) args.push('--identity', path.join(workDir, 'ft-identity'));
+  if (plaintext) args.push('--insecure-plaintext');
+  const serve = start('ft serve', NODE, args, { env: ftEnv() });
   await waitForLine(serve, (line) => {
     try {
       return JSON.parse(line).event === 'listening';
@@ -307,15 +369,24 @@ async function startFtServe(inbox) {
   return { serve, port };
 }
 
-/** Runs `ft send` (under /usr/bin/time -f %M when available, for the peak RSS). */
-async function ftSend(tools, paths, port, scratch, timeoutMs) {
+/** `ft send` flags for the variant: plaintext, or what first contact over TLS needs without a terminal. */
+function ftSendArgs({ plaintext = false } = {}) {
+  const f = ftFeatures();
+  if (plaintext) return ['--insecure-plaintext']; // no certificate, so nothing to trust or pin
+  const args = [];
+  if (f.trustNew) args.push('--trust-new');
+  if (f.trustFile) args.push('--trust-file', path.join(workDir, 'ft-known-receivers.json'));
+  return args;
+}
+
+/** Runs `ft send` (under /usr/bin/time when available, for its CPU time and peak RSS). */
+async function ftSend(tools, paths, port, scratch, timeoutMs, variant) {
   // --no-hash-cache: every round measures a first send, which hashes each file (a large one at rest while sending it).
-  const args = [FT, 'send', ...paths, '--to', `127.0.0.1:${port}`, '--json', '--no-hash-cache'];
-  const timeFile = path.join(scratch, 'ft-send.time');
+  const args = [FT, 'send', ...paths, '--to', `127.0.0.1:${port}`, '--json', '--no-hash-cache', ...ftSendArgs(variant)];
   const t0 = process.hrtime.bigint();
   // Keep enough output for the summary line, which lists every file.
   const keep = 64 * 1024 * 1024;
-  const send = tools.time ? start('ft send', tools.time, ['-f', '%M', '-o', timeFile, NODE, ...args], { keep }) : start('ft send', NODE, args, { keep });
+  const send = startTimed(tools.time, path.join(scratch, 'ft-send.time'), 'ft send', NODE, args, { keep, env: ftEnv() });
   const poller = tools.time ? undefined : pollPeakRss(send);
   try {
     await expectSuccess(send, timeoutMs);
@@ -323,11 +394,8 @@ async function ftSend(tools, paths, port, scratch, timeoutMs) {
     poller?.stop();
   }
   const seconds = elapsedSeconds(t0);
-  let senderPeak = poller?.stop();
-  if (tools.time) {
-    const kb = fs.readFileSync(timeFile, 'utf8').trim().split('\n').filter((l) => /^\d+$/.test(l.trim())).pop();
-    senderPeak = kb ? Number(kb) * 1024 : undefined;
-  }
+  const usage = send.usage();
+  const senderPeak = usage ? usage.maxRss : poller?.stop();
   let internalMs;
   for (const line of send.stdout.split('\n')) {
     try {
@@ -337,7 +405,38 @@ async function ftSend(tools, paths, port, scratch, timeoutMs) {
       /* not JSON */
     }
   }
-  return { seconds, senderPeak, internalMs };
+  return { seconds, senderPeak, senderCpu: usage?.cpuSeconds, internalMs };
+}
+
+/** One ft row: ft serve, then ft send; the receiver's CPU from ready to the sender's exit. */
+function ftContender(tools, variant, { paths, received, timeoutMs }) {
+  return {
+    id: variant.id,
+    label: variant.label,
+    async run(ctx) {
+      const inbox = path.join(ctx.outDir, 'inbox');
+      const { serve, port } = await startFtServe(inbox, variant);
+      try {
+        const cpu = await watchTreeCpu(serve.pid);
+        const sent = await ftSend(tools, paths(ctx), port, ctx.outDir, timeoutMs(ctx), variant);
+        const receiverPeak = peakRss(serve.pid);
+        const receiver = await cpu.finish();
+        return { ...sent, receiverPeak, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...received(inbox, ctx) };
+      } finally {
+        await stop(serve);
+      }
+    },
+  };
+}
+
+/**
+ * A receiver that exits by itself (under time): its CPU from when it was ready, so that its
+ * start-up does not count, as for the servers.
+ */
+function receiverCpuSince(proc, baseline) {
+  const usage = proc.usage();
+  if (!usage || baseline === undefined) return undefined;
+  return Math.max(0, usage.cpuSeconds - baseline);
 }
 
 function rsyncConf(outDir, dest) {
@@ -369,52 +468,102 @@ async function startRsyncDaemon(tools, outDir, dest) {
   return { daemon, port };
 }
 
-function rsyncClientArgs(tools, source, port, fsync) {
+function rsyncArgs(tools, fsync) {
   const checksum = tools.rsyncXxh128 ? ['--checksum-choice=xxh128'] : [];
-  return ['-a', '--whole-file', ...checksum, ...(fsync ? ['--fsync'] : []), source, `rsync://127.0.0.1:${port}/bench/`];
+  return ['-a', '--whole-file', ...checksum, ...(fsync ? ['--fsync'] : [])];
 }
 
-/** rsync and, where it has --fsync (3.2.4 and later), rsync+fsync: a contender each. */
-function rsyncContenders(tools, run) {
+/** rsync and, where it has --fsync (3.2.4 and later), rsync+fsync, to a daemon: a contender each. */
+function rsyncContenders(tools, part) {
   if (!tools.rsync) return [];
+  const run = (fsync) => async (ctx) => {
+    const dest = path.join(ctx.outDir, 'dest');
+    fs.mkdirSync(dest);
+    const { daemon, port } = await startRsyncDaemon(tools, ctx.outDir, dest);
+    try {
+      const cpu = await watchTreeCpu(daemon.pid);
+      const t0 = process.hrtime.bigint();
+      const args = [...rsyncArgs(tools, fsync), part.paths(ctx)[0], `rsync://127.0.0.1:${port}/bench/`];
+      const client = startTimed(tools.time, path.join(ctx.outDir, 'rsync.time'), 'rsync client', tools.rsync, args);
+      await expectSuccess(client, part.timeoutMs(ctx));
+      const seconds = elapsedSeconds(t0);
+      const receiver = await cpu.finish();
+      return { seconds, senderCpu: client.usage()?.cpuSeconds, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...part.received(dest, ctx) };
+    } finally {
+      await stop(daemon);
+    }
+  };
   const list = [{ id: 'rsync', label: 'rsync', run: run(false) }];
   if (tools.rsyncFsync) list.push({ id: 'rsync+fsync', label: 'rsync+fsync', run: run(true) });
   return list;
 }
 
-/** Large-file contenders: each run() returns { seconds, file, ...extras } and leaves nothing running. */
-function largeContenders(tools) {
+const SSH_IDS = ['rsync-ssh-gcm', 'rsync-ssh', 'scp-gcm', 'scp'];
+
+function cipherName(cipher) {
+  return cipher ? cipher.replace(/@openssh\.com$/, '') : 'unknown';
+}
+
+/**
+ * scp and rsync -e ssh to the private sshd, with -c aes128-gcm@openssh.com and with the default
+ * ciphers. The receiver's CPU is everything sshd's connection processes did (key exchange, login,
+ * decryption, rsync's or SFTP's server side writing the files).
+ */
+function sshContenders(tools, sshd, part) {
+  if (!sshd) return [];
   const list = [];
-  list.push({
-    id: 'ft',
-    label: 'ft',
-    async run({ src, outDir, bytes }) {
-      const inbox = path.join(outDir, 'inbox');
-      const { serve, port } = await startFtServe(inbox);
-      try {
-        const sent = await ftSend(tools, [src], port, outDir, transferTimeoutMs(bytes));
-        const receiverPeak = peakRss(serve.pid);
-        return { ...sent, receiverPeak, file: path.join(inbox, path.basename(src)) };
-      } finally {
-        await stop(serve);
-      }
-    },
-  });
+  const variants = [
+    ...(tools.ssh.gcm ? [{ suffix: '-gcm', cipher: GCM_CIPHER, what: 'AES-GCM' }] : []),
+    { suffix: '', cipher: undefined, what: `default: ${cipherName(sshd.defaultCipher)}` },
+  ];
+  const run = (tool, cipher) => async (ctx) => {
+    const dest = path.join(ctx.outDir, 'dest');
+    fs.mkdirSync(dest);
+    const cipherArgs = cipher ? ['-c', cipher] : [];
+    const source = part.paths(ctx)[0];
+    const args =
+      tool === 'scp'
+        ? ['-F', sshd.configFile, ...cipherArgs, '-q', '-p', ...(fs.statSync(source).isDirectory() ? ['-r'] : []), source, sshd.remote(`${dest}/`)]
+        : [...rsyncArgs(tools, false), '-e', [tools.ssh.ssh, '-F', sshd.configFile, ...cipherArgs].join(' '), source, sshd.remote(`${dest}/`)];
+    const cpu = await watchTreeCpu(sshd.proc.pid);
+    const t0 = process.hrtime.bigint();
+    const client = startTimed(tools.time, path.join(ctx.outDir, `${tool}.time`), tool === 'scp' ? 'scp' : 'rsync -e ssh', tool === 'scp' ? tools.ssh.scp : tools.rsync, args);
+    await expectSuccess(client, part.timeoutMs(ctx));
+    const seconds = elapsedSeconds(t0);
+    const receiver = await cpu.finish();
+    return { seconds, senderCpu: client.usage()?.cpuSeconds, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...part.received(dest, ctx) };
+  };
+  if (tools.rsync) {
+    for (const v of variants) list.push({ id: `rsync-ssh${v.suffix}`, label: `rsync -e ssh (${v.what})`, run: run('rsync', v.cipher) });
+  }
+  for (const v of variants) list.push({ id: `scp${v.suffix}`, label: `scp (${v.what})`, run: run('scp', v.cipher) });
+  return list;
+}
+
+/** Large-file contenders: each run() returns { seconds, file, ...extras } and leaves nothing running. */
+function largeContenders(tools, sshd) {
+  const part = {
+    paths: (ctx) => [ctx.src],
+    received: (dir, ctx) => ({ file: path.join(dir, path.basename(ctx.src)) }),
+    timeoutMs: (ctx) => transferTimeoutMs(ctx.bytes),
+  };
+  const list = ftVariants().map((variant) => ftContender(tools, variant, part));
   list.push({
     id: 'node-copy',
     label: 'node-copy',
     async run({ src, outDir, bytes }) {
       const port = await freePort();
       const file = path.join(outDir, path.basename(src));
-      const receiver = start('node-copy receiver', NODE, [NODE_COPY, 'receive', String(port), file]);
+      const receiver = startTimed(tools.time, path.join(outDir, 'receiver.time'), 'node-copy receiver', NODE, [NODE_COPY, 'receive', String(port), file]);
       try {
         await waitForLine(receiver, (line) => line.trim() === 'listening');
+        const baseline = treeCpuSeconds(receiver.pid);
         const t0 = process.hrtime.bigint();
-        const sender = start('node-copy sender', NODE, [NODE_COPY, 'send', String(port), src]);
+        const sender = startTimed(tools.time, path.join(outDir, 'sender.time'), 'node-copy sender', NODE, [NODE_COPY, 'send', String(port), src]);
         await expectTransfer(receiver, sender, transferTimeoutMs(bytes));
         const seconds = elapsedSeconds(t0);
         await expectSuccess(sender, 10_000);
-        return { seconds, file };
+        return { seconds, senderCpu: sender.usage()?.cpuSeconds, receiverCpu: receiverCpuSince(receiver, baseline), file };
       } finally {
         await stop(receiver);
       }
@@ -424,18 +573,20 @@ function largeContenders(tools) {
     const port = await freePort();
     const name = path.basename(src);
     const listen = `TCP-LISTEN:${port},reuseaddr,bind=127.0.0.1`;
+    const timeFile = path.join(outDir, 'receiver.time');
     // Relative names (cwd) so no path needs socat address escaping.
     const receiver = fsync
-      ? start('socat+fsync receiver', 'sh', ['-c', `"$0" -b${SOCAT_BLOCK} -u ${listen} OPEN:${name},creat,trunc && "$1" ${name} .`, tools.socat, tools.sync], { cwd: outDir })
-      : start('socat receiver', tools.socat, [`-b${SOCAT_BLOCK}`, '-u', listen, `OPEN:${name},creat,trunc`], { cwd: outDir });
+      ? startTimed(tools.time, timeFile, 'socat+fsync receiver', 'sh', ['-c', `"$0" -b${SOCAT_BLOCK} -u ${listen} OPEN:${name},creat,trunc && "$1" ${name} .`, tools.socat, tools.sync], { cwd: outDir })
+      : startTimed(tools.time, timeFile, 'socat receiver', tools.socat, [`-b${SOCAT_BLOCK}`, '-u', listen, `OPEN:${name},creat,trunc`], { cwd: outDir });
     try {
       await waitForListen(receiver, port);
+      const baseline = treeCpuSeconds(receiver.pid);
       const t0 = process.hrtime.bigint();
-      const sender = start('socat sender', tools.socat, [`-b${SOCAT_BLOCK}`, '-u', `OPEN:${name}`, `TCP:127.0.0.1:${port}`], { cwd: path.dirname(src) });
+      const sender = startTimed(tools.time, path.join(outDir, 'sender.time'), 'socat sender', tools.socat, [`-b${SOCAT_BLOCK}`, '-u', `OPEN:${name}`, `TCP:127.0.0.1:${port}`], { cwd: path.dirname(src) });
       await expectTransfer(receiver, sender, transferTimeoutMs(bytes));
       const seconds = elapsedSeconds(t0);
       await expectSuccess(sender, 10_000);
-      return { seconds, file: path.join(outDir, name) };
+      return { seconds, senderCpu: sender.usage()?.cpuSeconds, receiverCpu: receiverCpuSince(receiver, baseline), file: path.join(outDir, name) };
     } finally {
       await stop(receiver);
     }
@@ -444,27 +595,25 @@ function largeContenders(tools) {
     list.push({ id: 'socat', label: 'socat', run: socatRun(false) });
     if (tools.sync) list.push({ id: 'socat+fsync', label: 'socat+fsync', run: socatRun(true) });
   }
-  list.push(
-    ...rsyncContenders(tools, (fsync) => async ({ src, outDir, bytes }) => {
-      const dest = path.join(outDir, 'dest');
-      fs.mkdirSync(dest);
-      const { daemon, port } = await startRsyncDaemon(tools, outDir, dest);
-      try {
-        const t0 = process.hrtime.bigint();
-        const client = start('rsync client', tools.rsync, rsyncClientArgs(tools, src, port, fsync));
-        await expectSuccess(client, transferTimeoutMs(bytes));
-        const seconds = elapsedSeconds(t0);
-        return { seconds, file: path.join(dest, path.basename(src)) };
-      } finally {
-        await stop(daemon);
-      }
-    }),
-  );
+  list.push(...rsyncContenders(tools, part), ...sshContenders(tools, sshd, part));
   return list;
 }
 
-const COLUMNS = ['ft', 'node-copy', 'socat', 'socat+fsync', 'rsync', 'rsync+fsync'];
-const SMALL_COLUMNS = ['ft', 'rsync', 'rsync+fsync'];
+/** Every row in table order, with the label it has when skipped. */
+const ROWS = [
+  ['ft', 'ft'],
+  ['ft-plain', 'ft (plaintext)'],
+  ['node-copy', 'node-copy'],
+  ['socat', 'socat'],
+  ['socat+fsync', 'socat+fsync'],
+  ['rsync', 'rsync'],
+  ['rsync+fsync', 'rsync+fsync'],
+  ['rsync-ssh-gcm', 'rsync -e ssh (AES-GCM)'],
+  ['rsync-ssh', 'rsync -e ssh (default cipher)'],
+  ['scp-gcm', 'scp (AES-GCM)'],
+  ['scp', 'scp (default cipher)'],
+];
+const SMALL_ROWS = ['ft', 'ft-plain', 'rsync', 'rsync+fsync', ...SSH_IDS];
 
 function skippedNotes(tools) {
   const notes = {};
@@ -475,12 +624,36 @@ function skippedNotes(tools) {
   else if (!tools.sync) notes['socat+fsync'] = 'coreutils sync not found';
   if (!tools.rsync) notes.rsync = 'rsync not installed (apt-get install rsync)';
   if (!tools.rsyncFsync) notes['rsync+fsync'] = notes.rsync ?? 'this rsync has no --fsync (3.2.4 and later)';
+  if (tools.ssh.missing) for (const id of SSH_IDS) notes[id] = tools.ssh.missing;
+  else {
+    if (!tools.rsync) notes['rsync-ssh-gcm'] = notes['rsync-ssh'] = notes.rsync;
+    if (!tools.ssh.gcm) notes['scp-gcm'] = notes['rsync-ssh-gcm'] = `this ssh has no ${GCM_CIPHER}`;
+  }
+  if (!tools.time) notes.cpu = 'CPU time of the senders and of socat and node-copy receivers not measured: /usr/bin/time not installed (apt-get install time)';
   return notes;
 }
 
 /* ================================================================ part 1: one large file */
 
-async function benchLarge(opts, tools) {
+/** Medians over the rounds: time, rate and each side's CPU seconds (rounds without a reading left out). */
+function summarise(list, extra) {
+  const cpuNotes = [...new Set(list.map((r) => r.cpuNote).filter(Boolean))];
+  return {
+    runs: list,
+    seconds: median(list.map((r) => r.seconds)),
+    ...extra,
+    senderCpu: median(list.map((r) => r.senderCpu)),
+    receiverCpu: median(list.map((r) => r.receiverCpu)),
+    ...(cpuNotes.length ? { cpuNote: `receiver CPU not measured in ${list.filter((r) => r.receiverCpu === undefined).length} of ${list.length} rounds: ${cpuNotes.join('; ')}` } : {}),
+  };
+}
+
+function cpuText(result) {
+  const text = (s) => (s === undefined ? '–' : `${s.toFixed(2)} s`);
+  return `CPU ${text(result.senderCpu)} / ${text(result.receiverCpu)}`;
+}
+
+async function benchLarge(opts, tools, sshd) {
   const srcDir = path.join(workDir, 'large-src');
   fs.mkdirSync(srcDir);
   const src = path.join(srcDir, 'big.bin');
@@ -491,7 +664,7 @@ async function benchLarge(opts, tools) {
   const anHourAgo = new Date(Date.now() - 3600_000);
   fs.utimesSync(src, anHourAgo, anHourAgo);
   readThrough([src], tools);
-  const contenders = largeContenders(tools);
+  const contenders = largeContenders(tools, sshd);
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
     for (const contender of rotated(contenders, round - 1)) {
@@ -511,17 +684,19 @@ async function benchLarge(opts, tools) {
       const mbps = opts.size / 1e6 / result.seconds;
       runs[contender.id].push({ ...result, file: undefined, mbps });
       const extra = result.internalMs !== undefined ? `, ft's own timer ${(result.internalMs / 1000).toFixed(2)} s` : '';
-      log(`large: round ${round}/${opts.rounds} ${contender.label.padEnd(11)} ${fmt(mbps).padStart(6)} MB/s (${result.seconds.toFixed(2)} s${extra})`);
+      log(`large: round ${round}/${opts.rounds} ${contender.label.padEnd(LABEL_WIDTH)} ${fmt(mbps).padStart(6)} MB/s (${result.seconds.toFixed(2)} s${extra}; ${cpuText(result)})`);
+      if (result.cpuNote) log(`large: ${contender.label}: receiver CPU not measured: ${result.cpuNote}`);
     }
   }
   fs.rmSync(srcDir, { recursive: true, force: true });
   const results = {};
-  for (const [id, list] of Object.entries(runs)) {
-    results[id] = {
-      runs: list,
-      seconds: median(list.map((r) => r.seconds)),
-      mbps: median(list.map((r) => r.mbps)),
-    };
+  const gib = opts.size / 1024 ** 3;
+  for (const contender of contenders) {
+    const list = runs[contender.id];
+    const result = summarise(list, { label: contender.label, mbps: median(list.map((r) => r.mbps)) });
+    result.senderCpuPerGiB = result.senderCpu === undefined ? undefined : result.senderCpu / gib;
+    result.receiverCpuPerGiB = result.receiverCpu === undefined ? undefined : result.receiverCpu / gib;
+    results[contender.id] = result;
   }
   for (const result of Object.values(results)) result.ftRatio = results.ft.mbps / result.mbps;
   const ft = runs.ft;
@@ -569,7 +744,7 @@ function checkSmallCopy(label, srcDir, destDir) {
   }
 }
 
-async function benchSmall(opts, tools) {
+async function benchSmall(opts, tools, sshd) {
   const srcParent = path.join(workDir, 'small-src');
   const srcDir = path.join(srcParent, 'files');
   log(`small: writing ${opts.smallCount} files of ${formatBytes(opts.smallSize)}`);
@@ -577,60 +752,39 @@ async function benchSmall(opts, tools) {
   readThrough(listFiles(srcDir).map((f) => path.join(srcDir, f)), tools);
   const totalBytes = opts.smallCount * opts.smallSize;
   const timeoutMs = Math.max(transferTimeoutMs(totalBytes), opts.smallCount * 50);
+  const part = {
+    paths: () => [srcDir],
+    received: (dir) => ({ dest: path.join(dir, 'files') }),
+    timeoutMs: () => timeoutMs,
+  };
   const contenders = [
-    {
-      id: 'ft',
-      label: 'ft',
-      async run(outDir) {
-        const inbox = path.join(outDir, 'inbox');
-        const { serve, port } = await startFtServe(inbox);
-        try {
-          const sent = await ftSend(tools, [srcDir], port, outDir, timeoutMs);
-          return { ...sent, receiverPeak: peakRss(serve.pid), dest: path.join(inbox, 'files') };
-        } finally {
-          await stop(serve);
-        }
-      },
-    },
+    ...ftVariants().map((variant) => ftContender(tools, variant, part)),
+    ...rsyncContenders(tools, part),
+    ...sshContenders(tools, sshd, part),
   ];
-  contenders.push(
-    ...rsyncContenders(tools, (fsync) => async (outDir) => {
-      const dest = path.join(outDir, 'dest');
-      fs.mkdirSync(dest);
-      const { daemon, port } = await startRsyncDaemon(tools, outDir, dest);
-      try {
-        const t0 = process.hrtime.bigint();
-        const client = start('rsync client', tools.rsync, rsyncClientArgs(tools, srcDir, port, fsync));
-        await expectSuccess(client, timeoutMs);
-        return { seconds: elapsedSeconds(t0), dest: path.join(dest, 'files') };
-      } finally {
-        await stop(daemon);
-      }
-    }),
-  );
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
     for (const contender of rotated(contenders, round - 1)) {
       const outDir = path.join(workDir, `small-${contender.id}-${round}`);
       fs.mkdirSync(outDir);
       settle(tools);
-      const result = await contender.run(outDir);
+      const result = await contender.run({ outDir });
       checkSmallCopy(contender.label, srcDir, result.dest);
       fs.rmSync(outDir, { recursive: true, force: true });
       const filesPerSecond = opts.smallCount / result.seconds;
       runs[contender.id].push({ ...result, dest: undefined, filesPerSecond, mbps: totalBytes / 1e6 / result.seconds });
-      log(`small: round ${round}/${opts.rounds} ${contender.label.padEnd(11)} ${fmt(filesPerSecond).padStart(6)} files/s (${result.seconds.toFixed(2)} s)`);
+      log(`small: round ${round}/${opts.rounds} ${contender.label.padEnd(LABEL_WIDTH)} ${fmt(filesPerSecond).padStart(6)} files/s (${result.seconds.toFixed(2)} s; ${cpuText(result)})`);
+      if (result.cpuNote) log(`small: ${contender.label}: receiver CPU not measured: ${result.cpuNote}`);
     }
   }
   fs.rmSync(srcParent, { recursive: true, force: true });
   const results = {};
-  for (const [id, list] of Object.entries(runs)) {
-    results[id] = {
-      runs: list,
-      seconds: median(list.map((r) => r.seconds)),
-      filesPerSecond: median(list.map((r) => r.filesPerSecond)),
-      mbps: median(list.map((r) => r.mbps)),
-    };
+  for (const contender of contenders) {
+    const list = runs[contender.id];
+    const result = summarise(list, { label: contender.label, filesPerSecond: median(list.map((r) => r.filesPerSecond)), mbps: median(list.map((r) => r.mbps)) });
+    result.senderCpuMsPerFile = result.senderCpu === undefined ? undefined : (result.senderCpu * 1000) / opts.smallCount;
+    result.receiverCpuMsPerFile = result.receiverCpu === undefined ? undefined : (result.receiverCpu * 1000) / opts.smallCount;
+    results[contender.id] = result;
   }
   for (const result of Object.values(results)) result.ftRatio = results.ft.filesPerSecond / result.filesPerSecond;
   return {
@@ -667,10 +821,10 @@ async function benchLatency(opts) {
   const { serve, port } = await startFtServe(inbox);
   const times = [];
   try {
-    const args = [FT, 'send', file, '--to', `127.0.0.1:${port}`];
+    const args = [FT, 'send', file, '--to', `127.0.0.1:${port}`, ...ftSendArgs()];
     for (let i = 0; i <= opts.latencyRuns; i++) {
       const t0 = process.hrtime.bigint();
-      await expectSuccess(start('ft send small.txt', NODE, args), 30_000);
+      await expectSuccess(start('ft send small.txt', NODE, args, { env: ftEnv() }), 30_000);
       const ms = elapsedSeconds(t0) * 1000;
       const received = path.join(inbox, 'small.txt');
       if (!fs.existsSync(received) || fs.statSync(received).size !== bytes) throw new BenchError(`ft send small.txt: ${received} missing or wrong size`);
@@ -683,8 +837,10 @@ async function benchLatency(opts) {
   }
   const nodeStartup = await timeCommand('node -e 0', ['-e', '0'], opts.latencyRuns);
   const ftVersion = await timeCommand('ft --version', [FT, '--version'], opts.latencyRuns);
+  const tls = ftFeatures().plaintext; // then the default is TLS
   fs.rmSync(dir, { recursive: true, force: true });
   return {
+    tls,
     bytes,
     runs: times,
     medianMs: median(times),
@@ -696,48 +852,114 @@ async function benchLatency(opts) {
   };
 }
 
+/* ================================================================ targets (issue 11) */
+
+const TARGETS = [
+  { part: 'large', peer: 'rsync-ssh-gcm', min: 1.2 },
+  { part: 'large', peer: 'scp-gcm', min: 1.5 },
+  { part: 'large', peer: 'scp', min: 1.5 },
+  // "No slower than plain ft by more than 10 %": files/s with TLS >= 0.9 x files/s in plaintext.
+  { part: 'small', peer: 'ft-plain', min: 0.9 },
+];
+
+/** Encrypted ft against the encrypted peers and against itself in plaintext, with met / not met. */
+function targets(results) {
+  const list = [];
+  for (const target of TARGETS) {
+    const part = results[target.part];
+    if (!part) continue;
+    const isLarge = target.part === 'large';
+    const what = isLarge ? `${formatBytes(part.bytes)} file` : `${part.count.toLocaleString('en-US')} × ${formatBytes(part.size)} files`;
+    const aimedAt = isLarge ? part.bytes === 1024 ** 3 : part.count === 2000 && part.size === 4096;
+    const entry = { part: target.part, what, peer: target.peer, min: target.min, aimedAt: aimedAt ? undefined : isLarge ? 'the 1 GiB file' : '2,000 × 4 KiB files' };
+    const peer = part.tools[target.peer];
+    const rate = (r) => (isLarge ? r.mbps : r.filesPerSecond);
+    if (!ftFeatures().plaintext) entry.reason = 'this ft has no TLS yet (no --insecure-plaintext in `ft serve --help`)';
+    else if (!peer) entry.reason = `${target.peer} skipped: ${results.skipped[target.peer] ?? 'not run'}`;
+    else {
+      entry.peerLabel = peer.label;
+      entry.ratio = rate(part.tools.ft) / rate(peer);
+      entry.met = entry.ratio >= target.min;
+    }
+    list.push(entry);
+  }
+  return list;
+}
+
 /* ================================================================ report */
 
 function markdown(results, opts) {
   const lines = [];
   const notes = results.skipped;
   const row = (cells) => lines.push(`| ${cells.join(' | ')} |`);
-  const cell = (id, value, measured = true) => (notes[id] && measured ? 'skipped' : value);
-  const rounds = `median of ${opts.rounds}`;
-  row(['what', ...COLUMNS]);
-  row(['---', ...COLUMNS.map(() => '---:')]);
+  const rounds = `median of ${opts.rounds} round${opts.rounds === 1 ? '' : 's'}`;
+  const seconds = (v) => (v === undefined ? '–' : v.toFixed(2));
+  const refLabel = (part) => part.tools.ft.label;
+  const table = (part, ids, headers, cells) => {
+    row(['tool', ...headers]);
+    row(['---', ...headers.map(() => '---:')]);
+    for (const [id, label] of ROWS) {
+      if (!ids.includes(id)) continue;
+      const r = part.tools[id];
+      if (r) row([r.label, ...cells(r)]);
+      else if (notes[id]) row([label, 'skipped', ...headers.slice(1).map(() => '–')]);
+    }
+    lines.push('');
+  };
   if (results.large) {
-    const { tools: t, bytes } = results.large;
-    const size = formatBytes(bytes);
-    row([`${size} file, MB/s (${rounds})`, ...COLUMNS.map((id) => cell(id, fmt(t[id]?.mbps)))]);
-    row([`${size} file, seconds`, ...COLUMNS.map((id) => cell(id, t[id] ? t[id].seconds.toFixed(2) : '–'))]);
-    row(['ratio ft / tool (MB/s)', ...COLUMNS.map((id) => cell(id, t[id] ? t[id].ftRatio.toFixed(2) : '–'))]);
+    const part = results.large;
+    lines.push(`${formatBytes(part.bytes)} file, ${rounds}:`, '');
+    table(part, ROWS.map(([id]) => id), ['MB/s', 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU-s/GiB', 'receiver CPU-s/GiB'], (r) => [
+      fmt(r.mbps),
+      seconds(r.seconds),
+      r.ftRatio.toFixed(2),
+      seconds(r.senderCpuPerGiB),
+      seconds(r.receiverCpuPerGiB),
+    ]);
   }
   if (results.small) {
-    const { tools: t, count, size } = results.small;
-    const what = `${count.toLocaleString('en-US')} × ${formatBytes(size)} files`;
-    row([`${what}, files/s (${rounds})`, ...COLUMNS.map((id) => cell(id, t[id] ? fmt(t[id].filesPerSecond) : '–', SMALL_COLUMNS.includes(id)))]);
-    row([`${what}, seconds`, ...COLUMNS.map((id) => cell(id, t[id] ? t[id].seconds.toFixed(2) : '–', SMALL_COLUMNS.includes(id)))]);
-    row(['ratio ft / tool (files/s)', ...COLUMNS.map((id) => cell(id, t[id] ? t[id].ftRatio.toFixed(2) : '–', SMALL_COLUMNS.includes(id)))]);
+    const part = results.small;
+    lines.push(`${part.count.toLocaleString('en-US')} × ${formatBytes(part.size)} files, ${rounds}:`, '');
+    table(part, SMALL_ROWS, ['files/s', 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU ms/file', 'receiver CPU ms/file'], (r) => [
+      fmt(r.filesPerSecond),
+      seconds(r.seconds),
+      r.ftRatio.toFixed(2),
+      r.senderCpuMsPerFile === undefined ? '–' : fmt(r.senderCpuMsPerFile),
+      r.receiverCpuMsPerFile === undefined ? '–' : fmt(r.receiverCpuMsPerFile),
+    ]);
   }
-  lines.push('');
+
+  if (results.targets?.length) {
+    lines.push('Targets of issue 11 (encrypted ft = ft with its default options):', '');
+    for (const t of results.targets) {
+      const peer = t.peerLabel ?? Object.fromEntries(ROWS)[t.peer] ?? t.peer;
+      const head = t.peer === 'ft-plain' ? `- ft (TLS) ÷ ft (plaintext), ${t.what}, files/s` : `- ft (TLS) ÷ ${peer}, ${t.what}, MB/s`;
+      const caveat = t.aimedAt ? ` (the target is set for ${t.aimedAt})` : '';
+      lines.push(t.reason ? `${head}: not measured, ${t.reason}` : `${head}: ${t.ratio.toFixed(2)}, target ≥ ${t.min}: ${t.met ? 'met' : 'NOT MET'}${caveat}`);
+    }
+    if (results.large?.tools['ft-plain']) {
+      const t = results.large.tools;
+      lines.push(`- for reference, ft (TLS) ÷ ft (plaintext), ${formatBytes(results.large.bytes)} file, MB/s: ${(t.ft.mbps / t['ft-plain'].mbps).toFixed(2)} (no target)`);
+    }
+    lines.push('');
+  }
 
   const extra = [];
   if (results.latency) {
     const l = results.latency;
     const verdict = l.medianMs < l.targetMs ? 'meets' : 'MISSES';
-    extra.push([`\`ft send\` of one ${l.bytes} B file, start to exit (median of ${l.runs.length})`, `${l.medianMs.toFixed(0)} ms (min ${l.minMs.toFixed(0)}, max ${l.maxMs.toFixed(0)}; ${verdict} the < ${l.targetMs} ms target)`]);
+    extra.push([`\`ft send\`${l.tls ? ' (TLS)' : ''} of one ${l.bytes} B file, start to exit (median of ${l.runs.length})`, `${l.medianMs.toFixed(0)} ms (min ${l.minMs.toFixed(0)}, max ${l.maxMs.toFixed(0)}; ${verdict} the < ${l.targetMs} ms target)`]);
     extra.push(['for reference: `node -e 0` / `ft --version`', `${l.nodeStartupMs.toFixed(0)} ms / ${l.ftVersionMs.toFixed(0)} ms`]);
   }
   const mem = (value) => (value ? `${(value / 1024 ** 2).toFixed(0)} MiB` : 'n/a');
   if (results.large) {
     const m = results.large.memory;
-    extra.push([`ft receiver peak RSS, ${formatBytes(results.large.bytes)} file`, mem(m.receiverPeak)]);
-    extra.push([`ft sender peak RSS, ${formatBytes(results.large.bytes)} file`, mem(m.senderPeak)]);
+    extra.push([`${refLabel(results.large)} receiver peak RSS, ${formatBytes(results.large.bytes)} file`, mem(m.receiverPeak)]);
+    extra.push([`${refLabel(results.large)} sender peak RSS, ${formatBytes(results.large.bytes)} file`, mem(m.senderPeak)]);
   }
   if (results.small) {
     const m = results.small.memory;
-    extra.push([`ft receiver / sender peak RSS, ${results.small.count.toLocaleString('en-US')} small files`, `${mem(m.receiverPeak)} / ${mem(m.senderPeak)}`]);
+    extra.push([`${refLabel(results.small)} receiver / sender peak RSS, ${results.small.count.toLocaleString('en-US')} small files`, `${mem(m.receiverPeak)} / ${mem(m.senderPeak)}`]);
   }
   if (extra.length) {
     lines.push('| ft | value |', '| --- | --- |');
@@ -746,7 +968,7 @@ function markdown(results, opts) {
   }
 
   const perRound = (part, key, unit) => {
-    for (const [id, r] of Object.entries(part.tools)) lines.push(`- ${id}: ${r.runs.map((x) => fmt(x[key])).join(', ')} ${unit}`);
+    for (const r of Object.values(part.tools)) lines.push(`- ${r.label}: ${r.runs.map((x) => fmt(x[key])).join(', ')} ${unit}`);
   };
   if (results.large && opts.rounds > 1) {
     lines.push('Per round, large file:');
@@ -762,6 +984,7 @@ function markdown(results, opts) {
   const versions = [`node ${m.node}`];
   if (results.versions.socat) versions.push(`socat ${results.versions.socat}`);
   if (results.versions.rsync) versions.push(`rsync ${results.versions.rsync}`);
+  if (results.versions.openssh) versions.push(results.versions.openssh);
   const busy = results.busyBefore === undefined ? '' : `${(results.busyBefore * 100).toFixed(0)}% CPU in use before the run, `;
   const load = `${busy}load average ${m.loadAverage.join(' ')} at the start`;
   if (results.busyBefore > BUSY_WARNING) {
@@ -771,27 +994,68 @@ function markdown(results, opts) {
   lines.push('');
   lines.push(
     'All traffic on 127.0.0.1, source files in the page cache, tools alternated round by round, each round starting with the next tool. MB/s = 10^6 bytes per second of wall time, from starting the sender to the data being on the receiving side. ' +
-      'ft: `ft send` from process start to exit (the receiver hashes with xxh64, fsyncs and renames each file before confirming; the large file, last modified an hour before, is hashed by the sender as it is sent). ' +
+      'ft: `ft send` from process start to exit (the receiver hashes with xxh64, fsyncs and renames each file before confirming; the large file, last modified an hour before, is hashed by the sender as it is sent); ' +
+      'ft (TLS) runs with default options, ft (plaintext) with `--insecure-plaintext` on both sides. ' +
       'node-copy: Node socket piped into fs.createWriteStream, no hash, no fsync. ' +
       `socat: \`socat -b${SOCAT_BLOCK} -u\`, no fsync; socat+fsync adds \`sync FILE DIR\` (fsync of the file and its folder) on the receiver. ` +
       'rsync: daemon on loopback, `rsync -a --whole-file --checksum-choice=xxh128` into an empty folder (whole-file checksum, temp file + rename, no fsync); rsync+fsync adds `--fsync` (fsync of each file, not of its folder). ' +
+      `rsync -e ssh and scp (\`scp -p\`, -r for folders; SFTP protocol): to a private sshd on loopback (own host and client keys, empty HOME), with \`-c ${GCM_CIPHER}\` (AES-GCM) or ssh's default cipher negotiation, nothing fsynced. ` +
+      'CPU: seconds of user + system time per GiB (per file for small files), sender = the whole sending process and its children (`/usr/bin/time`), receiver = the receiving process tree from ready to done ' +
+      '(the sshd connection processes for ssh, including key exchange and login), from /proc utime + stime + cutime + cstime. ' +
       'Ratio = ft ÷ tool: below 1 means ft is slower.',
   );
-  for (const [id, note] of Object.entries(notes)) lines.push('', `Note: ${id} skipped: ${note}.`);
+  for (const [ids, note] of groupedNotes(notes)) lines.push('', `Note: ${ids.includes('cpu') ? note : `${ids.join(', ')} skipped: ${note}`}.`);
+  const cpuNotes = [];
+  for (const part of [results.large, results.small]) {
+    for (const r of Object.values(part?.tools ?? {})) if (r.cpuNote) cpuNotes.push(`${r.label}: ${r.cpuNote}`);
+  }
+  for (const note of cpuNotes) lines.push('', `Note: ${note}.`);
   return lines.join('\n') + '\n';
 }
 
 /* ================================================================ main */
 
+/** Skip notes as [ids, note] with the ids that share a note together (one line for all ssh rows). */
+function groupedNotes(notes) {
+  const byNote = new Map();
+  for (const [id, note] of Object.entries(notes)) byNote.set(note, [...(byNote.get(note) ?? []), id]);
+  return [...byNote].map(([note, ids]) => [ids, note]);
+}
+
+/** The private sshd for the ssh rows, or a reason to skip them (also written to `skipped`). */
+async function sshdForRows(tools, skipped) {
+  if (tools.ssh.missing) return undefined;
+  const dir = path.join(workDir, 'sshd');
+  if (/[\s'"\\]/.test(dir)) {
+    for (const id of SSH_IDS) skipped[id] ??= `the work folder ${workDir} has a space or quote, which rsync -e and scp would need quoted (use --dir)`;
+    return undefined;
+  }
+  try {
+    const sshd = await startSshd(tools.ssh, dir, onCleanup);
+    log(`bench: sshd on 127.0.0.1:${sshd.port} (default cipher ${cipherName(sshd.defaultCipher)})`);
+    return sshd;
+  } catch (error) {
+    const reason = `the private sshd did not start: ${error.message.split('\n').map((l) => l.trim()).filter(Boolean).join(' ').slice(0, 300)}`;
+    log(`bench: skipping scp and rsync -e ssh: ${reason}`);
+    for (const id of SSH_IDS) skipped[id] ??= reason;
+    return undefined;
+  }
+}
+
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
   installCleanup();
   if (!fs.existsSync(FT_DIST)) throw new BenchError(`${FT_DIST} is missing: build first (npm run build, or use npm run bench)`);
+  if (opts.ft) {
+    FT = path.resolve(opts.ft);
+    if (!fs.existsSync(FT)) throw new BenchError(`--ft ${FT} does not exist`);
+  }
   const tools = findTools();
   const skipped = skippedNotes(tools);
-  for (const [id, note] of Object.entries(skipped)) log(`bench: skipping ${id}: ${note}`);
+  for (const [ids, note] of groupedNotes(skipped)) log(ids.includes('cpu') ? `bench: ${note}` : `bench: skipping ${ids.join(', ')}: ${note}`);
   if (tools.rsync && !tools.rsyncXxh128) log('bench: this rsync has no xxh128; using its default checksum');
-  if (process.platform !== 'linux') log('bench: not Linux; peak memory readings and listening checks may be unavailable');
+  if (process.platform !== 'linux') log('bench: not Linux; peak memory and CPU readings and listening checks may be unavailable');
+  log(ftFeatures().plaintext ? 'bench: this ft has --insecure-plaintext: running ft (TLS) and ft (plaintext)' : 'bench: this ft has no --insecure-plaintext (no TLS yet): one ft row');
 
   const busyBefore = await cpuBusy();
   if (busyBefore > BUSY_WARNING) log(`bench: warning: ${(busyBefore * 100).toFixed(0)}% of the CPU time is already in use; other work on this machine will make the figures noisy`);
@@ -806,14 +1070,18 @@ async function main() {
   const results = {
     date: new Date().toISOString(),
     machine: machineInfo(),
-    versions: { socat: tools.socatVersion, rsync: tools.rsyncVersion },
-    settings: { rounds: opts.rounds, size: opts.size, smallCount: opts.smallCount, smallSize: opts.smallSize, latencyRuns: opts.latencyRuns, parts: [...opts.parts], quick: opts.quick },
+    versions: { socat: tools.socatVersion, rsync: tools.rsyncVersion, openssh: tools.ssh.version },
+    settings: { rounds: opts.rounds, size: opts.size, smallCount: opts.smallCount, smallSize: opts.smallSize, latencyRuns: opts.latencyRuns, parts: [...opts.parts], quick: opts.quick, ft: FT },
+    ftFeatures: ftFeatures(),
     skipped,
     busyBefore,
   };
-  if (opts.parts.has('large')) results.large = await benchLarge(opts, tools);
-  if (opts.parts.has('small')) results.small = await benchSmall(opts, tools);
+  const sshd = opts.parts.has('large') || opts.parts.has('small') ? await sshdForRows(tools, skipped) : undefined;
+  if (opts.parts.has('large')) results.large = await benchLarge(opts, tools, sshd);
+  if (opts.parts.has('small')) results.small = await benchSmall(opts, tools, sshd);
+  await sshd?.stop();
   if (opts.parts.has('latency')) results.latency = await benchLatency(opts);
+  results.targets = targets(results);
   cleanupSync();
   process.stdout.write(opts.json ? `${JSON.stringify(results, null, 2)}\n` : `\n${markdown(results, opts)}`);
 }

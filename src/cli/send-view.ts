@@ -7,6 +7,7 @@ import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
 import type { SendEvent } from '../ingest/events.js';
 import type { FileResult, SendReport } from '../sender/sender.js';
 import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
+import { shortFingerprint } from '../auth/fingerprint.js';
 
 export interface SendView {
   event(event: SendEvent): void;
@@ -67,6 +68,11 @@ export function describe(event: SendEvent): { result: string } | { note: string 
       return { note: `resuming ${escapeForDisplay(event.name)} at ${formatBytes(event.offset)} of ${formatBytes(event.size)}` };
     case 'restarted':
       return { note: `restart  ${escapeForDisplay(event.name)}: ${escapeControls(event.reason)}; sending from the start` };
+    case 'connected': {
+      if (!event.firstContact || event.fingerprint === undefined) return undefined;
+      const where = event.host.includes(':') ? `[${event.host}]:${event.port}` : `${event.host}:${event.port}`;
+      return { note: `trusted  first contact ${where}, key ${shortFingerprint(event.fingerprint)} (pinned)` };
+    }
     case 'retrying':
       return { note: `retry    ${escapeControls(durationsInWords(event.message))}; attempt ${event.attempt} in ${formatDuration(event.delayMs)}` };
     default:
@@ -118,7 +124,7 @@ class JsonView implements SendView {
   }
 
   event(event: SendEvent): void {
-    if (event.type === 'connected') return;
+    if (event.type === 'connected' && !event.firstContact) return;
     if (event.type === 'started' && event.offset > 0) this.write('resumed', event);
     this.write(event.type, event);
   }

@@ -26,7 +26,8 @@ export type ReceiverEvent =
 export type SendEvent =
   /** First, once: how many paths and bytes the batch holds (paths that cannot be sent count as files). */
   | { type: 'collected'; files: number; bytes: number }
-  | { type: 'connected'; host: string; port: number; attempt: number }
+  /** `fingerprint`: the receiver's key (absent in plaintext); `firstContact`: met for the first time, and now pinned. */
+  | { type: 'connected'; host: string; port: number; attempt: number; fingerprint?: string; firstContact: boolean }
   | { type: 'started'; path: string; name: string; size: number; offset: number }
   | { type: 'restarted'; path: string; name: string; discarded: number; reason: string }
   | { type: 'progress'; path: string; name: string; bytes: number; size: number }

@@ -74,6 +74,9 @@ export class SenderConnection {
   private lastActivity = 0;
   private readonly onIdle: () => void;
   receiverName: string | undefined;
+  /** The receiver's key (undefined in plaintext), and whether this send met it for the first time. */
+  fingerprint: string | undefined;
+  firstContact = false;
   /** What this connection may use: the features both hellos listed. */
   features = new Set<Feature>();
 
@@ -180,7 +183,11 @@ export class SenderConnection {
       connection.close();
       throw new FtError('RECEIVER_NOT_AUTHENTIC', `${host}:${port} did not prove that it knows the token: it may be an impostor, and nothing was sent`);
     }
-    if (security.peerFingerprint !== undefined) await options.trust?.confirmed(security.peerFingerprint, greeting.name);
+    if (security.peerFingerprint !== undefined) {
+      connection.fingerprint = security.peerFingerprint;
+      connection.firstContact = options.trust?.firstContact ?? false;
+      await options.trust?.confirmed(security.peerFingerprint, greeting.name);
+    }
     connection.startIdle(options.idleTimeoutMs);
     return connection;
   }

@@ -55,6 +55,8 @@ export function addressKey(host: string, port: number): string {
 export class ReceiverTrust {
   /** The key this send's first verified connection presented. */
   private verified: string | undefined;
+  /** Whether the last check met the key for the first time (no pin, no fingerprint): it is pinned once confirmed. */
+  firstContact = false;
   private readonly where: string;
 
   constructor(private readonly options: ReceiverTrustOptions) {
@@ -63,6 +65,7 @@ export class ReceiverTrust {
 
   async check(presented: string): Promise<TrustVerdict> {
     const { options } = this;
+    this.firstContact = false;
     if (this.verified !== undefined) {
       if (presented === this.verified) return 'trusted';
       throw this.changed(presented, this.verified, 'in the middle of this send');
@@ -79,6 +82,7 @@ export class ReceiverTrust {
       if (pin.fingerprint === presented) return 'trusted';
       throw this.changed(presented, pin.fingerprint, 'pinned for it');
     }
+    this.firstContact = true;
     if (options.policy === 'new') return 'trusted';
     if (options.token) return 'after-token-proof';
     if (typeof options.policy === 'function') return 'ask';

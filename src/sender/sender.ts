@@ -495,7 +495,8 @@ async function transferBatch(
     trust: io.trust,
   });
   onConnected();
-  emit({ type: 'connected', host: options.host, port, attempt });
+  const { fingerprint, firstContact } = connection;
+  emit({ type: 'connected', host: options.host, port, attempt, ...(fingerprint !== undefined && { fingerprint }), firstContact });
   // Receipts are kept for, and shown only to, the receiver that issued them.
   const receiver: ReceiverId = { name: connection.receiverName ?? '', host: options.host, port };
   // Without it, every header carries its hash: a file whose hash was left for after the body is hashed first.

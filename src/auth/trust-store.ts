@@ -236,6 +236,9 @@ function copyOf(entry: PinnedReceiver): PinnedReceiver {
   return { ...entry, names: [...entry.names], addresses: [...entry.addresses] };
 }
 
+/** How stale `lastSeen` may get before a contact that changes nothing else rewrites the file. */
+const LAST_SEEN_RESOLUTION_MS = 3_600_000;
+
 export class TrustStore {
   readonly file: string;
   private readonly fs: TrustStoreFs;
@@ -282,6 +285,12 @@ export class TrustStore {
     }
     const address = contact.address === undefined ? undefined : this.checkedAddress(contact.address);
     const name = contact.name !== undefined && nameProblem(contact.name) === undefined ? contact.name : undefined;
+    // Every send records its receiver: when nothing would change but a recent lastSeen, no write
+    // (a lock, a rename and two fsyncs a send), so lastSeen is kept to within an hour.
+    const known = (await this.list()).find((entry) => entry.fingerprint === contact.fingerprint);
+    const sameName = name === undefined || (known?.names[0] !== undefined && nameKey(known.names[0]) === nameKey(name));
+    const sameAddress = address === undefined || known?.addresses[0] === address;
+    if (known && sameName && sameAddress && this.now().getTime() - Date.parse(known.lastSeen) < LAST_SEEN_RESOLUTION_MS) return;
     await this.change((entries) => {
       const time = this.now().toISOString();
       const key = name === undefined ? undefined : nameKey(name);

@@ -146,6 +146,25 @@ describe('TrustStore: record and lookup', () => {
     expect((await store.list())[0]).toMatchObject({ names: ['Desk', 'desk-new'], addresses: ['10.0.0.2:9527', '10.0.0.3:9527'] });
   });
 
+  it('record writes nothing for a contact that changes nothing but a lastSeen less than an hour old', async () => {
+    const file = await storeFile();
+    let clock = Date.parse('2025-03-01T10:00:00.000Z');
+    const store = new TrustStore(file, { now: () => new Date(clock) });
+    await store.record({ fingerprint: fp(1), name: 'laptop', address: '10.0.0.1:9527' });
+    const first = await stat(file);
+    clock += 59 * 60_000;
+    await store.record({ fingerprint: fp(1), name: 'Laptop', address: '10.0.0.1:9527' });
+    await store.record({ fingerprint: fp(1), address: '10.0.0.1:9527' });
+    const again = await stat(file);
+    expect([again.ino, again.mtimeMs]).toEqual([first.ino, first.mtimeMs]);
+    // Anything new is written at once: another address, and a lastSeen an hour old.
+    await store.record({ fingerprint: fp(1), address: '10.0.0.2:9527' });
+    expect((await store.list())[0]!.addresses).toEqual(['10.0.0.2:9527', '10.0.0.1:9527']);
+    clock += 61 * 60_000;
+    await store.record({ fingerprint: fp(1), address: '10.0.0.2:9527' });
+    expect((await store.list())[0]!.lastSeen).toBe(new Date(clock).toISOString());
+  });
+
   it('record refuses a fingerprint that is not a full one and an address that is not one; a name no beacon can carry is not pinned', async () => {
     const file = await storeFile();
     const store = new TrustStore(file);

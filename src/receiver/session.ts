@@ -57,6 +57,11 @@ export interface Connection {
   security?: ChannelSecurity;
 }
 
+/** A TLS handshake record (content type 22, major version 3): what a TLS sender opens with. */
+function looksLikeTls(chunk: Buffer): boolean {
+  return chunk.length >= 2 && chunk[0] === 0x16 && chunk[1] === 0x03;
+}
+
 /** Windows over which a body's rate is judged: this much time spent waiting for the peer, at most. */
 const RATE_WINDOW_MS = 10_000;
 
@@ -79,6 +84,8 @@ export class ReceiverSession {
   /** Names of accepted files, for the body rate's message (bounded by maxPendingFiles). */
   private readonly names = new Map<number, string>();
   private corked = false;
+  /** Bytes read from the peer so far. */
+  private peerBytes = 0;
   private idle: NodeJS.Timeout | undefined;
 
   constructor(
@@ -133,6 +140,10 @@ export class ReceiverSession {
         this.waitingSince = undefined;
         idle.refresh();
         ctx.gc.noteRead(chunk.length);
+        if (this.peerBytes === 0 && (this.connection.security ?? PLAINTEXT).kind === 'plaintext' && looksLikeTls(chunk)) {
+          throw new FtError('TLS_FAILED', 'the sender speaks TLS, and this receiver runs with --insecure-plaintext');
+        }
+        this.peerBytes += chunk.length;
         try {
           for (const item of this.decoder.push(chunk)) {
             if (item.kind === 'body-chunk') this.arriving!.bytes += item.data.length;
@@ -153,8 +164,11 @@ export class ReceiverSession {
         throw new FtError('CONNECTION_LOST', `the sender went away${body ? ` in the middle of ${body.name}${kept}` : ' before it was done'}`);
       }
     } catch (error) {
-      // Our own failures are coded already; anything else came from the stream: the peer went away.
-      failure = toFtError(error, 'CONNECTION_LOST');
+      // Our own failures are coded already; anything else came from the stream: the peer went away,
+      // or did not set up TLS (a plaintext sender, one that refused our certificate, no ALPN "ft").
+      failure = /^ERR_SSL_/.test((error as NodeJS.ErrnoException)?.code ?? '')
+        ? new FtError('TLS_FAILED', `no TLS 1.3 connection with the sender: ${String((error as Error).message).split('\n')[0]}`)
+        : toFtError(error, 'CONNECTION_LOST');
       // Files verified before the violation still get their `done`, ahead of the error.
       await this.answered;
       await this.files?.settled();

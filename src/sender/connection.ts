@@ -186,7 +186,13 @@ export class SenderConnection {
     if (security.peerFingerprint !== undefined) {
       connection.fingerprint = security.peerFingerprint;
       connection.firstContact = options.trust?.firstContact ?? false;
-      await options.trust?.confirmed(security.peerFingerprint, greeting.name);
+      try {
+        await options.trust?.confirmed(security.peerFingerprint, greeting.name);
+      } catch (error) {
+        // The pin could not be written (a trust file gone bad): nothing is sent, and the connection goes now.
+        connection.close();
+        throw error;
+      }
     }
     connection.startIdle(options.idleTimeoutMs);
     return connection;

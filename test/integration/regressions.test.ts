@@ -32,7 +32,7 @@ describe('regressions', () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 150);
     const started = Date.now();
-    const error = await send([src], { host: '127.0.0.1', port: r.port, fs: slowFs, signal: controller.signal }).catch((e: unknown) => e);
+    const error = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: slowFs, signal: controller.signal }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FtError);
     expect((error as FtError).code).toBe('ABORTED');
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -107,7 +107,7 @@ describe('regressions', () => {
     };
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 100);
-    const error = await send([src], { host: '127.0.0.1', port: r.port, fs: slowReads, signal: controller.signal }).catch((e: unknown) => e);
+    const error = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: slowReads, signal: controller.signal }).catch((e: unknown) => e);
     expect((error as FtError).code).toBe('ABORTED');
   });
 });

@@ -77,7 +77,7 @@ async function startScripted(script: Script) {
   });
   const indexOf = (type: string, filename: string, nth = 0) =>
     log.map(({ frame }, i) => ({ frame, i })).filter(({ frame }) => frame.type === type && frame.filename === filename)[nth]?.i ?? -1;
-  return { port: fake.port, log, indexOf, connections: () => connections };
+  return { port: fake.port, fingerprint: fake.fingerprint, log, indexOf, connections: () => connections };
 }
 
 /** Body frames carry ids; this names them after the header they answer, on the same connection. */
@@ -97,7 +97,7 @@ describe('BUSY', () => {
       decide: (header, earlier) => (header.filename === 'a.txt' && earlier === 0 ? { type: 'refuse', code: 'BUSY', message: 'held elsewhere' } : { type: 'accept', offset: 0 }),
     });
     const files = await smallFiles(['a.txt', 'b.txt', 'c.txt']);
-    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 1000 });
+    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 1000 });
     expect(report.files.map((f) => [f.name, f.status])).toEqual([
       ['a.txt', 'sent'],
       ['b.txt', 'sent'],
@@ -116,7 +116,7 @@ describe('BUSY', () => {
         header.filename === 'a.txt' && earlier === 0 ? { type: 'failed', code: 'BUSY', message: 'taken over by a newer upload of this file' } : undefined,
     });
     const files = await smallFiles(['a.txt', 'b.txt']);
-    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 50 });
+    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 50 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['a.txt', 'sent', undefined],
       ['b.txt', 'sent', undefined],
@@ -129,7 +129,7 @@ describe('BUSY', () => {
       decide: (header) => (header.filename === 'a.txt' ? { type: 'refuse', code: 'BUSY', message: 'held elsewhere' } : { type: 'accept', offset: 0 }),
     });
     const files = await smallFiles(['a.txt', 'b.txt']);
-    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 0 });
+    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 0 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['a.txt', 'refused', 'BUSY'],
       ['b.txt', 'sent', undefined],
@@ -142,7 +142,7 @@ describe('BUSY', () => {
       decide: (header, earlier) => (header.filename === 'a.txt' && earlier < 2 ? { type: 'refuse', code: 'BUSY', message: 'held elsewhere' } : { type: 'accept', offset: 0 }),
     });
     const files = await smallFiles(['a.txt']);
-    const report = await send(files, { host: '127.0.0.1', port: fake.port, retries: 0 });
+    const report = await send(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'sent' });
   }, 20_000);
 });
@@ -162,7 +162,7 @@ describe('trailing-hash', () => {
   it('against a receiver whose hello lists no features, every header carries its hash and no hash follows a body', async () => {
     const fake = await startScripted({ features: [] });
     const { files, hashes } = await bigAndSmall();
-    const report = await send(files, { host: '127.0.0.1', port: fake.port, retries: 0 });
+    const report = await send(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 });
     expect(report.files.map((f) => [f.name, f.status])).toEqual([
       ['small.txt', 'sent'],
       ['big.bin', 'sent'],
@@ -178,7 +178,7 @@ describe('trailing-hash', () => {
   it('a large file first, against such a receiver, is hashed unconnected and then sent with its hash in the header', async () => {
     const fake = await startScripted({ features: [] });
     const { files, hashes } = await bigAndSmall();
-    const report = await send([files[1]!], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 60_000 });
+    const report = await send([files[1]!], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0, idleTimeoutMs: 60_000 });
     expect(report.files[0]).toMatchObject({ name: 'big.bin', status: 'sent' });
     expect(fake.log.filter(({ frame }) => frame.type === 'file').map(({ frame }) => frame.hash)).toEqual([hashes.get('big.bin')]);
     // The first connection learnt the receiver wants hashes first and said bye rather than wait idle.
@@ -188,7 +188,7 @@ describe('trailing-hash', () => {
   it('against one that lists trailing-hash, the large file is read once: its hash follows its body', async () => {
     const fake = await startScripted({ features: ['trailing-hash'] });
     const { files, hashes } = await bigAndSmall();
-    const report = await send(files, { host: '127.0.0.1', port: fake.port, retries: 0 });
+    const report = await send(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 });
     expect(report.files.map((f) => f.status)).toEqual(['sent', 'sent']);
     const big = fake.log.find(({ frame }) => frame.type === 'file' && frame.filename === 'big.bin')!.frame;
     expect(big.hash).toBeUndefined();
@@ -256,7 +256,7 @@ describe('connector', () => {
       await session.next(); // the header, never answered
     });
     const [src] = await smallFiles(['unanswered.txt']);
-    const error = await send([src!], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 300 }).catch((e: unknown) => e);
+    const error = await send([src!], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0, idleTimeoutMs: 300 }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'TIMEOUT', message: `127.0.0.1:${fake.port} was silent for 300 ms` });
   });
 
@@ -271,7 +271,7 @@ describe('connector', () => {
     });
     const dir = await tempDir('ft-seams-');
     const big = await randomFile(path.join(dir, 'stuck.bin'), 64 * MiB);
-    const error = await send([big], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 500 }).catch((e: unknown) => e);
+    const error = await send([big], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0, idleTimeoutMs: 500 }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'TIMEOUT', message: `127.0.0.1:${fake.port} was silent for 500 ms` });
   });
 

@@ -45,7 +45,7 @@ describe('a sender with a token and a receiver that asks for none', () => {
       session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: NONCE, name: 'nas', features: ['trailing-hash'] });
     });
     const src = await localFile('private.txt');
-    const error = await rejection(send([src], { host: '127.0.0.1', port: fake.port, token: TOKEN, retries: 3, retryDelayMs: 10, idleTimeoutMs: 5000 }));
+    const error = await rejection(send([src], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, token: TOKEN, retries: 3, retryDelayMs: 10, idleTimeoutMs: 5000 }));
     expect(error.code).toBe('AUTH_FAILED');
     expect(error.message).toContain('this receiver does not ask for a token; it may be an impostor');
     expect(error.message).not.toContain('\n');
@@ -58,12 +58,12 @@ describe('a sender with a token and a receiver that asks for none', () => {
   it('a real receiver without a token gets no file from a sender holding one; with no token the send works', async () => {
     const open = await startReceiver();
     const src = await localFile('report.txt');
-    const error = await rejection(send([src], { host: '127.0.0.1', port: open.port, token: TOKEN, retries: 0 }));
+    const error = await rejection(send([src], { host: '127.0.0.1', port: open.port, fingerprint: open.fingerprint, token: TOKEN, retries: 0 }));
     expect(error.code).toBe('AUTH_FAILED');
     expect(open.eventsOf('started')).toEqual([]);
     expect(await listFiles(open.dir)).toEqual([]);
     // Control: the same send without a token goes through.
-    const report = await send([src], { host: '127.0.0.1', port: open.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: open.port, fingerprint: open.fingerprint, retries: 0 });
     expect(report.files.map((f) => f.status)).toEqual(['sent']);
   });
 
@@ -88,7 +88,7 @@ describe('a sender with a token and a receiver that asks for none', () => {
       session.socket.end(encodeFrame({ type: 'error', code: 'AUTH_FAILED', message: 'wrong proof' }));
     });
     const src = await localFile('proof.txt');
-    const error = await rejection(send([src], { host: '127.0.0.1', port: fake.port, token: TOKEN, retries: 0 }));
+    const error = await rejection(send([src], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, token: TOKEN, retries: 0 }));
     expect(error.code).toBe('AUTH_FAILED');
     expect(error.message).toContain('wrong proof');
     expect(frames).toEqual(['hello', 'string']);

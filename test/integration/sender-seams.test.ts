@@ -4,6 +4,7 @@
  * does not take them after the body, and connections come from the connector given.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
@@ -13,7 +14,9 @@ import { hashBytes } from '../../src/hashing.js';
 import { sendWithLimits } from '../../src/sender/sender.js';
 import type { Connector } from '../../src/transport/connector.js';
 import { tcpConnector } from '../../src/transport/tcp-connector.js';
-import { MAX_FILES_PER_CONNECTION } from '../../src/wire/messages.js';
+import { tlsConnector } from '../../src/transport/tls-connector.js';
+import { generateIdentity } from '../../src/auth/identity.js';
+import { MAX_FILES_PER_CONNECTION, PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import type { JsonObject } from '../../src/wire/frame.js';
 import { closeAllFakeReceivers, startFakeReceiver } from '../helpers/fake-receiver.js';
 import { randomFile, sha256File } from '../helpers/files.js';
@@ -43,8 +46,9 @@ async function startScripted(script: Script) {
   const fake = await startFakeReceiver(async (session) => {
     const connection = connections++;
     const nonce = randomBytes(16).toString('hex');
-    session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce, name: 'scripted', features: script.features ?? ['trailing-hash'] });
+    session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce, name: 'scripted', features: script.features ?? ['trailing-hash'] });
     await session.next();
+    session.send({ type: 'welcome' });
     const headers = new Map<number, { header: JsonObject; earlier: number }>();
     let bodyTotal = 0;
     for (;;) {
@@ -198,8 +202,10 @@ describe('trailing-hash', () => {
 });
 
 describe('connector', () => {
+  // A bare Duplex carries no TLS, so this seam is shown in plaintext on both sides; the test
+  // after it shows the same seam with a TLS channel.
   it('sends through the connector given: a Duplex of its own (not a socket) relaying to a receiver on another port than the target named (nothing listens there)', async () => {
-    const r = await startReceiver();
+    const r = await startReceiver({ insecurePlaintext: true });
     const dir = await tempDir('ft-seams-');
     const src = await randomFile(path.join(dir, 'relayed.bin'), 3 * MiB);
     const targets: Array<{ host: string; port: number }> = [];
@@ -232,18 +238,52 @@ describe('connector', () => {
       socket.on('close', () => relay.destroy());
       return relay;
     };
-    const report = await send([src], { host: '127.0.0.9', port: 4242, retries: 0, connect });
+    const report = await send([src], { host: '127.0.0.9', port: 4242, retries: 0, connect, insecurePlaintext: true });
     expect(report.files[0]).toMatchObject({ status: 'sent' });
     expect(targets).toEqual([{ host: '127.0.0.9', port: 4242 }]);
     expect(bytesOut).toBeGreaterThan(3 * MiB);
     expect(await sha256File(path.join(r.dir, 'relayed.bin'))).toBe(await sha256File(src));
   });
 
+  it('a connector that returns a TLS Channel (tlsConnector to another port than the target named) sends, and the key it presents is still checked', async () => {
+    const r = await startReceiver();
+    const dir = await tempDir('ft-seams-');
+    const src = await randomFile(path.join(dir, 'tunnelled.bin'), 3 * MiB);
+    const targets: Array<{ host: string; port: number }> = [];
+    const connect: Connector = async (target, options) => {
+      targets.push(target);
+      return tlsConnector({ host: '127.0.0.1', port: r.port }, options);
+    };
+    const report = await send([src], { host: '127.0.0.9', port: 4242, retries: 0, connect, fingerprint: r.fingerprint });
+    expect(report.files[0]).toMatchObject({ status: 'sent' });
+    expect(targets).toEqual([{ host: '127.0.0.9', port: 4242 }]);
+    expect(await sha256File(path.join(r.dir, 'tunnelled.bin'))).toBe(await sha256File(src));
+
+    // The same seam with another key expected: refused before a header, nothing lands.
+    const other = await generateIdentity();
+    const wrong = await send([await randomFile(path.join(dir, 'refused.bin'), 1000)], { host: '127.0.0.9', port: 4242, retries: 0, connect, fingerprint: other.fingerprint }).catch((e: unknown) => e);
+    expect(wrong).toMatchObject({ code: 'RECEIVER_KEY_CHANGED' });
+    expect(existsSync(path.join(r.dir, 'refused.bin'))).toBe(false);
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['tunnelled.bin']);
+    await r.close();
+  });
+
+  it('a connector that returns a bare Duplex is refused with TLS_FAILED unless insecurePlaintext is given, before anything is written to it', async () => {
+    const dir = await tempDir('ft-seams-');
+    const src = await randomFile(path.join(dir, 'plain.txt'), 10);
+    let written = 0;
+    const bare = new Duplex({ read() {}, write(chunk: Buffer, _encoding, callback) { written += chunk.length; callback(); } });
+    const error = await send([src], { host: '127.0.0.9', retries: 3, retryDelayMs: 0, connect: async () => bare }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'TLS_FAILED' });
+    expect(written).toBe(0);
+  });
+
   it('times a stream that never greets out by its own timer (a Duplex has no setTimeout)', async () => {
     const dir = await tempDir('ft-seams-');
     const src = await randomFile(path.join(dir, 'quiet.txt'), 10);
     const silent = new Duplex({ read() {}, write(_chunk, _encoding, callback) { callback(); } });
-    const error = await send([src], { host: '127.0.0.9', retries: 0, connectTimeoutMs: 300, connect: async () => silent }).catch((e: unknown) => e);
+    // A bare Duplex is plaintext: the timer under test runs while waiting for the hello.
+    const error = await send([src], { host: '127.0.0.9', retries: 0, connectTimeoutMs: 300, connect: async () => silent, insecurePlaintext: true }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FtError);
     expect(error).toMatchObject({ code: 'TIMEOUT', message: '127.0.0.9:9527 did not answer within 300 ms' });
     expect(silent.destroyed).toBe(true);
@@ -251,8 +291,9 @@ describe('connector', () => {
 
   it('a receiver that greets and then answers nothing is given up after idleTimeoutMs (the connection\'s own timer)', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'mute', features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'mute', features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       await session.next(); // the header, never answered
     });
     const [src] = await smallFiles(['unanswered.txt']);
@@ -262,8 +303,9 @@ describe('connector', () => {
 
   it('a receiver that stops reading mid-body is given up after idleTimeoutMs, though the sender has bytes to write', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'stuck', features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'stuck', features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       const header = await session.next();
       session.send({ type: 'accept', id: header.id, offset: 0 });
       await session.waitForBodyBytes(1);

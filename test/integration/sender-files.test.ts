@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FtError, nodeFileSystem, send, type FileSystem, type SendEvent } from '../../src/index.js';
 import { SYMLINK_NOT_FOLLOWED } from '../../src/sender/local-files.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { countingReads } from '../helpers/counting-fs.js';
@@ -242,8 +243,9 @@ describe('keepContentBytes', () => {
 describe('error codes a receiver may not send (issue 9, point 20)', () => {
   it.each(['ABORTED', 'CONNECTION_LOST', 'TIMEOUT'])('an error with %s is no cancellation and asks for no retry: it is INTERNAL', async (code) => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       session.send({ type: 'error', code, message: 'not really' });
       session.socket.end();
     });
@@ -256,8 +258,9 @@ describe('error codes a receiver may not send (issue 9, point 20)', () => {
 
   it('a refusal with LOCAL_FILE does not pass the sender\'s file off as unreadable', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       const header = await session.next();
       session.send({ type: 'refuse', id: header.id as number, code: 'LOCAL_FILE', message: 'your disk is broken' });
       const bye = await session.next();

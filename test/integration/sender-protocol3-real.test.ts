@@ -95,7 +95,7 @@ describe('receipts with the real receiver', () => {
 });
 
 describe('resume and the owner key, with the real receiver', () => {
-  async function abortedSend(r: { dir: string; port: number; waitFor: (type: 'connection-error') => Promise<unknown> }, src: string, senderKeyFile: string): Promise<number> {
+  async function abortedSend(r: { dir: string; port: number; fingerprint: string | undefined; waitFor: (type: 'connection-error') => Promise<unknown> }, src: string, senderKeyFile: string): Promise<number> {
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 8 * MiB });
     const controller = new AbortController();
     const failure = send([src], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, signal: controller.signal, senderKeyFile }).catch((e: unknown) => e);
@@ -119,7 +119,7 @@ describe('resume and the owner key, with the real receiver', () => {
 
     const r2 = await startReceiver();
     const held2 = await abortedSend(r2, src, senderKeyFile);
-    const mine = await send([src], { host: '127.0.0.1', port: r2.port, senderKeyFile });
+    const mine = await send([src], { host: '127.0.0.1', port: r2.port, fingerprint: r2.fingerprint, senderKeyFile });
     expect(mine.files[0]).toMatchObject({ status: 'resumed', resumedFrom: held2, bytesSent: size - held2 });
     expect(existsSync(path.join(r2.dir, 'resume.bin'))).toBe(true);
   });

@@ -10,6 +10,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FtError, send, type SendEvent } from '../../src/index.js';
 import { loadOwnerKey } from '../../src/auth/owner-key.js';
 import { sendWithLimits } from '../../src/sender/sender.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import { closeAllFakeReceivers, startFakeReceiver, startProtocol3Receiver } from '../helpers/fake-receiver.js';
 import { randomFile, waitUntil } from '../helpers/files.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -182,8 +183,9 @@ describe('receipts', () => {
 
   it('a need-hash from a receiver is a protocol violation now (protocol 3 has no such message)', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: 'ab'.repeat(16), features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: 'ab'.repeat(16), features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       const header = await session.next();
       session.send({ type: 'need-hash', id: header.id });
       await session.next().catch(() => undefined);

@@ -14,6 +14,8 @@ import { FIXTURE_NAMES, loadFixtures, type Fixtures } from '../helpers/fixtures.
 import { digest, listFiles, partialBytes, partialFiles, randomFile, settledPartialBytes, waitUntil } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { RawClient } from '../helpers/raw-client.js';
+import type { Connector } from '../../src/transport/connector.js';
+import { tlsConnector } from '../../src/transport/tls-connector.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
@@ -167,6 +169,31 @@ describe('resume after interruption', () => {
     expect(received[0]!.resumedFrom).toBe(file.resumedFrom);
     await expectIdentical(path.join(r.dir, 'resume.bin'), src);
     expect(await partialFiles(r.dir)).toEqual([]);
+  });
+
+  it('a retry that reaches a receiver with another key than the first connection is refused: RECEIVER_KEY_CHANGED, and it gets no header', async () => {
+    const size = 12 * MiB;
+    const src = await bigFile('switched.bin', size);
+    const r = await startReceiver();
+    const impostor = await startReceiver();
+    const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 8 * MiB });
+    // The first connection goes (through the pacing proxy) to the real receiver, every later one to the impostor.
+    let calls = 0;
+    const connect: Connector = (_target, options) => tlsConnector({ host: '127.0.0.1', port: calls++ === 0 ? proxy.port : impostor.port }, options);
+    // First contact trusted as new: nothing but the first connection of this send vouches for the key.
+    const sending = send([src], { host: '127.0.0.1', port: 9, trust: 'new', connect, retries: 3, retryDelayMs: 10 }).catch((e: unknown) => e);
+    await partialReaches(r, size / 4);
+    proxy.cutAll();
+    const error = await sending;
+    expect(error).toMatchObject({ code: 'RECEIVER_KEY_CHANGED' });
+    expect((error as FtError).message).toContain('in the middle of this send');
+    expect(calls).toBe(2);
+    // The impostor was reached (its TLS handshake done), and dropped before our hello.
+    await impostor.waitFor('connection-error');
+    expect(impostor.events.map((e) => e.type)).toEqual(['connection', 'connection-error']);
+    expect(impostor.eventsOf('started')).toEqual([]);
+    expect(await listFiles(impostor.dir)).toEqual([]);
+    expect(await partialFiles(impostor.dir)).toEqual([]);
   });
 
   it('detects a tampered partial and sends the file again from the start', async () => {

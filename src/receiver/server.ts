@@ -16,7 +16,7 @@ import type { UploadStore } from '../storage/upload-store.js';
 import type { IncomingConnection, Listener, ListenerFactory } from '../transport/listener.js';
 import { listenTcp } from '../transport/tcp-listener.js';
 import { tlsListener } from '../transport/tls-listener.js';
-import { generateIdentity, type Identity } from '../auth/identity.js';
+import { generateIdentity, identityFrom, type Identity } from '../auth/identity.js';
 import { encodeFrame } from '../wire/frame.js';
 import { SERVE_DEFAULTS } from '../defaults.js';
 import { Admission } from './admission.js';
@@ -209,7 +209,9 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     let listen = options.listen;
     if (listen === undefined && options.insecurePlaintext === true) listen = listenTcp;
     if (listen === undefined) {
-      const identity = options.identity ?? (await generateIdentity());
+      // A given identity's fingerprint is the certificate's, never the field it came with (which
+      // would be printed and announced): identityFrom recomputes it and checks key and certificate.
+      const identity = options.identity ? identityFrom(options.identity.key, options.identity.cert) : await generateIdentity();
       fingerprint = identity.fingerprint;
       listen = tlsListener(identity);
     }

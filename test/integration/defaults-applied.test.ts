@@ -3,19 +3,21 @@
  * sockets on 127.0.0.x (the receiver tells its limits in its BUSY messages).
  */
 import { writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DISCOVER_DEFAULTS, SEND_DEFAULTS, SERVE_DEFAULTS } from '../../src/defaults.js';
 import { discover, send, type SendEvent } from '../../src/index.js';
-import { encodeFrame } from '../../src/wire/frame.js';
+import { closeAllFakeReceivers, startFakeReceiver } from '../helpers/fake-receiver.js';
 import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import type { LocalUploadStore } from '../../src/storage/local/local-store.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
-afterEach(closeAllReceivers);
+afterEach(async () => {
+  await closeAllFakeReceivers();
+  await closeAllReceivers();
+});
 afterAll(removeTempDirs);
 
 const clients: RawClient[] = [];
@@ -91,24 +93,25 @@ describe('serve() with no limits given', () => {
 
 describe('send() with no retry options given', () => {
   it(`reconnects ${SEND_DEFAULTS.retries} times to a receiver that keeps dropping it`, async () => {
-    // Greets, then drops the sender as soon as it answers: every attempt is a lost connection.
-    const server = net.createServer((socket) => {
-      socket.on('error', () => undefined);
-      socket.write(encodeFrame({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: '00'.repeat(16), features: [] }));
-      socket.once('data', () => socket.destroy());
+    // Greets and welcomes, then drops the sender as soon as it announces a file: every attempt is a lost connection.
+    const fake = await startFakeReceiver(async (session) => {
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: '00'.repeat(16), features: [] });
+      await session.next();
+      session.send({ type: 'welcome' });
+      await session.next();
+      session.socket.destroy();
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as net.AddressInfo).port;
     const file = path.join(await tempDir(), 'a.txt');
     await writeFile(file, 'abc');
     const events: SendEvent[] = [];
     try {
       // retryDelayMs only shortens the wait; the number of attempts is the default's.
-      const error = await send([file], { host: '127.0.0.1', port, retryDelayMs: 1, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+      const error = await send([file], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retryDelayMs: 1, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
       expect(error).toMatchObject({ code: 'CONNECTION_LOST' });
     } finally {
-      server.close();
+      await fake.close();
     }
+    expect(fake.sessions).toHaveLength(SEND_DEFAULTS.retries + 1);
     expect(events.filter((e) => e.type === 'retrying')).toHaveLength(SEND_DEFAULTS.retries);
   });
 });

@@ -99,7 +99,7 @@ describe('the receiver, for a header without a hash', () => {
     expect(await rest(c)).toEqual([{ type: 'error', code: 'UNEXPECTED_MESSAGE', message: expect.stringContaining('"hash"') }]);
     await waitUntil(async () => (await partialBytes(r.dir)) === bytes.length, 'the body kept for resume');
 
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: bytes.length, bytesSent: 0, hash: await hashBytes(bytes) });
     expect(await digest(path.join(r.dir, 'c.bin'))).toEqual(await digest(src));
   });
@@ -248,7 +248,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     const r = await startReceiver();
     const bytes = randomBuffer(3 * MiB + 17, 'read once');
     const { fs, read } = countingVolume('once.bin', bytes, 3600_000);
-    const report = await send(['/src/once.bin'], { host: '127.0.0.1', port: r.port, fs, retries: 0 });
+    const report = await send(['/src/once.bin'], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'sent', hash: await hashBytes(bytes) });
     expect(read()).toBe(bytes.length);
     expect((await readFile(path.join(r.dir, 'once.bin'))).equals(bytes)).toBe(true);
@@ -258,7 +258,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     const r = await startReceiver();
     const bytes = randomBuffer(3 * MiB, 'fresh');
     const { fs, read } = countingVolume('fresh.bin', bytes, 5_000);
-    const report = await send(['/src/fresh.bin'], { host: '127.0.0.1', port: r.port, fs, retries: 0 });
+    const report = await send(['/src/fresh.bin'], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'sent', hash: await hashBytes(bytes) });
     expect(read()).toBe(2 * bytes.length);
   });
@@ -268,12 +268,12 @@ describe('the sender, for a large file not in the hash cache', () => {
     const src = await fileAtRest(path.join(await tempDir(), 'cached.bin'), 2 * MiB);
     const hashCache = path.join(await tempDir(), 'hashes.json');
     const senderKeyFile = path.join(await tempDir(), 'sender-key.pem');
-    expect((await send([src], { host: '127.0.0.1', port: r.port, hashCache, senderKeyFile })).files[0]).toMatchObject({ status: 'sent' });
+    expect((await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, hashCache, senderKeyFile })).files[0]).toMatchObject({ status: 'sent' });
     const cached = JSON.parse(await readFile(hashCache, 'utf8')) as { hashes: Record<string, { hash: string }> };
     expect(Object.values(cached.hashes).map((e) => e.hash)).toEqual([await hashBytes(await readFile(src))]);
     // The header now carries the hash and the upload's receipt, so the receiver skips at once (no read).
     const events: string[] = [];
-    const again = await send([src], { host: '127.0.0.1', port: r.port, hashCache, senderKeyFile, onEvent: (e) => events.push(e.type) });
+    const again = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, hashCache, senderKeyFile, onEvent: (e) => events.push(e.type) });
     expect(again.files[0]).toMatchObject({ status: 'skipped', bytesSent: 0 });
     expect(events).not.toContain('started');
   });
@@ -283,7 +283,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     const bytes = randomBuffer(2 * MiB, 'again');
     const { fs, read } = countingVolume('again.bin', bytes, 3600_000);
     const state = await tempDir();
-    const options = { host: '127.0.0.1', port: r.port, fs, hashCache: path.join(state, 'hashes.json'), senderKeyFile: path.join(state, 'key.pem') };
+    const options = { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs, hashCache: path.join(state, 'hashes.json'), senderKeyFile: path.join(state, 'key.pem') };
     expect((await send(['/src/again.bin'], options)).files[0]).toMatchObject({ status: 'sent' });
     const second = await send(['/src/again.bin'], options);
     expect(second.files[0]).toMatchObject({ status: 'skipped', bytesSent: 0 });
@@ -296,9 +296,9 @@ describe('the sender, for a large file not in the hash cache', () => {
     const dir = await tempDir();
     const src = await fileAtRest(path.join(dir, 'twin.bin'), 2 * MiB, 'first twin');
     const first = await digest(src);
-    await send([src], { host: '127.0.0.1', port: r.port });
+    await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     await fileAtRest(src, 2 * MiB, 'second twin');
-    const report = await send([src], { host: '127.0.0.1', port: r.port });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     expect(report.files[0]).toMatchObject({ status: 'sent', bytesSent: 2 * MiB });
     expect(await listFiles(r.dir)).toEqual(['twin (1).bin', 'twin.bin']);
     expect(await digest(path.join(r.dir, 'twin.bin'))).toEqual(first);
@@ -313,7 +313,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     // A key file, to know which owner the partial belongs to.
     const owner = await sharedOwnerKey();
     // One retry: the connection is dropped with the changed file, and the batch goes on without it.
-    const sending = send([src], { host: '127.0.0.1', port: proxy.port, retries: 1, retryDelayMs: 10, senderKeyFile: owner.senderKeyFile });
+    const sending = send([src], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, retries: 1, retryDelayMs: 10, senderKeyFile: owner.senderKeyFile });
     sending.catch(() => undefined);
     await waitUntil(async () => (await partialBytes(r.dir)) > MiB, 'part of the body');
     await appendFile(src, 'one more line\n');
@@ -333,7 +333,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     const other = path.join(dir, 'other.txt');
     await writeFile(other, 'sent after the change\n');
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
-    const sending = send([src, other], { host: '127.0.0.1', port: proxy.port, retries: 0 });
+    const sending = send([src, other], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, retries: 0 });
     sending.catch(() => undefined);
     await waitUntil(async () => (await partialBytes(r.dir)) > MiB, 'part of the body');
     const handle = await open(src, 'r+');
@@ -359,7 +359,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     vol.utimesSync('/src/big.bin', AN_HOUR_AGO, AN_HOUR_AGO);
     // The first open only looks at it (its hash is deferred), the second sends its body; the third, to hash it again, fails.
     const failing = secondOpenFails(fileSystemOf(createFsFromVolume(vol)), 'big.bin', 3);
-    const report = await send(['/src/big.bin', '/src/small.txt'], { host: '127.0.0.1', port: fake.port, fs: failing, retries: 0 });
+    const report = await send(['/src/big.bin', '/src/small.txt'], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, fs: failing, retries: 0 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['big.bin', 'failed', 'LOCAL_FILE'],
       ['small.txt', 'sent', undefined],
@@ -385,7 +385,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     await r.waitFor('connection-error');
     // The first open hashes it; the second, to check the receiver's prefix, fails.
     const failing = secondOpenFails(nodeFileSystem, 'big.bin');
-    const report = await send([big, small], { host: '127.0.0.1', port: r.port, fs: failing, retries: 0, senderKeyFile: owner.senderKeyFile });
+    const report = await send([big, small], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: failing, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['big.bin', 'failed', 'LOCAL_FILE'],
       ['small.txt', 'sent', undefined],
@@ -407,7 +407,7 @@ describe('the sender, for a large file not in the hash cache', () => {
     await writeFile(path.join(partials, '0123456789abcdef0123456789abcdef.part'), 'x');
     await writeFile(path.join(partials, `0123456789abcdef-${3 * MiB}.json`), '');
     const r = await startReceiver({ dir: inbox });
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: 2 * MiB });
     expect(await digest(path.join(r.dir, 'after-power-cut.bin'))).toEqual(await digest(src));
   });
@@ -419,12 +419,12 @@ describe('the sender, for a large file not in the hash cache', () => {
     const controller = new AbortController();
     // The same owner key for both runs: a partial is private to the key that started it.
     const senderKeyFile = path.join(await tempDir(), 'sender-key.pem');
-    const first = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal, retries: 0, senderKeyFile });
+    const first = send([src], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, signal: controller.signal, retries: 0, senderKeyFile });
     first.catch(() => undefined);
     await waitUntil(async () => (await partialBytes(r.dir)) > 2 * MiB, 'part of the body');
     controller.abort();
     expect(await first.catch((e: unknown) => e)).toBeInstanceOf(FtError);
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0, senderKeyFile });
     expect(report.files[0]!.status).toBe('resumed');
     expect(report.files[0]!.resumedFrom).toBeGreaterThan(2 * MiB);
     expect(report.files[0]!.bytesSent).toBe(6 * MiB - report.files[0]!.resumedFrom!);

@@ -24,10 +24,10 @@ async function localFile(name: string, text: string): Promise<string> {
 
 it('receives again after the inbox (with .ft-partial) was deleted while serving', async () => {
   const r = await startReceiver();
-  const first = await send([await localFile('one.txt', 'one\n')], { host: '127.0.0.1', port: r.port });
+  const first = await send([await localFile('one.txt', 'one\n')], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
   expect(first.files[0]).toMatchObject({ status: 'sent' });
   await rm(r.dir, { recursive: true });
-  const second = await send([await localFile('two.txt', 'two\n')], { host: '127.0.0.1', port: r.port, retries: 0 });
+  const second = await send([await localFile('two.txt', 'two\n')], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0 });
   expect(second.files[0]).toMatchObject({ status: 'sent' });
   // An open receiver tells no path: its event and the new inbox say where the file went.
   expect(second.files[0]!.remotePath).toBeUndefined();
@@ -43,7 +43,7 @@ it('refuses every upload, with one clear line, once the inbox is replaced by a s
   await rename(r.dir, path.join(root, 'old-inbox'));
   await symlink(outside, r.dir);
   for (const name of ['a.txt', 'b.txt']) {
-    const report = await send([await localFile(name, `${name}\n`)], { host: '127.0.0.1', port: r.port, retries: 0 });
+    const report = await send([await localFile(name, `${name}\n`)], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'refused', code: 'UNSAFE_PATH' });
     expect(report.files[0]!.message).toMatch(/^the inbox folder was replaced by a symbolic link while serving; [^\n]*$/);
   }

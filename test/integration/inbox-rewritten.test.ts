@@ -23,7 +23,7 @@ it('stores a file again after the inbox copy was rewritten in place with its mti
   const src = path.join(await tempDir(), 'pin.txt');
   await writeFile(src, '4711\n');
   const keep = await tempDir('ft-sender-');
-  const options = { host: '127.0.0.1', port: r.port, hashCache: path.join(keep, 'hashes.json'), senderKeyFile: path.join(keep, 'sender-key.pem') };
+  const options = { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, hashCache: path.join(keep, 'hashes.json'), senderKeyFile: path.join(keep, 'sender-key.pem') };
   const first = await send([src], options);
   expect(first.files[0]!.status).toBe('sent');
   // An open receiver tells no path; its event says where the file went.

@@ -9,7 +9,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { digest, partialBytes, randomFile, settledPartialBytes, waitUntil } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
-import { killAllFt, runFt, spawnFt, startFtServe } from '../helpers/spawn-ft.js';
+import { killAllFt, runFt, spawnFt, startFtServe, type FtServe } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 const MiB = 1024 * 1024;
@@ -58,6 +58,13 @@ function watchFinal(final: string): { stop(): void; badSizes: number[] } {
   return { stop: () => clearInterval(timer), badSizes };
 }
 
+/** The full fingerprint `ft serve --json` announced in its `listening` line: what `ft send --fingerprint` pins. */
+async function fingerprintOf(serve: FtServe): Promise<string> {
+  const { fingerprint } = await serve.proc.waitForJson((e) => e.event === 'listening');
+  expect(fingerprint).toMatch(/^[A-Z2-7]{52}$/);
+  return fingerprint as string;
+}
+
 describe('killed processes', () => {
   it('resumes when the sender was killed with SIGKILL mid-body and the same command is run again', async () => {
     const { src, dir, final } = await setup();
@@ -65,7 +72,8 @@ describe('killed processes', () => {
     const proxy = await startProxy({ targetPort: serve.port, bytesPerSecond: RATE });
     const watch = watchFinal(final);
     try {
-      const sender = spawnFt(['send', src, '--to', `127.0.0.1:${proxy.port}`, '--json']);
+      const fingerprint = await fingerprintOf(serve);
+      const sender = spawnFt(['send', src, '--to', `127.0.0.1:${proxy.port}`, '--fingerprint', fingerprint, '--json']);
       await quarterReceived(dir);
       expect(existsSync(final)).toBe(false);
       sender.kill('SIGKILL');
@@ -77,7 +85,7 @@ describe('killed processes', () => {
       expect(held).toBeLessThan(SIZE);
       expect(existsSync(final)).toBe(false);
 
-      const rerun = await runFt(['send', src, '--to', `127.0.0.1:${serve.port}`, '--json']);
+      const rerun = await runFt(['send', src, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', fingerprint, '--json']);
       expect(rerun.exit.code, rerun.stderr).toBe(0);
       const events = rerun.json();
       const resumed = events.find((e) => e.event === 'resumed');
@@ -104,7 +112,9 @@ describe('killed processes', () => {
     const watch = watchFinal(final);
     try {
       // Default retries: the sender must ride out the receiver's absence on its own.
-      const sender = spawnFt(['send', src, '--to', `127.0.0.1:${proxy.port}`, '--json'], { timeoutMs: 45_000 });
+      // The restarted receiver keeps its identity (same config folder), so the pinned key holds across the restart.
+      const fingerprint = await fingerprintOf(first);
+      const sender = spawnFt(['send', src, '--to', `127.0.0.1:${proxy.port}`, '--fingerprint', fingerprint, '--json'], { timeoutMs: 45_000 });
       await quarterReceived(dir);
       const finalExistedAtKill = existsSync(final);
       first.proc.kill('SIGKILL');
@@ -115,6 +125,7 @@ describe('killed processes', () => {
       expect(held).toBeGreaterThanOrEqual(SIZE / 4);
 
       const second = await startFtServe(dir, { port, json: true });
+      expect(await fingerprintOf(second)).toBe(fingerprint);
       const exit = await sender.exited;
       expect(exit, sender.stderr + sender.stdout).toEqual({ code: 0, signal: null });
 

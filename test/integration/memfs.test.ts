@@ -48,7 +48,7 @@ describe('serve and send on separate memfs volumes', () => {
     const receiving = memfs();
     const { receiver } = await start(receiving.fs);
 
-    const report = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port: receiver.address.port });
+    const report = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port: receiver.address.port, fingerprint: receiver.fingerprint });
 
     expect(report.files.map((f) => [f.name, f.status])).toEqual([
       ['a.txt', 'sent'],
@@ -76,10 +76,10 @@ describe('serve and send on separate memfs volumes', () => {
     const { receiver, events } = await start(receiving.fs);
     const port = receiver.address.port;
 
-    const first = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port });
+    const first = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port, fingerprint: receiver.fingerprint });
     const listing = () => JSON.stringify(receiving.vol.toJSON('/inbox'));
     const before = listing();
-    const again = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port });
+    const again = await send(['/src/a.txt', '/src/dir'], { fs: sender.fs, host: '127.0.0.1', port, fingerprint: receiver.fingerprint });
 
     expect(again.files.map((f) => f.status)).toEqual(['sent', 'sent', 'sent', 'sent']);
     // An open receiver tells neither run a path; its events say both were stored under the same names.
@@ -99,7 +99,7 @@ describe('serve and send on separate memfs volumes', () => {
     receiving.vol.chmodSync('/inbox', 0o755);
     const { receiver } = await start(receiving.fs);
 
-    const report = await send(['/src/a.txt'], { fs: sender.fs, host: '127.0.0.1', port: receiver.address.port });
+    const report = await send(['/src/a.txt'], { fs: sender.fs, host: '127.0.0.1', port: receiver.address.port, fingerprint: receiver.fingerprint });
 
     // An open receiver does not say where it stored the file (that would tell that a.txt exists).
     expect(report.files[0]!.status).toBe('sent');

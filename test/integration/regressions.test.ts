@@ -1,4 +1,4 @@
-import { greetOn } from '../helpers/raw-client.js';
+import { connectTls, greetOn } from '../helpers/raw-client.js';
 /** Regression tests, each named after the bug it pins down. */
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -6,7 +6,6 @@ import { promises as nodeFs } from 'node:fs';
 import { FtError, nodeFileSystem, send, type FileSystem } from '../../src/index.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
-import net from 'node:net';
 import { encodeFrame } from '../../src/wire/frame.js';
 import { waitUntil } from '../helpers/files.js';
 
@@ -32,7 +31,7 @@ describe('regressions', () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 150);
     const started = Date.now();
-    const error = await send([src], { host: '127.0.0.1', port: r.port, fs: slowFs, signal: controller.signal }).catch((e: unknown) => e);
+    const error = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: slowFs, signal: controller.signal }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FtError);
     expect((error as FtError).code).toBe('ABORTED');
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -40,8 +39,7 @@ describe('regressions', () => {
 
   it('a sender that never reads the answers is not read either (memory stays bounded), and is read again once it reads', async () => {
     const r = await startReceiver();
-    const socket = net.connect(r.port, '127.0.0.1');
-    await new Promise((resolve) => socket.once('connect', resolve));
+    const socket = await connectTls(r.port);
     socket.on('error', () => undefined);
     await greetOn(socket);
     socket.pause(); // never read: the receiver's answers pile up on its side
@@ -76,8 +74,7 @@ describe('regressions', () => {
 
   it('ids must increase: a header with an id below the previous one is a protocol error', async () => {
     const r = await startReceiver();
-    const socket = net.connect(r.port, '127.0.0.1');
-    await new Promise((resolve) => socket.once('connect', resolve));
+    const socket = await connectTls(r.port);
     let received = '';
     await greetOn(socket);
     socket.on('data', (chunk) => (received += chunk.toString('latin1')));
@@ -107,7 +104,7 @@ describe('regressions', () => {
     };
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 100);
-    const error = await send([src], { host: '127.0.0.1', port: r.port, fs: slowReads, signal: controller.signal }).catch((e: unknown) => e);
+    const error = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: slowReads, signal: controller.signal }).catch((e: unknown) => e);
     expect((error as FtError).code).toBe('ABORTED');
   });
 });

@@ -27,7 +27,7 @@ it('sends two different files of the same name and size one after the other, and
   const events: SendEvent[] = [];
   const report = await send([path.join(root, 'one', 'docs'), path.join(root, 'two', 'docs')], {
     host: '127.0.0.1',
-    port: r.port,
+    port: r.port, fingerprint: r.fingerprint,
     onEvent: (event) => events.push(event),
   });
   expect(report.files.map((file) => file.status)).toEqual(['sent', 'sent']);

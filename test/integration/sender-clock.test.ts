@@ -48,7 +48,7 @@ describe('a backward step of the wall clock during a send', () => {
     let afterStep = 0;
     const report = await send([file], {
       host: '127.0.0.1',
-      port: r.port,
+      port: r.port, fingerprint: r.fingerprint,
       retries: 0,
       // Each 1 MiB block takes at least 150 ms to read: the body takes over a second.
       fs: slowReads(150),

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FtError, nodeFileSystem, send, type FileSystem, type SendEvent } from '../../src/index.js';
 import { SYMLINK_NOT_FOLLOWED } from '../../src/sender/local-files.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { countingReads } from '../helpers/counting-fs.js';
@@ -55,7 +56,7 @@ describe('symbolic links inside a folder being sent', () => {
     await fs.symlink(secret, path.join(folder, 'holiday.jpg'));
     await fs.symlink(outside, path.join(folder, 'album'));
     const events: SendEvent[] = [];
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, onEvent: (e) => events.push(e) });
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, onEvent: (e) => events.push(e) });
     expect(report.files.map((f) => [f.name, f.status])).toEqual([['photos/beach.jpg', 'sent']]);
     expect(report.ignored).toEqual([
       { path: path.join(folder, 'album'), name: 'photos/album', reason: SYMLINK_NOT_FOLLOWED },
@@ -74,7 +75,7 @@ describe('symbolic links inside a folder being sent', () => {
     await fs.symlink(outside, path.join(folder, 'album'));
     await fs.mkdir(path.join(folder, 'sub'));
     await fs.symlink('..', path.join(folder, 'sub', 'loop'));
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, followSymlinks: true });
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, followSymlinks: true });
     expect(report.files.every((f) => f.status === 'sent')).toBe(true);
     expect(tree(r.dir).sort()).toEqual(['photos/album/id_ed25519', 'photos/beach.jpg', 'photos/holiday.jpg']);
     expect(await fs.readFile(path.join(r.dir, 'photos/holiday.jpg'), 'utf8')).toBe(SECRET);
@@ -88,7 +89,7 @@ describe('symbolic links inside a folder being sent', () => {
     const { root, folder, secret } = await layout();
     await fs.symlink(secret, path.join(root, 'key-link'));
     await fs.symlink(folder, path.join(root, 'pictures'));
-    const report = await send([path.join(root, 'key-link'), path.join(root, 'pictures')], { host: '127.0.0.1', port: r.port });
+    const report = await send([path.join(root, 'key-link'), path.join(root, 'pictures')], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     expect(report.files.map((f) => [f.name, f.status])).toEqual([
       ['key-link', 'sent'],
       ['pictures/beach.jpg', 'sent'],
@@ -138,7 +139,7 @@ describe('the file read is the file listed', () => {
     await fs.writeFile(victim, 'my notes');
     // Between the walk and the read: the file becomes a link to the secret.
     const swap = swappedOnce(victim, () => symlinkSync(secret, victim));
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: swap.fs });
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: swap.fs });
     expect(swap.swapped()).toBe(true);
     const notes = report.files.find((f) => f.name === 'photos/notes.txt')!;
     expect(notes.status).toBe('failed');
@@ -155,7 +156,7 @@ describe('the file read is the file listed', () => {
     await fs.writeFile(victim, 'my notes');
     // A hard link: a regular file, but not the one listed.
     const swap = swappedOnce(victim, () => nodeFileSystem.linkSync(secret, victim));
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: swap.fs });
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: swap.fs });
     expect(swap.swapped()).toBe(true);
     const notes = report.files.find((f) => f.name === 'photos/notes.txt')!;
     expect([notes.status, notes.code]).toEqual(['failed', 'FILE_CHANGED']);
@@ -171,7 +172,7 @@ describe('the file read is the file listed', () => {
     const victim = path.join(folder, 'video.mp4');
     await fs.writeFile(victim, big);
     const swap = swappedOnce(victim, () => symlinkSync(bigSecret, victim));
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: swap.fs });
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: swap.fs });
     expect(swap.swapped()).toBe(true);
     const video = report.files.find((f) => f.name === 'photos/video.mp4')!;
     expect([video.status, video.code]).toEqual(['failed', 'LOCAL_FILE']);
@@ -198,7 +199,7 @@ describe('the file read is the file listed', () => {
         },
       ],
     });
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: fsSwapping });
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: fsSwapping });
     expect(swapped).toBe(true);
     const key = report.files.find((f) => f.name === 'photos/sub/id_ed25519')!;
     expect([key.status, key.code]).toEqual(['failed', 'LOCAL_FILE']);
@@ -220,7 +221,7 @@ describe('small files kept in memory (issue 9, point 20)', () => {
     const total = sizes.reduce((sum, size) => sum + size, 'a real photo'.length);
     const budget = 128 * 1024; // room for 6 of the 40 files at a time
     const { fs: counting, bytesRead } = countingReads(nodeFileSystem);
-    const report = await send([folder], { host: '127.0.0.1', port: r.port, fs: counting, keepContentBytes: budget });
+    const report = await send([folder], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: counting, keepContentBytes: budget });
     expect(report.files).toHaveLength(41);
     expect(report.files.every((f) => f.status === 'sent')).toBe(true);
     expect(bytesRead()).toBe(total);
@@ -242,13 +243,14 @@ describe('keepContentBytes', () => {
 describe('error codes a receiver may not send (issue 9, point 20)', () => {
   it.each(['ABORTED', 'CONNECTION_LOST', 'TIMEOUT'])('an error with %s is no cancellation and asks for no retry: it is INTERNAL', async (code) => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       session.send({ type: 'error', code, message: 'not really' });
       session.socket.end();
     });
     const { folder } = await layout();
-    const error = await send([folder], { host: '127.0.0.1', port: fake.port, retries: 3, retryDelayMs: 10 }).catch((e: unknown) => e);
+    const error = await send([folder], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 3, retryDelayMs: 10 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FtError);
     expect((error as FtError).code).toBe('INTERNAL');
     expect(fake.sessions).toHaveLength(1);
@@ -256,8 +258,9 @@ describe('error codes a receiver may not send (issue 9, point 20)', () => {
 
   it('a refusal with LOCAL_FILE does not pass the sender\'s file off as unreadable', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: '0'.repeat(32), name: 'fake', features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       const header = await session.next();
       session.send({ type: 'refuse', id: header.id as number, code: 'LOCAL_FILE', message: 'your disk is broken' });
       const bye = await session.next();
@@ -265,7 +268,7 @@ describe('error codes a receiver may not send (issue 9, point 20)', () => {
       session.socket.end();
     });
     const { folder } = await layout();
-    const report = await send([folder], { host: '127.0.0.1', port: fake.port, retries: 0 });
+    const report = await send([folder], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'refused', code: 'INTERNAL' });
   });
 });

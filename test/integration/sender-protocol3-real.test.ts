@@ -45,9 +45,9 @@ describe('receipts with the real receiver', () => {
     const r = await startReceiver();
     const dir = await batch();
     const s = await state();
-    const first = await send([dir], { host: '127.0.0.1', port: r.port, ...s });
+    const first = await send([dir], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, ...s });
     expect(first.files.map((f) => f.status)).toEqual(['sent', 'sent', 'sent']);
-    const second = await send([dir], { host: '127.0.0.1', port: r.port, ...s });
+    const second = await send([dir], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, ...s });
     expect(second.files.map((f) => f.status)).toEqual(['skipped', 'skipped', 'skipped']);
     expect(second.bytesSent).toBe(0);
     expect(await inboxFiles(r.dir)).toEqual(['batch/a.txt', 'batch/b.txt', 'batch/big.bin']);
@@ -56,11 +56,11 @@ describe('receipts with the real receiver', () => {
   it('without a receipt (no cache, or another key) a re-send is uploaded and the receiver keeps one copy', async () => {
     const r = await startReceiver();
     const dir = await batch();
-    await send([dir], { host: '127.0.0.1', port: r.port });
-    const again = await send([dir], { host: '127.0.0.1', port: r.port });
+    await send([dir], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
+    const again = await send([dir], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     expect(again.bytesSent).toBe(3 * MiB + 300);
     const s = await state();
-    await send([dir], { host: '127.0.0.1', port: r.port, ...s });
+    await send([dir], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, ...s });
     expect(await inboxFiles(r.dir)).toEqual(['batch/a.txt', 'batch/b.txt', 'batch/big.bin']);
   });
 
@@ -68,10 +68,10 @@ describe('receipts with the real receiver', () => {
     const dir = await batch();
     const open = await startReceiver();
     const events: SendEvent[] = [];
-    const report = await send([dir], { host: '127.0.0.1', port: open.port, onEvent: (e) => events.push(e) });
+    const report = await send([dir], { host: '127.0.0.1', port: open.port, fingerprint: open.fingerprint, onEvent: (e) => events.push(e) });
     for (const result of [...report.files, ...events.filter((e) => e.type === 'verified')]) expect(Object.hasOwn(result, 'remotePath')).toBe(false);
     const guarded = await startReceiver({ token: 'sesame' });
-    const told = await send([dir], { host: '127.0.0.1', port: guarded.port, token: 'sesame' });
+    const told = await send([dir], { host: '127.0.0.1', port: guarded.port, fingerprint: guarded.fingerprint, token: 'sesame' });
     expect(told.files.map((f) => f.remotePath)).toEqual(['batch/a.txt', 'batch/b.txt', 'batch/big.bin']);
   });
 
@@ -83,11 +83,11 @@ describe('receipts with the real receiver', () => {
     await writeFile(file, '1234');
     await utimes(file, AN_HOUR_AGO, AN_HOUR_AGO);
     const s = await state();
-    await send([file], { host: '127.0.0.1', port: r.port, ...s });
+    await send([file], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, ...s });
     await new Promise((resolve) => setTimeout(resolve, 20));
     await writeFile(file, '9876');
     await utimes(file, AN_HOUR_AGO, AN_HOUR_AGO);
-    const again = await send([file], { host: '127.0.0.1', port: r.port, ...s });
+    const again = await send([file], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, ...s });
     expect(again.files[0]).toMatchObject({ status: 'sent', bytesSent: 4 });
     const stored = await Promise.all((await inboxFiles(r.dir)).map((name) => readFile(path.join(r.dir, name), 'utf8')));
     expect(stored.sort()).toEqual(['1234', '9876']);
@@ -95,10 +95,10 @@ describe('receipts with the real receiver', () => {
 });
 
 describe('resume and the owner key, with the real receiver', () => {
-  async function abortedSend(r: { dir: string; port: number; waitFor: (type: 'connection-error') => Promise<unknown> }, src: string, senderKeyFile: string): Promise<number> {
+  async function abortedSend(r: { dir: string; port: number; fingerprint: string | undefined; waitFor: (type: 'connection-error') => Promise<unknown> }, src: string, senderKeyFile: string): Promise<number> {
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 8 * MiB });
     const controller = new AbortController();
-    const failure = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal, senderKeyFile }).catch((e: unknown) => e);
+    const failure = send([src], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, signal: controller.signal, senderKeyFile }).catch((e: unknown) => e);
     await waitUntil(async () => (await partialBytes(r.dir)) >= 2 * MiB, 'a partial of 2 MiB');
     controller.abort();
     expect(await failure).toBeInstanceOf(FtError);
@@ -114,12 +114,12 @@ describe('resume and the owner key, with the real receiver', () => {
     const held = await abortedSend(r, src, senderKeyFile);
     expect(held).toBeGreaterThan(0);
     const other = await state();
-    const stranger = await send([src], { host: '127.0.0.1', port: r.port, senderKeyFile: other.senderKeyFile });
+    const stranger = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, senderKeyFile: other.senderKeyFile });
     expect(stranger.files[0]).toMatchObject({ status: 'sent', resumedFrom: 0 });
 
     const r2 = await startReceiver();
     const held2 = await abortedSend(r2, src, senderKeyFile);
-    const mine = await send([src], { host: '127.0.0.1', port: r2.port, senderKeyFile });
+    const mine = await send([src], { host: '127.0.0.1', port: r2.port, fingerprint: r2.fingerprint, senderKeyFile });
     expect(mine.files[0]).toMatchObject({ status: 'resumed', resumedFrom: held2, bytesSent: size - held2 });
     expect(existsSync(path.join(r2.dir, 'resume.bin'))).toBe(true);
   });
@@ -132,7 +132,7 @@ describe('batches with the real receiver', () => {
     await mkdir(dir);
     for (let i = 0; i < 12; i++) await randomFile(path.join(dir, `f-${String(i).padStart(2, '0')}.txt`), 10 + i);
     const events: SendEvent[] = [];
-    const report = await sendWithLimits([dir], { host: '127.0.0.1', port: r.port, onEvent: (e) => events.push(e) }, { maxFilesPerConnection: 5 });
+    const report = await sendWithLimits([dir], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, onEvent: (e) => events.push(e) }, { maxFilesPerConnection: 5 });
     expect(report.files.every((f) => f.status === 'sent')).toBe(true);
     expect(events.filter((e) => e.type === 'connected')).toHaveLength(3);
     expect(events.filter((e) => e.type === 'retrying')).toHaveLength(0);
@@ -147,7 +147,7 @@ describe('batches with the real receiver', () => {
     await mkdir(dir);
     await writeFile(path.join(dir, 'Photo.JPG'), 'upper');
     await writeFile(path.join(dir, 'photo.jpg'), 'lower');
-    const report = await sendWithLimits([dir], { host: '127.0.0.1', port: r.port }, { maxFilesPerConnection: 1 });
+    const report = await sendWithLimits([dir], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }, { maxFilesPerConnection: 1 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['case/Photo.JPG', 'sent', undefined],
       ['case/photo.jpg', 'refused', 'NAME_COLLISION'],

@@ -10,6 +10,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FtError, send, type SendEvent } from '../../src/index.js';
 import { loadOwnerKey } from '../../src/auth/owner-key.js';
 import { sendWithLimits } from '../../src/sender/sender.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import { closeAllFakeReceivers, startFakeReceiver, startProtocol3Receiver } from '../helpers/fake-receiver.js';
 import { randomFile, waitUntil } from '../helpers/files.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -42,10 +43,10 @@ describe('owner key', () => {
     const fake = await startProtocol3Receiver();
     const { dir } = await someFiles(1);
     const { senderKeyFile } = await stateFiles();
-    await send([dir], { host: '127.0.0.1', port: fake.port, senderKeyFile });
-    await send([dir], { host: '127.0.0.1', port: fake.port, senderKeyFile });
-    await send([dir], { host: '127.0.0.1', port: fake.port });
-    await send([dir], { host: '127.0.0.1', port: fake.port });
+    await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, senderKeyFile });
+    await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, senderKeyFile });
+    await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint });
+    await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint });
     const owners = fake.hellos.map((hello) => hello.owner);
     const key = await loadOwnerKey(senderKeyFile);
     expect(owners[0]).toBe(key.publicHex);
@@ -61,7 +62,7 @@ describe('owner key', () => {
     const { senderKeyFile } = await stateFiles();
     await loadOwnerKey(senderKeyFile);
     await chmod(senderKeyFile, 0o644);
-    const error = await send([dir], { host: '127.0.0.1', port: fake.port, senderKeyFile }).catch((e: unknown) => e);
+    const error = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, senderKeyFile }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FtError);
     expect(error).toMatchObject({ code: 'LOCAL_FILE' });
     expect((error as FtError).message).toMatch(/sender key .*chmod 600/);
@@ -74,13 +75,13 @@ describe('receipts', () => {
     const fake = await startProtocol3Receiver();
     const { dir, files } = await someFiles(3);
     const state = await stateFiles();
-    const first = await send([dir], { host: '127.0.0.1', port: fake.port, ...state });
+    const first = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state });
     expect(first.files.map((f) => f.status)).toEqual(['sent', 'sent', 'sent', 'sent']);
     expect(fake.headers[0]!.every((h) => h.receipt === undefined)).toBe(true);
     const bytesAfterFirst = fake.bodyBytes();
     expect(bytesAfterFirst).toBe(2 * MiB + 100 + 101 + 102);
 
-    const second = await send([dir], { host: '127.0.0.1', port: fake.port, ...state });
+    const second = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state });
     expect(second.files.map((f) => f.status)).toEqual(['skipped', 'skipped', 'skipped', 'skipped']);
     expect(second.bytesSent).toBe(0);
     expect(fake.bodyBytes()).toBe(bytesAfterFirst);
@@ -97,11 +98,11 @@ describe('receipts', () => {
     const fake = await startProtocol3Receiver();
     const { dir, files } = await someFiles(2);
     const state = await stateFiles();
-    await send([dir], { host: '127.0.0.1', port: fake.port, ...state });
+    await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state });
     await writeFile(files[0]!, 'new content, same name');
     // Same bytes, new times: its identity (mtime, ctime) is not the one the receipt was issued for.
     await utimes(files[1]!, new Date(), AN_HOUR_AGO);
-    const second = await send([dir], { host: '127.0.0.1', port: fake.port, ...state });
+    const second = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state });
     expect(second.files.map((f) => [f.name, f.status])).toEqual([
       ['batch/big.bin', 'skipped'],
       ['batch/small-0.txt', 'sent'],
@@ -111,7 +112,7 @@ describe('receipts', () => {
     expect(byName.get('batch/small-0.txt')!.receipt).toBeUndefined();
     expect(byName.get('batch/small-1.txt')!.receipt).toBeUndefined();
     // The new uploads' receipts replace the old ones: a third send is all "already there".
-    const third = await send([dir], { host: '127.0.0.1', port: fake.port, ...state });
+    const third = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state });
     expect(third.files.every((f) => f.status === 'skipped')).toBe(true);
   });
 
@@ -120,12 +121,12 @@ describe('receipts', () => {
     const other = await startProtocol3Receiver({ name: 'two' });
     const { dir } = await someFiles(1);
     const state = await stateFiles();
-    await send([dir], { host: '127.0.0.1', port: fake.port, ...state });
-    await send([dir], { host: '127.0.0.1', port: other.port, ...state });
+    await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state });
+    await send([dir], { host: '127.0.0.1', port: other.port, fingerprint: other.fingerprint, ...state });
     expect(other.headers[0]!.every((h) => h.receipt === undefined)).toBe(true);
     // Another key (another machine's, or a lost one): the fake does not honour the receipt, and the file is sent.
     const { senderKeyFile } = await stateFiles();
-    const report = await send([dir], { host: '127.0.0.1', port: fake.port, hashCache: state.hashCache, senderKeyFile });
+    const report = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, hashCache: state.hashCache, senderKeyFile });
     expect(report.files.every((f) => f.status === 'sent')).toBe(true);
   });
 
@@ -133,8 +134,8 @@ describe('receipts', () => {
     const fake = await startProtocol3Receiver();
     const { dir } = await someFiles(1);
     const { senderKeyFile } = await stateFiles();
-    await send([dir], { host: '127.0.0.1', port: fake.port, senderKeyFile });
-    const second = await send([dir], { host: '127.0.0.1', port: fake.port, senderKeyFile });
+    await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, senderKeyFile });
+    const second = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, senderKeyFile });
     expect(second.files.every((f) => f.status === 'sent')).toBe(true);
     expect(fake.headers[1]!.every((h) => h.receipt === undefined)).toBe(true);
   });
@@ -149,7 +150,7 @@ describe('receipts', () => {
     const state = await stateFiles();
     const controller = new AbortController();
     const events: SendEvent[] = [];
-    const sending = send([dir], { host: '127.0.0.1', port: fake.port, ...state, signal: controller.signal, onEvent: (e) => events.push(e) });
+    const sending = send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state, signal: controller.signal, onEvent: (e) => events.push(e) });
     sending.catch(() => undefined);
     await waitUntil(() => events.some((e) => e.type === 'verified'), 'the first file verified');
     const saved = await waitUntil(async () => {
@@ -168,8 +169,8 @@ describe('receipts', () => {
     const state = await stateFiles();
     for (const fake of [open, told]) {
       const events: SendEvent[] = [];
-      const first = await send([dir], { host: '127.0.0.1', port: fake.port, ...state, onEvent: (e) => events.push(e) });
-      const second = await send([dir], { host: '127.0.0.1', port: fake.port, ...state, onEvent: (e) => events.push(e) });
+      const first = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state, onEvent: (e) => events.push(e) });
+      const second = await send([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, ...state, onEvent: (e) => events.push(e) });
       const reported = events.filter((e) => e.type === 'verified' || e.type === 'skipped');
       expect(reported).toHaveLength(4);
       for (const result of [...first.files, ...second.files, ...reported]) {
@@ -182,8 +183,9 @@ describe('receipts', () => {
 
   it('a need-hash from a receiver is a protocol violation now (protocol 3 has no such message)', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: 'ab'.repeat(16), features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: 'ab'.repeat(16), features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       const header = await session.next();
       session.send({ type: 'need-hash', id: header.id });
       await session.next().catch(() => undefined);
@@ -192,7 +194,7 @@ describe('receipts', () => {
     await mkdir(dir);
     const big = await randomFile(path.join(dir, 'big.bin'), 2 * MiB);
     await utimes(big, AN_HOUR_AGO, AN_HOUR_AGO);
-    await expect(send([big], { host: '127.0.0.1', port: fake.port, retries: 0 })).rejects.toMatchObject({ code: 'BAD_MESSAGE' });
+    await expect(send([big], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 })).rejects.toMatchObject({ code: 'BAD_MESSAGE' });
   });
 });
 
@@ -213,7 +215,7 @@ describe('files per connection', () => {
     await mkdir(dir);
     for (let i = 0; i < 8; i++) await randomFile(path.join(dir, `f-${i}.txt`), 50 + i);
     const events: SendEvent[] = [];
-    const report = await sendWithLimits([dir], { host: '127.0.0.1', port: fake.port, retries: 0, onEvent: (e) => events.push(e) }, { maxFilesPerConnection: limit });
+    const report = await sendWithLimits([dir], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0, onEvent: (e) => events.push(e) }, { maxFilesPerConnection: limit });
     expect(report.files.map((f) => f.status)).toEqual(Array(8).fill('sent'));
     // 9 headers (8 files, one twice) in connections of at most 3.
     expect(fake.headers.map((h) => h.length)).toEqual([3, 3, 3]);
@@ -241,7 +243,7 @@ describe('name collisions across the batch', () => {
     await mkdir(path.join(elsewhere, 'docs'), { recursive: true });
     await writeFile(path.join(elsewhere, 'docs', 'other.txt'), 'four');
     const events: SendEvent[] = [];
-    const report = await sendWithLimits([dir, path.join(elsewhere, 'docs')], { host: '127.0.0.1', port: fake.port, onEvent: (e) => events.push(e) }, { maxFilesPerConnection: 1 });
+    const report = await sendWithLimits([dir, path.join(elsewhere, 'docs')], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, onEvent: (e) => events.push(e) }, { maxFilesPerConnection: 1 });
     const statuses = report.files.map((f) => [f.name, f.status, f.code]);
     expect(statuses).toEqual([
       ['docs/README.txt', 'sent', undefined],

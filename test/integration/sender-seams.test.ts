@@ -4,6 +4,7 @@
  * does not take them after the body, and connections come from the connector given.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
@@ -13,7 +14,9 @@ import { hashBytes } from '../../src/hashing.js';
 import { sendWithLimits } from '../../src/sender/sender.js';
 import type { Connector } from '../../src/transport/connector.js';
 import { tcpConnector } from '../../src/transport/tcp-connector.js';
-import { MAX_FILES_PER_CONNECTION } from '../../src/wire/messages.js';
+import { tlsConnector } from '../../src/transport/tls-connector.js';
+import { generateIdentity } from '../../src/auth/identity.js';
+import { MAX_FILES_PER_CONNECTION, PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import type { JsonObject } from '../../src/wire/frame.js';
 import { closeAllFakeReceivers, startFakeReceiver } from '../helpers/fake-receiver.js';
 import { randomFile, sha256File } from '../helpers/files.js';
@@ -43,8 +46,9 @@ async function startScripted(script: Script) {
   const fake = await startFakeReceiver(async (session) => {
     const connection = connections++;
     const nonce = randomBytes(16).toString('hex');
-    session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce, name: 'scripted', features: script.features ?? ['trailing-hash'] });
+    session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce, name: 'scripted', features: script.features ?? ['trailing-hash'] });
     await session.next();
+    session.send({ type: 'welcome' });
     const headers = new Map<number, { header: JsonObject; earlier: number }>();
     let bodyTotal = 0;
     for (;;) {
@@ -77,7 +81,7 @@ async function startScripted(script: Script) {
   });
   const indexOf = (type: string, filename: string, nth = 0) =>
     log.map(({ frame }, i) => ({ frame, i })).filter(({ frame }) => frame.type === type && frame.filename === filename)[nth]?.i ?? -1;
-  return { port: fake.port, log, indexOf, connections: () => connections };
+  return { port: fake.port, fingerprint: fake.fingerprint, log, indexOf, connections: () => connections };
 }
 
 /** Body frames carry ids; this names them after the header they answer, on the same connection. */
@@ -97,7 +101,7 @@ describe('BUSY', () => {
       decide: (header, earlier) => (header.filename === 'a.txt' && earlier === 0 ? { type: 'refuse', code: 'BUSY', message: 'held elsewhere' } : { type: 'accept', offset: 0 }),
     });
     const files = await smallFiles(['a.txt', 'b.txt', 'c.txt']);
-    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 1000 });
+    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 1000 });
     expect(report.files.map((f) => [f.name, f.status])).toEqual([
       ['a.txt', 'sent'],
       ['b.txt', 'sent'],
@@ -116,7 +120,7 @@ describe('BUSY', () => {
         header.filename === 'a.txt' && earlier === 0 ? { type: 'failed', code: 'BUSY', message: 'taken over by a newer upload of this file' } : undefined,
     });
     const files = await smallFiles(['a.txt', 'b.txt']);
-    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 50 });
+    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 50 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['a.txt', 'sent', undefined],
       ['b.txt', 'sent', undefined],
@@ -129,7 +133,7 @@ describe('BUSY', () => {
       decide: (header) => (header.filename === 'a.txt' ? { type: 'refuse', code: 'BUSY', message: 'held elsewhere' } : { type: 'accept', offset: 0 }),
     });
     const files = await smallFiles(['a.txt', 'b.txt']);
-    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 0 });
+    const report = await sendWithLimits(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 }, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION, busyDelayMs: () => 0 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['a.txt', 'refused', 'BUSY'],
       ['b.txt', 'sent', undefined],
@@ -142,7 +146,7 @@ describe('BUSY', () => {
       decide: (header, earlier) => (header.filename === 'a.txt' && earlier < 2 ? { type: 'refuse', code: 'BUSY', message: 'held elsewhere' } : { type: 'accept', offset: 0 }),
     });
     const files = await smallFiles(['a.txt']);
-    const report = await send(files, { host: '127.0.0.1', port: fake.port, retries: 0 });
+    const report = await send(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'sent' });
   }, 20_000);
 });
@@ -162,7 +166,7 @@ describe('trailing-hash', () => {
   it('against a receiver whose hello lists no features, every header carries its hash and no hash follows a body', async () => {
     const fake = await startScripted({ features: [] });
     const { files, hashes } = await bigAndSmall();
-    const report = await send(files, { host: '127.0.0.1', port: fake.port, retries: 0 });
+    const report = await send(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 });
     expect(report.files.map((f) => [f.name, f.status])).toEqual([
       ['small.txt', 'sent'],
       ['big.bin', 'sent'],
@@ -178,7 +182,7 @@ describe('trailing-hash', () => {
   it('a large file first, against such a receiver, is hashed unconnected and then sent with its hash in the header', async () => {
     const fake = await startScripted({ features: [] });
     const { files, hashes } = await bigAndSmall();
-    const report = await send([files[1]!], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 60_000 });
+    const report = await send([files[1]!], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0, idleTimeoutMs: 60_000 });
     expect(report.files[0]).toMatchObject({ name: 'big.bin', status: 'sent' });
     expect(fake.log.filter(({ frame }) => frame.type === 'file').map(({ frame }) => frame.hash)).toEqual([hashes.get('big.bin')]);
     // The first connection learnt the receiver wants hashes first and said bye rather than wait idle.
@@ -188,7 +192,7 @@ describe('trailing-hash', () => {
   it('against one that lists trailing-hash, the large file is read once: its hash follows its body', async () => {
     const fake = await startScripted({ features: ['trailing-hash'] });
     const { files, hashes } = await bigAndSmall();
-    const report = await send(files, { host: '127.0.0.1', port: fake.port, retries: 0 });
+    const report = await send(files, { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 });
     expect(report.files.map((f) => f.status)).toEqual(['sent', 'sent']);
     const big = fake.log.find(({ frame }) => frame.type === 'file' && frame.filename === 'big.bin')!.frame;
     expect(big.hash).toBeUndefined();
@@ -198,8 +202,10 @@ describe('trailing-hash', () => {
 });
 
 describe('connector', () => {
+  // A bare Duplex carries no TLS, so this seam is shown in plaintext on both sides; the test
+  // after it shows the same seam with a TLS channel.
   it('sends through the connector given: a Duplex of its own (not a socket) relaying to a receiver on another port than the target named (nothing listens there)', async () => {
-    const r = await startReceiver();
+    const r = await startReceiver({ insecurePlaintext: true });
     const dir = await tempDir('ft-seams-');
     const src = await randomFile(path.join(dir, 'relayed.bin'), 3 * MiB);
     const targets: Array<{ host: string; port: number }> = [];
@@ -232,18 +238,52 @@ describe('connector', () => {
       socket.on('close', () => relay.destroy());
       return relay;
     };
-    const report = await send([src], { host: '127.0.0.9', port: 4242, retries: 0, connect });
+    const report = await send([src], { host: '127.0.0.9', port: 4242, retries: 0, connect, insecurePlaintext: true });
     expect(report.files[0]).toMatchObject({ status: 'sent' });
     expect(targets).toEqual([{ host: '127.0.0.9', port: 4242 }]);
     expect(bytesOut).toBeGreaterThan(3 * MiB);
     expect(await sha256File(path.join(r.dir, 'relayed.bin'))).toBe(await sha256File(src));
   });
 
+  it('a connector that returns a TLS Channel (tlsConnector to another port than the target named) sends, and the key it presents is still checked', async () => {
+    const r = await startReceiver();
+    const dir = await tempDir('ft-seams-');
+    const src = await randomFile(path.join(dir, 'tunnelled.bin'), 3 * MiB);
+    const targets: Array<{ host: string; port: number }> = [];
+    const connect: Connector = async (target, options) => {
+      targets.push(target);
+      return tlsConnector({ host: '127.0.0.1', port: r.port }, options);
+    };
+    const report = await send([src], { host: '127.0.0.9', port: 4242, retries: 0, connect, fingerprint: r.fingerprint });
+    expect(report.files[0]).toMatchObject({ status: 'sent' });
+    expect(targets).toEqual([{ host: '127.0.0.9', port: 4242 }]);
+    expect(await sha256File(path.join(r.dir, 'tunnelled.bin'))).toBe(await sha256File(src));
+
+    // The same seam with another key expected: refused before a header, nothing lands.
+    const other = await generateIdentity();
+    const wrong = await send([await randomFile(path.join(dir, 'refused.bin'), 1000)], { host: '127.0.0.9', port: 4242, retries: 0, connect, fingerprint: other.fingerprint }).catch((e: unknown) => e);
+    expect(wrong).toMatchObject({ code: 'RECEIVER_KEY_CHANGED' });
+    expect(existsSync(path.join(r.dir, 'refused.bin'))).toBe(false);
+    expect(r.eventsOf('received').map((e) => e.path)).toEqual(['tunnelled.bin']);
+    await r.close();
+  });
+
+  it('a connector that returns a bare Duplex is refused with TLS_FAILED unless insecurePlaintext is given, before anything is written to it', async () => {
+    const dir = await tempDir('ft-seams-');
+    const src = await randomFile(path.join(dir, 'plain.txt'), 10);
+    let written = 0;
+    const bare = new Duplex({ read() {}, write(chunk: Buffer, _encoding, callback) { written += chunk.length; callback(); } });
+    const error = await send([src], { host: '127.0.0.9', retries: 3, retryDelayMs: 0, connect: async () => bare }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'TLS_FAILED' });
+    expect(written).toBe(0);
+  });
+
   it('times a stream that never greets out by its own timer (a Duplex has no setTimeout)', async () => {
     const dir = await tempDir('ft-seams-');
     const src = await randomFile(path.join(dir, 'quiet.txt'), 10);
     const silent = new Duplex({ read() {}, write(_chunk, _encoding, callback) { callback(); } });
-    const error = await send([src], { host: '127.0.0.9', retries: 0, connectTimeoutMs: 300, connect: async () => silent }).catch((e: unknown) => e);
+    // A bare Duplex is plaintext: the timer under test runs while waiting for the hello.
+    const error = await send([src], { host: '127.0.0.9', retries: 0, connectTimeoutMs: 300, connect: async () => silent, insecurePlaintext: true }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FtError);
     expect(error).toMatchObject({ code: 'TIMEOUT', message: '127.0.0.9:9527 did not answer within 300 ms' });
     expect(silent.destroyed).toBe(true);
@@ -251,19 +291,21 @@ describe('connector', () => {
 
   it('a receiver that greets and then answers nothing is given up after idleTimeoutMs (the connection\'s own timer)', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'mute', features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'mute', features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       await session.next(); // the header, never answered
     });
     const [src] = await smallFiles(['unanswered.txt']);
-    const error = await send([src!], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 300 }).catch((e: unknown) => e);
+    const error = await send([src!], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0, idleTimeoutMs: 300 }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'TIMEOUT', message: `127.0.0.1:${fake.port} was silent for 300 ms` });
   });
 
   it('a receiver that stops reading mid-body is given up after idleTimeoutMs, though the sender has bytes to write', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'stuck', features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: randomBytes(16).toString('hex'), name: 'stuck', features: ['trailing-hash'] });
       await session.next();
+      session.send({ type: 'welcome' });
       const header = await session.next();
       session.send({ type: 'accept', id: header.id, offset: 0 });
       await session.waitForBodyBytes(1);
@@ -271,7 +313,7 @@ describe('connector', () => {
     });
     const dir = await tempDir('ft-seams-');
     const big = await randomFile(path.join(dir, 'stuck.bin'), 64 * MiB);
-    const error = await send([big], { host: '127.0.0.1', port: fake.port, retries: 0, idleTimeoutMs: 500 }).catch((e: unknown) => e);
+    const error = await send([big], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0, idleTimeoutMs: 500 }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'TIMEOUT', message: `127.0.0.1:${fake.port} was silent for 500 ms` });
   });
 

@@ -14,6 +14,8 @@ import { FIXTURE_NAMES, loadFixtures, type Fixtures } from '../helpers/fixtures.
 import { digest, listFiles, partialBytes, partialFiles, randomFile, settledPartialBytes, waitUntil } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { RawClient } from '../helpers/raw-client.js';
+import type { Connector } from '../../src/transport/connector.js';
+import { tlsConnector } from '../../src/transport/tls-connector.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
@@ -60,7 +62,7 @@ async function partialSettled(r: TestReceiver): Promise<number> {
 describe('sending over 127.0.0.1', () => {
   it.each(FIXTURE_NAMES)('delivers fixture %s byte-identical under its own name', async (name) => {
     const r = await startReceiver();
-    const file = only(await send([fx.file(name)], { host: '127.0.0.1', port: r.port }));
+    const file = only(await send([fx.file(name)], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }));
     expect(file).toMatchObject({ status: 'sent', name });
     // An open receiver tells no one where it stored a file: the inbox shows it.
     expect(file.remotePath).toBeUndefined();
@@ -72,7 +74,7 @@ describe('sending over 127.0.0.1', () => {
     const src = path.join(await tempDir(), 'nothing.dat');
     await writeFile(src, '');
     const r = await startReceiver();
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }));
     expect(file).toMatchObject({ status: 'sent', size: 0, bytesSent: 0 });
     expect(file.remotePath).toBeUndefined();
     expect((await stat(path.join(r.dir, 'nothing.dat'))).size).toBe(0);
@@ -82,7 +84,7 @@ describe('sending over 127.0.0.1', () => {
   it('delivers a 50 MB random file byte-identical', async () => {
     const src = await bigFile('big.bin', 50_000_000);
     const r = await startReceiver();
-    const report = await send([src], { host: '127.0.0.1', port: r.port });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     expect(only(report)).toMatchObject({ status: 'sent', size: 50_000_000, bytesSent: 50_000_000 });
     await expectIdentical(path.join(r.dir, 'big.bin'), src);
     expect(await partialFiles(r.dir)).toEqual([]);
@@ -90,7 +92,7 @@ describe('sending over 127.0.0.1', () => {
 
   it('delivers a folder tree with its relative paths', async () => {
     const r = await startReceiver();
-    const report = await send([fx.tree], { host: '127.0.0.1', port: r.port });
+    const report = await send([fx.tree], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     const local = await listFiles(fx.tree);
     expect(local.length).toBeGreaterThan(1);
     expect(report.files.map((f) => f.status)).toEqual(local.map(() => 'sent'));
@@ -106,12 +108,12 @@ describe('sending over 127.0.0.1', () => {
   it('stores a re-send once: same names, no new files, the received files untouched', async () => {
     const r = await startReceiver();
     const paths = [fx.file('three-body.txt'), fx.file('binary.bin'), fx.tree];
-    const first = await send(paths, { host: '127.0.0.1', port: r.port });
+    const first = await send(paths, { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     expect(first.files.every((f) => f.status === 'sent')).toBe(true);
     const before = await listFiles(r.dir);
     const mtimes = await Promise.all(before.map(async (rel) => (await stat(path.join(r.dir, rel))).mtimeMs));
 
-    const second = await send(paths, { host: '127.0.0.1', port: r.port });
+    const second = await send(paths, { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     expect(second.files.map((f) => f.status)).toEqual(first.files.map(() => 'sent'));
     // An open receiver tells neither run where it stored the files: its events say so.
     expect([...first.files, ...second.files].every((f) => f.remotePath === undefined)).toBe(true);
@@ -126,7 +128,7 @@ describe('sending over 127.0.0.1', () => {
   it('sends many files over a single connection', async () => {
     const r = await startReceiver();
     const paths = [...FIXTURE_NAMES.map((name) => fx.file(name)), fx.tree];
-    const report = await send(paths, { host: '127.0.0.1', port: r.port });
+    const report = await send(paths, { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     expect(report.files.length).toBeGreaterThan(FIXTURE_NAMES.length);
     expect(report.files.every((f) => f.status === 'sent')).toBe(true);
     expect(r.eventsOf('connection')).toHaveLength(1);
@@ -149,7 +151,7 @@ describe('resume after interruption', () => {
     const r = await startReceiver();
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 8 * MiB });
     const events: SendEvent[] = [];
-    const sending = send([src], { host: '127.0.0.1', port: proxy.port, retries: 3, retryDelayMs: 100, onEvent: (e) => events.push(e) });
+    const sending = send([src], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, retries: 3, retryDelayMs: 100, onEvent: (e) => events.push(e) });
     sending.catch(() => undefined);
 
     await partialReaches(r, size / 4);
@@ -169,6 +171,31 @@ describe('resume after interruption', () => {
     expect(await partialFiles(r.dir)).toEqual([]);
   });
 
+  it('a retry that reaches a receiver with another key than the first connection is refused: RECEIVER_KEY_CHANGED, and it gets no header', async () => {
+    const size = 12 * MiB;
+    const src = await bigFile('switched.bin', size);
+    const r = await startReceiver();
+    const impostor = await startReceiver();
+    const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 8 * MiB });
+    // The first connection goes (through the pacing proxy) to the real receiver, every later one to the impostor.
+    let calls = 0;
+    const connect: Connector = (_target, options) => tlsConnector({ host: '127.0.0.1', port: calls++ === 0 ? proxy.port : impostor.port }, options);
+    // First contact trusted as new: nothing but the first connection of this send vouches for the key.
+    const sending = send([src], { host: '127.0.0.1', port: 9, trust: 'new', connect, retries: 3, retryDelayMs: 10 }).catch((e: unknown) => e);
+    await partialReaches(r, size / 4);
+    proxy.cutAll();
+    const error = await sending;
+    expect(error).toMatchObject({ code: 'RECEIVER_KEY_CHANGED' });
+    expect((error as FtError).message).toContain('in the middle of this send');
+    expect(calls).toBe(2);
+    // The impostor was reached (its TLS handshake done), and dropped before our hello.
+    await impostor.waitFor('connection-error');
+    expect(impostor.events.map((e) => e.type)).toEqual(['connection', 'connection-error']);
+    expect(impostor.eventsOf('started')).toEqual([]);
+    expect(await listFiles(impostor.dir)).toEqual([]);
+    expect(await partialFiles(impostor.dir)).toEqual([]);
+  });
+
   it('detects a tampered partial and sends the file again from the start', async () => {
     const size = 8 * MiB;
     const src = await bigFile('tamper.bin', size);
@@ -177,7 +204,7 @@ describe('resume after interruption', () => {
     // The same owner key for both runs: a partial is private to the key that started it, so
     // a new key would be given a fresh partial and the tampered one never looked at.
     const senderKeyFile = path.join(await tempDir('ft-key-'), 'sender-key.pem');
-    const failure = send([src], { host: '127.0.0.1', port: proxy.port, retries: 0, senderKeyFile }).then(
+    const failure = send([src], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, retries: 0, senderKeyFile }).then(
       () => undefined,
       (error: unknown) => error,
     );
@@ -199,7 +226,7 @@ describe('resume after interruption', () => {
     await handle.close();
 
     const events: SendEvent[] = [];
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port, senderKeyFile, onEvent: (e) => events.push(e) }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, senderKeyFile, onEvent: (e) => events.push(e) }));
     expect(events.filter((e) => e.type === 'restarted')).toHaveLength(1);
     expect(events.find((e) => e.type === 'started')).toMatchObject({ offset: 0 });
     expect(r.eventsOf('restarted')).toEqual([expect.objectContaining({ name: 'tamper.bin', discarded: held })]);
@@ -216,7 +243,7 @@ describe('resume after interruption', () => {
     const started = Date.now();
     // The same owner key for both runs: a partial is private to the key that started it.
     const senderKeyFile = path.join(await tempDir('ft-key-'), 'sender-key.pem');
-    const failure = send([src], { host: '127.0.0.1', port: proxy.port, signal: controller.signal, senderKeyFile }).then(
+    const failure = send([src], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, signal: controller.signal, senderKeyFile }).then(
       () => undefined,
       (error: unknown) => error,
     );
@@ -232,7 +259,7 @@ describe('resume after interruption', () => {
     expect(held).toBeLessThan(size);
     expect(existsSync(path.join(r.dir, 'abort.bin'))).toBe(false);
 
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port, senderKeyFile }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, senderKeyFile }));
     expect(file).toMatchObject({ status: 'resumed', resumedFrom: held, bytesSent: size - held });
     await expectIdentical(path.join(r.dir, 'abort.bin'), src);
   });
@@ -254,7 +281,7 @@ describe('conflict policies', () => {
   it('rename keeps both as "name (1).ext", and re-sending that content stores it once, under that name', async () => {
     const { inbox, src } = await setup();
     const r = await startReceiver({ dir: inbox, onConflict: 'rename' });
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }));
     // An open receiver does not say where the file went: the inbox and its events do.
     expect(file.status).toBe('sent');
     expect(file.remotePath).toBeUndefined();
@@ -262,7 +289,7 @@ describe('conflict policies', () => {
     expect(await readFile(path.join(inbox, 'report.txt'), 'utf8')).toBe('the old report\n');
     await expectIdentical(path.join(inbox, 'report (1).txt'), src);
 
-    const again = only(await send([src], { host: '127.0.0.1', port: r.port }));
+    const again = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }));
     expect(again.status).toBe('sent');
     expect(again.remotePath).toBeUndefined();
     expect(r.eventsOf('received').map((e) => e.path)).toEqual(['report (1).txt', 'report (1).txt']);
@@ -273,9 +300,9 @@ describe('conflict policies', () => {
   it('rename tells a sender that proved the token the name it stored the file under, on a re-send too', async () => {
     const { inbox, src } = await setup();
     const r = await startReceiver({ dir: inbox, onConflict: 'rename', token: 'sesame' });
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port, token: 'sesame' }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, token: 'sesame' }));
     expect(file).toMatchObject({ status: 'sent', remotePath: 'report (1).txt' });
-    const again = only(await send([src], { host: '127.0.0.1', port: r.port, token: 'sesame' }));
+    const again = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, token: 'sesame' }));
     expect(again).toMatchObject({ status: 'sent', remotePath: 'report (1).txt' });
     expect(await readFile(path.join(inbox, 'report.txt'), 'utf8')).toBe('the old report\n');
     expect(await listFiles(inbox)).toEqual(['report (1).txt', 'report.txt']);
@@ -284,7 +311,7 @@ describe('conflict policies', () => {
   it('overwrite replaces the existing file', async () => {
     const { inbox, src } = await setup();
     const r = await startReceiver({ dir: inbox, onConflict: 'overwrite' });
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }));
     expect(file.status).toBe('sent');
     expect(file.remotePath).toBeUndefined();
     expect(r.eventsOf('received').map((e) => e.path)).toEqual(['report.txt']);
@@ -295,7 +322,7 @@ describe('conflict policies', () => {
   it('reject refuses with CONFLICT and keeps the existing file', async () => {
     const { inbox, src } = await setup();
     const r = await startReceiver({ dir: inbox, onConflict: 'reject' });
-    const file = only(await send([src], { host: '127.0.0.1', port: r.port }));
+    const file = only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }));
     expect(file).toMatchObject({ status: 'refused', code: 'CONFLICT' });
     expect(await readFile(path.join(inbox, 'report.txt'), 'utf8')).toBe('the old report\n');
     expect(await listFiles(inbox)).toEqual(['report.txt']);
@@ -369,7 +396,7 @@ describe('what the receiver refuses or rejects', () => {
     await writeFile(path.join(local, 'payload.txt'), 'should never land outside\n');
     const r = await startReceiver({ dir: inbox });
 
-    const file = only(await send([local], { host: '127.0.0.1', port: r.port }));
+    const file = only(await send([local], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }));
     expect(file).toMatchObject({ status: 'sent', name: 'evil/payload.txt' });
     expect(file.remotePath).toBeUndefined();
     expect(await readdir(outside)).toEqual([]);
@@ -388,7 +415,7 @@ describe('what the receiver refuses or rejects', () => {
     await writeFile(local, 'replacement\n');
     const r = await startReceiver({ dir: inbox, onConflict: 'overwrite' });
 
-    const file = only(await send([local], { host: '127.0.0.1', port: r.port }));
+    const file = only(await send([local], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint }));
     expect(file).toMatchObject({ status: 'refused', code: 'UNSAFE_PATH' });
     expect(await readFile(outsideFile, 'utf8')).toBe('outside\n');
   });
@@ -430,7 +457,7 @@ describe('what the receiver refuses or rejects', () => {
 
     const src = path.join(await tempDir(), 'after.txt');
     await writeFile(src, 'the receiver still works\n');
-    expect(only(await send([src], { host: '127.0.0.1', port: r.port })).status).toBe('sent');
+    expect(only(await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint })).status).toBe('sent');
     await expectIdentical(path.join(r.dir, 'after.txt'), src);
   });
 

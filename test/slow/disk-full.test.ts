@@ -127,7 +127,7 @@ async function sources(): Promise<string> {
 
 /** Sends `file` straight to the receiver and expects it to arrive byte-identical. */
 async function sendsFine(file: string, port: number, inbox: string): Promise<Array<Record<string, unknown>>> {
-  const run = await runFt(['send', file, '--to', `127.0.0.1:${port}`, '--json'], { timeoutMs: 60_000 });
+  const run = await runFt(['send', file, '--to', `127.0.0.1:${port}`, '--json', '--trust-new'], { timeoutMs: 60_000 });
   expect(run.exit, run.stderr + run.stdout).toEqual({ code: 0, signal: null });
   expect(await digest(path.join(inbox, path.basename(file)))).toEqual(await digest(file));
   return run.json();
@@ -142,7 +142,7 @@ describe.skipIf(skip !== undefined)(`a full disk on the receiver (${DISK / MiB} 
     const serve = await startServe(inbox, { timeoutMs: 120_000 });
 
     const started = Date.now();
-    const run = await runFt(['send', big, '--to', `127.0.0.1:${serve.port}`, '--json'], { timeoutMs: 60_000 });
+    const run = await runFt(['send', big, '--to', `127.0.0.1:${serve.port}`, '--json', '--trust-new'], { timeoutMs: 60_000 });
     expect(run.exit, run.stderr + run.stdout).toEqual({ code: 4, signal: null });
     const refused = run.json().find((e) => e.event === 'refused');
     expect(refused, run.stdout).toMatchObject({ name: 'too-big.bin', code: 'NO_SPACE' });
@@ -172,7 +172,7 @@ describe.skipIf(skip !== undefined)(`a full disk on the receiver (${DISK / MiB} 
     const serve = await startServe(inbox, { timeoutMs: 180_000 });
     const proxy = await startProxy({ targetPort: serve.port, bytesPerSecond: 6 * MiB });
 
-    const sender = spawnFt(['send', big, '--to', `127.0.0.1:${proxy.port}`, '--json'], { timeoutMs: 120_000 });
+    const sender = spawnFt(['send', big, '--to', `127.0.0.1:${proxy.port}`, '--json', '--trust-new'], { timeoutMs: 120_000 });
     await waitUntil(async () => (await partialBytes(inbox)) >= 4 * MiB, 'the body to be under way', { timeoutMs: 30_000, intervalMs: 10 });
     // Second filler: takes every byte left while the body is still coming.
     const filler2 = path.join(mount!, 'filler-2');
@@ -224,7 +224,7 @@ describe.skipIf(skip !== undefined)(`a full disk on the receiver (${DISK / MiB} 
     const filler = path.join(mount!, 'filler');
     await fill(filler);
 
-    const run = await runFt(['send', small, '--to', `127.0.0.1:${serve.port}`, '--json'], { timeoutMs: 60_000 });
+    const run = await runFt(['send', small, '--to', `127.0.0.1:${serve.port}`, '--json', '--trust-new'], { timeoutMs: 60_000 });
     const refused = run.json().find((e) => e.event === 'refused');
     expect.soft(refused, run.stdout).toMatchObject({ name: 'small.bin', code: 'NO_SPACE' });
     expect.soft(run.exit, run.stderr + run.stdout).toEqual({ code: 4, signal: null });
@@ -250,7 +250,7 @@ describe.skipIf(skip !== undefined)(`a full disk on the receiver (${DISK / MiB} 
     // An empty file needs no data block: it may arrive, or fail on its own with NO_SPACE.
     // The 3-byte file cannot fit: NO_SPACE. Either way each file gets its own verdict (exit 4),
     // not a connection-level error that abandons the batch.
-    const run = await runFt(['send', empty, tiny, '--to', `127.0.0.1:${serve.port}`, '--json'], { timeoutMs: 60_000 });
+    const run = await runFt(['send', empty, tiny, '--to', `127.0.0.1:${serve.port}`, '--json', '--trust-new'], { timeoutMs: 60_000 });
     const events = run.json();
     expect.soft(events.filter((e) => e.event === 'error'), run.stdout + run.stderr).toEqual([]);
     expect.soft(run.exit, run.stderr + run.stdout).toEqual({ code: 4, signal: null });

@@ -22,7 +22,7 @@ describe('files per connection', () => {
     for (let i = 0; i < count; i++) vol.writeFileSync(`/src/many/f${String(i).padStart(5, '0')}.txt`, `file ${i}\n`);
     const r = await startReceiver();
     const events: SendEvent[] = [];
-    const report = await send(['/src/many'], { host: '127.0.0.1', port: r.port, fs: fileSystemOf(createFsFromVolume(vol)), onEvent: (e) => events.push(e) });
+    const report = await send(['/src/many'], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, fs: fileSystemOf(createFsFromVolume(vol)), onEvent: (e) => events.push(e) });
     expect(report.files.filter((f) => f.status !== 'sent')).toEqual([]);
     expect(events.filter((e) => e.type === 'connected')).toHaveLength(2);
     expect(events.filter((e) => e.type === 'retrying')).toHaveLength(0);

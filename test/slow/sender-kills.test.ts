@@ -75,7 +75,7 @@ describe('sender killed with SIGKILL again and again', () => {
         const errorsBefore = serve.events('error').length;
         const startsBefore = serve.events('started').length;
         const began = Date.now();
-        const sender = spawnFt(['send', src, '--to', `127.0.0.1:${proxy.port}`, '--json'], { timeoutMs: 60_000 });
+        const sender = spawnFt(['send', src, '--to', `127.0.0.1:${proxy.port}`, '--json', '--trust-new'], { timeoutMs: 60_000 });
         let exitedEarly = false;
         void sender.exited.then(() => (exitedEarly = true));
         await waitUntil(
@@ -135,7 +135,7 @@ describe('sender killed with SIGKILL again and again', () => {
       expect(existsSync(final)).toBe(false);
 
       // The last run, without the proxy, goes to the end from what the ten attempts left.
-      const last = await runFt(['send', src, '--to', `127.0.0.1:${serve.port}`, '--json'], { timeoutMs: 120_000 });
+      const last = await runFt(['send', src, '--to', `127.0.0.1:${serve.port}`, '--json', '--trust-new'], { timeoutMs: 120_000 });
       expect(last.exit, last.stderr + last.stdout).toEqual({ code: 0, signal: null });
       const events = last.json();
       expect(events.find((e) => e.event === 'resumed'), last.stdout).toMatchObject({ offset: held });

@@ -10,6 +10,7 @@ import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSecond
 import { discover, FtError, ReceiverWatcher, send, serve } from '../../src/index.js';
 import { validateDiscoverOptions, validateSendOptions, validateServeOptions, validateWatchOptions } from '../../src/options.js';
 import { nodeFileSystem } from '../../src/file-system.js';
+import { generateIdentity } from '../../src/auth/identity.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 afterAll(removeTempDirs);
@@ -103,6 +104,22 @@ describe('send() options', () => {
     ...textCases('senderKeyFile'),
     ...fsCases,
     ...functionCases('connect'),
+    ['fingerprint', 'not a fingerprint', '"not a fingerprint"'],
+    ['fingerprint', 'ABCD-EFGH', '"ABCD-EFGH"'],
+    ['fingerprint', '1'.repeat(32), `"${'1'.repeat(32)}"`],
+    ['fingerprint', 42, '42'],
+    ['fingerprint', null, 'null'],
+    ['trust', 'always', '"always"'],
+    ['trust', true, 'true'],
+    ['trust', null, 'null'],
+    ...textCases('trustFile'),
+    ['discovered', 'nas', '"nas"'],
+    ['discovered', {}, 'an object'],
+    ['discovered', { name: 'nas', fingerprint: 'forged' }, 'an object'],
+    ['discovered', null, 'null'],
+    ['insecurePlaintext', 'yes', '"yes"'],
+    ['insecurePlaintext', 1, '1'],
+    ['insecurePlaintext', null, 'null'],
   ];
 
   it.each(cases)('%s = %o is USAGE, naming the option and the value', async (name, value, got) => {
@@ -162,6 +179,13 @@ describe('serve() options', () => {
     ...textCases('interface'),
     ...fsCases,
     ...signalCases,
+    ['identity', '/path/to/identity', '"/path/to/identity"'],
+    ['identity', {}, 'an object'],
+    ['identity', { key: 'k', cert: 'c' }, 'an object'],
+    ['identity', null, 'null'],
+    ['insecurePlaintext', 'yes', '"yes"'],
+    ['insecurePlaintext', 1, '1'],
+    ['insecurePlaintext', null, 'null'],
   ];
 
   it.each(cases)('%s = %o is USAGE, naming the option and the value, and creates nothing', async (name, value, got) => {
@@ -178,6 +202,23 @@ describe('serve() options', () => {
       expect(error.message).toBe(`serve option maxConnections: expected a whole number of at least 1, got ${value}`);
     }
     expect(() => parsePositiveCount('0')).toThrow('expected a whole number of at least 1, got "0"');
+  });
+
+  it('an identity of the right shape that is no key and certificate is IDENTITY_INVALID; one whose fingerprint field lies is announced by its certificate\'s', async () => {
+    const dir = path.join(await tempDir('ft-options-'), 'inbox');
+    const garbage = await serve({ dir, host: '127.0.0.1', port: 0, beacon: false, identity: { key: 'k', cert: 'c', fingerprint: 'f' } }).catch((e: unknown) => e);
+    expect(garbage).toMatchObject({ code: 'IDENTITY_INVALID' });
+    const real = await generateIdentity();
+    const other = await generateIdentity();
+    const mismatched = await serve({ dir, host: '127.0.0.1', port: 0, beacon: false, identity: { key: real.key, cert: other.cert, fingerprint: other.fingerprint } }).catch((e: unknown) => e);
+    expect(mismatched).toMatchObject({ code: 'IDENTITY_INVALID' });
+    // The fingerprint printed and announced must be the key's own, or users would compare the wrong one.
+    const receiver = await serve({ dir, host: '127.0.0.1', port: 0, beacon: false, identity: { ...real, fingerprint: other.fingerprint } });
+    try {
+      expect(receiver.fingerprint).toBe(real.fingerprint);
+    } finally {
+      await receiver.close();
+    }
   });
 
   it('an interface that does not exist is USAGE before anything starts (moved here from serve())', async () => {

@@ -34,7 +34,8 @@ const MAY_IMPORT: Record<string, string[]> = {
   wire: [],
   names: [],
   auth: ['names'],
-  transport: [],
+  // TLS presents the receiver's identity and reports the peer's fingerprint (auth/identity, auth/fingerprint: pure).
+  transport: ['auth'],
   storage: ['names'],
   ingest: ['storage', 'names', 'wire'],
   receiver: ['transport', 'ingest', 'storage', 'wire', 'auth', 'names', 'discovery'],

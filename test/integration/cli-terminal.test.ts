@@ -34,11 +34,11 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
     await writeFile(old, 'sent before\n');
     const added = await randomFile(path.join(src, 'added.bin'), 3 * 1024 * 1024);
     const to = `127.0.0.1:${serve.port}`;
-    const first = await runFt(['send', old, '--to', to]);
+    const first = await runFt(['send', old, '--to', to, '--fingerprint', serve.fingerprint!]);
     expect(first.exit.code, first.stderr).toBe(0);
 
     const paths = withMissing ? [path.join(src, 'missing.txt'), old, added] : [old, added];
-    const run = await runFtOnTerminal(['send', ...paths, '--to', to], { columns: 80, timeoutMs: 30_000 });
+    const run = await runFtOnTerminal(['send', ...paths, '--to', to, '--fingerprint', serve.fingerprint!], { columns: 80, timeoutMs: 30_000 });
     expect(run.timedOut, `ft did not exit within 30 s; the terminal showed:\n${stripAnsi(run.output)}`).toBe(false);
     expect(run.code).toBe(withMissing ? 2 : 0);
     expect(await screenOf(run.output, 80)).toEqual([
@@ -60,7 +60,7 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
     const small = path.join(src, 'small.txt');
     await writeFile(small, 'small\n');
 
-    const run = await runFtOnTerminal(['send', long, small, '--to', `127.0.0.1:${proxy.port}`], { columns, timeoutMs: 60_000 });
+    const run = await runFtOnTerminal(['send', long, small, '--to', `127.0.0.1:${proxy.port}`, '--fingerprint', serve.fingerprint!], { columns, timeoutMs: 60_000 });
     expect(run.timedOut, stripAnsi(run.output)).toBe(false);
     expect(run.code, stripAnsi(run.output)).toBe(0);
 

@@ -88,21 +88,21 @@ describe('ft serve and ft send', () => {
     expect(serve.proc.lines()[0]).toMatch(new RegExp(`^ft: receiving into ${escapeRegExp(dir)} on 127\\.0\\.0\\.1:${port}\\b`));
     expect(serve.proc.stderr).toBe(''); // no "anyone can send" warning on loopback
 
-    const first = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
+    const first = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!], { env: home });
     expect(first.exit.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/^sent +three-body\.txt: .* verified$/m);
     expect(first.stdout).toMatch(/^ft: 1 sent, 0 already there; /m);
     expect(await digest(path.join(dir, 'three-body.txt'))).toEqual(await digest(fx.file('three-body.txt')));
     await serve.proc.waitForLine(/^received three-body\.txt /);
 
-    const second = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
+    const second = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!], { env: home });
     expect(second.exit.code, second.stderr).toBe(0);
     expect(second.stdout).toMatch(/^skipped +three-body\.txt: already there$/m);
     expect(second.stdout).toMatch(/^ft: 0 sent, 1 already there; /m);
     expect(await listFiles(dir)).toEqual(['three-body.txt']);
 
     // No receipts without the cache: the file goes again, and the receiver keeps one copy.
-    const third = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`, '--no-hash-cache'], { env: home });
+    const third = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!, '--no-hash-cache'], { env: home });
     expect(third.exit.code, third.stderr).toBe(0);
     expect(third.stdout).toMatch(/^sent +three-body\.txt: .* verified$/m);
     expect(third.stdout).toMatch(/^ft: 1 sent, 0 already there; /m);
@@ -116,7 +116,7 @@ describe('ft serve and ft send', () => {
     const serve = await startFtServe(await inbox());
     const to = `127.0.0.1:${serve.port}`;
 
-    const first = await runFt(['send', threeBody, '--to', to, '--json'], { env: home });
+    const first = await runFt(['send', threeBody, '--to', to, '--fingerprint', serve.fingerprint!, '--json'], { env: home });
     expect(first.exit.code, first.stderr).toBe(0);
     const events = first.json();
     expect(first.lines().length).toBe(events.length);
@@ -126,7 +126,7 @@ describe('ft serve and ft send', () => {
     expect(events.filter((e) => Object.hasOwn(e, 'remotePath'))).toEqual([]);
     expect(events.at(-1)).toMatchObject({ event: 'summary', sent: 1, skipped: 0, failed: 0, refused: 0 });
 
-    const second = await runFt(['send', threeBody, '--to', to, '--json'], { env: home });
+    const second = await runFt(['send', threeBody, '--to', to, '--fingerprint', serve.fingerprint!, '--json'], { env: home });
     expect(second.exit.code, second.stderr).toBe(0);
     const again = second.json();
     expect(again.map((e) => e.event)).toEqual(['collected', 'skipped', 'summary']);
@@ -139,7 +139,7 @@ describe('ft serve and ft send', () => {
   it('serve --json prints a listening line first, then one line per received file', async () => {
     const dir = await inbox();
     const serve = await startFtServe(dir, { json: true });
-    const send = await runFt(['send', threeBody, fx.file('binary.bin'), '--to', `127.0.0.1:${serve.port}`], { env: home });
+    const send = await runFt(['send', threeBody, fx.file('binary.bin'), '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!], { env: home });
     expect(send.exit.code, send.stderr).toBe(0);
     await serve.proc.waitForJson((e) => e.event === 'received' && e.name === 'binary.bin');
     await serve.proc.waitForJson((e) => e.event === 'received' && e.name === 'three-body.txt');
@@ -154,7 +154,7 @@ describe('ft serve and ft send', () => {
 
   it('stops ft serve cleanly on SIGINT (exit 0) after it has received a file', async () => {
     const serve = await startFtServe(await inbox());
-    const send = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
+    const send = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!], { env: home });
     expect(send.exit.code, send.stderr).toBe(0);
     await serve.proc.waitForLine(/^received three-body\.txt /);
     serve.proc.kill('SIGINT');
@@ -195,7 +195,7 @@ describe('ft exit codes', () => {
   it('a missing path among others fails alone: the others are sent, and the exit code is 2', async () => {
     const dir = await inbox();
     const serve = await startFtServe(dir);
-    const ft = await runFt(['send', path.join(await tempDir(), 'typo.txt'), threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
+    const ft = await runFt(['send', path.join(await tempDir(), 'typo.txt'), threeBody, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!], { env: home });
     expect(ft.exit.code, ft.stderr).toBe(2);
     expect(ft.stdout).toMatch(/^failed +typo\.txt: LOCAL_FILE: cannot send .*typo\.txt: no such file or folder$/m);
     expect(ft.stdout).toMatch(/^sent +three-body\.txt: 24\.2 KiB verified$/m);
@@ -247,7 +247,7 @@ describe('ft exit codes', () => {
     await writeFile(path.join(dir, 'three-body.txt'), 'a different three-body.txt\n');
     const serve = await startFtServe(dir, { args: ['--on-conflict', 'reject'] });
 
-    const ft = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`], { env: home });
+    const ft = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!], { env: home });
     expect(ft.exit.code).toBe(4);
     expect(ft.stdout).toMatch(/^refused +three-body\.txt: CONFLICT: /m);
     expect(await readFile(path.join(dir, 'three-body.txt'), 'utf8')).toBe('a different three-body.txt\n');
@@ -262,7 +262,7 @@ describe('ft exit codes', () => {
     const small = path.join(src, 'small.txt');
     await writeFile(small, 'small\n');
 
-    const ft = await runFt(['send', big, small, '--to', `127.0.0.1:${serve.port}`, '--json'], { env: home });
+    const ft = await runFt(['send', big, small, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!, '--json'], { env: home });
     expect(ft.exit.code).toBe(4);
     const events = ft.json();
     expect(events.find((e) => e.event === 'refused')).toMatchObject({ name: 'big.bin', code: 'TOO_LARGE' });
@@ -337,7 +337,7 @@ describe('local files that cannot be read', () => {
     const userHome = path.join(src, 'home');
     await mkdir(userHome);
     if (uid !== undefined) await chown(userHome, uid, uid);
-    const ft = await runFt(['send', secret, open, '--to', `127.0.0.1:${serve.port}`, '--no-hash-cache'], { uid, env: homeIn(userHome) });
+    const ft = await runFt(['send', secret, open, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!, '--no-hash-cache'], { uid, env: homeIn(userHome) });
     expect(ft.exit.code, ft.stdout + ft.stderr).toBe(2);
     expect(ft.stdout).toMatch(/^failed +secret\.txt: LOCAL_FILE: cannot read .*secret\.txt: permission denied$/m);
     expect(ft.stdout).not.toMatch(/EACCES|open '/);
@@ -357,7 +357,7 @@ describe('when retries run out, and the next run', () => {
     const src = await tempDir();
     const big = await randomFile(path.join(src, 'big.bin'), 8 * 1024 * 1024);
 
-    const first = spawnFt(['send', big, '--to', `127.0.0.1:${proxy.port}`, '--retries', '1'], { env: home });
+    const first = spawnFt(['send', big, '--to', `127.0.0.1:${proxy.port}`, '--fingerprint', serve.fingerprint!, '--retries', '1'], { env: home });
     // Mid-body, the path to the receiver goes away for good: the connection drops and the retry finds nothing.
     await waitUntil(async () => (await partialBytes(dir)) > 256 * 1024, 'part of big.bin to arrive');
     await proxy.close();
@@ -374,7 +374,7 @@ describe('when retries run out, and the next run', () => {
     expect(dropped).not.toMatch(/ECONNRESET|Premature close|"bye"/);
 
     const kept = await settledPartialBytes(dir);
-    const again = await runFt(['send', big, '--to', `127.0.0.1:${serve.port}`], { env: home });
+    const again = await runFt(['send', big, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!], { env: home });
     expect(again.exit.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/^resuming big\.bin at [\d.]+ \w+ of 8 MiB$/m);
     expect(again.stdout).toMatch(/^sent +big\.bin: 8 MiB verified, resumed at [\d.]+ \w+$/m);
@@ -391,7 +391,7 @@ describe('standard output read by a program that stops early', () => {
     const src = path.join(await tempDir(), 'many');
     await mkdir(src);
     await Promise.all(Array.from({ length: 200 }, (_, i) => writeFile(path.join(src, `f${i}.txt`), `${i}\n`)));
-    const ft = spawnFt(['send', src, '--to', `127.0.0.1:${serve.port}`], { env: home });
+    const ft = spawnFt(['send', src, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!], { env: home });
     await ft.waitForLine(/^sent /);
     ft.child.stdout!.destroy(); // the reader goes away, as head does after its line
     const exit = await ft.exited;

@@ -3,7 +3,7 @@
  * on 127.0.0.1 only, on ports found free just before.
  */
 import { readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadFixtures, type Fixtures } from '../helpers/fixtures.js';
@@ -398,5 +398,188 @@ describe('standard output read by a program that stops early', () => {
     expect(exit.code, ft.stderr).toBe(0);
     expect(ft.stderr).not.toMatch(/EPIPE|    at /);
     expect((await listFiles(dir)).length).toBe(200);
+  });
+});
+
+/** An inbox that received nothing: no file, finished or partial (the sender sent no header). */
+async function expectNothingReceived(dir: string, serve: { proc: { stdout: string } }): Promise<void> {
+  expect(await listFiles(dir).catch(() => [])).toEqual([]);
+  expect(await partialBytes(dir)).toBe(0);
+  expect(serve.proc.stdout).not.toMatch(/^(started|received|restarted) /m);
+}
+
+describe("ft send and the receiver's key (TLS, pins)", () => {
+  /** A trust file and identity folder of this test's own, so pins of other tests do not apply. */
+  async function setup() {
+    const root = await tempDir('ft-cli-tls-');
+    return { trustFile: path.join(root, 'known-receivers.json'), identity: (name: string) => path.join(root, name) };
+  }
+
+  it('first contact without a terminal exits 7 naming the key; --trust-new sends and pins; another key on that address exits 6 naming both; after ft trust forget, --trust-new works again', async () => {
+    const { trustFile, identity } = await setup();
+    const port = await freePort();
+    const firstDir = await inbox();
+    const first = await startFtServe(firstDir, { port, args: ['--identity', identity('first')] });
+    const to = `127.0.0.1:${port}`;
+
+    const refused = await runFt(['send', threeBody, '--to', to, '--trust-file', trustFile], { env: home });
+    expect(refused.exit.code, refused.stderr).toBe(7);
+    expectOneCleanErrorLine(refused.stderr);
+    expect(refused.stderr).toContain(first.fingerprint!);
+    expect(refused.stderr).toContain('--fingerprint');
+    expect(refused.stderr).toContain('--trust-new');
+    await expectNothingReceived(firstDir, first);
+    // A refused first contact pins nothing.
+    expect((await runFt(['trust', 'list', '--json', '--trust-file', trustFile])).stdout).toBe('');
+
+    const trusted = await runFt(['send', threeBody, '--to', to, '--trust-new', '--trust-file', trustFile], { env: home });
+    expect(trusted.exit.code, trusted.stderr).toBe(0);
+    expect(await digest(path.join(firstDir, 'three-body.txt'))).toEqual(await digest(fx.file('three-body.txt')));
+    const list = await runFt(['trust', 'list', '--trust-file', trustFile]);
+    expect(list.exit.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`^${first.fingerprint!}\\s.*\\b${escapeRegExp(to)}\\b`, 'm'));
+    // Pinned now: the next send needs no --trust-new.
+    const again = await runFt(['send', threeBody, '--to', to, '--trust-file', trustFile, '--no-hash-cache'], { env: home });
+    expect(again.exit.code, again.stderr).toBe(0);
+
+    // Another receiver, with another key, on the same address.
+    first.proc.kill('SIGINT');
+    await first.proc.exited;
+    const otherDir = await inbox();
+    const other = await startFtServe(otherDir, { port, args: ['--identity', identity('other')] });
+    expect(other.fingerprint).not.toBe(first.fingerprint);
+    for (const extra of [[], ['--trust-new']]) {
+      // --trust-new is for first contact only: it never overrides a pin.
+      const changed = await runFt(['send', threeBody, '--to', to, '--trust-file', trustFile, ...extra], { env: home });
+      expect(changed.exit.code, changed.stderr).toBe(6);
+      expectOneCleanErrorLine(changed.stderr);
+      expect(changed.stderr).toContain(first.fingerprint!);
+      expect(changed.stderr).toContain(other.fingerprint!);
+      expect(changed.stderr).toContain(`ft trust forget ${to}`);
+      await expectNothingReceived(otherDir, other);
+    }
+
+    const forget = await runFt(['trust', 'forget', to, '--trust-file', trustFile]);
+    expect(forget.exit.code, forget.stderr).toBe(0);
+    expect(forget.stdout).toContain(first.fingerprint!);
+    const refusedAgain = await runFt(['send', threeBody, '--to', to, '--trust-file', trustFile], { env: home });
+    expect(refusedAgain.exit.code, refusedAgain.stderr).toBe(7);
+    await expectNothingReceived(otherDir, other);
+    const renewed = await runFt(['send', threeBody, '--to', to, '--trust-new', '--trust-file', trustFile], { env: home });
+    expect(renewed.exit.code, renewed.stderr).toBe(0);
+    expect(await digest(path.join(otherDir, 'three-body.txt'))).toEqual(await digest(fx.file('three-body.txt')));
+    const relisted = await runFt(['trust', 'list', '--trust-file', trustFile]);
+    expect(relisted.stdout).toContain(other.fingerprint!);
+    expect(relisted.stdout).not.toContain(first.fingerprint!);
+  });
+
+  it('--fingerprint: the right one in any spelling sends (and pins); a wrong one exits 6, nothing sent', async () => {
+    const { trustFile, identity } = await setup();
+    const dir = await inbox();
+    const serve = await startFtServe(dir, { args: ['--identity', identity('receiver')] });
+    const to = `127.0.0.1:${serve.port}`;
+    const fp = serve.fingerprint!;
+    // Another valid fingerprint: the first character changed.
+    const wrong = `${fp[0] === 'A' ? 'B' : 'A'}${fp.slice(1)}`;
+
+    const refused = await runFt(['send', threeBody, '--to', to, '--fingerprint', wrong, '--trust-file', trustFile], { env: home });
+    expect(refused.exit.code, refused.stderr).toBe(6);
+    expectOneCleanErrorLine(refused.stderr);
+    expect(refused.stderr).toContain(fp);
+    expect(refused.stderr).toContain(wrong);
+    await expectNothingReceived(dir, serve);
+    // --trust-new does not soften a wrong --fingerprint.
+    const both = await runFt(['send', threeBody, '--to', to, '--fingerprint', wrong, '--trust-new', '--trust-file', trustFile], { env: home });
+    expect(both.exit.code, both.stderr).toBe(6);
+    await expectNothingReceived(dir, serve);
+    expect((await runFt(['trust', 'list', '--json', '--trust-file', trustFile])).stdout).toBe('');
+
+    const lowercase = fp.replace(/-/g, '').toLowerCase();
+    const sent = await runFt(['send', threeBody, '--to', to, '--fingerprint', lowercase, '--trust-file', trustFile], { env: home });
+    expect(sent.exit.code, sent.stderr).toBe(0);
+    expect(await digest(path.join(dir, 'three-body.txt'))).toEqual(await digest(fx.file('three-body.txt')));
+    expect((await runFt(['trust', 'list', '--trust-file', trustFile])).stdout).toContain(fp);
+  });
+
+  it('ft serve prints the same fingerprint on every start with one --identity, and --json listening has it', async () => {
+    const { identity } = await setup();
+    const dir = await inbox();
+    const args = ['--identity', identity('kept')];
+    const starts: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const serve = await startFtServe(dir, { args });
+      const line = serve.proc.lines().find((l) => l.startsWith('ft: fingerprint '))!;
+      expect(line).toMatch(i === 0 ? /\(a new identity\)/ : /^ft: fingerprint [A-Z2-7-]+: /);
+      starts.push(serve.fingerprint!);
+      serve.proc.kill('SIGINT');
+      expect((await serve.proc.exited).code).toBe(0);
+    }
+    const json = await startFtServe(dir, { args, json: true });
+    const listening = json.proc.json()[0]!;
+    expect(listening).toMatchObject({ event: 'listening', tls: true, shortFingerprint: starts[0], identityCreated: false });
+    expect(listening.fingerprint).toMatch(/^[A-Z2-7]{52}$/);
+    expect(String(listening.fingerprint).startsWith(starts[0]!.replace(/-/g, ''))).toBe(true);
+    expect(starts[1]).toBe(starts[0]);
+    // The key is kept owner-only.
+    const files = await readdir(identity('kept'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const name of files) expect((await stat(path.join(identity('kept'), name))).mode & 0o077).toBe(0);
+    expect((await stat(identity('kept'))).mode & 0o077).toBe(0);
+    // Another folder is another key.
+    const other = await startFtServe(dir, { args: ['--identity', identity('another')] });
+    expect(other.fingerprint).not.toBe(starts[0]);
+  });
+});
+
+describe('--insecure-plaintext', () => {
+  const PLAIN = /^ft: warning: --insecure-plaintext: nothing is encrypted/m;
+
+  it('both sides give it: the file goes, and each side warns on every run', async () => {
+    const dir = await inbox();
+    const port = await freePort();
+    for (let run = 0; run < 2; run++) {
+      const serve = await startFtServe(dir, { port, args: ['--insecure-plaintext'] });
+      expect(serve.fingerprint).toBeUndefined();
+      expect(serve.proc.stdout).not.toMatch(/^ft: fingerprint /m);
+      expect(serve.proc.stderr).toMatch(PLAIN);
+      const send = await runFt(['send', threeBody, '--to', `127.0.0.1:${port}`, '--insecure-plaintext', '--no-hash-cache'], { env: home });
+      expect(send.exit.code, send.stderr).toBe(0);
+      expect(send.stderr).toMatch(PLAIN);
+      expect(send.stdout).toMatch(/^sent +three-body\.txt: .* verified$/m);
+      serve.proc.kill('SIGINT');
+      await serve.proc.exited;
+    }
+    expect(await digest(path.join(dir, 'three-body.txt'))).toEqual(await digest(fx.file('three-body.txt')));
+    const json = await startFtServe(dir, { port, args: ['--insecure-plaintext'], json: true });
+    await json.proc.waitForJson((e) => e.event === 'warning' && /--insecure-plaintext/.test(String(e.message)));
+    expect(json.proc.json()[0]).toMatchObject({ event: 'listening', tls: false });
+    expect(json.proc.json()[0]).not.toHaveProperty('fingerprint');
+  });
+
+  it('only one side gives it: exit 5 (TLS_FAILED) with a line saying what to do, nothing received', async () => {
+    const { trustFile } = { trustFile: path.join(await tempDir('ft-cli-tls-'), 'known-receivers.json') };
+    const plainDir = await inbox();
+    const plain = await startFtServe(plainDir, { args: ['--insecure-plaintext'] });
+    const tlsSender = await runFt(['send', threeBody, '--to', `127.0.0.1:${plain.port}`, '--trust-new', '--trust-file', trustFile], { env: home });
+    expect(tlsSender.exit.code, tlsSender.stderr).toBe(5);
+    expectOneCleanErrorLine(tlsSender.stderr);
+    expect(tlsSender.stderr).toMatch(/TLS/);
+    expect(tlsSender.stderr).toContain('--insecure-plaintext');
+    await expectNothingReceived(plainDir, plain);
+    expect((await runFt(['trust', 'list', '--json', '--trust-file', trustFile])).stdout).toBe('');
+
+    const tlsDir = await inbox();
+    const tls = await startFtServe(tlsDir);
+    const plainSender = await runFt(['send', threeBody, '--to', `127.0.0.1:${tls.port}`, '--insecure-plaintext'], { env: home });
+    expect(plainSender.exit.code, plainSender.stderr).toBe(5);
+    // The warning, then one line saying what went wrong.
+    const lines = plainSender.stderr.trimEnd().split('\n');
+    expect(lines, plainSender.stderr).toHaveLength(2);
+    expect(lines[0]).toMatch(PLAIN);
+    expect(lines[1]).toMatch(/^ft: /);
+    expect(lines[1]).toMatch(/TLS/);
+    expect(lines[1]).toContain('--insecure-plaintext');
+    expect(plainSender.stderr).not.toContain('    at ');
+    await expectNothingReceived(tlsDir, tls);
   });
 });

@@ -28,8 +28,8 @@ function askOnTerminal(json: boolean): TrustPolicy {
     const prompt = createInterface({ input: process.stdin, output: process.stderr });
     try {
       process.stderr.write(`ft: first contact with ${where}. Its key's fingerprint is\n\n    ${shortFingerprint(receiver.fingerprint)}\n\n`);
-      process.stderr.write('ft: compare it with the one `ft serve` printed there. ');
-      const answer = await prompt.question('Is it the same, and do you trust it? [y/N] ');
+      // All in the question: readline redraws its prompt line, erasing anything written before it on that line.
+      const answer = await prompt.question('ft: compare it with the one `ft serve` printed there. Is it the same, and do you trust it? [y/N] ');
       return /^y(es)?$/i.test(answer.trim());
     } finally {
       prompt.close();

@@ -8,7 +8,7 @@ import path from 'node:path';
 import stringWidth from 'string-width';
 import { stripVTControlCharacters as stripAnsi } from 'node:util';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { randomFile } from '../helpers/files.js';
+import { listFiles, partialBytes, randomFile } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { killAllFt, runFt, runFtOnTerminal, startFtServe, terminalUnavailable } from '../helpers/spawn-ft.js';
 import { screenOf } from '../helpers/terminal.js';
@@ -82,5 +82,54 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
     // The two files are verified in either order.
     expect(screen.slice(0, 2).sort()).toEqual([`sent     ${longName}: 16 MiB verified`, 'sent     small.txt: 6 B verified']);
     expect(screen[2]).toMatch(/^ft: 2 sent, 0 already there; 16 MiB in /);
+  });
+
+  describe('first contact asks', () => {
+    const QUESTION = /\[y\/N\] /;
+
+    async function firstContact(answer: string) {
+      const dir = path.join(await tempDir('ft-tty-'), 'inbox');
+      const serve = await startFtServe(dir);
+      const trustFile = path.join(await tempDir('ft-tty-trust-'), 'known-receivers.json');
+      const src = await tempDir('ft-tty-src-');
+      const file = path.join(src, 'note.txt');
+      await writeFile(file, 'remember the milk\n');
+      const to = `127.0.0.1:${serve.port}`;
+      const run = await runFtOnTerminal(['send', file, '--to', to, '--trust-file', trustFile], { timeoutMs: 30_000, answer: { when: QUESTION, text: answer } });
+      expect(run.timedOut, `ft did not exit within 30 s; the terminal showed:\n${stripAnsi(run.output)}`).toBe(false);
+      const screen = await screenOf(run.output, 80);
+      const pins = await runFt(['trust', 'list', '--json', '--trust-file', trustFile]);
+      return { serve, dir, to, run, screen, pins: pins.stdout };
+    }
+
+    it('shows the fingerprint and asks; "y" sends and pins it', async () => {
+      const { serve, dir, to, run, screen, pins } = await firstContact('y\r');
+      expect(run.code, stripAnsi(run.output)).toBe(0);
+      const text = screen.join('\n');
+      expect(text).toContain(`first contact with ${to}`);
+      expect(screen.map((line) => line.trim())).toContain(serve.fingerprint);
+      // The question says what to compare it with, and stays on the screen with the answer.
+      expect(text).toMatch(/compare it with the one `ft serve` printed there/);
+      expect(text).toMatch(/Is it the same, and do you trust it\? \[y\/N\] y$/m);
+      expect(text).toMatch(/^sent +note\.txt: 18 B verified$/m);
+      expect(await listFiles(dir)).toEqual(['note.txt']);
+      expect(pins).toContain(serve.fingerprint!.replace(/-/g, ''));
+      expect(pins).toContain(to);
+    });
+
+    it.each([
+      ['"n"', 'n\r'],
+      ['Enter alone', '\r'],
+      ['"yes please" (not a yes)', 'yes please\r'],
+    ])('%s: exits 7, nothing sent, nothing pinned', async (_, answer) => {
+      const { serve, dir, run, screen, pins } = await firstContact(answer);
+      expect(run.code, stripAnsi(run.output)).toBe(7);
+      expect(screen.map((line) => line.trim())).toContain(serve.fingerprint);
+      expect(await listFiles(dir).catch(() => [])).toEqual([]);
+      expect(await partialBytes(dir)).toBe(0);
+      expect(serve.proc.stdout).not.toMatch(/^(started|received) /m);
+      expect(pins).toBe('');
+      expect(stripAnsi(run.output)).not.toContain('    at ');
+    });
   });
 });

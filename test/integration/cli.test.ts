@@ -70,6 +70,20 @@ describe('ft help and version', () => {
     expect(ft.stdout).toContain('--retries');
   });
 
+  it.each([
+    ['serve', ['--identity', '--insecure-plaintext'], '### `ft serve', '### `ft send'],
+    ['send', ['--fingerprint', '--trust-new', '--trust-file', '--insecure-plaintext'], '### `ft send', '### `ft discover'],
+  ])('ft %s --help and the README option table both list the TLS options', async (command, flags, from, to) => {
+    const ft = await runFt([command, '--help']);
+    expect(ft.exit.code).toBe(0);
+    const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf(from), readme.indexOf(to));
+    for (const flag of flags) {
+      expect(ft.stdout).toMatch(new RegExp(`^ +${flag}\\b`, 'm'));
+      expect(section, `${flag} in the README's ft ${command} options`).toMatch(new RegExp(`^\\| \`${flag}\\b[^|]*\` \\|`, 'm'));
+    }
+  });
+
   it('ft --version prints the package version and exits 0', async () => {
     const ft = await runFt(['--version']);
     expect(ft.exit.code).toBe(0);

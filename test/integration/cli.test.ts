@@ -159,7 +159,8 @@ describe('ft serve and ft send', () => {
     await serve.proc.waitForJson((e) => e.event === 'received' && e.name === 'three-body.txt');
 
     const events = serve.proc.json();
-    expect(events[0]).toMatchObject({ event: 'listening', host: '127.0.0.1', port: serve.port, auth: false });
+    expect(events[0]).toMatchObject({ event: 'listening', host: '127.0.0.1', port: serve.port, auth: false, tls: true, shortFingerprint: serve.fingerprint });
+    expect(events[0]!.fingerprint).toBe(serve.fullFingerprint);
     // Files are made durable in parallel, so they may be reported in either order.
     const received = events.filter((e) => e.event === 'received');
     expect(received.map((e) => e.name).sort()).toEqual(['binary.bin', 'three-body.txt']);

@@ -121,9 +121,12 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
       ['"n"', 'n\r'],
       ['Enter alone', '\r'],
       ['"yes please" (not a yes)', 'yes please\r'],
-    ])('%s: exits 7, nothing sent, nothing pinned', async (_, answer) => {
+      ['Ctrl-D (the end of input)', '\x04'],
+      ['Ctrl-C', '\x03'],
+    ])('%s: exits 7 (Ctrl-C: 130, interrupted), nothing sent, nothing pinned', async (what, answer) => {
       const { serve, dir, run, screen, pins } = await firstContact(answer);
-      expect(run.code, stripAnsi(run.output)).toBe(7);
+      expect(run.code, stripAnsi(run.output)).toBe(what === 'Ctrl-C' ? 130 : 7);
+      expect(screen.at(-1)).toMatch(what === 'Ctrl-C' ? /ft: interrupted/ : /was not trusted; nothing was sent$/);
       expect(screen.map((line) => line.trim())).toContain(serve.fingerprint);
       expect(await listFiles(dir).catch(() => [])).toEqual([]);
       expect(await partialBytes(dir)).toBe(0);

@@ -516,6 +516,33 @@ describe("ft send and the receiver's key (TLS, pins)", () => {
     expect((await runFt(['trust', 'list', '--trust-file', trustFile])).stdout).toContain(fp);
   });
 
+  it('--json: first contact refused is an error event RECEIVER_UNKNOWN naming the key, exit 7', async () => {
+    const { trustFile } = await setup();
+    const dir = await inbox();
+    const serve = await startFtServe(dir);
+    const ft = await runFt(['send', threeBody, '--to', `127.0.0.1:${serve.port}`, '--json', '--trust-file', trustFile], { env: home });
+    expect(ft.exit.code, ft.stderr).toBe(7);
+    const error = ft.json().find((e) => e.event === 'error');
+    expect(error).toMatchObject({ code: 'RECEIVER_UNKNOWN' });
+    expect(String(error!.message)).toContain(serve.fingerprint!);
+    await expectNothingReceived(dir, serve);
+  });
+
+  it('an --identity that cannot be used: one line naming it, exit 2, nothing listening', async () => {
+    const { identity } = await setup();
+    const corrupt = identity('corrupt');
+    await mkdir(corrupt, { mode: 0o700 });
+    await writeFile(path.join(corrupt, 'identity.pem'), 'garbage\n', { mode: 0o600 });
+    const port = await freePort();
+    const ft = await runFt(['serve', await inbox(), '--port', String(port), '--host', '127.0.0.1', '--no-beacon', '--identity', corrupt]);
+    expect(ft.exit.code, ft.stderr).toBe(2);
+    expectOneCleanErrorLine(ft.stderr);
+    expect(ft.stderr).toContain(path.join(corrupt, 'identity.pem'));
+    expect(ft.stdout).not.toMatch(/receiving into/);
+    // Left alone: never replaced by a new key behind the user's back.
+    expect(await readFile(path.join(corrupt, 'identity.pem'), 'utf8')).toBe('garbage\n');
+  });
+
   it('ft serve prints the same fingerprint on every start with one --identity, and --json listening has it', async () => {
     const { identity } = await setup();
     const dir = await inbox();
@@ -565,6 +592,9 @@ describe('--insecure-plaintext', () => {
       await serve.proc.exited;
     }
     expect(await digest(path.join(dir, 'three-body.txt'))).toEqual(await digest(fx.file('three-body.txt')));
+    // No key, so nothing pinned.
+    const pins = await runFt(['trust', 'list', '--json'], { env: home });
+    expect(pins.stdout).not.toContain(`127.0.0.1:${port}`);
     const json = await startFtServe(dir, { port, args: ['--insecure-plaintext'], json: true });
     await json.proc.waitForJson((e) => e.event === 'warning' && /--insecure-plaintext/.test(String(e.message)));
     expect(json.proc.json()[0]).toMatchObject({ event: 'listening', tls: false });

@@ -26,11 +26,17 @@ function askOnTerminal(json: boolean): TrustPolicy {
     const { createInterface } = await import('node:readline/promises');
     const where = receiver.name ? `"${escapeForDisplay(receiver.name)}" at ${receiver.host}:${receiver.port}` : `${receiver.host}:${receiver.port}`;
     const prompt = createInterface({ input: process.stdin, output: process.stderr });
+    // Ctrl-C at the question is an interruption (exit 130), as anywhere else in a send.
+    const interrupted = new Promise<never>((_, reject) => prompt.once('SIGINT', () => reject(new FtError('ABORTED', 'interrupted at the first-contact question'))));
     try {
       process.stderr.write(`ft: first contact with ${where}. Its key's fingerprint is\n\n    ${shortFingerprint(receiver.fingerprint)}\n\n`);
-      process.stderr.write('ft: compare it with the one `ft serve` printed there. ');
-      const answer = await prompt.question('Is it the same, and do you trust it? [y/N] ');
+      // All in the question: readline redraws its prompt line, erasing anything written before it on that line.
+      const answer = await Promise.race([prompt.question('ft: compare it with the one `ft serve` printed there. Is it the same, and do you trust it? [y/N] '), interrupted]);
       return /^y(es)?$/i.test(answer.trim());
+    } catch (error) {
+      // Ctrl-D (the end of input) at a yes/no question is a no: first contact refused, exit 7.
+      if (error instanceof Error && error.name === 'AbortError') return false;
+      throw error;
     } finally {
       prompt.close();
     }

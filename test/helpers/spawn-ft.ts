@@ -189,6 +189,10 @@ export interface FtServe {
   port: number;
   /** The folder the receiver reports (resolved). */
   dir: string;
+  /** Its key's fingerprint, short form as printed (`XXXX-XXXX-…`); undefined with --insecure-plaintext. */
+  fingerprint?: string;
+  /** The full form, from the json `listening` event (with `json` only). */
+  fullFingerprint?: string;
 }
 
 /**
@@ -206,12 +210,27 @@ export async function startFtServe(
   });
   if (json) {
     const listening = await proc.waitForJson((e) => e.event === 'listening');
-    return { proc, port: listening.port as number, dir: listening.dir as string };
+    return {
+      proc,
+      port: listening.port as number,
+      dir: listening.dir as string,
+      fingerprint: listening.shortFingerprint as string | undefined,
+      fullFingerprint: listening.fingerprint as string | undefined,
+    };
   }
   const line = await proc.waitForLine(/^ft: receiving into /);
   const match = /^ft: receiving into (.*) on 127\.0\.0\.1:(\d+)\b/.exec(line);
   if (!match) throw new Error(`unexpected address line: ${line}`);
-  return { proc, port: Number(match[2]), dir: match[1]! };
+  // The fingerprint line follows the address line, except in plaintext (no key).
+  const fingerprint = args.includes('--insecure-plaintext') ? undefined : parseFingerprintLine(await proc.waitForLine(/^ft: fingerprint /));
+  return { proc, port: Number(match[2]), dir: match[1]!, fingerprint };
+}
+
+/** The short fingerprint in `ft serve`'s line `ft: fingerprint XXXX-…-XXXX …`. */
+export function parseFingerprintLine(line: string): string {
+  const match = /^ft: fingerprint ((?:[A-Z2-7]{4}-){7}[A-Z2-7]{4})\b/.exec(line);
+  if (!match) throw new Error(`unexpected fingerprint line: ${line}`);
+  return match[1]!;
 }
 
 /**
@@ -248,17 +267,48 @@ export interface TerminalRun {
  * Runs `ft ...args` with standard output and error on a pseudo-terminal of `columns` columns,
  * as in a terminal window (through `script`). Killed after `timeoutMs`, so a hang is a result.
  */
-export function runFtOnTerminal(args: string[], { columns = 80, timeoutMs = 20_000, cwd = REPO_ROOT, env = {} as NodeJS.ProcessEnv } = {}): Promise<TerminalRun> {
+export function runFtOnTerminal(
+  args: string[],
+  {
+    columns = 80,
+    timeoutMs = 20_000,
+    cwd = REPO_ROOT,
+    env = {} as NodeJS.ProcessEnv,
+    answer,
+  }: {
+    columns?: number;
+    timeoutMs?: number;
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    /** Typed on the terminal's keyboard once the output matches `when` (e.g. "y\r" at a question). */
+    answer?: { when: RegExp; text: string };
+  } = {},
+): Promise<TerminalRun> {
   const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
   const command = `stty cols ${columns} rows 40 && exec ${[process.execPath, FT_BIN, ...args].map(quote).join(' ')}`;
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, TERM: 'xterm-256color' };
+  // As spawnFt: identity, sender key and pins in this test run's config folder (a test's own env wins).
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: testConfigHome(), ...env, TERM: 'xterm-256color' };
   delete childEnv.FT_TOKEN;
   delete childEnv.NODE_OPTIONS;
   // detached: script and the shell are one process group, killed together on a timeout.
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  // With an answer to type, script's input stays open (a pipe) until ft exits.
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd, env: childEnv, stdio: [answer ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (output += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => (output += text));
+  let answered = false;
+  const typeAnswer = () => {
+    if (!answer || answered || !answer.when.test(output)) return;
+    answered = true;
+    child.stdin!.write(answer.text);
+  };
+  child.stdin?.on('error', () => {}); // ft may be gone before the answer is typed
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    output += text;
+    typeAnswer();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    output += text;
+    typeAnswer();
+  });
   return new Promise((resolve) => {
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -271,6 +321,7 @@ export function runFtOnTerminal(args: string[], { columns = 80, timeoutMs = 20_0
     }, timeoutMs);
     child.once('close', (code) => {
       clearTimeout(timer);
+      child.stdin?.destroy();
       resolve({ output, code: timedOut ? null : code, timedOut });
     });
   });

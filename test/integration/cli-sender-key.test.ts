@@ -43,11 +43,11 @@ describe('ft send and the sender key', () => {
     const { env, config } = await userDirs();
     const file = await aFile();
     const to = `127.0.0.1:${fake.port}`;
-    const first = await runFt(['send', file, '--to', to], { env });
+    const first = await runFt(['send', file, '--to', to, '--fingerprint', fake.fingerprint!], { env });
     expect(first.exit.code, first.stderr).toBe(0);
     const keyFile = path.join(config, 'ft', 'sender-key.pem');
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
-    const second = await runFt(['send', file, '--to', to], { env });
+    const second = await runFt(['send', file, '--to', to, '--fingerprint', fake.fingerprint!], { env });
     expect(second.exit.code, second.stderr).toBe(0);
     expect(fake.hellos.map((h) => h.owner)).toEqual(Array(2).fill((await loadOwnerKey(keyFile)).publicHex));
     expect(second.stdout).toMatch(/^skipped +note\.txt: already there$/m);
@@ -61,9 +61,9 @@ describe('ft send and the sender key', () => {
     const { env } = await userDirs();
     const file = await aFile();
     const to = `127.0.0.1:${fake.port}`;
-    expect((await runFt(['send', file, '--to', to], { env })).exit.code).toBe(0);
+    expect((await runFt(['send', file, '--to', to, '--fingerprint', fake.fingerprint!], { env })).exit.code).toBe(0);
     const keyFile = path.join(await tempDir('ft-cli-key-'), 'backup-key.pem');
-    const other = await runFt(['send', file, '--to', to, '--sender-key', keyFile], { env });
+    const other = await runFt(['send', file, '--to', to, '--fingerprint', fake.fingerprint!, '--sender-key', keyFile], { env });
     expect(other.exit.code, other.stderr).toBe(0);
     expect(fake.hellos[1]!.owner).toBe((await loadOwnerKey(keyFile)).publicHex);
     expect(fake.hellos[1]!.owner).not.toBe(fake.hellos[0]!.owner);
@@ -92,7 +92,7 @@ describe('ft send and the sender key', () => {
       [folder, /not a regular file/],
       [link, /it is a symbolic link$/],
     ] as const) {
-      const ft = await runFt(['send', file, '--to', `127.0.0.1:${fake.port}`, '--sender-key', key], { env });
+      const ft = await runFt(['send', file, '--to', `127.0.0.1:${fake.port}`, '--fingerprint', fake.fingerprint!, '--sender-key', key], { env });
       expect(ft.exit.code, ft.stderr).toBe(2);
       expectOneCleanErrorLine(ft.stderr);
       expect(ft.stderr).toContain(`cannot use the sender key ${key}: `);

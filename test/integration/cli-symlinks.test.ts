@@ -24,7 +24,7 @@ async function folderWithLink(): Promise<string> {
 describe('ft send and symbolic links inside a folder', () => {
   it('skips them with a line saying so, and exits 0', async () => {
     const r = await startReceiver();
-    const ft = await runFt(['send', await folderWithLink(), '--to', `127.0.0.1:${r.port}`]);
+    const ft = await runFt(['send', await folderWithLink(), '--to', `127.0.0.1:${r.port}`, '--fingerprint', r.fingerprint!]);
     expect(ft.exit.code).toBe(0);
     expect(ft.stdout + ft.stderr).toContain('skipped  photos/holiday.jpg: symbolic link, not followed (use --follow-symlinks)');
     expect(existsSync(path.join(r.dir, 'photos', 'holiday.jpg'))).toBe(false);
@@ -33,7 +33,7 @@ describe('ft send and symbolic links inside a folder', () => {
 
   it('follows them with --follow-symlinks', async () => {
     const r = await startReceiver();
-    const ft = await runFt(['send', await folderWithLink(), '--to', `127.0.0.1:${r.port}`, '--follow-symlinks', '--json']);
+    const ft = await runFt(['send', await folderWithLink(), '--to', `127.0.0.1:${r.port}`, '--fingerprint', r.fingerprint!, '--follow-symlinks', '--json']);
     expect(ft.exit.code).toBe(0);
     expect(ft.json().filter((e) => e.event === 'ignored')).toEqual([]);
     expect(await fs.readFile(path.join(r.dir, 'photos', 'holiday.jpg'), 'utf8')).toBe('secret');
@@ -42,7 +42,7 @@ describe('ft send and symbolic links inside a folder', () => {
   it('reports each one skipped as an "ignored" JSON event', async () => {
     const r = await startReceiver();
     const folder = await folderWithLink();
-    const ft = await runFt(['send', folder, '--to', `127.0.0.1:${r.port}`, '--json']);
+    const ft = await runFt(['send', folder, '--to', `127.0.0.1:${r.port}`, '--fingerprint', r.fingerprint!, '--json']);
     expect(ft.exit.code).toBe(0);
     expect(ft.json().filter((e) => e.event === 'ignored')).toEqual([
       { event: 'ignored', path: path.join(folder, 'holiday.jpg'), name: 'photos/holiday.jpg', reason: 'symbolic link, not followed (use --follow-symlinks)' },

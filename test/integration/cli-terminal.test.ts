@@ -8,7 +8,7 @@ import path from 'node:path';
 import stringWidth from 'string-width';
 import { stripVTControlCharacters as stripAnsi } from 'node:util';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { randomFile } from '../helpers/files.js';
+import { listFiles, partialBytes, randomFile } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { killAllFt, runFt, runFtOnTerminal, startFtServe, terminalUnavailable } from '../helpers/spawn-ft.js';
 import { screenOf } from '../helpers/terminal.js';
@@ -34,11 +34,11 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
     await writeFile(old, 'sent before\n');
     const added = await randomFile(path.join(src, 'added.bin'), 3 * 1024 * 1024);
     const to = `127.0.0.1:${serve.port}`;
-    const first = await runFt(['send', old, '--to', to]);
+    const first = await runFt(['send', old, '--to', to, '--fingerprint', serve.fingerprint!]);
     expect(first.exit.code, first.stderr).toBe(0);
 
     const paths = withMissing ? [path.join(src, 'missing.txt'), old, added] : [old, added];
-    const run = await runFtOnTerminal(['send', ...paths, '--to', to], { columns: 80, timeoutMs: 30_000 });
+    const run = await runFtOnTerminal(['send', ...paths, '--to', to, '--fingerprint', serve.fingerprint!], { columns: 80, timeoutMs: 30_000 });
     expect(run.timedOut, `ft did not exit within 30 s; the terminal showed:\n${stripAnsi(run.output)}`).toBe(false);
     expect(run.code).toBe(withMissing ? 2 : 0);
     expect(await screenOf(run.output, 80)).toEqual([
@@ -60,7 +60,7 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
     const small = path.join(src, 'small.txt');
     await writeFile(small, 'small\n');
 
-    const run = await runFtOnTerminal(['send', long, small, '--to', `127.0.0.1:${proxy.port}`], { columns, timeoutMs: 60_000 });
+    const run = await runFtOnTerminal(['send', long, small, '--to', `127.0.0.1:${proxy.port}`, '--fingerprint', serve.fingerprint!], { columns, timeoutMs: 60_000 });
     expect(run.timedOut, stripAnsi(run.output)).toBe(false);
     expect(run.code, stripAnsi(run.output)).toBe(0);
 
@@ -82,5 +82,57 @@ describe.skipIf(unavailable !== undefined)(`ft send on a terminal${unavailable ?
     // The two files are verified in either order.
     expect(screen.slice(0, 2).sort()).toEqual([`sent     ${longName}: 16 MiB verified`, 'sent     small.txt: 6 B verified']);
     expect(screen[2]).toMatch(/^ft: 2 sent, 0 already there; 16 MiB in /);
+  });
+
+  describe('first contact asks', () => {
+    const QUESTION = /\[y\/N\] /;
+
+    async function firstContact(answer: string) {
+      const dir = path.join(await tempDir('ft-tty-'), 'inbox');
+      const serve = await startFtServe(dir);
+      const trustFile = path.join(await tempDir('ft-tty-trust-'), 'known-receivers.json');
+      const src = await tempDir('ft-tty-src-');
+      const file = path.join(src, 'note.txt');
+      await writeFile(file, 'remember the milk\n');
+      const to = `127.0.0.1:${serve.port}`;
+      const run = await runFtOnTerminal(['send', file, '--to', to, '--trust-file', trustFile], { timeoutMs: 30_000, answer: { when: QUESTION, text: answer } });
+      expect(run.timedOut, `ft did not exit within 30 s; the terminal showed:\n${stripAnsi(run.output)}`).toBe(false);
+      const screen = await screenOf(run.output, 80);
+      const pins = await runFt(['trust', 'list', '--json', '--trust-file', trustFile]);
+      return { serve, dir, to, run, screen, pins: pins.stdout };
+    }
+
+    it('shows the fingerprint and asks; "y" sends and pins it', async () => {
+      const { serve, dir, to, run, screen, pins } = await firstContact('y\r');
+      expect(run.code, stripAnsi(run.output)).toBe(0);
+      const text = screen.join('\n');
+      expect(text).toContain(`first contact with ${to}`);
+      expect(screen.map((line) => line.trim())).toContain(serve.fingerprint);
+      // The question says what to compare it with, and stays on the screen with the answer.
+      expect(text).toMatch(/compare it with the one `ft serve` printed there/);
+      expect(text).toMatch(/Is it the same, and do you trust it\? \[y\/N\] y$/m);
+      expect(text).toMatch(/^sent +note\.txt: 18 B verified$/m);
+      expect(await listFiles(dir)).toEqual(['note.txt']);
+      expect(pins).toContain(serve.fingerprint!.replace(/-/g, ''));
+      expect(pins).toContain(to);
+    });
+
+    it.each([
+      ['"n"', 'n\r'],
+      ['Enter alone', '\r'],
+      ['"yes please" (not a yes)', 'yes please\r'],
+      ['Ctrl-D (the end of input)', '\x04'],
+      ['Ctrl-C', '\x03'],
+    ])('%s: exits 7 (Ctrl-C: 130, interrupted), nothing sent, nothing pinned', async (what, answer) => {
+      const { serve, dir, run, screen, pins } = await firstContact(answer);
+      expect(run.code, stripAnsi(run.output)).toBe(what === 'Ctrl-C' ? 130 : 7);
+      expect(screen.at(-1)).toMatch(what === 'Ctrl-C' ? /ft: interrupted/ : /was not trusted; nothing was sent$/);
+      expect(screen.map((line) => line.trim())).toContain(serve.fingerprint);
+      expect(await listFiles(dir).catch(() => [])).toEqual([]);
+      expect(await partialBytes(dir)).toBe(0);
+      expect(serve.proc.stdout).not.toMatch(/^(started|received) /m);
+      expect(pins).toBe('');
+      expect(stripAnsi(run.output)).not.toContain('    at ');
+    });
   });
 });

@@ -83,6 +83,8 @@ interface Beacon {
   id: string;
   /** TCP port of the transfer service. */
   port: number;
+  /** Its TLS key's fingerprint (full form), which it announces. */
+  fingerprint: string;
   warnings: string[];
 }
 
@@ -106,7 +108,7 @@ async function startReceiver(options: { name?: string; token?: string; beaconInt
   });
   expect(receiver.discoveryError).toBeUndefined();
   expect(receiver.announcer).toBeDefined();
-  return { receiver, name, id: receiver.announcer!.info.id, port: receiver.address.port, warnings };
+  return { receiver, name, id: receiver.announcer!.info.id, port: receiver.address.port, fingerprint: receiver.fingerprint!, warnings };
 }
 
 async function closeReceiver(receiver: Receiver): Promise<void> {
@@ -175,7 +177,7 @@ async function expectHealthy(r: Beacon): Promise<void> {
   const content = randomBuffer(100_000, r.id);
   const file = path.join(await tempDir('ft-disc-src-'), `after-${r.id}.bin`);
   await writeFile(file, content);
-  const report = await send([file], { host: '127.0.0.1', port: r.port, retries: 0, connectTimeoutMs: 5000 });
+  const report = await send([file], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0, connectTimeoutMs: 5000 });
   expect(report.files.map((f) => f.status)).toEqual(['sent']);
   expect((await readFile(path.join(r.receiver.dir, `after-${r.id}.bin`))).equals(content)).toBe(true);
   expect(r.warnings).toEqual([]);
@@ -290,7 +292,7 @@ describe('discover()', () => {
     const started = Date.now();
     const found = await discover({ interface: LO, port: P, timeout: 5000, until: (list) => list.some((x) => x.name === r.name) });
     const elapsed = Date.now() - started;
-    expect(found).toEqual([{ name: r.name, id: r.id, port: r.port, auth: true, addresses: ['127.0.0.1'], conflict: false }]);
+    expect(found).toEqual([{ name: r.name, id: r.id, port: r.port, auth: true, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false }]);
     expect(r.port).not.toBe(P);
     expect(elapsed).toBeLessThan(1000);
   });
@@ -302,8 +304,8 @@ describe('discover()', () => {
     const found = await discover({ interface: '127.0.0.1', port: P, timeout: 800 });
     const byName = [...found].sort((x, y) => x.name.localeCompare(y.name));
     expect(byName).toEqual([
-      { name: 'ft-test-alpha', id: a.id, port: a.port, auth: true, addresses: ['127.0.0.1'], conflict: false },
-      { name: 'ft-test-bravo', id: b.id, port: b.port, auth: false, addresses: ['127.0.0.1'], conflict: false },
+      { name: 'ft-test-alpha', id: a.id, port: a.port, auth: true, fingerprint: a.fingerprint, addresses: ['127.0.0.1'], conflict: false },
+      { name: 'ft-test-bravo', id: b.id, port: b.port, auth: false, fingerprint: b.fingerprint, addresses: ['127.0.0.1'], conflict: false },
     ]);
     expect(a.id).not.toBe(b.id);
   });
@@ -355,7 +357,7 @@ describe('ReceiverWatcher', () => {
 
     const r = await startReceiver({ beaconInterval: 0.2 });
     const up = await until(() => ups.find((x) => x.id === r.id), "'up'");
-    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'], conflict: false });
+    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false });
     expect(watcher.receivers.map((x) => x.id)).toEqual([r.id]);
 
     // Several more beacons: still one 'up', no 'down'.
@@ -385,7 +387,7 @@ describe('ReceiverWatcher', () => {
     watcher.on('up', (x: FoundReceiver) => ups.push(x));
     const up = await until(() => ups.find((x) => x.id === r.id), "'up'", 2000);
     expect(Date.now() - started).toBeLessThan(1000);
-    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: true, addresses: ['127.0.0.1'], conflict: false });
+    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: true, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false });
   });
 });
 
@@ -402,7 +404,8 @@ describe('resolveReceiver', () => {
       host: '127.0.0.1',
       port: r.port,
       via: 'discovery',
-      receiver: { name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'], conflict: false },
+      fingerprint: r.fingerprint,
+      receiver: { name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false },
     });
   });
 
@@ -510,7 +513,7 @@ describe('the announcer under hostile datagrams', () => {
     await until(() => client.received.length > 0, 'an answer');
     // A loopback-only receiver answers from, and lists, loopback addresses only.
     expect(answersIn(client.received)).toEqual([
-      { kind: 'answer', qid, name: r.name, id: r.id, port: r.port, auth: false, interval: 3, addrs: LOOPBACK_ADDRESSES },
+      { kind: 'answer', qid, name: r.name, id: r.id, port: r.port, auth: false, interval: 3, fingerprint: r.fingerprint, addrs: LOOPBACK_ADDRESSES },
     ]);
 
     await expectHealthy(r);
@@ -635,8 +638,9 @@ describe('impostors: one id from an address or port its receiver does not announ
     expect(found[0]).toMatchObject({ id: r.id, conflict: true });
     expect(found[0]!.claims).toEqual(
       expect.arrayContaining([
-        { address: '127.0.0.1', port: r.port, name, auth: false },
-        { address: '127.0.0.2', port: impostor.trap.port, name, auth: false },
+        // The impostor copies the real key too (it cannot prove it over TLS).
+        { address: '127.0.0.1', port: r.port, name, auth: false, fingerprint: r.fingerprint },
+        { address: '127.0.0.2', port: impostor.trap.port, name, auth: false, fingerprint: r.fingerprint },
       ]),
     );
     const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
@@ -720,7 +724,7 @@ describe('impostors: one id from an address or port its receiver does not announ
 
     // Silent for 3 × 0.2 s + 1 s: its sighting expires, the real receiver stays, plain again.
     await until(() => updates.find((x) => x.id === r.id && !x.conflict), 'the conflict to clear', 5000);
-    expect(watcher.receivers.find((x) => x.id === r.id)).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, addresses: ['127.0.0.1'], conflict: false });
+    expect(watcher.receivers.find((x) => x.id === r.id)).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false });
   });
 });
 

@@ -57,9 +57,20 @@ interface Run {
   stderr: string;
 }
 
-function runIn(namespace: string, args: string[], timeoutMs = 30_000): Promise<Run> {
+/**
+ * Each host keeps its identity, sender key, pins and cache in a folder of its own (as two
+ * machines would), never the runner's.
+ */
+function hostEnv(home: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: path.join(home, 'config'), XDG_CACHE_HOME: path.join(home, 'cache') };
+  delete env.FT_TOKEN;
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+function runIn(namespace: string, home: string, args: string[], timeoutMs = 30_000): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', namespace, process.execPath, FT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', namespace, process.execPath, FT, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: hostEnv(home) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -91,12 +102,16 @@ if (unavailable) {
 describe.skipIf(unavailable !== undefined)('on a LAN of network namespaces', () => {
   let work: string;
   let receiver: ChildProcess | undefined;
+  /** The `listening` event of ft serve on host A: its key's fingerprint among it. */
+  let listening: Record<string, unknown>;
   const receiverName = `lan-box-${tag}`;
+  const homeB = () => path.join(work, 'host-b');
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), 'ft-lan-'));
     receiver = spawn('ip', ['netns', 'exec', ns.a, process.execPath, FT, 'serve', path.join(work, 'inbox'), '--name', receiverName, '--beacon-interval', '1', '--json'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: hostEnv(path.join(work, 'host-a')),
     });
     let output = '';
     await new Promise<void>((resolve, reject) => {
@@ -105,6 +120,7 @@ describe.skipIf(unavailable !== undefined)('on a LAN of network namespaces', () 
         output += d;
         if (output.includes('"listening"')) {
           clearTimeout(timer);
+          listening = jsonLines(output).find((e) => e.event === 'listening')!;
           resolve();
         }
       });
@@ -124,27 +140,45 @@ describe.skipIf(unavailable !== undefined)('on a LAN of network namespaces', () 
 
   it('discovers the receiver by name from another host', async () => {
     const started = Date.now();
-    const run = await runIn(ns.b, ['discover', '--json', '--timeout', '2']);
+    const run = await runIn(ns.b, homeB(), ['discover', '--json', '--timeout', '2']);
     expect(run.code).toBe(0);
     const found = jsonLines(run.stdout).filter((r) => r.name === receiverName);
     expect(found).toHaveLength(1);
     expect(found[0]!.addresses).toEqual(['198.18.0.1']);
     expect(found[0]!.port).toBe(9527);
+    // The beacon carries the key ft serve printed.
+    expect(listening).toMatchObject({ tls: true });
+    expect(found[0]!.fingerprint).toBe(listening.fingerprint);
     expect(Date.now() - started).toBeLessThan(20_000);
   });
 
-  it('sends a file to the receiver by its name', async () => {
-    const run = await runIn(ns.b, ['send', FIXTURE, '--to', receiverName, '--json']);
+  it('refuses first contact by name without a way to trust it (exit 7), then sends with --fingerprint and pins it', async () => {
+    const refused = await runIn(ns.b, homeB(), ['send', FIXTURE, '--to', receiverName]);
+    expect(refused.code, refused.stderr).toBe(7);
+    expect(refused.stderr).toContain(String(listening.shortFingerprint));
+    expect(refused.stderr).not.toMatch(/\n\s+at /);
+    expect(() => readFileSync(path.join(work, 'inbox/three-body.txt'))).toThrow();
+
+    const run = await runIn(ns.b, homeB(), ['send', FIXTURE, '--to', receiverName, '--fingerprint', String(listening.shortFingerprint), '--json']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const events = jsonLines(run.stdout);
     expect(events.find((e) => e.event === 'resolved')).toMatchObject({ name: receiverName, host: '198.18.0.1' });
     expect(events.find((e) => e.event === 'verified')).toMatchObject({ name: 'three-body.txt' });
     expect(readFileSync(path.join(work, 'inbox/three-body.txt')).equals(readFileSync(FIXTURE))).toBe(true);
+    const pins = jsonLines((await runIn(ns.b, homeB(), ['trust', 'list', '--json'])).stdout);
+    expect(pins).toEqual([expect.objectContaining({ fingerprint: listening.fingerprint, names: [receiverName], addresses: ['198.18.0.1:9527'] })]);
+  });
+
+  it('sends by name again without --fingerprint: the pin vouches for it', async () => {
+    const run = await runIn(ns.b, homeB(), ['send', FIXTURE, '--to', receiverName, '--json', '--no-hash-cache']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(jsonLines(run.stdout).find((e) => e.event === 'verified')).toMatchObject({ name: 'three-body.txt' });
   });
 
   it('sends to the only receiver when --to is left out', async () => {
-    const run = await runIn(ns.b, ['send', FIXTURE, '--json']);
+    const run = await runIn(ns.b, homeB(), ['send', FIXTURE, '--json']);
     expect(run.code).toBe(0);
     expect(jsonLines(run.stdout).find((e) => e.event === 'skipped')).toMatchObject({ name: 'three-body.txt' });
   });
@@ -165,12 +199,12 @@ describe.skipIf(unavailable !== undefined)('on a LAN of network namespaces', () 
       });`;
     execFileSync('ip', ['netns', 'exec', ns.b, process.execPath, '-e', flood], { timeout: 20_000 });
     expect(receiver!.exitCode).toBeNull();
-    const run = await runIn(ns.b, ['discover', '--json', '--timeout', '2']);
+    const run = await runIn(ns.b, homeB(), ['discover', '--json', '--timeout', '2']);
     expect(jsonLines(run.stdout).filter((r) => r.name === receiverName)).toHaveLength(1);
   });
 
   it('explains and exits 5 when no receiver has the name', async () => {
-    const run = await runIn(ns.b, ['send', FIXTURE, '--to', 'no-such-receiver']);
+    const run = await runIn(ns.b, homeB(), ['send', FIXTURE, '--to', 'no-such-receiver']);
     expect(run.code).toBe(5);
     expect(run.stderr).toMatch(/no host or receiver named "no-such-receiver".*firewall/);
     expect(run.stderr).not.toMatch(/\n\s+at /);

@@ -27,6 +27,18 @@ describe('exit codes', () => {
     expect(documented).toEqual([...Object.values(EXIT), 130]);
   });
 
+  it('the README row of each exit code names every error code that maps to it (issue 11: 2, 5, 6, 7)', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(readme.indexOf('### Exit codes'), readme.indexOf('## Library'));
+    const row = (exit: number) => table.match(new RegExp(`^\\| ${exit} \\|.*$`, 'm'))?.[0] ?? '';
+    for (const code of ['TLS_FAILED', 'IDENTITY_INVALID', 'TRUST_STORE_INVALID', 'RECEIVER_KEY_CHANGED', 'RECEIVER_NOT_AUTHENTIC', 'RECEIVER_UNKNOWN'] as const) {
+      expect(row(exitCodeFor(code)), code).toContain(`\`${code}\``);
+    }
+    expect(row(EXIT.UNTRUSTED)).toMatch(/--trust-new/);
+    expect(row(EXIT.UNTRUSTED)).toMatch(/--fingerprint/);
+    expect(row(EXIT.IMPERSONATION)).toMatch(/impostor/);
+  });
+
   it('each error code maps to the exit code the README gives its kind (unchanged by the move)', () => {
     const expected: Partial<Record<ErrorCode, number>> = {
       USAGE: 2,
@@ -44,6 +56,12 @@ describe('exit codes', () => {
       CONNECT_FAILED: 5,
       CONNECTION_LOST: 5,
       TIMEOUT: 5,
+      TLS_FAILED: 5,
+      IDENTITY_INVALID: 2,
+      TRUST_STORE_INVALID: 2,
+      RECEIVER_KEY_CHANGED: 6,
+      RECEIVER_NOT_AUTHENTIC: 6,
+      RECEIVER_UNKNOWN: 7,
     };
     for (const code of Object.keys(ERROR_CODES) as ErrorCode[]) expect([code, exitCodeFor(code)]).toEqual([code, expected[code] ?? 1]);
   });

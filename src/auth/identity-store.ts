@@ -253,6 +253,8 @@ function describe(error: unknown): string {
   if (code === 'EACCES') return 'permission denied';
   if (code === 'ENOENT') return 'no such file or folder';
   if (code === 'ENOTDIR') return 'a part of the path is not a folder';
+  // mkdir of a path where a file stands.
+  if (code === 'EEXIST') return 'it is a file, not a folder (--identity names the folder that holds identity.pem)';
   return (error as Error).message;
 }
 

@@ -124,7 +124,7 @@ export class SenderConnection {
     if (verdict === 'ask') {
       stream.destroy();
       await options.trust!.ask(security.peerFingerprint!);
-      await options.trust!.confirmed(security.peerFingerprint!, undefined);
+      await options.trust!.confirmed(security.peerFingerprint!);
       return 'asked';
     }
     const connection: SenderConnection = new SenderConnection(stream, security.kind === 'plaintext', (ms: number): string =>
@@ -187,7 +187,7 @@ export class SenderConnection {
       connection.fingerprint = security.peerFingerprint;
       connection.firstContact = options.trust?.firstContact ?? false;
       try {
-        await options.trust?.confirmed(security.peerFingerprint, greeting.name);
+        await options.trust?.confirmed(security.peerFingerprint);
       } catch (error) {
         // The pin could not be written (a trust file gone bad): nothing is sent, and the connection goes now.
         connection.close();

@@ -104,19 +104,14 @@ export class ReceiverTrust {
 
   /**
    * The connection is verified (and, with a token, the receiver proved it): the rest of the
-   * send holds this key, and it is pinned under the address and the name asked for (or, when
-   * asked by address, the name the receiver gave, unless another key holds it).
+   * send holds this key, and it is pinned under the address and the name asked for. Never
+   * under the name a receiver calls itself: one trusted by address could otherwise take a name
+   * (`nas`) that the real receiver of that name would then be refused under.
    */
-  async confirmed(presented: string, receiverName: string | undefined): Promise<void> {
+  async confirmed(presented: string): Promise<void> {
     this.verified = presented;
     const { store, host, port, discovered } = this.options;
-    if (!store) return;
-    let name = discovered?.name;
-    if (name === undefined && receiverName !== undefined && receiverName.length > 0) {
-      const { byName } = await store.lookup({ name: receiverName });
-      if (byName === undefined || byName.fingerprint === presented) name = receiverName;
-    }
-    await store.record({ fingerprint: presented, name, address: addressKey(host, port) });
+    await store?.record({ fingerprint: presented, name: discovered?.name, address: addressKey(host, port) });
   }
 
   private changed(presented: string, expected: string, what: string, pinned = true): FtError {

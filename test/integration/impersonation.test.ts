@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FtError, send, shortFingerprint, type SendOptions } from '../../src/index.js';
 import { generateIdentity, type Identity } from '../../src/auth/identity.js';
-import { receiverProof, type ProofTranscript } from '../../src/auth/token-proof.js';
+import { receiverProof, verifySenderProof, type ProofTranscript } from '../../src/auth/token-proof.js';
 import { Announcer } from '../../src/discovery/announcer.js';
 import { isLoopbackAddress } from '../../src/discovery/interfaces.js';
 import { resolveReceiver } from '../../src/discovery/resolve.js';
@@ -442,6 +442,57 @@ describe('a receiver that accepts any token proof', () => {
       expect(received.includes(Buffer.from(TOKEN))).toBe(false);
     });
   }
+});
+
+describe('what a fake receiver that asks for a token learns', () => {
+  async function tokenAskingFake() {
+    const seen: Array<{ binding?: Buffer; receiverNonce: string; hello?: JsonObject }> = [];
+    const fake = await startFakeReceiver(async (session) => {
+      const receiverNonce = randomBytes(16).toString('hex');
+      const mine: (typeof seen)[number] = { receiverNonce };
+      seen.push(mine);
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'hmac-sha256', nonce: receiverNonce, name: 'fake', features: ['trailing-hash'] });
+      mine.hello = await session.next(10_000).catch(() => undefined);
+      // The handshake is over once the sender wrote: the binding can be read.
+      if (mine.hello) mine.binding = session.security.binding();
+      session.socket.destroy();
+    });
+    return Object.assign(fake, { seen });
+  }
+
+  /**
+   * The documented limit of a token on first contact: the sender proves first, so an impostor
+   * it has no pin for gets one HMAC of the token over that impostor's own channel, against which
+   * it can test guesses offline. Only a strong token (not a PIN, not a word) stands that; a pin
+   * or --fingerprint avoids it (next test). Asserted so the docs stay honest.
+   */
+  it('first contact (no pin): the impostor gets a sender proof that confirms a guessed token offline, and nothing of the file', async () => {
+    const fake = await tokenAskingFake();
+    const secret = await secretFile();
+    const error = await rejection(send([secret.file], { ...base(fake.port), token: TOKEN }));
+    expect(['CONNECT_FAILED', 'CONNECTION_LOST']).toContain(error.code);
+    const session = fake.sessions[0]!;
+    expectNothingOf(session.received(), secret);
+    const { binding, receiverNonce, hello } = fake.seen[0]!;
+    expect(hello).toMatchObject({ type: 'hello', proof: expect.any(String) });
+    // The proof is over that fake's own channel and nonces: it tells a right guess from a wrong one.
+    const transcript = { binding: binding!, receiverNonce, senderNonce: hello!.nonce as string };
+    expect(verifySenderProof(TOKEN, transcript, hello!.proof as string)).toBe(true);
+    expect(verifySenderProof(`${TOKEN}?`, transcript, hello!.proof as string)).toBe(false);
+  });
+
+  it('with a pin (or --fingerprint) an impostor on that address gets no proof at all: not a byte after TLS', async () => {
+    const real = await startReceiver({ token: TOKEN });
+    const address = await startSwitchProxy(real.port);
+    const pins = await trustFile();
+    await send([(await secretFile()).file], { ...base(address.port), token: TOKEN, trustFile: pins });
+    const fake = await tokenAskingFake();
+    address.target = fake.port;
+    const error = await rejection(send([(await secretFile()).file], { ...base(address.port), token: TOKEN, trustFile: pins }));
+    expect(error.code).toBe('RECEIVER_KEY_CHANGED');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(fake.sessions[0]!.received().length).toBe(0);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

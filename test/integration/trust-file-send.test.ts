@@ -62,6 +62,32 @@ describe('concurrent senders pinning into one trust file', () => {
   });
 });
 
+describe('a pinned address answered by another key, through ft send', () => {
+  it('exits 6 with one line naming both fingerprints and `ft trust forget`, and the impostor gets nothing', async () => {
+    const { startSwitchProxy, closeAllSwitchProxies } = await import('../helpers/switch-proxy.js');
+    const real = await startReceiver();
+    const impostor = await startReceiver();
+    const address = await startSwitchProxy(real.port);
+    try {
+      const trustFile = path.join(await tempDir('ft-tf-'), 'known-receivers.json');
+      const first = await runFt(['send', (await localFile()).file, '--to', `127.0.0.1:${address.port}`, '--trust-new', '--trust-file', trustFile, '--retries', '0']);
+      expect(first.exit.code, first.stderr).toBe(0);
+      address.target = impostor.port;
+      for (const extra of [[], ['--trust-new']]) {
+        const run = await runFt(['send', (await localFile()).file, '--to', `127.0.0.1:${address.port}`, '--trust-file', trustFile, '--retries', '0', ...extra]);
+        expect(run.exit.code, run.stderr).toBe(6);
+        expectOneLine(run.stderr);
+        expect(run.stderr).toContain(shortFingerprint(real.fingerprint!));
+        expect(run.stderr).toContain(shortFingerprint(impostor.fingerprint!));
+        expect(run.stderr).toContain(`ft trust forget 127.0.0.1:${address.port}`);
+      }
+      await expectUntouched(impostor);
+    } finally {
+      await closeAllSwitchProxies();
+    }
+  });
+});
+
 describe('a corrupt trust file', () => {
   const corruptions: Array<[string, string]> = [
     ['not JSON', '{"version":1,"receivers":['],

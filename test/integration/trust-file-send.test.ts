@@ -141,14 +141,11 @@ describe('a corrupt trust file', () => {
 
 describe('the connection is closed when the trust file fails after the handshake', () => {
   /**
-   * KNOWN BUG (reported, not fixed here: src/sender/connection.ts is the lead's). With
-   * --fingerprint, the key is checked without the store, so the store is first touched by
-   * `trust.confirmed()` after the welcome; when that throws (TRUST_STORE_INVALID), attempt()
-   * neither closes the connection nor stops its timer: the socket stays open to the receiver
-   * until connectTimeoutMs passes (`ft send` then takes 10 s to exit). Nothing is sent on it.
-   * `it.fails` until fixed: turn it into `it` then.
+   * Regression: with --fingerprint, the key is checked without the store, so the store is first
+   * touched by `trust.confirmed()` after the welcome; when that threw (TRUST_STORE_INVALID), the
+   * connection stayed open until connectTimeoutMs passed (`ft send` then took 10 s to exit).
    */
-  it.fails('with --fingerprint and a corrupt trust file, the receiver sees the connection end at once, not after the connect timeout', async () => {
+  it('with --fingerprint and a corrupt trust file, the receiver sees the connection end at once, not after the connect timeout', async () => {
     const receiver = await startReceiver();
     const trustFile = path.join(await tempDir('ft-tf-'), 'known-receivers.json');
     await writeFile(trustFile, '{"version":1,', { mode: 0o600 });

@@ -29,19 +29,32 @@ export function frame(message) {
 export const partialKey = (owner, filename, size) =>
   createHash('sha256').update(`${owner}\0${filename}\0${size}`, 'utf8').digest('hex').slice(0, 32);
 
-/** HMAC-SHA256 keyed with the token's UTF-8 bytes, over the nonce's hex text; lowercase hex. */
-export const proofFor = (token, nonce) => createHmac('sha256', token).update(nonce).digest('hex');
+/**
+ * The token proofs (§5.1): HMAC-SHA256 keyed with the token's UTF-8 bytes over the role's label,
+ * one NUL byte, len(B) as one byte, the channel binding B, the receiver's nonce, one NUL byte
+ * and the sender's nonce (nonces as their hex text); lowercase hex. B is 32 bytes exported from
+ * the TLS session (label "EXPORTER-ft-channel-binding", empty context), or empty in plaintext.
+ */
+export const tokenProof = (token, label, binding, receiverNonce, senderNonce) =>
+  createHmac('sha256', token)
+    .update(Buffer.concat([Buffer.from(`${label}\0`, 'ascii'), Buffer.from([binding.length]), binding, Buffer.from(`${receiverNonce}\0${senderNonce}`, 'ascii')]))
+    .digest('hex');
+export const senderProof = (token, binding, receiverNonce, senderNonce) => tokenProof(token, 'ft-token-sender-v5', binding, receiverNonce, senderNonce);
+export const receiverProof = (token, binding, receiverNonce, senderNonce) => tokenProof(token, 'ft-token-receiver-v5', binding, receiverNonce, senderNonce);
+
+/** What `ownerProof` signs (§5.1): "ft-owner-v5", one NUL byte, len(B) as one byte, B, and the receiver's nonce as its hex text. */
+export const ownerMessage = (binding, nonce) =>
+  Buffer.concat([Buffer.from('ft-owner-v5\0', 'utf8'), Buffer.from([binding.length]), binding, Buffer.from(nonce, 'utf8')]);
 
 /**
  * The owner key of a sender hello (§5.1), from a 32-byte Ed25519 seed: `owner` is the
- * raw public key in hex, `ownerProof` the Ed25519 signature (RFC 8032, pure) over the UTF-8 bytes
- * of "ft-owner-v3", one NUL byte, and the receiver's nonce as its hex text.
+ * raw public key in hex, `ownerProof` the Ed25519 signature (RFC 8032, pure) over ownerMessage.
  */
-export function ownerFields(seed, nonce) {
+export function ownerFields(seed, binding, nonce) {
   const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]);
   const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
   const owner = Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x, 'base64url').toString('hex');
-  const ownerProof = sign(null, Buffer.from(`ft-owner-v3\0${nonce}`, 'utf8'), privateKey).toString('hex');
+  const ownerProof = sign(null, ownerMessage(binding, nonce), privateKey).toString('hex');
   return { owner, ownerProof };
 }
 
@@ -105,8 +118,13 @@ export function hexdump(bytes) {
   return lines.join('\n');
 }
 
-// The example values used throughout PROTOCOL.md. A real receiver draws a fresh random nonce.
+// The example values used throughout PROTOCOL.md. A real receiver and sender draw fresh random nonces.
 const NONCE = '5e6ea52170acd233a06200635fad6454';
+const SENDER_NONCE = createHash('sha256').update('ft example sender nonce').digest('hex').slice(0, 32);
+// The examples run in plaintext, where the channel binding is empty; over TLS it is 32 bytes
+// from the exporter, which differ on every connection (an example value for §12.3).
+const PLAINTEXT_BINDING = Buffer.alloc(0);
+const TLS_BINDING = createHash('sha256').update('ft example channel binding').digest();
 const TOKEN = 'example-token';
 const CONTENT = Buffer.from('hello, world\n', 'utf8');
 const HASH = hash(CONTENT);
@@ -136,11 +154,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 
   // The owner key of the examples (§5.1): a fixed Ed25519 seed. A real sender makes its own.
   const seed = createHash('sha256').update('ft example owner key').digest();
-  const owner = ownerFields(seed, NONCE);
+  const owner = ownerFields(seed, PLAINTEXT_BINDING, NONCE);
   const fingerprint = ownerFingerprint(owner.owner);
   console.log('=== the owner key in the sender hello (§5.1)');
   console.log(`example Ed25519 seed: ${seed.toString('hex')}`);
-  console.log(`signed message (hex): ${Buffer.from(`ft-owner-v3\0${NONCE}`, 'utf8').toString('hex')}`);
+  console.log(`sender nonce: ${SENDER_NONCE}`);
+  console.log(`signed message in plaintext, B empty (hex): ${ownerMessage(PLAINTEXT_BINDING, NONCE).toString('hex')}`);
   console.log(`owner fingerprint (SHA-256 of the raw public key): ${fingerprint}\n`);
 
   // A receipt as ft's receiver would seal it, with a fixed key and IV (a real receiver draws both).
@@ -163,11 +182,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`plaintext: the claims (${Buffer.byteLength(JSON.stringify(claims))} bytes) and spaces, ${receiptPaddedLength('greeting.txt')} bytes`);
   console.log(`receipt (${receipt.length} characters) ${receipt}\n`);
 
-  const senderHello = { type: 'hello', protocol: 'ft', version: 4, client: 'ft', ...owner, features: FEATURES };
+  const senderHello = { type: 'hello', protocol: 'ft', version: 5, nonce: SENDER_NONCE, client: 'ft', ...owner, features: FEATURES };
   const header = { type: 'file', id: 1, filename: 'greeting.txt', size: 13, hash: HASH };
-  console.log('=== example 1: sending greeting.txt');
-  show('R->S hello', { type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: NONCE, name: 'laptop', features: FEATURES });
+  console.log('=== example 1: sending greeting.txt (plaintext: B is empty)');
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 5, auth: 'none', nonce: NONCE, name: 'laptop', features: FEATURES });
   show('S->R hello', senderHello);
+  show('R->S welcome (no token: no proof)', { type: 'welcome' });
   show('S->R file', header);
   show('R->S accept', { type: 'accept', id: 1, offset: 0 });
   show('S->R body', { type: 'body', id: 1, offset: 0, length: 13 });
@@ -189,12 +209,22 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   show('S->R 8 raw body bytes', undefined, CONTENT.subarray(5));
   console.log(`(a partial of HELLO instead: prefixHash ${hash(Buffer.from('HELLO'))})\n`);
 
-  console.log('=== example 3: token proof');
-  const proof = proofFor(TOKEN, NONCE);
-  console.log(`token ${JSON.stringify(TOKEN)}, nonce ${NONCE}\nproof ${proof}\n`);
-  show('R->S hello', { type: 'hello', protocol: 'ft', version: 4, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop', features: FEATURES });
+  console.log('=== example 3: token proofs (plaintext: B is empty)');
+  const proof = senderProof(TOKEN, PLAINTEXT_BINDING, NONCE, SENDER_NONCE);
+  const welcomeProof = receiverProof(TOKEN, PLAINTEXT_BINDING, NONCE, SENDER_NONCE);
+  console.log(`token ${JSON.stringify(TOKEN)}, receiver nonce ${NONCE}, sender nonce ${SENDER_NONCE}`);
+  console.log(`sender's proof ${proof}\nreceiver's proof ${welcomeProof}\n`);
+  show('R->S hello', { type: 'hello', protocol: 'ft', version: 5, auth: 'hmac-sha256', nonce: NONCE, name: 'laptop', features: FEATURES });
   show('S->R hello', { ...senderHello, proof });
+  show('R->S welcome', { type: 'welcome', proof: welcomeProof });
   console.log(`R->S done (token holder: with path)\n${JSON.stringify({ type: 'done', id: 1, hash: HASH, receipt, path: 'greeting.txt' })}\n`);
+
+  console.log('=== example 3 over TLS: the same nonces, with an example channel binding');
+  console.log(`binding B ${TLS_BINDING.toString('hex')}`);
+  console.log(`token proof input, sender (hex): ${Buffer.concat([Buffer.from('ft-token-sender-v5\0'), Buffer.from([TLS_BINDING.length]), TLS_BINDING, Buffer.from(`${NONCE}\0${SENDER_NONCE}`)]).toString('hex')}`);
+  console.log(`ownerProof ${ownerFields(seed, TLS_BINDING, NONCE).ownerProof}`);
+  console.log(`sender's proof ${senderProof(TOKEN, TLS_BINDING, NONCE, SENDER_NONCE)}`);
+  console.log(`receiver's proof ${receiverProof(TOKEN, TLS_BINDING, NONCE, SENDER_NONCE)}\n`);
 
   console.log('=== example 4: four bytes too many after a body');
   const extra = Buffer.from('XYZW');

@@ -8,19 +8,25 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, statfs, utimes, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FtError, send } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
+import { makeNonce, receiverProof, senderProof, verifyReceiverProof } from '../../src/auth/token-proof.js';
 import { encodeFrame, FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import { closeAllFakeReceivers, startFakeReceiver } from '../helpers/fake-receiver.js';
 import { digest, listFiles, partialBytes, randomFile, waitUntil } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
 import { expectServesOn, partialData, partialMeta } from '../helpers/hostile.js';
 import { sharedOwnerKey } from '../helpers/owners.js';
 import { MIN_GREETING_AGE_MS } from '../../src/receiver/admission.js';
-import { helloFrom, RAW_OWNER, RawClient } from '../helpers/raw-client.js';
+import { greetOn, helloFrom, RAW_OWNER, RawClient } from '../helpers/raw-client.js';
+import { TLS_PROFILE } from '../../src/transport/channel.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { killAllFt, runFt, spawnFt, startFtServe } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -66,7 +72,8 @@ function decodeFrames(bytes: Buffer): JsonObject[] {
     .map((item) => (item as { message: JsonObject }).message);
 }
 
-function hmac(token: string, nonce: string): string {
+/** The proof protocol 4 used, over the nonce alone (no channel): a relay could pass it on. */
+function unboundHmac(token: string, nonce: string): string {
   return createHmac('sha256', Buffer.from(token, 'utf8')).update(Buffer.from(nonce, 'ascii')).digest('hex');
 }
 
@@ -76,20 +83,29 @@ function tokenForms(token: string): Buffer[] {
   return [raw, Buffer.from(raw.toString('hex')), Buffer.from(raw.toString('base64')), Buffer.from(JSON.stringify(token).slice(1, -1))];
 }
 
-/** A fake receiver that asks for a token proof, records the nonce and answers AUTH_FAILED. */
-async function proofCatcher(): Promise<{ port: number; nonces: string[]; hellos: () => JsonObject[]; wire: () => Buffer[] }> {
+/**
+ * A fake receiver (TLS, its own key) that asks for a token proof, records its nonce and the
+ * channel binding, and answers AUTH_FAILED: what a sender puts inside TLS before it knows
+ * whether the receiver holds the token.
+ */
+async function proofCatcher(): Promise<{ port: number; fingerprint: string; nonces: string[]; bindings: Buffer[]; hellos: () => JsonObject[]; wire: () => Buffer[] }> {
   const nonces: string[] = [];
+  const bindings: Buffer[] = [];
   const fake = await startFakeReceiver(async (session) => {
     const nonce = randomBytes(16).toString('hex');
     nonces.push(nonce);
-    session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'hmac-sha256', nonce, name: 'fake', features: ['trailing-hash'] });
+    session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'hmac-sha256', nonce, name: 'fake', features: ['trailing-hash'] });
     await session.next();
+    // Read once the handshake is done (the sender's hello comes after it).
+    bindings.push(session.security.binding());
     session.send({ type: 'error', code: 'AUTH_FAILED', message: 'this fake receiver only collects proofs' });
     session.socket.end();
   });
   return {
     port: fake.port,
+    fingerprint: fake.fingerprint!,
     nonces,
+    bindings,
     hellos: () => fake.sessions.map((s) => decodeFrames(s.received())[0]!),
     wire: () => fake.sessions.map((s) => s.received()),
   };
@@ -121,7 +137,8 @@ describe('token', () => {
   it('no token → send rejects with AUTH_FAILED and says to set FT_TOKEN or --token-file', async () => {
     const r = await startReceiver({ token: TOKEN });
     const src = await localFile('no-token.txt');
-    const error = await sendError(send([src], { host: '127.0.0.1', port: r.port, retries: 3, retryDelayMs: 50 }));
+    // The key is the one meant (a first contact without a token would stop before the greeting).
+    const error = await sendError(send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 3, retryDelayMs: 50 }));
     expect(error.code).toBe('AUTH_FAILED');
     expect(error.message).toContain('FT_TOKEN');
     expect(error.message).toContain('--token-file');
@@ -129,29 +146,117 @@ describe('token', () => {
     await expectServesOn(r, [], { token: TOKEN });
   });
 
-  it('a raw hello without a proof, or with a wrong one, is answered AUTH_FAILED and closed', async () => {
+  it('a raw hello without a proof, or with one not made over this channel, is answered AUTH_FAILED (no welcome) and closed', async () => {
     const r = await startReceiver({ token: TOKEN });
-    for (const proof of [undefined, '0'.repeat(64), hmac(TOKEN, '0'.repeat(32))]) {
-      const c = await RawClient.connect(r.port);
+    type Transcript = { binding: Buffer; receiverNonce: string; senderNonce: string };
+    const proofs: Array<[string, (t: Transcript) => string | undefined]> = [
+      ['none', () => undefined],
+      ['zeros', () => '0'.repeat(64)],
+      ['over another nonce', (t) => senderProof(TOKEN, { ...t, receiverNonce: '0'.repeat(32) })],
+      ['protocol 4 (over the nonce alone)', (t) => unboundHmac(TOKEN, t.receiverNonce)],
+      // What a man in the middle holds: a proof made on its plaintext leg, or on its own TLS leg.
+      ['over no channel binding', (t) => senderProof(TOKEN, { ...t, binding: Buffer.alloc(0) })],
+      ['over a zero binding', (t) => senderProof(TOKEN, { ...t, binding: Buffer.alloc(32) })],
+      // Domain separation: the receiver's proof of this very transcript is not the sender's.
+      ["the receiver's proof", (t) => receiverProof(TOKEN, t)],
+      ['under another token', (t) => senderProof(`${TOKEN}!`, t)],
+    ];
+    for (const [i, [what, proofOf]] of proofs.entries()) {
+      // Each from its own address: wrong answers from one address are slowed down (tested below).
+      const c = await RawClient.connect(r.port, '127.0.0.1', { localAddress: `127.0.3.${i + 1}` });
       try {
         const greeting = await c.next();
         expect(greeting).toMatchObject({ type: 'hello', auth: 'hmac-sha256', nonce: expect.stringMatching(/^[0-9a-f]{32}$/) });
-        c.send({ ...helloFrom(RAW_OWNER, greeting.nonce as string), ...(proof ? { proof } : {}) });
+        const transcript = { binding: c.security.binding(), receiverNonce: greeting.nonce as string, senderNonce: makeNonce() };
+        expect(transcript.binding).toHaveLength(32);
+        const proof = proofOf(transcript);
+        c.send({ ...helloFrom(RAW_OWNER, transcript), ...(proof ? { proof } : {}) });
         // A header right behind the hello must not be answered.
         c.send({ type: 'file', id: 1, filename: 'sneaky.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
-        expect(await c.rest(10_000)).toEqual([{ type: 'error', code: 'AUTH_FAILED', message: expect.any(String) }]);
+        expect(await c.rest(10_000), what).toEqual([{ type: 'error', code: 'AUTH_FAILED', message: expect.any(String) }]);
       } finally {
         c.destroy();
       }
     }
-    expect(r.eventsOf('connection-error').map((e) => e.code)).toEqual(['AUTH_FAILED', 'AUTH_FAILED', 'AUTH_FAILED']);
+    expect(r.eventsOf('connection-error').map((e) => e.code)).toEqual(proofs.map(() => 'AUTH_FAILED'));
+    expect(r.eventsOf('started')).toEqual([]);
     await expectServesOn(r, [], { token: TOKEN });
   });
 
-  it('the proof on the wire is HMAC-SHA256(token, nonce), fresh per connection, and the token itself never travels', async () => {
+  it("(control) the right proof over this channel is welcomed with the receiver's own proof, which verifies over this channel only", async () => {
+    const r = await startReceiver({ token: TOKEN });
+    const c = await RawClient.connect(r.port);
+    try {
+      const greeting = await c.next();
+      const transcript = { binding: c.security.binding(), receiverNonce: greeting.nonce as string, senderNonce: makeNonce() };
+      c.send({ ...helloFrom(RAW_OWNER, transcript), proof: senderProof(TOKEN, transcript) });
+      const welcome = await c.next();
+      expect(welcome).toEqual({ type: 'welcome', proof: receiverProof(TOKEN, transcript) });
+      expect(verifyReceiverProof(TOKEN, transcript, welcome.proof as string)).toBe(true);
+      // Not a proof the sender could have sent (or made without the token), nor one for another channel.
+      expect(welcome.proof).not.toBe(senderProof(TOKEN, transcript));
+      expect(verifyReceiverProof(`${TOKEN}!`, transcript, welcome.proof as string)).toBe(false);
+      expect(verifyReceiverProof(TOKEN, { ...transcript, binding: Buffer.alloc(0) }, welcome.proof as string)).toBe(false);
+      expect(verifyReceiverProof(TOKEN, { ...transcript, binding: Buffer.alloc(32) }, welcome.proof as string)).toBe(false);
+      expect(verifyReceiverProof(TOKEN, { ...transcript, senderNonce: makeNonce() }, welcome.proof as string)).toBe(false);
+      c.send({ type: 'bye' });
+      expect(await c.rest(5000)).toEqual([]);
+    } finally {
+      c.destroy();
+    }
+    expect(r.eventsOf('connection-error')).toEqual([]);
+  });
+
+  it('without a token the welcome carries no proof: a receiver proves only what the sender asked for', async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    try {
+      const greeting = await c.next();
+      expect(greeting).toMatchObject({ type: 'hello', auth: 'none' });
+      c.send(helloFrom(RAW_OWNER, { binding: c.security.binding(), receiverNonce: greeting.nonce as string, senderNonce: makeNonce() }));
+      expect(await c.next()).toEqual({ type: 'welcome' });
+      c.send({ type: 'bye' });
+      expect(await c.rest(5000)).toEqual([]);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('a recorded hello with the right proof is worthless on another connection', async () => {
+    const r = await startReceiver({ token: TOKEN });
+    const first = await RawClient.connect(r.port);
+    let recorded: JsonObject;
+    try {
+      const greeting = await first.next();
+      const transcript = { binding: first.security.binding(), receiverNonce: greeting.nonce as string, senderNonce: makeNonce() };
+      recorded = { ...helloFrom(RAW_OWNER, transcript), proof: senderProof(TOKEN, transcript) };
+      first.send(recorded);
+      expect(await first.next()).toMatchObject({ type: 'welcome' });
+      first.send({ type: 'bye' });
+      await first.rest(5000);
+    } finally {
+      first.destroy();
+    }
+    // Played back word for word on a new connection (new nonce, new TLS session).
+    const replay = await RawClient.connect(r.port);
+    try {
+      expect(await replay.next()).toMatchObject({ type: 'hello' });
+      expect(replay.security.binding().equals(first.security.binding())).toBe(false);
+      replay.send(recorded);
+      replay.send({ type: 'file', id: 1, filename: 'replayed.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
+      expect(await replay.rest(10_000)).toEqual([{ type: 'error', code: 'AUTH_FAILED', message: expect.any(String) }]);
+    } finally {
+      replay.destroy();
+    }
+    expect(r.eventsOf('connection-error').map((e) => e.code)).toEqual(['AUTH_FAILED']);
+    expect(r.eventsOf('started')).toEqual([]);
+  });
+
+  it('the proof on the wire is HMAC-SHA256(token) over the channel and both nonces, fresh per connection, and the token itself never travels', async () => {
     const catcher = await proofCatcher();
     const src = await localFile('proof.txt');
     for (let i = 0; i < 2; i++) {
+      // With a token, first contact waits for the receiver's proof: the hello (and its proof) go out.
       const error = await sendError(send([src], { host: '127.0.0.1', port: catcher.port, token: TOKEN, retries: 0 }));
       expect(error.code).toBe('AUTH_FAILED');
     }
@@ -161,27 +266,36 @@ describe('token', () => {
       expect(hello).toEqual({
         type: 'hello',
         protocol: 'ft',
-        version: 4,
+        version: PROTOCOL_VERSION,
         client: 'ft',
+        nonce: expect.stringMatching(/^[0-9a-f]{32}$/),
         owner: expect.stringMatching(/^[0-9a-f]{64}$/),
         ownerProof: expect.stringMatching(/^[0-9a-f]{128}$/),
-        proof: hmac(TOKEN, catcher.nonces[i]!),
+        proof: senderProof(TOKEN, { binding: catcher.bindings[i]!, receiverNonce: catcher.nonces[i]!, senderNonce: hello.nonce as string }),
         features: ['trailing-hash'],
       });
+      expect(catcher.bindings[i]).toHaveLength(32);
+      // Bound to the channel: the same proof over no binding would be another one.
+      expect(hello.proof).not.toBe(senderProof(TOKEN, { binding: Buffer.alloc(0), receiverNonce: catcher.nonces[i]!, senderNonce: hello.nonce as string }));
     }
     expect(hellos[0]!.proof).not.toBe(hellos[1]!.proof);
+    expect(hellos[0]!.nonce).not.toBe(hellos[1]!.nonce);
+    // What the sender wrote, decrypted: no form of the token is in it.
     for (const bytes of catcher.wire()) {
       for (const form of tokenForms(TOKEN)) expect(bytes.includes(form)).toBe(false);
     }
   });
 
-  it('ft send --token-file puts the same HMAC proof on the wire, not the token', async () => {
+  it('ft send --token-file puts the same channel-bound proof on the wire, not the token', async () => {
     const catcher = await proofCatcher();
     const src = await localFile('proof-cli.txt');
     const ft = await runFt(['send', src, '--to', `127.0.0.1:${catcher.port}`, '--token-file', await tokenFile(TOKEN), '--retries', '0']);
     expect(ft.exit.code, ft.stderr).toBe(4);
     const [hello] = catcher.hellos();
-    expect(hello).toMatchObject({ type: 'hello', proof: hmac(TOKEN, catcher.nonces[0]!) });
+    expect(hello).toMatchObject({
+      type: 'hello',
+      proof: senderProof(TOKEN, { binding: catcher.bindings[0]!, receiverNonce: catcher.nonces[0]!, senderNonce: hello!.nonce as string }),
+    });
     for (const form of tokenForms(TOKEN)) expect(catcher.wire()[0]!.includes(form)).toBe(false);
     expect(ft.stdout + ft.stderr).not.toContain(TOKEN);
   });
@@ -193,9 +307,11 @@ describe('token', () => {
       const c = await RawClient.connect(r.port);
       try {
         const hello = await c.next();
+        const transcript = { binding: c.security.binding(), receiverNonce: hello.nonce as string, senderNonce: makeNonce() };
         const started = performance.now();
-        c.send({ ...helloFrom(RAW_OWNER, hello.nonce as string), proof: right ? hmac(TOKEN, hello.nonce as string) : 'f'.repeat(64) });
+        c.send({ ...helloFrom(RAW_OWNER, transcript), proof: right ? senderProof(TOKEN, transcript) : 'f'.repeat(64) });
         if (right) {
+          expect(await c.next(10_000)).toEqual({ type: 'welcome', proof: receiverProof(TOKEN, transcript) });
           c.send({ type: 'file', id: 1, filename: 'probe.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
           const frame = await c.next(10_000);
           c.send({ type: 'cancel', id: 1 });
@@ -356,7 +472,8 @@ describe('timeouts', () => {
 
   it('a client trickling its hello one byte every 100 ms is cut off at the hello deadline', async () => {
     const r = await startReceiver({ helloTimeoutMs: 500, idleTimeoutMs: 10_000 });
-    const hello = encodeFrame({ ...helloFrom(RAW_OWNER, '00'.repeat(16)), client: 'slowloris' });
+    const hello = encodeFrame({ ...helloFrom(RAW_OWNER, { receiverNonce: '00'.repeat(16), senderNonce: makeNonce(), binding: Buffer.alloc(32) }), client: 'slowloris' });
+    // Over TLS each byte goes in a record of its own: the receiver gets the hello byte by byte.
     const c = await RawClient.connect(r.port);
     const started = performance.now();
     const drip = trickle(c, hello, 100);
@@ -381,8 +498,10 @@ describe('timeouts', () => {
     try {
       const greeting = await c.next();
       expect(greeting).toMatchObject({ type: 'hello' });
-      const hello = encodeFrame({ ...helloFrom(RAW_OWNER, greeting.nonce as string), client: 'slowloris' });
+      const transcript = { receiverNonce: greeting.nonce as string, senderNonce: makeNonce(), binding: c.security.binding() };
+      const hello = encodeFrame({ ...helloFrom(RAW_OWNER, transcript), client: 'slowloris' });
       await trickle(c, hello, 2).finished;
+      expect(await c.next()).toEqual({ type: 'welcome' });
       c.send({ type: 'file', id: 1, filename: 'dripped.txt', size: 3, hash: await hashBytes(Buffer.from('abc')) });
       expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
       c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: 3 }), Buffer.from('abc')]));
@@ -424,7 +543,7 @@ describe('timeouts', () => {
     expect(await partialBytes(r.dir)).toBe(half);
     expect(await listFiles(r.dir)).toEqual([partialMeta(owner.key, 'stall.bin', bytes.length), partialData(owner.key, 'stall.bin', bytes.length)].sort());
 
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: half });
     expect(await digest(path.join(r.dir, 'stall.bin'))).toEqual(await digest(src));
     await expectServesOn(r, ['stall.bin']);
@@ -432,19 +551,173 @@ describe('timeouts', () => {
 
   it('the sender gives up with TIMEOUT on a receiver that accepts and then stops reading', async () => {
     const fake = await startFakeReceiver(async (session) => {
-      session.send({ type: 'hello', protocol: 'ft', version: 4, auth: 'none', nonce: randomBytes(16).toString('hex'), features: ['trailing-hash'] });
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: randomBytes(16).toString('hex'), features: ['trailing-hash'] });
       expect(await session.next()).toMatchObject({ type: 'hello' });
+      session.send({ type: 'welcome' });
       const header = await session.next();
       session.send({ type: 'accept', id: header.id as number, offset: 0 });
       session.stopReading();
     });
     const src = await randomFile(path.join(await tempDir(), 'unread.bin'), 64 * MiB);
     const started = performance.now();
-    const error = await sendError(send([src], { host: '127.0.0.1', port: fake.port, idleTimeoutMs: 500, retries: 0 }));
+    const error = await sendError(send([src], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, idleTimeoutMs: 500, retries: 0 }));
     const elapsed = performance.now() - started;
     expect(error.code).toBe('TIMEOUT');
     expect(elapsed).toBeLessThan(15_000);
     expect(fake.sessions).toHaveLength(1);
+  });
+});
+
+describe('the TLS handshake counts as part of the greeting', () => {
+  /** A plain TCP connection to the receiver, on which a test does (or does not do) the TLS handshake by hand. */
+  async function tcpTo(port: number, localAddress?: string): Promise<{ socket: net.Socket; received: Buffer[]; closed: Promise<void> }> {
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    socket.on('error', () => undefined);
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    return { socket, received, closed };
+  }
+
+  /** The ClientHello a sender opens with, captured from a TLS client writing into memory (nothing goes on the network). */
+  async function clientHello(): Promise<Buffer> {
+    const written: Buffer[] = [];
+    const memory = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        written.push(chunk);
+        callback();
+      },
+    });
+    const client = tls.connect({ socket: memory, ...TLS_PROFILE, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols], rejectUnauthorized: false });
+    client.on('error', () => undefined);
+    await waitUntil(() => written.length > 0 || undefined, 'the ClientHello');
+    client.destroy();
+    const bytes = Buffer.concat(written);
+    expect(bytes[0]).toBe(0x16); // a TLS handshake record
+    return bytes;
+  }
+
+  function closedWithin(closed: Promise<void>, ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      closed,
+      new Promise<void>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`still open after ${ms} ms`)), ms);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  it('a peer that opens TCP and never starts TLS is cut at the hello deadline, and reads nothing of ours', async () => {
+    const r = await startReceiver({ helloTimeoutMs: 500, idleTimeoutMs: 10_000 });
+    const started = performance.now();
+    const peer = await tcpTo(r.port);
+    try {
+      await closedWithin(peer.closed, 5000);
+    } finally {
+      peer.socket.destroy();
+    }
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(400);
+    expect(elapsed).toBeLessThan(4000);
+    // Not even the receiver's hello goes out before the handshake: it is inside TLS.
+    expect(Buffer.concat(peer.received)).toHaveLength(0);
+    expect((await r.waitFor('connection-error')).code).toBe('TIMEOUT');
+    await expectServesOn(r);
+  });
+
+  it('a ClientHello trickled one byte every 100 ms is cut at the hello deadline, before it is complete', async () => {
+    const r = await startReceiver({ helloTimeoutMs: 500, idleTimeoutMs: 10_000 });
+    const hello = await clientHello();
+    const peer = await tcpTo(r.port);
+    const started = performance.now();
+    let sent = 0;
+    const drip = setInterval(() => {
+      if (peer.socket.destroyed || sent >= hello.length) return clearInterval(drip);
+      peer.socket.write(hello.subarray(sent, sent + 1));
+      sent += 1;
+    }, 100);
+    try {
+      await closedWithin(peer.closed, 5000);
+    } finally {
+      clearInterval(drip);
+      peer.socket.destroy();
+    }
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(400);
+    expect(elapsed).toBeLessThan(4000);
+    expect(sent).toBeLessThan(hello.length);
+    expect((await r.waitFor('connection-error')).code).toBe('TIMEOUT');
+    await expectServesOn(r);
+  });
+
+  it('(control) a whole handshake trickled byte by byte, fast enough, then a hello: welcomed', async () => {
+    const r = await startReceiver({ helloTimeoutMs: 15_000 });
+    const peer = await tcpTo(r.port);
+    // Every byte the TLS client writes goes out on its own, 1 ms apart.
+    let queue = Promise.resolve();
+    const slow = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        queue = queue.then(async () => {
+          for (let i = 0; i < chunk.length && !peer.socket.destroyed; i++) {
+            peer.socket.write(chunk.subarray(i, i + 1));
+            await new Promise((resolve) => setTimeout(resolve, 1));
+          }
+        });
+        void queue.then(() => callback());
+      },
+    });
+    peer.socket.on('data', (chunk: Buffer) => slow.push(chunk));
+    peer.socket.once('end', () => slow.push(null));
+    const secure = tls.connect({ socket: slow, ...TLS_PROFILE, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols], rejectUnauthorized: false });
+    secure.on('error', () => undefined);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        secure.once('secureConnect', resolve);
+        secure.once('error', reject);
+      });
+      const frames: JsonObject[] = [];
+      const decoder = new FrameDecoder();
+      secure.on('data', (chunk: Buffer) => {
+        for (const item of decoder.push(chunk)) if (item.kind === 'frame') frames.push(item.message);
+      });
+      await greetOn(secure);
+      await waitUntil(() => frames.length >= 2 || undefined, 'the hello and the welcome', { timeoutMs: 10_000 });
+      expect(frames).toEqual([expect.objectContaining({ type: 'hello' }), { type: 'welcome' }]);
+    } finally {
+      secure.destroy();
+      peer.socket.destroy();
+    }
+    expect(r.eventsOf('connection-error').filter((e) => e.code === 'TIMEOUT')).toEqual([]);
+  });
+
+  it('connections stuck before their TLS handshake hold only greeting slots: the oldest give way, and no main slot is taken', async () => {
+    const r = await startReceiver({ maxUnauthenticated: 2, maxConnections: 1, helloTimeoutMs: 60_000 });
+    const peers: Array<Awaited<ReturnType<typeof tcpTo>>> = [];
+    const closed = new Set<number>();
+    try {
+      for (let i = 0; i < 6; i++) {
+        const peer = await tcpTo(r.port, `127.0.4.${i + 1}`);
+        peers.push(peer);
+        void peer.closed.then(() => closed.add(i));
+        // Old enough to be dropped for the next one (a younger greeting is never dropped).
+        await new Promise((resolve) => setTimeout(resolve, MIN_GREETING_AGE_MS + 20));
+      }
+      await waitUntil(() => closed.size === 4 || undefined, 'the oldest four dropped');
+      expect([...closed].sort()).toEqual([0, 1, 2, 3]);
+      // The one main slot is still free: an honest sender gets it while the two newest sit there.
+      await expectServesOn(r);
+      // Its greeting took the place of the oldest one left.
+      await waitUntil(() => closed.size === 5 || undefined, 'the oldest one left dropped for the honest sender');
+      expect([...closed].sort()).toEqual([0, 1, 2, 3, 4]);
+    } finally {
+      for (const peer of peers) peer.socket.destroy();
+    }
   });
 });
 
@@ -574,8 +847,7 @@ describe('connection caps', () => {
   it('an authenticated connection keeps its slot however many others connect and stay silent', async () => {
     const r = await startReceiver({ token: TOKEN, maxUnauthenticated: 2, helloTimeoutMs: 60_000 });
     const c = await RawClient.connect(r.port);
-    const hello = await c.next();
-    c.send({ ...helloFrom(RAW_OWNER, hello.nonce as string), proof: hmac(TOKEN, hello.nonce as string) });
+    await c.handshake({}, RAW_OWNER, { token: TOKEN });
     c.send({ type: 'file', id: 1, filename: '../probe', size: 1 });
     expect(await c.next()).toMatchObject({ type: 'refuse', code: 'BAD_NAME' });
     const idle = await Promise.all(Array.from({ length: 6 }, (_, i) => RawClient.connect(r.port, '127.0.0.1', { localAddress: `127.0.2.${i + 1}` })));
@@ -593,7 +865,7 @@ describe('connection caps', () => {
     const { c, first } = await open(r, '127.0.0.1');
     expect(first).toMatchObject({ type: 'hello' });
     const src = await localFile('patient.txt');
-    const sending = send([src], { host: '127.0.0.1', port: r.port, retries: 5, retryDelayMs: 100 });
+    const sending = send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 5, retryDelayMs: 100 });
     await new Promise((resolve) => setTimeout(resolve, 300));
     c.destroy();
     const report = await sending;
@@ -610,7 +882,7 @@ describe('limits', () => {
     const over = path.join(root, 'over-limit.bin');
     await writeFile(at, Buffer.alloc(1024, 1));
     await writeFile(over, Buffer.alloc(1025, 2));
-    const report = await send([at, over], { host: '127.0.0.1', port: r.port, retries: 0 });
+    const report = await send([at, over], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0 });
     expect(report.files.map((f) => [f.name, f.status, f.code])).toEqual([
       ['at-limit.bin', 'sent', undefined],
       ['over-limit.bin', 'refused', 'TOO_LARGE'],
@@ -624,7 +896,7 @@ describe('limits', () => {
     const serve = await startFtServe(dir, { args: ['--max-file-size', '1k'] });
     const src = path.join(await tempDir(), 'too-big.bin');
     await writeFile(src, Buffer.alloc(4096, 7));
-    const ft = await runFt(['send', src, '--to', `127.0.0.1:${serve.port}`]);
+    const ft = await runFt(['send', src, '--to', `127.0.0.1:${serve.port}`, '--trust-new']);
     expect(ft.exit.code, ft.stderr).toBe(4);
     expect(ft.stdout).toMatch(/^refused +too-big\.bin: TOO_LARGE: /m);
     await serve.proc.waitForLine(/^refused +too-big\.bin from .*: TOO_LARGE: /);

@@ -14,12 +14,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FtError, send, serve } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
 import type { OwnerKey } from '../../src/auth/owner-key.js';
+import { makeNonce } from '../../src/auth/token-proof.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import { digest, listFiles, partialBytes, randomFile, waitUntil, partialFolder } from '../helpers/files.js';
-import { expectServesOn, lengthPrefix, partialData, partialMeta, rawFrame } from '../helpers/hostile.js';
+import { expectServesOn, lengthPrefix, partialData, partialMeta, printedFingerprint, rawFrame } from '../helpers/hostile.js';
 import { partialOf, sharedOwnerKey } from '../helpers/owners.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
-import { RAW_OWNER, RawClient } from '../helpers/raw-client.js';
+import { helloFrom, RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { killAllFt, startFtServe } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -61,15 +63,17 @@ async function isolatedReceiver(options: Parameters<typeof startReceiver>[0] = {
 }
 
 /**
- * Connects, greets (or only reads the receiver's hello when `greet` is false), lets `act`
- * misbehave, and returns every frame that follows until the receiver closes (bounded).
+ * Connects over TLS, greets (or only reads the receiver's hello when `greet` is false), lets
+ * `act` misbehave (given the receiver's hello), and returns every frame that follows until the
+ * receiver closes (bounded). After a greeting, the `welcome` has been read already.
  */
-async function exchange(r: TestReceiver, act: (c: RawClient) => Promise<void> | void, { greet = true } = {}): Promise<JsonObject[]> {
+async function exchange(r: TestReceiver, act: (c: RawClient, greeting: JsonObject) => Promise<void> | void, { greet = true } = {}): Promise<JsonObject[]> {
   const c = await RawClient.connect(r.port);
   try {
-    if (greet) await c.handshake();
-    else expect(await c.next()).toMatchObject({ type: 'hello' });
-    await act(c);
+    let greeting: JsonObject;
+    if (greet) greeting = await c.handshake();
+    else expect((greeting = await c.next())).toMatchObject({ type: 'hello' });
+    await act(c, greeting);
     return await c.rest(5000);
   } finally {
     c.destroy();
@@ -193,8 +197,12 @@ describe('malformed and lying messages', () => {
     try {
       const { nonce } = await c.next();
       // Hand-written JSON: an object literal with __proto__ would set a prototype, not send the key.
-      const owner = `"owner":"${RAW_OWNER.publicHex}","ownerProof":"${RAW_OWNER.prove(nonce as string)}"`;
-      c.writeRaw(rawFrame(`{"type":"hello","protocol":"ft","version":4,${owner},"__proto__":{"polluted":"hello","proof":"zz"},"constructor":{"prototype":{"polluted":"hello"}}}`));
+      const proven = helloFrom(RAW_OWNER, { receiverNonce: nonce as string, senderNonce: makeNonce(), binding: c.security.binding() });
+      const owner = `"nonce":"${proven.nonce}","owner":"${proven.owner}","ownerProof":"${proven.ownerProof}"`;
+      c.writeRaw(
+        rawFrame(`{"type":"hello","protocol":"ft","version":${PROTOCOL_VERSION},${owner},"__proto__":{"polluted":"hello","proof":"zz"},"constructor":{"prototype":{"polluted":"hello"}}}`),
+      );
+      frames.push(await c.next());
       c.writeRaw(
         rawFrame(
           `{"type":"file","id":1,"filename":"proto.txt","size":${CONTENT.length},"hash":"${HASH}",` +
@@ -212,6 +220,7 @@ describe('malformed and lying messages', () => {
       c.destroy();
     }
     expect(frames).toEqual([
+      { type: 'welcome' },
       { type: 'accept', id: 1, offset: 0 },
       { type: 'done', id: 1, hash: HASH, receipt: expect.any(String) },
       { type: 'error', code: 'BAD_MESSAGE', message: expect.any(String) },
@@ -272,6 +281,7 @@ describe('malformed and lying messages', () => {
     ['an unknown type', `{"type":"upload","id":1}`],
     ['an "error" frame from the sender', `{"type":"error","code":"INTERNAL","message":"x"}`],
     ['a receiver-only type ("accept")', `{"type":"accept","id":1,"offset":0}`],
+    ['a receiver-only type ("welcome")', `{"type":"welcome","proof":"${'0'.repeat(64)}"}`],
     ['body length as a string', `{"type":"body","id":1,"offset":0,"length":"3"}`],
     ['body length negative', `{"type":"body","id":1,"offset":0,"length":-1}`],
     ['body length fractional', `{"type":"body","id":1,"offset":0,"length":0.5}`],
@@ -287,31 +297,66 @@ describe('malformed and lying messages', () => {
     await expectServesOn(r);
   });
 
-  const badGreetings: Array<[string, JsonObject, string]> = [
+  /** This connection's challenge, for greetings that prove something over it (or over another). */
+  type Challenge = { receiverNonce: string; binding: Buffer };
+  const V = PROTOCOL_VERSION;
+  const NONCE = '5e'.repeat(16);
+  const greetingOf = (fields: JsonObject) => ({ type: 'hello', protocol: 'ft', version: V, nonce: NONCE, ...fields });
+  const badGreetings: Array<[string, JsonObject | ((challenge: Challenge) => JsonObject), string]> = [
     ['version as a string', { type: 'hello', protocol: 'ft', version: '1' }, 'BAD_MESSAGE'],
     ['version fractional', { type: 'hello', protocol: 'ft', version: 2.5 }, 'BAD_MESSAGE'],
     ['version missing', { type: 'hello', protocol: 'ft' }, 'BAD_MESSAGE'],
-    ['protocol "FT"', { type: 'hello', protocol: 'FT', version: 4 }, 'BAD_MESSAGE'],
-    ['protocol missing', { type: 'hello', version: 4 }, 'BAD_MESSAGE'],
-    ['a proof that is not hex', { type: 'hello', protocol: 'ft', version: 4, proof: 'x'.repeat(64) }, 'BAD_MESSAGE'],
-    ['a proof in uppercase hex', { type: 'hello', protocol: 'ft', version: 4, proof: 'A'.repeat(64) }, 'BAD_MESSAGE'],
-    ['client a number', { type: 'hello', protocol: 'ft', version: 4, client: 5 }, 'BAD_MESSAGE'],
-    ['client over 4096 bytes', { type: 'hello', protocol: 'ft', version: 4, client: 'c'.repeat(4097) }, 'BAD_MESSAGE'],
+    ['protocol "FT"', { type: 'hello', protocol: 'FT', version: V }, 'BAD_MESSAGE'],
+    ['protocol missing', { type: 'hello', version: V }, 'BAD_MESSAGE'],
+    ['a proof that is not hex', { type: 'hello', protocol: 'ft', version: V, proof: 'x'.repeat(64) }, 'BAD_MESSAGE'],
+    ['a proof in uppercase hex', { type: 'hello', protocol: 'ft', version: V, proof: 'A'.repeat(64) }, 'BAD_MESSAGE'],
+    ['client a number', { type: 'hello', protocol: 'ft', version: V, client: 5 }, 'BAD_MESSAGE'],
+    ['client over 4096 bytes', { type: 'hello', protocol: 'ft', version: V, client: 'c'.repeat(4097) }, 'BAD_MESSAGE'],
     ['version 1', { type: 'hello', protocol: 'ft', version: 1 }, 'UNSUPPORTED_VERSION'],
     ['version 3 (before features)', { type: 'hello', protocol: 'ft', version: 3 }, 'UNSUPPORTED_VERSION'],
-    ['version 5', { type: 'hello', protocol: 'ft', version: 5 }, 'UNSUPPORTED_VERSION'],
-    ['version 4 without an owner key', { type: 'hello', protocol: 'ft', version: 4 }, 'BAD_MESSAGE'],
-    ['an owner key without its proof', { type: 'hello', protocol: 'ft', version: 4, owner: RAW_OWNER.publicHex }, 'BAD_MESSAGE'],
-    ['an owner proof over another nonce', { type: 'hello', protocol: 'ft', version: 4, owner: RAW_OWNER.publicHex, ownerProof: RAW_OWNER.prove('00'.repeat(16)) }, 'AUTH_FAILED'],
-    ['an owner proof by another key', { type: 'hello', protocol: 'ft', version: 4, owner: 'ab'.repeat(32), ownerProof: RAW_OWNER.prove('00'.repeat(16)) }, 'AUTH_FAILED'],
-    ['an owner key in uppercase hex', { type: 'hello', protocol: 'ft', version: 4, owner: 'AB'.repeat(32), ownerProof: 'ab'.repeat(64) }, 'BAD_MESSAGE'],
+    // Version 4's proofs were not bound to the channel: a relay could pass them on.
+    ['version 4 (proofs not bound to the channel)', (c) => ({ ...helloFrom(RAW_OWNER, { ...c, senderNonce: NONCE }), version: 4 }), 'UNSUPPORTED_VERSION'],
+    ['version 6', { type: 'hello', protocol: 'ft', version: V + 1 }, 'UNSUPPORTED_VERSION'],
+    ['version 5 without a nonce', (c) => ({ ...helloFrom(RAW_OWNER, { ...c, senderNonce: NONCE }), nonce: undefined }), 'BAD_MESSAGE'],
+    ['a nonce of 31 hex digits', (c) => ({ ...helloFrom(RAW_OWNER, { ...c, senderNonce: NONCE }), nonce: NONCE.slice(1) }), 'BAD_MESSAGE'],
+    ['a nonce of 33 hex digits', (c) => ({ ...helloFrom(RAW_OWNER, { ...c, senderNonce: NONCE }), nonce: `${NONCE}0` }), 'BAD_MESSAGE'],
+    ['a nonce in uppercase hex', (c) => ({ ...helloFrom(RAW_OWNER, { ...c, senderNonce: NONCE }), nonce: NONCE.toUpperCase() }), 'BAD_MESSAGE'],
+    ['a nonce that is a number', (c) => ({ ...helloFrom(RAW_OWNER, { ...c, senderNonce: NONCE }), nonce: 5 }), 'BAD_MESSAGE'],
+    ['version 5 without an owner key', greetingOf({}), 'BAD_MESSAGE'],
+    ['an owner key without its proof', greetingOf({ owner: RAW_OWNER.publicHex }), 'BAD_MESSAGE'],
+    ['an owner proof over another nonce', (c) => greetingOf({ owner: RAW_OWNER.publicHex, ownerProof: RAW_OWNER.prove('00'.repeat(16), c.binding) }), 'AUTH_FAILED'],
+    // What a man in the middle could relay: a proof made on its plaintext or its own TLS leg.
+    ['an owner proof over no channel binding (plaintext)', (c) => greetingOf({ owner: RAW_OWNER.publicHex, ownerProof: RAW_OWNER.prove(c.receiverNonce, Buffer.alloc(0)) }), 'AUTH_FAILED'],
+    ['an owner proof over another channel binding', (c) => greetingOf({ owner: RAW_OWNER.publicHex, ownerProof: RAW_OWNER.prove(c.receiverNonce, Buffer.alloc(32)) }), 'AUTH_FAILED'],
+    ['an owner proof by another key', (c) => greetingOf({ owner: 'ab'.repeat(32), ownerProof: RAW_OWNER.prove(c.receiverNonce, c.binding) }), 'AUTH_FAILED'],
+    ['an owner key in uppercase hex', greetingOf({ owner: 'AB'.repeat(32), ownerProof: 'ab'.repeat(64) }), 'BAD_MESSAGE'],
     ['version 0', { type: 'hello', protocol: 'ft', version: 0 }, 'UNSUPPORTED_VERSION'],
   ];
 
   it.each(badGreetings)('a greeting with %s → error %s, close, and the receiver serves on', async (_what, hello, code) => {
     const { r } = await isolatedReceiver();
-    const frames = await exchange(r, (c) => c.send(hello), { greet: false });
+    const frames = await exchange(
+      r,
+      (c, greeting) => c.send(typeof hello === 'function' ? hello({ receiverNonce: greeting.nonce as string, binding: c.security.binding() }) : hello),
+      { greet: false },
+    );
+    // No welcome: a greeting that fails is answered with its error alone.
     await expectFatal(r, frames, code);
+    await expectServesOn(r);
+  });
+
+  it('(control) the greetings above fail for what they name: the same hello, proven over this channel, is welcomed', async () => {
+    const { r } = await isolatedReceiver();
+    const frames = await exchange(
+      r,
+      (c, greeting) => {
+        c.send(helloFrom(RAW_OWNER, { receiverNonce: greeting.nonce as string, binding: c.security.binding(), senderNonce: NONCE }));
+        c.send({ type: 'bye' });
+      },
+      { greet: false },
+    );
+    expect(frames).toEqual([{ type: 'welcome' }]);
+    expect(r.eventsOf('connection-error')).toEqual([]);
     await expectServesOn(r);
   });
 
@@ -454,7 +499,8 @@ describe('frames in the wrong order', () => {
 
   it('a second "hello" → error UNEXPECTED_MESSAGE', async () => {
     const { r } = await isolatedReceiver();
-    const frames = await exchange(r, (c) => c.send({ type: 'hello', protocol: 'ft', version: 4 }));
+    // The first hello again, valid in every field.
+    const frames = await exchange(r, (c) => c.send(helloFrom(RAW_OWNER, c.transcript!)));
     await expectFatal(r, frames, 'UNEXPECTED_MESSAGE');
     await expectServesOn(r);
   });
@@ -544,7 +590,7 @@ describe('body offsets and lengths', () => {
     expect(r.eventsOf('connection-error')[1]!.code).toBe('BAD_MESSAGE');
     expect(await partialBytes(r.dir)).toBe(held);
 
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: held, bytesSent: bytes.length - held });
     expect(await digest(path.join(r.dir, 'resume-me.bin'))).toEqual(await digest(src));
     await expectServesOn(r, ['resume-me.bin']);
@@ -562,7 +608,7 @@ describe('bodies that lie', () => {
     expect(await listFiles(r.dir)).toEqual([partialMeta(owner.key, 'short.bin', bytes.length), partialData(owner.key, 'short.bin', bytes.length)].sort());
     expect(existsSync(path.join(r.dir, 'short.bin'))).toBe(false);
 
-    const report = await send([src], { host: '127.0.0.1', port: r.port, retries: 0, senderKeyFile: owner.senderKeyFile });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, retries: 0, senderKeyFile: owner.senderKeyFile });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: held, bytesSent: bytes.length - held });
     expect(await digest(path.join(r.dir, 'short.bin'))).toEqual(await digest(src));
     await expectServesOn(r, ['short.bin']);
@@ -771,12 +817,12 @@ describe('names that try to corrupt the receiver\'s terminal or log', () => {
     expect(line).toContain('\\u{202e}');
     expect(line).toContain('BAD_NAME');
     // The LF inside the name did not start a line of its own.
-    expect(serve.proc.lines()).toEqual([expect.stringMatching(/^ft: receiving into /), line]);
+    expect(serve.proc.lines()).toEqual([expect.stringMatching(/^ft: receiving into /), expect.stringMatching(/^ft: fingerprint /), line]);
     expect(serve.proc.lines().some((l) => l.startsWith('received'))).toBe(false);
 
     const src = path.join(await tempDir(), 'after-display.txt');
     await writeFile(src, 'still serving\n');
-    const report = await send([src], { host: '127.0.0.1', port: serve.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: serve.port, fingerprint: printedFingerprint(serve), retries: 0 });
     expect(report.files[0]!.status).toBe('sent');
     await serve.proc.waitForLine(/^received after-display\.txt /);
     expect(await listFiles(dir)).toEqual(['after-display.txt']);
@@ -799,7 +845,7 @@ describe('names that try to corrupt the receiver\'s terminal or log', () => {
 
     const src = path.join(await tempDir(), 'after-json.txt');
     await writeFile(src, 'still serving\n');
-    const report = await send([src], { host: '127.0.0.1', port: serve.port, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: serve.port, fingerprint: printedFingerprint(serve), retries: 0 });
     expect(report.files[0]!.status).toBe('sent');
     expect(await listFiles(dir)).toEqual(['after-json.txt']);
   });
@@ -842,7 +888,7 @@ describe('the file system under the inbox', () => {
     await mkdir(path.join(local, 'evil'));
     await writeFile(path.join(local, 'evil', 'payload.txt'), 'payload\n');
     await writeFile(path.join(local, 'link.txt'), 'replacement\n');
-    const report = await send([path.join(local, 'evil'), path.join(local, 'link.txt')], { host: '127.0.0.1', port: r.port });
+    const report = await send([path.join(local, 'evil'), path.join(local, 'link.txt')], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint });
     // An open receiver does not tell the sender where it stored a file; its own events do (in
     // the order placements finish, which run side by side).
     expect(report.files.map((f) => [f.status, f.remotePath])).toEqual([
@@ -905,7 +951,7 @@ describe('the file system under the inbox', () => {
     const anHourAgo = new Date(Date.now() - 3600_000);
     await utimes(src, anHourAgo, anHourAgo);
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
-    const sending = send([local], { host: '127.0.0.1', port: proxy.port, retries: 0 });
+    const sending = send([local], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, retries: 0 });
     sending.catch(() => undefined);
 
     await partialReaches(r, MiB);
@@ -942,7 +988,7 @@ describe('the file system under the inbox', () => {
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 4 * MiB });
     // A key file, to know which owner the partial left behind belongs to.
     const owner = await sharedOwnerKey();
-    const sending = send([local], { host: '127.0.0.1', port: proxy.port, retries: 0, senderKeyFile: owner.senderKeyFile });
+    const sending = send([local], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, retries: 0, senderKeyFile: owner.senderKeyFile });
     sending.catch(() => undefined);
 
     await partialReaches(r, MiB);
@@ -974,8 +1020,8 @@ describe('the file system under the inbox', () => {
     expect(await digest(srcA)).toEqual(await digest(srcB));
     const proxy = await startProxy({ targetPort: r.port, bytesPerSecond: 3 * MiB });
     const [a, b] = await Promise.all([
-      send([srcA], { host: '127.0.0.1', port: proxy.port, retries: 0 }),
-      send([srcB], { host: '127.0.0.1', port: proxy.port, retries: 0 }),
+      send([srcA], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, retries: 0 }),
+      send([srcB], { host: '127.0.0.1', port: proxy.port, fingerprint: r.fingerprint, retries: 0 }),
     ]);
     // Two senders (two owner keys) never share a partial, so neither waits for the other.
     expect([a.files[0]!.status, b.files[0]!.status]).toEqual(['sent', 'sent']);

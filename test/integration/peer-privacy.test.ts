@@ -75,7 +75,7 @@ describe("another sender's partial upload", () => {
     expect(await ask(r, ephemeralOwnerKey(), { filename: 'report.pdf', size, hash: await hashBytes(bytes) })).toEqual([{ type: 'accept', id: 1, offset: 0 }]);
 
     // The victim's send resumes its own 2 MiB, and the file is the victim's.
-    const report = await send([src], { host: '127.0.0.1', port: r.port, senderKeyFile: victim.senderKeyFile, retries: 0 });
+    const report = await send([src], { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, senderKeyFile: victim.senderKeyFile, retries: 0 });
     expect(report.files[0]).toMatchObject({ status: 'resumed', resumedFrom: 2 * MiB, bytesSent: MiB });
     expect(await digest(path.join(r.dir, 'report.pdf'))).toEqual(await digest(src));
   });
@@ -129,7 +129,7 @@ describe('receipts', () => {
     const { mkdir } = await import('node:fs/promises');
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, 'f.txt'), 'deep\n');
-    const options = { host: '127.0.0.1', port: r.port, senderKeyFile, hashCache: path.join(root, 'cache.json'), retries: 0 };
+    const options = { host: '127.0.0.1', port: r.port, fingerprint: r.fingerprint, senderKeyFile, hashCache: path.join(root, 'cache.json'), retries: 0 };
     const first = await send([path.join(root, 'top')], options);
     expect(first.files.map((f) => f.status)).toEqual(['sent']);
     const again = await send([path.join(root, 'top')], options);

@@ -133,13 +133,15 @@ describe('hostile soak', () => {
     const rss = trackPeakRss(serve.proc.pid, 100);
     const env = { XDG_CONFIG_HOME: path.join(home, 'config'), XDG_CACHE_HOME: path.join(home, 'cache') };
     const to = `127.0.0.1:${serve.port}`;
+    // Every legitimate send checks the receiver's key against the one ft serve announced.
+    const pinned = ['--fingerprint', String(serve.events('listening')[0]!.fingerprint)];
 
     // The victim: a large file whose first send is killed part-way, leaving its partial behind.
     const big = await randomFile(path.join(src, 'big.bin'), 24 * MiB, 'victim');
     const bigSize = 24 * MiB;
     // Through a 4 MiB/s proxy, so that the kill lands mid-body.
     const slow = await startProxy({ targetPort: serve.port, bytesPerSecond: 4 * MiB });
-    const first = spawnFt(['send', big, '--to', `127.0.0.1:${slow.port}`, '--json', '--retries', '0'], { env, timeoutMs: 60_000 });
+    const first = spawnFt(['send', big, '--to', `127.0.0.1:${slow.port}`, '--json', '--retries', '0', ...pinned], { env, timeoutMs: 60_000 });
     await first.waitForJson((e) => e.event === 'progress' && (e.bytes as number) > 4 * MiB, 30_000);
     first.kill('SIGKILL');
     await first.exited;
@@ -243,7 +245,7 @@ describe('hostile soak', () => {
         const file = path.join(src, `legit-${n}.txt`);
         await writeFile(file, `legitimate file ${n}\n`.repeat(100 + n));
         const started = Date.now();
-        const run = await runFt(['send', file, '--to', to, '--json'], { env, timeoutMs: 120_000 });
+        const run = await runFt(['send', file, '--to', to, '--json', ...pinned], { env, timeoutMs: 120_000 });
         legit.push({ name: path.basename(file), code: run.exit.code, ms: Date.now() - started });
         await sleep(3000);
       }
@@ -251,7 +253,7 @@ describe('hostile soak', () => {
 
     await Promise.all([...attacks, legitimate]);
     // The victim's resume, after all that.
-    const resumed = await runFt(['send', big, '--to', to, '--json'], { env, timeoutMs: 120_000 });
+    const resumed = await runFt(['send', big, '--to', to, '--json', ...pinned], { env, timeoutMs: 120_000 });
     const peak = await rss.stop();
     console.log(
       `hostile soak: receiver peak RSS ${mb(peak)} (bound ${mb(MEMORY_BOUND_BYTES)}); legitimate sends ${legit.length}, ` +
@@ -318,7 +320,8 @@ describe('hostile soak', () => {
     const file = path.join(root, 'after.txt');
     await writeFile(file, 'after the siege\n');
     const env = { XDG_CONFIG_HOME: path.join(root, 'config'), XDG_CACHE_HOME: path.join(root, 'cache') };
-    await waitUntil(async () => (await runFt(['send', file, '--to', `127.0.0.1:${serve.port}`], { env, timeoutMs: 60_000 })).exit.code === 0 || undefined, 'a legitimate send', {
+    const pinned = ['--fingerprint', String(serve.events('listening')[0]!.fingerprint)];
+    await waitUntil(async () => (await runFt(['send', file, '--to', `127.0.0.1:${serve.port}`, ...pinned], { env, timeoutMs: 60_000 })).exit.code === 0 || undefined, 'a legitimate send', {
       timeoutMs: 60_000,
       intervalMs: 500,
     });

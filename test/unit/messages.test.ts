@@ -80,6 +80,31 @@ describe('parseSenderMessage', () => {
       refusal(() => sender({ type: 'hello', protocol: 'ft', version: 4, ...fields } as JsonObject));
     });
 
+    it("hello with the sender's own nonce (protocol 5): exactly 32 lowercase hex digits", () => {
+      const hello = { type: 'hello', protocol: 'ft', version: 5, nonce: NONCE, owner: 'ab'.repeat(32), ownerProof: 'cd'.repeat(64), proof: PROOF, features: ['trailing-hash'] };
+      expect(sender(hello)).toEqual(hello);
+      // Absent is parsed (an older peer is told its version first); the receiver requires it in version 5.
+      expect(sender({ type: 'hello', protocol: 'ft', version: 5 })).not.toHaveProperty('nonce');
+    });
+
+    it.each([
+      ['31 hex digits', NONCE.slice(1)],
+      ['33 hex digits', `${NONCE}0`],
+      // The receiver's nonce may be up to 128 digits; the sender's is exactly 16 bytes.
+      ['64 hex digits', NONCE.repeat(2)],
+      ['uppercase hex', NONCE.toUpperCase()],
+      ['non-hex digits', 'g'.repeat(32)],
+      ['a number', 12345],
+      ['null', null],
+      ['an array', [NONCE]],
+    ])('refuses a sender hello whose nonce is %s', (_what, nonce) => {
+      refusal(() => sender({ type: 'hello', protocol: 'ft', version: 5, nonce } as JsonObject));
+    });
+
+    it('a "welcome" is no sender message', () => {
+      refusal(() => sender({ type: 'welcome' }));
+    });
+
     it('hello leaves absent optional fields absent (not present as undefined)', () => {
       const hello = sender({ type: 'hello', protocol: 'ft', version: 2 });
       expect(Object.keys(hello).sort()).toEqual(['features', 'protocol', 'type', 'version']);
@@ -268,6 +293,24 @@ describe('parseReceiverMessage', () => {
       });
     });
 
+    it('welcome, with and without the receiver\'s token proof; unknown fields dropped', () => {
+      expect(receiver({ type: 'welcome' })).toEqual({ type: 'welcome' });
+      expect(Object.keys(receiver({ type: 'welcome' }))).toEqual(['type']);
+      expect(receiver({ type: 'welcome', proof: PROOF })).toEqual({ type: 'welcome', proof: PROOF });
+      expect(receiver({ type: 'welcome', proof: PROOF, path: '/inbox', features: ['x'] })).toEqual({ type: 'welcome', proof: PROOF });
+    });
+
+    it.each([
+      ['a short proof', 'ab'.repeat(31)],
+      ['a long proof', 'ab'.repeat(33)],
+      ['an uppercase proof', 'AB'.repeat(32)],
+      ['a proof that is a number', 7],
+      ['a null proof', null],
+      ['an empty proof', ''],
+    ])('refuses a welcome with %s', (_what, proof) => {
+      refusal(() => receiver({ type: 'welcome', proof } as JsonObject));
+    });
+
     it('need-hash is no message of protocol 3', () => {
       refusal(() => receiver({ type: 'need-hash', id: 4 }));
     });
@@ -396,7 +439,33 @@ describe('parseReceiverMessage', () => {
 
     it('the protocol lists the codes that travel, and those that do not', () => {
       expect(travelling).toContain('BAD_NAME');
-      expect(localOnly.sort()).toEqual(['ABORTED', 'CONNECTION_LOST', 'CONNECT_FAILED', 'FILE_CHANGED', 'LISTEN_FAILED', 'LOCAL_FILE', 'TIMEOUT', 'USAGE']);
+      expect(localOnly.sort()).toEqual([
+        'ABORTED',
+        'CONNECTION_LOST',
+        'CONNECT_FAILED',
+        'FILE_CHANGED',
+        'IDENTITY_INVALID',
+        'LISTEN_FAILED',
+        'LOCAL_FILE',
+        'RECEIVER_KEY_CHANGED',
+        'RECEIVER_NOT_AUTHENTIC',
+        'RECEIVER_UNKNOWN',
+        'TIMEOUT',
+        'TLS_FAILED',
+        'TRUST_STORE_INVALID',
+        'USAGE',
+      ]);
+    });
+
+    it('names every local-only code where the protocol lists the codes that never travel', () => {
+      const never = protocol.slice(protocol.indexOf('Codes that never travel'), protocol.indexOf('### 7.2'));
+      const named = [...never.matchAll(/`([A-Z_]+)`/g)].map((match) => match[1]!);
+      // (INTERNAL is named there as what a reader takes such a code for.)
+      expect([...new Set(named)].filter((code) => code !== 'INTERNAL').sort()).toEqual([...localOnly].sort());
+      // One line each for the codes of the channel and of trust, with the description errors.ts gives.
+      for (const code of ['TLS_FAILED', 'IDENTITY_INVALID', 'RECEIVER_KEY_CHANGED', 'RECEIVER_UNKNOWN', 'RECEIVER_NOT_AUTHENTIC', 'TRUST_STORE_INVALID'] as const) {
+        expect(never).toContain(`- \`${code}\`: ${LOCAL_CODES[code]}\n`);
+      }
     });
 
     it.each(localOnly)('does not believe the local-only code %s from a peer: it is read as INTERNAL', (code) => {

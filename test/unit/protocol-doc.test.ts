@@ -5,11 +5,12 @@
  * every example frame and datagram without an error.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { verifyOwnerProof } from '../../src/auth/owner-key.js';
-import { verifyProof } from '../../src/auth/token-proof.js';
+import { receiverProof, senderProof, verifyReceiverProof, verifySenderProof } from '../../src/auth/token-proof.js';
 import { decodeDatagram } from '../../src/discovery/codec.js';
 import { FrameDecoder, type JsonObject } from '../../src/wire/frame.js';
 import { FEATURES, OUR_FEATURES, PROTOCOL_VERSION, parseReceiverMessage, parseSenderMessage } from '../../src/wire/messages.js';
@@ -86,9 +87,9 @@ function jsonLinesOf(block: string[]): JsonLine[] {
   });
 }
 
-/** Who sent a decoded frame: a receiver's hello has a nonce; other types belong to one side. */
+/** Who sent a decoded frame: a receiver's hello has `auth` (both have a nonce); other types belong to one side. */
 function parse(message: JsonObject): unknown {
-  const fromReceiver = message.type === 'hello' ? 'nonce' in message : ['accept', 'skip', 'refuse', 'done', 'failed', 'error'].includes(message.type as string);
+  const fromReceiver = message.type === 'hello' ? 'auth' in message : ['welcome', 'accept', 'skip', 'refuse', 'done', 'failed', 'error'].includes(message.type as string);
   return fromReceiver ? parseReceiverMessage(message) : parseSenderMessage(message);
 }
 
@@ -158,24 +159,51 @@ describe('PROTOCOL.md', () => {
       },
     );
 
-    it('prove the owner key and the token as ft checks them', () => {
-      const hellos = jsonLines.filter((line) => line.direction !== 'datagram').map((line) => JSON.parse(line.text) as JsonObject).filter((m) => m.type === 'hello');
-      const nonces = new Set(hellos.filter((m) => 'nonce' in m).map((m) => m.nonce as string));
-      expect(nonces.size).toBe(1);
-      const [nonce] = nonces;
+    it('prove the owner key and the token, both ways, as ft checks them (plaintext: an empty binding)', () => {
+      const messages = jsonLines.filter((line) => line.direction !== 'datagram').map((line) => JSON.parse(line.text) as JsonObject);
+      const hellos = messages.filter((m) => m.type === 'hello');
+      const receiverNonces = new Set(hellos.filter((m) => 'auth' in m).map((m) => m.nonce as string));
+      expect(receiverNonces.size).toBe(1);
+      const [nonce] = receiverNonces;
       const senders = hellos.filter((m) => 'owner' in m);
       expect(senders.length).toBeGreaterThanOrEqual(2);
+      expect(examples).toContain('**plaintext**');
+      const plaintext = Buffer.alloc(0);
       const implementation = readFileSync(`${root}docs/IMPLEMENTATION.md`, 'utf8');
       for (const hello of senders) {
-        const fingerprint = verifyOwnerProof(hello.owner as string, nonce!, hello.ownerProof as string);
+        expect(hello.nonce).toMatch(/^[0-9a-f]{32}$/);
+        const fingerprint = verifyOwnerProof(hello.owner as string, nonce!, hello.ownerProof as string, plaintext);
         expect(fingerprint).toBeDefined();
+        // Bound to the channel: the same signature does not hold for a TLS binding.
+        expect(verifyOwnerProof(hello.owner as string, nonce!, hello.ownerProof as string, Buffer.alloc(32))).toBeUndefined();
         // The fingerprint the implementation note gives for the example key is ft's.
         expect(implementation).toContain(`\`${fingerprint}\``);
       }
       const withToken = senders.filter((m) => 'proof' in m);
       expect(withToken).toHaveLength(1);
       expect(examples).toContain('`example-token`');
-      expect(verifyProof('example-token', nonce!, withToken[0]!.proof as string)).toBe(true);
+      const transcript = { binding: plaintext, receiverNonce: nonce!, senderNonce: withToken[0]!.nonce as string };
+      expect(verifySenderProof('example-token', transcript, withToken[0]!.proof as string)).toBe(true);
+      // Each welcome proves the token exactly when the receiver asked for one.
+      const welcomes = messages.filter((m) => m.type === 'welcome');
+      expect(welcomes).toEqual([{ type: 'welcome' }, { type: 'welcome', proof: receiverProof('example-token', transcript) }]);
+      expect(verifyReceiverProof('example-token', transcript, welcomes[1]!.proof as string)).toBe(true);
+    });
+
+    it('give the proofs over TLS for the example binding as ft computes them', () => {
+      const tls = /Over TLS, with the example `B` = SHA-256 of `ft example channel binding` = `([0-9a-f]{64})`[^`]*`ownerProof` is\n`([0-9a-f]{128})`,\nthe `proof` `([0-9a-f]{64})` and the `welcome`'s `([0-9a-f]{64})`\./.exec(examples);
+      expect(tls, 'the TLS proofs of §12.3').not.toBeNull();
+      const [, bindingHex, ownerProof, proof, welcomeProof] = tls!;
+      const binding = Buffer.from(bindingHex!, 'hex');
+      expect(binding).toEqual(createHash('sha256').update('ft example channel binding').digest());
+      const hello = jsonLines.map((line) => JSON.parse(line.text) as JsonObject).find((m) => m.type === 'hello' && 'proof' in m)!;
+      const receiverNonce = (jsonLines.map((line) => JSON.parse(line.text) as JsonObject).find((m) => m.type === 'hello' && 'auth' in m)!).nonce as string;
+      const transcript = { binding, receiverNonce, senderNonce: hello.nonce as string };
+      expect(verifyOwnerProof(hello.owner as string, receiverNonce, ownerProof!, binding)).toBeDefined();
+      expect(proof).toBe(senderProof('example-token', transcript));
+      expect(welcomeProof).toBe(receiverProof('example-token', transcript));
+      // Over another channel they are other proofs: what makes a relayed one worthless.
+      expect(proof).not.toBe(hello.proof);
     });
 
     it.each([...doc.matchAll(/`(\{"type":[^`]*\})`/g)].map((match) => [match[1]!]))('the message %s quoted in the text parses', (text) => {

@@ -11,7 +11,7 @@ import { FEATURES, MAX_FILES_PER_CONNECTION, type Feature } from '../../src/wire
 
 const HASH = 'xxh64:abdc2a61f1f91f4c';
 const LIMITS = { maxPendingFiles: 4 };
-const HELLO = { type: 'hello', protocol: 'ft', version: 4, owner: 'ab'.repeat(32), ownerProof: 'cd'.repeat(64), features: ['trailing-hash'] };
+const HELLO = { type: 'hello', protocol: 'ft', version: 5, nonce: '9a'.repeat(16), owner: 'ab'.repeat(32), ownerProof: 'cd'.repeat(64), features: ['trailing-hash'] };
 
 /** A machine driven by frames as bytes, through the real decoder. */
 class Machine {
@@ -60,7 +60,7 @@ describe('receiver state machine', () => {
     it('a sender hello moves to authenticating with a hello effect; authenticated moves to ready with the shared features', () => {
       const m = new Machine().frame(HELLO);
       expect(m.state).toEqual({ name: 'authenticating' });
-      expect(m.effects).toEqual([{ kind: 'hello', hello: expect.objectContaining({ version: 4, features: ['trailing-hash'] }) }]);
+      expect(m.effects).toEqual([{ kind: 'hello', hello: expect.objectContaining({ version: 5, nonce: '9a'.repeat(16), features: ['trailing-hash'] }) }]);
       m.feed({ kind: 'authenticated', features: new Set([FEATURES.TRAILING_HASH]) });
       expect(m.state).toEqual({ name: 'ready' });
       expect([...m.memory.features]).toEqual(['trailing-hash']);

@@ -10,7 +10,9 @@ import { fileSystemOf, type FileSystem } from '../../src/file-system.js';
 import { hashBytes } from '../../src/hashing.js';
 import { serve, type Receiver } from '../../src/receiver/server.js';
 import { memoryTransport } from '../helpers/memory-transport.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { makeNonce } from '../../src/auth/token-proof.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
+import { helloFrom, RAW_OWNER, RawClient } from '../helpers/raw-client.js';
 
 const receivers: Receiver[] = [];
 afterEach(async () => {
@@ -29,11 +31,16 @@ async function start(options: { fs?: (fs: FileSystem) => FileSystem; idleTimeout
 }
 
 describe('the receiver over an in-memory transport', () => {
-  it('greets with version 4 and its features, stores a file and answers done with a receipt', async () => {
+  it('greets with version 5 and its features, welcomes a hello proven over the channel, stores a file and answers done with a receipt', async () => {
     const { vol, connect } = await start();
     const client = connect();
-    const hello = await client.handshake();
-    expect(hello).toMatchObject({ type: 'hello', protocol: 'ft', version: 4, features: ['trailing-hash'] });
+    const hello = await client.next();
+    expect(hello).toMatchObject({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, features: ['trailing-hash'] });
+    expect(PROTOCOL_VERSION).toBe(5);
+    // A memory transport is plaintext: the channel binding is empty.
+    expect(client.security.binding()).toEqual(Buffer.alloc(0));
+    client.send(helloFrom(RAW_OWNER, { binding: client.security.binding(), receiverNonce: hello.nonce as string, senderNonce: makeNonce() }));
+    expect(await client.next()).toEqual({ type: 'welcome' });
     const content = Buffer.from('hello, world\n');
     const hash = await hashBytes(content);
     client.send({ type: 'file', id: 1, filename: 'greeting.txt', size: content.length, hash });

@@ -235,7 +235,7 @@ describe('FrameDecoder properties', () => {
 // ---- (c) message validation on arbitrary objects ------------------------------------------------
 
 const SENDER_KEYS: Record<string, string[]> = {
-  hello: ['type', 'protocol', 'version', 'proof', 'client', 'owner', 'ownerProof', 'features'],
+  hello: ['type', 'protocol', 'version', 'nonce', 'proof', 'client', 'owner', 'ownerProof', 'features'],
   file: ['type', 'id', 'filename', 'size', 'hash'],
   body: ['type', 'id', 'offset', 'length'],
   cancel: ['type', 'id'],
@@ -243,6 +243,7 @@ const SENDER_KEYS: Record<string, string[]> = {
 };
 const RECEIVER_KEYS: Record<string, string[]> = {
   hello: ['type', 'protocol', 'version', 'auth', 'nonce', 'name', 'features'],
+  welcome: ['type', 'proof'],
   accept: ['type', 'id', 'offset', 'prefixHash'],
   skip: ['type', 'id', 'reason', 'path'],
   refuse: ['type', 'id', 'code', 'message'],
@@ -303,11 +304,14 @@ const HASH = 'xxh64:0123456789abcdef';
 const TEMPLATES: JsonObject[] = [
   { type: 'hello', protocol: 'ft', version: 2 },
   { type: 'hello', protocol: 'ft', version: 2, proof: 'b'.repeat(64), client: 'ft/1' },
+  { type: 'hello', protocol: 'ft', version: 5, nonce: 'c'.repeat(32), proof: 'b'.repeat(64) },
   { type: 'file', id: 1, filename: 'a.txt', size: 10, hash: HASH },
   { type: 'body', id: 1, offset: 0, length: 10 },
   { type: 'cancel', id: 1 },
   { type: 'bye' },
   { type: 'hello', protocol: 'ft', version: 2, auth: 'none', nonce: 'a'.repeat(32), name: 'desk' },
+  { type: 'welcome' },
+  { type: 'welcome', proof: 'd'.repeat(64) },
   { type: 'accept', id: 1, offset: 0 },
   { type: 'accept', id: 1, offset: 5, prefixHash: HASH },
   { type: 'skip', id: 1, reason: 'already-there', path: 'a.txt' },

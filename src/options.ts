@@ -60,9 +60,10 @@ const IDENTITY = rule('an identity ({ key, cert, fingerprint }: see loadOrCreate
   const identity = value as Record<string, unknown> | null;
   return typeof identity === 'object' && identity !== null && ['key', 'cert', 'fingerprint'].every((field) => typeof identity[field] === 'string');
 });
-const DISCOVERED = rule('{ name, fingerprint? } as discovery found the receiver', (value) => {
+const DISCOVERED = rule('{ name?, fingerprint? } as discovery found the receiver', (value) => {
   const found = value as Record<string, unknown> | null;
-  return typeof found === 'object' && found !== null && typeof found.name === 'string' && (found.fingerprint === undefined || FINGERPRINT.ok(found.fingerprint));
+  if (typeof found !== 'object' || found === null) return false;
+  return (found.name === undefined || typeof found.name === 'string') && (found.fingerprint === undefined || FINGERPRINT.ok(found.fingerprint));
 });
 const PATHS = rule('an array of paths (strings)', (value) => Array.isArray(value) && value.every((p) => typeof p === 'string'));
 const OPTIONS = rule('an options object', (value) => typeof value === 'object' && value !== null && !Array.isArray(value));

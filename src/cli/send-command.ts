@@ -75,7 +75,8 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
     // A beacon claiming a pinned name with another key is set aside (resolve.ts).
     pinnedFingerprint: plaintext ? undefined : pinnedByName(trustFile),
   });
-  const discovered = target.receiver ? { name: target.receiver.name, fingerprint: target.fingerprint } : undefined;
+  // Pins go under a name the user typed, never one a receiver picked alone on the network called itself.
+  const discovered = target.receiver ? { ...(options.to !== undefined && { name: target.receiver.name }), fingerprint: target.fingerprint } : undefined;
   if (target.receiver || target.note) {
     // Say where the files go when discovery chose it (or was asked and DNS chose instead).
     const line = target.receiver

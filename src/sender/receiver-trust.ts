@@ -38,8 +38,8 @@ export interface ReceiverTrustOptions {
   port: number;
   /** Parsed --fingerprint (short or full, canonical). */
   fingerprint?: string;
-  /** What discovery said: the name asked for and the key its beacon announced. */
-  discovered?: { name: string; fingerprint?: string };
+  /** What discovery said: the name asked for (none when discovery picked the only receiver) and the key its beacon announced. */
+  discovered?: { name?: string; fingerprint?: string };
   policy: TrustPolicy;
   store?: PinStore;
   token: boolean;
@@ -60,7 +60,8 @@ export class ReceiverTrust {
   private readonly where: string;
 
   constructor(private readonly options: ReceiverTrustOptions) {
-    this.where = options.discovered ? `"${escapeForDisplay(options.discovered.name)}" (${addressKey(options.host, options.port)})` : addressKey(options.host, options.port);
+    const name = options.discovered?.name;
+    this.where = name !== undefined ? `"${escapeForDisplay(name)}" (${addressKey(options.host, options.port)})` : addressKey(options.host, options.port);
   }
 
   async check(presented: string): Promise<TrustVerdict> {
@@ -77,7 +78,7 @@ export class ReceiverTrust {
     const announced = options.discovered?.fingerprint;
     if (announced !== undefined && announced !== presented) throw this.changed(presented, announced, 'its discovery beacon announced', false);
     const pins = await options.store?.lookup({ name: options.discovered?.name, address: addressKey(options.host, options.port) });
-    const pin = options.discovered ? (pins?.byName ?? pins?.byAddress) : pins?.byAddress;
+    const pin = pins?.byName ?? pins?.byAddress;
     if (pin) {
       if (pin.fingerprint === presented) return 'trusted';
       throw this.changed(presented, pin.fingerprint, 'pinned for it');

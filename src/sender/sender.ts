@@ -110,8 +110,11 @@ export interface SendOptions {
    * @default none: nothing is pinned beyond this call
    */
   trustFile?: string;
-  /** What discovery found (`--to NAME`): pins are looked up by this name, and the key must be the one its beacon announced. */
-  discovered?: { name: string; fingerprint?: string };
+  /**
+   * What discovery found: the receiver name asked for (`--to NAME`), which pins are looked up
+   * and made under, and the key its beacon announced, which the receiver must present.
+   */
+  discovered?: { name?: string; fingerprint?: string };
   /**
    * No TLS: the files, their names and everything else cross the network readable and
    * changeable by anyone on it, and the receiver is not authenticated. The receiver must run

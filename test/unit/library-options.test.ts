@@ -114,7 +114,7 @@ describe('send() options', () => {
     ['trust', null, 'null'],
     ...textCases('trustFile'),
     ['discovered', 'nas', '"nas"'],
-    ['discovered', {}, 'an object'],
+    ['discovered', { name: 42 }, 'an object'],
     ['discovered', { name: 'nas', fingerprint: 'forged' }, 'an object'],
     ['discovered', null, 'null'],
     ['insecurePlaintext', 'yes', '"yes"'],

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import { freePort } from './free-port.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -325,4 +326,12 @@ export function runFtOnTerminal(
       resolve({ output, code: timedOut ? null : code, timedOut });
     });
   });
+}
+
+/** A user mistake or refusal: one `ft: …` line on standard error, and no stack trace. */
+export function expectOneCleanErrorLine(stderr: string): void {
+  const lines = stderr.trimEnd().split('\n');
+  expect(lines, stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(/^ft: /);
+  expect(stderr).not.toContain('    at ');
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadOwnerKey } from '../../src/auth/owner-key.js';
 import { closeAllFakeReceivers, startProtocol3Receiver } from '../helpers/fake-receiver.js';
-import { killAllFt, runFt } from '../helpers/spawn-ft.js';
+import { expectOneCleanErrorLine, killAllFt, runFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 afterEach(async () => {
@@ -28,13 +28,6 @@ async function aFile(): Promise<string> {
   const file = path.join(await tempDir('ft-cli-key-'), 'note.txt');
   await writeFile(file, 'remember the milk');
   return file;
-}
-
-function expectOneCleanErrorLine(stderr: string): void {
-  const lines = stderr.trimEnd().split('\n');
-  expect(lines, stderr).toHaveLength(1);
-  expect(lines[0]).toMatch(/^ft: /);
-  expect(stderr).not.toContain('    at ');
 }
 
 describe('ft send and the sender key', () => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { shortFingerprint } from '../../src/auth/fingerprint.js';
 import { TrustStore } from '../../src/auth/trust-store.js';
-import { killAllFt, runFt, unprivilegedUser } from '../helpers/spawn-ft.js';
+import { expectOneCleanErrorLine, killAllFt, runFt, unprivilegedUser } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 afterEach(killAllFt);
@@ -28,13 +28,6 @@ async function pinned(): Promise<string> {
   await store.record({ fingerprint: DESK, name: 'desk', address: '192.168.1.30:9000' });
   await store.record({ fingerprint: LAPTOP, address: '192.168.1.21:9527' });
   return file;
-}
-
-function expectOneCleanErrorLine(stderr: string): void {
-  const lines = stderr.trimEnd().split('\n');
-  expect(lines, stderr).toHaveLength(1);
-  expect(lines[0]).toMatch(/^ft: /);
-  expect(stderr).not.toContain('    at ');
 }
 
 describe('ft trust', () => {

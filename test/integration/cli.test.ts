@@ -10,7 +10,7 @@ import { loadFixtures, type Fixtures } from '../helpers/fixtures.js';
 import { digest, listFiles, partialBytes, randomFile, settledPartialBytes, waitUntil } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
-import { killAllFt, REPO_ROOT, runFt, spawnFt, startFtServe, unprivilegedUser } from '../helpers/spawn-ft.js';
+import { expectOneCleanErrorLine, killAllFt, REPO_ROOT, runFt, spawnFt, startFtServe, unprivilegedUser } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 const VERSION = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -45,13 +45,6 @@ async function inbox(): Promise<string> {
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-function expectOneCleanErrorLine(stderr: string): void {
-  const lines = stderr.trimEnd().split('\n');
-  expect(lines, stderr).toHaveLength(1);
-  expect(lines[0]).toMatch(/^ft: /);
-  expect(stderr).not.toContain('    at ');
 }
 
 describe('ft help and version', () => {

@@ -11,7 +11,7 @@ import { TrustStore } from '../../src/auth/trust-store.js';
 import { shortFingerprint } from '../../src/index.js';
 import { listFiles } from '../helpers/files.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
-import { killAllFt, runFt } from '../helpers/spawn-ft.js';
+import { expectOneCleanErrorLine, killAllFt, runFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 afterEach(async () => {
@@ -25,12 +25,6 @@ async function localFile(): Promise<{ file: string; name: string }> {
   const file = path.join(await tempDir('ft-tf-src-'), name);
   await writeFile(file, `content of ${name}\n`);
   return { file, name };
-}
-
-function expectOneLine(stderr: string): void {
-  const lines = stderr.trimEnd().split('\n');
-  expect(lines, stderr).toHaveLength(1);
-  expect(stderr).not.toMatch(/\n\s+at /);
 }
 
 async function expectUntouched(receiver: TestReceiver): Promise<void> {
@@ -76,7 +70,7 @@ describe('a pinned address answered by another key, through ft send', () => {
       for (const extra of [[], ['--trust-new']]) {
         const run = await runFt(['send', (await localFile()).file, '--to', `127.0.0.1:${address.port}`, '--trust-file', trustFile, '--retries', '0', ...extra]);
         expect(run.exit.code, run.stderr).toBe(6);
-        expectOneLine(run.stderr);
+        expectOneCleanErrorLine(run.stderr);
         expect(run.stderr).toContain(shortFingerprint(real.fingerprint!));
         expect(run.stderr).toContain(shortFingerprint(impostor.fingerprint!));
         expect(run.stderr).toContain(`ft trust forget 127.0.0.1:${address.port}`);
@@ -106,7 +100,7 @@ describe('a corrupt trust file', () => {
       for (const extra of [['--trust-new'], []]) {
         const run = await runFt(['send', file, '--to', `127.0.0.1:${receiver.port}`, '--trust-file', trustFile, '--retries', '0', ...extra]);
         expect(run.exit.code, run.stderr).toBe(2);
-        expectOneLine(run.stderr);
+        expectOneCleanErrorLine(run.stderr);
         expect(run.stderr).toContain(trustFile);
         const json = await runFt(['send', file, '--to', `127.0.0.1:${receiver.port}`, '--trust-file', trustFile, '--retries', '0', '--json', ...extra]);
         expect(json.exit.code).toBe(2);
@@ -132,7 +126,7 @@ describe('a corrupt trust file', () => {
     ] as const) {
       const run = await runFt(['send', file, '--to', `127.0.0.1:${receiver.port}`, '--trust-file', trustFile, '--retries', '0', ...extra]);
       expect(run.exit.code, run.stderr).toBe(2);
-      expectOneLine(run.stderr);
+      expectOneCleanErrorLine(run.stderr);
       expect(run.stderr).toContain(trustFile);
       await expectUntouched(receiver);
     }

@@ -28,6 +28,7 @@ import { ephemeralOwnerKey } from '../../src/auth/owner-key.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { closeAllSwitchProxies, startSwitchProxy } from '../helpers/switch-proxy.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
+import { rejection } from '../helpers/rejection.js';
 
 const TOKEN = 'the token only the real receiver and its senders know';
 
@@ -76,15 +77,6 @@ async function secretFile(bytes = 64 * 1024): Promise<{ file: string; name: stri
 
 async function trustFile(): Promise<string> {
   return path.join(await tempDir('ft-imp-trust-'), 'known-receivers.json');
-}
-
-async function rejection(promise: Promise<unknown>): Promise<FtError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(FtError);
-  return error as FtError;
 }
 
 const base = (port: number): SendOptions => ({ host: '127.0.0.1', port, retries: 0, connectTimeoutMs: 10_000, idleTimeoutMs: 15_000 });

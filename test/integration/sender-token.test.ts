@@ -17,6 +17,7 @@ import { listFiles, waitUntil } from '../helpers/files.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { killAllFt, runFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
+import { rejection } from '../helpers/rejection.js';
 
 const TOKEN = 'a token only the real receiver knows';
 const NONCE = '0123456789abcdef0123456789abcdef';
@@ -32,15 +33,6 @@ async function localFile(name: string): Promise<string> {
   const file = path.join(await tempDir('ft-src-'), name);
   await writeFile(file, `the secret content of ${name}\n`);
   return file;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<FtError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(FtError);
-  return error as FtError;
 }
 
 describe('a sender with a token and a receiver that asks for none', () => {

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ReceiverTrust, type PinStore, type ReceiverTrustOptions } from '../../src/sender/receiver-trust.js';
 import { shortFingerprint } from '../../src/auth/fingerprint.js';
+import { rejection } from '../helpers/rejection.js';
 
 const KEY = (n: number) => String.fromCharCode(65 + n).repeat(52);
 const [REAL, OTHER, THIRD] = [KEY(0), KEY(1), KEY(2)];
@@ -30,18 +31,9 @@ function trust(options: Partial<ReceiverTrustOptions> = {}): ReceiverTrust {
   return new ReceiverTrust({ host: '192.0.2.7', port: 9527, policy: 'pinned', token: false, ...options });
 }
 
-async function refusal(promise: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const error = (await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  )) as { code: string; message: string } | undefined;
-  if (!error) throw new Error('expected a refusal');
-  return error;
-}
-
 describe('ReceiverTrust', () => {
   it('first contact: refused by default with the key and what to do; trusted with "new"; the token decides; a function is asked', async () => {
-    const refused = await refusal(trust().check(REAL));
+    const refused = await rejection(trust().check(REAL));
     expect(refused.code).toBe('RECEIVER_UNKNOWN');
     expect(refused.message).toContain(shortFingerprint(REAL));
     expect(refused.message).toMatch(/--fingerprint .*--trust-new/);
@@ -50,7 +42,7 @@ describe('ReceiverTrust', () => {
     const asked: string[] = [];
     const asking = trust({ policy: (receiver) => (asked.push(receiver.fingerprint), false) });
     expect(await asking.check(REAL)).toBe('ask');
-    expect((await refusal(asking.ask(REAL))).code).toBe('RECEIVER_UNKNOWN');
+    expect((await rejection(asking.ask(REAL))).code).toBe('RECEIVER_UNKNOWN');
     expect(asked).toEqual([REAL]);
   });
 
@@ -58,7 +50,7 @@ describe('ReceiverTrust', () => {
     const pins = new MemoryPins();
     await pins.record({ fingerprint: REAL, name: 'nas', address: '192.0.2.7:9527' });
     expect(await trust({ store: pins }).check(REAL)).toBe('trusted');
-    const changed = await refusal(trust({ store: pins, policy: 'new', token: true }).check(OTHER));
+    const changed = await rejection(trust({ store: pins, policy: 'new', token: true }).check(OTHER));
     expect(changed.code).toBe('RECEIVER_KEY_CHANGED');
     expect(changed.message).toContain(shortFingerprint(OTHER));
     expect(changed.message).toContain(shortFingerprint(REAL));
@@ -67,7 +59,7 @@ describe('ReceiverTrust', () => {
     await pins.record({ fingerprint: THIRD, address: '192.0.2.8:9527' });
     const byName = trust({ store: pins, host: '192.0.2.8', discovered: { name: 'NAS' } });
     expect(await byName.check(REAL)).toBe('trusted');
-    const impostor = await refusal(trust({ store: pins, host: '192.0.2.8', discovered: { name: 'nas' } }).check(OTHER));
+    const impostor = await rejection(trust({ store: pins, host: '192.0.2.8', discovered: { name: 'nas' } }).check(OTHER));
     expect(impostor.message).toContain('ft trust forget nas');
   });
 
@@ -75,8 +67,8 @@ describe('ReceiverTrust', () => {
     const pins = new MemoryPins();
     await pins.record({ fingerprint: REAL, address: '192.0.2.7:9527' });
     expect(await trust({ store: pins, fingerprint: REAL.slice(0, 32) }).check(REAL)).toBe('trusted');
-    expect((await refusal(trust({ store: pins, fingerprint: OTHER.slice(0, 32) }).check(REAL))).message).toContain('--fingerprint');
-    const announced = await refusal(trust({ policy: 'new', discovered: { name: 'nas', fingerprint: REAL } }).check(OTHER));
+    expect((await rejection(trust({ store: pins, fingerprint: OTHER.slice(0, 32) }).check(REAL))).message).toContain('--fingerprint');
+    const announced = await rejection(trust({ policy: 'new', discovered: { name: 'nas', fingerprint: REAL } }).check(OTHER));
     expect(announced).toMatchObject({ code: 'RECEIVER_KEY_CHANGED', message: expect.stringContaining('beacon') });
   });
 
@@ -87,7 +79,7 @@ describe('ReceiverTrust', () => {
     await send.confirmed(REAL);
     expect(await send.check(REAL)).toBe('trusted');
     expect(send.firstContact).toBe(false);
-    expect((await refusal(send.check(OTHER))).message).toContain('in the middle of this send');
+    expect((await rejection(send.check(OTHER))).message).toContain('in the middle of this send');
   });
 
   it('pins under the address and the name sent to, never under a name the receiver chose', async () => {

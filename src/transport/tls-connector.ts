@@ -27,11 +27,14 @@ export const tlsConnector: Connector = async (target, options) => {
     const fail = (error: FtError) => {
       cleanup();
       socket.destroy();
+      // The TLS socket does not always take the TCP one with it (a peer that closed first): no half-open leftovers.
+      tcp.destroy();
       reject(error);
     };
     const onAbort = () => fail(new FtError('ABORTED', 'send was cancelled'));
     const onError = (error: NodeJS.ErrnoException) => fail(tlsFailure(where, error));
-    const onClose = () => fail(new FtError('TLS_FAILED', `${where} closed the connection during the TLS handshake (is it an ft receiver, in plaintext?)`));
+    // A receiver restarting or overloaded: worth a retry (a plaintext one says something, which fails TLS below).
+    const onClose = () => fail(new FtError('CONNECT_FAILED', `${where} closed the connection during the TLS handshake`));
     const timer = setTimeout(() => fail(new FtError('TIMEOUT', `${where}: no TLS handshake within ${options.timeoutMs} ms`)), options.timeoutMs);
     const cleanup = () => {
       clearTimeout(timer);
@@ -47,6 +50,7 @@ export const tlsConnector: Connector = async (target, options) => {
       const certificate = socket.getPeerX509Certificate();
       if (socket.getProtocol() !== 'TLSv1.3' || socket.alpnProtocol !== TLS_PROFILE.ALPNProtocols[0] || !certificate) {
         socket.destroy();
+        tcp.destroy();
         return reject(new FtError('TLS_FAILED', `${where} did not set up TLS 1.3 with ALPN "ft" and a certificate`));
       }
       socket.on('error', () => undefined);
@@ -56,6 +60,8 @@ export const tlsConnector: Connector = async (target, options) => {
 };
 
 function tlsFailure(where: string, error: NodeJS.ErrnoException): FtError {
+  // The connection itself failed (reset, timed out): a receiver restarting, say; retried like any connect failure.
+  if (!/^ERR_SSL_/.test(error.code ?? '')) return new FtError('CONNECT_FAILED', `${where}: ${error.message}`, {}, { cause: error });
   // A plaintext peer answers the ClientHello with something that is not a TLS record.
   const plaintext = /WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|RECORD_LAYER_FAILURE|HTTP_REQUEST/i.test(error.code ?? '');
   const why = plaintext

@@ -3,6 +3,7 @@
  * option is missing; nothing is sent, nothing is retried, and the receiver serves on.
  */
 import { writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { send } from '../../src/index.js';
@@ -47,4 +48,27 @@ describe('TLS on one side only', () => {
     const report = await send([await aFile()], { host: '127.0.0.1', port: receiver.port, fingerprint: receiver.fingerprint });
     expect(report.files[0]!.status).toBe('sent');
   });
+});
+
+describe('a connection lost during the TLS handshake', () => {
+  // Reset at once, or closed without a word: what a killed or restarting receiver does. A
+  // CONNECT_FAILED is retried once the send has reached the receiver (test/slow/receiver-kills);
+  // TLS_FAILED would end the send.
+  for (const [what, drop] of [
+    ['reset', (socket: net.Socket) => socket.resetAndDestroy()],
+    ['closed', (socket: net.Socket) => socket.end()],
+  ] as const) {
+    it(`(${what}) is a connect failure, as a restarting receiver's is, not TLS_FAILED`, async () => {
+      // Once the ClientHello is in: the handshake has begun. Read on, so the peer's end is seen and the socket closes.
+      const server = net.createServer((socket) => socket.once('data', () => drop(socket)).resume());
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (server.address() as net.AddressInfo).port;
+        const error = await send([await aFile()], { host: '127.0.0.1', port, trust: 'new', retries: 0 }).catch((e: unknown) => e);
+        expect(error).toMatchObject({ code: 'CONNECT_FAILED', message: expect.stringContaining(`127.0.0.1:${port}`) });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+    });
+  }
 });

@@ -31,8 +31,10 @@ afterEach(async () => {
 afterAll(removeTempDirs);
 
 /** tcpdump on loopback for one TCP port, writing every packet to `file` as it comes; resolves once it listens. */
-async function startCapture(port: number, file: string): Promise<{ stop(): Promise<Buffer> }> {
-  const child = spawn('tcpdump', ['-i', 'lo', '-U', '-n', '-s', '0', '-w', file, 'tcp', 'port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+async function startCapture(port: number, file: string): Promise<{ stop(): Promise<Buffer>; log(): string }> {
+  // --immediate-mode: each packet is handed over at once, not held in a kernel block until it fills or
+  // times out (a SIGINT then loses what was held); -B: a 64 MiB buffer, so a burst is not dropped.
+  const child = spawn('tcpdump', ['-i', 'lo', '--immediate-mode', '-U', '-n', '-s', '0', '-B', '65536', '-w', file, 'tcp', 'port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
   captures.add(child);
   let stderr = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -51,6 +53,7 @@ async function startCapture(port: number, file: string): Promise<{ stop(): Promi
     });
   });
   return {
+    log: () => stderr,
     async stop() {
       // Let the last packets (FIN, ACK) land, then stop it cleanly so the file is complete.
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -81,8 +84,8 @@ async function capturedTransfer(plaintext: boolean): Promise<Transfer> {
   await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
   const name = `capture-canary-${tag}.txt`;
   const marker = Buffer.from(`FT-CAPTURE-CANARY-${tag}|`);
-  // Distinctive and long (1 MiB of the marker), so it would show in any capture in the clear.
-  const content = Buffer.concat(Array.from({ length: Math.ceil((1024 * 1024) / marker.length) }, () => marker));
+  // Distinctive and long (256 KiB of the marker), so it would show in any capture in the clear.
+  const content = Buffer.concat(Array.from({ length: Math.ceil((256 * 1024) / marker.length) }, () => marker));
   const file = path.join(dir, name);
   await writeFile(file, content);
   const insecure = plaintext ? ['--insecure-plaintext'] : [];
@@ -96,7 +99,7 @@ async function capturedTransfer(plaintext: boolean): Promise<Transfer> {
   await receiver.proc.exited;
   // The transfer really happened, and the capture saw it: at least the file's size on the wire.
   expect((await readFile(path.join(receiver.dir, name))).equals(content)).toBe(true);
-  expect((await stat(path.join(dir, 'transfer.pcap'))).size).toBeGreaterThan(content.length);
+  expect((await stat(path.join(dir, 'transfer.pcap'))).size, `tcpdump: ${capture.log()}`).toBeGreaterThan(content.length);
   return { pcap, content, marker, name, token };
 }
 

@@ -54,7 +54,7 @@ describe('load', () => {
     const receiverRss = trackPeakRss(serve.proc.pid, 100);
     try {
       const started = Date.now();
-      const senders = sources.map((file) => spawnFt(['send', file, '--to', `127.0.0.1:${serve.port}`, '--json'], { timeoutMs: 240_000 }));
+      const senders = sources.map((file) => spawnFt(['send', file, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!, '--json'], { timeoutMs: 240_000 }));
       const senderRss = senders.map((s) => trackPeakRss(s.pid, 100));
       const exits = await Promise.all(senders.map((s) => s.exited));
       const wallMs = Date.now() - started;
@@ -103,7 +103,7 @@ describe('load', () => {
       console.log(`load (b): generated the 2 GiB source in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
       t = Date.now();
-      const sender = spawnFt(['send', src, '--to', `127.0.0.1:${serve.port}`, '--json'], { timeoutMs: 300_000 });
+      const sender = spawnFt(['send', src, '--to', `127.0.0.1:${serve.port}`, '--fingerprint', serve.fingerprint!, '--json'], { timeoutMs: 300_000 });
       const senderRss = trackPeakRss(sender.pid, 50);
       const exit = await sender.exited;
       const wallMs = Date.now() - t;

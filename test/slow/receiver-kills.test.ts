@@ -54,7 +54,7 @@ describe('receiver killed with SIGKILL again and again', () => {
     const killedAt: number[] = [];
     try {
       // Default retries (5, back-off from 500 ms, reset whenever bytes move).
-      const sender = spawnFt(['send', src, '--to', `127.0.0.1:${proxy.port}`, '--json'], { timeoutMs: 240_000 });
+      const sender = spawnFt(['send', src, '--to', `127.0.0.1:${proxy.port}`, '--fingerprint', serve.fingerprint!, '--json'], { timeoutMs: 240_000 });
       for (let i = 0; i < KILLS; i++) {
         // This receiver process has the body going: kill once the partial reaches the mark
         // (and at least 1 MiB past where this body started, so every kill is mid-body).

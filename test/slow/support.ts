@@ -65,6 +65,8 @@ export interface ServeProcess {
   proc: FtProcess;
   port: number;
   dir: string;
+  /** Its key's full fingerprint (what `ft send --fingerprint` takes); undefined in plaintext. */
+  fingerprint: string | undefined;
   /** JSON events printed so far with this `event` name. */
   events(name: string): Array<Record<string, unknown>>;
 }
@@ -85,6 +87,7 @@ export async function startServe(
     proc,
     port: listening.port as number,
     dir: listening.dir as string,
+    fingerprint: listening.fingerprint as string | undefined,
     events: (name) => jsonLines(proc.stdout).filter((e) => e.event === name),
   };
 }

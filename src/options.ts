@@ -135,6 +135,12 @@ const SEND_RULES: Rules = {
 export function validateSendOptions(paths: unknown, options: unknown): void {
   if (!PATHS.ok(paths)) throw new FtError('USAGE', `send: ${expectation(PATHS, shown(paths))}`);
   validate('send', options, SEND_RULES, ['host']);
+  // In plaintext there is no key to check: a fingerprint or a trust choice would be silently ignored.
+  const values = options as Record<string, unknown>;
+  const checking = ['fingerprint', 'trust', 'trustFile', 'discovered'].find((name) => values[name] !== undefined);
+  if (values.insecurePlaintext === true && checking !== undefined) {
+    throw new FtError('USAGE', `send: insecurePlaintext has no receiver key to check, so ${checking} cannot apply: leave one out`);
+  }
 }
 
 const SERVE_RULES: Rules = {

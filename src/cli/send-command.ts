@@ -76,7 +76,8 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
     pinnedFingerprint: plaintext ? undefined : pinnedByName(trustFile),
   });
   // Pins go under a name the user typed, never one a receiver picked alone on the network called itself.
-  const discovered = target.receiver ? { ...(options.to !== undefined && { name: target.receiver.name }), fingerprint: target.fingerprint } : undefined;
+  const discovered =
+    target.receiver && !plaintext ? { ...(options.to !== undefined && { name: target.receiver.name }), fingerprint: target.fingerprint } : undefined;
   if (target.receiver || target.note) {
     // Say where the files go when discovery chose it (or was asked and DNS chose instead).
     const line = target.receiver
@@ -105,7 +106,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       senderKeyFile: options.senderKey ?? defaultSenderKeyPath(),
       token,
       fingerprint,
-      trust: options.trustNew ? 'new' : askOnTerminal(options.json === true),
+      trust: plaintext ? undefined : options.trustNew ? 'new' : askOnTerminal(options.json === true),
       trustFile: plaintext ? undefined : trustFile,
       discovered,
       insecurePlaintext: plaintext,

@@ -8,9 +8,11 @@
  * is trusted with `trust: 'new'`, asked about with a function, settled by the token proofs when
  * a token is given, and refused otherwise.
  */
+import net from 'node:net';
 import { FtError } from '../errors.js';
 import { fingerprintMatches, shortFingerprint } from '../auth/fingerprint.js';
 import { escapeForDisplay } from '../names/safe-name.js';
+import { shellWord } from '../discovery/pins.js';
 
 /** What a first contact is shown (and a trust function is given). */
 export interface UnknownReceiver {
@@ -58,8 +60,15 @@ export class ReceiverTrust {
   /** Whether the last check met the key for the first time (no pin, no fingerprint): it is pinned once confirmed. */
   firstContact = false;
   private readonly where: string;
+  /**
+   * The receiver name whose pin applies: the one discovery found, or the host name sent to (a
+   * pinned "nas" is still "nas" when DNS, not discovery, finds it: a receiver that is down or
+   * slow to answer must not turn its name into a first contact for whoever holds its address).
+   */
+  private readonly pinnedName: string | undefined;
 
   constructor(private readonly options: ReceiverTrustOptions) {
+    this.pinnedName = options.discovered?.name ?? (net.isIP(options.host) === 0 ? options.host : undefined);
     const name = options.discovered?.name;
     this.where = name !== undefined ? `"${escapeForDisplay(name)}" (${addressKey(options.host, options.port)})` : addressKey(options.host, options.port);
   }
@@ -73,15 +82,19 @@ export class ReceiverTrust {
     }
     if (options.fingerprint !== undefined) {
       if (fingerprintMatches(presented, options.fingerprint)) return 'trusted';
-      throw this.changed(presented, options.fingerprint, 'given with --fingerprint', false);
+      throw this.changed(presented, options.fingerprint, 'given with --fingerprint');
     }
     const announced = options.discovered?.fingerprint;
-    if (announced !== undefined && announced !== presented) throw this.changed(presented, announced, 'its discovery beacon announced', false);
-    const pins = await options.store?.lookup({ name: options.discovered?.name, address: addressKey(options.host, options.port) });
-    const pin = pins?.byName ?? pins?.byAddress;
-    if (pin) {
-      if (pin.fingerprint === presented) return 'trusted';
-      throw this.changed(presented, pin.fingerprint, 'pinned for it');
+    if (announced !== undefined && announced !== presented) throw this.changed(presented, announced, 'its discovery beacon announced');
+    const address = addressKey(options.host, options.port);
+    const pins = await options.store?.lookup({ name: this.pinnedName, address });
+    if (pins?.byName) {
+      if (pins.byName.fingerprint === presented) return 'trusted';
+      throw this.changed(presented, pins.byName.fingerprint, `pinned for "${escapeForDisplay(this.pinnedName!)}"`, this.pinnedName);
+    }
+    if (pins?.byAddress) {
+      if (pins.byAddress.fingerprint === presented) return 'trusted';
+      throw this.changed(presented, pins.byAddress.fingerprint, 'pinned for it', address);
     }
     this.firstContact = true;
     if (options.policy === 'new') return 'trusted';
@@ -105,9 +118,11 @@ export class ReceiverTrust {
 
   /**
    * The connection is verified (and, with a token, the receiver proved it): the rest of the
-   * send holds this key, and it is pinned under the address and the name asked for. Never
-   * under the name a receiver calls itself: one trusted by address could otherwise take a name
-   * (`nas`) that the real receiver of that name would then be refused under.
+   * send holds this key, and it is pinned under the address and the name discovery found for
+   * the name asked for. Never under the name a receiver calls itself: one trusted by address
+   * could otherwise take a name (`nas`) that the real receiver of that name would then be
+   * refused under; nor under a host name DNS resolved (two receivers on one host, on two ports,
+   * are two receivers: that name:port is the address pinned).
    */
   async confirmed(presented: string): Promise<void> {
     this.verified = presented;
@@ -115,8 +130,9 @@ export class ReceiverTrust {
     await store?.record({ fingerprint: presented, name: discovered?.name, address: addressKey(host, port) });
   }
 
-  private changed(presented: string, expected: string, what: string, pinned = true): FtError {
-    const forget = pinned ? `; if the receiver's key was changed on purpose, run \`ft trust forget ${this.options.discovered?.name ?? addressKey(this.options.host, this.options.port)}\` and send again` : '';
+  /** `forget`: the pin that refused it, which `ft trust forget` removes to accept a deliberate change. */
+  private changed(presented: string, expected: string, what: string, forgetting?: string): FtError {
+    const forget = forgetting ? `; if the receiver's key was changed on purpose, run \`ft trust forget ${shellWord(forgetting)}\` and send again` : '';
     return new FtError(
       'RECEIVER_KEY_CHANGED',
       `${this.where} presented key ${shortFingerprint(presented)}, not ${shortFingerprint(expected)} ${what}: it may be an impostor, and nothing was sent${forget}`,

@@ -129,6 +129,16 @@ describe('send() options', () => {
     expect(error.message).toMatch(new RegExp(`^send option ${name}: expected .+, got ${escape(got)}$`));
   });
 
+  it.each([
+    ['fingerprint', 'A'.repeat(52)],
+    ['trust', 'new'],
+    ['trustFile', '/tmp/known-receivers.json'],
+    ['discovered', { name: 'nas' }],
+  ])('insecurePlaintext with %s is USAGE: there is no key it could check', async (name, value) => {
+    const error = await usage(send(['/nonexistent/ft-options-test'], { host: '127.0.0.1', insecurePlaintext: true, [name]: value } as never));
+    expect(error.message).toBe(`send: insecurePlaintext has no receiver key to check, so ${name} cannot apply: leave one out`);
+  });
+
   it('host is required, options must be an object, paths an array of strings', async () => {
     expect((await usage(send(['x'], {} as never))).message).toBe('send option host: expected a non-empty string, got undefined');
     expect((await usage(send(['x'], undefined as never))).message).toBe('send: expected an options object, got undefined');

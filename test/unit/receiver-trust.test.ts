@@ -63,6 +63,21 @@ describe('ReceiverTrust', () => {
     expect(impostor.message).toContain('ft trust forget nas');
   });
 
+  it('a name pinned through discovery holds when DNS finds the name instead (the receiver down or slow to answer)', async () => {
+    const pins = new MemoryPins();
+    await pins.record({ fingerprint: REAL, name: 'nas', address: '192.0.2.7:9600' });
+    // `--to nas`, no discovery answer in time: DNS gives an address, and the host sent to is the name.
+    expect(await trust({ store: pins, host: 'NAS', port: 9527 }).check(REAL)).toBe('trusted');
+    const impostor = await rejection(trust({ store: pins, host: 'nas', port: 9527, policy: 'new' }).check(OTHER));
+    expect(impostor).toMatchObject({ code: 'RECEIVER_KEY_CHANGED', message: expect.stringContaining('ft trust forget nas') });
+    // Pinned under the address only: a host name DNS resolved is not a receiver's name (two receivers may share a host).
+    const fresh = new MemoryPins();
+    const byDns = trust({ store: fresh, host: 'nas', port: 9601, policy: 'new' });
+    await byDns.check(THIRD);
+    await byDns.confirmed(THIRD);
+    expect(fresh.entries).toEqual([{ fingerprint: THIRD, names: [], addresses: ['nas:9601'] }]);
+  });
+
   it('--fingerprint and the key a beacon announced are checked before the pins', async () => {
     const pins = new MemoryPins();
     await pins.record({ fingerprint: REAL, address: '192.0.2.7:9527' });

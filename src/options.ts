@@ -6,6 +6,7 @@
  */
 import { broadcastTargets } from './discovery/interfaces.js';
 import { FtError } from './errors.js';
+import { parseFingerprint } from './auth/fingerprint.js';
 import { CONFLICT_POLICIES } from './storage/conflict-policy.js';
 
 /** What a value must be: `expected` completes "expected …, got …". */
@@ -52,8 +53,12 @@ const FILE_SYSTEM = rule('a FileSystem (see fileSystemOf)', (value) => {
 const CONFLICT_POLICY = rule(`one of ${CONFLICT_POLICIES.join(', ')}`, (value) => CONFLICT_POLICIES.includes(value as never));
 const FINGERPRINT = rule('a receiver fingerprint (32 to 52 letters A-Z and digits 2-7, dashes allowed)', (value) => {
   if (typeof value !== 'string') return false;
-  const canonical = value.replace(/[\s:-]/g, '').toUpperCase();
-  return /^[A-Z2-7]{32,52}$/.test(canonical);
+  try {
+    parseFingerprint(value);
+    return true;
+  } catch {
+    return false;
+  }
 });
 const TRUST_POLICY = rule("'pinned', 'new' or a function", (value) => value === 'pinned' || value === 'new' || typeof value === 'function');
 const IDENTITY = rule('an identity ({ key, cert, fingerprint }: see loadOrCreateIdentity and identityFrom)', (value) => {

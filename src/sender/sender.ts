@@ -32,7 +32,8 @@ import { FileSource } from './file-source.js';
 import type { Source } from './source.js';
 import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from '../auth/owner-key.js';
 import { SenderConnection, type Outcome } from './connection.js';
-import { ReceiverTrust, type PinStore, type TrustPolicy } from './receiver-trust.js';
+import { ReceiverTrust, type TrustPolicy } from './receiver-trust.js';
+import { TrustStore } from '../auth/trust-store.js';
 import { parseFingerprint } from '../auth/fingerprint.js';
 import { validateSendOptions } from '../options.js';
 import { SEND_DEFAULTS } from '../defaults.js';
@@ -245,7 +246,7 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
         fingerprint: options.fingerprint === undefined ? undefined : parseFingerprint(options.fingerprint),
         discovered: options.discovered,
         policy: options.trust ?? 'pinned',
-        store: await openPins(options.trustFile),
+        store: options.trustFile === undefined ? undefined : new TrustStore(options.trustFile),
         token: options.token !== undefined,
       });
   const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, trust, saveSoon: saver(cache) };
@@ -278,12 +279,6 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
     // Hashes computed while sending, and receipts, for the next run.
     await io.saveSoon.flush();
   }
-}
-
-async function openPins(file: string | undefined): Promise<PinStore | undefined> {
-  if (file === undefined) return undefined;
-  const { TrustStore } = await import('../auth/trust-store.js');
-  return new TrustStore(file);
 }
 
 /**

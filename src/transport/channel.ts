@@ -40,10 +40,13 @@ export function tlsSecurity(socket: TLSSocket, peerFingerprint?: string): Channe
   };
 }
 
-/** TLS 1.3 only; AES-128-GCM first (the fastest here, and as strong as the channel needs). */
-export const TLS_PROFILE = Object.freeze({
+/**
+ * TLS 1.3 only; AES-128-GCM first (the fastest here, and as strong as the channel needs); ALPN
+ * "ft". Spread into every context and socket, client and server, so both sides agree.
+ */
+export const TLS_PROFILE: Readonly<{ minVersion: 'TLSv1.3'; maxVersion: 'TLSv1.3'; ciphers: string; ALPNProtocols: string[] }> = Object.freeze({
   minVersion: 'TLSv1.3',
   maxVersion: 'TLSv1.3',
   ciphers: 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256',
-  ALPNProtocols: [ALPN],
-} as const);
+  ALPNProtocols: Object.freeze([ALPN]) as string[],
+});

@@ -1,7 +1,8 @@
+import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import { FtError } from '../errors.js';
 import { fingerprintOfCertificate } from '../auth/fingerprint.js';
-import { TLS_PROFILE, tlsSecurity, type Channel } from './channel.js';
+import { ALPN, TLS_PROFILE, tlsSecurity, type Channel } from './channel.js';
 import type { Connector } from './connector.js';
 import { tcpConnector } from './tcp-connector.js';
 
@@ -16,9 +17,8 @@ export const tlsConnector: Connector = async (target, options) => {
   const where = `${target.host}:${target.port}`;
   return new Promise<Channel>((resolve, reject) => {
     const socket = tls.connect({
-      socket: tcp as import('node:net').Socket,
+      socket: tcp as Socket,
       ...TLS_PROFILE,
-      ALPNProtocols: [...TLS_PROFILE.ALPNProtocols],
       // Trust is decided by pin, not by a CA: checked right after the handshake.
       rejectUnauthorized: false,
       // No SNI: the receiver has one identity, and a host name in clear would tell who is sent to.
@@ -48,7 +48,7 @@ export const tlsConnector: Connector = async (target, options) => {
     socket.once('secureConnect', () => {
       cleanup();
       const certificate = socket.getPeerX509Certificate();
-      if (socket.getProtocol() !== 'TLSv1.3' || socket.alpnProtocol !== TLS_PROFILE.ALPNProtocols[0] || !certificate) {
+      if (socket.getProtocol() !== 'TLSv1.3' || socket.alpnProtocol !== ALPN || !certificate) {
         socket.destroy();
         tcp.destroy();
         return reject(new FtError('TLS_FAILED', `${where} did not set up TLS 1.3 with ALPN "ft" and a certificate`));

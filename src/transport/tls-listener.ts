@@ -4,6 +4,7 @@ import type { Identity } from '../auth/identity.js';
 import { TLS_PROFILE, tlsSecurity } from './channel.js';
 import { listenTcp } from './tcp-listener.js';
 import type { ListenerFactory } from './listener.js';
+import type { Socket } from 'node:net';
 
 /**
  * TLS 1.3 over the TCP listener, with the receiver's identity. Each connection is handed over
@@ -25,10 +26,10 @@ export function tlsListener(identity: Identity): ListenerFactory {
       close: () => tcp.close(),
       onConnection: (handler) =>
         tcp.onConnection(({ stream, address, port }) => {
-          const socket = new tls.TLSSocket(stream as import('node:net').Socket, {
+          const socket = new tls.TLSSocket(stream as Socket, {
             isServer: true,
             secureContext,
-            ALPNProtocols: [...TLS_PROFILE.ALPNProtocols],
+            ALPNProtocols: TLS_PROFILE.ALPNProtocols,
             // Senders prove themselves with their owner key and the token, inside the channel.
             requestCert: false,
           });

@@ -66,7 +66,7 @@ export async function startFakeReceiver(
   const identity = options.plaintext ? undefined : (options.identity ?? (await fakeIdentity()));
   const secureContext = identity && tls.createSecureContext({ key: identity.key, cert: identity.cert, ...TLS_PROFILE });
   const server = net.createServer((tcp) => {
-    const socket = secureContext ? new tls.TLSSocket(tcp, { isServer: true, secureContext, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols] }) : tcp;
+    const socket = secureContext ? new tls.TLSSocket(tcp, { isServer: true, secureContext, ALPNProtocols: TLS_PROFILE.ALPNProtocols }) : tcp;
     const security = socket instanceof tls.TLSSocket ? tlsSecurity(socket) : PLAINTEXT;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

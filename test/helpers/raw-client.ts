@@ -157,7 +157,7 @@ export function helloFrom(owner: OwnerKey, { receiverNonce, senderNonce, binding
 
 /** TLS over a connected socket, as a sender opens it (any key is taken). */
 export async function tlsOver(socket: net.Socket): Promise<tls.TLSSocket> {
-  const secure = tls.connect({ socket, ...TLS_PROFILE, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols], rejectUnauthorized: false });
+  const secure = tls.connect({ socket, ...TLS_PROFILE, rejectUnauthorized: false });
   await new Promise<void>((resolve, reject) => {
     secure.once('secureConnect', resolve);
     secure.once('error', reject);

@@ -593,7 +593,7 @@ describe('the TLS handshake counts as part of the greeting', () => {
         callback();
       },
     });
-    const client = tls.connect({ socket: memory, ...TLS_PROFILE, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols], rejectUnauthorized: false });
+    const client = tls.connect({ socket: memory, ...TLS_PROFILE, rejectUnauthorized: false });
     client.on('error', () => undefined);
     await waitUntil(() => written.length > 0 || undefined, 'the ClientHello');
     client.destroy();
@@ -674,7 +674,7 @@ describe('the TLS handshake counts as part of the greeting', () => {
     });
     peer.socket.on('data', (chunk: Buffer) => slow.push(chunk));
     peer.socket.once('end', () => slow.push(null));
-    const secure = tls.connect({ socket: slow, ...TLS_PROFILE, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols], rejectUnauthorized: false });
+    const secure = tls.connect({ socket: slow, ...TLS_PROFILE, rejectUnauthorized: false });
     secure.on('error', () => undefined);
     try {
       await new Promise<void>((resolve, reject) => {

@@ -293,7 +293,7 @@ async function startRelayMitm(realPort: number, { resign = false } = {}): Promis
 const MITM_OWNER = ephemeralOwnerKey();
 
 async function connectTlsTo(port: number): Promise<tls.TLSSocket> {
-  const socket = tls.connect({ host: '127.0.0.1', port, ...TLS_PROFILE, ALPNProtocols: [...TLS_PROFILE.ALPNProtocols], rejectUnauthorized: false, servername: '' });
+  const socket = tls.connect({ host: '127.0.0.1', port, ...TLS_PROFILE, rejectUnauthorized: false, servername: '' });
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', resolve);
     socket.once('error', reject);

@@ -34,6 +34,8 @@ export const SERVE_DEFAULTS = Object.freeze({
   /** Seconds. */
   beaconInterval: 3,
   discoveryPort: DEFAULT_DISCOVERY_PORT,
+  web: true,
+  allowUnverified: false,
 });
 
 /** send(): the options left out. */

@@ -175,6 +175,9 @@ const SERVE_RULES: Rules = {
   identity: IDENTITY,
   insecurePlaintext: BOOLEAN,
   collectGarbage: FUNCTION,
+  web: BOOLEAN,
+  webPort: LISTEN_PORT,
+  allowUnverified: BOOLEAN,
 };
 
 export function validateServeOptions(options: unknown): void {

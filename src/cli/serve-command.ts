@@ -9,6 +9,7 @@ import { checkInbox, inboxError } from './inbox-check.js';
 import { readToken } from './options.js';
 import { defaultIdentityDir, loadOrCreateIdentity } from '../auth/identity-store.js';
 import { shortFingerprint } from '../auth/fingerprint.js';
+import qrcode from 'qrcode-terminal';
 
 export interface ServeCommandOptions {
   port: number;
@@ -28,6 +29,9 @@ export interface ServeCommandOptions {
   tokenFile?: string;
   identity?: string;
   insecurePlaintext?: boolean;
+  web: boolean;
+  webPort?: number;
+  allowUnverified?: boolean;
   beacon: boolean;
   beaconInterval: number;
   interface?: string;
@@ -80,6 +84,9 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     beacon: options.beacon,
     beaconInterval: options.beaconInterval,
     interface: options.interface,
+    web: options.web,
+    webPort: options.webPort,
+    allowUnverified: options.allowUnverified === true,
   }).catch((error: unknown) => Promise.reject(inboxError(dir, error)));
   // Listen for Ctrl-C before saying we are ready, so a signal right after the address line stops us cleanly.
   const stopped = new Promise<void>((resolve) => {
@@ -105,6 +112,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
         id: receiver.announcer?.info.id,
         tls: !plaintext,
         ...(fingerprint ? { fingerprint, shortFingerprint: shortFingerprint(fingerprint), identityCreated: loaded!.created } : {}),
+        ...(receiver.webAddress ? { web: receiver.accessLink() } : {}),
       }),
     );
     if (openToAll) out(jsonLine('warning', { message: openWarning }));
@@ -124,8 +132,9 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     if (receiver.discoveryError) {
       process.stderr.write(`ft: warning: discovery is off (${receiver.discoveryError}); senders need this address\n`);
     }
+    if (receiver.webAddress) out(uploadPage(receiver.accessLink()!, fingerprint, token !== undefined));
     receiver.on('event', (event) => {
-      const line = describe(event);
+      const line = event.type === 'access' ? accessLine(event.remote, event.via, receiver.accessLink()!) : describe(event);
       if (line) out(`${line}\n`);
     });
   }
@@ -133,6 +142,26 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
   await receiver.close();
   if (!options.json) out('ft: stopped; unfinished uploads are kept for resume\n');
   return 0;
+}
+
+/** The page's address, a QR code of it for a phone's camera, and what the certificate warning is about. */
+function uploadPage(link: string, fingerprint: string | undefined, gated: boolean): string {
+  const once = gated ? ' (its code works once: the next device gets a new link, or types the token)' : '';
+  let text = `ft: upload page ${link}${once}\n`;
+  qrcode.generate(link, { small: true }, (drawn) => {
+    text += `${drawn}\n`;
+  });
+  if (fingerprint) {
+    text += `ft: the browser warns about the certificate: it is this receiver if the page shows fingerprint ${shortFingerprint(fingerprint)}\n`;
+  } else {
+    text += 'ft: warning: the page is plain HTTP (--insecure-plaintext): anyone on the network can read and change uploads\n';
+  }
+  return text;
+}
+
+function accessLine(remote: string, via: 'code' | 'token', next: string): string {
+  if (via === 'token') return `access   ${remote} opened the upload page with the token`;
+  return `access   ${remote} opened the upload page with its one-time code; for another device: ${next}`;
 }
 
 function describe(event: ReceiverEvent): string | undefined {

@@ -20,6 +20,8 @@ export type ReceiverEvent =
   | { type: 'refused'; remote: string; name: string; code: ErrorCode; message: string }
   | { type: 'failed'; remote: string; name: string; code: ErrorCode; message: string }
   | { type: 'connection-error'; remote: string; code: ErrorCode; message: string }
+  /** A browser redeemed the one-time access code (or the token) for a session on the upload page. */
+  | { type: 'access'; remote: string; via: 'code' | 'token' }
   | { type: 'warning'; message: string };
 
 /** What a sender reports for each file. `name` is the name on the receiver, `path` the local one. */

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import type { FileSystem } from '../file-system.js';
@@ -75,6 +75,14 @@ export class ReceiptSealer {
     }
     // Torn or planted: receipts are only a shortcut, so a key of this run's own will do.
     return new ReceiptSealer(randomBytes(KEY_BYTES));
+  }
+
+  /**
+   * A secret for another use (the web side's sessions and upload ids), kept from run to run with
+   * this key and independent of it (HKDF-SHA256).
+   */
+  deriveSecret(label: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.key, Buffer.alloc(0), `ft-${label}`, 32));
   }
 
   /**

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
+import { FtError, toFtError } from '../errors.js';
 import { Announcer } from '../discovery/announcer.js';
 import { cleanReceiverName } from '../discovery/codec.js';
 import { isLoopbackAddress } from '../discovery/interfaces.js';
@@ -15,7 +16,10 @@ import { LocalUploadStore } from '../storage/local/local-store.js';
 import type { UploadStore } from '../storage/upload-store.js';
 import type { IncomingConnection, Listener, ListenerFactory } from '../transport/listener.js';
 import { listenTcp } from '../transport/tcp-listener.js';
-import { tlsListener } from '../transport/tls-listener.js';
+import { negotiatedProtocol, tlsListener } from '../transport/tls-listener.js';
+import { ALPN } from '../transport/channel.js';
+import { TLSSocket } from 'node:tls';
+import { startWebSide, type WebSide } from './web-side.js';
 import { generateIdentity, identityFrom, type Identity } from '../auth/identity.js';
 import { encodeFrame } from '../wire/frame.js';
 import { SERVE_DEFAULTS } from '../defaults.js';
@@ -92,6 +96,18 @@ export interface ServeOptions {
    * megabytes read (see receiver/gc-hints.ts). `ft serve` passes one; undefined: never called.
    */
   collectGarbage?: () => void;
+  /**
+   * Also serve the upload page and the tus endpoint (docs/WEB.md): on the same port over TLS
+   * (ALPN tells them apart), or on `webPort` in plaintext. @default true
+   */
+  web?: boolean;
+  /** With insecurePlaintext: the port for plain HTTP. @default port + 1 (any free port with port 0) */
+  webPort?: number;
+  /**
+   * Accept web and tus uploads that carry no whole-file hash (reported `verified: false`).
+   * @default false
+   */
+  allowUnverified?: boolean;
   /** Closes the receiver when aborted. */
   signal?: AbortSignal;
 }
@@ -103,7 +119,7 @@ type EventOf<T extends EventName> = Extract<ReceiverEvent, { type: T }>;
 
 /**
  * A running receiver. Each event is emitted under its `type` ('received', 'skipped', 'refused',
- * 'failed', 'started', 'restarted', 'progress', 'connection', 'connection-error') and also as
+ * 'failed', 'started', 'restarted', 'progress', 'connection', 'connection-error', 'access', 'warning') and also as
  * 'event'. Problems with one connection never stop the receiver.
  */
 export class Receiver extends EventEmitter {
@@ -111,6 +127,8 @@ export class Receiver extends EventEmitter {
   private readonly running = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
   private expiry: NodeJS.Timeout | undefined;
+  /** @internal The upload page and tus endpoint, when served. */
+  web: WebSide | undefined;
   /** Present while the receiver announces itself on the LAN. */
   announcer: Announcer | undefined;
   /** Why the receiver could not announce itself, when discovery was asked for and failed. */
@@ -129,6 +147,19 @@ export class Receiver extends EventEmitter {
   /** The address and port actually listened on (useful with port 0). */
   get address(): { host: string; port: number; family: string } {
     return { ...this.listener.address };
+  }
+
+  /** Where the upload page is served (the receiver's own address in TLS), when it is. */
+  get webAddress(): { host: string; port: number; family: string } | undefined {
+    return this.web && { ...this.web.address };
+  }
+
+  /**
+   * The page's address as a person opens it, at `host` (default: an address of this machine
+   * others can reach), with a new one-time access code when the receiver has a token.
+   */
+  accessLink(host?: string): string | undefined {
+    return this.web?.link(host);
   }
 
   /** The inbox folder (its real path). */
@@ -181,6 +212,7 @@ export class Receiver extends EventEmitter {
       clearInterval(this.expiry);
       await this.announcer?.close();
       const closed = this.listener.close();
+      await this.web?.close();
       for (const session of this.sessions) session.abort();
       await Promise.all([closed, ...this.running]);
       // The store's handles (after the sessions, which may still be placing files).
@@ -203,6 +235,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
       maxPartialsPerPeer: options.maxPartialsPerPeer ?? SERVE_DEFAULTS.maxPartialsPerPeer,
     },
   });
+  const webOn = options.web ?? SERVE_DEFAULTS.web;
   let listener: Listener;
   let fingerprint: string | undefined;
   try {
@@ -213,7 +246,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
       // would be printed and announced): identityFrom recomputes it and checks key and certificate.
       const identity = options.identity ? identityFrom(options.identity.key, options.identity.cert) : await generateIdentity();
       fingerprint = identity.fingerprint;
-      listen = tlsListener(identity);
+      listen = tlsListener(identity, webOn ? [ALPN, 'http/1.1'] : [ALPN]);
     }
     listener = await listen({ port, host: options.host });
   } catch (error) {
@@ -234,10 +267,11 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const receiver = new Receiver(listener, store, fingerprint);
   const name = cleanReceiverName(options.name ?? os.hostname());
   const emit = (event: ReceiverEvent) => receiver.publish(event);
+  // The key lives with the partial uploads: the receiver's own, owner-only folder.
+  const receipts = ReceiptSealer.open(store.stateDir, fs);
   const ingest = new Ingest({
     store,
-    // The key lives with the partial uploads: the receiver's own, owner-only folder.
-    receipts: ReceiptSealer.open(store.stateDir, fs),
+    receipts,
     // A store that cannot tell its free space is not asked (a full disk then ends a body as it fills).
     disk: new DiskBudget(store.capabilities.freeSpace ? () => store.freeSpace() : async () => undefined),
     maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
@@ -254,11 +288,43 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     privateLocation: store.privateLocation,
     gc: new GcHints(options.collectGarbage),
   };
+  if (webOn) {
+    try {
+      receiver.web = await startWebSide({ serve: options, receiver, ingest, receipts, name, emit, fingerprint });
+    } catch (error) {
+      await listener.close();
+      await store.close();
+      throw error;
+    }
+  }
+  const web = receiver.web;
   listener.onConnection((connection: IncomingConnection) => {
     const ticket = admission.enter(connection.address, () => connection.stream.destroy());
     if (typeof ticket === 'string') return turnAway(connection, ticket);
     connection.stream.once('close', () => admission.leave(ticket));
-    receiver.track(new ReceiverSession(connection, context, ticket));
+    if (!web || !(connection.stream instanceof TLSSocket)) return receiver.track(new ReceiverSession(connection, context, ticket));
+    // One port for both: ALPN "ft" is the TCP protocol, anything else HTTP (a browser, a tus client).
+    const socket = connection.stream;
+    const { helloTimeoutMs } = context.limits;
+    const handshake = setTimeout(() => socket.destroy(new FtError('TIMEOUT', `no hello within ${helloTimeoutMs} ms`)), helloTimeoutMs).unref();
+    negotiatedProtocol(socket).then(
+      (protocol) => {
+        clearTimeout(handshake);
+        if (protocol === ALPN) return receiver.track(new ReceiverSession(connection, context, ticket));
+        admission.leave(ticket);
+        web.accept(socket, connection.address, connection.port);
+      },
+      (error: NodeJS.ErrnoException) => {
+        clearTimeout(handshake);
+        socket.destroy();
+        const remote = connection.address.includes(':') ? `[${connection.address}]:${connection.port}` : `${connection.address}:${connection.port}`;
+        const failure = /^ERR_SSL_/.test(error.code ?? '')
+          ? new FtError('TLS_FAILED', `no TLS 1.3 connection with the sender: ${String(error.message).split('\n')[0]}`)
+          : toFtError(error, 'CONNECTION_LOST');
+        emit({ type: 'connection', remote });
+        emit({ type: 'connection-error', remote, code: failure.code, message: failure.message });
+      },
+    );
   });
   receiver.scheduleExpiry(partialTtlMs);
   if (options.beacon ?? SERVE_DEFAULTS.beacon) await announce(receiver, options, name, fingerprint);

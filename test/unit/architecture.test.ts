@@ -38,11 +38,13 @@ const MAY_IMPORT: Record<string, string[]> = {
   transport: ['auth'],
   storage: ['names'],
   ingest: ['storage', 'names', 'wire'],
-  receiver: ['transport', 'ingest', 'storage', 'wire', 'auth', 'names', 'discovery'],
+  // The HTTP side: the upload page and the tus endpoint, over the same ingest as the TCP protocol.
+  web: ['ingest', 'storage', 'names', 'wire'],
+  receiver: ['transport', 'ingest', 'storage', 'wire', 'auth', 'names', 'discovery', 'web'],
   sender: ['transport', 'wire', 'auth', 'names', 'discovery', 'ingest'],
   discovery: ['wire', 'names', 'auth'],
-  cli: ['receiver', 'sender', 'ingest', 'storage', 'wire', 'auth', 'names', 'discovery', 'transport'],
-  '': ['wire', 'names', 'auth', 'transport', 'storage', 'ingest', 'receiver', 'sender', 'discovery'],
+  cli: ['receiver', 'sender', 'ingest', 'storage', 'wire', 'auth', 'names', 'discovery', 'transport', 'web'],
+  '': ['wire', 'names', 'auth', 'transport', 'storage', 'ingest', 'receiver', 'sender', 'discovery', 'web'],
 };
 
 describe('architecture', () => {

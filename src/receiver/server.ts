@@ -290,7 +290,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   };
   if (webOn) {
     try {
-      receiver.web = await startWebSide({ serve: options, receiver, ingest, receipts, name, emit, fingerprint });
+      receiver.web = await startWebSide({ serve: options, receiver, ingest, admission, receipts, name, emit, fingerprint });
     } catch (error) {
       await listener.close();
       await store.close();

@@ -15,9 +15,9 @@ import type { Listener } from '../transport/listener.js';
 import { WebAccess } from '../web/access.js';
 import { loadAssets } from '../web/assets.js';
 import { TusEndpoint } from '../web/tus.js';
-import { TUS_MOUNT, WebServer } from '../web/web-server.js';
+import { TUS_MOUNT, WebServer, type WebSlots } from '../web/web-server.js';
 import { SERVE_DEFAULTS } from '../defaults.js';
-import { Admission } from './admission.js';
+import { Admission, type Ticket } from './admission.js';
 import type { Receiver, ServeOptions } from './server.js';
 
 export interface WebSide {
@@ -31,6 +31,8 @@ export interface WebSideOptions {
   serve: ServeOptions;
   receiver: Receiver;
   ingest: Ingest;
+  /** The TCP protocol's admission: wrong codes and tokens count with its wrong proofs. */
+  admission: Admission;
   /** The receiver's kept key, from which the web side's secrets are derived. */
   receipts: ReceiptSealer;
   name: string;
@@ -56,12 +58,21 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
     emit,
   });
   // Web connections have a pool of their own, as large as the TCP protocol's, so neither side
-  // can take the other's slots; wrong codes and tokens slow down as wrong token proofs do.
-  const slots = new Admission({
+  // can take the other's slots; a wrong code or token counts as a wrong token proof does, so
+  // guessing on both sides at once is no faster.
+  const pool = new Admission({
     maxConnections: serve.maxConnections ?? SERVE_DEFAULTS.maxConnections,
     maxPerAddress: serve.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
     maxGreeting: serve.maxUnauthenticated ?? SERVE_DEFAULTS.maxUnauthenticated,
   });
+  const slots: WebSlots = {
+    enter: (address, evict) => pool.enter(address, evict),
+    promote: (ticket) => pool.promote(ticket as Ticket),
+    progressed: (ticket) => pool.progressed(ticket as Ticket),
+    leave: (ticket) => pool.leave(ticket as Ticket),
+    authFailed: (address) => options.admission.authFailed(address),
+    authSucceeded: (address) => options.admission.authSucceeded(address),
+  };
   const bound = receiver.address;
   const openToAll = access.open && !isLoopbackAddress(bound.host);
   const server = new WebServer({

@@ -112,7 +112,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
         id: receiver.announcer?.info.id,
         tls: !plaintext,
         ...(fingerprint ? { fingerprint, shortFingerprint: shortFingerprint(fingerprint), identityCreated: loaded!.created } : {}),
-        ...(receiver.webAddress ? { web: receiver.accessLink() } : {}),
+        ...(receiver.webAddress ? { web: receiver.accessLink(), ...(receiver.certificateSha256 ? { certificateSha256: receiver.certificateSha256 } : {}) } : {}),
       }),
     );
     if (openToAll) out(jsonLine('warning', { message: openWarning }));
@@ -132,7 +132,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     if (receiver.discoveryError) {
       process.stderr.write(`ft: warning: discovery is off (${receiver.discoveryError}); senders need this address\n`);
     }
-    if (receiver.webAddress) out(uploadPage(receiver.accessLink()!, fingerprint, token !== undefined));
+    if (receiver.webAddress) out(uploadPage(receiver.accessLink()!, receiver.certificateSha256, token !== undefined));
     receiver.on('event', (event) => {
       const line = event.type === 'access' ? accessLine(event.remote, event.via, receiver.accessLink()!) : describe(event);
       if (line) out(`${line}\n`);
@@ -144,15 +144,19 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
   return 0;
 }
 
-/** The page's address, a QR code of it for a phone's camera, and what the certificate warning is about. */
-function uploadPage(link: string, fingerprint: string | undefined, gated: boolean): string {
+/**
+ * The page's address, a QR code of it for a phone's camera, and what to compare the browser's
+ * certificate warning with: the certificate's own SHA-256, which every browser's certificate
+ * details show (the page shows it too, but a page can claim anything).
+ */
+function uploadPage(link: string, certificateSha256: string | undefined, gated: boolean): string {
   const once = gated ? ' (its code works once: the next device gets a new link, or types the token)' : '';
   let text = `ft: upload page ${link}${once}\n`;
   qrcode.generate(link, { small: true }, (drawn) => {
     text += `${drawn}\n`;
   });
-  if (fingerprint) {
-    text += `ft: the browser warns about the certificate: it is this receiver if the page shows fingerprint ${shortFingerprint(fingerprint)}\n`;
+  if (certificateSha256) {
+    text += `ft: browsers warn that the page's certificate is self-signed; it is this receiver's if its SHA-256 fingerprint is ${certificateSha256}\n`;
   } else {
     text += 'ft: warning: the page is plain HTTP (--insecure-plaintext): anyone on the network can read and change uploads\n';
   }

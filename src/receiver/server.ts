@@ -19,6 +19,7 @@ import { listenTcp } from '../transport/tcp-listener.js';
 import { negotiatedProtocol, tlsListener } from '../transport/tls-listener.js';
 import { ALPN } from '../transport/channel.js';
 import { TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { startWebSide, type WebSide } from './web-side.js';
 import { generateIdentity, identityFrom, type Identity } from '../auth/identity.js';
 import { encodeFrame } from '../wire/frame.js';
@@ -140,6 +141,11 @@ export class Receiver extends EventEmitter {
     readonly store: UploadStore,
     /** The full fingerprint of the key senders see; undefined in plaintext. */
     readonly fingerprint: string | undefined,
+    /**
+     * SHA-256 of the whole certificate, as browsers show it (`AB:CD:…`): what a person checks
+     * the upload page's certificate warning against. Undefined in plaintext.
+     */
+    readonly certificateSha256: string | undefined = undefined,
   ) {
     super();
   }
@@ -238,6 +244,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const webOn = options.web ?? SERVE_DEFAULTS.web;
   let listener: Listener;
   let fingerprint: string | undefined;
+  let certificateSha256: string | undefined;
   try {
     let listen = options.listen;
     if (listen === undefined && options.insecurePlaintext === true) listen = listenTcp;
@@ -246,6 +253,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
       // would be printed and announced): identityFrom recomputes it and checks key and certificate.
       const identity = options.identity ? identityFrom(options.identity.key, options.identity.cert) : await generateIdentity();
       fingerprint = identity.fingerprint;
+      certificateSha256 = new X509Certificate(identity.cert).fingerprint256;
       listen = tlsListener(identity, webOn ? [ALPN, 'http/1.1'] : [ALPN]);
     }
     listener = await listen({ port, host: options.host });
@@ -264,7 +272,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     maxPerAddress: options.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
     maxGreeting: options.maxUnauthenticated ?? SERVE_DEFAULTS.maxUnauthenticated,
   });
-  const receiver = new Receiver(listener, store, fingerprint);
+  const receiver = new Receiver(listener, store, fingerprint, certificateSha256);
   const name = cleanReceiverName(options.name ?? os.hostname());
   const emit = (event: ReceiverEvent) => receiver.publish(event);
   // The key lives with the partial uploads: the receiver's own, owner-only folder.

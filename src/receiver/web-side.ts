@@ -83,6 +83,7 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
     info: {
       name: options.name,
       fingerprint: fingerprint ? shortFingerprint(fingerprint) : null,
+      certificateSha256: receiver.certificateSha256 ?? null,
       access: access.open ? 'open' : 'token',
       warning: openToAll ? OPEN_WARNING : null,
       tusPath: `${TUS_MOUNT}/`,

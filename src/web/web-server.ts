@@ -44,6 +44,11 @@ export interface PageInfo {
   name: string;
   /** Short form, as `ft serve` prints it; null in plaintext. */
   fingerprint: string | null;
+  /**
+   * SHA-256 of the certificate as browsers show it (`AB:CD:…`). The page shows it for comparing
+   * with the browser's certificate details (a page can claim anything; the certificate cannot).
+   */
+  certificateSha256: string | null;
   access: 'open' | 'token';
   /** Shown on the page when set (an open receiver on the network). */
   warning: string | null;

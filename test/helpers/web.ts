@@ -9,6 +9,8 @@ export interface WebResponse {
   body: string;
   /** Full fingerprint of the certificate the server presented (HTTPS). */
   fingerprint?: string;
+  /** SHA-256 of that certificate, as browsers show it (`AB:CD:…`). */
+  certificateSha256?: string;
   /** The ALPN protocol the TLS handshake settled on. */
   alpn?: string | false | null;
 }
@@ -47,7 +49,9 @@ export function webRequest(port: number, path: string, options: WebRequestOption
           status: res.statusCode ?? 0,
           headers: res.headers,
           body: Buffer.concat(chunks).toString('utf8'),
-          ...(certificate?.raw ? { fingerprint: fingerprintOfCertificate(certificate.raw), alpn: socket.alpnProtocol } : {}),
+          ...(certificate?.raw
+            ? { fingerprint: fingerprintOfCertificate(certificate.raw), certificateSha256: certificate.fingerprint256, alpn: socket.alpnProtocol }
+            : {}),
         });
       });
     });

@@ -92,6 +92,7 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
     },
     tls: fingerprint !== undefined,
     idleTimeoutMs: serve.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
+    ...(fingerprint === undefined ? { hostAllowed: ownHostName } : {}),
     onAccess: (remote, via) => emit({ type: 'access', remote, via }),
     onWarning: (message) => emit({ type: 'warning', message }),
   });
@@ -117,6 +118,13 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
       await server.close();
     },
   };
+}
+
+/** An address, localhost, or this machine's own name (also under .local, .lan, .home.arpa). */
+export function ownHostName(host: string): boolean {
+  if (net.isIP(host) || host === 'localhost') return true;
+  const own = os.hostname().toLowerCase();
+  return [own, `${own}.local`, `${own}.lan`, `${own}.home.arpa`].includes(host);
 }
 
 /**

@@ -67,6 +67,12 @@ export interface WebServerOptions {
   tls: boolean;
   /** A connection silent this long is closed, in ms. */
   idleTimeoutMs: number;
+  /**
+   * Which Host headers are answered (all when undefined). In plaintext, a web page elsewhere
+   * could point its own name at this receiver (DNS rebinding) and upload through a visitor's
+   * browser as if it were the page's origin; over TLS the certificate already stops that.
+   */
+  hostAllowed?: (host: string) => boolean;
   /** A redeemed access code or token, for the receiver's log. */
   onAccess?: (remote: string, via: 'code' | 'token') => void;
   onWarning?: (message: string) => void;
@@ -159,6 +165,10 @@ export class WebServer {
     if (!client) {
       res.writeHead(500).end();
       return;
+    }
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (this.options.hostAllowed && !this.options.hostAllowed(host)) {
+      return void plain(res, 421, 'this receiver answers to its addresses and its host name only');
     }
     let path: string;
     try {

@@ -4,6 +4,7 @@
  * and the bounds on connections and headers.
  */
 import net from 'node:net';
+import os from 'node:os';
 import tls from 'node:tls';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -80,6 +81,10 @@ describe('one port, two protocols', () => {
     expect(r.receiver.accessLink('127.0.0.1')).toBe(`http://127.0.0.1:${webPort}/`);
     const report = await send([await fileToSend()], { host: '127.0.0.1', port: r.port, insecurePlaintext: true });
     expect(report.files[0]!.status).toBe('sent');
+    // A name that is not this machine's (DNS rebinding): refused; its own name and addresses answer.
+    expect((await webRequest(webPort, '/api/info', { plaintext: true, headers: { host: `evil.example:${webPort}` } })).status).toBe(421);
+    expect((await webRequest(webPort, '/api/info', { plaintext: true, headers: { host: `${os.hostname()}.local:${webPort}` } })).status).toBe(200);
+    expect((await webRequest(webPort, '/api/info', { plaintext: true, headers: { host: `[::1]:${webPort}` } })).status).toBe(200);
   });
 });
 

@@ -38,6 +38,8 @@ const MAY_IMPORT: Record<string, string[]> = {
   transport: ['auth'],
   storage: ['names'],
   ingest: ['storage', 'names', 'wire'],
+  // The tus endpoint: HTTP requests into the ingest service (and the name and hash rules of the TCP protocol).
+  web: ['ingest', 'names', 'wire'],
   receiver: ['transport', 'ingest', 'storage', 'wire', 'auth', 'names', 'discovery'],
   sender: ['transport', 'wire', 'auth', 'names', 'discovery', 'ingest'],
   discovery: ['wire', 'names', 'auth'],

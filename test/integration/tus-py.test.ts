@@ -33,7 +33,11 @@ if (missing) console.warn(`skipping the tus-py-client tests: ${missing}`);
 /** Uploads `file` with tuspy; `stopAfterChunks` stops it part-way and prints the upload's URL. */
 const SCRIPT = String.raw`
 import json, sys
+import requests
 from tusclient import client
+# tuspy 1.0's get_offset() (the HEAD of a resume) ignores verify_tls_cert: pass it on for it.
+_head = requests.head
+requests.head = lambda *a, **k: _head(*a, verify=False, **k)
 args = json.loads(sys.argv[1])
 c = client.TusClient(args["endpoint"], headers={"Authorization": "Bearer " + args["token"]})
 kw = dict(chunk_size=args["chunk"], metadata=args["metadata"], verify_tls_cert=False, upload_checksum=True)

@@ -1,0 +1,231 @@
+/**
+ * The upload page in a real headless Chromium (Debian's, driven by playwright-core), inside a
+ * network namespace with only loopback: several files and a folder from a phone-sized screen,
+ * resume after the receiver dies and after a page reload, a hostile file name, and the access
+ * code. Files are given as paths (a buffer would get a new lastModified, and so a new tus
+ * fingerprint); resumes stay in one browser context, where tus-js-client keeps its localStorage.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { randomFile } from '../helpers/files.js';
+import { removeTempDirs, tempDir } from '../helpers/temp.js';
+import { MiB, sameContent } from './support.js';
+import { browserSkipReason, launchBrowser, newContext, openNetns, throttle, type Netns } from './web/browser.js';
+import { startReceiver, type Receiver, type ReceiverOptions } from './web/receiver.js';
+
+const skipReason = browserSkipReason();
+
+/** Every row of the page's list in the given state. */
+async function rowsIn(page: Page, state: string): Promise<number> {
+  return page.locator(`#files li[data-state="${state}"]`).count();
+}
+
+async function waitForAllDone(page: Page, count: number, timeoutMs = 60_000): Promise<void> {
+  await page.waitForFunction(
+    (n) => {
+      const rows = [...document.querySelectorAll('#files li')];
+      return rows.length === n && rows.every((row) => row.getAttribute('data-state') === 'done');
+    },
+    count,
+    { timeout: timeoutMs, polling: 100 },
+  );
+}
+
+/** The percentage the first row shows while uploading (0 when it shows none). */
+async function uploadedPercent(page: Page, row = 0): Promise<number> {
+  const text = (await page.locator('#files li .file-status').nth(row).textContent()) ?? '';
+  return Number(/Uploading (\d+)%/.exec(text)?.[1] ?? 0);
+}
+
+async function waitForPercent(page: Page, atLeast: number, row = 0): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while ((await uploadedPercent(page, row)) < atLeast) {
+    if (Date.now() > deadline) throw new Error(`the upload never reached ${atLeast}%`);
+    await page.waitForTimeout(100);
+  }
+}
+
+describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  let netns: Netns;
+  let browser: Browser;
+  let closeBrowser: () => Promise<void>;
+  const receivers: Receiver[] = [];
+
+  async function receiver(options: Partial<ReceiverOptions> = {}): Promise<{ r: Receiver; inbox: string; files: string }> {
+    const root = await tempDir('ft-web-');
+    const inbox = path.join(root, 'inbox');
+    const files = path.join(root, 'files');
+    await mkdir(files);
+    const r = await startReceiver(netns, { inbox, partials: path.join(root, 'partials'), ...options });
+    receivers.push(r);
+    return { r, inbox, files };
+  }
+
+  beforeAll(async () => {
+    netns = await openNetns();
+    ({ browser, close: closeBrowser } = await launchBrowser(netns));
+  });
+
+  afterAll(async () => {
+    await closeBrowser?.();
+    await Promise.all(receivers.map((r) => r.kill()));
+    netns?.close();
+    await removeTempDirs();
+  });
+
+  it('on a phone-sized screen, uploads several files and a folder; each lands byte-identical and verified', async () => {
+    const { r, inbox, files } = await receiver();
+    const { context, page, problems } = await newContext(browser);
+    const chosen = ['photo.jpg', 'notes.txt', 'empty.bin', 'video.mp4'];
+    const sizes = [1_234_567, 999, 0, 9 * MiB + 7];
+    for (const [i, name] of chosen.entries()) await randomFile(path.join(files, name), sizes[i]!);
+    const folder = path.join(files, 'album');
+    await mkdir(path.join(folder, 'day 2'), { recursive: true });
+    await randomFile(path.join(folder, 'a.jpg'), 300_001);
+    await randomFile(path.join(folder, 'day 2', 'b.jpg'), 2 * MiB);
+
+    await page.goto(r.url);
+    await expect.poll(() => page.locator('#receiver-name').textContent()).toBe('test receiver');
+    // The fingerprint shown is the receiver's key (its short form starts the full one).
+    const shown = ((await page.locator('#fingerprint').textContent()) ?? '').replace(/-/g, '');
+    expect(shown.length).toBe(32);
+    expect(r.fingerprint.startsWith(shown)).toBe(true);
+    expect(await page.locator('#warning').isHidden()).toBe(true);
+
+    await page.setInputFiles('#file-input', chosen.map((name) => path.join(files, name)));
+    await page.setInputFiles('#folder-input', folder);
+    await waitForAllDone(page, 6);
+
+    const expected = [...chosen, 'album/a.jpg', 'album/day 2/b.jpg'];
+    for (const name of expected) {
+      expect(await sameContent(path.join(files, name), path.join(inbox, name)), name).toBe(true);
+    }
+    const received = r.proc.events('received');
+    expect(received.map((e) => e.name).sort()).toEqual([...expected].sort());
+    expect(received.every((e) => e.verified === true)).toBe(true);
+    expect(await page.locator('#total-text').textContent()).toContain('6 of 6 files done');
+    // The layout fits the phone: nothing wider than the screen.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it('an upload cut by the receiver dying resumes from its offset when the same file is chosen again after the restart', async () => {
+    let { r, inbox, files } = await receiver();
+    const source = await randomFile(path.join(files, 'big.bin'), 24 * MiB);
+    const { context, page, problems } = await newContext(browser);
+    await page.goto(r.url);
+    await throttle(page, 4 * MiB);
+    await page.setInputFiles('#file-input', source);
+    await waitForPercent(page, 25);
+    await r.kill();
+    // tus-js-client tries again a few times, then the page says it failed.
+    await page.locator('#files li[data-state="failed"]').waitFor({ timeout: 30_000 });
+    expect(await page.locator('#files li .file-status').textContent()).toMatch(/cannot be reached/);
+
+    r = await r.restart();
+    receivers.push(r);
+    await throttle(page, undefined);
+    await page.setInputFiles('#file-input', source);
+    await waitForAllDone(page, 1);
+    expect(await page.locator('#files li .file-status').textContent()).toMatch(/resumed at \d/);
+    const offsets = r.proc.events('head').map((e) => e.offset as number);
+    expect(offsets.length).toBeGreaterThan(0);
+    expect(offsets[0]).toBeGreaterThan(MiB);
+    expect(offsets[0]).toBeLessThan(24 * MiB);
+    expect(await sameContent(source, path.join(inbox, 'big.bin'))).toBe(true);
+    expect(r.proc.events('received')).toMatchObject([{ name: 'big.bin', verified: true }]);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it('after a page reload mid-upload, choosing the same file again resumes it (no new hash, no new upload)', async () => {
+    const { r, inbox, files } = await receiver();
+    const source = await randomFile(path.join(files, 'reload.bin'), 20 * MiB);
+    const { context, page, problems } = await newContext(browser);
+    await page.goto(r.url);
+    await throttle(page, 4 * MiB);
+    await page.setInputFiles('#file-input', source);
+    await waitForPercent(page, 30);
+    await page.reload();
+    await throttle(page, undefined);
+    await expect.poll(() => page.locator('#picker').isVisible()).toBe(true);
+    await page.setInputFiles('#file-input', source);
+    // It looks for the earlier upload before hashing anything: it never hashes this time.
+    const states = new Set<string>();
+    const deadline = Date.now() + 60_000;
+    while ((await rowsIn(page, 'done')) === 0 && Date.now() < deadline) {
+      states.add((await page.locator('#files li').first().getAttribute('data-state')) ?? '');
+      await page.waitForTimeout(20);
+    }
+    expect(states.has('hashing')).toBe(false);
+    expect(await page.locator('#files li .file-status').textContent()).toMatch(/resumed at \d/);
+    const offsets = r.proc.events('head').map((e) => e.offset as number);
+    expect(offsets.at(-1)).toBeGreaterThan(MiB);
+    expect(await sameContent(source, path.join(inbox, 'reload.bin'))).toBe(true);
+    expect(r.proc.events('received')).toHaveLength(1);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it('a hostile file name is shown as text and nothing in it runs', async () => {
+    const { r, inbox, files } = await receiver();
+    const hostile = '<img src=x onerror=alert(1)>.txt';
+    const source = path.join(files, hostile);
+    await writeFile(source, 'harmless\n');
+    const { context, page, problems } = await newContext(browser);
+    await page.goto(r.url);
+    await page.setInputFiles('#file-input', source);
+    await waitForAllDone(page, 1);
+    expect(await page.locator('#files li .file-name').textContent()).toBe(hostile);
+    expect(await page.locator('#files img').count()).toBe(0);
+    expect(await page.evaluate(() => document.querySelectorAll('img').length)).toBe(0);
+    expect(await sameContent(source, path.join(inbox, hostile))).toBe(true);
+    expect(problems).toEqual([]); // no alert dialog, no script error
+    await context.close();
+  });
+
+  it('with a token: the #code link works once and leaves the address bar, a wrong code is refused, the token unlocks', async () => {
+    const { r, inbox, files } = await receiver({ token: 'correct horse battery staple', codes: 1, warning: null });
+    const source = await randomFile(path.join(files, 'secret.bin'), 100_000);
+    const code = r.codes[0]!;
+
+    const first = await newContext(browser);
+    await first.page.goto(`${r.url}#code=${code}`);
+    await first.page.locator('#picker').waitFor({ state: 'visible' });
+    expect(new URL(first.page.url()).hash).toBe('');
+    expect(await first.page.locator('#access').isHidden()).toBe(true);
+    await first.page.setInputFiles('#file-input', source);
+    await waitForAllDone(first.page, 1);
+    expect(await sameContent(source, path.join(inbox, 'secret.bin'))).toBe(true);
+    // The session outlives a reload: the page does not ask again.
+    await first.page.reload();
+    await first.page.locator('#picker').waitFor({ state: 'visible' });
+    expect(first.problems).toEqual([]);
+    await first.context.close();
+
+    // The same link a second time (another browser): the code is spent.
+    const second = await newContext(browser);
+    await second.page.goto(`${r.url}#code=${code}`);
+    await second.page.locator('#access').waitFor({ state: 'visible' });
+    expect(await second.page.locator('#access-error').textContent()).toMatch(/did not work/);
+    expect(await second.page.locator('#picker').isHidden()).toBe(true);
+    await second.context.close();
+
+    // No code: the page asks; a wrong one is refused with the receiver's words; the token works.
+    const third = await newContext(browser);
+    await third.page.goto(r.url);
+    await third.page.locator('#access').waitFor({ state: 'visible' });
+    await third.page.fill('#access-input', 'abcd-efgh-jkmn');
+    await third.page.click('#access-submit');
+    await expect.poll(() => third.page.locator('#access-error').textContent()).toMatch(/Wrong or used access code/);
+    expect(await third.page.locator('#picker').isHidden()).toBe(true);
+    await third.page.fill('#access-input', 'correct horse battery staple');
+    await third.page.click('#access-submit');
+    await third.page.locator('#picker').waitFor({ state: 'visible' });
+    expect(r.proc.events('session').map((e) => e.ok)).toEqual([true, false, false, false, true]);
+    await third.context.close();
+  });
+});

@@ -33,7 +33,7 @@
   // ---------------------------------------------------------------- formatting
 
   function formatBytes(bytes) {
-    if (bytes < 1000) return bytes + ' B';
+    if (bytes < 1000) return bytes + '\u00a0B';
     const units = ['kB', 'MB', 'GB', 'TB'];
     let value = bytes;
     let unit = -1;
@@ -41,16 +41,16 @@
       value /= 1000;
       unit += 1;
     }
-    return (value >= 100 ? value.toFixed(0) : value.toFixed(1)) + ' ' + units[unit];
+    return (value >= 100 ? value.toFixed(0) : value.toFixed(1)) + '\u00a0' + units[unit];
   }
 
   function formatDuration(seconds) {
     if (!isFinite(seconds) || seconds < 0) return '';
     if (seconds < 1) return 'under a second';
-    if (seconds < 60) return Math.ceil(seconds) + ' s';
+    if (seconds < 60) return Math.ceil(seconds) + '\u00a0s';
     const minutes = Math.floor(seconds / 60);
-    if (minutes < 60) return minutes + ' min ' + Math.ceil(seconds % 60) + ' s';
-    return Math.floor(minutes / 60) + ' h ' + (minutes % 60) + ' min';
+    if (minutes < 60) return minutes + '\u00a0min ' + Math.ceil(seconds % 60) + '\u00a0s';
+    return Math.floor(minutes / 60) + '\u00a0h ' + (minutes % 60) + '\u00a0min';
   }
 
   function percent(done, total) {
@@ -201,6 +201,8 @@
         resumedAt: null,
         error: '',
         needsAccess: false,
+        /** Failed for good (too large): trying again cannot help. */
+        final: false,
         samples: [],
         upload: null,
         view: null,
@@ -329,6 +331,7 @@
   async function run(item) {
     const file = item.file;
     if (typeof info.maxFileSize === 'number' && file.size > info.maxFileSize) {
+      item.final = true;
       return fail(item, 'Too large: this receiver takes files up to ' + formatBytes(info.maxFileSize) + '.');
     }
     const metadata = { filename: file.name, filetype: file.type || 'application/octet-stream' };
@@ -461,31 +464,28 @@
 
   // ---------------------------------------------------------------- rendering
 
+  /** A new element; its text (a file name, say) goes in as text, never parsed as HTML. */
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
   function renderItem(item) {
-    const li = document.createElement('li');
-    li.className = 'file';
-    const head = document.createElement('div');
-    head.className = 'file-head';
-    const name = document.createElement('span');
-    name.className = 'file-name';
-    name.textContent = item.label;
+    const li = element('li', 'file');
+    const head = element('div', 'file-head');
+    const name = element('span', 'file-name', item.label);
     name.title = item.label;
-    const size = document.createElement('span');
-    size.className = 'file-size';
-    size.textContent = formatBytes(item.file.size);
-    head.append(name, size);
-    const bar = document.createElement('progress');
+    head.append(name, element('span', 'file-size', formatBytes(item.file.size)));
+    const bar = element('progress', 'file-bar');
     bar.max = 1;
     bar.value = 0;
     bar.setAttribute('aria-label', 'Progress of ' + item.label);
-    const line = document.createElement('div');
-    line.className = 'file-line';
-    const status = document.createElement('span');
-    status.className = 'file-status';
-    const retry = document.createElement('button');
+    const line = element('div', 'file-line');
+    const status = element('span', 'file-status');
+    const retry = element('button', 'retry secondary', 'Retry');
     retry.type = 'button';
-    retry.className = 'retry secondary';
-    retry.textContent = 'Retry';
     retry.setAttribute('aria-label', 'Retry ' + item.label);
     retry.hidden = true;
     retry.addEventListener('click', () => restart(item));
@@ -542,7 +542,7 @@
       bar.value = size === 0 ? 0 : item.sent / size;
     }
     status.textContent = statusText(item);
-    retry.hidden = !(item.state === 'failed' && !item.needsAccess);
+    retry.hidden = !(item.state === 'failed' && !item.needsAccess && !item.final);
   }
 
   function updateTotal() {
@@ -552,11 +552,13 @@
     let done = 0;
     let failed = 0;
     for (const item of items) {
+      if (item.state === 'failed') failed += 1;
+      // A failed file is not moving: counting its bytes would make the time left a guess.
+      if (item.state === 'failed') continue;
       total += item.file.size;
       sent += item.state === 'done' ? item.file.size : item.sent;
       if (item.state === 'uploading') rate += rateOf(item);
       if (item.state === 'done') done += 1;
-      if (item.state === 'failed') failed += 1;
     }
     const bar = $('total-bar');
     bar.value = total === 0 ? (done === items.length ? 1 : 0) : sent / total;

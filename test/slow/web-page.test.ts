@@ -51,10 +51,9 @@ async function waitForPercent(page: Page, atLeast: number, row = 0): Promise<voi
 }
 
 /** The one file went on from where the receiver had it (well past 0, short of the end) and landed whole. */
-async function expectResumed(page: Page, r: Receiver, source: string, inbox: string): Promise<void> {
+async function expectResumed(page: Page, offsets: number[], r: Receiver, source: string, inbox: string): Promise<void> {
   const size = (await stat(source)).size;
   expect(await page.locator('#files li .file-status').textContent()).toMatch(/resumed at \d/);
-  const offsets = r.proc.events('head').map((e) => e.offset as number);
   console.log(`resumed at ${offsets.join(', ')} of ${size} bytes`);
   expect(offsets).toHaveLength(1);
   expect(offsets[0]).toBeGreaterThan(MiB);
@@ -131,7 +130,7 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
   it('an upload cut by the receiver dying resumes from its offset when the same file is chosen again after the restart', async () => {
     let { r, inbox, files } = await receiver();
     const source = await randomFile(path.join(files, 'big.bin'), 24 * MiB);
-    const { context, page, problems } = await newContext(browser);
+    const { context, page, problems, headOffsets } = await newContext(browser);
     await page.goto(r.url);
     await throttle(page, 4 * MiB);
     await page.setInputFiles('#file-input', source);
@@ -146,7 +145,7 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
     await throttle(page, undefined);
     await page.setInputFiles('#file-input', source);
     await waitForAllDone(page, 1);
-    await expectResumed(page, r, source, inbox);
+    await expectResumed(page, headOffsets, r, source, inbox);
     expect(problems).toEqual([]);
     await context.close();
   });
@@ -154,7 +153,7 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
   it('after a page reload mid-upload, choosing the same file again resumes it (no new hash, no new upload)', async () => {
     const { r, inbox, files } = await receiver();
     const source = await randomFile(path.join(files, 'reload.bin'), 20 * MiB);
-    const { context, page, problems } = await newContext(browser);
+    const { context, page, problems, headOffsets } = await newContext(browser);
     await page.goto(r.url);
     await throttle(page, 4 * MiB);
     await page.setInputFiles('#file-input', source);
@@ -171,13 +170,14 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
       await page.waitForTimeout(20);
     }
     expect(states.has('hashing')).toBe(false);
-    await expectResumed(page, r, source, inbox);
+    await expectResumed(page, headOffsets, r, source, inbox);
     expect(problems).toEqual([]);
     await context.close();
   });
 
-  it('a hostile file name is shown as text and nothing in it runs', async () => {
-    const { r, inbox, files } = await receiver();
+  it('hostile names (of a file, of the receiver) are shown as text and nothing in them runs', async () => {
+    const receiverName = '<script>alert(2)</script><img src=x onerror=alert(3)>';
+    const { r, inbox, files } = await receiver({ name: receiverName });
     const hostile = '<img src=x onerror=alert(1)>.txt';
     const source = path.join(files, hostile);
     await writeFile(source, 'harmless\n');
@@ -185,11 +185,32 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
     await page.goto(r.url);
     await page.setInputFiles('#file-input', source);
     await waitForAllDone(page, 1);
+    expect(await page.locator('#receiver-name').textContent()).toBe(receiverName);
+    expect(await page.title()).toContain(receiverName);
     expect(await page.locator('#files li .file-name').textContent()).toBe(hostile);
     expect(await page.locator('#files img').count()).toBe(0);
     expect(await page.evaluate(() => document.querySelectorAll('img').length)).toBe(0);
     expect(await sameContent(source, path.join(inbox, hostile))).toBe(true);
     expect(problems).toEqual([]); // no alert dialog, no script error
+    await context.close();
+  });
+
+  it('a file the receiver refuses fails with the receiver\'s words, and the others still land', async () => {
+    const { r, inbox, files } = await receiver();
+    await writeFile(path.join(files, 'CON.txt'), 'refused\n');
+    const fine = await randomFile(path.join(files, 'fine.bin'), 50_000);
+    const { context, page, problems } = await newContext(browser);
+    await page.goto(r.url);
+    await page.setInputFiles('#file-input', [path.join(files, 'CON.txt'), fine]);
+    await page.locator('#files li[data-state="failed"]').waitFor();
+    await page.locator('#files li[data-state="done"]').waitFor();
+    expect(await page.locator('#files li[data-state="failed"] .file-status').textContent()).toBe(
+      'Failed: Refused "CON.txt": a name Windows reserves (NAME_UNSAFE)',
+    );
+    expect(await page.locator('#total-text').textContent()).toMatch(/1 of 2 files done .* 1 failed/);
+    expect(await sameContent(fine, path.join(inbox, 'fine.bin'))).toBe(true);
+    expect(r.proc.events('received').map((e) => e.name)).toEqual(['fine.bin']);
+    expect(problems).toEqual([]);
     await context.close();
   });
 

@@ -78,10 +78,16 @@ export const DESKTOP = { viewport: { width: 1280, height: 800 } };
 export async function newContext(
   browser: Browser,
   device: typeof PHONE | typeof DESKTOP = PHONE,
-): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+): Promise<{ context: BrowserContext; page: Page; problems: string[]; headOffsets: number[] }> {
   const context = await browser.newContext({ ...device, ignoreHTTPSErrors: true, reducedMotion: 'reduce' });
   const page = await context.newPage();
   const problems: string[] = [];
+  // What the receiver told the page an upload's offset was (tus HEAD): where a resume starts.
+  const headOffsets: number[] = [];
+  page.on('response', (response) => {
+    const offset = response.headers()['upload-offset'];
+    if (response.request().method() === 'HEAD' && response.status() === 200 && offset !== undefined) headOffsets.push(Number(offset));
+  });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('dialog', (dialog) => {
     problems.push(`dialog: ${dialog.message()}`);
@@ -93,7 +99,7 @@ export async function newContext(
       problems.push(`console: ${message.text()}`);
     }
   });
-  return { context, page, problems };
+  return { context, page, problems, headOffsets };
 }
 
 /** Upload throughput in bytes per second through the DevTools protocol (undefined: no limit). */

@@ -6,7 +6,7 @@
  * answers 401 on /files/ without a session, and runs the reference tus server (@tus/server +
  * @tus/file-store) there. A finished upload is verified against its `hash` metadata and only
  * then moved into the inbox under relativePath ?? filename. Prints JSON lines like `ft serve
- * --json`: listening {port, fingerprint, codes}, head {offset}, received {name, size, hash}.
+ * --json`: listening {port, fingerprint, codes}, received {name, size, hash}, session {ok}.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -51,6 +51,14 @@ const tus = new Server({
   datastore: new FileStore({ directory: options.partials }),
   relativeLocation: true,
   maxSize: options.maxFileSize ?? undefined,
+  // One of ft's name rules, so the page meets a refusal in the receiver's words.
+  async onUploadCreate(_req, upload) {
+    const name = upload.metadata?.relativePath ?? upload.metadata?.filename ?? '';
+    if (/^(con|prn|aux|nul)(\..*)?$/i.test(path.basename(name))) {
+      throw { status_code: 400, body: `Refused "${name}": a name Windows reserves (NAME_UNSAFE)` };
+    }
+    return {};
+  },
   async onUploadFinish(_req, upload) {
     const meta = upload.metadata ?? {};
     const name = meta.relativePath ?? meta.filename ?? 'unnamed';
@@ -85,18 +93,6 @@ async function handle(req, res) {
     if (!authorised(req)) {
       res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8', 'Tus-Resumable': '1.0.0' }).end('Access code needed');
       return;
-    }
-    if (req.method === 'HEAD') {
-      const original = res.writeHead.bind(res);
-      res.writeHead = (status, ...rest) => {
-        // @tus/server gives its headers to writeHead (as an object or a flat array of pairs).
-        const given = rest.find((arg) => arg !== null && typeof arg === 'object') ?? {};
-        const pairs = Array.isArray(given) ? given.flatMap((v, i, a) => (i % 2 === 0 ? [[v, a[i + 1]]] : [])) : Object.entries(given);
-        const header = pairs.find(([name]) => String(name).toLowerCase() === 'upload-offset');
-        const offset = Number(header ? header[1] : res.getHeader('Upload-Offset'));
-        if (status === 200 && Number.isFinite(offset)) print({ event: 'head', offset });
-        return original(status, ...rest);
-      };
     }
     await tus.handle(req, res);
     return;

@@ -107,6 +107,8 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
     const shown = ((await page.locator('#fingerprint').textContent()) ?? '').replace(/-/g, '');
     expect(shown.length).toBe(32);
     expect(r.fingerprint.startsWith(shown)).toBe(true);
+    // And the certificate's SHA-256, as the browser's certificate details show it.
+    expect(await page.locator('#certificate').textContent()).toBe(r.certificateSha256);
     expect(await page.locator('#warning').isHidden()).toBe(true);
 
     await page.setInputFiles('#file-input', chosen.map((name) => path.join(files, name)));

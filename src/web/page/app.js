@@ -77,8 +77,16 @@
     const name = typeof info.name === 'string' && info.name !== '' ? info.name : 'this receiver';
     $('receiver-name').textContent = name;
     document.title = 'Send files to ' + name + ' · ft';
-    if (typeof info.fingerprint === 'string' && info.fingerprint !== '') {
-      $('fingerprint').textContent = info.fingerprint;
+    // The key's fingerprint is what ft prints everywhere; the certificate's SHA-256 is what the
+    // browser shows, and only that one the page cannot fake (it comes with the certificate).
+    const lines = [
+      ['fingerprint', info.fingerprint, '-'],
+      ['certificate', info.certificateSha256, ':'],
+    ];
+    for (const [id, value, separator] of lines) {
+      if (typeof value !== 'string' || value === '') continue;
+      breakableAt($(id), value, separator);
+      show($(id + '-line'), true);
       show($('identity'), true);
     }
     show($('plaintext'), location.protocol === 'http:');
@@ -90,6 +98,15 @@
       $('limits').textContent = 'Files up to ' + formatBytes(info.maxFileSize) + ' each.';
       show($('limits'), true);
     }
+  }
+
+  /** Text that a narrow screen may wrap only after a separator (a <wbr> each, added as elements). */
+  function breakableAt(node, text, separator) {
+    node.textContent = '';
+    text.split(separator).forEach((part, index, parts) => {
+      node.append(index < parts.length - 1 ? part + separator : part);
+      if (index < parts.length - 1) node.append(document.createElement('wbr'));
+    });
   }
 
   /** The one-time code from `#code=…`, removed from the address bar (and history) at once. */

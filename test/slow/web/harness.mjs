@@ -8,7 +8,7 @@
  * then moved into the inbox under relativePath ?? filename. Prints JSON lines like `ft serve
  * --json`: listening {port, fingerprint, codes}, received {name, size, hash}, session {ok}.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import https from 'node:https';
@@ -101,6 +101,7 @@ async function handle(req, res) {
     const body = {
       name: options.name ?? 'test receiver',
       fingerprint: shortFingerprint(identity.fingerprint),
+      certificateSha256: new X509Certificate(identity.cert).fingerprint256,
       access: options.token === undefined ? 'open' : 'token',
       warning: options.warning ?? null,
       tusPath: '/files/',

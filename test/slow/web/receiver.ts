@@ -2,6 +2,7 @@
  * The receiver the browser tests upload to, started inside their network namespace and
  * restartable on the same port over the same partial uploads. Not a test file itself.
  */
+import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { REPO_ROOT } from '../../helpers/spawn-ft.js';
 import { spawnJson, type JsonChild, type Netns } from './browser.js';
@@ -23,6 +24,8 @@ export interface Receiver {
   readonly port: number;
   /** Full fingerprint of its key. */
   readonly fingerprint: string;
+  /** SHA-256 of its certificate, as browsers show it (AB:CD:…). */
+  readonly certificateSha256: string;
   /** One-time access codes it accepts (token mode). */
   readonly codes: string[];
   readonly proc: JsonChild;
@@ -45,6 +48,7 @@ export async function startReceiver(netns: Netns, options: ReceiverOptions, prev
     url: `https://127.0.0.1:${port}/`,
     port,
     fingerprint: listening.fingerprint as string,
+    certificateSha256: new X509Certificate(cert).fingerprint256,
     codes: listening.codes as string[],
     proc,
     kill: () => proc.kill(),

@@ -12,8 +12,8 @@ import type { Browser, Page } from 'playwright-core';
 import { randomFile } from '../helpers/files.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { MiB, sameContent } from './support.js';
-import { browserSkipReason, launchBrowser, newContext, openNetns, throttle, type Netns } from './web/browser.js';
-import { startReceiver, type Receiver, type ReceiverOptions } from './web/receiver.js';
+import { browserSkipReason, launchBrowser, newContext, openNetns, throttle, type Answer, type Netns } from './web/browser.js';
+import { RECEIVER_KIND, startReceiver, type Receiver, type ReceiverOptions } from './web/receiver.js';
 
 // The functions given to page.evaluate and waitForFunction run in the page, where there is a document.
 declare const document: any;
@@ -59,10 +59,10 @@ async function expectResumed(page: Page, offsets: number[], r: Receiver, source:
   expect(offsets[0]).toBeGreaterThan(MiB);
   expect(offsets[0]).toBeLessThan(size);
   expect(await sameContent(source, path.join(inbox, path.basename(source)))).toBe(true);
-  expect(r.proc.events('received')).toMatchObject([{ name: path.basename(source), size, verified: true }]);
+  expect(r.events('received')).toMatchObject([{ name: path.basename(source), size, verified: true }]);
 }
 
-describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+describe.skipIf(skipReason !== undefined)(`the upload page in Chromium, uploading to ${RECEIVER_KIND}${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   let netns: Netns;
   let browser: Browser;
   let closeBrowser: () => Promise<void>;
@@ -70,12 +70,11 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
 
   async function receiver(options: Partial<ReceiverOptions> = {}): Promise<{ r: Receiver; inbox: string; files: string }> {
     const root = await tempDir('ft-web-');
-    const inbox = path.join(root, 'inbox');
     const files = path.join(root, 'files');
     await mkdir(files);
-    const r = await startReceiver(netns, { inbox, partials: path.join(root, 'partials'), ...options });
+    const r = await startReceiver(netns, { root, ...options });
     receivers.push(r);
-    return { r, inbox, files };
+    return { r, inbox: r.inbox, files };
   }
 
   beforeAll(async () => {
@@ -102,7 +101,7 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
     await randomFile(path.join(folder, 'day 2', 'b.jpg'), 2 * MiB);
 
     await page.goto(r.url);
-    await expect.poll(() => page.locator('#receiver-name').textContent()).toBe('test receiver');
+    await page.locator('#picker').waitFor({ state: 'visible' });
     // The fingerprint shown is the receiver's key (its short form starts the full one).
     const shown = ((await page.locator('#fingerprint').textContent()) ?? '').replace(/-/g, '');
     expect(shown.length).toBe(32);
@@ -119,7 +118,7 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
     for (const name of expected) {
       expect(await sameContent(path.join(files, name), path.join(inbox, name)), name).toBe(true);
     }
-    const received = r.proc.events('received');
+    const received = r.events('received');
     expect(received.map((e) => e.name).sort()).toEqual([...expected].sort());
     expect(received.every((e) => e.verified === true)).toBe(true);
     expect(await page.locator('#total-text').textContent()).toContain('6 of 6 files done');
@@ -201,25 +200,27 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
     const { r, inbox, files } = await receiver();
     await writeFile(path.join(files, 'CON.txt'), 'refused\n');
     const fine = await randomFile(path.join(files, 'fine.bin'), 50_000);
-    const { context, page, problems } = await newContext(browser);
+    const { context, page, problems, answers } = await newContext(browser);
     await page.goto(r.url);
     await page.setInputFiles('#file-input', [path.join(files, 'CON.txt'), fine]);
     await page.locator('#files li[data-state="failed"]').waitFor();
     await page.locator('#files li[data-state="done"]').waitFor();
-    expect(await page.locator('#files li[data-state="failed"] .file-status').textContent()).toBe(
-      'Failed: Refused "CON.txt": a name Windows reserves (NAME_UNSAFE)',
-    );
+    // The page says what the receiver said when it refused the upload, word for word.
+    const refusal = answers.find((a) => a.method === 'POST' && a.path.startsWith('/files') && a.status >= 400);
+    expect(refusal?.status).toBe(400);
+    await expect.poll(() => refusal?.body).not.toBe('');
+    expect(await page.locator('#files li[data-state="failed"] .file-status').textContent()).toBe(`Failed: ${refusal!.body.trim()}`);
     expect(await page.locator('#total-text').textContent()).toMatch(/1 of 2 files done .* 1 failed/);
     expect(await sameContent(fine, path.join(inbox, 'fine.bin'))).toBe(true);
-    expect(r.proc.events('received').map((e) => e.name)).toEqual(['fine.bin']);
+    expect(r.events('received').map((e) => e.name)).toEqual(['fine.bin']);
     expect(problems).toEqual([]);
     await context.close();
   });
 
   it('with a token: the #code link works once and leaves the address bar, a wrong code is refused, the token unlocks', async () => {
-    const { r, inbox, files } = await receiver({ token: 'correct horse battery staple', codes: 1, warning: null });
+    const { r, inbox, files } = await receiver({ token: 'correct horse battery staple' });
     const source = await randomFile(path.join(files, 'secret.bin'), 100_000);
-    const code = r.codes[0]!;
+    const code = r.code!;
 
     const first = await newContext(browser);
     await first.page.goto(`${r.url}#code=${code}`);
@@ -254,7 +255,11 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium${skipReas
     await third.page.fill('#access-input', 'correct horse battery staple');
     await third.page.click('#access-submit');
     await third.page.locator('#picker').waitFor({ state: 'visible' });
-    expect(r.proc.events('session').map((e) => e.ok)).toEqual([true, false, false, false, true]);
+    const sessions = (answers: Answer[]) => answers.filter((a) => a.path === '/api/session').map((a) => a.status);
+    expect(sessions(first.answers)).toEqual([204]);
+    expect(sessions(second.answers)).toEqual([403]);
+    // The wrong code is tried as a code and then as the token (a token may look like a code).
+    expect(sessions(third.answers)).toEqual([403, 403, 204]);
     await third.context.close();
   });
 });

@@ -44,8 +44,7 @@ describe.skipIf(skipReason !== undefined)(`screenshots of the upload page${skipR
     netns = await openNetns();
     ({ browser, close: closeBrowser } = await launchBrowser(netns));
     receiver = await startReceiver(netns, {
-      inbox: path.join(root, 'inbox'),
-      partials: path.join(root, 'partials'),
+      root,
       name: "Anna's laptop",
       maxFileSize: 2 * 1024 * MiB,
     });

@@ -28,6 +28,8 @@ export function browserSkipReason(): string | undefined {
 }
 
 export interface Netns {
+  /** What runs a command inside the namespace when put before it. */
+  readonly prefix: string[];
   /** [command, args] that run `command args` inside the namespace. */
   wrap(command: string, args: string[]): [string, string[]];
   close(): void;
@@ -42,9 +44,10 @@ export async function openNetns(): Promise<Netns> {
     holder.once('exit', (code) => reject(new Error(`the namespace holder exited (${code})`)));
     holder.stdout!.once('data', () => resolve());
   });
-  const pid = holder.pid!;
+  const prefix = ['nsenter', `--net=/proc/${holder.pid!}/ns/net`, '--'];
   return {
-    wrap: (command, args) => ['nsenter', [`--net=/proc/${pid}/ns/net`, '--', command, ...args]],
+    prefix,
+    wrap: (command, args) => [prefix[0]!, [...prefix.slice(1), command, ...args]],
     close: () => void holder.kill('SIGKILL'),
   };
 }
@@ -74,19 +77,34 @@ export async function launchBrowser(netns: Netns): Promise<{ browser: Browser; c
 export const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 export const DESKTOP = { viewport: { width: 1280, height: 800 } };
 
+export interface Answer {
+  method: string;
+  path: string;
+  status: number;
+  body: string;
+}
+
 /** A context that accepts the receiver's self-signed certificate and records what goes wrong on the page. */
 export async function newContext(
   browser: Browser,
   device: typeof PHONE | typeof DESKTOP = PHONE,
-): Promise<{ context: BrowserContext; page: Page; problems: string[]; headOffsets: number[] }> {
+): Promise<{ context: BrowserContext; page: Page; problems: string[]; headOffsets: number[]; answers: Answer[] }> {
   const context = await browser.newContext({ ...device, ignoreHTTPSErrors: true, reducedMotion: 'reduce' });
   const page = await context.newPage();
   const problems: string[] = [];
   // What the receiver told the page an upload's offset was (tus HEAD): where a resume starts.
   const headOffsets: number[] = [];
+  // And every answer to the page's own API and tus requests, with its text.
+  const answers: Answer[] = [];
   page.on('response', (response) => {
+    const method = response.request().method();
     const offset = response.headers()['upload-offset'];
-    if (response.request().method() === 'HEAD' && response.status() === 200 && offset !== undefined) headOffsets.push(Number(offset));
+    if (method === 'HEAD' && response.status() === 200 && offset !== undefined) headOffsets.push(Number(offset));
+    const where = new URL(response.url()).pathname;
+    if (!where.startsWith('/api/') && !where.startsWith('/files')) return;
+    const answer: Answer = { method, path: where, status: response.status(), body: '' };
+    answers.push(answer);
+    if (method !== 'HEAD' && method !== 'PATCH') response.text().then((text) => (answer.body = text), () => undefined);
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('dialog', (dialog) => {
@@ -99,7 +117,7 @@ export async function newContext(
       problems.push(`console: ${message.text()}`);
     }
   });
-  return { context, page, problems, headOffsets };
+  return { context, page, problems, headOffsets, answers };
 }
 
 /** Upload throughput in bytes per second through the DevTools protocol (undefined: no limit). */

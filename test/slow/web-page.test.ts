@@ -250,7 +250,11 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium, uploadin
     await third.page.locator('#access').waitFor({ state: 'visible' });
     await third.page.fill('#access-input', 'abcd-efgh-jkmn');
     await third.page.click('#access-submit');
-    await expect.poll(() => third.page.locator('#access-error').textContent()).toMatch(/Wrong or used access code/);
+    // In the receiver's words (the message of its 403), once both tries were refused.
+    await expect.poll(() => third.answers.filter((a) => a.path === '/api/session' && a.body !== '').length).toBe(2);
+    const refusal = JSON.parse(third.answers.at(-1)!.body) as { code: string; message: string };
+    expect(refusal.code).toBe('AUTH_FAILED');
+    await expect.poll(() => third.page.locator('#access-error').textContent()).toBe(refusal.message);
     expect(await third.page.locator('#picker').isHidden()).toBe(true);
     await third.page.fill('#access-input', 'correct horse battery staple');
     await third.page.click('#access-submit');

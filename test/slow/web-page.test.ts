@@ -5,18 +5,22 @@
  * code. Files are given as paths (a buffer would get a new lastModified, and so a new tus
  * fingerprint); resumes stay in one browser context, where tus-js-client keeps its localStorage.
  */
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { randomFile } from '../helpers/files.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { MiB, sameContent } from './support.js';
-import { browserSkipReason, launchBrowser, newContext, openNetns, throttle, type Answer, type Netns } from './web/browser.js';
+import { browserSkipReason, DESKTOP, launchBrowser, newContext, openNetns, throttle, type Answer, type Netns } from './web/browser.js';
 import { RECEIVER_KIND, startReceiver, type Receiver, type ReceiverOptions } from './web/receiver.js';
 
-// The functions given to page.evaluate and waitForFunction run in the page, where there is a document.
+// The functions given to page.evaluate and waitForFunction run in the page, where these exist.
 declare const document: any;
+declare const DataTransfer: any;
+declare const DragEvent: any;
+declare const File: any;
+declare const localStorage: any;
 
 const skipReason = browserSkipReason();
 
@@ -176,6 +180,42 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium, uploadin
     await context.close();
   });
 
+  it('when the receiver no longer has the earlier upload, the same file starts again from 0, hashed', async () => {
+    const { r, inbox, files } = await receiver();
+    const source = await randomFile(path.join(files, 'gone.bin'), 12 * MiB);
+    const { context, page, problems, headOffsets, answers } = await newContext(browser);
+    await page.goto(r.url);
+    await throttle(page, 4 * MiB);
+    await page.setInputFiles('#file-input', source);
+    await waitForPercent(page, 20);
+    await page.reload();
+    await throttle(page, undefined);
+    await page.locator('#picker').waitFor({ state: 'visible' });
+    // The upload the page remembers is ended on the receiver (tus termination), as an expired one would be.
+    const deleted = await page.evaluate(async () => {
+      const key = Object.keys(localStorage).find((k) => k.startsWith('tus::'));
+      const { uploadUrl } = JSON.parse(localStorage.getItem(key));
+      return (await fetch(uploadUrl, { method: 'DELETE', headers: { 'Tus-Resumable': '1.0.0' } })).status;
+    });
+    expect(deleted).toBe(204);
+    const states = new Set<string>();
+    await page.setInputFiles('#file-input', source);
+    const deadline = Date.now() + 60_000;
+    while ((await rowsIn(page, 'done')) === 0 && Date.now() < deadline) {
+      states.add((await page.locator('#files li').first().getAttribute('data-state')) ?? '');
+      await page.waitForTimeout(5);
+    }
+    // It looked for the old upload (gone), hashed the file, and made a new one with the hash.
+    expect(answers.some((a) => a.method === 'HEAD' && a.status === 404)).toBe(true);
+    expect(headOffsets).toEqual([]);
+    expect(states.has('hashing')).toBe(true);
+    expect(await page.locator('#files li .file-status').textContent()).toBe('Done, verified');
+    expect(await sameContent(source, path.join(inbox, 'gone.bin'))).toBe(true);
+    expect(r.events('received')).toMatchObject([{ name: 'gone.bin', verified: true }]);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
   it('hostile names (of a file, of the receiver) are shown as text and nothing in them runs', async () => {
     const receiverName = '<script>alert(2)</script><img src=x onerror=alert(3)>';
     const { r, inbox, files } = await receiver({ name: receiverName });
@@ -193,6 +233,28 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium, uploadin
     expect(await page.evaluate(() => document.querySelectorAll('img').length)).toBe(0);
     expect(await sameContent(source, path.join(inbox, hostile))).toBe(true);
     expect(problems).toEqual([]); // no alert dialog, no script error
+    await context.close();
+  });
+
+  it('files dropped on the page upload too; an open receiver shows its warning', async () => {
+    const { r, inbox } = await receiver({ openToNetwork: true });
+    const { context, page, problems, answers } = await newContext(browser, DESKTOP);
+    await page.goto(r.url);
+    await page.locator('#picker').waitFor({ state: 'visible' });
+    const info = JSON.parse(answers.find((a) => a.path === '/api/info')!.body) as { warning: string | null };
+    expect(info.warning).toMatch(/anyone/);
+    expect(await page.locator('#warning').textContent()).toBe(info.warning);
+    // What a drop delivers, made in the page (a synthetic drop carries files, not folder entries).
+    await page.evaluate(() => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(['dropped one\n'], 'dropped-1.txt', { type: 'text/plain' }));
+      transfer.items.add(new File([new Uint8Array(70_000).fill(7)], 'dropped-2.bin'));
+      document.querySelector('#dropzone').dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    });
+    await waitForAllDone(page, 2);
+    expect(await readFile(path.join(inbox, 'dropped-1.txt'), 'utf8')).toBe('dropped one\n');
+    expect(await readFile(path.join(inbox, 'dropped-2.bin'))).toEqual(Buffer.alloc(70_000, 7));
+    expect(problems).toEqual([]);
     await context.close();
   });
 

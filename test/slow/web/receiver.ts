@@ -29,7 +29,12 @@ export interface ReceiverOptions {
   token?: string;
   name?: string;
   maxFileSize?: number;
+  /** Listen on every address, with no token: the open-network warning (the namespace has only loopback). */
+  openToNetwork?: boolean;
 }
+
+/** What the stand-in says on an open network (ft serve's own words come from ft). */
+const STAND_IN_OPEN_WARNING = 'No token is set: anyone on this network can upload files here.';
 
 export interface Receiver {
   /** The page's address, without any access code. */
@@ -58,7 +63,8 @@ const LIFETIME_MS = 300_000;
 async function startFt(netns: Netns, options: ReceiverOptions, port?: number): Promise<Receiver> {
   const inbox = path.join(options.root, 'inbox');
   const listenPort = port ?? (await freePort());
-  const args = ['serve', inbox, '--json', '--no-beacon', '--host', '127.0.0.1', '--port', String(listenPort)];
+  const host = options.openToNetwork ? '0.0.0.0' : '127.0.0.1';
+  const args = ['serve', inbox, '--json', '--no-beacon', '--host', host, '--port', String(listenPort)];
   args.push('--identity', path.join(options.root, 'identity'));
   if (options.token !== undefined) {
     const tokenFile = path.join(options.root, 'token');
@@ -72,6 +78,7 @@ async function startFt(netns: Netns, options: ReceiverOptions, port?: number): P
   const link = new URL(listening.web as string);
   const code = new URLSearchParams(link.hash.slice(1)).get('code') ?? undefined;
   link.hash = '';
+  link.hostname = '127.0.0.1'; // the link may name another address of this machine
   const kill = async () => {
     proc.kill('SIGKILL');
     await proc.exited;
@@ -107,6 +114,7 @@ async function startStandIn(netns: Netns, options: ReceiverOptions, previous?: S
     codes: options.token === undefined ? 0 : 1,
     name: options.name,
     maxFileSize: options.maxFileSize,
+    warning: options.openToNetwork ? STAND_IN_OPEN_WARNING : null,
     ...previous,
   };
   const [command, args] = netns.wrap(process.execPath, [HARNESS, JSON.stringify(settings)]);

@@ -21,12 +21,24 @@ declare const DataTransfer: any;
 declare const DragEvent: any;
 declare const File: any;
 declare const localStorage: any;
+declare const MutationObserver: any;
 
 const skipReason = browserSkipReason();
 
-/** Every row of the page's list in the given state. */
-async function rowsIn(page: Page, state: string): Promise<number> {
-  return page.locator(`#files li[data-state="${state}"]`).count();
+/** From now on, the states the rows are seen in (at each DOM mutation batch, repeats folded); call before choosing files. */
+async function noteStates(page: Page): Promise<() => Promise<string[]>> {
+  await page.evaluate(() => {
+    const seen: string[] = [];
+    (globalThis as { ftStates?: string[] }).ftStates = seen;
+    const observer = new MutationObserver((records: Array<{ target: { getAttribute(name: string): string | null } }>) => {
+      for (const record of records) {
+        const state = record.target.getAttribute('data-state');
+        if (state && seen.at(-1) !== state) seen.push(state);
+      }
+    });
+    observer.observe(document.querySelector('#files'), { subtree: true, attributes: true, attributeFilter: ['data-state'] });
+  });
+  return () => page.evaluate(() => (globalThis as { ftStates?: string[] }).ftStates ?? []);
 }
 
 async function waitForAllDone(page: Page, count: number, timeoutMs = 60_000): Promise<void> {
@@ -166,15 +178,11 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium, uploadin
     await page.reload();
     await throttle(page, undefined);
     await expect.poll(() => page.locator('#picker').isVisible()).toBe(true);
+    const states = await noteStates(page);
     await page.setInputFiles('#file-input', source);
+    await waitForAllDone(page, 1);
     // It looks for the earlier upload before hashing anything: it never hashes this time.
-    const states = new Set<string>();
-    const deadline = Date.now() + 60_000;
-    while ((await rowsIn(page, 'done')) === 0 && Date.now() < deadline) {
-      states.add((await page.locator('#files li').first().getAttribute('data-state')) ?? '');
-      await page.waitForTimeout(20);
-    }
-    expect(states.has('hashing')).toBe(false);
+    expect(await states()).toEqual(['checking', 'resuming', 'uploading', 'done']);
     await expectResumed(page, headOffsets, r, source, inbox);
     expect(problems).toEqual([]);
     await context.close();
@@ -198,17 +206,13 @@ describe.skipIf(skipReason !== undefined)(`the upload page in Chromium, uploadin
       return (await fetch(uploadUrl, { method: 'DELETE', headers: { 'Tus-Resumable': '1.0.0' } })).status;
     });
     expect(deleted).toBe(204);
-    const states = new Set<string>();
+    const states = await noteStates(page);
     await page.setInputFiles('#file-input', source);
-    const deadline = Date.now() + 60_000;
-    while ((await rowsIn(page, 'done')) === 0 && Date.now() < deadline) {
-      states.add((await page.locator('#files li').first().getAttribute('data-state')) ?? '');
-      await page.waitForTimeout(5);
-    }
+    await waitForAllDone(page, 1);
     // It looked for the old upload (gone), hashed the file, and made a new one with the hash.
     expect(answers.some((a) => a.method === 'HEAD' && a.status === 404)).toBe(true);
     expect(headOffsets).toEqual([]);
-    expect(states.has('hashing')).toBe(true);
+    expect(await states()).toEqual(['checking', 'resuming', 'hashing', 'uploading', 'done']);
     expect(await page.locator('#files li .file-status').textContent()).toBe('Done, verified');
     expect(await sameContent(source, path.join(inbox, 'gone.bin'))).toBe(true);
     expect(r.events('received')).toMatchObject([{ name: 'gone.bin', verified: true }]);

@@ -226,6 +226,7 @@
       };
       items.push(item);
       item.view = renderItem(item);
+      updateItem(item);
     }
     show($('transfers'), items.length > 0);
     pump();
@@ -336,11 +337,10 @@
 
   function restart(item, file) {
     if (file) item.file = file;
-    item.state = 'queued';
     item.error = '';
     item.needsAccess = false;
     item.samples = [];
-    scheduleRender();
+    setState(item, 'queued');
     pump();
   }
 
@@ -353,15 +353,13 @@
     }
     const metadata = { filename: file.name, filetype: file.type || 'application/octet-stream' };
     if (item.relativePath) metadata.relativePath = item.relativePath;
-    item.state = 'checking';
-    scheduleRender();
+    setState(item, 'checking');
 
     return new Promise((resolve) => {
       const ensureHash = async () => {
         if (metadata.hash) return;
-        item.state = 'hashing';
         item.hashed = 0;
-        scheduleRender();
+        setState(item, 'hashing');
         item.hash = item.hash || (await hashFile(item));
         metadata.hash = item.hash;
       };
@@ -386,21 +384,18 @@
           }
         },
         onUploadUrlAvailable() {
-          item.state = 'uploading';
-          scheduleRender();
+          setState(item, 'uploading');
         },
         onProgress(sent) {
-          item.state = 'uploading';
           item.sent = sent;
           sample(item);
-          scheduleRender();
+          setState(item, 'uploading');
         },
         onSuccess() {
-          item.state = 'done';
           item.sent = file.size;
           item.upload = null;
-          announce((item.label) + ' uploaded.');
-          scheduleRender();
+          setState(item, 'done');
+          announce(item.label + ' uploaded.');
           resolve();
         },
         onError(error) {
@@ -417,14 +412,12 @@
             // The newest one; the receiver already has the hash of a file it knows.
             previous.sort((a, b) => String(b.creationTime).localeCompare(String(a.creationTime)));
             upload.resumeFromPreviousUpload(previous[0]);
-            item.state = 'resuming';
-            scheduleRender();
+            setState(item, 'resuming');
           } else {
             await ensureHash();
+            setState(item, 'starting');
           }
-          item.state = item.state === 'hashing' ? 'starting' : item.state;
           item.samples = [];
-          scheduleRender();
           upload.start();
         })
         .catch((error) => {
@@ -435,9 +428,17 @@
   }
 
   function fail(item, message) {
-    item.state = 'failed';
     item.error = message;
+    setState(item, 'failed');
     announce(item.label + ' failed: ' + message);
+  }
+
+  /** A new state is drawn at once (each one is seen, and read out); progress within one waits for a frame. */
+  function setState(item, state) {
+    if (item.state !== state) {
+      item.state = state;
+      if (item.view) updateItem(item);
+    }
     scheduleRender();
   }
 

@@ -40,6 +40,8 @@ export interface SpawnFtOptions {
   timeoutMs?: number;
   /** Run as this user id (and group id) through setpriv, e.g. 65534 (nobody) when the tests run as root. */
   uid?: number;
+  /** Run through this command first, e.g. nsenter into a network namespace. */
+  prefix?: string[];
 }
 
 const running = new Set<FtProcess>();
@@ -67,7 +69,7 @@ export function spawnFt(args: string[], options: SpawnFtOptions = {}): FtProcess
   delete env.NODE_OPTIONS; // vitest's loaders must not leak into the CLI
   const command = [process.execPath, FT_BIN, ...args];
   const asUser = options.uid === undefined ? [] : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.uid}`, '--clear-groups'];
-  const [program, ...programArgs] = [...asUser, ...command] as [string, ...string[]];
+  const [program, ...programArgs] = [...(options.prefix ?? []), ...asUser, ...command] as [string, ...string[]];
   const child = spawn(program, programArgs, {
     cwd: options.cwd ?? REPO_ROOT,
     env,

@@ -13,7 +13,7 @@ import { randomFile } from '../helpers/files.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { MiB, sameContent } from './support.js';
 import { browserSkipReason, DESKTOP, launchBrowser, newContext, openNetns, throttle, type Answer, type Netns } from './web/browser.js';
-import { RECEIVER_KIND, startReceiver, type Receiver, type ReceiverOptions } from './web/receiver.js';
+import { startReceiver, type Receiver, type ReceiverOptions } from './web/receiver.js';
 
 // The functions given to page.evaluate and waitForFunction run in the page, where these exist.
 declare const document: any;
@@ -78,7 +78,7 @@ async function expectResumed(page: Page, offsets: number[], r: Receiver, source:
   expect(r.events('received')).toMatchObject([{ name: path.basename(source), size, verified: true }]);
 }
 
-describe.skipIf(skipReason !== undefined)(`the upload page in Chromium, uploading to ${RECEIVER_KIND}${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+describe.skipIf(skipReason !== undefined)(`the upload page in Chromium, uploading to ft serve${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   let netns: Netns;
   let browser: Browser;
   let closeBrowser: () => Promise<void>;

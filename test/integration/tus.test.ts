@@ -53,6 +53,16 @@ function patch(server: TusServer, location: string, offset: number, body: Buffer
   return tusRequest(server, 'PATCH', location, { ...TUS, ...OCTET, 'Upload-Offset': String(offset), ...extra }, body);
 }
 
+/** A PATCH of all of `bytes` from 0 that sends the first `sent` of them, and the rest at finish(). */
+function openPatch(server: TusServer, location: string, bytes: Buffer, sent: number) {
+  let request!: http.ClientRequest;
+  const answer = tusRequest(server, 'PATCH', location, { ...TUS, ...OCTET, 'Upload-Offset': '0', 'Content-Length': String(bytes.length) }, (req) => {
+    request = req;
+    req.write(bytes.subarray(0, sent));
+  });
+  return { answer, finish: () => request.end(bytes.subarray(sent)) };
+}
+
 async function offsetOf(server: TusServer, location: string): Promise<number> {
   const head = await tusRequest(server, 'HEAD', location, TUS);
   expect(head.status).toBe(200);
@@ -289,16 +299,24 @@ describe('tus endpoint: PATCH', () => {
     const server = await startTusServer();
     const bytes = content(4 * MiB, 9);
     const location = await create(server, bytes);
-    let request!: http.ClientRequest;
-    const running = tusRequest(server, 'PATCH', location, { ...TUS, ...OCTET, 'Upload-Offset': '0', 'Content-Length': String(bytes.length) }, (req) => {
-      request = req;
-      req.write(bytes.subarray(0, MiB));
-    });
+    const running = openPatch(server, location, bytes, MiB);
     await until(async () => (await offsetOf(server, location)) === MiB);
     const second = await patch(server, location, MiB, bytes.subarray(MiB));
     expect(second.status).toBe(423);
-    request.end(bytes.subarray(MiB));
-    expect((await running).status).toBe(204);
+    running.finish();
+    expect((await running.answer).status).toBe(204);
+    await expectFile(server.dir, 'file.bin', bytes);
+  });
+
+  it('a HEAD during a long PATCH does not make the upload be let go under it (hold time short)', async () => {
+    const server = await startTusServer({ holdMs: 30 });
+    const bytes = content(4 * MiB, 24);
+    const location = await create(server, bytes);
+    const running = openPatch(server, location, bytes, MiB);
+    await until(async () => (await offsetOf(server, location)) === MiB);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    running.finish();
+    expect((await running.answer).status).toBe(204);
     await expectFile(server.dir, 'file.bin', bytes);
   });
 
@@ -320,10 +338,7 @@ describe('tus endpoint: PATCH', () => {
     const bytes = content(3 * MiB, 11);
     const location = await create(server, bytes);
     const started = Date.now();
-    const idle = tusRequest(server, 'PATCH', location, { ...TUS, ...OCTET, 'Upload-Offset': '0', 'Content-Length': String(bytes.length) }, (req) => {
-      req.write(bytes.subarray(0, 2 * MiB));
-    });
-    await expect(idle).rejects.toThrow();
+    await expect(openPatch(server, location, bytes, 2 * MiB).answer).rejects.toThrow();
     expect(Date.now() - started).toBeLessThan(5000);
     expect(await offsetOf(server, location)).toBe(2 * MiB);
   });
@@ -418,10 +433,7 @@ describe('tus endpoint: HEAD, expiry, termination', () => {
     const server = await startTusServer();
     const bytes = content(4 * MiB, 17);
     const location = await create(server, bytes);
-    const running = tusRequest(server, 'PATCH', location, { ...TUS, ...OCTET, 'Upload-Offset': '0', 'Content-Length': String(bytes.length) }, (req) => {
-      req.write(bytes.subarray(0, 2 * MiB));
-    });
-    running.catch(() => undefined);
+    openPatch(server, location, bytes, 2 * MiB).answer.catch(() => undefined);
     await until(async () => (await offsetOf(server, location)) === 2 * MiB);
     expect((await tusRequest(server, 'DELETE', location, TUS)).status).toBe(204);
     await expectUntouched(server);

@@ -480,6 +480,7 @@ describe('tus endpoint: ids and verification', () => {
     const refused = await tusRequest(strict, 'POST', '/files/', { ...TUS, 'Upload-Length': String(bytes.length), 'Upload-Metadata': metadata({ filename: 'u.bin' }) });
     expect(refused.status).toBe(400);
     await expectUntouched(strict);
+    expect(strict.events).toMatchObject([{ type: 'refused', name: 'u.bin', code: 'BAD_MESSAGE' }]);
     const lax = await startTusServer({ allowUnverified: true });
     const created = await tusRequest(lax, 'POST', '/files/', { ...TUS, 'Upload-Length': String(bytes.length), 'Upload-Metadata': metadata({ filename: 'u.bin' }) });
     expect(created.status).toBe(201);

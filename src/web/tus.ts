@@ -12,17 +12,13 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorCode } from '../errors.js';
 import type { ReceiverEvent } from '../ingest/events.js';
+import type { WebPeer } from './web-server.js';
 import type { Ingest, IngestSession, Outcome } from '../ingest/ingest.js';
 import { BodyCut, BodyReader } from './body-reader.js';
 import { byteCount, CHECKSUM_ALGORITHMS, encodeMetadata, header, parseChecksum, parseMetadata, TusRefusal } from './tus-headers.js';
 import { decodeUploadId, encodeUploadId, newUploadInfo, ownerOf, type UploadInfo } from './upload-id.js';
 
-export interface WebPeer {
-  address: string;
-  /** "addr:port" */
-  remote: string;
-  progressed(): void;
-}
+export type { WebPeer };
 
 export interface TusOptions {
   ingest: Ingest;

@@ -171,7 +171,10 @@ function describe(event: ReceiverEvent): string | undefined {
       const resumed = event.resumedFrom > 0 ? `, resumed at ${formatBytes(event.resumedFrom)}` : '';
       const renamed = event.path !== event.name ? ` as ${escapeForDisplay(event.path)}` : '';
       const rate = formatRate(event.size - event.resumedFrom, event.durationMs);
-      return `received ${name}${renamed} (${formatBytes(event.size)} in ${formatDuration(event.durationMs)}, ${rate}${resumed}) from ${event.remote}`;
+      // Never passed off as verified: a tus upload without a hash, where the receiver allows it.
+      const unverified = event.verified ? '' : ' UNVERIFIED (no hash was sent)';
+      const by = event.protocol === 'tus' ? ' by tus' : '';
+      return `received ${name}${renamed} (${formatBytes(event.size)} in ${formatDuration(event.durationMs)}, ${rate}${resumed}) from ${event.remote}${by}${unverified}`;
     }
     case 'skipped':
       return `skipped  ${name}: already there`;

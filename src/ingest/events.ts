@@ -15,6 +15,10 @@ export type ReceiverEvent =
       hash: string;
       resumedFrom: number;
       durationMs: number;
+      /** How the file came: `ft` (the TCP protocol) or `tus` (HTTP). */
+      protocol: 'ft' | 'tus';
+      /** Whether the whole file's hash was announced and matched; false only for unverified tus uploads the receiver allows. */
+      verified: boolean;
     }
   | { type: 'skipped'; remote: string; name: string; path: string }
   | { type: 'refused'; remote: string; name: string; code: ErrorCode; message: string }

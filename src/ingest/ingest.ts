@@ -39,7 +39,16 @@ export interface Peer {
   remote: string;
   /** Called whenever a file moves forward (for idle-slot accounting). */
   progressed: () => void;
+  /** What carries the files: the TCP protocol, or tus over HTTP (reported in `received`). */
+  protocol: 'ft' | 'tus';
 }
+
+/**
+ * How a transport whose uploads exist apart from their bytes (tus) opens one: `create` records
+ * a new upload at once (it survives a restart at offset 0), `existing` opens only one created
+ * before. Neither computes a prefix hash: the offset is all such a client is told.
+ */
+export type OpenMode = 'create' | 'existing';
 
 export interface FileOffer {
   id: number;
@@ -137,6 +146,18 @@ export class IngestSession {
    * `announce` reports it once the transport has answered (answers go out in header order).
    */
   async decide(offer: FileOffer): Promise<{ decision: Decision; announce: () => void }> {
+    return (await this.admit(offer, undefined))!;
+  }
+
+  /**
+   * decide() for a transport that creates uploads apart from their bytes (see OpenMode);
+   * undefined when `existing` finds no such upload.
+   */
+  async open(offer: FileOffer, mode: OpenMode): Promise<{ decision: Decision; announce: () => void } | undefined> {
+    return this.admit(offer, mode);
+  }
+
+  private async admit(offer: FileOffer, mode: OpenMode | undefined): Promise<{ decision: Decision; announce: () => void } | undefined> {
     const { id, filename: name } = offer;
     const { emit } = this.options;
     const remote = this.peer.remote;
@@ -165,7 +186,9 @@ export class IngestSession {
       const target = await store.inspect(components);
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
       const key = { owner: this.peer.owner, filename: name, size: offer.size, ...(offer.hash !== undefined ? { hash: offer.hash } : {}) };
-      upload = await store.open(key, { peer: this.peer.address });
+      const peer = this.peer.address;
+      upload = mode === 'existing' ? await store.resume(key, { peer }) : await store.open(key, { peer, ...(mode === 'create' ? { record: true } : {}) });
+      if (upload === undefined) return undefined;
       const needed = offer.size - upload.offset;
       const { missing, available } = await disk.shortfall(needed);
       if (missing > 0) {
@@ -173,7 +196,7 @@ export class IngestSession {
         return refuse('NO_SPACE', NO_SPACE_TEXT, `${needed} bytes needed, ${available} free`);
       }
       // The receiver is the authority on the offset; the sender checks prefixHash against its own bytes.
-      const prefixHash = upload.offset > 0 ? await upload.hashPrefix() : undefined;
+      const prefixHash = upload.offset > 0 && mode === undefined ? await upload.hashPrefix() : undefined;
       this.hold(id, { offer, components, upload, offset: upload.offset, takenOver: false, unwatch: () => undefined });
       const decision: Decision = prefixHash !== undefined && upload.offset > 0 ? { kind: 'accept', offset: upload.offset, prefixHash } : { kind: 'accept', offset: 0 };
       return { decision, announce: () => undefined };
@@ -184,6 +207,32 @@ export class IngestSession {
       const { code, message } = this.told(localFailure(error), name);
       return refuse(code, message);
     }
+  }
+
+  /**
+   * Where the upload of `id` stands: the bytes it holds (written so far, body or not), and when
+   * the store may delete them once let go (see Upload.keptUntil). Undefined when `id` is not held.
+   */
+  state(id: number, ttlMs: number): { offset: number; keptUntil: number | undefined } | undefined {
+    const body = this.body?.file.offer.id === id ? this.body : this.ended.get(id)?.body;
+    const file = body?.file ?? this.accepted.get(id);
+    if (!file) return undefined;
+    return { offset: body ? body.writer.size : file.upload.offset, keptUntil: file.upload.keptUntil(ttlMs) };
+  }
+
+  /** The peer does not want the upload of `id` any more (tus termination): what is held is deleted. */
+  async discard(id: number): Promise<void> {
+    const body = this.body?.file.offer.id === id ? this.body : this.ended.get(id)?.body;
+    if (body) {
+      if (this.body === body) this.body = undefined;
+      this.ended.delete(id);
+      body.reservation.release();
+    }
+    const file = body?.file ?? this.accepted.get(id);
+    this.accepted.delete(id);
+    if (!file) return;
+    file.unwatch();
+    await file.upload.discard();
   }
 
   /** Drops an accepted file the sender will not send (or never sent, at the end): what was held stays for resume. */
@@ -285,10 +334,11 @@ export class IngestSession {
 
   /**
    * Verifies the body of `id` against `expectedHash` and commits it in the background; `answer`
-   * gets the outcome. Resolves once the commit has started: at most MAX_COMMITTING run at once,
+   * gets the outcome. `expectedHash` undefined: an unverified upload (only where the receiver
+   * allows it), committed under the hash of what arrived and reported `verified: false`. Resolves once the commit has started: at most MAX_COMMITTING run at once,
    * while the next bodies stream in (many small files then share fsyncs).
    */
-  async complete(id: number, expectedHash: string, answer: (outcome: Outcome) => void): Promise<void> {
+  async complete(id: number, expectedHash: string | undefined, answer: (outcome: Outcome) => void): Promise<void> {
     const ended = this.ended.get(id);
     if (!ended) throw new FtError('INTERNAL', `no body of file ${id} is waiting to be completed`);
     this.ended.delete(id);
@@ -328,13 +378,13 @@ export class IngestSession {
     await Promise.all(this.committing);
   }
 
-  private async commit(body: ActiveBody, hash: string, expectedHash: string): Promise<Outcome> {
+  private async commit(body: ActiveBody, hash: string, expectedHash: string | undefined): Promise<Outcome> {
     const { file } = body;
     const { offer } = file;
     const { emit, receipts, tellPaths } = this.options;
     const remote = this.peer.remote;
     try {
-      const placed = await file.upload.commit(file.components, expectedHash);
+      const placed = await file.upload.commit(file.components, expectedHash ?? hash);
       const claims = { owner: this.peer.owner, name: receiptName(offer.filename), size: offer.size, path: placed.path, hash, identity: placed.identity };
       const receipt = receipts.seal(claims, offer.filename);
       this.peer.progressed();
@@ -347,6 +397,8 @@ export class IngestSession {
         hash,
         resumedFrom: file.offset,
         durationMs: Math.round(performance.now() - body.startedAt),
+        protocol: this.peer.protocol,
+        verified: expectedHash !== undefined,
       });
       return { kind: 'done', hash, receipt, ...(tellPaths ? { path: placed.path } : {}) };
     } catch (error) {

@@ -300,6 +300,7 @@ export class ReceiverSession {
       address: this.connection.address,
       remote: this.remote,
       progressed: () => ctx.admission.progressed(this.ticket),
+      protocol: 'ft',
     });
     // Only a sender that proved the token is told the receiver knows it too.
     this.send(ctx.token === undefined ? { type: 'welcome' } : { type: 'welcome', proof: receiverProof(ctx.token, transcript) });

@@ -60,6 +60,12 @@ export interface OpenOptions {
   readonly peer: string;
   /** Gives up waiting for an older holder of the same key to let go. */
   readonly signal?: AbortSignal;
+  /**
+   * Records the upload at once, so that a restart finds it (at offset 0), and keeps it for
+   * resume whatever its size until it is committed, discarded or expired: for a protocol that
+   * creates an upload apart from its bytes (tus). One already kept under the key is resumed.
+   */
+  readonly record?: boolean;
 }
 
 export interface UploadStore {
@@ -78,6 +84,12 @@ export interface UploadStore {
    * FtError BUSY). Throws FtError BUSY when the store's quotas leave no room.
    */
   open(key: UploadKey, options: OpenOptions): Promise<Upload>;
+  /**
+   * Opens only an upload that exists already (recorded, or kept for resume), holding its lock
+   * as open() does (a holder is taken over); undefined when there is none: nothing is created.
+   * Such an upload stays kept whatever its size.
+   */
+  resume(key: UploadKey, options: OpenOptions): Promise<Upload | undefined>;
   /** Whether `path` (from a Placed) still holds the file committed with `identity`, unchanged. */
   unchanged(path: string, identity: StoredIdentity): boolean;
   /** Free bytes for new data, or undefined when the store cannot tell (see capabilities). */
@@ -127,6 +139,11 @@ export interface Upload {
   abandon(): Promise<void>;
   /** The bytes are not wanted: delete them, and let go. Idempotent; never throws. */
   discard(): Promise<void>;
+  /**
+   * When expire(ttlMs) may first delete what this upload keeps, if it were let go now, in ms
+   * since the epoch (counted from the store's last write to it); undefined when nothing is kept.
+   */
+  keptUntil(ttlMs: number): number | undefined;
 }
 
 /** A body being written. Writes are in order; a returned promise means: wait before the next one. */

@@ -104,16 +104,25 @@ export class LocalUploadStore implements UploadStore {
   }
 
   async open(key: UploadKey, options: OpenOptions): Promise<Upload> {
+    return (await this.acquire(key, options, false))!;
+  }
+
+  resume(key: UploadKey, options: OpenOptions): Promise<Upload | undefined> {
+    return this.acquire(key, options, true);
+  }
+
+  private async acquire(key: UploadKey, options: OpenOptions, existing: boolean): Promise<LocalUpload | undefined> {
     const { size } = key;
     if (size === undefined) throw new FtError('INTERNAL', 'the local store needs an upload’s size when it is opened (no lateSize)');
-    let partial: Partial;
+    let partial: Partial | undefined;
     try {
-      partial = await this.inbox.partials.acquire(
-        { owner: key.owner, filename: key.filename, size, ...(key.hash !== undefined ? { hash: key.hash } : {}) },
-        options.peer,
-        { signal: options.signal, waitMs: this.takeoverWaitMs },
-      );
+      const id = { owner: key.owner, filename: key.filename, size, ...(key.hash !== undefined ? { hash: key.hash } : {}) };
+      const take = { signal: options.signal, waitMs: this.takeoverWaitMs, keep: options.record === true };
+      partial = existing ? await this.inbox.partials.acquire(id, options.peer, { ...take, existing: true }) : await this.inbox.partials.acquire(id, options.peer, take);
+      if (partial === undefined) return undefined;
+      if (options.record === true && partial.checkedFile === undefined) await partial.record();
     } catch (error) {
+      if (partial !== undefined) releaseQuietly(partial);
       // About the receiver's own folder, not the peer's file: the peer is told only the code (the
       // text names the folder and a user id), the receiver's log all of it.
       if (error instanceof FtError && error.code === 'UNSAFE_PATH') {
@@ -185,6 +194,10 @@ class LocalUpload implements Upload {
 
   onRevoked(listener: () => void): () => void {
     return this.partial.onRevoked(listener);
+  }
+
+  keptUntil(ttlMs: number): number | undefined {
+    return this.stage.kind === 'done' ? undefined : this.partial.keptUntil(ttlMs);
   }
 
   async hashPrefix(): Promise<string> {

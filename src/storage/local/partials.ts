@@ -58,6 +58,12 @@ export type PartialLimitOptions = { [K in keyof PartialLimits]?: PartialLimits[K
  */
 export const PARTIAL_LIMITS: Readonly<PartialLimits> = { maxPartials: 8192, maxPartialsPerPeer: 64 };
 
+/** How a partial is taken: `keep` keeps it for resume whatever its size; `existing` takes only one already on disk. */
+export interface AcquireOptions extends TakeOptions {
+  keep?: boolean;
+  existing?: boolean;
+}
+
 /** Partials holding less than this are deleted after QUICK_EXPIRY_MS, not the full TTL. */
 export const QUICK_EXPIRY_BYTES = 1024 * 1024;
 /** An abandoned tiny partial saves at most a second of transfer: not worth an inode for days. */
@@ -178,13 +184,20 @@ export class PartialStore {
    * is then resumed. Throws BUSY when the caps are reached and every partial that could make
    * room is in use.
    */
-  async acquire(id: UploadId, peer: string, options: TakeOptions = {}): Promise<Partial> {
+  async acquire(id: UploadId, peer: string, options: AcquireOptions & { existing: true }): Promise<Partial | undefined>;
+  async acquire(id: UploadId, peer: string, options?: AcquireOptions): Promise<Partial>;
+  async acquire(id: UploadId, peer: string, options: AcquireOptions = {}): Promise<Partial | undefined> {
     if (!OWNER_PATTERN.test(id.owner)) throw new FtError('INTERNAL', 'an upload owner must be 64 lowercase hex digits');
     const key = partialKey(id);
     const lease = await this.held.take(key, options);
-    const partial = new Partial(this, lease, id, peer, this.fs);
+    const partial = new Partial(this, lease, id, peer, this.fs, options.keep === true || options.existing === true);
     try {
       await this.verifyDir();
+      // Only one recorded before: nothing is counted or made for a key nobody created.
+      if (options.existing === true && !lstatIfExists(this.fs, partial.dataPath)?.isFile()) {
+        lease.release();
+        return undefined;
+      }
       // Counted from the header on: uploads in flight are what a hostile peer would hold.
       if (partial.resumable && !this.index.has(key)) this.makeRoom(peerGroup(peer));
       if (partial.resumable) partial.load();
@@ -496,11 +509,40 @@ export class Partial {
     /** The address of the peer uploading it. */
     readonly peer: string,
     private readonly fs: FileSystem,
+    /** Kept whatever its size: an upload created apart from its bytes (tus), which a restart must find. */
+    keep = false,
   ) {
     this.key = lease.key;
     this.dataPath = path.join(store.dir, `${this.key}.part`);
     this.metaPath = path.join(store.dir, `${this.key}.json`);
-    this.resumable = id.size > SMALL_BODY_BYTES;
+    this.resumable = keep || id.size > SMALL_BODY_BYTES;
+  }
+
+  /**
+   * Records a new, empty upload on disk (metadata and an empty data file, synced), so that it
+   * is found after a restart at offset 0. What was held under the key is replaced.
+   */
+  async record(): Promise<void> {
+    this.writeMeta();
+    const handle = await this.createAsync();
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    this.offset = 0;
+    await syncFolder(this.fs, this.store.dir);
+  }
+
+  /**
+   * When the sweep (expire(ttlMs)) may first delete what is kept, once let go: from the data
+   * file's last change, by what it holds (see QUICK_EXPIRY_BYTES). Undefined when nothing is kept.
+   */
+  keptUntil(ttlMs: number): number | undefined {
+    if (!this.resumable) return undefined;
+    const stat = lstatIfExists(this.fs, this.dataPath);
+    if (!stat?.isFile()) return undefined;
+    return stat.mtimeMs + (stat.size < QUICK_EXPIRY_BYTES ? Math.min(ttlMs, QUICK_EXPIRY_MS) : ttlMs);
   }
 
   /** Aborts when a newer upload of the same key takes it over: let go (release) soon. */

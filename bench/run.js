@@ -396,7 +396,7 @@ function ftEnv() {
   return env;
 }
 
-async function startFtServe(inbox, { plaintext = false } = {}) {
+async function startFtServe(inbox, { plaintext = false, keep } = {}) {
   const port = await freePort();
   const f = ftFeatures();
   const args = [FT, 'serve', inbox, '--port', String(port), '--host', '127.0.0.1', '--json'];
@@ -406,7 +406,7 @@ async function startFtServe(inbox, { plaintext = false } = {}) {
   if (plaintext) args.push('--insecure-plaintext');
   // In plaintext the page has a port of its own (--port + 1 unless told): one known to be free.
   if (plaintext && f.webPort) args.push('--web-port', String(await freePort()));
-  const serve = start('ft serve', NODE, args, { env: ftEnv() });
+  const serve = start('ft serve', NODE, args, { env: ftEnv(), keep });
   const line = await waitForLine(serve, (text) => {
     try {
       return JSON.parse(text).event === 'listening';
@@ -428,23 +428,31 @@ function ftSendArgs({ plaintext = false } = {}) {
   return args;
 }
 
-/** Runs `ft send` (under /usr/bin/time when available, for its CPU time and peak RSS). */
+/**
+ * Runs a sending Node process to its end (under /usr/bin/time when available, for its CPU time
+ * and peak RSS): { proc, seconds, senderPeak, senderCpu }.
+ */
+async function runSender(tools, scratch, name, args, timeoutMs, options = {}) {
+  const t0 = process.hrtime.bigint();
+  const proc = startTimed(tools.time, path.join(scratch, `${name.replace(/\W/g, '-')}.time`), name, NODE, args, options);
+  const poller = tools.time ? undefined : pollPeakRss(proc);
+  let polledPeak;
+  try {
+    await expectSuccess(proc, timeoutMs);
+  } finally {
+    polledPeak = poller?.stop();
+  }
+  const seconds = elapsedSeconds(t0);
+  const usage = proc.usage();
+  return { proc, seconds, senderPeak: usage ? usage.maxRss : polledPeak, senderCpu: usage?.cpuSeconds };
+}
+
+/** Runs `ft send`; adds ft's own timer (the summary's durationMs). */
 async function ftSend(tools, paths, port, scratch, timeoutMs, variant) {
   // --no-hash-cache: every round measures a first send, which hashes each file (a large one at rest while sending it).
   const args = [FT, 'send', ...paths, '--to', `127.0.0.1:${port}`, '--json', '--no-hash-cache', ...ftSendArgs(variant)];
-  const t0 = process.hrtime.bigint();
   // Keep enough output for the summary line, which lists every file.
-  const keep = 64 * 1024 * 1024;
-  const send = startTimed(tools.time, path.join(scratch, 'ft-send.time'), 'ft send', NODE, args, { keep, env: ftEnv() });
-  const poller = tools.time ? undefined : pollPeakRss(send);
-  try {
-    await expectSuccess(send, timeoutMs);
-  } finally {
-    poller?.stop();
-  }
-  const seconds = elapsedSeconds(t0);
-  const usage = send.usage();
-  const senderPeak = usage ? usage.maxRss : poller?.stop();
+  const { proc: send, seconds, senderPeak, senderCpu } = await runSender(tools, scratch, 'ft send', args, timeoutMs, { keep: 64 * 1024 * 1024, env: ftEnv() });
   let internalMs;
   for (const line of send.stdout.split('\n')) {
     try {
@@ -454,7 +462,20 @@ async function ftSend(tools, paths, port, scratch, timeoutMs, variant) {
       /* not JSON */
     }
   }
-  return { seconds, senderPeak, senderCpu: usage?.cpuSeconds, internalMs };
+  return { seconds, senderPeak, senderCpu, internalMs };
+}
+
+/**
+ * Runs `send()` against a receiver process that is ready: the sender's figures, with the
+ * receiver's CPU from now until `check()` is done and its children are reaped, and its peak RSS.
+ */
+async function measured(pid, send, check = async () => undefined) {
+  const cpu = await watchTreeCpu(pid);
+  const sent = await send();
+  const receiverPeak = peakRss(pid);
+  await check();
+  const receiver = await cpu.finish();
+  return { ...sent, receiverPeak, receiverCpu: receiver.seconds, cpuNote: receiver.reason };
 }
 
 /** One ft row: ft serve, then ft send; the receiver's CPU from ready to the sender's exit. */
@@ -466,11 +487,8 @@ function ftContender(tools, variant, { paths, received, timeoutMs }) {
       const inbox = path.join(ctx.outDir, 'inbox');
       const { serve, port } = await startFtServe(inbox, variant);
       try {
-        const cpu = await watchTreeCpu(serve.pid);
-        const sent = await ftSend(tools, paths(ctx), port, ctx.outDir, timeoutMs(ctx), variant);
-        const receiverPeak = peakRss(serve.pid);
-        const receiver = await cpu.finish();
-        return { ...sent, receiverPeak, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...received(inbox, ctx) };
+        const sent = await measured(serve.pid, () => ftSend(tools, paths(ctx), port, ctx.outDir, timeoutMs(ctx), variant));
+        return { ...sent, ...received(inbox, ctx) };
       } finally {
         await stop(serve);
       }
@@ -484,16 +502,7 @@ function ftContender(tools, variant, { paths, received, timeoutMs }) {
  */
 async function tusUpload(tools, endpoint, source, scratch, timeoutMs) {
   const args = [TUS_CLIENT, '--endpoint', endpoint, '--concurrency', String(TUS_CONCURRENCY), '--insecure', source];
-  const t0 = process.hrtime.bigint();
-  const client = startTimed(tools.time, path.join(scratch, 'tus-client.time'), 'tus client', NODE, args);
-  const poller = tools.time ? undefined : pollPeakRss(client);
-  try {
-    await expectSuccess(client, timeoutMs);
-  } finally {
-    poller?.stop();
-  }
-  const seconds = elapsedSeconds(t0);
-  const usage = client.usage();
+  const { proc: client, seconds, senderPeak, senderCpu } = await runSender(tools, scratch, 'tus client', args, timeoutMs);
   let summary = {};
   try {
     summary = JSON.parse(client.stdout.trim().split('\n').pop());
@@ -501,7 +510,7 @@ async function tusUpload(tools, endpoint, source, scratch, timeoutMs) {
     /* no summary: the figures below stay unset */
   }
   if (summary.retries) log(`bench: tus client retried ${summary.retries} request(s) against ${endpoint}`);
-  return { seconds, senderPeak: usage ? usage.maxRss : poller?.stop(), senderCpu: usage?.cpuSeconds, hashMs: summary.hashMs, retries: summary.retries };
+  return { seconds, senderPeak, senderCpu, hashMs: summary.hashMs, retries: summary.retries };
 }
 
 /** tus-js-client to ft serve's own tus endpoint: HTTPS on ft's port, or its HTTP port in plaintext. */
@@ -511,19 +520,49 @@ function ftTusContender(tools, { id, label, plaintext }, part) {
     label,
     async run(ctx) {
       const inbox = path.join(ctx.outDir, 'inbox');
-      const { serve, web } = await startFtServe(inbox, { plaintext });
+      // Enough output for a `received` event per file.
+      const { serve, web } = await startFtServe(inbox, { plaintext, keep: 64 * 1024 * 1024 });
       try {
         if (!web) throw new BenchError(`ft serve printed no upload page address${describeOutput(serve)}`);
-        const cpu = await watchTreeCpu(serve.pid);
-        const sent = await tusUpload(tools, new URL('files/', web).href, part.paths(ctx)[0], ctx.outDir, part.timeoutMs(ctx));
-        const receiverPeak = peakRss(serve.pid);
-        const receiver = await cpu.finish();
-        return { ...sent, receiverPeak, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...part.received(inbox, ctx) };
+        const endpoint = new URL('files/', web).href;
+        const sent = await measured(
+          serve.pid,
+          () => tusUpload(tools, endpoint, part.paths(ctx)[0], ctx.outDir, part.timeoutMs(ctx)),
+          () => expectVerified(serve, part.files),
+        );
+        return { ...sent, ...part.received(inbox, ctx) };
       } finally {
         await stop(serve);
       }
     },
   };
+}
+
+/**
+ * Every upload was received by tus and verified, as ft serve's `received` events say (they are
+ * printed as the last PATCH is answered, so allow a moment for the pipe).
+ */
+async function expectVerified(serve, files) {
+  const count = () => {
+    let verified = 0;
+    let unverified = 0;
+    for (const line of serve.stdout.split('\n')) {
+      if (!line.startsWith('{"event":"received"')) continue;
+      const event = JSON.parse(line);
+      if (event.protocol === 'tus' && event.verified === true) verified += 1;
+      else unverified += 1;
+    }
+    return { verified, unverified };
+  };
+  const deadline = Date.now() + 5000;
+  let seen = count();
+  while (seen.verified + seen.unverified < files && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    seen = count();
+  }
+  if (seen.verified !== files || seen.unverified) {
+    throw new BenchError(`ft serve reported ${seen.verified} verified tus uploads and ${seen.unverified} other received files, expected ${files} verified${describeOutput(serve)}`);
+  }
 }
 
 /** tus-js-client to @tus/server + @tus/file-store (bench/tus-server.js), over HTTP or HTTPS. */
@@ -538,11 +577,9 @@ function tusServerContender(tools, { id, label, tls }, part) {
       const server = start('@tus/server', NODE, [TUS_SERVER, store, String(port), ...(tls ? ['--tls'] : [])]);
       try {
         await waitForLine(server, (line) => line.trim() === 'listening');
-        const cpu = await watchTreeCpu(server.pid);
-        const sent = await tusUpload(tools, `${tls ? 'https' : 'http'}://127.0.0.1:${port}/files/`, part.paths(ctx)[0], ctx.outDir, part.timeoutMs(ctx));
-        const receiverPeak = peakRss(server.pid);
-        const receiver = await cpu.finish();
-        return { ...sent, receiverPeak, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...part.receivedTusStore(store, ctx) };
+        const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/files/`;
+        const sent = await measured(server.pid, () => tusUpload(tools, endpoint, part.paths(ctx)[0], ctx.outDir, part.timeoutMs(ctx)));
+        return { ...sent, ...part.receivedTusStore(store, ctx) };
       } finally {
         await stop(server);
       }
@@ -711,6 +748,7 @@ function largeContenders(tools, sshd) {
   const part = {
     paths: (ctx) => [ctx.src],
     received: (dir, ctx) => ({ file: path.join(dir, path.basename(ctx.src)) }),
+    files: 1,
     receivedTusStore: (store, ctx) => ({ file: tusStoreFiles(store).get(path.basename(ctx.src)) ?? path.join(store, '(no upload named big.bin)') }),
     timeoutMs: (ctx) => transferTimeoutMs(ctx.bytes),
   };
@@ -949,6 +987,7 @@ async function benchSmall(opts, tools, sshd) {
     paths: () => [srcDir],
     received: (dir) => ({ dest: path.join(dir, 'files') }),
     receivedTusStore: (store) => ({ tusStore: store }),
+    files: opts.smallCount,
     timeoutMs: () => timeoutMs,
   };
   const contenders = chosen(opts, [
@@ -1126,7 +1165,7 @@ function markdown(results, opts) {
     row(['tool', ...headers, ...promises]);
     row(['---', ...headers.map(() => '---:'), ...promises.map(() => '---')]);
     for (const [id, label, props] of ROWS) {
-      if (!ids.includes(id)) continue;
+      if (!ids.includes(id) || (opts.tools && !opts.tools.has(id))) continue;
       const r = part.tools[id];
       const marks = promises.map((key) => props[key]);
       if (r) {

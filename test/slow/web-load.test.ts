@@ -23,9 +23,9 @@ import * as tus from 'tus-js-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createHasher } from '../../src/hashing.js';
 import { partialFolder, randomFile, waitUntil } from '../helpers/files.js';
-import { killAllFt, spawnFt, type FtProcess } from '../helpers/spawn-ft.js';
+import { killAllFt, spawnFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
-import { mb, MiB, procStatusBytes, sameContent, seededRng, startServe, trackPeakRss } from './support.js';
+import { mb, MiB, procStatusBytes, sameContent, seededRng, startServe, stopServe, trackPeakRss } from './support.js';
 
 const UPLOADS = 32;
 const INTERRUPTED = 4;
@@ -37,13 +37,6 @@ const UPLOAD_TIMEOUT_MS = 180_000;
 
 afterEach(killAllFt);
 afterAll(removeTempDirs);
-
-async function stopServe(proc: FtProcess): Promise<void> {
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-  await proc.exited;
-  clearTimeout(timer);
-}
 
 async function fileHash(file: string): Promise<string> {
   const hasher = await createHasher();

@@ -430,6 +430,8 @@ export class TusEndpoint {
     // Most recently used last: makeRoom lets go of the first idle one.
     this.held.delete(held.token);
     this.held.set(held.token, held);
+    // A HEAD during a PATCH: the PATCH releases it when it ends.
+    if (held.patch) return;
     held.timer = setTimeout(() => void this.letGo(held), this.holdMs);
     held.timer.unref();
   }
@@ -515,6 +517,8 @@ export class TusEndpoint {
       'Content-Length': String(Buffer.byteLength(text)),
       'Cache-Control': 'no-store',
       ...(unread ? { Connection: 'close' } : {}),
+      // Busy is for a moment: clients that honour it come back instead of giving up.
+      ...(refusal.status === 503 ? { 'Retry-After': '1' } : {}),
       ...refusal.headers,
     });
     res.end(text);

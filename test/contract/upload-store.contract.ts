@@ -559,6 +559,102 @@ export function uploadStoreContract(factory: StoreFactory): void {
       });
     });
 
+    describe('recorded uploads (open with record, resume, keptUntil)', () => {
+      it('resume finds nothing for a key never recorded, and makes nothing', async () => {
+        const { store, medium } = await create({ partialLimits: { maxPartialsPerPeer: 1 } });
+        const bytes = content(LARGE, 40);
+        const key = await keyOf(bytes, 'never.bin');
+        expect(await store.resume(key, { peer: PEER })).toBeUndefined();
+        expect(await store.resume(await keyOf(content(SMALL, 41), 'small.bin'), { peer: PEER })).toBeUndefined();
+        // Nothing was counted against the peer either: its one upload can still be made.
+        const opened = await store.open(key, { peer: PEER });
+        expect(opened.offset).toBe(0);
+        await opened.discard();
+        expect(await medium.list()).toEqual([]);
+      });
+
+      it('a recorded upload is found at 0 once let go, whatever its size; discarded, it is gone', async () => {
+        const { store } = await create();
+        for (const size of [0, SMALL, LARGE]) {
+          const key = await keyOf(content(size, 42), `recorded-${size}.bin`);
+          const made = await store.open(key, { peer: PEER, record: true });
+          expect(made.offset).toBe(0);
+          expect(made.resumable).toBe(true);
+          await made.abandon();
+          const found = await store.resume(key, { peer: PEER });
+          expect(found?.offset).toBe(0);
+          await found!.discard();
+          expect(await store.resume(key, { peer: PEER })).toBeUndefined();
+        }
+      });
+
+      it('a recorded small upload whose body ended is resumed at its size, and commits', async () => {
+        const { store, medium } = await create();
+        const bytes = content(SMALL, 43);
+        const key = await keyOf(bytes, 'ended-small.bin');
+        const made = await store.open(key, { peer: PEER, record: true });
+        const writer = await made.append(0, SMALL);
+        await writeAll(writer, bytes);
+        await writer.end();
+        await made.abandon();
+        const found = (await store.resume(key, { peer: PEER }))!;
+        expect(found.offset).toBe(SMALL);
+        const rest = await found.append(SMALL, 0);
+        await found.commit(['ended-small.bin'], await rest.end());
+        expect((await medium.read('ended-small.bin'))?.equals(bytes)).toBe(true);
+        expect(await store.resume(key, { peer: PEER })).toBeUndefined();
+      });
+
+      it('resume takes a held upload over, as open does, and sees what it kept', async () => {
+        const { store } = await create();
+        const bytes = content(LARGE, 44);
+        const key = await keyOf(bytes, 'held-resume.bin');
+        const first = await store.open(key, { peer: PEER, record: true });
+        const writer = await first.append(0, LARGE);
+        await writeAll(writer, bytes.subarray(0, CUT));
+        first.onRevoked(() => void first.abandon());
+        const second = (await store.resume(key, { peer: PEER }))!;
+        expect(first.revoked.aborted).toBe(true);
+        expect(second.offset).toBe(CUT);
+        await second.abandon();
+      });
+
+      it('keptUntil tells when expire() may first delete what is kept: not a moment before', async () => {
+        const { store } = await create();
+        const ttl = 24 * 3600_000;
+        const small = await keyOf(content(SMALL, 45), 'until-small.bin');
+        const large = await keyOf(content(LARGE, 46), 'until-large.bin');
+        const unrecorded = await store.open(await keyOf(content(SMALL, 47), 'nothing.bin'), { peer: PEER });
+        expect(unrecorded.keptUntil(ttl)).toBeUndefined();
+        await unrecorded.abandon();
+        const before = Date.now();
+        const tiny = await store.open(small, { peer: PEER, record: true });
+        const until = tiny.keptUntil(ttl)!;
+        // A recorded upload holding little may go well before the TTL (never after it).
+        expect(until).toBeGreaterThanOrEqual(before - 2000);
+        expect(until).toBeLessThanOrEqual(Date.now() + ttl);
+        await tiny.abandon();
+        const big = await store.open(large, { peer: PEER, record: true });
+        const bytes = content(LARGE, 46);
+        await writeAll(await big.append(0, LARGE), bytes.subarray(0, CUT));
+        await big.abandon();
+        const bigAgain = (await store.resume(large, { peer: PEER }))!;
+        const bigUntil = bigAgain.keptUntil(ttl)!;
+        await bigAgain.abandon();
+        const first = Math.min(until, bigUntil);
+        expect(await store.expire(ttl, first - 1)).toEqual([]);
+        expect((await store.expire(ttl, until)).length).toBeGreaterThan(0);
+        expect(await store.resume(small, { peer: PEER })).toBeUndefined();
+        if (bigUntil > until) {
+          const still = await store.resume(large, { peer: PEER });
+          expect(still?.offset).toBe(CUT);
+          await still!.abandon();
+        }
+        expect((await store.expire(ttl, bigUntil)).length).toBeGreaterThan(0);
+        expect(await store.resume(large, { peer: PEER })).toBeUndefined();
+      });
+    });
+
     describe('expire', () => {
       it('deletes uploads left untouched for the TTL, never those held', async () => {
         const { store } = await create();

@@ -18,6 +18,8 @@ import { tempDir } from './temp.js';
 export interface TusServerOptions extends Partial<Omit<TusOptions, 'ingest' | 'emit' | 'secret' | 'mount'>> {
   dir?: string;
   secret?: Buffer;
+  /** 0 (a free one) unless given: a restart on the port a client knows. */
+  port?: number;
   store?: LocalUploadStoreOptions;
 }
 
@@ -67,7 +69,7 @@ export async function startTusServer(options: TusServerOptions = {}): Promise<Tu
     const { remoteAddress = '?', remotePort = 0 } = req.socket;
     endpoint.handle(req, res, url.slice('/files'.length), { address: remoteAddress, remote: `${remoteAddress}:${remotePort}`, progressed: () => undefined });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;
   const handle: TusServer = {

@@ -2,7 +2,8 @@
 // The tus client for bench/run.js: tus-js-client (the Node build, as any Node program would use it)
 // uploading files to a tus endpoint, in a process of its own so its CPU time is the sender's.
 //
-//   node bench/tus-client.js --endpoint URL [--insecure] [--concurrency N] [--chunk-size BYTES] PATH
+//   node bench/tus-client.js --endpoint URL [--insecure] [--concurrency N] [--chunk-size BYTES]
+//                            [--creation-with-upload] [--token T] PATH
 //
 // PATH is a file (uploaded as its base name) or a folder (each file in it uploaded with
 // `relativePath` = folder name/file name, as a browser sends a dropped folder), N at a time over
@@ -26,11 +27,13 @@ const { values, positionals } = parseArgs({
     concurrency: { type: 'string', default: '8' },
     'chunk-size': { type: 'string' },
     token: { type: 'string' },
+    // The body in the POST (tus-js-client's uploadDataDuringCreation): one request per small file.
+    'creation-with-upload': { type: 'boolean', default: false },
   },
   allowPositionals: true,
 });
 if (!values.endpoint || positionals.length !== 1) {
-  process.stderr.write('usage: tus-client.js --endpoint URL [--insecure] [--concurrency N] [--chunk-size BYTES] [--token T] PATH\n');
+  process.stderr.write('usage: tus-client.js --endpoint URL [--insecure] [--concurrency N] [--chunk-size BYTES] [--creation-with-upload] [--token T] PATH\n');
   process.exit(2);
 }
 const concurrency = Math.max(1, Number(values.concurrency));
@@ -84,6 +87,7 @@ async function upload(file, relativePath) {
       },
     };
     if (chunkSize) options.chunkSize = chunkSize;
+    if (values['creation-with-upload']) options.uploadDataDuringCreation = true;
     new tus.Upload(fs.createReadStream(file), options).start();
   });
   return size;

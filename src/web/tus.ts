@@ -180,7 +180,10 @@ export class TusEndpoint {
     const { name, hash } = parseMetadata(header(req, 'upload-metadata'));
     if (name === undefined) throw new TusRefusal(400, 'BAD_NAME', 'Upload-Metadata has no filename');
     if (hash === undefined && !this.options.allowUnverified) {
-      throw new TusRefusal(400, 'BAD_MESSAGE', 'this receiver accepts only verified uploads: send the file’s XXH64 in Upload-Metadata as hash (xxh64:<16 hex digits>)');
+      const message = 'this receiver accepts only verified uploads: send the file’s XXH64 in Upload-Metadata as hash (xxh64:<16 hex digits>)';
+      // In the log too: whoever runs the receiver sees why a browser's or a client's upload did not come.
+      this.options.emit({ type: 'refused', remote: peer.remote, name, code: 'BAD_MESSAGE', message });
+      throw new TusRefusal(400, 'BAD_MESSAGE', message);
     }
     const withBody = bodyFollows(req);
     if (withBody) this.checkPatchHeaders(req, 0, size);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashBytes } from '../../src/hashing.js';
 import { PARTIAL_DIR } from '../../src/names/safe-name.js';
+import { MAX_HELD } from '../../src/web/tus.js';
 import { encodeUploadId, newUploadInfo } from '../../src/web/upload-id.js';
 import { content } from '../contract/upload-store.contract.js';
 import { removeTempDirs } from '../helpers/temp.js';
@@ -479,12 +480,26 @@ describe('tus endpoint: ids and verification', () => {
     const refused = await tusRequest(strict, 'POST', '/files/', { ...TUS, 'Upload-Length': String(bytes.length), 'Upload-Metadata': metadata({ filename: 'u.bin' }) });
     expect(refused.status).toBe(400);
     await expectUntouched(strict);
+    expect(strict.events).toMatchObject([{ type: 'refused', name: 'u.bin', code: 'BAD_MESSAGE' }]);
     const lax = await startTusServer({ allowUnverified: true });
     const created = await tusRequest(lax, 'POST', '/files/', { ...TUS, 'Upload-Length': String(bytes.length), 'Upload-Metadata': metadata({ filename: 'u.bin' }) });
     expect(created.status).toBe(201);
     expect((await patch(lax, created.headers.location!, 0, bytes)).status).toBe(204);
     await expectFile(lax.dir, 'u.bin', bytes);
     expect(lax.events.find((e) => e.type === 'received')).toMatchObject({ verified: false, protocol: 'tus', hash: await hashBytes(bytes) });
+  });
+
+  it('more uploads than are held at once: the one idle longest is let go and opens again from disk', async () => {
+    // (The store's own cap of 64 unfinished uploads per address would delete it instead: raised here.)
+    const server = await startTusServer({ store: { partialLimits: { maxPartialsPerPeer: 1000 } } });
+    const bytes = content(2 * MiB, 25);
+    const first = await create(server, bytes, 'first.bin');
+    expect((await patch(server, first, 0, bytes.subarray(0, MiB + 5))).status).toBe(204);
+    for (let i = 0; i < MAX_HELD; i++) await create(server, content(10, i), `other-${i}.bin`);
+    expect(await heldNow(server, first)).toBe(false);
+    expect(await offsetOf(server, first)).toBe(MiB + 5);
+    expect((await patch(server, first, MiB + 5, bytes.subarray(MiB + 5))).status).toBe(204);
+    await expectFile(server.dir, 'first.bin', bytes);
   });
 
   it('the same name twice lands as two files under the conflict policy (rename)', async () => {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Benchmark harness for ft (not a test): ft against plain copies and SSH-encrypted peers on loopback.
+// Benchmark harness for ft (not a test): ft against plain copies and SSH-encrypted peers on loopback,
+// and ft's tus endpoint against @tus/server, both driven by tus-js-client.
 //
 //   npm run bench                      # build, then the full run (1 GiB, 3 rounds, 10,000 small files)
 //   node bench/run.js --quick          # 256 MiB, 1 round, 2,000 small files
@@ -46,6 +47,10 @@ const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 let FT = path.join(ROOT, 'bin', 'ft.js'); // --ft may point at another build
 const FT_DIST = path.join(ROOT, 'dist', 'cli', 'main.js');
 const NODE_COPY = path.join(ROOT, 'bench', 'node-copy.js');
+const TUS_CLIENT = path.join(ROOT, 'bench', 'tus-client.js');
+const TUS_SERVER = path.join(ROOT, 'bench', 'tus-server.js');
+/** Uploads at once from the one tus client process (small files), to every tus server alike. */
+const TUS_CONCURRENCY = 8;
 const NODE = process.execPath;
 const LATENCY_TARGET_MS = 150;
 /** Width of the tool names in progress lines. */
@@ -54,12 +59,42 @@ const SOCAT_BLOCK = '131072';
 /** Warn when more than this share of the CPU time is in use before the benchmark starts. */
 const BUSY_WARNING = 0.25;
 
+const SSH_IDS = ['rsync-ssh-gcm', 'rsync-ssh', 'scp-gcm', 'scp'];
+const TUS_IDS = ['tus-ft', 'tus-ft-plain', 'tus-node', 'tus-node-tls'];
+
+/**
+ * Every row in table order: id, the label it has when skipped, and what the tool promises about
+ * the received file: durable (fsync'd before the tool reports success), verified (a whole-file
+ * checksum compared end to end), encrypted (on the wire).
+ */
+const ROWS = [
+  ['ft', 'ft', { durable: 'yes', verified: 'xxh64', encrypted: 'TLS 1.3' }],
+  ['ft-plain', 'ft (plaintext)', { durable: 'yes', verified: 'xxh64', encrypted: 'no' }],
+  ['node-copy', 'node-copy', { durable: 'no', verified: 'no', encrypted: 'no' }],
+  ['socat', 'socat', { durable: 'no', verified: 'no', encrypted: 'no' }],
+  ['socat+fsync', 'socat+fsync', { durable: 'yes', verified: 'no', encrypted: 'no' }],
+  ['rsync', 'rsync', { durable: 'no', verified: 'yes', encrypted: 'no' }],
+  ['rsync+fsync', 'rsync+fsync', { durable: 'file, not folder', verified: 'yes', encrypted: 'no' }],
+  ['rsync-ssh-gcm', 'rsync -e ssh (AES-GCM)', { durable: 'no', verified: 'yes', encrypted: 'ssh' }],
+  ['rsync-ssh', 'rsync -e ssh (default cipher)', { durable: 'no', verified: 'yes', encrypted: 'ssh' }],
+  ['scp-gcm', 'scp (AES-GCM)', { durable: 'no', verified: 'no', encrypted: 'ssh' }],
+  ['scp', 'scp (default cipher)', { durable: 'no', verified: 'no', encrypted: 'ssh' }],
+  ['tus-ft', 'tus → ft (HTTPS)', { durable: 'yes', verified: 'xxh64', encrypted: 'TLS 1.3' }],
+  ['tus-ft-plain', 'tus → ft (HTTP, plaintext)', { durable: 'yes', verified: 'xxh64', encrypted: 'no' }],
+  ['tus-node', 'tus → @tus/server (HTTP)', { durable: 'no', verified: 'no', encrypted: 'no' }],
+  ['tus-node-tls', 'tus → @tus/server (HTTPS)', { durable: 'no', verified: 'no', encrypted: 'TLS 1.3' }],
+];
+const ROW_PROPS = Object.fromEntries(ROWS.map(([id, , props]) => [id, props]));
+const ROW_IDS_TEXT = ROWS.map(([id]) => id).join(', ');
+
 const HELP = `usage: node bench/run.js [options]      (npm run bench -- [options] builds first)
 
 Benchmarks ft on 127.0.0.1 against a plain Node socket copy, socat, socat+fsync, an rsync
 daemon (with and without --fsync), and scp and rsync -e ssh (AES-GCM and default cipher) to a
 private sshd, alternating the tools round by round and reporting medians and CPU time per side.
 When this ft has --insecure-plaintext, ft runs twice: with TLS (its default) and in plaintext.
+When ft serve has its tus endpoint, tus-js-client uploads the same data to it (HTTPS, and HTTP in
+plaintext) and to @tus/server with @tus/file-store (HTTP and HTTPS).
 
   --rounds N          rounds for the large-file and small-files parts (default 3)
   --size SIZE         large file size, binary units: 256M, 1G (default 1G)
@@ -67,6 +102,8 @@ When this ft has --insecure-plaintext, ft runs twice: with TLS (its default) and
   --small-size SIZE   size of each small file (default 4k)
   --latency-runs N    timed runs of "ft send small.txt" (default 10)
   --only PARTS        large, small, latency or a comma list (default: all)
+  --tools IDS         only these rows, a comma list of ids (ft always runs: the ratios
+                      refer to it): ${ROW_IDS_TEXT}
   --quick             256M, 1 round, 2000 small files (explicit options still win)
   --dir DIR           create the work folder under DIR (an existing folder) instead of ${os.tmpdir()}
   --ft FILE           the ft entry point to run (default: this checkout's bin/ft.js)
@@ -90,6 +127,7 @@ function parseOptions(argv) {
         'small-size': { type: 'string' },
         'latency-runs': { type: 'string' },
         only: { type: 'string' },
+        tools: { type: 'string' },
         quick: { type: 'boolean', default: false },
         dir: { type: 'string' },
         ft: { type: 'string' },
@@ -115,6 +153,11 @@ function parseOptions(argv) {
   for (const part of parts) {
     if (!['large', 'small', 'latency'].includes(part)) throw new BenchError(`--only expects large, small or latency (or a comma list), got "${part}"`);
   }
+  const ids = ROWS.map(([id]) => id);
+  const wanted = v.tools === undefined ? undefined : new Set(['ft', ...v.tools.split(',').map((t) => t.trim()).filter(Boolean)]);
+  for (const id of wanted ?? []) {
+    if (!ids.includes(id)) throw new BenchError(`--tools: unknown row "${id}" (known: ${ids.join(', ')})`);
+  }
   return {
     rounds: count('rounds', v.rounds ?? (v.quick ? '1' : '3'), 1),
     size: parseSize(v.size ?? (v.quick ? '256M' : '1G')),
@@ -122,6 +165,7 @@ function parseOptions(argv) {
     smallSize: parseSize(v['small-size'] ?? '4k'),
     latencyRuns: count('latency-runs', v['latency-runs'] ?? '10', 1),
     parts: new Set(parts),
+    tools: wanted,
     quick: v.quick,
     dir: v.dir,
     ft: v.ft,
@@ -322,6 +366,8 @@ function ftFeatures() {
       trustNew: /--trust-new\b/.test(sendHelp),
       trustFile: /--trust-file\b/.test(sendHelp),
       identity: /--identity\b/.test(serveHelp),
+      tus: /--no-web\b/.test(serveHelp), // the upload page and its tus endpoint
+      webPort: /--web-port\b/.test(serveHelp),
     };
   }
   return features;
@@ -350,7 +396,7 @@ function ftEnv() {
   return env;
 }
 
-async function startFtServe(inbox, { plaintext = false } = {}) {
+async function startFtServe(inbox, { plaintext = false, keep } = {}) {
   const port = await freePort();
   const f = ftFeatures();
   const args = [FT, 'serve', inbox, '--port', String(port), '--host', '127.0.0.1', '--json'];
@@ -358,15 +404,18 @@ async function startFtServe(inbox, { plaintext = false } = {}) {
   // One identity for the whole run; a plaintext receiver has no use for one.
   if (f.identity && !plaintext) args.push('--identity', path.join(workDir, 'ft-identity'));
   if (plaintext) args.push('--insecure-plaintext');
-  const serve = start('ft serve', NODE, args, { env: ftEnv() });
-  await waitForLine(serve, (line) => {
+  // In plaintext the page has a port of its own (--port + 1 unless told): one known to be free.
+  if (plaintext && f.webPort) args.push('--web-port', String(await freePort()));
+  const serve = start('ft serve', NODE, args, { env: ftEnv(), keep });
+  const line = await waitForLine(serve, (text) => {
     try {
-      return JSON.parse(line).event === 'listening';
+      return JSON.parse(text).event === 'listening';
     } catch {
       return false;
     }
   });
-  return { serve, port };
+  // `web`: the upload page's address (no token, so no access code in it).
+  return { serve, port, web: JSON.parse(line).web };
 }
 
 /** `ft send` flags for the variant: plaintext, or what first contact over TLS needs without a terminal. */
@@ -379,23 +428,31 @@ function ftSendArgs({ plaintext = false } = {}) {
   return args;
 }
 
-/** Runs `ft send` (under /usr/bin/time when available, for its CPU time and peak RSS). */
+/**
+ * Runs a sending Node process to its end (under /usr/bin/time when available, for its CPU time
+ * and peak RSS): { proc, seconds, senderPeak, senderCpu }.
+ */
+async function runSender(tools, scratch, name, args, timeoutMs, options = {}) {
+  const t0 = process.hrtime.bigint();
+  const proc = startTimed(tools.time, path.join(scratch, `${name.replace(/\W/g, '-')}.time`), name, NODE, args, options);
+  const poller = tools.time ? undefined : pollPeakRss(proc);
+  let polledPeak;
+  try {
+    await expectSuccess(proc, timeoutMs);
+  } finally {
+    polledPeak = poller?.stop();
+  }
+  const seconds = elapsedSeconds(t0);
+  const usage = proc.usage();
+  return { proc, seconds, senderPeak: usage ? usage.maxRss : polledPeak, senderCpu: usage?.cpuSeconds };
+}
+
+/** Runs `ft send`; adds ft's own timer (the summary's durationMs). */
 async function ftSend(tools, paths, port, scratch, timeoutMs, variant) {
   // --no-hash-cache: every round measures a first send, which hashes each file (a large one at rest while sending it).
   const args = [FT, 'send', ...paths, '--to', `127.0.0.1:${port}`, '--json', '--no-hash-cache', ...ftSendArgs(variant)];
-  const t0 = process.hrtime.bigint();
   // Keep enough output for the summary line, which lists every file.
-  const keep = 64 * 1024 * 1024;
-  const send = startTimed(tools.time, path.join(scratch, 'ft-send.time'), 'ft send', NODE, args, { keep, env: ftEnv() });
-  const poller = tools.time ? undefined : pollPeakRss(send);
-  try {
-    await expectSuccess(send, timeoutMs);
-  } finally {
-    poller?.stop();
-  }
-  const seconds = elapsedSeconds(t0);
-  const usage = send.usage();
-  const senderPeak = usage ? usage.maxRss : poller?.stop();
+  const { proc: send, seconds, senderPeak, senderCpu } = await runSender(tools, scratch, 'ft send', args, timeoutMs, { keep: 64 * 1024 * 1024, env: ftEnv() });
   let internalMs;
   for (const line of send.stdout.split('\n')) {
     try {
@@ -405,7 +462,20 @@ async function ftSend(tools, paths, port, scratch, timeoutMs, variant) {
       /* not JSON */
     }
   }
-  return { seconds, senderPeak, senderCpu: usage?.cpuSeconds, internalMs };
+  return { seconds, senderPeak, senderCpu, internalMs };
+}
+
+/**
+ * Runs `send()` against a receiver process that is ready: the sender's figures, with the
+ * receiver's CPU from now until `check()` is done and its children are reaped, and its peak RSS.
+ */
+async function measured(pid, send, check = async () => undefined) {
+  const cpu = await watchTreeCpu(pid);
+  const sent = await send();
+  const receiverPeak = peakRss(pid);
+  await check();
+  const receiver = await cpu.finish();
+  return { ...sent, receiverPeak, receiverCpu: receiver.seconds, cpuNote: receiver.reason };
 }
 
 /** One ft row: ft serve, then ft send; the receiver's CPU from ready to the sender's exit. */
@@ -417,16 +487,150 @@ function ftContender(tools, variant, { paths, received, timeoutMs }) {
       const inbox = path.join(ctx.outDir, 'inbox');
       const { serve, port } = await startFtServe(inbox, variant);
       try {
-        const cpu = await watchTreeCpu(serve.pid);
-        const sent = await ftSend(tools, paths(ctx), port, ctx.outDir, timeoutMs(ctx), variant);
-        const receiverPeak = peakRss(serve.pid);
-        const receiver = await cpu.finish();
-        return { ...sent, receiverPeak, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...received(inbox, ctx) };
+        const sent = await measured(serve.pid, () => ftSend(tools, paths(ctx), port, ctx.outDir, timeoutMs(ctx), variant));
+        return { ...sent, ...received(inbox, ctx) };
       } finally {
         await stop(serve);
       }
     },
   };
+}
+
+/**
+ * tus-js-client (bench/tus-client.js, under time) uploading `source` to `endpoint`: the sender's
+ * side of a tus row. --insecure: the servers' certificates are self-signed.
+ */
+async function tusUpload(tools, endpoint, source, scratch, timeoutMs) {
+  const args = [TUS_CLIENT, '--endpoint', endpoint, '--concurrency', String(TUS_CONCURRENCY), '--insecure', source];
+  const { proc: client, seconds, senderPeak, senderCpu } = await runSender(tools, scratch, 'tus client', args, timeoutMs);
+  let summary = {};
+  try {
+    summary = JSON.parse(client.stdout.trim().split('\n').pop());
+  } catch {
+    /* no summary: the figures below stay unset */
+  }
+  if (summary.retries) log(`bench: tus client retried ${summary.retries} request(s) against ${endpoint}`);
+  return { seconds, senderPeak, senderCpu, hashMs: summary.hashMs, retries: summary.retries };
+}
+
+/** tus-js-client to ft serve's own tus endpoint: HTTPS on ft's port, or its HTTP port in plaintext. */
+function ftTusContender(tools, { id, label, plaintext }, part) {
+  return {
+    id,
+    label,
+    async run(ctx) {
+      const inbox = path.join(ctx.outDir, 'inbox');
+      // Enough output for a `received` event per file.
+      const { serve, web } = await startFtServe(inbox, { plaintext, keep: 64 * 1024 * 1024 });
+      try {
+        if (!web) throw new BenchError(`ft serve printed no upload page address${describeOutput(serve)}`);
+        const endpoint = new URL('files/', web).href;
+        const sent = await measured(
+          serve.pid,
+          () => tusUpload(tools, endpoint, part.paths(ctx)[0], ctx.outDir, part.timeoutMs(ctx)),
+          () => expectVerified(serve, part.files),
+        );
+        return { ...sent, ...part.received(inbox, ctx) };
+      } finally {
+        await stop(serve);
+      }
+    },
+  };
+}
+
+/**
+ * Every upload was received by tus and verified, as ft serve's `received` events say (they are
+ * printed as the last PATCH is answered, so allow a moment for the pipe).
+ */
+async function expectVerified(serve, files) {
+  const count = () => {
+    let verified = 0;
+    let unverified = 0;
+    for (const line of serve.stdout.split('\n')) {
+      if (!line.startsWith('{"event":"received"')) continue;
+      const event = JSON.parse(line);
+      if (event.protocol === 'tus' && event.verified === true) verified += 1;
+      else unverified += 1;
+    }
+    return { verified, unverified };
+  };
+  const deadline = Date.now() + 5000;
+  let seen = count();
+  while (seen.verified + seen.unverified < files && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    seen = count();
+  }
+  if (seen.verified !== files || seen.unverified) {
+    throw new BenchError(`ft serve reported ${seen.verified} verified tus uploads and ${seen.unverified} other received files, expected ${files} verified${describeOutput(serve)}`);
+  }
+}
+
+/** tus-js-client to @tus/server + @tus/file-store (bench/tus-server.js), over HTTP or HTTPS. */
+function tusServerContender(tools, { id, label, tls }, part) {
+  return {
+    id,
+    label,
+    async run(ctx) {
+      const store = path.join(ctx.outDir, 'store');
+      fs.mkdirSync(store);
+      const port = await freePort();
+      const server = start('@tus/server', NODE, [TUS_SERVER, store, String(port), ...(tls ? ['--tls'] : [])]);
+      try {
+        await waitForLine(server, (line) => line.trim() === 'listening');
+        const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/files/`;
+        const sent = await measured(server.pid, () => tusUpload(tools, endpoint, part.paths(ctx)[0], ctx.outDir, part.timeoutMs(ctx)));
+        return { ...sent, ...part.receivedTusStore(store, ctx) };
+      } finally {
+        await stop(server);
+      }
+    },
+  };
+}
+
+/** Whether a package the tus rows need is installed (they are devDependencies). */
+function installed(name) {
+  try {
+    import.meta.resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Why tus rows cannot run here, by row id. */
+function tusSkippedNotes() {
+  const notes = {};
+  const client = installed('tus-js-client') ? undefined : 'tus-js-client is not installed (npm install)';
+  const server = ['@tus/server', '@tus/file-store'].every(installed) ? undefined : '@tus/server and @tus/file-store are not installed (devDependencies: npm install)';
+  if (client || !ftFeatures().tus) notes['tus-ft'] = notes['tus-ft-plain'] = client ?? 'this ft serve has no tus endpoint (no --no-web in `ft serve --help`)';
+  else if (!ftFeatures().plaintext) notes['tus-ft-plain'] = 'this ft has no --insecure-plaintext';
+  if (client || server) notes['tus-node'] = notes['tus-node-tls'] = client ?? server;
+  return notes;
+}
+
+/** The tus rows: ft's endpoint (HTTPS; HTTP when ft has plaintext) and @tus/server (HTTP, HTTPS). */
+function tusContenders(tools, part) {
+  const notes = tusSkippedNotes();
+  return [
+    ftTusContender(tools, { id: 'tus-ft', label: 'tus → ft (HTTPS)', plaintext: false }, part),
+    ftTusContender(tools, { id: 'tus-ft-plain', label: 'tus → ft (HTTP, plaintext)', plaintext: true }, part),
+    tusServerContender(tools, { id: 'tus-node', label: 'tus → @tus/server (HTTP)', tls: false }, part),
+    tusServerContender(tools, { id: 'tus-node-tls', label: 'tus → @tus/server (HTTPS)', tls: true }, part),
+  ].filter((c) => !notes[c.id]);
+}
+
+/**
+ * What a @tus/file-store folder holds: name (relativePath, else filename, from `<id>.json`) ->
+ * the upload's data file. Read after the run, outside the timed part.
+ */
+function tusStoreFiles(store) {
+  const files = new Map();
+  for (const entry of fs.readdirSync(store)) {
+    if (!entry.endsWith('.json')) continue;
+    const info = JSON.parse(fs.readFileSync(path.join(store, entry), 'utf8'));
+    files.set(info.metadata?.relativePath ?? info.metadata?.filename, path.join(store, info.id));
+  }
+  return files;
 }
 
 /**
@@ -498,7 +702,6 @@ function rsyncContenders(tools, part) {
   return list;
 }
 
-const SSH_IDS = ['rsync-ssh-gcm', 'rsync-ssh', 'scp-gcm', 'scp'];
 
 function cipherName(cipher) {
   return cipher ? cipher.replace(/@openssh\.com$/, '') : 'unknown';
@@ -545,6 +748,8 @@ function largeContenders(tools, sshd) {
   const part = {
     paths: (ctx) => [ctx.src],
     received: (dir, ctx) => ({ file: path.join(dir, path.basename(ctx.src)) }),
+    files: 1,
+    receivedTusStore: (store, ctx) => ({ file: tusStoreFiles(store).get(path.basename(ctx.src)) ?? path.join(store, '(no upload named big.bin)') }),
     timeoutMs: (ctx) => transferTimeoutMs(ctx.bytes),
   };
   const list = ftVariants().map((variant) => ftContender(tools, variant, part));
@@ -595,25 +800,16 @@ function largeContenders(tools, sshd) {
     list.push({ id: 'socat', label: 'socat', run: socatRun(false) });
     if (tools.sync) list.push({ id: 'socat+fsync', label: 'socat+fsync', run: socatRun(true) });
   }
-  list.push(...rsyncContenders(tools, part), ...sshContenders(tools, sshd, part));
+  list.push(...rsyncContenders(tools, part), ...sshContenders(tools, sshd, part), ...tusContenders(tools, part));
   return list;
 }
 
-/** Every row in table order, with the label it has when skipped. */
-const ROWS = [
-  ['ft', 'ft'],
-  ['ft-plain', 'ft (plaintext)'],
-  ['node-copy', 'node-copy'],
-  ['socat', 'socat'],
-  ['socat+fsync', 'socat+fsync'],
-  ['rsync', 'rsync'],
-  ['rsync+fsync', 'rsync+fsync'],
-  ['rsync-ssh-gcm', 'rsync -e ssh (AES-GCM)'],
-  ['rsync-ssh', 'rsync -e ssh (default cipher)'],
-  ['scp-gcm', 'scp (AES-GCM)'],
-  ['scp', 'scp (default cipher)'],
-];
-const SMALL_ROWS = ['ft', 'ft-plain', 'rsync', 'rsync+fsync', ...SSH_IDS];
+const SMALL_ROWS = ['ft', 'ft-plain', 'rsync', 'rsync+fsync', ...SSH_IDS, ...TUS_IDS];
+
+/** The contenders --tools asks for (all by default; ft always). */
+function chosen(opts, contenders) {
+  return opts.tools ? contenders.filter((c) => opts.tools.has(c.id)) : contenders;
+}
 
 function skippedNotes(tools) {
   const notes = {};
@@ -648,6 +844,21 @@ function summarise(list, extra) {
   };
 }
 
+/** The highest reading of `key` over the rounds, or undefined when none was taken. */
+function peakOf(list, key) {
+  return Math.max(0, ...list.map((r) => r[key] ?? 0)) || undefined;
+}
+
+/**
+ * A round a tool failed: logged with the tool's output, and kept (first line) for the report,
+ * where the row stays and says so. The other tools go on.
+ */
+function failed(part, round, opts, contender, error) {
+  const message = error instanceof BenchError ? error.message : (error?.stack ?? String(error));
+  log(`${part}: round ${round}/${opts.rounds} ${contender.label.padEnd(LABEL_WIDTH)} FAILED: ${message}`);
+  return message.split('\n')[0].slice(0, 300);
+}
+
 function cpuText(result) {
   const text = (s) => (s === undefined ? '–' : `${s.toFixed(2)} s`);
   return `CPU ${text(result.senderCpu)} / ${text(result.receiverCpu)}`;
@@ -664,23 +875,31 @@ async function benchLarge(opts, tools, sshd) {
   const anHourAgo = new Date(Date.now() - 3600_000);
   fs.utimesSync(src, anHourAgo, anHourAgo);
   readThrough([src], tools);
-  const contenders = largeContenders(tools, sshd);
+  const contenders = chosen(opts, largeContenders(tools, sshd));
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
+  const failures = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
     for (const contender of rotated(contenders, round - 1)) {
       const outDir = path.join(workDir, `large-${contender.id.replace(/\W/g, '_')}-${round}`);
       fs.mkdirSync(outDir);
       settle(tools);
-      const result = await contender.run({ src, outDir, bytes: opts.size });
-      let size;
+      let result;
       try {
-        size = fs.statSync(result.file).size;
-      } catch {
-        throw new BenchError(`${contender.label}: ${result.file} was not created`);
+        result = await contender.run({ src, outDir, bytes: opts.size });
+        let size;
+        try {
+          size = fs.statSync(result.file).size;
+        } catch {
+          throw new BenchError(`${contender.label}: ${result.file} was not created`);
+        }
+        if (size !== opts.size) throw new BenchError(`${contender.label}: received ${size} bytes, expected ${opts.size}`);
+        if (!(await sameBytes(tools, src, result.file))) throw new BenchError(`${contender.label}: the received file differs from the original`);
+      } catch (error) {
+        failures[contender.id].push(failed('large', round, opts, contender, error));
+        continue;
+      } finally {
+        fs.rmSync(outDir, { recursive: true, force: true });
       }
-      if (size !== opts.size) throw new BenchError(`${contender.label}: received ${size} bytes, expected ${opts.size}`);
-      if (!(await sameBytes(tools, src, result.file))) throw new BenchError(`${contender.label}: the received file differs from the original`);
-      fs.rmSync(outDir, { recursive: true, force: true });
       const mbps = opts.size / 1e6 / result.seconds;
       runs[contender.id].push({ ...result, file: undefined, mbps });
       const extra = result.internalMs !== undefined ? `, ft's own timer ${(result.internalMs / 1000).toFixed(2)} s` : '';
@@ -693,7 +912,7 @@ async function benchLarge(opts, tools, sshd) {
   const gib = opts.size / 1024 ** 3;
   for (const contender of contenders) {
     const list = runs[contender.id];
-    const result = summarise(list, { label: contender.label, mbps: median(list.map((r) => r.mbps)) });
+    const result = summarise(list, { label: contender.label, failures: failures[contender.id], mbps: median(list.map((r) => r.mbps)) });
     result.senderCpuPerGiB = result.senderCpu === undefined ? undefined : result.senderCpu / gib;
     result.receiverCpuPerGiB = result.receiverCpu === undefined ? undefined : result.receiverCpu / gib;
     results[contender.id] = result;
@@ -705,8 +924,8 @@ async function benchLarge(opts, tools, sshd) {
     rounds: opts.rounds,
     tools: results,
     memory: {
-      receiverPeak: Math.max(...ft.map((r) => r.receiverPeak ?? 0)) || undefined,
-      senderPeak: Math.max(...ft.map((r) => r.senderPeak ?? 0)) || undefined,
+      receiverPeak: peakOf(ft, 'receiverPeak'),
+      senderPeak: peakOf(ft, 'senderPeak'),
       senderMethod: tools.time ? '/usr/bin/time -f %M' : 'polling /proc/PID/status VmHWM',
     },
   };
@@ -724,6 +943,18 @@ function makeSmallFiles(dir, count, size) {
     for (let j = 0; j < n; j++) {
       fs.writeFileSync(path.join(dir, `f${String(i + j).padStart(width, '0')}.bin`), data.subarray(j * size, (j + 1) * size));
     }
+  }
+}
+
+/** As checkSmallCopy, for a @tus/file-store folder: every file there under `files/<name>`, same bytes. */
+function checkTusStore(label, srcDir, store) {
+  const expected = listFiles(srcDir);
+  const got = tusStoreFiles(store);
+  if (got.size !== expected.length) throw new BenchError(`${label}: received ${got.size} files, expected ${expected.length}`);
+  for (const name of expected) {
+    const file = got.get(`${path.basename(srcDir)}/${name}`);
+    if (!file) throw new BenchError(`${label}: no upload of ${name}`);
+    if (!fs.readFileSync(path.join(srcDir, name)).equals(fs.readFileSync(file))) throw new BenchError(`${label}: ${name} differs from the original`);
   }
 }
 
@@ -755,22 +986,34 @@ async function benchSmall(opts, tools, sshd) {
   const part = {
     paths: () => [srcDir],
     received: (dir) => ({ dest: path.join(dir, 'files') }),
+    receivedTusStore: (store) => ({ tusStore: store }),
+    files: opts.smallCount,
     timeoutMs: () => timeoutMs,
   };
-  const contenders = [
+  const contenders = chosen(opts, [
     ...ftVariants().map((variant) => ftContender(tools, variant, part)),
     ...rsyncContenders(tools, part),
     ...sshContenders(tools, sshd, part),
-  ];
+    ...tusContenders(tools, part),
+  ]);
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
+  const failures = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
     for (const contender of rotated(contenders, round - 1)) {
       const outDir = path.join(workDir, `small-${contender.id}-${round}`);
       fs.mkdirSync(outDir);
       settle(tools);
-      const result = await contender.run({ outDir });
-      checkSmallCopy(contender.label, srcDir, result.dest);
-      fs.rmSync(outDir, { recursive: true, force: true });
+      let result;
+      try {
+        result = await contender.run({ outDir });
+        if (result.tusStore) checkTusStore(contender.label, srcDir, result.tusStore);
+        else checkSmallCopy(contender.label, srcDir, result.dest);
+      } catch (error) {
+        failures[contender.id].push(failed('small', round, opts, contender, error));
+        continue;
+      } finally {
+        fs.rmSync(outDir, { recursive: true, force: true });
+      }
       const filesPerSecond = opts.smallCount / result.seconds;
       runs[contender.id].push({ ...result, dest: undefined, filesPerSecond, mbps: totalBytes / 1e6 / result.seconds });
       log(`small: round ${round}/${opts.rounds} ${contender.label.padEnd(LABEL_WIDTH)} ${fmt(filesPerSecond).padStart(6)} files/s (${result.seconds.toFixed(2)} s; ${cpuText(result)})`);
@@ -781,7 +1024,7 @@ async function benchSmall(opts, tools, sshd) {
   const results = {};
   for (const contender of contenders) {
     const list = runs[contender.id];
-    const result = summarise(list, { label: contender.label, filesPerSecond: median(list.map((r) => r.filesPerSecond)), mbps: median(list.map((r) => r.mbps)) });
+    const result = summarise(list, { label: contender.label, failures: failures[contender.id], filesPerSecond: median(list.map((r) => r.filesPerSecond)), mbps: median(list.map((r) => r.mbps)) });
     result.senderCpuMsPerFile = result.senderCpu === undefined ? undefined : (result.senderCpu * 1000) / opts.smallCount;
     result.receiverCpuMsPerFile = result.receiverCpu === undefined ? undefined : (result.receiverCpu * 1000) / opts.smallCount;
     results[contender.id] = result;
@@ -793,8 +1036,8 @@ async function benchSmall(opts, tools, sshd) {
     rounds: opts.rounds,
     tools: results,
     memory: {
-      receiverPeak: Math.max(...runs.ft.map((r) => r.receiverPeak ?? 0)) || undefined,
-      senderPeak: Math.max(...runs.ft.map((r) => r.senderPeak ?? 0)) || undefined,
+      receiverPeak: peakOf(runs.ft, 'receiverPeak'),
+      senderPeak: peakOf(runs.ft, 'senderPeak'),
     },
   };
 }
@@ -852,33 +1095,54 @@ async function benchLatency(opts) {
   };
 }
 
-/* ================================================================ targets (issue 11) */
+/* ================================================================ targets (issues 11 and 12) */
 
 const TARGETS = [
-  { part: 'large', peer: 'rsync-ssh-gcm', min: 1.2 },
-  { part: 'large', peer: 'scp-gcm', min: 1.5 },
-  { part: 'large', peer: 'scp', min: 1.5 },
+  { issue: 11, part: 'large', ref: 'ft', peer: 'rsync-ssh-gcm', min: 1.2 },
+  { issue: 11, part: 'large', ref: 'ft', peer: 'scp-gcm', min: 1.5 },
+  { issue: 11, part: 'large', ref: 'ft', peer: 'scp', min: 1.5 },
   // "No slower than plain ft by more than 10 %": files/s with TLS >= 0.9 x files/s in plaintext.
-  { part: 'small', peer: 'ft-plain', min: 0.9 },
+  { issue: 11, part: 'small', ref: 'ft', peer: 'ft-plain', min: 0.9 },
+  // ft's tus endpoint at least as fast as @tus/server while also verifying (and fsyncing): the
+  // same client, and the same wire (HTTPS against HTTPS, HTTP against HTTP).
+  { issue: 12, part: 'large', ref: 'tus-ft', peer: 'tus-node-tls', min: 1 },
+  { issue: 12, part: 'small', ref: 'tus-ft', peer: 'tus-node-tls', min: 1 },
+  { issue: 12, part: 'large', ref: 'tus-ft-plain', peer: 'tus-node', min: 1 },
+  { issue: 12, part: 'small', ref: 'tus-ft-plain', peer: 'tus-node', min: 1 },
 ];
 
-/** Encrypted ft against the encrypted peers and against itself in plaintext, with met / not met. */
-function targets(results) {
+const rowLabel = (id) => ROWS.find(([known]) => known === id)?.[1] ?? id;
+
+/** Each target's ratio (ref ÷ peer) with met / not met, or why it was not measured. */
+function targets(results, opts) {
   const list = [];
   for (const target of TARGETS) {
     const part = results[target.part];
     if (!part) continue;
+    if (opts.tools && !(opts.tools.has(target.ref) && opts.tools.has(target.peer))) continue;
     const isLarge = target.part === 'large';
     const what = isLarge ? `${formatBytes(part.bytes)} file` : `${part.count.toLocaleString('en-US')} × ${formatBytes(part.size)} files`;
     const aimedAt = isLarge ? part.bytes === 1024 ** 3 : part.count === 2000 && part.size === 4096;
-    const entry = { part: target.part, what, peer: target.peer, min: target.min, aimedAt: aimedAt ? undefined : isLarge ? 'the 1 GiB file' : '2,000 × 4 KiB files' };
+    const ref = part.tools[target.ref];
     const peer = part.tools[target.peer];
+    const entry = {
+      issue: target.issue,
+      part: target.part,
+      what,
+      unit: isLarge ? 'MB/s' : 'files/s',
+      ref: target.ref,
+      peer: target.peer,
+      refLabel: ref?.label ?? rowLabel(target.ref),
+      peerLabel: peer?.label ?? rowLabel(target.peer),
+      min: target.min,
+      aimedAt: aimedAt ? undefined : isLarge ? 'the 1 GiB file' : '2,000 × 4 KiB files',
+    };
     const rate = (r) => (isLarge ? r.mbps : r.filesPerSecond);
-    if (!ftFeatures().plaintext) entry.reason = 'this ft has no TLS yet (no --insecure-plaintext in `ft serve --help`)';
-    else if (!peer) entry.reason = `${target.peer} skipped: ${results.skipped[target.peer] ?? 'not run'}`;
-    else {
-      entry.peerLabel = peer.label;
-      entry.ratio = rate(part.tools.ft) / rate(peer);
+    const missing = (id, r) => (!r ? `${id} skipped: ${results.skipped[id] ?? 'not run'}` : rate(r) === undefined ? `${r.label} failed in every round` : undefined);
+    if (target.issue === 11 && !ftFeatures().plaintext) entry.reason = 'this ft has no TLS yet (no --insecure-plaintext in `ft serve --help`)';
+    else entry.reason = missing(target.ref, ref) ?? missing(target.peer, peer);
+    if (!entry.reason) {
+      entry.ratio = rate(ref) / rate(peer);
       entry.met = entry.ratio >= target.min;
     }
     list.push(entry);
@@ -894,15 +1158,21 @@ function markdown(results, opts) {
   const row = (cells) => lines.push(`| ${cells.join(' | ')} |`);
   const rounds = `median of ${opts.rounds} round${opts.rounds === 1 ? '' : 's'}`;
   const seconds = (v) => (v === undefined ? '–' : v.toFixed(2));
+  const ratio = (v) => (Number.isFinite(v) ? v.toFixed(2) : '–');
   const refLabel = (part) => part.tools.ft.label;
+  const promises = ['durable', 'verified', 'encrypted'];
   const table = (part, ids, headers, cells) => {
-    row(['tool', ...headers]);
-    row(['---', ...headers.map(() => '---:')]);
-    for (const [id, label] of ROWS) {
-      if (!ids.includes(id)) continue;
+    row(['tool', ...headers, ...promises]);
+    row(['---', ...headers.map(() => '---:'), ...promises.map(() => '---')]);
+    for (const [id, label, props] of ROWS) {
+      if (!ids.includes(id) || (opts.tools && !opts.tools.has(id))) continue;
       const r = part.tools[id];
-      if (r) row([r.label, ...cells(r)]);
-      else if (notes[id]) row([label, 'skipped', ...headers.slice(1).map(() => '–')]);
+      const marks = promises.map((key) => props[key]);
+      if (r) {
+        // A tool that failed keeps its row and says so; its figures are those of the rounds that worked.
+        const failedText = r.runs.length === 0 ? ' (failed)' : r.failures?.length ? ` (failed ${r.failures.length} of ${opts.rounds})` : '';
+        row([`${r.label}${failedText}`, ...cells(r), ...marks]);
+      } else if (notes[id]) row([label, 'skipped', ...headers.slice(1).map(() => '–'), ...marks]);
     }
     lines.push('');
   };
@@ -912,7 +1182,7 @@ function markdown(results, opts) {
     table(part, ROWS.map(([id]) => id), ['MB/s', 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU-s/GiB', 'receiver CPU-s/GiB'], (r) => [
       fmt(r.mbps),
       seconds(r.seconds),
-      r.ftRatio.toFixed(2),
+      ratio(r.ftRatio),
       seconds(r.senderCpuPerGiB),
       seconds(r.receiverCpuPerGiB),
     ]);
@@ -923,23 +1193,31 @@ function markdown(results, opts) {
     table(part, SMALL_ROWS, ['files/s', 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU ms/file', 'receiver CPU ms/file'], (r) => [
       fmt(r.filesPerSecond),
       seconds(r.seconds),
-      r.ftRatio.toFixed(2),
+      ratio(r.ftRatio),
       r.senderCpuMsPerFile === undefined ? '–' : fmt(r.senderCpuMsPerFile),
       r.receiverCpuMsPerFile === undefined ? '–' : fmt(r.receiverCpuMsPerFile),
     ]);
   }
 
-  if (results.targets?.length) {
-    lines.push('Targets of issue 11 (encrypted ft = ft with its default options):', '');
-    for (const t of results.targets) {
-      const peer = t.peerLabel ?? Object.fromEntries(ROWS)[t.peer] ?? t.peer;
-      const head = t.peer === 'ft-plain' ? `- ft (TLS) ÷ ft (plaintext), ${t.what}, files/s` : `- ft (TLS) ÷ ${peer}, ${t.what}, MB/s`;
+  const targetHeads = {
+    11: 'Targets of issue 11 (encrypted ft = ft with its default options):',
+    12: "Targets of issue 12 (ft's tus endpoint, which verifies each file's XXH64 and fsyncs it, against @tus/server with its file store, which does neither; the same tus-js-client, the same wire):",
+  };
+  for (const issue of [11, 12]) {
+    const list = (results.targets ?? []).filter((t) => t.issue === issue);
+    if (!list.length) continue;
+    lines.push(targetHeads[issue], '');
+    for (const t of list) {
+      const head = `- ${t.refLabel} ÷ ${t.peerLabel}, ${t.what}, ${t.unit}`;
       const caveat = t.aimedAt ? ` (the target is set for ${t.aimedAt})` : '';
       lines.push(t.reason ? `${head}: not measured, ${t.reason}` : `${head}: ${t.ratio.toFixed(2)}, target ≥ ${t.min}: ${t.met ? 'met' : 'NOT MET'}${caveat}`);
     }
-    if (results.large?.tools['ft-plain']) {
-      const t = results.large.tools;
-      lines.push(`- for reference, ft (TLS) ÷ ft (plaintext), ${formatBytes(results.large.bytes)} file, MB/s: ${(t.ft.mbps / t['ft-plain'].mbps).toFixed(2)} (no target)`);
+    const t = results.large?.tools;
+    if (issue === 11 && t?.['ft-plain']) {
+      lines.push(`- for reference, ft (TLS) ÷ ft (plaintext), ${formatBytes(results.large.bytes)} file, MB/s: ${ratio(t.ft.mbps / t['ft-plain'].mbps)} (no target)`);
+    }
+    if (issue === 12 && t?.['tus-ft'] && t.ft) {
+      lines.push(`- for reference, tus → ft (HTTPS) ÷ ft send (TLS), ${formatBytes(results.large.bytes)} file, MB/s: ${ratio(t['tus-ft'].mbps / t.ft.mbps)} (no target)`);
     }
     lines.push('');
   }
@@ -960,6 +1238,13 @@ function markdown(results, opts) {
   if (results.small) {
     const m = results.small.memory;
     extra.push([`${refLabel(results.small)} receiver / sender peak RSS, ${results.small.count.toLocaleString('en-US')} small files`, `${mem(m.receiverPeak)} / ${mem(m.senderPeak)}`]);
+  }
+  // The tus rows' memory: ft serve's endpoint beside @tus/server, each with the client's.
+  for (const [part, what] of [[results.large, results.large && `${formatBytes(results.large.bytes)} file`], [results.small, results.small && `${results.small.count.toLocaleString('en-US')} small files`]]) {
+    for (const id of ['tus-ft', 'tus-node-tls']) {
+      const r = part?.tools[id];
+      if (r?.runs.length) extra.push([`${r.label}: receiver / client peak RSS, ${what}`, `${mem(peakOf(r.runs, 'receiverPeak'))} / ${mem(peakOf(r.runs, 'senderPeak'))}`]);
+    }
   }
   if (extra.length) {
     lines.push('| ft | value |', '| --- | --- |');
@@ -1002,6 +1287,10 @@ function markdown(results, opts) {
       `rsync -e ssh and scp (\`scp -p\`, -r for folders; SFTP protocol): to a private sshd on loopback (own host and client keys, empty HOME), with \`-c ${GCM_CIPHER}\` (AES-GCM) or ssh's default cipher negotiation, nothing fsynced. ` +
       'CPU: seconds of user + system time per GiB (per file for small files), sender = the whole sending process and its children (`/usr/bin/time`), receiver = the receiving process tree from ready to done ' +
       '(the sshd connection processes for ssh, including key exchange and login), from /proc utime + stime + cutime + cstime. ' +
+      'tus rows: tus-js-client 4 in Node (bench/tus-client.js, a process of its own: the sender), which computes each file\'s XXH64 (xxhash-wasm, as the upload page does) and sends it as `hash` metadata to every server alike, then uploads it (POST, then one PATCH of the whole file), ' +
+      `${TUS_CONCURRENCY} uploads at once over keep-alive connections for the small files (each as \`files/<name>\` by relativePath); ` +
+      'to `ft serve`\'s endpoint (`/files/`: HTTPS on ft\'s own port with its identity; in plaintext, its HTTP port), where each upload is verified, fsynced and renamed into the inbox before the last PATCH is answered, ' +
+      'and to @tus/server 2 + @tus/file-store (bench/tus-server.js: HTTP, or HTTPS with a self-signed P-256 certificate and ft\'s TLS 1.3 settings), which writes each upload to its own file and neither verifies nor fsyncs. ' +
       'Ratio = ft ÷ tool: below 1 means ft is slower.',
   );
   for (const [ids, note] of groupedNotes(notes)) lines.push('', `Note: ${ids.includes('cpu') ? note : `${ids.join(', ')} skipped: ${note}`}.`);
@@ -1010,6 +1299,11 @@ function markdown(results, opts) {
     for (const r of Object.values(part?.tools ?? {})) if (r.cpuNote) cpuNotes.push(`${r.label}: ${r.cpuNote}`);
   }
   for (const note of cpuNotes) lines.push('', `Note: ${note}.`);
+  for (const [part, what] of [[results.large, 'large file'], [results.small, 'small files']]) {
+    for (const r of Object.values(part?.tools ?? {})) {
+      if (r.failures?.length) lines.push('', `Note: ${r.label} failed in ${r.failures.length} of ${opts.rounds} rounds (${what}): ${[...new Set(r.failures)].join('; ')}.`);
+    }
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -1052,6 +1346,7 @@ async function main() {
   }
   const tools = findTools();
   const skipped = skippedNotes(tools);
+  Object.assign(skipped, tusSkippedNotes());
   for (const [ids, note] of groupedNotes(skipped)) log(ids.includes('cpu') ? `bench: ${note}` : `bench: skipping ${ids.join(', ')}: ${note}`);
   if (tools.rsync && !tools.rsyncXxh128) log('bench: this rsync has no xxh128; using its default checksum');
   if (process.platform !== 'linux') log('bench: not Linux; peak memory and CPU readings and listening checks may be unavailable');
@@ -1081,7 +1376,7 @@ async function main() {
   if (opts.parts.has('small')) results.small = await benchSmall(opts, tools, sshd);
   await sshd?.stop();
   if (opts.parts.has('latency')) results.latency = await benchLatency(opts);
-  results.targets = targets(results);
+  results.targets = targets(results, opts);
   cleanupSync();
   process.stdout.write(opts.json ? `${JSON.stringify(results, null, 2)}\n` : `\n${markdown(results, opts)}`);
 }

@@ -20,22 +20,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { randomFile, sha256File, partialFolder } from '../helpers/files.js';
-import { killAllFt, spawnFt, type FtProcess } from '../helpers/spawn-ft.js';
+import { killAllFt, spawnFt } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
-import { mb, MiB, procStatusBytes, sameContent, startServe, trackPeakRss } from './support.js';
+import { mb, MiB, procStatusBytes, sameContent, startServe, stopServe, trackPeakRss } from './support.js';
 
 const GiB = 1024 * MiB;
 
 afterEach(killAllFt);
 afterAll(removeTempDirs);
-
-/** Stops `ft serve` with SIGTERM (a clean shutdown) and waits; SIGKILL if it lingers. */
-async function stopServe(proc: FtProcess): Promise<void> {
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-  await proc.exited;
-  clearTimeout(timer);
-}
 
 describe('load', () => {
   it('takes 64 concurrent ft send processes of 8 MiB each, every file byte-identical', async () => {

@@ -144,6 +144,14 @@ export function trackPeakRss(pid: number, intervalMs = 100): { stop(): Promise<n
   };
 }
 
+/** Stops `ft serve` with SIGTERM (a clean shutdown) and waits; SIGKILL if it lingers. */
+export async function stopServe(proc: FtProcess): Promise<void> {
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+  await proc.exited;
+  clearTimeout(timer);
+}
+
 export function mb(bytes: number | undefined): string {
   return bytes === undefined ? 'unknown' : `${(bytes / 1e6).toFixed(1)} MB`;
 }

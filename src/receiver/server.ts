@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
-import { FtError, toFtError } from '../errors.js';
+import { FtError } from '../errors.js';
 import { Announcer } from '../discovery/announcer.js';
 import { cleanReceiverName } from '../discovery/codec.js';
 import { isLoopbackAddress } from '../discovery/interfaces.js';
@@ -26,7 +26,7 @@ import { encodeFrame } from '../wire/frame.js';
 import { SERVE_DEFAULTS } from '../defaults.js';
 import { Admission } from './admission.js';
 import { GcHints } from './gc-hints.js';
-import { ReceiverSession, type SessionLimits } from './session.js';
+import { ReceiverSession, remoteOf, streamFailure, type SessionLimits } from './session.js';
 
 export interface ServeOptions {
   /** Folder to receive into, created if missing. @default './inbox' */
@@ -286,6 +286,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     tellPaths: options.token !== undefined,
     emit,
   });
+  const gc = new GcHints(options.collectGarbage);
   const context = {
     ingest,
     admission,
@@ -294,41 +295,55 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     name,
     emit,
     privateLocation: store.privateLocation,
-    gc: new GcHints(options.collectGarbage),
+    gc,
   };
   if (webOn) {
     try {
-      receiver.web = await startWebSide({ serve: options, receiver, ingest, admission, receipts, name, emit, fingerprint });
+      receiver.web = await startWebSide({ serve: options, receiver, ingest, admission, gc, receipts, name, emit, fingerprint });
     } catch (error) {
       await listener.close();
       await store.close();
       throw error;
     }
   }
-  const web = receiver.web;
-  listener.onConnection((connection: IncomingConnection) => {
+  // Over TLS with the web side on, a connection's protocol is known only once ALPN has settled
+  // it: until then it holds a handshake slot (bounded like a greeting, and as long as the hello
+  // timeout), and only then joins the pool of its protocol, which turns it away in its own words.
+  const maxConnections = options.maxConnections ?? SERVE_DEFAULTS.maxConnections;
+  const handshakes = new Admission({
+    maxConnections,
+    maxPerAddress: options.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
+    // As many as either protocol may hold: a burst of browsers must not be turned away mid-handshake.
+    maxGreeting: maxConnections,
+  });
+  const startSession = (connection: IncomingConnection) => {
     const ticket = admission.enter(connection.address, () => connection.stream.destroy());
     if (typeof ticket === 'string') return turnAway(connection, ticket);
     connection.stream.once('close', () => admission.leave(ticket));
-    if (!web || !(connection.stream instanceof TLSSocket)) return receiver.track(new ReceiverSession(connection, context, ticket));
-    // One port for both: ALPN "ft" is the TCP protocol, anything else HTTP (a browser, a tus client).
+    receiver.track(new ReceiverSession(connection, context, ticket));
+  };
+  const web = receiver.web;
+  listener.onConnection((connection: IncomingConnection) => {
     const socket = connection.stream;
+    if (!web || !(socket instanceof TLSSocket)) return startSession(connection);
+    // No protocol to say BUSY in yet: a connection over the handshake limits is closed.
+    const pending = handshakes.enter(connection.address, () => socket.destroy());
+    if (typeof pending === 'string') return socket.destroy();
+    socket.once('close', () => handshakes.leave(pending));
     const { helloTimeoutMs } = context.limits;
-    const handshake = setTimeout(() => socket.destroy(new FtError('TIMEOUT', `no hello within ${helloTimeoutMs} ms`)), helloTimeoutMs).unref();
+    const deadline = setTimeout(() => socket.destroy(new FtError('TIMEOUT', `no hello within ${helloTimeoutMs} ms`)), helloTimeoutMs).unref();
     negotiatedProtocol(socket).then(
       (protocol) => {
-        clearTimeout(handshake);
-        if (protocol === ALPN) return receiver.track(new ReceiverSession(connection, context, ticket));
-        admission.leave(ticket);
-        web.accept(socket, connection.address, connection.port);
+        clearTimeout(deadline);
+        handshakes.leave(pending);
+        if (protocol === ALPN) startSession(connection);
+        else web.accept(socket, connection.address, connection.port);
       },
-      (error: NodeJS.ErrnoException) => {
-        clearTimeout(handshake);
+      (error: unknown) => {
+        clearTimeout(deadline);
         socket.destroy();
-        const remote = connection.address.includes(':') ? `[${connection.address}]:${connection.port}` : `${connection.address}:${connection.port}`;
-        const failure = /^ERR_SSL_/.test(error.code ?? '')
-          ? new FtError('TLS_FAILED', `no TLS 1.3 connection with the sender: ${String(error.message).split('\n')[0]}`)
-          : toFtError(error, 'CONNECTION_LOST');
+        const remote = remoteOf(connection.address, connection.port);
+        const failure = streamFailure(error);
         emit({ type: 'connection', remote });
         emit({ type: 'connection-error', remote, code: failure.code, message: failure.message });
       },

@@ -95,7 +95,7 @@ export class ReceiverSession {
   ) {
     const { address, port } = connection;
     this.stream = connection.stream;
-    this.remote = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+    this.remote = remoteOf(address, port);
   }
 
   async run(): Promise<void> {
@@ -164,11 +164,7 @@ export class ReceiverSession {
         throw new FtError('CONNECTION_LOST', `the sender went away${body ? ` in the middle of ${body.name}${kept}` : ' before it was done'}`);
       }
     } catch (error) {
-      // Our own failures are coded already; anything else came from the stream: the peer went away,
-      // or did not set up TLS (a plaintext sender, one that refused our certificate, no ALPN "ft").
-      failure = /^ERR_SSL_/.test((error as NodeJS.ErrnoException)?.code ?? '')
-        ? new FtError('TLS_FAILED', `no TLS 1.3 connection with the sender: ${String((error as Error).message).split('\n')[0]}`)
-        : toFtError(error, 'CONNECTION_LOST');
+      failure = streamFailure(error);
       // Files verified before the violation still get their `done`, ahead of the error.
       await this.answered;
       await this.files?.settled();
@@ -400,4 +396,19 @@ function drainedOrClosed(stream: Duplex): Promise<void> {
     stream.on('drain', done);
     stream.on('close', done);
   });
+}
+
+/** How events name a peer: its address and port (an IPv6 address in brackets). */
+export function remoteOf(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/**
+ * What a connection's stream failing means: the peer went away, or did not set up TLS (a
+ * plaintext sender, one that refused our certificate, no ALPN "ft"); our own errors are coded already.
+ */
+export function streamFailure(error: unknown): FtError {
+  return /^ERR_SSL_/.test((error as NodeJS.ErrnoException)?.code ?? '')
+    ? new FtError('TLS_FAILED', `no TLS 1.3 connection with the sender: ${String((error as Error).message).split('\n')[0]}`)
+    : toFtError(error, 'CONNECTION_LOST');
 }

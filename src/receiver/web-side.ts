@@ -18,6 +18,7 @@ import { TusEndpoint } from '../web/tus.js';
 import { TUS_MOUNT, WebServer, type WebSlots } from '../web/web-server.js';
 import { SERVE_DEFAULTS } from '../defaults.js';
 import { Admission, type Ticket } from './admission.js';
+import type { GcHints } from './gc-hints.js';
 import type { Receiver, ServeOptions } from './server.js';
 
 export interface WebSide {
@@ -33,6 +34,8 @@ export interface WebSideOptions {
   ingest: Ingest;
   /** The TCP protocol's admission: wrong codes and tokens count with its wrong proofs. */
   admission: Admission;
+  /** The receiver's garbage-collection hints, shared with the TCP protocol's sessions. */
+  gc: GcHints;
   /** The receiver's kept key, from which the web side's secrets are derived. */
   receipts: ReceiptSealer;
   name: string;
@@ -55,6 +58,8 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
     maxFileSize,
     allowUnverified,
     partialTtlMs: serve.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs,
+    idleTimeoutMs: serve.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
+    noteRead: (bytes) => options.gc.noteRead(bytes),
     emit,
   });
   // Web connections have a pool of their own, as large as the TCP protocol's, so neither side

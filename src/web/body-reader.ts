@@ -17,6 +17,8 @@ export class BodyReader {
   constructor(
     private readonly req: IncomingMessage,
     private readonly idleMs: number,
+    /** Told the size of every chunk taken (the receiver's garbage-collection hints). */
+    private readonly onRead?: (bytes: number) => void,
   ) {
     const wake = () => {
       const waiting = this.wake;
@@ -43,7 +45,10 @@ export class BodyReader {
     for (;;) {
       if (this.failed) throw this.failed;
       const chunk = this.req.read() as Buffer | null;
-      if (chunk !== null) return chunk;
+      if (chunk !== null) {
+        this.onRead?.(chunk.length);
+        return chunk;
+      }
       if (this.ended || this.req.readableEnded) return null;
       await new Promise<void>((resolve) => {
         this.wake = resolve;

@@ -35,6 +35,8 @@ export interface TusOptions {
   emit: (event: ReceiverEvent) => void;
   /** A request body silent this long is ended (what arrived is kept). @default 60 000 */
   idleTimeoutMs?: number;
+  /** Told the size of every body chunk taken: the receiver's young collections (see receiver/gc-hints.ts). */
+  noteRead?: (bytes: number) => void;
   /** An upload is let go (kept for resume) this long after its last request. @default HOLD_MS */
   holdMs?: number;
 }
@@ -244,7 +246,7 @@ export class TusEndpoint {
 
   /** The body of a PATCH (or of a POST with creation-with-upload), then the answer. */
   private async receive(req: IncomingMessage, res: ServerResponse, held: Held, status: number, extra: Record<string, string>): Promise<void> {
-    const reader = new BodyReader(req, this.idleTimeoutMs);
+    const reader = new BodyReader(req, this.idleTimeoutMs, this.options.noteRead);
     let settle!: () => void;
     held.patch = { reader, done: new Promise<void>((resolve) => (settle = resolve)) };
     clearTimeout(held.timer);

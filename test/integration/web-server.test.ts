@@ -26,6 +26,13 @@ async function fileToSend(name = 'hello.txt', text = 'hello over the same port\n
   return file;
 }
 
+function tlsConnection(port: number, alpn: string[]): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: alpn }, () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
 const codeOf = (link: string) => /#code=([a-z2-9]+)$/.exec(link)![1]!;
 
 describe('one port, two protocols', () => {
@@ -196,17 +203,18 @@ describe('bounds', () => {
     expect((await r.waitFor('connection-error')).code).toBe('TIMEOUT');
   });
 
+  it('connections of the TCP protocol do not take HTTP clients slots, nor get them answered in ft frames', async () => {
+    const r = await startReceiver({ maxConnectionsPerAddress: 2 });
+    // Two ft connections that never say hello fill this address's slots of the TCP protocol.
+    const held = await Promise.all([0, 1].map(() => tlsConnection(r.port, ['ft'])));
+    const page = await webRequest(r.port, '/api/info');
+    expect(page.status).toBe(200);
+    for (const socket of held) socket.destroy();
+  });
+
   it('web connections from one address are capped; the next is told 503 and the page serves on', async () => {
     const r = await startReceiver({ maxConnectionsPerAddress: 2 });
-    const held = await Promise.all(
-      [0, 1].map(
-        () =>
-          new Promise<tls.TLSSocket>((resolve, reject) => {
-            const socket = tls.connect({ host: '127.0.0.1', port: r.port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => resolve(socket));
-            socket.on('error', reject);
-          }),
-      ),
-    );
+    const held = await Promise.all([0, 1].map(() => tlsConnection(r.port, ['http/1.1'])));
     // Each held connection is counted once the handshake is done and HTTP takes it over.
     await new Promise((resolve) => setTimeout(resolve, 100));
     const turnedAway = await webRequest(r.port, '/api/info');

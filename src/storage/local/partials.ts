@@ -611,7 +611,7 @@ export class Partial {
   async openForWrite(from: number): Promise<FileHandle> {
     // A body held in memory is written in one go once verified: metadata would only cost an fsync.
     if (this.resumable && this.id.size - from > SMALL_BODY_BYTES && (from === 0 || !this.meta)) this.writeMeta();
-    if (from === 0) return this.createAsync();
+    if (from === 0) return (await this.reusedAsync()) ?? this.createAsync();
     const handle = await this.openChecked(O_WRONLY);
     if (!handle) throw changedMeanwhile();
     try {
@@ -631,7 +631,7 @@ export class Partial {
    */
   writeRest(from: number, chunks: Buffer[]): OpenFile {
     const { fs } = this;
-    const fd = from === 0 ? this.createSync() : this.openCheckedSync(O_WRONLY);
+    const fd = from === 0 ? (this.reusedSync() ?? this.createSync()) : this.openCheckedSync(O_WRONLY);
     if (fd === undefined) throw changedMeanwhile();
     try {
       if (from > 0) {
@@ -775,6 +775,37 @@ export class Partial {
    * that file, a regular one of ours with one link. Anything else is unlinked (that removes
    * the name, never what a link points to) and undefined returned.
    */
+  /**
+   * The data file held (one recorded empty, or a partial the sender chose not to resume), emptied
+   * to be written from the start: when it is still the file checked, reusing it saves an unlink
+   * and a create (a third of a small tus upload's disk calls). Undefined: make a new one.
+   */
+  private reusedSync(): number | undefined {
+    if (this.file === undefined) return undefined;
+    const fd = this.openCheckedSync(O_WRONLY);
+    if (fd === undefined) return undefined;
+    try {
+      if (this.fs.fstatSync(fd).size > 0) this.fs.ftruncateSync(fd, 0);
+    } catch (error) {
+      this.fs.closeSync(fd);
+      throw error;
+    }
+    return fd;
+  }
+
+  private async reusedAsync(): Promise<FileHandle | undefined> {
+    if (this.file === undefined) return undefined;
+    const handle = await this.openChecked(O_WRONLY);
+    if (handle === undefined) return undefined;
+    try {
+      await handle.truncate(0);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    return handle;
+  }
+
   private async openChecked(access: number): Promise<FileHandle | undefined> {
     let handle: FileHandle;
     try {

@@ -307,14 +307,13 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     }
   }
   // Over TLS with the web side on, a connection's protocol is known only once ALPN has settled
-  // it: until then it holds a handshake slot (bounded like a greeting, and as long as the hello
-  // timeout), and only then joins the pool of its protocol, which turns it away in its own words.
-  const maxConnections = options.maxConnections ?? SERVE_DEFAULTS.maxConnections;
+  // it: until then it holds a handshake slot (a greeting slot by another name: as many, dropped
+  // oldest first, for at most the hello timeout), and only then joins its protocol's pool, which
+  // turns it away in its own words.
   const handshakes = new Admission({
-    maxConnections,
+    maxConnections: options.maxConnections ?? SERVE_DEFAULTS.maxConnections,
     maxPerAddress: options.maxConnectionsPerAddress ?? SERVE_DEFAULTS.maxConnectionsPerAddress,
-    // As many as either protocol may hold: a burst of browsers must not be turned away mid-handshake.
-    maxGreeting: maxConnections,
+    maxGreeting: options.maxUnauthenticated ?? SERVE_DEFAULTS.maxUnauthenticated,
   });
   const startSession = (connection: IncomingConnection) => {
     const ticket = admission.enter(connection.address, () => connection.stream.destroy());
@@ -326,22 +325,26 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   listener.onConnection((connection: IncomingConnection) => {
     const socket = connection.stream;
     if (!web || !(socket instanceof TLSSocket)) return startSession(connection);
-    // No protocol to say BUSY in yet: a connection over the handshake limits is closed.
     const pending = handshakes.enter(connection.address, () => socket.destroy());
-    if (typeof pending === 'string') return socket.destroy();
-    socket.once('close', () => handshakes.leave(pending));
+    // Over the limits, a connection is still told so in its own protocol, if its handshake is
+    // done within TURN_AWAY_MS; it holds no slot meanwhile.
+    const refusal = typeof pending === 'string' ? pending : undefined;
+    if (typeof pending !== 'string') socket.once('close', () => handshakes.leave(pending));
     const { helloTimeoutMs } = context.limits;
-    const deadline = setTimeout(() => socket.destroy(new FtError('TIMEOUT', `no hello within ${helloTimeoutMs} ms`)), helloTimeoutMs).unref();
+    const waitMs = refusal === undefined ? helloTimeoutMs : TURN_AWAY_MS;
+    const deadline = setTimeout(() => socket.destroy(new FtError('TIMEOUT', `no hello within ${waitMs} ms`)), waitMs).unref();
     negotiatedProtocol(socket).then(
       (protocol) => {
         clearTimeout(deadline);
-        handshakes.leave(pending);
-        if (protocol === ALPN) startSession(connection);
-        else web.accept(socket, connection.address, connection.port);
+        if (typeof pending !== 'string') handshakes.leave(pending);
+        if (protocol === ALPN) return refusal === undefined ? startSession(connection) : turnAway(connection, refusal);
+        if (refusal === undefined) web.accept(socket, connection.address, connection.port);
+        else web.turnAway(socket, refusal);
       },
       (error: unknown) => {
         clearTimeout(deadline);
         socket.destroy();
+        if (refusal !== undefined) return;
         const remote = remoteOf(connection.address, connection.port);
         const failure = streamFailure(error);
         emit({ type: 'connection', remote });
@@ -391,9 +394,12 @@ async function announce(receiver: Receiver, options: ServeOptions, name: string,
   }
 }
 
+/** How long a connection turned away has to finish its TLS handshake and read why. */
+const TURN_AWAY_MS = 1000;
+
 /** Over a connection limit: say so in the protocol (code BUSY) rather than resetting. */
 function turnAway({ stream }: IncomingConnection, message: string): void {
   stream.on('error', () => undefined);
   stream.end(encodeFrame({ type: 'error', code: 'BUSY', message }));
-  setTimeout(() => stream.destroy(), 1000).unref();
+  setTimeout(() => stream.destroy(), TURN_AWAY_MS).unref();
 }

@@ -24,6 +24,7 @@ import type { Receiver, ServeOptions } from './server.js';
 export interface WebSide {
   readonly address: { host: string; port: number; family: string };
   accept: WebServer['accept'];
+  turnAway: WebServer['turnAway'];
   link(host?: string): string;
   close(): Promise<void>;
 }
@@ -113,6 +114,7 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
   return {
     address,
     accept: (stream, from, port) => server.accept(stream, from, port),
+    turnAway: (stream, reason) => server.turnAway(stream, reason),
     link: (host = linkHost(address.host)) => {
       const shown = net.isIPv6(host) ? `[${host}]` : host;
       const fragment = access.open ? '' : `#code=${access.newCode()}`;

@@ -135,11 +135,7 @@ export class WebServer {
   accept(stream: Duplex, address: string, port: number): void {
     stream.on('error', () => undefined);
     const ticket = this.options.slots.enter(address, () => stream.destroy());
-    if (typeof ticket === 'string') {
-      stream.end(busyResponse(ticket));
-      setTimeout(() => stream.destroy(), 1000).unref();
-      return;
-    }
+    if (typeof ticket === 'string') return this.turnAway(stream, ticket);
     const remote = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
     this.clients.set(stream, { ticket, address, remote, promoted: false });
     this.sockets.add(stream);
@@ -148,6 +144,13 @@ export class WebServer {
       this.options.slots.leave(ticket);
     });
     this.server.emit('connection', stream);
+  }
+
+  /** Over a connection limit: a 503 saying why, then the connection goes. */
+  turnAway(stream: Duplex, reason: string): void {
+    stream.on('error', () => undefined);
+    stream.end(busyResponse(reason));
+    setTimeout(() => stream.destroy(), 1000).unref();
   }
 
   async close(): Promise<void> {

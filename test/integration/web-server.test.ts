@@ -212,6 +212,21 @@ describe('bounds', () => {
     for (const socket of held) socket.destroy();
   });
 
+  it('an HTTPS client turned away while handshakes are full is told 503 in HTTP, not reset or answered in ft', async () => {
+    const r = await startReceiver({ maxUnauthenticated: 1 });
+    // A connection that never finishes its handshake holds the one handshake slot (too young to give way).
+    const stuck = net.connect(r.port, '127.0.0.1');
+    stuck.on('error', () => undefined);
+    await new Promise((resolve) => stuck.once('connect', resolve));
+    try {
+      const res = await webRequest(r.port, '/api/info');
+      expect(res.status).toBe(503);
+      expect(res.body).toMatch(/being greeted/);
+    } finally {
+      stuck.destroy();
+    }
+  });
+
   it('web connections from one address are capped; the next is told 503 and the page serves on', async () => {
     const r = await startReceiver({ maxConnectionsPerAddress: 2 });
     const held = await Promise.all([0, 1].map(() => tlsConnection(r.port, ['http/1.1'])));

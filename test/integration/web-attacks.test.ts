@@ -1,0 +1,55 @@
+/**
+ * Attacks on the web side found in review: each test is a way a peer on a hostile network
+ * could get more out of the receiver than the TCP protocol lets it.
+ */
+import tls from 'node:tls';
+import { afterEach, describe, expect, it } from 'vitest';
+import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
+import { removeTempDirs } from '../helpers/temp.js';
+
+afterEach(async () => {
+  await closeAllReceivers();
+  await removeTempDirs();
+});
+
+/** Writes `raw` on one TLS connection (ALPN http/1.1) and collects what comes back until it closes or `ms` pass. */
+function exchange(port: number, raw: string, ms: number): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => socket.write(raw));
+    let text = '';
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      closed = true;
+      clearTimeout(timer);
+      resolve({ text, closed });
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ text, closed });
+    }, ms);
+  });
+}
+
+const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+describe('guessing codes and tokens', () => {
+  it('pipelined wrong codes on one connection are not all tried at once: one wrong answer, then the connection goes', async () => {
+    const r = await startReceiver({ token: 'sekrit' });
+    const body = JSON.stringify({ code: 'aaaaaaaaaaaa' });
+    const one = `POST /api/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const { text, closed } = await exchange(r.port, one.repeat(30), 8000);
+    // The TCP protocol answers one wrong proof per connection, slowed down, then closes it.
+    expect(statuses(text)).toEqual([403]);
+    expect(closed).toBe(true);
+  });
+
+  it('pipelined wrong bearer tokens on one connection: one 401, then the connection goes', async () => {
+    const r = await startReceiver({ token: 'sekrit' });
+    const one = 'HEAD /files/x HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nAuthorization: Bearer nope\r\n\r\n';
+    const { text, closed } = await exchange(r.port, one.repeat(30), 8000);
+    expect(statuses(text)).toEqual([401]);
+    expect(closed).toBe(true);
+  });
+});

@@ -1,0 +1,51 @@
+/**
+ * The tus endpoint under requests a client may send at awkward moments (found in review).
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { hashBytes } from '../../src/hashing.js';
+import { content } from '../contract/upload-store.contract.js';
+import { removeTempDirs } from '../helpers/temp.js';
+import { closeTusServers, metadata, startTusServer, TUS, tusRequest, type TusServer } from '../helpers/tus-server.js';
+
+const MiB = 1024 * 1024;
+const OCTET = { 'Content-Type': 'application/offset+octet-stream' };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+afterEach(async () => {
+  await closeTusServers();
+  await removeTempDirs();
+});
+
+async function create(server: TusServer, bytes: Buffer, name = 'file.bin'): Promise<string> {
+  const answer = await tusRequest(server, 'POST', '/files/', {
+    ...TUS,
+    'Upload-Length': String(bytes.length),
+    'Upload-Metadata': metadata({ filename: name, hash: await hashBytes(bytes) }),
+  });
+  expect(answer.status, answer.text).toBe(201);
+  return answer.headers.location!;
+}
+
+describe('tus endpoint: requests beside a running PATCH', () => {
+  it('a HEAD during a long PATCH does not let go of the upload under it', async () => {
+    const server = await startTusServer({ holdMs: 150 });
+    const bytes = content(3 * MiB, 21);
+    const location = await create(server, bytes);
+    let writeRest!: () => void;
+    const patching = tusRequest(server, 'PATCH', location, { ...TUS, ...OCTET, 'Upload-Offset': '0', 'Content-Length': String(bytes.length) }, (req) => {
+      req.write(bytes.subarray(0, MiB));
+      writeRest = () => req.end(bytes.subarray(MiB));
+    });
+    await sleep(100);
+    const head = await tusRequest(server, 'HEAD', location, TUS);
+    expect(head.status).toBe(200);
+    // Longer than the hold: the PATCH is still running, so the upload must stay held.
+    await sleep(500);
+    writeRest();
+    const answer = await patching;
+    expect(answer.status, answer.text).toBe(204);
+    expect((await readFile(path.join(server.dir, 'file.bin'))).equals(bytes)).toBe(true);
+  });
+});

@@ -55,6 +55,8 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
     maxFileSize,
     allowUnverified,
     partialTtlMs: serve.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs,
+    idleTimeoutMs: serve.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
+    minBodyRate: serve.minBodyRate ?? SERVE_DEFAULTS.minBodyRate,
     emit,
   });
   // Web connections have a pool of their own, as large as the TCP protocol's, so neither side

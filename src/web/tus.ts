@@ -41,6 +41,8 @@ export interface TusOptions {
   idleTimeoutMs?: number;
   /** An upload is let go (kept for resume) this long after its last request. @default HOLD_MS */
   holdMs?: number;
+  /** A request body arriving slower than this, in bytes per second, is ended (what arrived is kept). @default 0 (none) */
+  minBodyRate?: number;
 }
 
 const TUS_VERSION = '1.0.0';
@@ -246,7 +248,7 @@ export class TusEndpoint {
 
   /** The body of a PATCH (or of a POST with creation-with-upload), then the answer. */
   private async receive(req: IncomingMessage, res: ServerResponse, held: Held, status: number, extra: Record<string, string>): Promise<void> {
-    const reader = new BodyReader(req, this.idleTimeoutMs);
+    const reader = new BodyReader(req, this.idleTimeoutMs, this.options.minBodyRate);
     let settle!: () => void;
     held.patch = { reader, done: new Promise<void>((resolve) => (settle = resolve)) };
     clearTimeout(held.timer);

@@ -2,7 +2,11 @@
  * Attacks on the web side found in review: each test is a way a peer on a hostile network
  * could get more out of the receiver than the TCP protocol lets it.
  */
+import https from 'node:https';
 import tls from 'node:tls';
+import { hashBytes } from '../../src/hashing.js';
+import { content } from '../contract/upload-store.contract.js';
+import { webRequest } from '../helpers/web.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs } from '../helpers/temp.js';
@@ -51,5 +55,53 @@ describe('guessing codes and tokens', () => {
     const { text, closed } = await exchange(r.port, one.repeat(30), 8000);
     expect(statuses(text)).toEqual([401]);
     expect(closed).toBe(true);
+  });
+});
+
+describe('slow bodies', () => {
+  it('a PATCH trickling below the minimum body rate is ended, as a slow body on the TCP protocol is; what arrived is kept', async () => {
+    const r = await startReceiver({ idleTimeoutMs: 2000, minBodyRate: 2000 });
+    const bytes = content(64 * 1024, 31);
+    const created = await webRequest(r.port, '/files/', {
+      method: 'POST',
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': bytes.length,
+        'upload-metadata': `filename ${Buffer.from('slow.bin').toString('base64')},hash ${Buffer.from(await hashBytes(bytes)).toString('base64')}`,
+      },
+    });
+    expect(created.status, created.body).toBe(201);
+    const location = created.headers.location!;
+    const started = performance.now();
+    // 20 bytes every 100 ms (200 B/s, a tenth of the minimum): never idle for the idle timeout.
+    const ended = await new Promise<string>((resolve) => {
+      const req = https.request({
+        host: '127.0.0.1',
+        port: r.port,
+        method: 'PATCH',
+        path: location,
+        rejectUnauthorized: false,
+        agent: false,
+        headers: { 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream', 'content-length': bytes.length },
+      });
+      let at = 0;
+      const drip = setInterval(() => {
+        if (at < bytes.length) req.write(bytes.subarray(at, (at += 20)));
+      }, 100);
+      const done = (how: string) => {
+        clearInterval(drip);
+        clearTimeout(limit);
+        req.destroy();
+        resolve(how);
+      };
+      const limit = setTimeout(() => done('still running'), 8000);
+      req.on('response', (res) => done(`answered ${res.statusCode}`));
+      req.on('error', () => done('cut'));
+    });
+    expect(ended).toBe('cut');
+    expect(performance.now() - started).toBeLessThan(6000);
+    const head = await webRequest(r.port, location, { method: 'HEAD', headers: { 'tus-resumable': '1.0.0' } });
+    expect(head.status).toBe(200);
+    expect(Number(head.headers['upload-offset'])).toBeGreaterThan(0);
   });
 });

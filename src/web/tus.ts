@@ -12,17 +12,13 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorCode } from '../errors.js';
 import type { ReceiverEvent } from '../ingest/events.js';
+import type { WebPeer } from './web-server.js';
 import type { Ingest, IngestSession, Outcome } from '../ingest/ingest.js';
 import { BodyCut, BodyReader } from './body-reader.js';
 import { byteCount, CHECKSUM_ALGORITHMS, encodeMetadata, header, parseChecksum, parseMetadata, TusRefusal } from './tus-headers.js';
 import { decodeUploadId, encodeUploadId, newUploadInfo, ownerOf, type UploadInfo } from './upload-id.js';
 
-export interface WebPeer {
-  address: string;
-  /** "addr:port" */
-  remote: string;
-  progressed(): void;
-}
+export type { WebPeer };
 
 export interface TusOptions {
   ingest: Ingest;
@@ -182,7 +178,10 @@ export class TusEndpoint {
     const { name, hash } = parseMetadata(header(req, 'upload-metadata'));
     if (name === undefined) throw new TusRefusal(400, 'BAD_NAME', 'Upload-Metadata has no filename');
     if (hash === undefined && !this.options.allowUnverified) {
-      throw new TusRefusal(400, 'BAD_MESSAGE', 'this receiver accepts only verified uploads: send the file’s XXH64 in Upload-Metadata as hash (xxh64:<16 hex digits>)');
+      const message = 'this receiver accepts only verified uploads: send the file’s XXH64 in Upload-Metadata as hash (xxh64:<16 hex digits>)';
+      // In the log too: whoever runs the receiver sees why a browser's or a client's upload did not come.
+      this.options.emit({ type: 'refused', remote: peer.remote, name, code: 'BAD_MESSAGE', message });
+      throw new TusRefusal(400, 'BAD_MESSAGE', message);
     }
     const withBody = bodyFollows(req);
     if (withBody) this.checkPatchHeaders(req, 0, size);
@@ -433,6 +432,8 @@ export class TusEndpoint {
     // Most recently used last: makeRoom lets go of the first idle one.
     this.held.delete(held.token);
     this.held.set(held.token, held);
+    // A HEAD during a PATCH: the PATCH releases it when it ends.
+    if (held.patch) return;
     held.timer = setTimeout(() => void this.letGo(held), this.holdMs);
     held.timer.unref();
   }
@@ -518,6 +519,8 @@ export class TusEndpoint {
       'Content-Length': String(Buffer.byteLength(text)),
       'Cache-Control': 'no-store',
       ...(unread ? { Connection: 'close' } : {}),
+      // Busy is for a moment: clients that honour it come back instead of giving up.
+      ...(refusal.status === 503 ? { 'Retry-After': '1' } : {}),
       ...refusal.headers,
     });
     res.end(text);

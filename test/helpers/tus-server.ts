@@ -99,7 +99,8 @@ export async function closeTusServers(): Promise<void> {
 
 export interface Answer {
   status: number;
-  headers: http.IncomingHttpHeaders;
+  /** Lowercase names; a header sent more than once is joined with commas. */
+  headers: Record<string, string | undefined>;
   text: string;
 }
 
@@ -115,7 +116,7 @@ export function tusRequest(
     const req = http.request({ host: '127.0.0.1', port: server.port, method, path: target, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: joinedHeaders(res.headers), text: Buffer.concat(chunks).toString('utf8') }));
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -130,4 +131,8 @@ export function metadata(values: Record<string, string>): string {
   return Object.entries(values)
     .map(([key, value]) => `${key} ${Buffer.from(value).toString('base64')}`)
     .join(',');
+}
+
+function joinedHeaders(headers: http.IncomingHttpHeaders): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(', ') : value]));
 }

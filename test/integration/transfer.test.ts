@@ -67,7 +67,8 @@ describe('sending over 127.0.0.1', () => {
     // An open receiver tells no one where it stored a file: the inbox shows it.
     expect(file.remotePath).toBeUndefined();
     await expectIdentical(path.join(r.dir, name), fx.file(name));
-    expect(r.eventsOf('received').map((e) => e.name)).toEqual([name]);
+    // Came by the TCP protocol, and verified (as every file of it is).
+    expect(r.eventsOf('received')).toMatchObject([{ name, protocol: 'ft', verified: true }]);
   });
 
   it('delivers an empty file as an empty file', async () => {

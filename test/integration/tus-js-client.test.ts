@@ -93,7 +93,9 @@ describe('tus-js-client against the endpoint', () => {
     const file = path.join(work, 'photo.raw');
     const bytes = content(40 * MiB, 8);
     await writeFile(file, bytes);
-    const urlStorage = new tus.FileUrlStorage(path.join(work, 'urls.json'));
+    // The Node build exports FileUrlStorage; the package's one .d.ts (shared with the browser) does not declare it.
+    const { FileUrlStorage } = tus as unknown as { FileUrlStorage: new (file: string) => tus.UrlStorage };
+    const urlStorage = new FileUrlStorage(path.join(work, 'urls.json'));
     const metadata = { filename: 'photo.raw', hash: await hashBytes(bytes) };
     let server = await startTusServer();
     const { dir, secret, port } = server;

@@ -224,8 +224,7 @@ export class TusEndpoint {
       return this.answer(res, 200, { ...complete, 'Upload-Metadata': this.metadataOf(info) });
     }
     const headers = { ...this.progressHeaders(held), 'Upload-Length': String(info.size), 'Upload-Metadata': this.metadataOf(info) };
-    // A running PATCH releases it when it ends: a hold timer now would close it under the PATCH.
-    if (!held.patch) this.release(held);
+    this.release(held);
     this.answer(res, 200, headers);
   }
 

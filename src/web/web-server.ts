@@ -229,7 +229,8 @@ export class WebServer {
       }
       client.promoted = true;
     }
-    slots.progressed(client.ticket);
+    // Only an upload moving forward counts as progress (Ingest calls it): a connection that only
+    // asks about made-up ids would otherwise never be the idlest, and could hold its slot for ever.
     tus.handle(req, res, rest, { address: client.address, remote: client.remote, progressed: () => slots.progressed(client.ticket) });
   }
 

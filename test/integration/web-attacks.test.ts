@@ -3,10 +3,13 @@
  * could get more out of the receiver than the TCP protocol lets it.
  */
 import https from 'node:https';
+import net from 'node:net';
 import tls from 'node:tls';
 import { hashBytes } from '../../src/hashing.js';
 import { content } from '../contract/upload-store.contract.js';
 import { webRequest } from '../helpers/web.js';
+import { WebAccess } from '../../src/web/access.js';
+import { WebServer, type TusHandler, type WebSlots } from '../../src/web/web-server.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs } from '../helpers/temp.js';
@@ -103,5 +106,46 @@ describe('slow bodies', () => {
     const head = await webRequest(r.port, location, { method: 'HEAD', headers: { 'tus-resumable': '1.0.0' } });
     expect(head.status).toBe(200);
     expect(Number(head.headers['upload-offset'])).toBeGreaterThan(0);
+  });
+});
+
+describe('connection slots', () => {
+  it('requests that move no upload forward (a HEAD of a made-up id) do not keep a connection from being the idlest', async () => {
+    let progressed = 0;
+    const slots: WebSlots = {
+      enter: () => ({}),
+      promote: () => undefined,
+      progressed: () => void progressed++,
+      leave: () => undefined,
+      authFailed: () => 0,
+      authSucceeded: () => undefined,
+    };
+    const tus: TusHandler = {
+      handle: (_req, res) => void res.writeHead(404, { 'content-length': '0' }).end(),
+      close: async () => undefined,
+    };
+    const server = new WebServer({
+      tus,
+      access: new WebAccess({ secret: Buffer.alloc(32) }),
+      slots,
+      assets: new Map(),
+      info: { name: 'r', fingerprint: null, certificateSha256: null, access: 'open', warning: null, tusPath: '/files/', allowUnverified: false, maxFileSize: null },
+      tls: false,
+      idleTimeoutMs: 5000,
+    });
+    const listener = net.createServer((socket) => server.accept(socket, '127.0.0.1', socket.remotePort ?? 0));
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = listener.address() as net.AddressInfo;
+      for (let i = 0; i < 3; i++) {
+        const res = await webRequest(port, '/files/made-up', { method: 'HEAD', plaintext: true, headers: { 'tus-resumable': '1.0.0' } });
+        expect(res.status).toBe(404);
+      }
+      // The TCP protocol counts a body byte or a file done as progress; a request that finds nothing is neither.
+      expect(progressed).toBe(0);
+    } finally {
+      await server.close();
+      await new Promise((resolve) => listener.close(resolve));
+    }
   });
 });

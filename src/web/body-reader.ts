@@ -58,6 +58,11 @@ export class BodyReader {
     }
   }
 
+  /** Every byte of the body arrived (what follows is the caller's: verifying, placing). */
+  get finished(): boolean {
+    return this.ended || this.req.readableEnded;
+  }
+
   /** The next bytes, or null at the end; throws when the body was cut (or idle, or stopped). */
   async next(): Promise<Buffer | null> {
     for (;;) {

@@ -359,8 +359,10 @@ export class TusEndpoint {
     if (this.recall(token) === 'complete') throw new TusRefusal(403, 'CONFLICT', 'the upload is complete: the received file stays');
     const held = await this.acquire(token, info, peer);
     if (held.patch) {
-      held.patch.reader.stop('terminated');
+      // A body still arriving is ended; one whose last byte is in is being placed: its answer goes out.
+      if (!held.patch.reader.finished) held.patch.reader.stop('terminated');
       await held.patch.done;
+      if (this.recall(token) === 'complete') throw new TusRefusal(403, 'CONFLICT', 'the upload is complete: the received file stays');
     }
     if (!held.gone) {
       held.gone = true;

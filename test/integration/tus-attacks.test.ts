@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
 import { hashBytes } from '../../src/hashing.js';
 import { content } from '../contract/upload-store.contract.js';
 import { removeTempDirs } from '../helpers/temp.js';
@@ -47,5 +48,40 @@ describe('tus endpoint: requests beside a running PATCH', () => {
     const answer = await patching;
     expect(answer.status, answer.text).toBe(204);
     expect((await readFile(path.join(server.dir, 'file.bin'))).equals(bytes)).toBe(true);
+  });
+});
+
+/** node:fs whose file syncs take 400 ms: a commit (fsync, then placement) is slow enough to race. */
+function slowSync(): FileSystem {
+  const open: FileSystem['open'] = async (...args: Parameters<FileSystem['open']>) => {
+    const handle = await nodeFileSystem.open(...args);
+    const sync = handle.sync.bind(handle);
+    return Object.assign(handle, {
+      sync: async () => {
+        await sleep(400);
+        return sync();
+      },
+    });
+  };
+  return { ...nodeFileSystem, open };
+}
+
+describe('tus endpoint: a DELETE beside the last PATCH', () => {
+  it('a DELETE while the last bytes are being placed does not answer 204 for a file that lands', async () => {
+    const server = await startTusServer({ store: { fs: slowSync() } });
+    const bytes = content(2 * MiB, 22);
+    const location = await create(server, bytes);
+    const patching = tusRequest(server, 'PATCH', location, { ...TUS, ...OCTET, 'Upload-Offset': '0', 'Content-Length': String(bytes.length) }, bytes);
+    // Every byte is sent; the receiver is now verifying and syncing the file.
+    await sleep(150);
+    const terminated = await tusRequest(server, 'DELETE', location, TUS);
+    const landed = await readFile(path.join(server.dir, 'file.bin')).then(
+      (stored) => stored.equals(bytes),
+      () => false,
+    );
+    // Either the DELETE won (nothing lands) or the file did (the DELETE is refused): never both.
+    expect({ status: terminated.status, landed }).toEqual(landed ? { status: 403, landed: true } : { status: 204, landed: false });
+    if (landed) expect((await patching).status).toBe(204);
+    else await patching.catch(() => undefined);
   });
 });

@@ -100,6 +100,7 @@ type Missing = { missing: true };
 export class TusEndpoint {
   private readonly held = new Map<string, Held>();
   private readonly opening = new Map<string, Promise<Held | Missing>>();
+  private readonly creating = new Set<Promise<void>>();
   /** Complete uploads by id, and terminated ones: bounded, oldest forgotten first. */
   private readonly remembered = new Map<string, 'complete' | 'terminated'>();
   private checksumBytes = 0;
@@ -124,7 +125,7 @@ export class TusEndpoint {
   /** Lets go of every held upload (kept for resume); requests after it are answered 503. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.opening.values()].map((opening) => opening.catch(() => undefined)));
+    await Promise.all([...this.opening.values(), ...this.creating].map((opening) => opening.catch(() => undefined)));
     await Promise.all([...this.held.values()].map((held) => this.letGo(held, true)));
   }
 
@@ -142,7 +143,10 @@ export class TusEndpoint {
     if (this.closed) throw new TusRefusal(503, 'BUSY', 'the receiver is stopping', { 'Retry-After': '5' });
     if (collection) {
       if (method !== 'POST') throw new TusRefusal(405, 'BAD_MESSAGE', `${method} is not allowed here`, { Allow: 'OPTIONS, POST' });
-      return this.create(req, res, peer);
+      // Tracked: close() waits for a creation under way (the store closes after it).
+      const creating = this.create(req, res, peer);
+      this.creating.add(creating);
+      return creating.finally(() => this.creating.delete(creating));
     }
     const token = rest.slice(1);
     const info = decodeUploadId(token, this.options.secret);
@@ -196,6 +200,12 @@ export class TusEndpoint {
       this.refuse(req, res, refusal);
       announce();
       return;
+    }
+    if (this.closed) {
+      // Closed while it was being recorded: nobody will get its id, so nothing is kept.
+      await session.discard(FILE_ID);
+      await session.close();
+      throw new TusRefusal(503, 'BUSY', 'the receiver is stopping', { 'Retry-After': '5' });
     }
     const token = encodeUploadId(info, this.options.secret);
     const held: Held = { token, info, session, started: false, patch: undefined, timer: undefined, gone: false };

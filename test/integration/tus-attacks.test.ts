@@ -1,11 +1,12 @@
 /**
  * The tus endpoint under requests a client may send at awkward moments (found in review).
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
 import { hashBytes } from '../../src/hashing.js';
+import { PARTIAL_DIR } from '../../src/names/safe-name.js';
 import { content } from '../contract/upload-store.contract.js';
 import { removeTempDirs } from '../helpers/temp.js';
 import { closeTusServers, metadata, startTusServer, TUS, tusRequest, type TusServer } from '../helpers/tus-server.js';
@@ -83,5 +84,25 @@ describe('tus endpoint: a DELETE beside the last PATCH', () => {
     expect({ status: terminated.status, landed }).toEqual(landed ? { status: 403, landed: true } : { status: 204, landed: false });
     if (landed) expect((await patching).status).toBe(204);
     else await patching.catch(() => undefined);
+  });
+});
+
+describe('tus endpoint: close()', () => {
+  it('a POST in flight when the endpoint closes is finished before close() resolves, and refused (no upload made after close)', async () => {
+    const server = await startTusServer({ store: { fs: slowSync() } });
+    const bytes = content(2 * MiB, 23);
+    let answered: number | undefined;
+    const posting = tusRequest(server, 'POST', '/files/', {
+      ...TUS,
+      'Upload-Length': String(bytes.length),
+      'Upload-Metadata': metadata({ filename: 'late.bin', hash: await hashBytes(bytes) }),
+    }).then((answer) => (answered = answer.status));
+    // The POST is recording its upload (a slow sync) when close() comes.
+    await sleep(100);
+    await server.endpoint.close();
+    // Nothing of it is kept (its id was never given), before the store closes.
+    expect((await readdir(path.join(server.dir, PARTIAL_DIR))).filter((name) => /\.(part|json)$/.test(name))).toEqual([]);
+    await posting;
+    expect(answered).toBe(503);
   });
 });

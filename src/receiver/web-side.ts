@@ -61,6 +61,7 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
     partialTtlMs: serve.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs,
     idleTimeoutMs: serve.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
     noteRead: (bytes) => options.gc.noteRead(bytes),
+    minBodyRate: serve.minBodyRate ?? SERVE_DEFAULTS.minBodyRate,
     emit,
   });
   // Web connections have a pool of their own, as large as the TCP protocol's, so neither side

@@ -39,6 +39,8 @@ export interface TusOptions {
   noteRead?: (bytes: number) => void;
   /** An upload is let go (kept for resume) this long after its last request. @default HOLD_MS */
   holdMs?: number;
+  /** A request body arriving slower than this, in bytes per second, is ended (what arrived is kept). @default 0 (none) */
+  minBodyRate?: number;
 }
 
 const TUS_VERSION = '1.0.0';
@@ -100,6 +102,7 @@ type Missing = { missing: true };
 export class TusEndpoint {
   private readonly held = new Map<string, Held>();
   private readonly opening = new Map<string, Promise<Held | Missing>>();
+  private readonly creating = new Set<Promise<void>>();
   /** Complete uploads by id, and terminated ones: bounded, oldest forgotten first. */
   private readonly remembered = new Map<string, 'complete' | 'terminated'>();
   private checksumBytes = 0;
@@ -124,7 +127,7 @@ export class TusEndpoint {
   /** Lets go of every held upload (kept for resume); requests after it are answered 503. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.opening.values()].map((opening) => opening.catch(() => undefined)));
+    await Promise.all([...this.opening.values(), ...this.creating].map((opening) => opening.catch(() => undefined)));
     await Promise.all([...this.held.values()].map((held) => this.letGo(held, true)));
   }
 
@@ -142,7 +145,10 @@ export class TusEndpoint {
     if (this.closed) throw new TusRefusal(503, 'BUSY', 'the receiver is stopping', { 'Retry-After': '5' });
     if (collection) {
       if (method !== 'POST') throw new TusRefusal(405, 'BAD_MESSAGE', `${method} is not allowed here`, { Allow: 'OPTIONS, POST' });
-      return this.create(req, res, peer);
+      // Tracked: close() waits for a creation under way (the store closes after it).
+      const creating = this.create(req, res, peer);
+      this.creating.add(creating);
+      return creating.finally(() => this.creating.delete(creating));
     }
     const token = rest.slice(1);
     const info = decodeUploadId(token, this.options.secret);
@@ -197,6 +203,12 @@ export class TusEndpoint {
       announce();
       return;
     }
+    if (this.closed) {
+      // Closed while it was being recorded: nobody will get its id, so nothing is kept.
+      await session.discard(FILE_ID);
+      await session.close();
+      throw new TusRefusal(503, 'BUSY', 'the receiver is stopping', { 'Retry-After': '5' });
+    }
     const token = encodeUploadId(info, this.options.secret);
     const held: Held = { token, info, session, started: false, patch: undefined, timer: undefined, gone: false };
     this.held.set(token, held);
@@ -246,7 +258,7 @@ export class TusEndpoint {
 
   /** The body of a PATCH (or of a POST with creation-with-upload), then the answer. */
   private async receive(req: IncomingMessage, res: ServerResponse, held: Held, status: number, extra: Record<string, string>): Promise<void> {
-    const reader = new BodyReader(req, this.idleTimeoutMs, this.options.noteRead);
+    const reader = new BodyReader(req, this.idleTimeoutMs, this.options.minBodyRate, this.options.noteRead);
     let settle!: () => void;
     held.patch = { reader, done: new Promise<void>((resolve) => (settle = resolve)) };
     clearTimeout(held.timer);
@@ -359,8 +371,10 @@ export class TusEndpoint {
     if (this.recall(token) === 'complete') throw new TusRefusal(403, 'CONFLICT', 'the upload is complete: the received file stays');
     const held = await this.acquire(token, info, peer);
     if (held.patch) {
-      held.patch.reader.stop('terminated');
+      // A body still arriving is ended; one whose last byte is in is being placed: its answer goes out.
+      if (!held.patch.reader.finished) held.patch.reader.stop('terminated');
       await held.patch.done;
+      if (this.recall(token) === 'complete') throw new TusRefusal(403, 'CONFLICT', 'the upload is complete: the received file stays');
     }
     if (!held.gone) {
       held.gone = true;

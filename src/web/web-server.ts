@@ -104,6 +104,12 @@ interface Client {
   remote: string;
   /** Holds a main slot (after its first authorised request). */
   promoted: boolean;
+  /**
+   * A code or token is being checked, or was wrong: nothing more is tried on this connection.
+   * HTTP/1.1 lets a client pipeline thousands of guesses on one connection, each slowed down
+   * at once; like a wrong proof on the TCP protocol, a wrong one closes the connection.
+   */
+  guessing: boolean;
 }
 
 export class WebServer {
@@ -137,7 +143,7 @@ export class WebServer {
     const ticket = this.options.slots.enter(address, () => stream.destroy());
     if (typeof ticket === 'string') return this.turnAway(stream, ticket);
     const remote = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-    this.clients.set(stream, { ticket, address, remote, promoted: false });
+    this.clients.set(stream, { ticket, address, remote, promoted: false, guessing: false });
     this.sockets.add(stream);
     stream.once('close', () => {
       this.sockets.delete(stream);
@@ -168,6 +174,10 @@ export class WebServer {
     if (!client) {
       res.writeHead(500).end();
       return;
+    }
+    if (client.guessing) {
+      res.shouldKeepAlive = false;
+      return void plain(res, 429, 'one access code or token at a time: this connection is closing');
     }
     const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
     if (this.options.hostAllowed && !this.options.hostAllowed(host)) {
@@ -201,7 +211,9 @@ export class WebServer {
     // OPTIONS tells what the endpoint supports, nothing about uploads: no credential needed.
     const allowed = req.method === 'OPTIONS' ? 'yes' : access.check(req.headers);
     if (allowed !== 'yes') {
+      if (allowed === 'wrong') client.guessing = true;
       const deny = () => {
+        if (allowed === 'wrong') res.shouldKeepAlive = false;
         res.setHeader('tus-resumable', '1.0.0');
         res.setHeader('www-authenticate', 'Bearer realm="ft"');
         plain(res, 401, 'this receiver needs its access code or token (see the page, or send Authorization: Bearer <token>)');
@@ -220,7 +232,8 @@ export class WebServer {
       }
       client.promoted = true;
     }
-    slots.progressed(client.ticket);
+    // Only an upload moving forward counts as progress (Ingest calls it): a connection that only
+    // asks about made-up ids would otherwise never be the idlest, and could hold its slot for ever.
     tus.handle(req, res, rest, { address: client.address, remote: client.remote, progressed: () => slots.progressed(client.ticket) });
   }
 
@@ -233,18 +246,23 @@ export class WebServer {
   private async session(req: IncomingMessage, res: ServerResponse, client: Client): Promise<void> {
     res.setHeader('cache-control', 'no-store');
     if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
-    const body = await readSmallBody(req, MAX_API_BODY);
-    if (body === undefined) return json(res, 413, { code: 'BAD_MESSAGE', message: 'the request body is too large' });
     const { access, slots } = this.options;
+    // Set before the body is read: a request pipelined behind this one is routed meanwhile.
+    client.guessing = !access.open;
+    const body = await readSmallBody(req, MAX_API_BODY);
+    const credential = body === undefined ? undefined : parseCredential(body);
+    if (body === undefined || (!credential && !access.open)) client.guessing = false;
+    if (body === undefined) return json(res, 413, { code: 'BAD_MESSAGE', message: 'the request body is too large' });
     if (access.open) return void res.writeHead(204).end();
-    const credential = parseCredential(body);
     if (!credential) return json(res, 400, { code: 'BAD_MESSAGE', message: 'expected {"code": "…"} or {"token": "…"}' });
     const granted = access.redeem(credential);
     if (!granted) {
       await new Promise((resolve) => setTimeout(resolve, slots.authFailed(client.address)).unref());
+      res.shouldKeepAlive = false;
       return json(res, 403, { code: 'AUTH_FAILED', message: 'that access code or token is wrong, used or expired' });
     }
     slots.authSucceeded(client.address);
+    client.guessing = false;
     this.options.onAccess?.(client.remote, granted.via);
     const secure = this.options.tls ? '; Secure' : '';
     res.setHeader('set-cookie', `${SESSION_COOKIE}=${granted.session}; Path=/; Max-Age=${access.sessionSeconds}; HttpOnly; SameSite=Strict${secure}`);

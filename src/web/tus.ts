@@ -86,6 +86,8 @@ function statusOf(code: ErrorCode): number {
 /** One upload held open between its requests. */
 interface Held {
   token: string;
+  /** The address of the peer that opened it: who makes room when all are held. */
+  address: string;
   info: UploadInfo;
   session: IngestSession;
   /** The body (from the offset to the end) is started in Ingest. */
@@ -210,7 +212,7 @@ export class TusEndpoint {
       throw new TusRefusal(503, 'BUSY', 'the receiver is stopping', { 'Retry-After': '5' });
     }
     const token = encodeUploadId(info, this.options.secret);
-    const held: Held = { token, info, session, started: false, patch: undefined, timer: undefined, gone: false };
+    const held: Held = { token, address: peer.address, info, session, started: false, patch: undefined, timer: undefined, gone: false };
     this.held.set(token, held);
     const location = { Location: `${this.options.mount}/${token}` };
     if (withBody) return this.receive(req, res, held, 201, location);
@@ -417,7 +419,7 @@ export class TusEndpoint {
           const { code, message } = opened.decision.kind === 'refuse' ? opened.decision : { code: 'INTERNAL' as const, message: 'unexpected' };
           throw new TusRefusal(statusOf(code), code, message);
         }
-        const held: Held = { token, info, session, started: false, patch: undefined, timer: undefined, gone: false };
+        const held: Held = { token, address: peer.address, info, session, started: false, patch: undefined, timer: undefined, gone: false };
         this.held.set(token, held);
         if (this.closed) await this.letGo(held);
         return held;
@@ -428,13 +430,24 @@ export class TusEndpoint {
   }
 
   /** At MAX_HELD, lets go of the upload idle longest; when every one is in use, 503. */
+  /**
+   * At the cap, lets go of the least recently used idle upload of the address holding the most
+   * (as the store's partial caps do): a peer keeping many uploads fresh makes room out of its own,
+   * not by pushing others' out (each would re-hash its prefix when it comes back).
+   */
   private async makeRoom(): Promise<void> {
     if (this.held.size + this.opening.size < MAX_HELD) return;
+    const idle = new Map<string, Held[]>();
     for (const held of this.held.values()) {
       if (held.patch) continue;
-      await this.letGo(held);
-      return;
+      const mine = idle.get(held.address) ?? [];
+      mine.push(held);
+      idle.set(held.address, mine);
     }
+    let largest: Held[] | undefined;
+    for (const mine of idle.values()) if (!largest || mine.length > largest.length) largest = mine;
+    // Oldest first: the map is in order of last use.
+    if (largest) return this.letGo(largest[0]!);
     throw new TusRefusal(503, 'BUSY', `${MAX_HELD} uploads are in progress here; try again shortly`, { 'Retry-After': '1' });
   }
 

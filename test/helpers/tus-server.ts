@@ -111,9 +111,10 @@ export function tusRequest(
   target: string,
   headers: Record<string, string>,
   body?: Buffer | ((req: http.ClientRequest) => void),
+  { localAddress }: { localAddress?: string } = {},
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: server.port, method, path: target, headers, agent: false }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: server.port, method, path: target, headers, agent: false, localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode!, headers: joinedHeaders(res.headers), text: Buffer.concat(chunks).toString('utf8') }));

@@ -502,6 +502,24 @@ describe('tus endpoint: ids and verification', () => {
     await expectFile(server.dir, 'first.bin', bytes);
   });
 
+  it('at the cap of held uploads, room is made out of the address holding the most, not out of others', async () => {
+    const server = await startTusServer({ store: { partialLimits: { maxPartialsPerPeer: MAX_HELD + 8 } } });
+    const createFrom = async (localAddress: string, name: string) => {
+      const bytes = content(10, name.length);
+      const headers = { ...TUS, 'Upload-Length': '10', 'Upload-Metadata': metadata({ filename: name, hash: await hashBytes(bytes) }) };
+      const answer = await tusRequest(server, 'POST', '/files/', headers, undefined, { localAddress });
+      expect(answer.status, answer.text).toBe(201);
+      return answer.headers.location!;
+    };
+    // The least recently used of all is the one honest peer's.
+    const honest = await createFrom('127.0.0.2', 'honest.bin');
+    const mine: string[] = [];
+    for (let i = 0; i < MAX_HELD - 1; i++) mine.push(await createFrom('127.0.0.3', `churn-${i}.bin`));
+    await createFrom('127.0.0.3', 'one-more.bin');
+    expect(await heldNow(server, honest)).toBe(true);
+    expect(await heldNow(server, mine[0]!)).toBe(false);
+  });
+
   it('the same name twice lands as two files under the conflict policy (rename)', async () => {
     const server = await startTusServer();
     const one = content(1000, 22);

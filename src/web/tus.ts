@@ -54,6 +54,8 @@ export const MAX_HELD = 64;
 export const MAX_CHECKSUM_BODY = 16 * 1024 * 1024;
 /** All checksummed bodies held at once (503 while it is taken). */
 export const CHECKSUM_BUDGET = 64 * 1024 * 1024;
+/** What the uploads of one address may hold of it: slow bodies from one peer cannot take it all. */
+export const CHECKSUM_BUDGET_PER_ADDRESS = CHECKSUM_BUDGET / 2;
 /** Ids remembered as complete (HEAD then says so) or terminated (404), most recent first. */
 const REMEMBERED = 4096;
 /** Bytes handed to Ingest at once from a checked body. */
@@ -108,6 +110,7 @@ export class TusEndpoint {
   /** Complete uploads by id, and terminated ones: bounded, oldest forgotten first. */
   private readonly remembered = new Map<string, 'complete' | 'terminated'>();
   private checksumBytes = 0;
+  private readonly checksumByAddress = new Map<string, number>();
   private closed = false;
   private readonly idleTimeoutMs: number;
   private readonly holdMs: number;
@@ -300,8 +303,12 @@ export class TusEndpoint {
       if ((declared ?? 0) > MAX_CHECKSUM_BODY) {
         return new TusRefusal(413, 'TOO_LARGE', `a PATCH with Upload-Checksum may carry at most ${MAX_CHECKSUM_BODY} bytes`);
       }
-      if (this.checksumBytes + bound > CHECKSUM_BUDGET) return new TusRefusal(503, 'BUSY', 'too many checksummed bodies at once', { 'Retry-After': '1' });
+      const mine = this.checksumByAddress.get(held.address) ?? 0;
+      if (this.checksumBytes + bound > CHECKSUM_BUDGET || mine + bound > CHECKSUM_BUDGET_PER_ADDRESS) {
+        return new TusRefusal(503, 'BUSY', 'too many checksummed bodies at once', { 'Retry-After': '1' });
+      }
       this.checksumBytes += bound;
+      this.checksumByAddress.set(held.address, mine + bound);
       try {
         const chunks: Buffer[] = [];
         let length = 0;
@@ -320,6 +327,9 @@ export class TusEndpoint {
         }
       } finally {
         this.checksumBytes -= bound;
+        const left = (this.checksumByAddress.get(held.address) ?? bound) - bound;
+        if (left > 0) this.checksumByAddress.set(held.address, left);
+        else this.checksumByAddress.delete(held.address);
       }
       return undefined;
     }

@@ -369,6 +369,48 @@ describe('tus endpoint: checksum', () => {
   });
 });
 
+describe('tus endpoint: checksum budget', () => {
+  it('one address holds at most half the budget of checksummed bodies: slow ones of its own leave room for others', async () => {
+    const server = await startTusServer({ store: { partialLimits: { maxPartialsPerPeer: 16 } } });
+    const { createHash } = await import('node:crypto');
+    const size = 16 * MiB;
+    const createFrom = async (localAddress: string, name: string, bytes: Buffer) => {
+      const headers = { ...TUS, 'Upload-Length': String(size), 'Upload-Metadata': metadata({ filename: name, hash: await hashBytes(bytes) }) };
+      const answer = await tusRequest(server, 'POST', '/files/', headers, undefined, { localAddress });
+      expect(answer.status, answer.text).toBe(201);
+      return answer.headers.location!;
+    };
+    const bytes = content(size, 40);
+    const checksum = { 'Upload-Checksum': `sha1 ${createHash('sha1').update(bytes).digest('base64')}`, 'Content-Length': String(size) };
+    // Two bodies of the most a checksummed PATCH may carry, from one address, that trickle: half the budget.
+    const slow: Array<Promise<unknown>> = [];
+    const cut: Array<() => void> = [];
+    for (const name of ['slow-1.bin', 'slow-2.bin']) {
+      const location = await createFrom('127.0.0.4', name, bytes);
+      slow.push(
+        tusRequest(server, 'PATCH', location, { ...TUS, ...OCTET, 'Upload-Offset': '0', ...checksum }, (req) => {
+          req.write(bytes.subarray(0, 1024));
+          cut.push(() => req.destroy());
+        }, { localAddress: '127.0.0.4' }).catch(() => undefined),
+      );
+    }
+    await until(async () => cut.length === 2);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    try {
+      const third = await createFrom('127.0.0.4', 'third.bin', bytes);
+      const refused = await tusRequest(server, 'PATCH', third, { ...TUS, ...OCTET, 'Upload-Offset': '0', ...checksum }, bytes, { localAddress: '127.0.0.4' });
+      expect(refused.status).toBe(503);
+      const other = await createFrom('127.0.0.5', 'other.bin', bytes);
+      const taken = await tusRequest(server, 'PATCH', other, { ...TUS, ...OCTET, 'Upload-Offset': '0', ...checksum }, bytes, { localAddress: '127.0.0.5' });
+      expect(taken.status, taken.text).toBe(204);
+      await expectFile(server.dir, 'other.bin', bytes);
+    } finally {
+      for (const stop of cut) stop();
+      await Promise.all(slow);
+    }
+  });
+});
+
 describe('tus endpoint: HEAD, expiry, termination', () => {
   it('HEAD says the offset and length, never to cache, and the metadata', async () => {
     const server = await startTusServer();

@@ -53,6 +53,15 @@ describe('tus endpoint: requests beside a running PATCH', () => {
 });
 
 /** node:fs whose file syncs take 400 ms: a commit (fsync, then placement) is slow enough to race. */
+/** Files open slowly: a POST's record (which creates the empty data file) is still under way. */
+function slowOpen(): FileSystem {
+  const open: FileSystem['open'] = async (...args: Parameters<FileSystem['open']>) => {
+    await sleep(400);
+    return nodeFileSystem.open(...args);
+  };
+  return { ...nodeFileSystem, open };
+}
+
 function slowSync(): FileSystem {
   const open: FileSystem['open'] = async (...args: Parameters<FileSystem['open']>) => {
     const handle = await nodeFileSystem.open(...args);
@@ -89,7 +98,7 @@ describe('tus endpoint: a DELETE beside the last PATCH', () => {
 
 describe('tus endpoint: close()', () => {
   it('a POST in flight when the endpoint closes is finished before close() resolves, and refused (no upload made after close)', async () => {
-    const server = await startTusServer({ store: { fs: slowSync() } });
+    const server = await startTusServer({ store: { fs: slowOpen() } });
     const bytes = content(2 * MiB, 23);
     let answered: number | undefined;
     const posting = tusRequest(server, 'POST', '/files/', {
@@ -97,7 +106,7 @@ describe('tus endpoint: close()', () => {
       'Upload-Length': String(bytes.length),
       'Upload-Metadata': metadata({ filename: 'late.bin', hash: await hashBytes(bytes) }),
     }).then((answer) => (answered = answer.status));
-    // The POST is recording its upload (a slow sync) when close() comes.
+    // The POST is recording its upload (a slow open) when close() comes.
     await sleep(100);
     await server.endpoint.close();
     // Nothing of it is kept (its id was never given), before the store closes.

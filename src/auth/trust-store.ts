@@ -20,6 +20,7 @@ import { FtError } from '../errors.js';
 import { backoffDelay, waitFor, type Backoff } from '../retry.js';
 import { escapeForDisplay } from '../names/safe-name.js';
 import { FINGERPRINT_PATTERN, fingerprintMatches, parseFingerprint } from './fingerprint.js';
+import { hostPort } from '../host-port.js';
 
 export interface PinnedReceiver {
   /** Full form. */
@@ -126,7 +127,7 @@ export function canonicalAddress(address: string): string | undefined {
 export function receiverAddress(host: string, port: number): string | undefined {
   const canonical = canonicalHost(host);
   if (canonical === undefined || !Number.isInteger(port) || port < 1 || port > 65_535) return undefined;
-  return canonical.includes(':') ? `[${canonical}]:${port}` : `${canonical}:${port}`;
+  return hostPort(canonical, port);
 }
 
 function hostOf(address: string): string {

@@ -8,6 +8,7 @@ import type { SendEvent } from '../ingest/events.js';
 import type { FileResult, SendReport } from '../sender/sender.js';
 import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
 import { shortFingerprint } from '../auth/fingerprint.js';
+import { hostPort } from '../host-port.js';
 
 export interface SendView {
   event(event: SendEvent): void;
@@ -70,7 +71,7 @@ export function describe(event: SendEvent): { result: string } | { note: string 
       return { note: `restart  ${escapeForDisplay(event.name)}: ${escapeControls(event.reason)}; sending from the start` };
     case 'connected': {
       if (!event.firstContact || event.fingerprint === undefined) return undefined;
-      const where = event.host.includes(':') ? `[${event.host}]:${event.port}` : `${event.host}:${event.port}`;
+      const where = hostPort(event.host, event.port);
       return { note: `trusted  first contact ${where}, key ${shortFingerprint(event.fingerprint)} (pinned)` };
     }
     case 'retrying':

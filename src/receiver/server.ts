@@ -26,7 +26,8 @@ import { encodeFrame } from '../wire/frame.js';
 import { SERVE_DEFAULTS } from '../defaults.js';
 import { Admission } from './admission.js';
 import { GcHints } from './gc-hints.js';
-import { ReceiverSession, remoteOf, streamFailure, type SessionLimits } from './session.js';
+import { ReceiverSession, streamFailure, type SessionLimits } from './session.js';
+import { hostPort } from '../host-port.js';
 
 export interface ServeOptions {
   /** Folder to receive into, created if missing. @default './inbox' */
@@ -345,7 +346,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
         clearTimeout(deadline);
         socket.destroy();
         if (refusal !== undefined) return;
-        const remote = remoteOf(connection.address, connection.port);
+        const remote = hostPort(connection.address, connection.port);
         const failure = streamFailure(error);
         emit({ type: 'connection', remote });
         emit({ type: 'connection-error', remote, code: failure.code, message: failure.message });

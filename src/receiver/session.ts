@@ -18,6 +18,7 @@ import { OUR_FEATURES, PROTOCOL, PROTOCOL_VERSION, sharedFeatures, type Receiver
 import type { Admission, Ticket } from './admission.js';
 import type { GcHints } from './gc-hints.js';
 import { initialMemory, transition, type Effect, type Input, type ProtocolState } from './protocol.js';
+import { hostPort } from '../host-port.js';
 
 export interface SessionLimits {
   /** Headers a sender may have waiting for their bodies at once. */
@@ -95,7 +96,7 @@ export class ReceiverSession {
   ) {
     const { address, port } = connection;
     this.stream = connection.stream;
-    this.remote = remoteOf(address, port);
+    this.remote = hostPort(address, port);
   }
 
   async run(): Promise<void> {
@@ -396,11 +397,6 @@ function drainedOrClosed(stream: Duplex): Promise<void> {
     stream.on('drain', done);
     stream.on('close', done);
   });
-}
-
-/** How events name a peer: its address and port (an IPv6 address in brackets). */
-export function remoteOf(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 /**

@@ -13,6 +13,7 @@ import { FtError } from '../errors.js';
 import { fingerprintMatches, shortFingerprint } from '../auth/fingerprint.js';
 import { escapeForDisplay } from '../names/safe-name.js';
 import { shellWord } from '../discovery/pins.js';
+import { hostPort } from '../host-port.js';
 
 /** What a first contact is shown (and a trust function is given). */
 export interface UnknownReceiver {
@@ -51,7 +52,7 @@ export interface ReceiverTrustOptions {
 export type TrustVerdict = 'trusted' | 'after-token-proof' | 'ask';
 
 export function addressKey(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return hostPort(host, port);
 }
 
 export class ReceiverTrust {

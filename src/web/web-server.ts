@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { Assets } from './assets.js';
 import { SESSION_COOKIE, type Credential, type WebAccess } from './access.js';
+import { hostPort } from '../host-port.js';
 
 /** What the tus endpoint offers the server (src/web/tus.ts). */
 export interface TusHandler {
@@ -142,7 +143,7 @@ export class WebServer {
     stream.on('error', () => undefined);
     const ticket = this.options.slots.enter(address, () => stream.destroy());
     if (typeof ticket === 'string') return this.turnAway(stream, ticket);
-    const remote = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+    const remote = hostPort(address, port);
     this.clients.set(stream, { ticket, address, remote, promoted: false, guessing: false });
     this.sockets.add(stream);
     stream.once('close', () => {

@@ -214,7 +214,7 @@ export class IngestSession {
    * the store may delete them once let go (see Upload.keptUntil). Undefined when `id` is not held.
    */
   state(id: number, ttlMs: number): { offset: number; keptUntil: number | undefined } | undefined {
-    const body = this.body?.file.offer.id === id ? this.body : this.ended.get(id)?.body;
+    const body = this.bodyOf(id);
     const file = body?.file ?? this.accepted.get(id);
     if (!file) return undefined;
     return { offset: body ? body.writer.size : file.upload.offset, keptUntil: file.upload.keptUntil(ttlMs) };
@@ -222,7 +222,7 @@ export class IngestSession {
 
   /** The peer does not want the upload of `id` any more (tus termination): what is held is deleted. */
   async discard(id: number): Promise<void> {
-    const body = this.body?.file.offer.id === id ? this.body : this.ended.get(id)?.body;
+    const body = this.bodyOf(id);
     if (body) {
       if (this.body === body) this.body = undefined;
       this.ended.delete(id);
@@ -233,6 +233,11 @@ export class IngestSession {
     if (!file) return;
     file.unwatch();
     await file.upload.discard();
+  }
+
+  /** The body of `id` arriving now, or written and waiting for its hash. */
+  private bodyOf(id: number): ActiveBody | undefined {
+    return this.body?.file.offer.id === id ? this.body : this.ended.get(id)?.body;
   }
 
   /** Drops an accepted file the sender will not send (or never sent, at the end): what was held stays for resume. */
@@ -335,8 +340,9 @@ export class IngestSession {
   /**
    * Verifies the body of `id` against `expectedHash` and commits it in the background; `answer`
    * gets the outcome. `expectedHash` undefined: an unverified upload (only where the receiver
-   * allows it), committed under the hash of what arrived and reported `verified: false`. Resolves once the commit has started: at most MAX_COMMITTING run at once,
-   * while the next bodies stream in (many small files then share fsyncs).
+   * allows it), committed under the hash of what arrived and reported `verified: false`.
+   * Resolves once the commit has started: at most MAX_COMMITTING run at once, while the next
+   * bodies stream in (many small files then share fsyncs).
    */
   async complete(id: number, expectedHash: string | undefined, answer: (outcome: Outcome) => void): Promise<void> {
     const ended = this.ended.get(id);

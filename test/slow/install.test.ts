@@ -6,7 +6,7 @@
  * importing `ft-lan` by name, all inside the same network namespace.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -70,7 +70,7 @@ describe.skipIf(!hasUnshare)('the packed tarball (needs unshare -n, as root)', (
 
     // A backup script's folder: the package as a dependency, imported by name.
     const script = path.join(work, 'script');
-    execFileSync('mkdir', ['-p', script]);
+    mkdirSync(script);
     writeFileSync(path.join(script, 'package.json'), '{"name":"backup-job","private":true,"type":"module"}');
     offline(`npm install --offline --no-audit --no-fund '${tarball}'`, script, env);
     writeFileSync(

@@ -119,7 +119,8 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     if (plaintext) out(jsonLine('warning', { message: PLAINTEXT_WARNING }));
     if (receiver.discoveryError) out(jsonLine('warning', { message: `discovery is off: ${receiver.discoveryError}` }));
     receiver.on('event', (event) => {
-      if (event.type !== 'connection') out(jsonLine(event.type === 'connection-error' ? 'error' : event.type, event));
+      const line = receiverEventJson(event);
+      if (line !== undefined) out(line);
     });
   } else {
     const shownHost = host.includes(':') ? `[${host}]` : host;
@@ -207,4 +208,10 @@ export function socketErrorInWords(message: string): string {
   if (errno === 'EPIPE') return 'the sender went away (it stopped reading)';
   if (errno === 'ETIMEDOUT' || errno === 'EHOSTUNREACH' || errno === 'ENETUNREACH') return 'the network to the sender stopped working';
   return message;
+}
+
+/** `ft serve --json`'s line for an event (none for a bare connection); README "`--json` output" lists the fields. */
+export function receiverEventJson(event: ReceiverEvent): string | undefined {
+  if (event.type === 'connection') return undefined;
+  return jsonLine(event.type === 'connection-error' ? 'error' : event.type, event);
 }

@@ -1,8 +1,9 @@
 /**
  * A real install: `npm pack`, then the tarball installed into an empty prefix and into a
  * script's own folder, outside the checkout and with no network at all (`unshare -n`, npm
- * `--offline`: the runtime dependencies come from npm's cache, filled by the checkout's own
- * `npm install`). From there `ft --version`, `ft serve` + `ft send` over loopback, and a script
+ * `--offline`: the runtime dependencies come from an npm cache of the test's own, filled by
+ * one install of the tarball from the registry first, so the run depends on no cache on the
+ * machine). From there `ft --version`, `ft serve` + `ft send` over loopback, and a script
  * importing `ft-lan` by name, all inside the same network namespace.
  */
 import { execFileSync } from 'node:child_process';
@@ -42,11 +43,20 @@ describe.skipIf(!hasUnshare)('the packed tarball (needs unshare -n, as root)', (
     const tarball = path.join(work, `ft-lan-${VERSION}.tgz`);
     const listed = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean);
     const tops = new Set(listed.map((entry) => entry.split('/')[1]));
-    expect([...tops].sort()).toEqual(['README.md', 'bin', 'dist', 'docs', 'package.json']);
+    expect([...tops].sort()).toEqual(['LICENSE', 'README.md', 'bin', 'dist', 'docs', 'package.json']);
+    // Source maps point at src/, which is not shipped.
+    expect(listed.filter((entry) => entry.endsWith('.map'))).toEqual([]);
 
     const prefix = path.join(work, 'prefix');
     const config = path.join(work, 'config');
-    const env = { XDG_CONFIG_HOME: config, XDG_CACHE_HOME: config, npm_config_update_notifier: 'false' };
+    const env = { XDG_CONFIG_HOME: config, XDG_CACHE_HOME: config, npm_config_update_notifier: 'false', npm_config_cache: path.join(work, 'npm-cache') };
+    // With the network: what the tarball's dependencies resolve to today, into that cache.
+    execFileSync('npm', ['install', '-g', '--no-audit', '--no-fund', '--prefix', path.join(work, 'warm'), tarball], {
+      cwd: work,
+      env: { ...process.env, ...env },
+      stdio: 'ignore',
+      timeout: 300_000,
+    });
     offline(`npm install -g --offline --no-audit --no-fund --prefix '${prefix}' '${tarball}'`, work, env);
     const installed = path.join(prefix, 'lib', 'node_modules', 'ft-lan');
     expect(lstatSync(installed).isSymbolicLink()).toBe(false);

@@ -15,6 +15,8 @@ export type { TrustPolicy, UnknownReceiver } from './sender/receiver-trust.js';
 export type { Connector, ConnectTarget, ConnectorOptions } from './transport/connector.js';
 export { listenTcp } from './transport/tcp-listener.js';
 export type { IncomingConnection, Listener, ListenerFactory, ListenOptions } from './transport/listener.js';
+export { listPartials, type ListPartialsOptions } from './storage/local/partial-listing.js';
+export type { PartialListing, PartialUpload, UnreadablePartial } from './storage/upload-store.js';
 export type { Placed, StoreCapabilities, StoredIdentity, TargetState, Upload, UploadKey, UploadStore, UploadWriter } from './storage/upload-store.js';
 export { defaultSenderKeyPath } from './auth/owner-key.js';
 export { defaultIdentityDir, loadOrCreateIdentity, type LoadedIdentity } from './auth/identity-store.js';

@@ -187,6 +187,13 @@ export function validateServeOptions(options: unknown): void {
   if (only !== undefined && (beacon ?? true)) broadcastTargets({ only, includeLoopback: true });
 }
 
+const LIST_PARTIALS_RULES: Rules = { partialTtlMs: PARTIAL_TTL_MS, fs: FILE_SYSTEM };
+
+/** For listPartials(): the serve options its expiry times follow. */
+export function validateListPartialsOptions(options: unknown): void {
+  validate('listPartials', options, LIST_PARTIALS_RULES);
+}
+
 const DISCOVER_RULES: Rules = {
   timeout: TIMEOUT_MS,
   signal: SIGNAL,

@@ -100,6 +100,18 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
       setExit(await (await import('./discover-command.js')).discoverCommand({ ...options, pinnedFingerprint }));
     });
 
+  program
+    .command('status')
+    .description('list the unfinished uploads an inbox keeps for resume (reads only: safe beside ft serve)')
+    .argument('[dir]', 'the inbox folder, as given to ft serve', SERVE_DEFAULTS.dir)
+    .addOption(
+      new Option('--partial-ttl <duration>', "ft serve's --partial-ttl, so that expiry times are its own")
+        .argParser(parsePartialTtl)
+        .default(SERVE_DEFAULTS.partialTtlMs, durationText(SERVE_DEFAULTS.partialTtlMs)),
+    )
+    .option('--json', 'print one JSON object per line: each upload, each unreadable entry, then a summary')
+    .action(async (dir: string, options) => setExit(await (await import('./status-command.js')).statusCommand(dir, options)));
+
   const trust = program.command('trust').description('show or forget the receivers this sender has pinned (their keys)');
   trust
     .command('list')

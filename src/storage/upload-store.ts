@@ -94,6 +94,11 @@ export interface UploadStore {
   unchanged(path: string, identity: StoredIdentity): boolean;
   /** Free bytes for new data, or undefined when the store cannot tell (see capabilities). */
   freeSpace(): Promise<number | undefined>;
+  /**
+   * The unfinished uploads kept now, with when expire(ttlMs) may first delete each, and the
+   * entries that cannot be ours (one line each). Reads only: nothing is created or deleted.
+   */
+  listPartials(ttlMs: number): Promise<PartialListing>;
   /** Deletes uploads untouched for `ttlMs` (and the store's own garbage); returns what it deleted. */
   expire(ttlMs: number, now?: number): Promise<string[]>;
   /** How often expire() should run, in ms. */
@@ -133,6 +138,9 @@ export interface Upload {
    * Verifies the whole file's hash against `expectedHash` (a mismatch discards the upload and
    * throws FtError HASH_MISMATCH), makes the file durable, places it under `components` (or a
    * variant, as the conflict policy says) without ever replacing a different file, and lets go.
+   * Once placed, what is kept of the same owner's uploads of the same name but another size
+   * (its source changed, and it was sent again from the start) is deleted, unless in use:
+   * orphans, which would otherwise wait for the TTL. Another owner's uploads are never touched.
    */
   commit(components: readonly string[], expectedHash: string): Promise<Placed>;
   /** The upload will not complete now: keep what can be resumed, and let go. Idempotent; never throws. */
@@ -156,4 +164,42 @@ export interface UploadWriter {
    * (prefix and body). `size`, when given, declares the file's size late (a stream).
    */
   end(size?: number): Promise<string>;
+}
+
+/** An unfinished upload a store keeps (see UploadStore.listPartials). Times are ms since the epoch. */
+export interface PartialUpload {
+  /** The peer's file name as sent (validated; escape it for display). */
+  readonly name: string;
+  /** Fingerprint of the sender's key; for a tus upload, the upload's own (see src/web/upload-id.ts). */
+  readonly owner: string;
+  /** The whole file's size. */
+  readonly size: number;
+  /** Bytes held: where the upload resumes. */
+  readonly bytes: number;
+  /** `send` (ft send's protocol) or `tus` (created apart from its bytes: the web page, a tus client). */
+  readonly kind: 'send' | 'tus';
+  /** When the upload was first made; undefined when its record does not say. */
+  readonly createdAt: number | undefined;
+  /** The last write to what is held: the TTL counts from it. */
+  readonly lastWriteAt: number;
+  /** When expire() may first delete it (the TTL from the last write, or less for what holds little). */
+  readonly expiresAt: number;
+  /** The address of the peer that made it, when recorded. */
+  readonly peer?: string;
+  /** Whether an upload holds it now; absent where the store cannot tell (another process). */
+  readonly inUse?: boolean;
+}
+
+/** Something in the store's state that is not a usable upload: reported, never followed. */
+export interface UnreadablePartial {
+  /** The entry, as the store names it (a file name in the local store's hidden folder). */
+  readonly entry: string;
+  readonly reason: string;
+}
+
+export interface PartialListing {
+  readonly partials: PartialUpload[];
+  readonly unreadable: UnreadablePartial[];
+  /** More entries than a listing reads (see SCAN_LIMIT): the rest are not shown. */
+  readonly truncated: boolean;
 }

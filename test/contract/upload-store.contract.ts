@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FtError, type ErrorCode } from '../../src/errors.js';
 import { hashBytes } from '../../src/hashing.js';
 import type { ConflictPolicy } from '../../src/storage/conflict-policy.js';
-import type { Upload, UploadKey, UploadStore, UploadWriter } from '../../src/storage/upload-store.js';
+import type { PartialUpload, Upload, UploadKey, UploadStore, UploadWriter } from '../../src/storage/upload-store.js';
 
 /** What the contract may do to a store's medium behind its back, by paths relative to the inbox. */
 export interface StoreMedium {
@@ -676,6 +676,119 @@ export function uploadStoreContract(factory: StoreFactory): void {
         expect(resumed.offset).toBe(CUT);
         await resumed.abandon();
         expect(store.sweepIntervalMs).toBeGreaterThan(0);
+      });
+    });
+
+    describe('listPartials', () => {
+      const ttl = 24 * 3600_000;
+
+      it('lists nothing for a new store', async () => {
+        const { store } = await create();
+        expect(await store.listPartials(ttl)).toEqual({ partials: [], unreadable: [], truncated: false });
+      });
+
+      it('lists each upload kept: name, bytes held of its size, kind, peer, times; expire() deletes it at expiresAt, not a moment before', async () => {
+        const { store } = await create();
+        const bytes = content(LARGE, 50);
+        const before = Date.now();
+        await leave(store, await keyOf(bytes, 'list/left.bin'), bytes, CUT);
+        const recorded = await store.open(await keyOf(content(SMALL, 51), 'list/recorded.bin', OWNER_B), { peer: OTHER_PEER, record: true });
+        await recorded.abandon();
+        const holding = await store.open(await keyOf(content(LARGE, 52), 'list/held.bin'), { peer: PEER });
+        await writeAll(await holding.append(0, LARGE), content(LARGE, 52).subarray(0, CUT));
+        // Committed and small uploads are not kept, so not listed.
+        await upload(store, content(LARGE, 53), 'list/placed.bin');
+        await upload(store, content(SMALL, 54), 'list/small.bin');
+        const { partials, unreadable, truncated } = await store.listPartials(ttl);
+        expect(unreadable).toEqual([]);
+        expect(truncated).toBe(false);
+        // What an upload in use holds is what reached the medium so far (a store may buffer).
+        const held0 = partials[0]!.bytes;
+        expect(held0).toBeGreaterThanOrEqual(0);
+        expect(held0).toBeLessThanOrEqual(CUT);
+        expect(partials.map((p) => [p.name, p.bytes, p.size, p.kind, p.peer])).toEqual([
+          ['list/held.bin', held0, LARGE, 'send', PEER],
+          ['list/left.bin', CUT, LARGE, 'send', PEER],
+          ['list/recorded.bin', 0, SMALL, 'tus', OTHER_PEER],
+        ]);
+        const [held, left, rec] = partials as [PartialUpload, PartialUpload, PartialUpload];
+        expect(left.owner).toBe(OWNER_A);
+        expect(rec.owner).toBe(OWNER_B);
+        for (const partial of partials) {
+          expect(partial.createdAt).toBeGreaterThanOrEqual(before - 2000);
+          expect(partial.lastWriteAt).toBeGreaterThanOrEqual(partial.createdAt! - 2000);
+          expect(partial.lastWriteAt).toBeLessThanOrEqual(Date.now() + 1000);
+          expect(partial.expiresAt).toBeGreaterThan(partial.lastWriteAt);
+          expect(partial.expiresAt).toBeLessThanOrEqual(partial.lastWriteAt + ttl);
+        }
+        // In use: said where the store can tell, never the other way round.
+        if (held.inUse !== undefined) expect([held.inUse, left.inUse, rec.inUse]).toEqual([true, false, false]);
+        await holding.abandon();
+        const names = async () => (await store.listPartials(ttl)).partials.map((p) => p.name);
+        const [first, last] = [rec, left].sort((a, b) => a.expiresAt - b.expiresAt) as [PartialUpload, PartialUpload];
+        await store.expire(ttl, first.expiresAt - 1);
+        expect(await names()).toEqual(expect.arrayContaining([first.name, last.name]));
+        await store.expire(ttl, first.expiresAt);
+        expect(await names()).not.toContain(first.name);
+        await store.expire(ttl, last.expiresAt);
+        expect(await names()).not.toContain(last.name);
+      });
+    });
+
+    describe('orphans (a source that changed: the same name sent again with another size)', () => {
+      it('a commit deletes what is kept of the same owner’s upload of the name with another size; another owner’s, one in use and other names stay', async () => {
+        const { store } = await create();
+        const old = content(LARGE, 60);
+        const oldKey = await keyOf(old, 'orphan.bin');
+        await leave(store, oldKey, old, CUT);
+        const othersKey = await keyOf(old, 'orphan.bin', OWNER_B);
+        await leave(store, othersKey, old, CUT);
+        const otherName = await keyOf(old, 'another.bin');
+        await leave(store, otherName, old, CUT);
+        const inUse = content(LARGE + 1, 61);
+        const inUseKey = await keyOf(inUse, 'orphan.bin');
+        const holding = await store.open(inUseKey, { peer: PEER });
+        await writeAll(await holding.append(0, inUse.length), inUse.subarray(0, CUT));
+        const placed = await upload(store, content(LARGE + 2, 62), 'orphan.bin');
+        expect(placed.path).toBe('orphan.bin');
+        const left = (await store.listPartials(24 * 3600_000)).partials.map((p) => [p.name, p.owner, p.size]);
+        expect(left).toEqual([
+          ['another.bin', OWNER_A, LARGE],
+          ['orphan.bin', OWNER_A, LARGE + 1],
+          ['orphan.bin', OWNER_B, LARGE],
+        ].sort((a, b) => (a[0] === b[0] ? (a[2] as number) - (b[2] as number) || 0 : a[0]! < b[0]! ? -1 : 1)));
+        const again = await store.open(oldKey, { peer: PEER });
+        expect(again.offset).toBe(0);
+        await again.discard();
+        for (const [key, owner] of [[othersKey, OWNER_B], [otherName, OWNER_A]] as const) {
+          const kept = await store.open({ ...key, owner }, { peer: PEER });
+          expect(kept.offset).toBe(CUT);
+          await kept.abandon();
+        }
+        await holding.abandon();
+        const resumed = await store.open(inUseKey, { peer: PEER });
+        expect(resumed.offset).toBe(CUT);
+        await resumed.abandon();
+      });
+
+      it('a commit of a small file deletes the kept upload of its name with another size too; a refused commit deletes nothing', async () => {
+        const { store } = await create({ onConflict: 'reject' });
+        const old = content(LARGE, 63);
+        const oldKey = await keyOf(old, 'shrunk.txt');
+        await leave(store, oldKey, old, CUT);
+        await upload(store, content(SMALL, 64), 'taken.txt');
+        const other = content(LARGE, 65);
+        const otherKey = await keyOf(other, 'taken.txt');
+        await leave(store, otherKey, other, CUT);
+        // Refused (the name is taken): the partial of the other size stays.
+        await expectFtError(upload(store, content(SMALL, 66), 'taken.txt'), 'CONFLICT');
+        const kept = await store.open(otherKey, { peer: PEER });
+        expect(kept.offset).toBe(CUT);
+        await kept.abandon();
+        await upload(store, content(SMALL, 67), 'shrunk.txt');
+        const gone = await store.open(oldKey, { peer: PEER });
+        expect(gone.offset).toBe(0);
+        await gone.discard();
       });
     });
 

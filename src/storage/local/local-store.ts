@@ -5,11 +5,12 @@
  */
 import { FtError } from '../../errors.js';
 import { createHasher, type Hasher } from '../../hashing.js';
-import { nodeFileSystem, type FileSystem, type OpenFile } from '../../file-system.js';
+import { isNotFound, nodeFileSystem, type FileSystem, type OpenFile } from '../../file-system.js';
 import type { ConflictPolicy } from '../conflict-policy.js';
 import { TAKEOVER_WAIT_MS } from '../leases.js';
 import type {
   OpenOptions,
+  PartialListing,
   Placed,
   StoreCapabilities,
   StoredIdentity,
@@ -21,6 +22,7 @@ import type {
 } from '../upload-store.js';
 import { openBodySink, type BodySink } from './body-sink.js';
 import { Inbox } from './inbox.js';
+import { readPartialFolder } from './partial-listing.js';
 import { PARTIAL_SWEEP_INTERVAL_MS, type Partial, type PartialLimitOptions, type PartialLimits } from './partials.js';
 import { sameIdentity, type FileIdentity } from './same-content.js';
 
@@ -148,6 +150,17 @@ export class LocalUploadStore implements UploadStore {
       return stats.bavail * stats.bsize;
     } catch {
       return undefined;
+    }
+  }
+
+  async listPartials(ttlMs: number): Promise<PartialListing> {
+    const { partials } = this.inbox;
+    try {
+      return readPartialFolder(this.fs, partials.dir, ttlMs, (key) => partials.holds(key));
+    } catch (error) {
+      // Deleted meanwhile: made again by the next upload, and nothing is kept.
+      if (isNotFound(error)) return { partials: [], unreadable: [], truncated: false };
+      throw error;
     }
   }
 
@@ -295,6 +308,11 @@ class LocalUpload implements Upload {
     await file.sync();
     await file.close();
     const placed = await this.inbox.place(this.partial, [...components]);
+    try {
+      this.inbox.partials.dropOrphans(this.partial.id);
+    } catch {
+      // Best effort: what is left waits for the sweep, as before.
+    }
     const { dev, ino, size, mtimeMs, ctimeMs } = placed.identity;
     return { path: placed.path, deduplicated: placed.deduplicated, identity: { dev, ino, size, mtimeMs, ctimeMs } };
   }

@@ -34,6 +34,8 @@ export interface PartialMeta {
   /** Address of the peer that created it: what it counts against after a restart (quotas). */
   peer: string;
   createdAt: string;
+  /** Created apart from its bytes and kept whatever its size (a tus upload; see AcquireOptions.keep). */
+  recorded?: true;
 }
 
 /** Caps on the partial uploads kept (see PARTIAL_LIMITS). */
@@ -73,14 +75,14 @@ export const PARTIAL_SWEEP_INTERVAL_MS = 10 * 60_000;
 
 /** Metadata is one short JSON line; anything longer is not ours. */
 const METADATA_MAX_BYTES = 4096;
-/** Directory entries read at start to count the partials on disk; the sweep sees the rest. */
-const SCAN_LIMIT = 65_536;
+/** Directory entries read at start to count the partials on disk (and by listPartials); the sweep sees the rest. */
+export const SCAN_LIMIT = 65_536;
 /** Whose partials were found without readable metadata: they count in the total only. */
 const UNKNOWN_PEER = '?';
 const OWNER_PATTERN = /^[0-9a-f]{64}$/;
 
 /** `<key>.part`, `<key>.json`, and the `<key>~<8 hex>.part|json` of a private copy of older versions (only swept). */
-const KEY_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.(part|json)$/;
+export const KEY_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.(part|json)$/;
 /** Metadata being written: `<key>.json.<8 hex>.tmp`, renamed over `<key>.json` once synced. */
 const TEMP_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.json\.[0-9a-f]{8}\.tmp$/;
 /** Partials of ft 0.1 (keyed by content or name, without an owner): never resumed, only swept. */
@@ -96,7 +98,7 @@ const EXISTING = O_NOFOLLOW | O_NONBLOCK;
 /** A new entry of ours: created here, by us, or not at all. */
 const FRESH = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 /** Undefined where there are no user ids (Windows): ownership is then not checked. */
-const OUR_UID = process.getuid?.();
+export const OUR_UID = process.getuid?.();
 
 /**
  * The key of a partial: the first 32 hex digits of SHA-256 over owner, name and size (NUL
@@ -105,6 +107,11 @@ const OUR_UID = process.getuid?.();
  */
 export function partialKey(id: UploadId): string {
   return createHash('sha256').update(`${id.owner}\0${id.filename}\0${id.size}`).digest('hex').slice(0, 32);
+}
+
+/** Who uploads under which name, whatever the size: a digest, so the index holds 32 characters, not the name. */
+function nameDigest(id: { owner: string; filename: string }): string {
+  return createHash('sha256').update(`${id.owner}\0${id.filename}`).digest('hex').slice(0, 32);
 }
 
 /**
@@ -142,6 +149,9 @@ export class PartialStore {
   private readonly held = new Leases();
   /** Resumable partials kept or being made, by key, with their peer; least recently used first. */
   private readonly index = new Map<string, string>();
+  /** The keys of those whose owner and name are known, by a digest of both: where orphans are found (see dropOrphans). */
+  private readonly byName = new Map<string, Set<string>>();
+  private readonly nameOf = new Map<string, string>();
   private readonly perPeer = new Map<string, number>();
   /** The folder as checked, to notice it being replaced. */
   private folder: { dev: number; ino: number } | undefined;
@@ -203,6 +213,7 @@ export class PartialStore {
       if (partial.resumable) partial.load();
       // Against the peer asking, whose room was just made.
       if (partial.resumable && !this.index.has(key)) this.countIn(key, peerGroup(peer));
+      if (partial.resumable) this.nameIn(key, id);
     } catch (error) {
       lease.release();
       throw error;
@@ -234,6 +245,7 @@ export class PartialStore {
     } else {
       // Placed, discarded, or never written: no longer counted, and its metadata goes too.
       this.countOut(peer);
+      this.nameOut(partial.key);
       unlinkQuietly(this.fs, partial.metaPath);
     }
   }
@@ -302,28 +314,40 @@ export class PartialStore {
     return removed;
   }
 
+  /** Whether an upload holds the partial of `key` now. */
+  holds(key: string): boolean {
+    return this.held.has(key);
+  }
+
+  /**
+   * After the upload `id` was placed: deletes what is kept of the same owner's uploads of the
+   * same name under another key (another size: the source changed, and was sent again from
+   * the start), so that it does not wait for the TTL. One held is left alone (in use). Each
+   * one's metadata is read again first, and only a partial whose metadata is this owner's
+   * upload of this name, under its key, goes: another owner's never does (another digest, and
+   * another owner in its metadata), so no peer can delete another's partials by naming them.
+   * Returns the keys deleted. Synchronous: no upload can take one of them between the checks
+   * and the unlink.
+   */
+  dropOrphans(id: UploadId): string[] {
+    const keys = this.byName.get(nameDigest(id));
+    if (keys === undefined) return [];
+    const own = partialKey(id);
+    const dropped: string[] = [];
+    for (const key of [...keys]) {
+      if (key === own || this.held.has(key)) continue;
+      const meta = this.readMeta(path.join(this.dir, `${key}.json`));
+      if (meta === undefined || meta.owner !== id.owner || meta.filename !== id.filename || partialKey(meta) !== key) continue;
+      this.evict(key);
+      dropped.push(key);
+    }
+    return dropped;
+  }
+
   /** @internal Reads a partial's metadata; undefined when missing, torn, too long, or not a regular file of ours. */
   readMeta(file: string): PartialMeta | undefined {
-    const { fs } = this;
-    let fd: number;
-    try {
-      fd = fs.openSync(file, O_RDONLY | EXISTING);
-    } catch {
-      return undefined;
-    }
-    try {
-      const stat = fs.fstatSync(fd);
-      if (!isOurFile(stat) || stat.size > METADATA_MAX_BYTES) return undefined;
-      const buffer = Buffer.alloc(METADATA_MAX_BYTES + 1);
-      let length = 0;
-      for (let read = 1; read > 0 && length < buffer.length; length += read) read = fs.readSync(fd, buffer, length, buffer.length - length, length);
-      if (length > METADATA_MAX_BYTES) return undefined;
-      return parseMeta(buffer.subarray(0, length).toString('utf8'));
-    } catch {
-      return undefined;
-    } finally {
-      fs.closeSync(fd);
-    }
+    const read = readMetaFile(this.fs, file);
+    return typeof read === 'string' ? undefined : read;
   }
 
   /**
@@ -401,8 +425,10 @@ export class PartialStore {
     const room = Math.max(0, this.limits.maxPartials - this.index.size);
     for (const { key } of found.slice(0, Math.max(0, found.length - room))) this.deleteFiles(key);
     for (const { key } of found.slice(Math.max(0, found.length - room))) {
-      const peer = peerGroup(this.readMeta(path.join(this.dir, `${key}.json`))?.peer ?? UNKNOWN_PEER);
+      const meta = this.readMeta(path.join(this.dir, `${key}.json`));
+      const peer = peerGroup(meta?.peer ?? UNKNOWN_PEER);
       this.countIn(key, peer);
+      if (meta !== undefined && partialKey(meta) === key) this.nameIn(key, meta);
       if ((this.perPeer.get(peer) ?? 0) > this.limits.maxPartialsPerPeer && peer !== UNKNOWN_PEER) this.evictOldest(peer);
     }
   }
@@ -476,6 +502,25 @@ export class PartialStore {
     if (peer === undefined) return;
     this.index.delete(key);
     this.countOut(peer);
+    this.nameOut(key);
+  }
+
+  private nameIn(key: string, id: UploadId): void {
+    if (this.nameOf.has(key)) return;
+    const digest = nameDigest(id);
+    this.nameOf.set(key, digest);
+    const keys = this.byName.get(digest);
+    if (keys) keys.add(key);
+    else this.byName.set(digest, new Set([key]));
+  }
+
+  private nameOut(key: string): void {
+    const digest = this.nameOf.get(key);
+    if (digest === undefined) return;
+    this.nameOf.delete(key);
+    const keys = this.byName.get(digest);
+    keys?.delete(key);
+    if (keys?.size === 0) this.byName.delete(digest);
   }
 
   private countOut(peer: string): void {
@@ -510,7 +555,7 @@ export class Partial {
     readonly peer: string,
     private readonly fs: FileSystem,
     /** Kept whatever its size: an upload created apart from its bytes (tus), which a restart must find. */
-    keep = false,
+    private readonly keep = false,
   ) {
     this.key = lease.key;
     this.dataPath = path.join(store.dir, `${this.key}.part`);
@@ -702,6 +747,7 @@ export class Partial {
       ...(this.id.hash !== undefined ? { hash: this.id.hash } : {}),
       peer: this.peer,
       createdAt: new Date().toISOString(),
+      ...(this.keep ? { recorded: true as const } : {}),
     };
     const temp = `${this.metaPath}.${randomBytes(4).toString('hex')}.tmp`;
     const fd = fs.openSync(temp, FRESH, 0o600);
@@ -863,8 +909,35 @@ export class Partial {
 /** open() errors that mean "this name is not a regular file" (a link under O_NOFOLLOW, a socket, a folder). */
 const NOT_A_FILE: ReadonlySet<string> = new Set(['ELOOP', 'EMLINK', 'ENXIO', 'EISDIR', 'ENOTDIR', 'EOPNOTSUPP', 'EFTYPE']);
 
+/**
+ * A partial's metadata, read without following a link or waiting on a FIFO, and only from a
+ * regular file of ours of at most METADATA_MAX_BYTES; otherwise why not, in a few words.
+ */
+export function readMetaFile(fs: FileSystem, file: string): PartialMeta | string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, O_RDONLY | EXISTING);
+  } catch (error) {
+    return isNotFound(error) ? 'missing' : NOT_A_FILE.has((error as NodeJS.ErrnoException).code ?? '') ? 'not a regular file' : 'unreadable';
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!isOurFile(stat)) return 'not a regular file of ours with one link';
+    if (stat.size > METADATA_MAX_BYTES) return `longer than ${METADATA_MAX_BYTES} bytes`;
+    const buffer = Buffer.alloc(METADATA_MAX_BYTES + 1);
+    let length = 0;
+    for (let read = 1; read > 0 && length < buffer.length; length += read) read = fs.readSync(fd, buffer, length, buffer.length - length, length);
+    if (length > METADATA_MAX_BYTES) return `longer than ${METADATA_MAX_BYTES} bytes`;
+    return parseMeta(buffer.subarray(0, length).toString('utf8')) ?? "not valid (torn, or not ft's)";
+  } catch {
+    return 'unreadable';
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** A regular file with one link, owned by us: nothing another user made or can reach another way. */
-function isOurFile(stat: nodeFs.Stats): boolean {
+export function isOurFile(stat: nodeFs.Stats): boolean {
   return stat.isFile() && stat.nlink === 1 && (OUR_UID === undefined || stat.uid === OUR_UID);
 }
 
@@ -893,6 +966,7 @@ function parseMeta(text: string): PartialMeta | undefined {
     ...(meta.hash !== undefined ? { hash: meta.hash as string } : {}),
     peer: meta.peer as string,
     createdAt: meta.createdAt as string,
+    ...(meta.recorded === true ? { recorded: true as const } : {}),
   };
 }
 

@@ -20,7 +20,7 @@ export async function statusCommand(dir: string, options: StatusOptions, now = D
   return 0;
 }
 
-const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+const iso = (ms: number) => new Date(ms).toISOString();
 const ageOf = (partial: PartialUpload, now: number) => Math.max(0, now - (partial.createdAt ?? partial.lastWriteAt));
 
 /** One `partial` line per upload, one `unreadable` line per entry that is not one, then a `summary`. */
@@ -33,12 +33,12 @@ export function statusJson(dir: string, listing: PartialListing, partialTtlMs: n
       bytes,
       size,
       kind,
-      createdAt: iso(partial.createdAt),
+      ...(partial.createdAt !== undefined ? { createdAt: iso(partial.createdAt) } : {}),
       ageMs: Math.round(ageOf(partial, now)),
       lastWriteAt: iso(partial.lastWriteAt),
       expiresAt: iso(partial.expiresAt),
       owner,
-      peer: peer ?? null,
+      ...(peer !== undefined ? { peer } : {}),
     });
   }
   for (const { entry, reason } of listing.unreadable) text += jsonLine('unreadable', { entry, reason });

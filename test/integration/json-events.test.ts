@@ -13,6 +13,8 @@ import { receiverJson } from '../../src/cli/discover-command.js';
 import { jsonLine } from '../../src/cli/format.js';
 import { createSendView } from '../../src/cli/send-view.js';
 import { receiverEventJson } from '../../src/cli/serve-command.js';
+import { statusJson } from '../../src/cli/status-command.js';
+import type { PartialUpload } from '../../src/storage/upload-store.js';
 import type { FoundReceiver } from '../../src/discovery/sightings.js';
 import type { ReceiverEvent, SendEvent } from '../../src/ingest/events.js';
 import type { FileResult } from '../../src/sender/sender.js';
@@ -22,7 +24,7 @@ import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { killAllFt, REPO_ROOT, runFt, spawnFt, startFtServe } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
-type Command = 'any' | 'send' | 'serve' | 'discover' | 'trust list';
+type Command = 'any' | 'send' | 'serve' | 'discover' | 'trust list' | 'status';
 
 interface Field {
   type: string;
@@ -45,7 +47,7 @@ function parseDoc(): Doc {
   let command: Command | undefined;
   let event = '';
   for (const line of lines) {
-    const heading = /^`ft (send|serve|discover|trust list)`:$/.exec(line);
+    const heading = /^`ft (send|serve|discover|trust list|status)`:$/.exec(line);
     if (heading) command = heading[1] as Command;
     else if (line.startsWith('Any command')) command = 'any';
     if (!line.startsWith('| ') || line.startsWith('| event') || command === undefined) continue;
@@ -196,6 +198,19 @@ const pinned: Required<PinnedReceiver> = {
   lastSeen: new Date(0).toISOString(),
 };
 
+const partial: Required<PartialUpload> = {
+  name: 'a',
+  owner: 'a'.repeat(64),
+  size: 10,
+  bytes: 5,
+  kind: 'tus',
+  createdAt: 0,
+  lastWriteAt: 1,
+  expiresAt: 2,
+  peer: '192.0.2.1',
+  inUse: false,
+};
+
 let doc: Doc;
 beforeAll(() => {
   doc = parseDoc();
@@ -224,9 +239,11 @@ describe('README "--json output"', () => {
     }
     check(doc, 'discover', JSON.parse(jsonLine('receiver', receiverJson(found, new Map([[found.id, { name: 'nas', pinned: 'B'.repeat(52) }]])))));
     check(doc, 'trust list', JSON.parse(jsonLine('pinned', pinned)));
+    const listing = { partials: [partial], unreadable: [{ entry: `${'0'.repeat(32)}.part`, reason: 'a symbolic link' }], truncated: true };
+    for (const line of linesOf(statusJson('inbox', listing, 7 * 24 * 3600_000, Date.now()))) check(doc, 'status', line);
   });
 
-  it('matches every line of real ft send, ft serve and ft trust list runs', { timeout: 60_000 }, async () => {
+  it('matches every line of real ft send, ft serve, ft trust list and ft status runs', { timeout: 60_000 }, async () => {
     const root = await tempDir('ft-json-');
     const env = { HOME: root, XDG_CONFIG_HOME: path.join(root, 'config'), XDG_CACHE_HOME: path.join(root, 'cache') };
     const tokenFile = path.join(root, 'token');
@@ -251,6 +268,9 @@ describe('README "--json output"', () => {
     await waitUntil(async () => (await partialBytes(serve.dir)) > 256 * 1024, 'part of big.bin to arrive');
     await proxy.close();
     expect((await cut.exited).code, cut.stderr).toBe(5);
+    const status = await runFt(['status', serve.dir, '--json'], { env });
+    expect(status.exit.code, status.stderr).toBe(0);
+    expect(linesOf(status.stdout).map((l) => l.event)).toEqual(['partial', 'summary']);
     const resumed = await runFt(['send', big, ...to], { env });
     expect(resumed.exit.code, resumed.stderr).toBe(0);
 
@@ -267,6 +287,7 @@ describe('README "--json output"', () => {
     for (const line of sends) check(doc, 'send', line);
     for (const line of linesOf(serve.proc.stdout)) check(doc, 'serve', line);
     for (const line of linesOf(pins.stdout)) check(doc, 'trust list', line);
+    for (const line of linesOf(status.stdout)) check(doc, 'status', line);
     const events = (lines: Array<Record<string, unknown>>) => new Set(lines.map((l) => l.event));
     // The runs did reach what they were meant to: each of these was printed at least once.
     expect([...events(sends)].sort()).toEqual(

@@ -330,6 +330,8 @@ export class PartialStore {
    * and the unlink.
    */
   dropOrphans(id: UploadId): string[] {
+    // Most commits (thousands of small files) find nothing kept: no digest for those.
+    if (this.byName.size === 0) return [];
     const keys = this.byName.get(nameDigest(id));
     if (keys === undefined) return [];
     const own = partialKey(id);

@@ -2,6 +2,7 @@
  * ft as a library: the same transfer code the `ft` command uses. Nothing here prints or exits;
  * progress and outcomes arrive as events, failures as FtError with a stable `code`.
  */
+export { BandwidthLimit, type BandwidthLimitOptions } from './bandwidth-limit.js';
 export { send, type SendOptions, type SendReport, type FileResult, type FileStatus } from './sender/sender.js';
 export { serve, Receiver, type ServeOptions } from './receiver/server.js';
 export { SERVE_DEFAULTS, SEND_DEFAULTS, DISCOVER_DEFAULTS } from './defaults.js';

@@ -8,6 +8,8 @@ import { broadcastTargets } from './discovery/interfaces.js';
 import { FtError } from './errors.js';
 import { parseFingerprint } from './auth/fingerprint.js';
 import { CONFLICT_POLICIES } from './storage/conflict-policy.js';
+import { BandwidthLimit } from './bandwidth-limit.js';
+import { SERVE_DEFAULTS } from './defaults.js';
 
 /** What a value must be: `expected` completes "expected …, got …". */
 export interface Rule {
@@ -37,6 +39,19 @@ export const TIMEOUT_MS = rule(
 );
 export const DELAY_MS = rule(`a number of milliseconds from 0 to ${MAX_SECONDS * 1000}`, numberIn(0, MAX_SECONDS * 1000, { minIncluded: true }));
 export const BYTES = rule('a whole number of bytes', wholeFrom(0));
+/**
+ * The slowest bandwidth limit: twice the rate below which ft receivers drop a body by default
+ * (minBodyRate). A sender limited to that rate itself would be cut off mid-file: the receiver
+ * judges each window of time by the bytes that arrived in it, and a window is a little longer
+ * than the bytes that fit it at exactly that rate (measured: test/slow/rate-limit.test.ts).
+ */
+export const MIN_LIMIT_RATE = 2 * SERVE_DEFAULTS.minBodyRate;
+export const LIMIT_RATE = rule(
+  `a rate of at least ${MIN_LIMIT_RATE / 1024} KiB/s (${MIN_LIMIT_RATE} bytes per second: receivers drop slower bodies)`,
+  (value) => isNumber(value) && Number.isFinite(value) && value >= MIN_LIMIT_RATE,
+);
+/** The library also takes a BandwidthLimit, to share one limit between calls. */
+const LIMIT = rule(`${LIMIT_RATE.expected}, or a BandwidthLimit`, (value) => value instanceof BandwidthLimit || LIMIT_RATE.ok(value));
 export const PARTIAL_TTL_MS = rule('a duration from 1 minute to 3650 days', numberIn(60_000, 3650 * DAY_MS, { minIncluded: true }));
 export const TEXT = rule('a non-empty string', (value) => typeof value === 'string' && value.length > 0);
 const ANY_TEXT = rule('a string', (value) => typeof value === 'string');
@@ -135,6 +150,7 @@ const SEND_RULES: Rules = {
   discovered: DISCOVERED,
   insecurePlaintext: BOOLEAN,
   connect: FUNCTION,
+  limitRate: LIMIT,
 };
 
 export function validateSendOptions(paths: unknown, options: unknown): void {
@@ -178,6 +194,7 @@ const SERVE_RULES: Rules = {
   web: BOOLEAN,
   webPort: LISTEN_PORT,
   allowUnverified: BOOLEAN,
+  limitRate: LIMIT,
 };
 
 export function validateServeOptions(options: unknown): void {

@@ -6,7 +6,7 @@ import { escapeControls } from '../names/safe-name.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../storage/conflict-policy.js';
 import { DISCOVER_DEFAULTS, SEND_DEFAULTS, SERVE_DEFAULTS } from '../defaults.js';
 import { jsonLine } from './format.js';
-import { durationText, parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize, seconds } from './options.js';
+import { durationText, parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseRate, parseSeconds, parseSize, seconds } from './options.js';
 
 /** Exit code when the user interrupts a send (128 + SIGINT, as shells report it). */
 const EXIT_INTERRUPTED = 130;
@@ -50,6 +50,7 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--max-partials <n>', 'unfinished uploads kept, in all', parsePositiveCount, SERVE_DEFAULTS.maxPartials)
     .option('--max-partials-per-peer <n>', 'unfinished uploads kept per peer', parsePositiveCount, SERVE_DEFAULTS.maxPartialsPerPeer)
     .option('--min-rate <size>', 'drop a body arriving slower than this per second (0: no minimum)', parseSize, SERVE_DEFAULTS.minBodyRate)
+    .option('--limit-rate <rate>', 'receive at most this much per second, all uploads together (e.g. 20M = 20 MiB/s; at least 32K)', parseRate)
     .option('--idle-timeout <seconds>', 'drop a connection silent for this long', parseSeconds, seconds(SERVE_DEFAULTS.idleTimeoutMs))
     .option('--hello-timeout <seconds>', 'drop a connection that has not said hello within this time', parseSeconds, seconds(SERVE_DEFAULTS.helloTimeoutMs))
     .option('--name <name>', 'name shown to senders (default: host name)')
@@ -75,6 +76,7 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--connect-timeout <seconds>', 'give up connecting after this long', parseSeconds, seconds(SEND_DEFAULTS.connectTimeoutMs))
     .option('--idle-timeout <seconds>', 'give up on a receiver silent (or not reading) for this long', parseSeconds, seconds(SEND_DEFAULTS.idleTimeoutMs))
     .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
+    .option('--limit-rate <rate>', 'send at most this much per second, all files together (e.g. 20M = 20 MiB/s; at least 32K)', parseRate)
     .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them; paths given are always followed)')
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN); it also proves the receiver to us')
     .option('--fingerprint <fp>', "the receiver's key, as `ft serve` printed it: anything else is refused")

@@ -3,7 +3,7 @@ import net from 'node:net';
 import { InvalidArgumentError } from 'commander';
 import { SEND_DEFAULTS } from '../defaults.js';
 import { FtError } from '../errors.js';
-import { BYTES, COUNT, expectation, PARTIAL_TTL_MS, PORT, POSITIVE_COUNT, SECONDS, type Rule } from '../options.js';
+import { BYTES, COUNT, expectation, LIMIT_RATE, PARTIAL_TTL_MS, PORT, POSITIVE_COUNT, SECONDS, type Rule } from '../options.js';
 
 /** The library's rule for the option, with the flag's text as typed in the message. */
 function checked(rule: Rule, value: number, typed: string): number {
@@ -33,6 +33,11 @@ export function parseSize(value: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
   if (!match) throw new InvalidArgumentError(`expected a size such as 500M or 2G, got "${value}"`);
   return checked(BYTES, Math.floor(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!), value);
+}
+
+/** `--limit-rate`: a size per second (`20M`, `512K`, `1.5M`, optionally `/s`), at least the floor receivers hold senders to. */
+export function parseRate(value: string): number {
+  return checked(LIMIT_RATE, parseSize(value.replace(/\/s$/i, '')), value);
 }
 
 /**

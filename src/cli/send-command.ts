@@ -59,6 +59,8 @@ export interface SendCommandOptions {
   senderKey?: string;
   json?: boolean;
   followSymlinks?: boolean;
+  /** Bytes per second. */
+  limitRate?: number;
 }
 
 export async function sendCommand(paths: string[], options: SendCommandOptions): Promise<number> {
@@ -110,6 +112,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       trustFile: plaintext ? undefined : trustFile,
       discovered,
       insecurePlaintext: plaintext,
+      limitRate: options.limitRate,
       signal: controller.signal,
       onEvent: (event) => {
         if (event.type === 'connected') connected = true;

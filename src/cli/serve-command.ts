@@ -23,6 +23,8 @@ export interface ServeCommandOptions {
   maxPartials?: number;
   maxPartialsPerPeer?: number;
   minRate: number;
+  /** Bytes per second. */
+  limitRate?: number;
   idleTimeout: number;
   helloTimeout: number;
   name?: string;
@@ -77,6 +79,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     maxPartials: options.maxPartials,
     maxPartialsPerPeer: options.maxPartialsPerPeer,
     minBodyRate: options.minRate,
+    limitRate: options.limitRate,
     idleTimeoutMs: options.idleTimeout * 1000,
     helloTimeoutMs: options.helloTimeout * 1000,
     name: options.name,

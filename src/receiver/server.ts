@@ -28,6 +28,7 @@ import { Admission } from './admission.js';
 import { GcHints } from './gc-hints.js';
 import { ReceiverSession, streamFailure, type SessionLimits } from './session.js';
 import { hostPort } from '../host-port.js';
+import { BandwidthLimit } from '../bandwidth-limit.js';
 
 export interface ServeOptions {
   /** Folder to receive into, created if missing. @default './inbox' */
@@ -110,6 +111,12 @@ export interface ServeOptions {
    * @default false
    */
   allowUnverified?: boolean;
+  /**
+   * Bandwidth limit for all uploads together (ft senders and tus), in bytes per second (at
+   * least 32 KiB/s); or a BandwidthLimit, to share one limit with other receivers or senders.
+   * The receiver's own waits under it count against no sender's minimum rate. @default no limit
+   */
+  limitRate?: number | BandwidthLimit;
   /** Closes the receiver when aborted. */
   signal?: AbortSignal;
 }
@@ -288,6 +295,8 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     emit,
   });
   const gc = new GcHints(options.collectGarbage);
+  const { limitRate } = options;
+  const bandwidth = typeof limitRate === 'number' ? new BandwidthLimit({ bytesPerSecond: limitRate }) : limitRate;
   const context = {
     ingest,
     admission,
@@ -297,10 +306,11 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
     emit,
     privateLocation: store.privateLocation,
     gc,
+    bandwidth,
   };
   if (webOn) {
     try {
-      receiver.web = await startWebSide({ serve: options, receiver, ingest, admission, gc, receipts, name, emit, fingerprint });
+      receiver.web = await startWebSide({ serve: options, receiver, ingest, admission, gc, receipts, name, emit, fingerprint, bandwidth });
     } catch (error) {
       await listener.close();
       await store.close();

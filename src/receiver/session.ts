@@ -19,6 +19,7 @@ import type { Admission, Ticket } from './admission.js';
 import type { GcHints } from './gc-hints.js';
 import { initialMemory, transition, type Effect, type Input, type ProtocolState } from './protocol.js';
 import { hostPort } from '../host-port.js';
+import type { BandwidthLimit } from '../bandwidth-limit.js';
 
 export interface SessionLimits {
   /** Headers a sender may have waiting for their bodies at once. */
@@ -46,6 +47,8 @@ export interface SessionContext {
   /** Text no answer may contain (the inbox's location). */
   privateLocation: string;
   gc: GcHints;
+  /** limitRate: what every session's bytes (after the greeting) and every tus body wait for. */
+  bandwidth?: BandwidthLimit;
 }
 
 /** A connection as a transport hands it over. */
@@ -88,6 +91,10 @@ export class ReceiverSession {
   /** Bytes read from the peer so far. */
   private peerBytes = 0;
   private idle: NodeJS.Timeout | undefined;
+  /** Waiting under the bandwidth limit: our own wait, not the peer's silence. */
+  private limited = false;
+  /** Wakes that wait when the connection goes. */
+  private readonly gone = new AbortController();
 
   constructor(
     private readonly connection: Connection,
@@ -104,7 +111,7 @@ export class ReceiverSession {
     ctx.emit({ type: 'connection', remote: this.remote });
     // Errors surface through the read loop; one arriving after it (a late EPIPE) must not crash the receiver.
     stream.on('error', () => undefined);
-    const idle = setTimeout(() => stream.destroy(new FtError('TIMEOUT', `no data for ${ctx.limits.idleTimeoutMs} ms`)), ctx.limits.idleTimeoutMs);
+    const idle = setTimeout(() => (this.limited ? idle.refresh() : stream.destroy(new FtError('TIMEOUT', `no data for ${ctx.limits.idleTimeoutMs} ms`))), ctx.limits.idleTimeoutMs);
     // Silence both ways, as a socket's timeout counts it: answers still going out (a slow disk
     // finishing files one by one) keep the connection, as bytes coming in do.
     this.idle = idle;
@@ -123,6 +130,7 @@ export class ReceiverSession {
       clearInterval(rateCheck);
     };
     stream.once('close', stopTimers);
+    stream.once('close', () => this.gone.abort());
     this.send({
       type: 'hello',
       protocol: PROTOCOL,
@@ -139,6 +147,8 @@ export class ReceiverSession {
       for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         this.peerWaitMs += performance.now() - this.waitingSince;
         this.waitingSince = undefined;
+        // Not reading makes TCP push back; counted by neither the body rate nor the idle timer.
+        if (ctx.bandwidth && this.files) await this.underLimit(ctx.bandwidth, chunk.length);
         idle.refresh();
         ctx.gc.noteRead(chunk.length);
         if (this.peerBytes === 0 && (this.connection.security ?? PLAINTEXT).kind === 'plaintext' && looksLikeTls(chunk)) {
@@ -182,7 +192,15 @@ export class ReceiverSession {
 
   /** Closes from the outside (receiver shutting down): partial data is kept for resume. */
   abort(): void {
+    this.gone.abort();
     this.stream.destroy();
+  }
+
+  /** Waits for `bytes` of the bandwidth limit; a connection that goes meanwhile ends its read loop as it would anyway. */
+  private async underLimit(bandwidth: BandwidthLimit, bytes: number): Promise<void> {
+    this.limited = true;
+    await bandwidth.take(bytes, this.gone.signal).catch(() => undefined);
+    this.limited = false;
   }
 
   /** Feeds one input to the state machine and carries out its effects, in order. */

@@ -20,6 +20,7 @@ import { SERVE_DEFAULTS } from '../defaults.js';
 import { Admission, type Ticket } from './admission.js';
 import type { GcHints } from './gc-hints.js';
 import type { Receiver, ServeOptions } from './server.js';
+import type { BandwidthLimit } from '../bandwidth-limit.js';
 
 export interface WebSide {
   readonly address: { host: string; port: number; family: string };
@@ -43,6 +44,8 @@ export interface WebSideOptions {
   emit: (event: ReceiverEvent) => void;
   /** The receiver's identity (undefined in plaintext). */
   fingerprint: string | undefined;
+  /** The receiver's bandwidth limit, shared with the TCP protocol's sessions. */
+  bandwidth: BandwidthLimit | undefined;
 }
 
 export const OPEN_WARNING = 'No token is set: anyone on this network can upload files here.';
@@ -62,6 +65,7 @@ export async function startWebSide(options: WebSideOptions): Promise<WebSide> {
     idleTimeoutMs: serve.idleTimeoutMs ?? SERVE_DEFAULTS.idleTimeoutMs,
     noteRead: (bytes) => options.gc.noteRead(bytes),
     minBodyRate: serve.minBodyRate ?? SERVE_DEFAULTS.minBodyRate,
+    bandwidth: options.bandwidth,
     emit,
   });
   // Web connections have a pool of their own, as large as the TCP protocol's, so neither side

@@ -30,6 +30,9 @@ import { tlsConnector } from '../transport/tls-connector.js';
 import type { ReceiverTrust } from './receiver-trust.js';
 
 export type Decision = Accept | Skip | Refuse;
+
+/** Body bytes handed to the stream per write: the idle timer learns of progress this often. */
+const ACTIVITY_SLICE_BYTES = 64 * 1024;
 export type Outcome = Done | Failed;
 
 interface Waiter<T> {
@@ -370,7 +373,11 @@ export class SenderConnection {
   /** Writes raw body bytes, waiting while the receiver is slower than we are. */
   async writeRaw(data: Buffer): Promise<void> {
     this.check();
-    if (!this.socket.write(data, this.written)) await this.drain();
+    // In slices, each counted as activity as it leaves: a receiver reading slowly (one under a
+    // bandwidth limit) is not taken for a silent one while a 1 MiB block drains.
+    let room = true;
+    for (let at = 0; at < data.length; at += ACTIVITY_SLICE_BYTES) room = this.socket.write(data.subarray(at, at + ACTIVITY_SLICE_BYTES), this.written);
+    if (!room) await this.drain();
   }
 
   async drain(): Promise<void> {

@@ -37,6 +37,7 @@ import { TrustStore } from '../auth/trust-store.js';
 import { parseFingerprint } from '../auth/fingerprint.js';
 import { validateSendOptions } from '../options.js';
 import { SEND_DEFAULTS } from '../defaults.js';
+import { BandwidthLimit } from '../bandwidth-limit.js';
 
 export interface SendOptions {
   /** Receiver host name or address. */
@@ -128,6 +129,12 @@ export interface SendOptions {
    * Channel. @default TLS over TCP (plain TCP with insecurePlaintext)
    */
   connect?: Connector;
+  /**
+   * Bandwidth limit for the body bytes of this call, in bytes per second (at least 32 KiB/s,
+   * twice the slowest body ft receivers accept by default), shared by all its files and connections;
+   * or a BandwidthLimit, to share one limit between calls (and receivers). @default no limit
+   */
+  limitRate?: number | BandwidthLimit;
 }
 
 export type FileStatus = 'sent' | 'resumed' | 'skipped' | 'refused' | 'failed';
@@ -249,7 +256,9 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
         store: options.trustFile === undefined ? undefined : new TrustStore(options.trustFile),
         token: options.token !== undefined,
       });
-  const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, trust, saveSoon: saver(cache) };
+  const { limitRate } = options;
+  const bandwidth = typeof limitRate === 'number' ? new BandwidthLimit({ bytesPerSecond: limitRate }) : limitRate;
+  const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, trust, saveSoon: saver(cache), bandwidth };
   const byFile = new Map(sources.map((source, i) => [source as LocalFile, jobs[i]!]));
   const hashing = hashLocalFiles(
     sources.filter((_, i) => !jobs[i]!.finished),
@@ -408,6 +417,8 @@ interface LocalIo {
   trust: ReceiverTrust | undefined;
   /** Saves the cache soon: a receipt arrived. */
   saveSoon: Saver;
+  /** limitRate: what every body byte waits for. */
+  bandwidth: BandwidthLimit | undefined;
 }
 
 /** Connections, one after another, until every job is finished or retries run out. */
@@ -712,6 +723,9 @@ function settle(job: Job, size: number, offset: number, outcome: Outcome, { queu
   finish(job, 'failed', new FtError(outcome.code, outcome.message), emit);
 }
 
+/** Body bytes written at once under a bandwidth limit (blocks are read 1 MiB at a time). */
+const LIMITED_SLICE_BYTES = 64 * 1024;
+
 /** One body to send: from `offset`, hashed on the way when the header had no hash. */
 interface BodyPlan {
   job: Job;
@@ -751,9 +765,15 @@ async function streamBody(
     offset,
     async (block) => {
       hasher?.update(block);
-      await connection.writeRaw(block);
-      position += block.length;
-      sent(block.length);
+      // Under a limit, in slices well inside the burst, so the rate (and progress) stays smooth.
+      const slice = io.bandwidth ? Math.min(LIMITED_SLICE_BYTES, io.bandwidth.burst) : block.length || 1;
+      for (let at = 0; at < block.length; at += slice) {
+        const bytes = block.subarray(at, at + slice);
+        await io.bandwidth?.take(bytes.length, options.signal);
+        await connection.writeRaw(bytes);
+        position += bytes.length;
+        sent(bytes.length);
+      }
     },
     // Exactly the length the body frame promised, whatever the source holds by now.
     { length: size - offset, signal: options.signal, keepsBlocks: true, checkUnchanged: hasher !== undefined },

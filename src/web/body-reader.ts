@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import type { BandwidthLimit } from '../bandwidth-limit.js';
 
 /** The body ended before its end: cut by the client, idle too long, or stopped here. */
 export class BodyCut extends Error {}
@@ -25,6 +26,8 @@ export class BodyReader {
   private bytes = 0;
   private window = { waitMs: 0, bytes: 0 };
   private readonly rateCheck: NodeJS.Timeout | undefined;
+  /** Wakes a wait under the bandwidth limit when the body ends early. */
+  private readonly gone = new AbortController();
 
   constructor(
     private readonly req: IncomingMessage,
@@ -33,6 +36,8 @@ export class BodyReader {
     private readonly minRate = 0,
     /** Told the size of every chunk taken (the receiver's garbage-collection hints). */
     private readonly onRead?: (bytes: number) => void,
+    /** Each chunk waits for its bytes of this limit before it is handed on. */
+    private readonly bandwidth?: BandwidthLimit,
   ) {
     const wake = () => {
       const waiting = this.wake;
@@ -50,7 +55,10 @@ export class BodyReader {
       wake();
     });
     req.on('close', () => {
-      if (!this.ended) this.failed ??= new BodyCut('the client went away');
+      if (!this.ended) {
+        this.failed ??= new BodyCut('the client went away');
+        this.gone.abort();
+      }
       this.stopChecking();
       wake();
     });
@@ -73,6 +81,11 @@ export class BodyReader {
       if (chunk !== null) {
         this.onRead?.(chunk.length);
         this.bytes += chunk.length;
+        if (this.bandwidth) {
+          // Our own wait, outside waitedMs: neither the minimum rate nor the idle timer counts it.
+          await this.bandwidth.take(chunk.length, this.gone.signal).catch(() => undefined);
+          if (this.failed) throw this.failed;
+        }
         return chunk;
       }
       if (this.ended || this.req.readableEnded) return null;
@@ -91,6 +104,7 @@ export class BodyReader {
   /** Ends the body here: the connection goes (a DELETE, close(), or idleness). */
   stop(reason: string): void {
     this.failed ??= new BodyCut(reason);
+    this.gone.abort();
     this.stopChecking();
     this.req.destroy();
     const waiting = this.wake;

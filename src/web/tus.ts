@@ -16,6 +16,7 @@ import type { WebPeer } from './web-server.js';
 import type { Ingest, IngestSession, Outcome } from '../ingest/ingest.js';
 import { BodyCut, BodyReader } from './body-reader.js';
 import { byteCount, CHECKSUM_ALGORITHMS, encodeMetadata, header, parseChecksum, parseMetadata, TusRefusal } from './tus-headers.js';
+import type { BandwidthLimit } from '../bandwidth-limit.js';
 import { decodeUploadId, encodeUploadId, newUploadInfo, ownerOf, type UploadInfo } from './upload-id.js';
 
 export type { WebPeer };
@@ -41,6 +42,8 @@ export interface TusOptions {
   holdMs?: number;
   /** A request body arriving slower than this, in bytes per second, is ended (what arrived is kept). @default 0 (none) */
   minBodyRate?: number;
+  /** What request bodies wait for (our own waits, which the minimum rate does not count). @default no limit */
+  bandwidth?: BandwidthLimit;
 }
 
 const TUS_VERSION = '1.0.0';
@@ -263,7 +266,7 @@ export class TusEndpoint {
 
   /** The body of a PATCH (or of a POST with creation-with-upload), then the answer. */
   private async receive(req: IncomingMessage, res: ServerResponse, held: Held, status: number, extra: Record<string, string>): Promise<void> {
-    const reader = new BodyReader(req, this.idleTimeoutMs, this.options.minBodyRate, this.options.noteRead);
+    const reader = new BodyReader(req, this.idleTimeoutMs, this.options.minBodyRate, this.options.noteRead, this.options.bandwidth);
     let settle!: () => void;
     held.patch = { reader, done: new Promise<void>((resolve) => (settle = resolve)) };
     clearTimeout(held.timer);

@@ -62,6 +62,8 @@ export async function startTusServer(options: TusServerOptions = {}): Promise<Tu
     emit,
     ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
     ...(options.holdMs !== undefined ? { holdMs: options.holdMs } : {}),
+    ...(options.minBodyRate !== undefined ? { minBodyRate: options.minBodyRate } : {}),
+    ...(options.bandwidth !== undefined ? { bandwidth: options.bandwidth } : {}),
   });
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseSeconds, parseSize } from '../../src/cli/options.js';
+import { parseCount, parsePartialTtl, parsePort, parsePositiveCount, parseRate, parseSeconds, parseSize } from '../../src/cli/options.js';
 import { discover, FtError, ReceiverWatcher, send, serve } from '../../src/index.js';
 import { validateDiscoverOptions, validateSendOptions, validateServeOptions, validateWatchOptions } from '../../src/options.js';
 import { nodeFileSystem } from '../../src/file-system.js';
@@ -385,6 +385,8 @@ describe('the command line parses with the same rules', () => {
     [parseSize, '99999999999T', 'expected a whole number of bytes, got "99999999999T"'],
     [parsePartialTtl, '30s', 'expected a duration from 1 minute to 3650 days, got "30s"'],
     [parsePartialTtl, '3651d', 'expected a duration from 1 minute to 3650 days, got "3651d"'],
+    [parseRate, '31K', 'expected a rate of at least 32 KiB/s (32768 bytes per second: receivers drop slower bodies), got "31K"'],
+    [parseRate, '20M/min', 'expected a size such as 500M or 2G, got "20M/min"'],
   ] as const)('%o(%j) says: %s', (parse, value, message) => {
     expect(() => parse(value)).toThrow(message);
   });
@@ -396,6 +398,11 @@ describe('the command line parses with the same rules', () => {
     expect(parseSeconds('0.5')).toBe(0.5);
     expect(parseSize('10G')).toBe(10 * 1024 ** 3);
     expect(parsePartialTtl('7d')).toBe(7 * DAY_MS);
+  });
+
+  it('takes a bandwidth limit in units of 1024, as curl and rsync do, with or without /s', () => {
+    expect([parseRate('20M'), parseRate('20MiB'), parseRate('20MB/s'), parseRate('20m/s')]).toEqual(Array(4).fill(20 * 1024 ** 2));
+    expect([parseRate('512K'), parseRate('1.5M'), parseRate('1G'), parseRate('32768')]).toEqual([512 * 1024, 1.5 * 1024 ** 2, 1024 ** 3, 32768]);
   });
 });
 

@@ -23,6 +23,8 @@ const BURST_SECONDS = 0.1;
 export const MIN_BURST = 16 * KiB;
 /** At most this much ahead of the rate, however high it is. */
 export const MAX_BURST = MiB;
+/** takeInTurns' slice: what one taker gets before the others waiting have their turn. */
+const TURN_BYTES = 16 * KiB;
 
 export interface BandwidthLimitOptions {
   /** Bytes per second, more than 0. */
@@ -85,6 +87,15 @@ export class BandwidthLimit {
       if (signal?.aborted) throw aborted();
       throw error;
     }
+  }
+
+  /**
+   * Takes `bytes` 16 KiB at a time, each booked after the last one's wait: takers that came
+   * meanwhile go in between, so those sharing the limit share bytes, not turns (one reading
+   * 64 KiB chunks and one reading 16 KiB ones get the same).
+   */
+  async takeInTurns(bytes: number, signal?: AbortSignal): Promise<void> {
+    for (let left = bytes; left > 0; left -= TURN_BYTES) await this.take(Math.min(TURN_BYTES, left), signal);
   }
 }
 

@@ -199,7 +199,7 @@ export class ReceiverSession {
   /** Waits for `bytes` of the bandwidth limit; a connection that goes meanwhile ends its read loop as it would anyway. */
   private async underLimit(bandwidth: BandwidthLimit, bytes: number): Promise<void> {
     this.limited = true;
-    await bandwidth.take(bytes, this.gone.signal).catch(() => undefined);
+    await bandwidth.takeInTurns(bytes, this.gone.signal).catch(() => undefined);
     this.limited = false;
   }
 

@@ -83,7 +83,7 @@ export class BodyReader {
         this.bytes += chunk.length;
         if (this.bandwidth) {
           // Our own wait, outside waitedMs: neither the minimum rate nor the idle timer counts it.
-          await this.bandwidth.take(chunk.length, this.gone.signal).catch(() => undefined);
+          await this.bandwidth.takeInTurns(chunk.length, this.gone.signal).catch(() => undefined);
           if (this.failed) throw this.failed;
         }
         return chunk;

@@ -117,6 +117,43 @@ describe('BandwidthLimit', () => {
     expect(time.timers.size).toBe(0);
   });
 
+  it('takeInTurns shares bytes, not turns: a taker of 64 KiB chunks and one of 16 KiB chunks get the same', async () => {
+    const { time, bucket } = limit(MiB);
+    const got = { large: 0, small: 0 };
+    let running = true;
+    const taker = async (who: keyof typeof got, chunk: number, take: (bytes: number) => Promise<void>) => {
+      while (running) {
+        await take(chunk);
+        got[who] += chunk;
+      }
+    };
+    const inTurns = (bytes: number) => bucket.takeInTurns(bytes);
+    const loops = [taker('large', 64 * KiB, inTurns), taker('small', 16 * KiB, inTurns)];
+    await time.advanceTo(10_000);
+    running = false;
+    await time.advanceTo(20_000);
+    await Promise.all(loops);
+    // Counted per whole chunk: up to a chunk of each may be under way when time is up.
+    expect(Math.abs(got.large - got.small)).toBeLessThanOrEqual(64 * KiB + 16 * KiB);
+    expect(got.large + got.small).toBeGreaterThan(9 * MiB);
+    // With a take per chunk, turns are shared instead: four times the bytes for the larger chunks.
+    const plain = limit(MiB);
+    const byTurn = { large: 0, small: 0 };
+    running = true;
+    const turnLoops = (['large', 'small'] as const).map(async (who) => {
+      while (running) {
+        const chunk = who === 'large' ? 64 * KiB : 16 * KiB;
+        await plain.bucket.take(chunk);
+        byTurn[who] += chunk;
+      }
+    });
+    await plain.time.advanceTo(10_000);
+    running = false;
+    await plain.time.advanceTo(20_000);
+    await Promise.all(turnLoops);
+    expect(byTurn.large / byTurn.small).toBeCloseTo(4, 0);
+  });
+
   it('an abort wakes its waiter at once with ABORTED, leaves no timer, and gives the booking back when last', async () => {
     const { time, bucket } = limit(16 * KiB); // burst 16 KiB
     timed(bucket, time, 16 * KiB);

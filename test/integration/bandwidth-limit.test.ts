@@ -13,6 +13,7 @@ import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { expectOneCleanErrorLine, killAllFt, runFt, startFtServe } from '../helpers/spawn-ft.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { closeTusServers, metadata, startTusServer, TUS, tusRequest } from '../helpers/tus-server.js';
+import { memoryTransport } from '../helpers/memory-transport.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -49,6 +50,19 @@ describe('bandwidth limit', () => {
     expect(report.files[0]!.status).toBe('sent');
     expect(r.eventsOf('connection-error')).toEqual([]);
     expect((await readFile(path.join(r.dir, 'slowed.bin'))).equals(await readFile(file))).toBe(true);
+  }, 30_000);
+
+  it('a sender whose receiver reads slowly (its limit) is not taken for idle: body bytes go out, and count, 64 KiB at a time', async () => {
+    // In memory there are no kernel buffers to hide it: the receiver takes a chunk as it was
+    // written, and a 1 MiB write would leave the sender without a sign of progress for 1 s at
+    // 1 MiB/s, twice its idle timeout.
+    const transport = memoryTransport();
+    const r = await startReceiver({ listen: transport.listen, limitRate: MiB });
+    const src = await tempDir('ft-limit-');
+    const file = await randomFile(path.join(src, 'drained.bin'), 2 * MiB);
+    const report = await send([file], { host: 'memory', connect: async () => transport.dial(), insecurePlaintext: true, idleTimeoutMs: 500, retries: 0 });
+    expect(report.files[0]!.status).toBe('sent');
+    expect((await readFile(path.join(r.dir, 'drained.bin'))).equals(await readFile(file))).toBe(true);
   }, 30_000);
 
   it('a tus body under the limit is not cut off for the receiver\'s own waits either', async () => {

@@ -30,10 +30,10 @@ import { tlsConnector } from '../transport/tls-connector.js';
 import type { ReceiverTrust } from './receiver-trust.js';
 
 export type Decision = Accept | Skip | Refuse;
+export type Outcome = Done | Failed;
 
 /** Body bytes handed to the stream per write: the idle timer learns of progress this often. */
 const ACTIVITY_SLICE_BYTES = 64 * 1024;
-export type Outcome = Done | Failed;
 
 interface Waiter<T> {
   resolve: (value: T) => void;

@@ -766,7 +766,7 @@ async function streamBody(
     async (block) => {
       hasher?.update(block);
       // Under a limit, in slices well inside the burst, so the rate (and progress) stays smooth.
-      const slice = io.bandwidth ? Math.min(LIMITED_SLICE_BYTES, io.bandwidth.burst) : block.length || 1;
+      const slice = io.bandwidth ? Math.min(LIMITED_SLICE_BYTES, io.bandwidth.burst) : block.length;
       for (let at = 0; at < block.length; at += slice) {
         const bytes = block.subarray(at, at + slice);
         await io.bandwidth?.take(bytes.length, options.signal);

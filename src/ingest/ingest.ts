@@ -174,7 +174,7 @@ export class IngestSession {
       if (offer.size > this.options.maxFileSize) {
         return refuse('TOO_LARGE', `${offer.size} bytes is over this receiver's limit of ${this.options.maxFileSize}`);
       }
-      const stored = offer.receipt === undefined ? undefined : this.redeem(offer, offer.receipt);
+      const stored = offer.receipt === undefined ? undefined : await this.redeem(offer, offer.receipt);
       if (stored !== undefined) {
         this.peer.progressed();
         return {
@@ -491,11 +491,11 @@ export class IngestSession {
    * The stored path a receipt vouches for, when it was issued to this owner for this name and
    * size and the file there is unchanged since; otherwise undefined (the upload goes ahead).
    */
-  private redeem(offer: FileOffer, receipt: string): string | undefined {
+  private async redeem(offer: FileOffer, receipt: string): Promise<string | undefined> {
     const claims = this.options.receipts.open(receipt);
     if (!claims || claims.owner !== this.peer.owner || claims.name !== receiptName(offer.filename) || claims.size !== offer.size) return undefined;
     if (offer.hash !== undefined && offer.hash !== claims.hash) return undefined;
-    return this.options.store.unchanged(claims.path, claims.identity) ? claims.path : undefined;
+    return (await this.options.store.unchanged(claims.path, claims.identity)) ? claims.path : undefined;
   }
 }
 

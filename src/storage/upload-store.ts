@@ -90,8 +90,11 @@ export interface UploadStore {
    * Such an upload stays kept whatever its size.
    */
   resume(key: UploadKey, options: OpenOptions): Promise<Upload | undefined>;
-  /** Whether `path` (from a Placed) still holds the file committed with `identity`, unchanged. */
-  unchanged(path: string, identity: StoredIdentity): boolean;
+  /**
+   * Whether `path` (from a Placed) still holds the file committed with `identity`, unchanged.
+   * Asynchronous: a store on the network can only tell by asking (an S3 HeadObject).
+   */
+  unchanged(path: string, identity: StoredIdentity): Promise<boolean>;
   /** Free bytes for new data, or undefined when the store cannot tell (see capabilities). */
   freeSpace(): Promise<number | undefined>;
   /**

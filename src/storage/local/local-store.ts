@@ -135,7 +135,7 @@ export class LocalUploadStore implements UploadStore {
     return new LocalUpload(key, size, partial, this.inbox);
   }
 
-  unchanged(path: string, identity: StoredIdentity): boolean {
+  async unchanged(path: string, identity: StoredIdentity): Promise<boolean> {
     const recorded = fileIdentityOf(identity);
     if (!recorded) return false;
     const now = this.inbox.statPlaced(path);

@@ -253,6 +253,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log('(the older connection\'s file; the newer header gets an accept at the offset kept)');
   console.log(`${JSON.stringify({ type: 'failed', id: 1, code: 'BUSY', message: 'a newer upload of greeting.txt took over' })}\n`);
 
+  console.log('=== example 8: a stream (§9.4; both hellos list trailing-hash and stream)');
+  show('S->R file: a stream, no size, no hash', { type: 'file', id: 1, filename: 'greeting.txt', stream: true });
+  show('R->S accept (a stream always starts at 0)', { type: 'accept', id: 1, offset: 0 });
+  show('S->R first body', { type: 'body', id: 1, offset: 0, length: 7 });
+  show('S->R second body', { type: 'body', id: 1, offset: 7, length: 6 });
+  show('S->R hash, with the size', { type: 'hash', id: 1, hash: HASH, size: 13 });
+  show('R->S failed early (a limit of 10 bytes, passed by the second body)', { type: 'failed', id: 1, code: 'TOO_LARGE', message: "the stream greeting.txt passed this receiver's limit of 10 bytes" });
+
   console.log('=== discovery (§12.8): datagrams (UDP port 9527)');
   // addrs: every IPv4 address it may answer from, those on the asker's (or the beacon's) subnet first.
   // fp: the full fingerprint of the receiver's key (an example value); absent for a receiver in plaintext.

@@ -38,6 +38,7 @@ export const LOCAL_CODES = Object.freeze({
   CONNECTION_LOST: 'the connection closed before the transfer finished',
   TIMEOUT: 'the peer did not answer in time',
   ABORTED: 'the operation was cancelled',
+  STREAM_INTERRUPTED: 'a stream (standard input) was cut off mid-way; it cannot resume: run the job again',
   // Encryption and receiver identity (docs/PROTOCOL.md §3).
   TLS_FAILED: 'the encrypted channel could not be set up (the peer does not speak TLS 1.3, or runs in plaintext)',
   IDENTITY_INVALID: "the receiver's key or certificate cannot be read or used",

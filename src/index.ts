@@ -4,6 +4,7 @@
  */
 export { BandwidthLimit, type BandwidthLimitOptions } from './bandwidth-limit.js';
 export { send, type SendOptions, type SendReport, type FileResult, type FileStatus } from './sender/sender.js';
+export type { StreamSource } from './sender/stream-send.js';
 export { serve, Receiver, type ServeOptions } from './receiver/server.js';
 export { SERVE_DEFAULTS, SEND_DEFAULTS, DISCOVER_DEFAULTS } from './defaults.js';
 export type { ReceiverEvent, SendEvent } from './ingest/events.js';

@@ -85,7 +85,15 @@ const DISCOVERED = rule('{ name?, fingerprint? } as discovery found the receiver
   if (typeof found !== 'object' || found === null) return false;
   return (found.name === undefined || typeof found.name === 'string') && (found.fingerprint === undefined || FINGERPRINT.ok(found.fingerprint));
 });
-const PATHS = rule('an array of paths (strings)', (value) => Array.isArray(value) && value.every((p) => typeof p === 'string'));
+/** A stream to send as one file (see StreamSource): a name, and bytes to iterate. */
+const isStream = (value: unknown) => {
+  const source = value as { name?: unknown; stream?: { [Symbol.asyncIterator]?: unknown } } | null;
+  return typeof source === 'object' && source !== null && typeof source.name === 'string' && typeof source.stream?.[Symbol.asyncIterator] === 'function';
+};
+const PATHS = rule(
+  'an array of paths (strings), or of one stream ({ stream, name })',
+  (value) => Array.isArray(value) && (value.every((p) => typeof p === 'string') || (value.length === 1 && isStream(value[0]))),
+);
 const OPTIONS = rule('an options object', (value) => typeof value === 'object' && value !== null && !Array.isArray(value));
 
 /** Longest string shown in a message: the message stays one short line whatever was passed. */

@@ -12,6 +12,8 @@ export const EXIT = {
   IMPERSONATION: 6,
   /** First contact with a receiver nothing vouches for: trust it (terminal, --trust-new, --fingerprint, a token). */
   UNTRUSTED: 7,
+  /** A stream (standard input) was cut off mid-way: it cannot resume, so run the job again. */
+  STREAM_INTERRUPTED: 8,
 } as const;
 
 const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
@@ -36,6 +38,7 @@ const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
   RECEIVER_KEY_CHANGED: EXIT.IMPERSONATION,
   RECEIVER_NOT_AUTHENTIC: EXIT.IMPERSONATION,
   RECEIVER_UNKNOWN: EXIT.UNTRUSTED,
+  STREAM_INTERRUPTED: EXIT.STREAM_INTERRUPTED,
 };
 
 export function exitCodeFor(code: ErrorCode): number {

@@ -70,7 +70,8 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
   program
     .command('send')
     .description('send files and folders to a receiver')
-    .argument('<paths...>', 'files or folders to send (folders keep their relative paths)')
+    .argument('<paths...>', 'files or folders to send (folders keep their relative paths), or - for standard input (with --as)')
+    .option('--as <name>', 'with -: the name standard input is stored under on the receiver')
     .option('-t, --to <receiver>', 'receiver: address[:port], host name, or a name from `ft discover` (default: the only receiver found)')
     .option('--retries <n>', 'reconnect attempts when the connection drops', parseCount, SEND_DEFAULTS.retries)
     .option('--connect-timeout <seconds>', 'give up connecting after this long', parseSeconds, seconds(SEND_DEFAULTS.connectTimeoutMs))
@@ -154,7 +155,8 @@ export async function run(argv: string[]): Promise<number> {
       return EXIT.USAGE;
     }
     if (error instanceof FtError && error.code === 'ABORTED') {
-      process.stderr.write('ft: interrupted; run the same command again to resume\n');
+      const again = error.details.stream ? 'a stream cannot resume: run the job again' : 'run the same command again to resume';
+      process.stderr.write(`ft: interrupted; ${again}\n`);
       return EXIT_INTERRUPTED;
     }
     const ftError = error instanceof FtError ? error : undefined;

@@ -9,7 +9,8 @@ export interface Progress {
   /** A file's name (escaped for display), or the batch's `3/10 files`. */
   label: string;
   bytes: number;
-  size: number;
+  /** Null when unknown (a stream): the amount sent is shown, without percent, bar or ETA. */
+  size: number | null;
   /** Bytes per second lately; undefined until it can be measured. */
   rate: number | undefined;
 }
@@ -32,8 +33,9 @@ export function formatAmounts(bytes: number, size: number): string {
 
 /** Percent, amounts, rate and ETA: the fields every width keeps. */
 export function progressFields(p: Progress): string[] {
-  const percent = p.size > 0 ? Math.floor((Math.min(p.bytes, p.size) * 100) / p.size) : 100;
   const rate = p.rate === undefined ? '–/s' : `${formatBytes(p.rate)}/s`;
+  if (p.size === null) return ['', formatBytes(p.bytes), rate, ''];
+  const percent = p.size > 0 ? Math.floor((Math.min(p.bytes, p.size) * 100) / p.size) : 100;
   const remaining = Math.max(0, p.size - p.bytes);
   const eta = remaining === 0 ? 'ETA 0s' : p.rate ? `ETA ${formatEta((remaining / p.rate) * 1000)}` : 'ETA –';
   return [`${percent}%`.padStart(4), formatAmounts(p.bytes, p.size), rate, eta];
@@ -72,7 +74,7 @@ export function progressLines(items: Progress[], columns: number): string[] {
   const nameWidth = Math.min(barWidth ? labelRoom - barWidth - separator.length : labelRoom, Math.max(labelColumns, MIN_LABEL));
   return items.map((p, i) => {
     const name = padEnd(shortenMiddle(p.label, nameWidth), nameWidth);
-    const drawn = barWidth ? `${separator}${bar(p.size > 0 ? p.bytes / p.size : 1, barWidth)}` : '';
+    const drawn = !barWidth ? '' : p.size === null ? `${separator}${' '.repeat(barWidth)}` : `${separator}${bar(p.size > 0 ? p.bytes / p.size : 1, barWidth)}`;
     return `${name}${drawn}${separator}${stats[i]}`;
   });
 }

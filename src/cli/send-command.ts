@@ -1,7 +1,8 @@
 import { FtError, type ErrorCode } from '../errors.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
-import { escapeControls, escapeForDisplay } from '../names/safe-name.js';
+import { escapeControls, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { send, type FileResult } from '../sender/sender.js';
+import type { StreamSource } from '../sender/stream-send.js';
 import { jsonLine } from './format.js';
 import { createSendView } from './send-view.js';
 import { parseTarget, readToken } from './options.js';
@@ -61,9 +62,30 @@ export interface SendCommandOptions {
   followSymlinks?: boolean;
   /** Bytes per second. */
   limitRate?: number;
+  /** With the path `-`: the name standard input gets on the receiver. */
+  as?: string;
+}
+
+/** `-` alone with `--as NAME`: standard input as one file; otherwise the paths as they are. */
+function sourcesOf(paths: string[], as: string | undefined): string[] | [StreamSource] {
+  if (!paths.includes('-')) {
+    if (as !== undefined) throw new FtError('USAGE', '--as names standard input: use it with - as the only path');
+    return paths;
+  }
+  if (paths.length !== 1) throw new FtError('USAGE', '- (standard input) must be the only path; a file named - can be given as ./-');
+  if (as === undefined) throw new FtError('USAGE', '- (standard input) needs --as NAME: the name it gets on the receiver');
+  try {
+    parseSafeName(as);
+  } catch (error) {
+    throw new FtError('USAGE', `--as ${JSON.stringify(as)}: ${(error as Error).message}`);
+  }
+  return [{ stream: process.stdin, name: as }];
 }
 
 export async function sendCommand(paths: string[], options: SendCommandOptions): Promise<number> {
+  const sources = sourcesOf(paths, options.as);
+  // Standard input carries the data: nothing can be asked on it.
+  const stream = typeof sources[0] === 'object';
   const token = readToken(options.tokenFile);
   const plaintext = options.insecurePlaintext === true;
   if (plaintext && (options.fingerprint !== undefined || options.trustNew)) {
@@ -97,7 +119,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
   const started = Date.now();
   let connected = false;
   try {
-    const report = await send(paths, {
+    const report = await send(sources, {
       host: target.host,
       port: target.port,
       retries: options.retries,
@@ -108,7 +130,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       senderKeyFile: options.senderKey ?? defaultSenderKeyPath(),
       token,
       fingerprint,
-      trust: plaintext ? undefined : options.trustNew ? 'new' : askOnTerminal(options.json === true),
+      trust: plaintext ? undefined : options.trustNew ? 'new' : askOnTerminal(options.json === true || stream),
       trustFile: plaintext ? undefined : trustFile,
       discovered,
       insecurePlaintext: plaintext,

@@ -66,7 +66,7 @@ export function describe(event: SendEvent): { result: string } | { note: string 
       return { result: `failed   ${escapeForDisplay(event.name)}: ${event.code}: ${escapeControls(durationsInWords(event.message))}` };
     case 'started':
       if (event.offset === 0) return undefined;
-      return { note: `resuming ${escapeForDisplay(event.name)} at ${formatBytes(event.offset)} of ${formatBytes(event.size)}` };
+      return { note: `resuming ${escapeForDisplay(event.name)} at ${formatBytes(event.offset)} of ${formatBytes(event.size ?? event.offset)}` };
     case 'restarted':
       return { note: `restart  ${escapeForDisplay(event.name)}: ${escapeControls(event.reason)}; sending from the start` };
     case 'connected': {

@@ -9,7 +9,8 @@ import { StatusArea } from './status-area.js';
 interface Active {
   label: string;
   bytes: number;
-  size: number;
+  /** Null for a stream: its size is known only at its end. */
+  size: number | null;
   meter: RateMeter;
 }
 
@@ -39,7 +40,7 @@ export class TerminalView extends LineView {
     const now = Date.now();
     switch (event.type) {
       case 'collected':
-        Object.assign(this.total, { files: event.files, bytes: event.bytes });
+        Object.assign(this.total, { files: event.files, bytes: event.bytes ?? 0 });
         break;
       case 'started': {
         const meter = new RateMeter();
@@ -64,7 +65,7 @@ export class TerminalView extends LineView {
         const entry = this.active.get(event.path);
         this.active.delete(event.path);
         this.total.doneFiles += 1;
-        this.total.doneBytes += entry?.size ?? ('size' in event ? event.size : 0);
+        this.total.doneBytes += 'size' in event ? event.size : (entry?.size ?? entry?.bytes ?? 0);
         break;
       }
       default:

@@ -24,12 +24,25 @@ export class DiskBudget {
    * never rests on an old answer.
    */
   async available(fresh = false): Promise<number | undefined> {
+    const free = await this.free(fresh);
+    return free === undefined ? undefined : Math.max(0, free - this.reserved);
+  }
+
+  /**
+   * Whether the disk, asked now, still has room for every reservation (false once it filled up,
+   * by others or by the bodies' own bytes): for a body of unknown size, which no header checked.
+   */
+  async covered(): Promise<boolean> {
+    const free = await this.free(true);
+    return free === undefined || free >= this.reserved;
+  }
+
+  private async free(fresh: boolean): Promise<number | undefined> {
     const now = performance.now();
     if (fresh || !this.last || now - this.last.at > 250) {
       this.last = { at: now, free: this.freeSpace().catch(() => undefined) };
     }
-    const free = await this.last.free;
-    return free === undefined ? undefined : Math.max(0, free - this.reserved);
+    return this.last.free;
   }
 
   /** What is missing for `bytes` to fit (0 when they do), asking the disk afresh before saying no. */

@@ -3,9 +3,10 @@ import type { ErrorCode } from '../errors.js';
 /** What a receiver reports, in order, for each connection and file. */
 export type ReceiverEvent =
   | { type: 'connection'; remote: string }
-  | { type: 'started'; remote: string; name: string; size: number; offset: number }
+  /** `size` null: a stream, whose size is known only at its end (`received`). */
+  | { type: 'started'; remote: string; name: string; size: number | null; offset: number }
   | { type: 'restarted'; remote: string; name: string; discarded: number }
-  | { type: 'progress'; remote: string; name: string; bytes: number; size: number }
+  | { type: 'progress'; remote: string; name: string; bytes: number; size: number | null }
   | {
       type: 'received';
       remote: string;
@@ -30,13 +31,14 @@ export type ReceiverEvent =
 
 /** What a sender reports for each file. `name` is the name on the receiver, `path` the local one. */
 export type SendEvent =
-  /** First, once: how many paths and bytes the batch holds (paths that cannot be sent count as files). */
-  | { type: 'collected'; files: number; bytes: number }
+  /** First, once: how many paths and bytes the batch holds (paths that cannot be sent count as files; a stream's bytes are null). */
+  | { type: 'collected'; files: number; bytes: number | null }
   /** `fingerprint`: the receiver's key (absent in plaintext); `firstContact`: met for the first time, and now pinned. */
   | { type: 'connected'; host: string; port: number; attempt: number; fingerprint?: string; firstContact: boolean }
-  | { type: 'started'; path: string; name: string; size: number; offset: number }
+  /** `size` null: a stream (standard input), whose size is known only at its end (`verified`). */
+  | { type: 'started'; path: string; name: string; size: number | null; offset: number }
   | { type: 'restarted'; path: string; name: string; discarded: number; reason: string }
-  | { type: 'progress'; path: string; name: string; bytes: number; size: number }
+  | { type: 'progress'; path: string; name: string; bytes: number; size: number | null }
   | { type: 'verified'; path: string; name: string; size: number; hash: string; remotePath?: string; resumedFrom: number }
   | { type: 'skipped'; path: string; name: string; remotePath?: string }
   /** An entry inside a folder that is not sent, such as a symbolic link not followed. */

@@ -53,7 +53,8 @@ export type OpenMode = 'create' | 'existing';
 export interface FileOffer {
   id: number;
   filename: string;
-  size: number;
+  /** Undefined for a stream: its size is declared at its end (endBody), and limits are kept as its bytes arrive. */
+  size?: number;
   hash?: string;
   receipt?: string;
 }
@@ -70,6 +71,14 @@ export type Outcome = { kind: 'done'; hash: string; receipt: string; path?: stri
  * it arrives: a slow body cannot hold space it may never fill.
  */
 const RESERVE_AHEAD_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A stream is refused at its header when less than this is free (or the largest file taken, if
+ * smaller): its size is unknown, so the rest is checked as its bytes arrive. It is also what a
+ * stream reserves ahead of what it has written: a stream of a few MiB fits on a nearly full
+ * disk, and one that outgrows the space fails soon after it is used up.
+ */
+export const STREAM_MIN_FREE_BYTES = 8 * 1024 * 1024;
 
 /** What a peer is told when a file does not fit: not how much space the receiver has. */
 const NO_SPACE_TEXT = 'not enough free space on the receiver for this file';
@@ -109,6 +118,8 @@ interface ActiveBody {
   reservation: Reservation;
   /** Where the reservation was last sized (an offset in the file). */
   reservedAt: number;
+  /** Bytes reserved ahead of what is written, at most: less for a stream, whose end is unknown. */
+  ahead: number;
   startedAt: number;
   lastProgress: number;
   /** A write is running: a takeover waits for it before letting go. */
@@ -171,10 +182,14 @@ export class IngestSession {
       if (!this.names.claim(collisionKey(name), name)) {
         return refuse('NAME_COLLISION', `"${name}" and a name sent earlier on this connection differ only by case or normalisation`);
       }
-      if (offer.size > this.options.maxFileSize) {
-        return refuse('TOO_LARGE', `${offer.size} bytes is over this receiver's limit of ${this.options.maxFileSize}`);
+      const { store, disk, maxFileSize } = this.options;
+      const stream = offer.size === undefined;
+      if (offer.size !== undefined && offer.size > maxFileSize) {
+        return refuse('TOO_LARGE', `${offer.size} bytes is over this receiver's limit of ${maxFileSize}`);
       }
-      const stored = offer.receipt === undefined ? undefined : await this.redeem(offer, offer.receipt);
+      // A stream was never sent before: no receipt can vouch for it.
+      if (stream && !store.capabilities.lateSize) return refuse('WRITE_FAILED', "this receiver's storage cannot take a file of unknown size");
+      const stored = offer.receipt === undefined || stream ? undefined : await this.redeem(offer, offer.receipt);
       if (stored !== undefined) {
         this.peer.progressed();
         return {
@@ -182,14 +197,13 @@ export class IngestSession {
           announce: () => emit({ type: 'skipped', remote, name, path: stored }),
         };
       }
-      const { store, disk } = this.options;
       const target = await store.inspect(components);
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
       const key = { owner: this.peer.owner, filename: name, size: offer.size, ...(offer.hash !== undefined ? { hash: offer.hash } : {}) };
       const peer = this.peer.address;
       upload = mode === 'existing' ? await store.resume(key, { peer }) : await store.open(key, { peer, ...(mode === 'create' ? { record: true } : {}) });
       if (upload === undefined) return undefined;
-      const needed = offer.size - upload.offset;
+      const needed = offer.size === undefined ? Math.min(STREAM_MIN_FREE_BYTES, maxFileSize) : offer.size - upload.offset;
       const { missing, available } = await disk.shortfall(needed);
       if (missing > 0) {
         await upload.abandon();
@@ -247,14 +261,15 @@ export class IngestSession {
   }
 
   /**
-   * A body for `id` from `offset`, of `length` bytes. Undefined: receive it (write…); an
-   * outcome: this file failed (its bytes are to be read and dropped). Throws FtError for a body
-   * the protocol does not allow (no such accepted file, a wrong offset or length).
+   * A body for `id` from `offset`, of `length` bytes (undefined: a stream, from 0, until
+   * endBody declares its size). Undefined: receive it (write…); an outcome: this file failed
+   * (its bytes are to be read and dropped). Throws FtError for a body the protocol does not
+   * allow (no such accepted file, a wrong offset or length).
    */
-  async startBody(id: number, offset: number, length: number): Promise<Outcome | undefined> {
+  async startBody(id: number, offset: number, length: number | undefined): Promise<Outcome | undefined> {
     const file = this.take(id);
     const { offer } = file;
-    const { emit, disk } = this.options;
+    const { emit, disk, maxFileSize } = this.options;
     const remote = this.peer.remote;
     if (file.takenOver) return this.failed(offer.filename, 'BUSY', takenOver(offer.filename).message);
     // A resume must start at the offset we offered; 0 means the sender found our prefix wrong.
@@ -262,18 +277,19 @@ export class IngestSession {
       await this.letGo(file);
       throw new FtError('BAD_MESSAGE', `body for ${offer.filename} starts at ${offset}, but ${file.offset} was offered`);
     }
-    if (length !== offer.size - offset) {
+    if ((length === undefined) !== (offer.size === undefined) || (offer.size !== undefined && length !== offer.size - offset)) {
       await this.letGo(file);
-      throw new FtError('BAD_MESSAGE', `body length ${length} does not match size ${offer.size} minus offset ${offset}`);
+      throw new FtError('BAD_MESSAGE', `body length ${length ?? 'unknown'} does not match size ${offer.size ?? 'unknown'} minus offset ${offset}`);
     }
     if (offset === 0 && file.offset > 0) emit({ type: 'restarted', remote, name: offer.filename, discarded: file.offset });
     // A body that starts is progress (an empty file has no byte to show for it).
     this.peer.progressed();
     // The announced size reserved nothing; the body about to arrive does.
-    const reservation = await disk.reserve(Math.min(length, RESERVE_AHEAD_BYTES));
+    const ahead = length === undefined ? STREAM_MIN_FREE_BYTES : RESERVE_AHEAD_BYTES;
+    const reservation = await disk.reserve(Math.min(length ?? maxFileSize, ahead));
     if (!('release' in reservation)) {
       await this.letGo(file);
-      return this.failed(offer.filename, 'NO_SPACE', NO_SPACE_TEXT, `${length} bytes needed, ${reservation.available} free`);
+      return this.failed(offer.filename, 'NO_SPACE', NO_SPACE_TEXT, `${length ?? 'a stream of'} bytes needed, ${reservation.available} free`);
     }
     let writer: UploadWriter;
     try {
@@ -285,11 +301,11 @@ export class IngestSession {
     }
     file.offset = offset;
     const now = performance.now();
-    const body: ActiveBody = { file, writer, reservation, reservedAt: offset, startedAt: now, lastProgress: now, writing: false };
+    const body: ActiveBody = { file, writer, reservation, reservedAt: offset, ahead, startedAt: now, lastProgress: now, writing: false };
     this.body = body;
     // Taken over while it was being opened: let go now, not at a first byte that may never come.
     if (file.takenOver) return this.abandonBody(body, takenOver(offer.filename));
-    emit({ type: 'started', remote, name: offer.filename, size: offer.size, offset });
+    emit({ type: 'started', remote, name: offer.filename, size: offer.size ?? null, offset });
     return undefined;
   }
 
@@ -299,10 +315,15 @@ export class IngestSession {
     const { file } = body;
     if (file.takenOver) return this.abandonBody(body, takenOver(body.file.offer.filename));
     this.peer.progressed();
+    // A stream's size is checked as it arrives: refused as soon as it passes the limit.
+    const { maxFileSize } = this.options;
+    if (file.offer.size === undefined && body.writer.size + chunk.length > maxFileSize) {
+      return this.abandonBody(body, new FtError('TOO_LARGE', `the stream ${file.offer.filename} passed this receiver's limit of ${maxFileSize} bytes`));
+    }
     body.writing = true;
     try {
       await body.writer.write(chunk);
-      if (body.writer.size - body.reservedAt >= RESERVE_AHEAD_BYTES / 2) await this.reserveAhead(body);
+      if (body.writer.size - body.reservedAt >= body.ahead / 2) await this.reserveAhead(body);
     } catch (error) {
       body.writing = false;
       return this.abandonBody(body, error);
@@ -313,13 +334,16 @@ export class IngestSession {
     if (now - body.lastProgress >= PROGRESS_INTERVAL_MS) {
       body.lastProgress = now;
       const { filename: name, size } = file.offer;
-      this.options.emit({ type: 'progress', remote: this.peer.remote, name, bytes: body.writer.size, size });
+      this.options.emit({ type: 'progress', remote: this.peer.remote, name, bytes: body.writer.size, size: size ?? null });
     }
     return undefined;
   }
 
-  /** The body's last byte arrived: everything is written out, and the file waits for complete(). */
-  async endBody(): Promise<Outcome | undefined> {
+  /**
+   * The body's last byte arrived: everything is written out, and the file waits for complete().
+   * `size`: a stream's, as its sender declares it (checked against what arrived).
+   */
+  async endBody(size?: number): Promise<Outcome | undefined> {
     const body = this.body!;
     this.body = undefined;
     // Every byte is with the store now; what it still has to write is covered by the file's own blocks.
@@ -327,7 +351,7 @@ export class IngestSession {
     if (body.file.takenOver) return this.abandonBody(body, takenOver(body.file.offer.filename));
     let hash: string;
     try {
-      hash = await body.writer.end();
+      hash = await body.writer.end(size);
     } catch (error) {
       return this.abandonBody(body, error);
     }
@@ -391,7 +415,8 @@ export class IngestSession {
     const remote = this.peer.remote;
     try {
       const placed = await file.upload.commit(file.components, expectedHash ?? hash);
-      const claims = { owner: this.peer.owner, name: receiptName(offer.filename), size: offer.size, path: placed.path, hash, identity: placed.identity };
+      const size = body.writer.size;
+      const claims = { owner: this.peer.owner, name: receiptName(offer.filename), size, path: placed.path, hash, identity: placed.identity };
       const receipt = receipts.seal(claims, offer.filename);
       this.peer.progressed();
       emit({
@@ -399,7 +424,7 @@ export class IngestSession {
         remote,
         name: offer.filename,
         path: placed.path,
-        size: offer.size,
+        size,
         hash,
         resumedFrom: file.offset,
         durationMs: Math.round(performance.now() - body.startedAt),
@@ -448,8 +473,12 @@ export class IngestSession {
   /** Tops up the body's reservation; a disk that has no room left for it ends the body as a full disk would. */
   private async reserveAhead(body: ActiveBody): Promise<void> {
     body.reservedAt = body.writer.size;
-    const ahead = Math.min(body.file.offer.size - body.writer.size, RESERVE_AHEAD_BYTES);
-    if (!(await body.reservation.resize(ahead))) throw Object.assign(new Error('no room left for the rest of the body'), { code: 'ENOSPC' });
+    const ahead = Math.min((body.file.offer.size ?? this.options.maxFileSize) - body.writer.size, body.ahead);
+    const stream = body.file.offer.size === undefined;
+    // A stream's size was never checked against the free space: it is, each time, as it grows.
+    if (!(await body.reservation.resize(ahead)) || (stream && !(await this.options.disk.covered()))) {
+      throw Object.assign(new Error('no room left for the rest of the body'), { code: 'ENOSPC' });
+    }
   }
 
   /** A full disk, an I/O error or a takeover mid-body: keep what was written for resume, and say why. */
@@ -457,7 +486,8 @@ export class IngestSession {
     if (this.body === body) this.body = undefined;
     body.reservation.release();
     await this.letGo(body.file);
-    if (error instanceof FtError && error.code === 'BUSY') return this.failed(body.file.offer.filename, 'BUSY', error.message);
+    // Ours, not the disk's: said as they are.
+    if (error instanceof FtError && (error.code === 'BUSY' || error.code === 'TOO_LARGE')) return this.failed(body.file.offer.filename, error.code, error.message);
     return this.writeFailure(body.file.offer.filename, error);
   }
 

@@ -14,6 +14,7 @@ import {
   type Feature,
   type FileHeader,
   type SenderHello,
+  type SenderMessage,
 } from '../wire/messages.js';
 
 export type ProtocolState =
@@ -22,22 +23,38 @@ export type ProtocolState =
   /** The hello was read; its proofs are being checked. */
   | { readonly name: 'authenticating' }
   | { readonly name: 'ready' }
-  /** Raw bytes of the body of file `id` arrive; `dropping` when they are read and not kept. */
-  | { readonly name: 'receiving'; readonly id: number; readonly hash: string | undefined; readonly dropping: boolean }
-  /** The body of `id` is complete; its header had no hash, so the `hash` message comes next. */
-  | { readonly name: 'awaiting-hash'; readonly id: number }
+  /**
+   * Raw bytes of the body of file `id` arrive; `dropping` when they are read and not kept. For a
+   * stream, `stream` says where its bytes will end once this frame's have arrived.
+   */
+  | { readonly name: 'receiving'; readonly id: number; readonly hash: string | undefined; readonly dropping: boolean; readonly stream?: StreamSoFar }
+  /**
+   * The body of `id` is complete; its header had no hash, so the `hash` message comes next. For
+   * a stream, another body frame of it may come instead, at `stream.received`.
+   */
+  | { readonly name: 'awaiting-hash'; readonly id: number; readonly stream?: StreamSoFar }
   /** `bye` was read: nothing more may arrive. */
   | { readonly name: 'closing' };
+
+/** A stream's bytes in all its body frames so far (feature `stream`). */
+export interface StreamSoFar {
+  readonly received: number;
+}
 
 /** What happens next, for the session to carry out, in order. */
 export type Effect =
   | { readonly kind: 'hello'; readonly hello: SenderHello }
   | { readonly kind: 'header'; readonly header: FileHeader }
-  | { readonly kind: 'body'; readonly body: Body }
+  /** A body starts (for a stream: its first frame; the next ones only bring chunks). */
+  | { readonly kind: 'body'; readonly body: Body; readonly stream?: true }
   | { readonly kind: 'chunk'; readonly data: Buffer }
-  /** The last raw byte of the body: `hash` is the header's, or undefined when a `hash` message follows. */
-  | { readonly kind: 'body-end'; readonly id: number; readonly hash: string | undefined; readonly dropped: boolean }
-  | { readonly kind: 'hash'; readonly id: number; readonly hash: string; readonly dropped: boolean }
+  /**
+   * The last raw byte of the body: `hash` is the header's, or undefined when a `hash` message
+   * follows. For a stream, the end of one frame: more may follow.
+   */
+  | { readonly kind: 'body-end'; readonly id: number; readonly hash: string | undefined; readonly dropped: boolean; readonly stream?: true }
+  /** The `hash` message; for a stream, with its size, every byte of its frames. */
+  | { readonly kind: 'hash'; readonly id: number; readonly hash: string; readonly dropped: boolean; readonly size?: number }
   | { readonly kind: 'cancel'; readonly id: number }
   | { readonly kind: 'bye' };
 
@@ -47,10 +64,15 @@ export interface ProtocolMemory {
   features: ReadonlySet<Feature>;
   lastId: number;
   headers: number;
-  /** Headers not yet answered with refuse/skip, nor started, nor cancelled: their hash (or undefined). */
-  readonly open: Map<number, string | undefined>;
+  /** Headers not yet answered with refuse/skip, nor started, nor cancelled: their hash (or undefined), and whether each is a stream. */
+  readonly open: Map<number, OpenHeader>;
   /** Whether the body in progress was dropped, for its hash. */
   droppedId: number | undefined;
+}
+
+export interface OpenHeader {
+  readonly hash: string | undefined;
+  readonly stream: boolean;
 }
 
 export interface ProtocolLimits {
@@ -104,9 +126,10 @@ export function transition(
       return state.dropping ? stay() : stay({ kind: 'chunk', data: input.data });
     case 'body-end': {
       if (state.name !== 'receiving') throw new FtError('INTERNAL', 'the end of a body outside a body');
-      const { id, hash } = state;
-      const end: Effect = { kind: 'body-end', id, hash, dropped: state.dropping };
+      const { id, hash, stream } = state;
+      const end: Effect = { kind: 'body-end', id, hash, dropped: state.dropping, ...(stream && { stream: true as const }) };
       // The sender learns of a dropped body only from our answer: a hash it sends after the body is read and ignored.
+      if (stream) return { state: { name: 'awaiting-hash', id, stream }, effects: [end] };
       return { state: hash === undefined ? { name: 'awaiting-hash', id } : { name: 'ready' }, effects: [end] };
     }
     case 'frame':
@@ -125,6 +148,7 @@ export function transition(
     case 'receiving':
       throw new FtError('INTERNAL', 'a frame inside a body');
     case 'awaiting-hash': {
+      if (state.stream) return streamGoesOn(state.id, state.stream, message, memory);
       if (message.type !== 'hash') throw new FtError('UNEXPECTED_MESSAGE', `expected the "hash" of file ${state.id}, got "${message.type}"`);
       if (message.id !== state.id) throw new FtError('UNEXPECTED_MESSAGE', `"hash" for file ${message.id}, which has no body waiting for its hash`);
       const dropped = memory.droppedId === state.id;
@@ -138,10 +162,14 @@ export function transition(
       return stay({ kind: 'header', header: openHeader(message, memory, limits) });
     case 'body': {
       // Whether the id was accepted is the session's to say (the decision may still be running).
-      const hash = memory.open.get(message.id);
+      const header = memory.open.get(message.id);
       memory.open.delete(message.id);
       memory.droppedId = undefined;
-      return { state: { name: 'receiving', id: message.id, hash, dropping: false }, effects: [{ kind: 'body', body: message }] };
+      const hash = header?.hash;
+      if (!header?.stream) return { state: { name: 'receiving', id: message.id, hash, dropping: false }, effects: [{ kind: 'body', body: message }] };
+      if (message.offset !== 0) throw new FtError('BAD_MESSAGE', `the first body of stream ${message.id} starts at ${message.offset}, not 0`);
+      const stream = { received: message.length };
+      return { state: { name: 'receiving', id: message.id, hash, dropping: false, stream }, effects: [{ kind: 'body', body: message, stream: true }] };
     }
     case 'cancel':
       memory.open.delete(message.id);
@@ -168,10 +196,43 @@ function openHeader(header: FileHeader, memory: ProtocolMemory, limits: Protocol
   if (memory.open.size >= limits.maxPendingFiles) {
     throw new FtError('UNEXPECTED_MESSAGE', `more than ${limits.maxPendingFiles} headers are waiting for bodies`);
   }
+  if (header.stream) {
+    if (!memory.features.has(FEATURES.STREAM)) {
+      throw new FtError('BAD_MESSAGE', `file ${header.id} is a stream, and "${FEATURES.STREAM}" was not agreed in the hellos`);
+    }
+    if (header.size !== undefined || header.hash !== undefined) {
+      throw new FtError('BAD_MESSAGE', `the header of stream ${header.id} has a ${header.size !== undefined ? 'size' : 'hash'}; a stream's come after its body`);
+    }
+  } else if (header.size === undefined) {
+    throw new FtError('BAD_MESSAGE', `the header of file ${header.id} has no size`);
+  }
   if (header.hash === undefined && !memory.features.has(FEATURES.TRAILING_HASH)) {
     throw new FtError('BAD_MESSAGE', `the header of file ${header.id} has no hash, and "${FEATURES.TRAILING_HASH}" was not agreed in the hellos`);
   }
   memory.lastId = header.id;
-  memory.open.set(header.id, header.hash);
+  memory.open.set(header.id, { hash: header.hash, stream: header.stream === true });
   return header;
+}
+
+/**
+ * Between a stream's body frames: the next frame of the same stream, at the bytes received so
+ * far and of at least one byte (an empty stream is one empty frame), or its `hash` with the size.
+ */
+function streamGoesOn(id: number, stream: StreamSoFar, message: SenderMessage, memory: ProtocolMemory): { state: ProtocolState; effects: Effect[] } {
+  const dropped = memory.droppedId === id;
+  if (message.type === 'hash') {
+    if (message.id !== id) throw new FtError('UNEXPECTED_MESSAGE', `"hash" for file ${message.id} in the middle of stream ${id}`);
+    if (message.size !== stream.received) {
+      throw new FtError('BAD_MESSAGE', `the "hash" of stream ${id} declares size ${message.size ?? 'nothing'}, but ${stream.received} bytes arrived`);
+    }
+    return { state: { name: 'ready' }, effects: [{ kind: 'hash', id, hash: message.hash, dropped, size: stream.received }] };
+  }
+  if (message.type !== 'body' || message.id !== id) {
+    throw new FtError('UNEXPECTED_MESSAGE', `expected a body or the "hash" of stream ${id}, got "${message.type}"${message.type === 'body' ? ` for file ${message.id}` : ''}`);
+  }
+  if (stream.received === 0) throw new FtError('BAD_MESSAGE', `stream ${id} began with an empty body: an empty stream has no other`);
+  if (message.offset !== stream.received) throw new FtError('BAD_MESSAGE', `a body of stream ${id} starts at ${message.offset}, not ${stream.received}`);
+  if (message.length === 0) throw new FtError('BAD_MESSAGE', `an empty body in the middle of stream ${id}`);
+  const next = { received: stream.received + message.length };
+  return { state: { name: 'receiving', id, hash: undefined, dropping: dropped, stream: next }, effects: [] };
 }

@@ -240,13 +240,16 @@ export class ReceiverSession {
         this.names.delete(id);
         // Judged from its first byte on, whether it is kept or read and dropped.
         this.arriving = { name, bytes: 0, window: { waitMs: this.peerWaitNow(), bytes: 0 } };
-        return this.unlessFailed(id, await files.startBody(id, offset, length));
+        // A stream's first frame: its length is not the file's, which only its end tells.
+        return this.unlessFailed(id, await files.startBody(id, offset, effect.stream ? undefined : length));
       }
       case 'chunk': {
         const failed = await files.write(effect.data);
         return failed && this.state.name === 'receiving' ? this.unlessFailed(this.state.id, failed) : undefined;
       }
       case 'body-end': {
+        // Between a stream's frames its body is still arriving: the rate and idle checks go on.
+        if (effect.stream) return;
         this.arriving = undefined;
         if (effect.dropped) return;
         const failed = await files.endBody();
@@ -254,10 +257,16 @@ export class ReceiverSession {
         if (effect.hash !== undefined) await this.complete(effect.id, effect.hash);
         return;
       }
-      case 'hash':
+      case 'hash': {
         // No body: it could not be written, and the sender was told.
-        if (!effect.dropped) await this.complete(effect.id, effect.hash);
-        return;
+        if (effect.size === undefined) return effect.dropped ? undefined : this.complete(effect.id, effect.hash);
+        // The end of a stream: its size is known now.
+        this.arriving = undefined;
+        if (effect.dropped) return;
+        const failed = await files.endBody(effect.size);
+        if (failed) return this.tell(effect.id, failed);
+        return this.complete(effect.id, effect.hash);
+      }
       case 'cancel':
         await this.deciding.get(effect.id);
         this.names.delete(effect.id);

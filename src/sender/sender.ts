@@ -30,11 +30,11 @@ import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js'
 import { collectFiles, hashLocalFiles, KeepBudget, localFileError, type LocalFile } from './local-files.js';
 import { FileSource } from './file-source.js';
 import type { Source } from './source.js';
-import { ephemeralOwnerKey, loadOwnerKey, type OwnerKey } from '../auth/owner-key.js';
+import type { OwnerKey } from '../auth/owner-key.js';
 import { SenderConnection, type Outcome } from './connection.js';
-import { ReceiverTrust, type TrustPolicy } from './receiver-trust.js';
-import { TrustStore } from '../auth/trust-store.js';
-import { parseFingerprint } from '../auth/fingerprint.js';
+import type { ReceiverTrust, TrustPolicy } from './receiver-trust.js';
+import { bandwidthOf, connectOptions, limitedSlice, senderIdentity } from './send-setup.js';
+import { sendStream, type StreamSource } from './stream-send.js';
 import { validateSendOptions } from '../options.js';
 import { SEND_DEFAULTS } from '../defaults.js';
 import { BandwidthLimit } from '../bandwidth-limit.js';
@@ -48,8 +48,8 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Every event, in order (started, progress, verified, skipped, …). */
   onEvent?: (event: SendEvent) => void;
-  /** Progress only, at most 4 times a second per file. */
-  onProgress?: (progress: { path: string; name: string; bytes: number; size: number }) => void;
+  /** Progress only, at most 4 times a second per file; `size` is null for a stream (unknown until it ends). */
+  onProgress?: (progress: { path: string; name: string; bytes: number; size: number | null }) => void;
   /** Reconnect attempts after a lost connection. @default 5 */
   retries?: number;
   /**
@@ -206,8 +206,15 @@ export interface SendLimits {
 /** How long a receipt waits in memory before it is saved (a sender killed mid-batch keeps the rest). */
 const RECEIPT_SAVE_DELAY_MS = 1000;
 
-export function send(paths: string[], options: SendOptions): Promise<SendReport> {
-  return sendWithLimits(paths, options, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION });
+/**
+ * Sends files and folders (paths), or one stream of unknown size as one file (`{ stream, name }`:
+ * any Readable or async iterable of bytes; see stream-send.ts). A stream is sent alone.
+ */
+export async function send(sources: string[] | [StreamSource], options: SendOptions): Promise<SendReport> {
+  validateSendOptions(sources, options);
+  const [first] = sources;
+  if (typeof first === 'object') return sendStream(first, options);
+  return sendWithLimits(sources as string[], options, { maxFilesPerConnection: MAX_FILES_PER_CONNECTION });
 }
 
 export async function sendWithLimits(paths: string[], options: SendOptions, limits: SendLimits): Promise<SendReport> {
@@ -236,29 +243,13 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
     return { file, result, mismatches: 0, busyRetries: 0, notBefore: 0, hashFirst: false, finished: false, isHashed: false, ready, hashed };
   });
   for (const [i, { error }] of failedPaths.entries()) finish(jobs[files.length + i]!, 'failed', error, emit);
-  if (options.senderKeyFile !== undefined && (typeof options.senderKeyFile !== 'string' || options.senderKeyFile === '')) {
-    throw new FtError('USAGE', 'senderKeyFile must be the path of a key file');
-  }
   // Before any file is reported: a key we cannot use stops the whole send.
-  const ownerKey = options.senderKeyFile !== undefined ? await loadOwnerKey(options.senderKeyFile) : ephemeralOwnerKey();
+  const { ownerKey, trust } = await senderIdentity(options);
   refuseLocally(jobs, emit);
   // Hashing runs ahead of the transfer: the first header goes out as soon as its file is hashed.
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
   const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
-  const trust = options.insecurePlaintext
-    ? undefined
-    : new ReceiverTrust({
-        host: options.host,
-        port: options.port ?? SEND_DEFAULTS.port,
-        fingerprint: options.fingerprint === undefined ? undefined : parseFingerprint(options.fingerprint),
-        discovered: options.discovered,
-        policy: options.trust ?? 'pinned',
-        store: options.trustFile === undefined ? undefined : new TrustStore(options.trustFile),
-        token: options.token !== undefined,
-      });
-  const { limitRate } = options;
-  const bandwidth = typeof limitRate === 'number' ? new BandwidthLimit({ bytesPerSecond: limitRate }) : limitRate;
-  const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, trust, saveSoon: saver(cache), bandwidth };
+  const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, trust, saveSoon: saver(cache), bandwidth: bandwidthOf(options) };
   const byFile = new Map(sources.map((source, i) => [source as LocalFile, jobs[i]!]));
   const hashing = hashLocalFiles(
     sources.filter((_, i) => !jobs[i]!.finished),
@@ -491,18 +482,7 @@ async function transferBatch(
   // No connection sits idle while the first (perhaps huge) file is hashed.
   await queue[0]?.ready;
   if (todo.every((job) => job.finished)) return;
-  const connection = await SenderConnection.open({
-    host: options.host,
-    port,
-    token: options.token,
-    ownerKey: io.ownerKey,
-    connectTimeoutMs: options.connectTimeoutMs ?? SEND_DEFAULTS.connectTimeoutMs,
-    idleTimeoutMs: options.idleTimeoutMs ?? SEND_DEFAULTS.idleTimeoutMs,
-    signal: options.signal,
-    connect: options.connect,
-    insecurePlaintext: options.insecurePlaintext ?? false,
-    trust: io.trust,
-  });
+  const connection = await SenderConnection.open(connectOptions(options, io));
   onConnected();
   const { fingerprint, firstContact } = connection;
   emit({ type: 'connected', host: options.host, port, attempt, ...(fingerprint !== undefined && { fingerprint }), firstContact });
@@ -548,7 +528,7 @@ async function transferBatch(
       }
       const { file } = job;
       if (file.size === undefined) {
-        // The interface allows it (a stream); the protocol's header needs a size until a late-size feature.
+        // The interface allows it; streams go through stream-send.ts (feature `stream`), never here.
         queue.shift();
         finish(job, 'failed', new FtError('LOCAL_FILE', `${escapeForDisplay(file.path)}: its size is not known, and this receiver needs it up front`), emit);
         continue;
@@ -723,9 +703,6 @@ function settle(job: Job, size: number, offset: number, outcome: Outcome, { queu
   finish(job, 'failed', new FtError(outcome.code, outcome.message), emit);
 }
 
-/** Body bytes written at once under a bandwidth limit (blocks are read 1 MiB at a time). */
-const LIMITED_SLICE_BYTES = 64 * 1024;
-
 /** One body to send: from `offset`, hashed on the way when the header had no hash. */
 interface BodyPlan {
   job: Job;
@@ -766,7 +743,7 @@ async function streamBody(
     async (block) => {
       hasher?.update(block);
       // Under a limit, in slices well inside the burst, so the rate (and progress) stays smooth.
-      const slice = io.bandwidth ? Math.min(LIMITED_SLICE_BYTES, io.bandwidth.burst) : block.length;
+      const slice = io.bandwidth ? limitedSlice(io.bandwidth) : block.length;
       for (let at = 0; at < block.length; at += slice) {
         const bytes = block.subarray(at, at + slice);
         await io.bandwidth?.take(bytes.length, options.signal);

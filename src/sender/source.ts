@@ -1,6 +1,7 @@
 /**
- * What the sender needs of something it sends. Files are the first kind (file-source.ts); a
- * stream such as stdin would be another (its size unknown until it ends, and read only once).
+ * What the sender needs of something it sends, to resume and re-send it: files (file-source.ts).
+ * A stream such as stdin (its size unknown until it ends, read only once) is sent otherwise, by
+ * stream-send.ts, which needs none of this.
  */
 import type { FileIdentity } from './hash-cache.js';
 

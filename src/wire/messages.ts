@@ -20,19 +20,26 @@ export const PROTOCOL_VERSION = 5;
 export const FEATURES = {
   /** A header may leave out the hash, which then follows the body in a `hash` message. */
   TRAILING_HASH: 'trailing-hash',
+  /** A header may announce a stream of unknown size: its body comes in several frames, its size in the `hash` message. Needs `trailing-hash`. */
+  STREAM: 'stream',
 } as const;
 export type Feature = (typeof FEATURES)[keyof typeof FEATURES];
 /** What this implementation speaks, in the order it lists them. */
-export const OUR_FEATURES: readonly Feature[] = [FEATURES.TRAILING_HASH];
+export const OUR_FEATURES: readonly Feature[] = [FEATURES.TRAILING_HASH, FEATURES.STREAM];
 /** A feature name: lowercase letters, digits and hyphens. */
 const FEATURE_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 /** Features one hello may list: more is not a peer we need to read. */
 export const MAX_FEATURES = 64;
 
-/** The features both peers listed: what the connection may use. */
+/** Features usable only together with others (docs/PROTOCOL.md §9.2). */
+const REQUIRES: Partial<Record<Feature, readonly Feature[]>> = { [FEATURES.STREAM]: [FEATURES.TRAILING_HASH] };
+
+/** The features both peers listed, less those whose requirements are not shared: what the connection may use. */
 export function sharedFeatures(ours: readonly string[], theirs: readonly string[]): Set<Feature> {
   const known = new Set<string>(ours);
-  return new Set(theirs.filter((name): name is Feature => known.has(name)));
+  const both = new Set(theirs.filter((name): name is Feature => known.has(name)));
+  for (const feature of both) if (REQUIRES[feature]?.some((needed) => !both.has(needed))) both.delete(feature);
+  return both;
 }
 export const DEFAULT_PORT = 9527;
 /**
@@ -142,9 +149,12 @@ export interface FileHeader {
   type: 'file';
   id: number;
   filename: string;
-  size: number;
+  /** Absent only for a stream, whose size the `hash` message declares. */
+  size?: number;
   /** Absent: the hash follows the body, in a `hash` message. */
   hash?: string;
+  /** A stream of unknown size (feature `stream`): no size, no hash, a body in several frames. */
+  stream?: true;
   /** A receipt from an earlier `done` for this file: "already there" if it still holds. */
   receipt?: string;
 }
@@ -159,6 +169,8 @@ export interface BodyHash {
   type: 'hash';
   id: number;
   hash: string;
+  /** After a stream's last body frame: its size, every byte of every frame. */
+  size?: number;
 }
 export interface Cancel {
   type: 'cancel';
@@ -195,6 +207,22 @@ class Fields {
     const v = this.value(field);
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) this.bad(field, 'a non-negative integer up to 2^53-1');
     return v;
+  }
+
+  optionalCount(field: string): number | undefined {
+    return this.value(field) === undefined ? undefined : this.count(field);
+  }
+
+  /** A count when the field holds one, else undefined: for a field the base protocol does not know. */
+  lenientCount(field: string): number | undefined {
+    const v = this.value(field);
+    return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+  }
+
+  optionalBoolean(field: string): boolean | undefined {
+    const v = this.value(field);
+    if (v !== undefined && typeof v !== 'boolean') this.bad(field, 'true or false');
+    return v as boolean | undefined;
   }
 
   text(field: string, maxBytes = MAX_TEXT): string {
@@ -273,7 +301,12 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
       return hello;
     }
     case 'file': {
-      const header: FileHeader = { type, id: f.id(), filename: f.text('filename', MAX_FILENAME_BYTES), size: f.count('size') };
+      const stream = f.optionalBoolean('stream') === true;
+      const header: FileHeader = { type, id: f.id(), filename: f.text('filename', MAX_FILENAME_BYTES) };
+      // A stream has no size; whether it may come at all, and without what, is the state machine's to say.
+      const size = stream ? f.optionalCount('size') : f.count('size');
+      if (size !== undefined) header.size = size;
+      if (stream) header.stream = true;
       const hash = f.optionalMatching('hash', HASH_PATTERN, HASH_DESCRIPTION);
       if (hash !== undefined) header.hash = hash;
       const receipt = f.optionalMatching('receipt', RECEIPT_PATTERN, RECEIPT_DESCRIPTION);
@@ -282,8 +315,13 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
     }
     case 'body':
       return { type, id: f.id(), offset: f.count('offset'), length: f.count('length') };
-    case 'hash':
-      return { type, id: f.id(), hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION) };
+    case 'hash': {
+      const bodyHash: BodyHash = { type, id: f.id(), hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION) };
+      // Read only where it means something (a stream's); elsewhere it is an unknown field, ignored.
+      const size = f.lenientCount('size');
+      if (size !== undefined) bodyHash.size = size;
+      return bodyHash;
+    }
     case 'cancel':
       return { type, id: f.id() };
     case 'bye':

@@ -792,6 +792,59 @@ export function uploadStoreContract(factory: StoreFactory): void {
       });
     });
 
+    describe('late size (streams), where the store has it', () => {
+      const streamKey = (filename: string): UploadKey => ({ owner: OWNER_A, filename, size: undefined });
+
+      it('opens a stream at 0, takes bytes of no announced length, declares the size at end(), commits', async () => {
+        const { store, medium } = await create();
+        if (!store.capabilities.lateSize) return;
+        const bytes = content(LARGE, 41);
+        const opened = await store.open(streamKey('stream.bin'), { peer: PEER });
+        expect([opened.offset, opened.resumable]).toEqual([0, false]);
+        const writer = await opened.append(0, undefined);
+        await writeAll(writer, bytes, 7 * KiB);
+        expect(writer.size).toBe(LARGE);
+        const hash = await writer.end(LARGE);
+        expect(hash).toBe(await hashBytes(bytes));
+        expect((await opened.commit(['stream.bin'], hash)).path).toBe('stream.bin');
+        expect(await medium.read('stream.bin')).toEqual(bytes);
+      });
+
+      it('a small stream and an empty one commit too; a wrong hash keeps nothing', async () => {
+        const { store, medium } = await create();
+        if (!store.capabilities.lateSize) return;
+        for (const [name, bytes] of [['small.bin', content(SMALL, 42)], ['empty.bin', Buffer.alloc(0)]] as const) {
+          const opened = await store.open(streamKey(name), { peer: PEER });
+          const writer = await opened.append(0, undefined);
+          await writeAll(writer, bytes);
+          await opened.commit([name], await writer.end(bytes.length));
+          expect(await medium.read(name)).toEqual(bytes);
+        }
+        const wrong = await store.open(streamKey('wrong.bin'), { peer: PEER });
+        const writer = await wrong.append(0, undefined);
+        await writeAll(writer, content(LARGE, 43));
+        await writer.end(LARGE);
+        await expectFtError(wrong.commit(['wrong.bin'], await hashBytes(Buffer.from('other'))), 'HASH_MISMATCH');
+        expect(await medium.list()).toEqual(['empty.bin', 'small.bin']);
+      });
+
+      it('a stream abandoned mid-way keeps nothing: never resumed, never placed', async () => {
+        const { store, medium } = await create();
+        if (!store.capabilities.lateSize) return;
+        const opened = await store.open(streamKey('cut.bin'), { peer: PEER });
+        await writeAll(await opened.append(0, undefined), content(LARGE, 44));
+        // Not an upload kept for resume, so not listed either, held or not.
+        expect((await store.listPartials(3600_000)).partials).toEqual([]);
+        await opened.abandon();
+        expect(await store.resume(streamKey('cut.bin'), { peer: PEER })).toBeUndefined();
+        const again = await store.open(streamKey('cut.bin'), { peer: PEER });
+        expect(again.offset).toBe(0);
+        await again.abandon();
+        expect(await medium.list()).toEqual([]);
+        expect(await store.expire(1, Date.now() + 3600_000)).toEqual([]);
+      });
+    });
+
     describe('capabilities', () => {
       it('declares what it can do, and freeSpace answers accordingly', async () => {
         const { store } = await create();

@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +43,8 @@ export interface SpawnFtOptions {
   uid?: number;
   /** Run through this command first, e.g. nsenter into a network namespace. */
   prefix?: string[];
+  /** Standard input: another child's output (a pipe, as `producer | ft send -`). @default none */
+  stdin?: Readable;
 }
 
 const running = new Set<FtProcess>();
@@ -73,7 +76,7 @@ export function spawnFt(args: string[], options: SpawnFtOptions = {}): FtProcess
   const child = spawn(program, programArgs, {
     cwd: options.cwd ?? REPO_ROOT,
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';

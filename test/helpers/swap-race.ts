@@ -151,6 +151,7 @@ function fakePartial(inbox: Inbox, n: number): Partial {
   return {
     dataPath,
     id: { size: bytes.length },
+    size: bytes.length,
     forgetMeta: () => undefined,
     discard: () => undefined,
   } as unknown as Partial;

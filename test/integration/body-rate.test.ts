@@ -83,4 +83,25 @@ describe('body rate', () => {
     expect(performance.now() - started).toBeLessThan(20_000);
     expect(await r.waitFor('connection-error', (e) => e.message.includes('dropped.bin'))).toMatchObject({ code: 'TIMEOUT' });
   }, 40_000);
+
+  it('a stream trickled in many small body frames is judged across them, as one body', async () => {
+    // Window 1 s; minimum 1,000 B/s; the stream comes as 10-byte frames every 100 ms (~100 B/s),
+    // each frame fast: only a rate kept across the frames catches it.
+    const r = await startReceiver({ idleTimeoutMs: 2000, minBodyRate: 1000 });
+    const c = await RawClient.connect(r.port);
+    const started = performance.now();
+    try {
+      await c.handshake({ features: ['trailing-hash', 'stream'] });
+      c.send({ type: 'file', id: 1, filename: 'trickle.bin', stream: true });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      for (let offset = 0; !c.socket.destroyed && performance.now() - started < 20_000; offset += 10) {
+        c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset, length: 10 }), Buffer.alloc(10, 7)]));
+        await sleep(100);
+      }
+    } finally {
+      c.destroy();
+    }
+    expect(performance.now() - started).toBeLessThan(15_000);
+    expect(await r.waitFor('connection-error', (e) => e.message.includes('trickle.bin'))).toMatchObject({ code: 'TIMEOUT' });
+  }, 30_000);
 });

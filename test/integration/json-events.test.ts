@@ -22,6 +22,7 @@ import { partialBytes, randomFile, waitUntil } from '../helpers/files.js';
 import { freePort } from '../helpers/free-port.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { killAllFt, REPO_ROOT, runFt, spawnFt, startFtServe } from '../helpers/spawn-ft.js';
+import { startProducer } from '../helpers/stream-producer.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 type Command = 'any' | 'send' | 'serve' | 'discover' | 'trust list' | 'status';
@@ -61,7 +62,7 @@ function parseDoc(): Doc {
       references.push({ command, event, fields: names, from: reference[1] ?? '' });
       continue;
     }
-    expect(typeCell, `type of ${command} ${event} ${fieldCell}`).toMatch(/^(string|number|boolean|string\[\]|object\[\])\??$/);
+    expect(typeCell, `type of ${command} ${event} ${fieldCell}`).toMatch(/^(string|number|boolean|string\[\]|object\[\])( or null)?\??$/);
     for (const name of names) fields.set(name, { type: typeCell.replace(/\?$/, ''), optional: typeCell.endsWith('?') });
   }
   for (const { command, event, fields, from } of references) {
@@ -88,6 +89,8 @@ function typeOf(value: unknown): string {
 
 /** Whether a value fits a documented type (an empty array fits either array type). */
 function fits(type: string, value: unknown): boolean {
+  // `number or null`: a stream's size, unknown until it ends.
+  if (type.endsWith(' or null')) return value === null || fits(type.slice(0, -' or null'.length), value);
   if (type === 'string[]') return Array.isArray(value) && value.every((v) => typeof v === 'string');
   if (type === 'object[]') return Array.isArray(value) && value.every((v) => typeOf(v) === 'object');
   return typeOf(value) === type;
@@ -227,13 +230,17 @@ describe('README "--json output"', () => {
     const out = { write: (text: string) => (printed += text) };
     const view = await createSendView(true, { out, err: { write: () => true } });
     for (const event of Object.values(sendEvents)) view.event(event);
+    // A stream's: its size unknown until it ends.
+    view.event({ ...sendEvents.started, offset: 0, size: null });
+    view.event({ ...sendEvents.progress, size: null });
+    view.event({ ...sendEvents.collected, bytes: null });
     const report = { files: [fileResult], ignored: [], bytesSent: 0, durationMs: 1 };
     view.stopped(report, { code: 'CONNECTION_LOST', message: 'lost' }, true);
     for (const line of linesOf(printed)) check(doc, 'send', line);
     check(doc, 'send', JSON.parse(jsonLine('resolved', { ...found, host: '192.0.2.1', port: 9527, via: 'discovery', note: 'why' })));
     expect(seen.get('send')).toContain('resumed');
 
-    for (const event of Object.values(receiverEvents)) {
+    for (const event of [...Object.values(receiverEvents), { ...receiverEvents.started, size: null }, { ...receiverEvents.progress, size: null }]) {
       const line = receiverEventJson(event);
       if (line !== undefined) check(doc, 'serve', JSON.parse(line));
     }
@@ -273,6 +280,11 @@ describe('README "--json output"', () => {
     expect(linesOf(status.stdout).map((l) => l.event)).toEqual(['partial', 'summary']);
     const resumed = await runFt(['send', big, ...to], { env });
     expect(resumed.exit.code, resumed.stderr).toBe(0);
+    // A stream: sizes unknown until it ends.
+    const producer = startProducer(2 * 1024 * 1024);
+    const streamed = await runFt(['send', '-', '--as', 'streamed.bin', ...to], { env, stdin: producer.child.stdout! });
+    expect(streamed.exit.code, streamed.stderr).toBe(0);
+    expect(linesOf(streamed.stdout).find((l) => l.event === 'started')).toMatchObject({ size: null });
 
     const closed = await runFt(['send', big, '--to', `127.0.0.1:${await freePort()}`, '--json', '--retries', '0'], { env });
     expect(closed.exit.code).toBe(5);
@@ -283,7 +295,7 @@ describe('README "--json output"', () => {
 
     serve.proc.kill('SIGINT');
     await serve.proc.exited;
-    const sends = [first, again, cut, resumed, closed, usage].flatMap((run) => linesOf(run.stdout));
+    const sends = [first, again, cut, resumed, streamed, closed, usage].flatMap((run) => linesOf(run.stdout));
     for (const line of sends) check(doc, 'send', line);
     for (const line of linesOf(serve.proc.stdout)) check(doc, 'serve', line);
     for (const line of linesOf(pins.stdout)) check(doc, 'trust list', line);

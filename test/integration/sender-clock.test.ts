@@ -54,7 +54,7 @@ describe('a backward step of the wall clock during a send', () => {
       fs: slowReads(150),
       onEvent: (event) => {
         events.push(event);
-        if (event.type !== 'progress' || event.bytes >= event.size) return;
+        if (event.type !== 'progress' || event.bytes >= event.size!) return;
         // The clock goes back an hour right after the first progress event of the body.
         if (stepped) afterStep += 1;
         else vi.setSystemTime(Date.now() - HOUR);

@@ -44,4 +44,19 @@ describe('DiskBudget', () => {
     expect(await budget.available()).toBe(99);
     expect(free.asked).toBe(2);
   });
+
+  it('covered(): the disk, asked afresh, still holds every reservation (a stream filling it sees when it does not)', async () => {
+    const free = { bytes: 100, asked: 0 };
+    const budget = new DiskBudget(disk(free));
+    const held = await budget.reserve(40);
+    expect(await budget.covered()).toBe(true);
+    // The body's own bytes (or anyone's) used the disk up: the reservation is no longer covered.
+    free.bytes = 39;
+    expect(await budget.covered()).toBe(false);
+    expect(free.asked).toBe(3);
+    (held as { release(): void }).release();
+    expect(await budget.covered()).toBe(true);
+    expect(await new DiskBudget(async () => undefined).covered()).toBe(true);
+  });
 });
+

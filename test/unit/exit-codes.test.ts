@@ -62,6 +62,7 @@ describe('exit codes', () => {
       RECEIVER_KEY_CHANGED: 6,
       RECEIVER_NOT_AUTHENTIC: 6,
       RECEIVER_UNKNOWN: 7,
+      STREAM_INTERRUPTED: 8,
     };
     for (const code of Object.keys(ERROR_CODES) as ErrorCode[]) expect([code, exitCodeFor(code)]).toEqual([code, expected[code] ?? 1]);
   });

@@ -35,7 +35,7 @@ it.each([true, false])('never renames a taken temporary name over the target (fo
   await writeFile(path.join(inbox.root, 'a.txt.ft-0badf00d'), 'planted\n');
   const dataPath = path.join(inbox.partials.dir, 'upload.part');
   await writeFile(dataPath, 'uploaded\n');
-  const partial = { dataPath, id: { size: 9 }, forgetMeta: () => undefined, discard: () => undefined } as unknown as Partial;
+  const partial = { dataPath, id: { size: 9 }, size: 9, forgetMeta: () => undefined, discard: () => undefined } as unknown as Partial;
 
   const placed = await inbox.place(partial, ['a.txt']);
 

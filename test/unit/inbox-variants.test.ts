@@ -87,6 +87,7 @@ describe.each([true, false])('taken variants under rename (folder handles: %s)',
     return {
       dataPath,
       id: { size: Buffer.byteLength(text) },
+      size: Buffer.byteLength(text),
       forgetMeta: () => undefined,
       discard: () => rm(dataPath, { force: true }),
     } as unknown as Partial;

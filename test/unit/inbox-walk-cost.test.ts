@@ -42,7 +42,7 @@ it.runIf(process.platform === 'linux')('places a file 200 folders deep with O(de
     const components = [...Array.from({ length: depth }, (_, i) => `folder-${i}`), 'deep.txt'];
     const dataPath = path.join(inbox.partials.dir, 'deep.part');
     await writeFile(dataPath, 'deep\n');
-    const partial = { dataPath, id: { size: 5 }, forgetMeta: () => undefined, discard: () => undefined } as unknown as Partial;
+    const partial = { dataPath, id: { size: 5 }, size: 5, forgetMeta: () => undefined, discard: () => undefined } as unknown as Partial;
     paths.length = 0;
     expect(await inbox.inspect(components)).toEqual({ kind: 'free' });
     const placed = await inbox.place(partial, components);

@@ -143,8 +143,8 @@ describe('send() options', () => {
     expect((await usage(send(['x'], {} as never))).message).toBe('send option host: expected a non-empty string, got undefined');
     expect((await usage(send(['x'], undefined as never))).message).toBe('send: expected an options object, got undefined');
     expect((await usage(send(['x'], 'localhost' as never))).message).toBe('send: expected an options object, got "localhost"');
-    expect((await usage(send('file.txt' as never, { host: 'h' }))).message).toBe('send: expected an array of paths (strings), got "file.txt"');
-    expect((await usage(send([1] as never, { host: 'h' }))).message).toBe('send: expected an array of paths (strings), got an array');
+    expect((await usage(send('file.txt' as never, { host: 'h' }))).message).toBe('send: expected an array of paths (strings), or of one stream ({ stream, name }), got "file.txt"');
+    expect((await usage(send([1] as never, { host: 'h' }))).message).toBe('send: expected an array of paths (strings), or of one stream ({ stream, name }), got an array');
   });
 
   it('port 70000, the value from the issue, is USAGE with the CLI’s words (it was INTERNAL)', async () => {

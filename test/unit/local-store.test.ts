@@ -114,9 +114,9 @@ describe('LocalUploadStore', () => {
     expect(store.policy).toBe('rename');
   });
 
-  it('declares link(2)’s atomic no-replace, durable uploads, no late size; free space from statfs', async () => {
+  it('declares link(2)’s atomic no-replace, durable uploads, late size (streams); free space from statfs', async () => {
     const store = await open();
-    expect(store.capabilities).toEqual({ atomicNoReplace: true, freeSpace: true, lateSize: false, durableUploads: true });
+    expect(store.capabilities).toEqual({ atomicNoReplace: true, freeSpace: true, lateSize: true, durableUploads: true });
     const stats = await nodeFs.statfs(store.privateLocation);
     const free = await store.freeSpace();
     expect(free).toBeGreaterThan(0);
@@ -132,10 +132,8 @@ describe('LocalUploadStore', () => {
     expect(await store.freeSpace()).toBeUndefined();
   });
 
-  it('refuses a bad takeoverWaitMs, and an upload of unknown size (no late size)', async () => {
+  it('refuses a bad takeoverWaitMs', async () => {
     await expect(open(undefined, { takeoverWaitMs: -1 })).rejects.toMatchObject({ code: 'USAGE' });
-    const store = await open();
-    await expect(store.open({ owner: OWNER, filename: 'x', size: undefined }, { peer: PEER })).rejects.toMatchObject({ code: 'INTERNAL' });
   });
 
   it('refuses writes once the upload is taken over: the newer one gets exactly what was written before', async () => {
@@ -199,5 +197,70 @@ describe('LocalUploadStore', () => {
     a.give();
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(second).toBe(true);
+  });
+
+  describe('streams (no size when opened)', () => {
+    const streamKey = (filename: string) => ({ owner: OWNER, filename, size: undefined });
+    const folder = async (store: LocalUploadStore) => (await nodeFs.readdir(store.stateDir)).filter((name) => name !== 'receipts.key');
+
+    it('writes to .ft-partial/<random>.stream, counted in the caps; the file goes once let go', async () => {
+      const store = await open(undefined, { partialLimits: { maxPartialsPerPeer: 1 } });
+      const upload = await store.open(streamKey('s.bin'), { peer: PEER });
+      const writer = await upload.append(0, undefined);
+      await writer.write(Buffer.alloc(2 * SMALL_BODY_BYTES, 1));
+      const [name, ...others] = await folder(store);
+      expect(others).toEqual([]);
+      expect(name).toMatch(/^[0-9a-f]{32}\.stream$/);
+      // Counted: the peer's one partial is in use, so another upload is BUSY.
+      const busy = await store.open({ owner: OWNER, filename: 'big.bin', size: 4 * SMALL_BODY_BYTES }, { peer: PEER }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect((busy as FtError).code).toBe('BUSY');
+      await upload.abandon();
+      expect(await folder(store)).toEqual([]);
+      const after = await store.open({ owner: OWNER, filename: 'big.bin', size: 4 * SMALL_BODY_BYTES }, { peer: PEER });
+      await after.abandon();
+    });
+
+    it('two streams of one name and owner are two uploads; neither resumes, nor is found by resume()', async () => {
+      const store = await open();
+      const first = await store.open(streamKey('same.bin'), { peer: PEER });
+      const second = await store.open(streamKey('same.bin'), { peer: PEER });
+      expect(first.revoked.aborted).toBe(false);
+      expect([first.offset, second.offset, first.resumable]).toEqual([0, 0, false]);
+      expect(await store.resume(streamKey('same.bin'), { peer: PEER })).toBeUndefined();
+      await first.discard();
+      await second.discard();
+    });
+
+    it('a leftover .stream of a receiver that died is deleted when the store opens, and by the sweep', async () => {
+      const dir = path.join(await tempDir('ft-store-'), 'inbox');
+      const first = await open(dir);
+      const leftover = path.join(first.stateDir, `${'ab'.repeat(16)}.stream`);
+      await nodeFs.writeFile(leftover, 'half a dump');
+      await open(dir);
+      expect(await folder(first)).toEqual([]);
+      await nodeFs.writeFile(leftover, 'half a dump');
+      expect(await first.expire(7 * 24 * 3600_000)).toEqual([path.basename(leftover)]);
+      // One in use is left alone.
+      const upload = await first.open(streamKey('live.bin'), { peer: PEER });
+      await (await upload.append(0, undefined)).write(Buffer.alloc(2 * SMALL_BODY_BYTES));
+      expect(await first.expire(7 * 24 * 3600_000)).toEqual([]);
+      await upload.abandon();
+    });
+
+    it('end(size) must declare exactly what was written', async () => {
+      const store = await open();
+      const upload = await store.open(streamKey('x.bin'), { peer: PEER });
+      const writer = await upload.append(0, undefined);
+      await writer.write(Buffer.from('abc'));
+      await expect(writer.end(4)).rejects.toMatchObject({ code: 'INTERNAL' });
+      await expect(writer.end()).rejects.toMatchObject({ code: 'INTERNAL' });
+      await upload.discard();
+      const again = await store.open(streamKey('x.bin'), { peer: PEER });
+      await expect(again.append(5, undefined)).rejects.toMatchObject({ code: 'INTERNAL' });
+      await again.discard();
+    });
   });
 });

@@ -450,6 +450,7 @@ describe('parseReceiverMessage', () => {
         'RECEIVER_KEY_CHANGED',
         'RECEIVER_NOT_AUTHENTIC',
         'RECEIVER_UNKNOWN',
+        'STREAM_INTERRUPTED',
         'TIMEOUT',
         'TLS_FAILED',
         'TRUST_STORE_INVALID',
@@ -514,5 +515,29 @@ describe('parseReceiverMessage', () => {
     expect(Reflect.ownKeys(message).sort()).toEqual(['code', 'message', 'type']);
     expect(Object.getPrototypeOf(message)).toBe(Object.prototype);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('feature stream', () => {
+  it('is shared only with trailing-hash, which it needs', () => {
+    expect([...sharedFeatures(OUR_FEATURES, ['stream', 'trailing-hash'])].sort()).toEqual(['stream', 'trailing-hash']);
+    expect([...sharedFeatures(OUR_FEATURES, ['stream'])]).toEqual([]);
+    expect([...sharedFeatures(['trailing-hash'], ['stream', 'trailing-hash'])]).toEqual(['trailing-hash']);
+  });
+
+  it('a stream header may leave out the size (the state machine refuses one that has it); others may not', () => {
+    expect(parseSenderMessage({ type: 'file', id: 1, filename: 'x', stream: true })).toEqual({ type: 'file', id: 1, filename: 'x', stream: true });
+    expect(parseSenderMessage({ type: 'file', id: 1, filename: 'x', stream: true, size: 3 })).toEqual({ type: 'file', id: 1, filename: 'x', size: 3, stream: true });
+    expect(parseSenderMessage({ type: 'file', id: 1, filename: 'x', size: 3, stream: false })).toEqual({ type: 'file', id: 1, filename: 'x', size: 3 });
+    expect(() => parseSenderMessage({ type: 'file', id: 1, filename: 'x' })).toThrow(/size/);
+    expect(() => parseSenderMessage({ type: 'file', id: 1, filename: 'x', stream: 'yes' })).toThrow(/stream/);
+    expect(() => parseSenderMessage({ type: 'file', id: 1, filename: 'x', stream: true, size: -1 })).toThrow(/size/);
+  });
+
+  it('a hash carries a size when it holds a count, and is read without it otherwise (a field the base protocol does not know)', () => {
+    const hash = 'xxh64:abdc2a61f1f91f4c';
+    expect(parseSenderMessage({ type: 'hash', id: 1, hash, size: 13 })).toEqual({ type: 'hash', id: 1, hash, size: 13 });
+    expect(parseSenderMessage({ type: 'hash', id: 1, hash, size: 'x' })).toEqual({ type: 'hash', id: 1, hash });
+    expect(parseSenderMessage({ type: 'hash', id: 1, hash, size: 1.5 })).toEqual({ type: 'hash', id: 1, hash });
   });
 });

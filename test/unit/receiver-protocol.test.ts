@@ -225,3 +225,71 @@ describe('receiver state machine', () => {
     );
   });
 });
+
+describe('streams (feature stream)', () => {
+  const STREAMING = [FEATURES.TRAILING_HASH, FEATURES.STREAM];
+  const header = (id = 1, extra: JsonObject = {}) => ({ type: 'file', id, filename: 'db.sql', stream: true, ...extra });
+  const body = (offset: number, bytes: string, id = 1) => [{ type: 'body', id, offset, length: bytes.length }, Buffer.from(bytes)] as const;
+
+  it('several bodies at growing offsets, then the hash with the size: one body effect, every chunk, the hash with its size', () => {
+    const m = new Machine().ready(STREAMING).frame(header());
+    expect(m.effects.at(-1)).toEqual({ kind: 'header', header: { type: 'file', id: 1, filename: 'db.sql', stream: true } });
+    m.frame(...body(0, 'abc'));
+    expect(m.state).toEqual({ name: 'awaiting-hash', id: 1, stream: { received: 3 } });
+    m.frame(...body(3, 'de')).frame(...body(5, 'f'));
+    m.frame({ type: 'hash', id: 1, hash: HASH, size: 6 });
+    expect(m.kinds()).toEqual(['hello', 'header', 'body', 'chunk', 'body-end', 'chunk', 'body-end', 'chunk', 'body-end', 'hash']);
+    expect(m.effects.filter((e) => e.kind === 'body')).toEqual([{ kind: 'body', body: { type: 'body', id: 1, offset: 0, length: 3 }, stream: true }]);
+    expect(m.effects.filter((e) => e.kind === 'body-end').every((e) => e.kind === 'body-end' && e.stream === true)).toBe(true);
+    expect(m.effects.at(-1)).toEqual({ kind: 'hash', id: 1, hash: HASH, dropped: false, size: 6 });
+    expect(m.state).toEqual({ name: 'ready' });
+  });
+
+  it('an empty stream is one empty body, then the hash of size 0; another body after it is BAD_MESSAGE', () => {
+    const m = new Machine().ready(STREAMING).frame(header()).frame(...body(0, ''));
+    m.frame({ type: 'hash', id: 1, hash: HASH, size: 0 });
+    expect(m.effects.at(-1)).toMatchObject({ kind: 'hash', size: 0 });
+    const again = new Machine().ready(STREAMING).frame(header()).frame(...body(0, ''));
+    violation(() => again.frame(...body(0, 'x')), 'BAD_MESSAGE');
+  });
+
+  it('a header with stream: without the feature, or with a size or a hash, is BAD_MESSAGE; a header without size is too', () => {
+    violation(() => new Machine().ready().frame(header()), 'BAD_MESSAGE');
+    violation(() => new Machine().ready(STREAMING).frame(header(1, { size: 3 })), 'BAD_MESSAGE');
+    violation(() => new Machine().ready(STREAMING).frame(header(1, { hash: HASH })), 'BAD_MESSAGE');
+    violation(() => new Machine().ready(STREAMING).frame({ type: 'file', id: 1, filename: 'x' }), 'BAD_MESSAGE');
+  });
+
+  it('between the bodies: a wrong offset, an empty body or a first body past 0 is BAD_MESSAGE; another id or message is UNEXPECTED_MESSAGE', () => {
+    const started = () => new Machine().ready(STREAMING).frame(header()).frame(file(2)).frame(...body(0, 'abc'));
+    violation(() => new Machine().ready(STREAMING).frame(header()).frame(...body(1, 'abc')), 'BAD_MESSAGE');
+    violation(() => started().frame(...body(2, 'de')), 'BAD_MESSAGE');
+    violation(() => started().frame(...body(3, '')), 'BAD_MESSAGE');
+    violation(() => started().frame(...body(0, 'abc', 2)), 'UNEXPECTED_MESSAGE');
+    violation(() => started().frame({ type: 'file', id: 3, filename: 'x', size: 1, hash: HASH }), 'UNEXPECTED_MESSAGE');
+    violation(() => started().frame({ type: 'bye' }), 'UNEXPECTED_MESSAGE');
+    violation(() => started().frame({ type: 'hash', id: 2, hash: HASH, size: 3 }), 'UNEXPECTED_MESSAGE');
+  });
+
+  it('the hash must declare exactly the bytes of every body', () => {
+    const started = () => new Machine().ready(STREAMING).frame(header()).frame(...body(0, 'abc')).frame(...body(3, 'de'));
+    violation(() => started().frame({ type: 'hash', id: 1, hash: HASH }), 'BAD_MESSAGE');
+    violation(() => started().frame({ type: 'hash', id: 1, hash: HASH, size: 3 }), 'BAD_MESSAGE');
+    violation(() => started().frame({ type: 'hash', id: 1, hash: HASH, size: 6 }), 'BAD_MESSAGE');
+    expect(started().frame({ type: 'hash', id: 1, hash: HASH, size: 5 }).state).toEqual({ name: 'ready' });
+  });
+
+  it('a stream dropped mid-way (failed) drops the chunks of its later bodies, and its hash says so', () => {
+    const m = new Machine().ready(STREAMING).frame(header()).frame(...body(0, 'abc'));
+    m.feed({ kind: 'drop' });
+    m.frame(...body(3, 'de')).frame({ type: 'hash', id: 1, hash: HASH, size: 5 });
+    expect(m.kinds().filter((k) => k === 'chunk')).toHaveLength(1);
+    expect(m.effects.at(-1)).toEqual({ kind: 'hash', id: 1, hash: HASH, dropped: true, size: 5 });
+  });
+
+  it('a size in the hash of a file that is not a stream is ignored', () => {
+    const m = new Machine().ready(STREAMING).frame(file(1, {})).frame({ type: 'body', id: 1, offset: 0, length: 3 }, Buffer.from('abc'));
+    m.frame({ type: 'hash', id: 1, hash: HASH, size: 99 });
+    expect(m.effects.at(-1)).toEqual({ kind: 'hash', id: 1, hash: HASH, dropped: false });
+  });
+});

@@ -22,12 +22,13 @@ export const SMALL_BODY_BYTES = WRITE_BATCH_BYTES;
 const FIRST_BUFFER_BYTES = 64 * 1024;
 
 /**
- * Opens the sink for a body of `length` bytes starting at `offset`. A small body touches the
+ * Opens the sink for a body of `length` bytes (undefined: a stream's) starting at `offset`. A small body touches the
  * disk only after its last byte, so receiving many small files costs no file operation in the
  * read loop; a large one streams to the partial file as it arrives.
  */
-export async function openBodySink(partial: Partial, offset: number, length: number): Promise<BodySink> {
-  if (length <= SMALL_BODY_BYTES) return new MemorySink(partial, offset, length);
+export async function openBodySink(partial: Partial, offset: number, length: number | undefined): Promise<BodySink> {
+  // A stream (length unknown) goes to disk from its first byte: it may be of any size.
+  if (length !== undefined && length <= SMALL_BODY_BYTES) return new MemorySink(partial, offset, length);
   const handle = await partial.openForWrite(offset);
   return new DiskSink(handle, new BodyWriter(handle, offset));
 }

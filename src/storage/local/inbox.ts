@@ -204,7 +204,7 @@ export class Inbox {
   /** Under `rename` and `reject`: a name nobody has, or (rename) a copy of the same bytes. */
   private async placeNew(partial: Partial, walked: Walked, last: string, fd: number): Promise<Placed> {
     const { folder, names } = walked;
-    const size = partial.id.size;
+    const size = partial.size;
     const candidates = this.policy === 'rename' ? nameVariants(last) : [last];
     let compared = 0;
     for (const candidate of candidates) {
@@ -307,7 +307,7 @@ export class Inbox {
   private openPartial(partial: Partial): { fd: number } {
     const fd = this.fs.openSync(partial.dataPath, OPEN_PARTIAL);
     const stat = this.fs.fstatSync(fd);
-    if (!stat.isFile() || stat.size !== partial.id.size) {
+    if (!stat.isFile() || partial.size === undefined || stat.size !== partial.size) {
       this.fs.closeSync(fd);
       throw new FtError('UNSAFE_PATH', 'the partial upload is not the file that was written');
     }

@@ -44,7 +44,8 @@ const CAPABILITIES: StoreCapabilities = {
   // (File systems without hard links fall back to a check and a rename; see Inbox.landNew.)
   atomicNoReplace: true,
   freeSpace: false,
-  lateSize: false,
+  // A stream's partial has a random key and no announced size; its size is declared at end().
+  lateSize: true,
   durableUploads: true,
 };
 
@@ -115,7 +116,8 @@ export class LocalUploadStore implements UploadStore {
 
   private async acquire(key: UploadKey, options: OpenOptions, existing: boolean): Promise<LocalUpload | undefined> {
     const { size } = key;
-    if (size === undefined) throw new FtError('INTERNAL', 'the local store needs an upload’s size when it is opened (no lateSize)');
+    // Nothing kept can be a stream's (it is never resumed): there is none to resume.
+    if (size === undefined && existing) return undefined;
     let partial: Partial | undefined;
     try {
       const id = { owner: key.owner, filename: key.filename, size, ...(key.hash !== undefined ? { hash: key.hash } : {}) };
@@ -188,7 +190,8 @@ class LocalUpload implements Upload {
 
   constructor(
     readonly key: UploadKey,
-    private readonly size: number,
+    /** Undefined for a stream, until its writer ends. */
+    private readonly size: number | undefined,
     private readonly partial: Partial,
     private readonly inbox: Inbox,
   ) {}
@@ -222,7 +225,10 @@ class LocalUpload implements Upload {
 
   async append(from: number, length: number | undefined): Promise<UploadWriter> {
     this.expect('open', 'append');
-    const rest = this.size - from;
+    const rest = this.size === undefined ? undefined : this.size - from;
+    if (this.size === undefined && (from !== 0 || length !== undefined)) {
+      throw new FtError('INTERNAL', `a stream (${this.key.filename}) is written from 0, its length unknown`);
+    }
     if (from !== 0 && from !== this.partial.offset) {
       throw new FtError('INTERNAL', `a body of ${this.key.filename} cannot start at ${from}: the upload holds ${this.partial.offset} bytes`);
     }
@@ -248,6 +254,11 @@ class LocalUpload implements Upload {
     }
     this.stage = { kind: 'writing', writer };
     return writer;
+  }
+
+  /** @internal A stream's writer ended: its size is known now. */
+  declareSize(size: number): void {
+    this.partial.declareSize(size);
   }
 
   /** @internal The writer's end: every byte is in the file, open for fsync. */
@@ -362,7 +373,8 @@ class LocalWriter implements UploadWriter {
     private readonly sink: BodySink,
     private readonly hasher: Hasher,
     private readonly from: number,
-    private readonly length: number,
+    /** Undefined for a stream: end() declares it. */
+    private readonly length: number | undefined,
   ) {}
 
   get size(): number {
@@ -374,7 +386,7 @@ class LocalWriter implements UploadWriter {
     // Taken over: the newer upload resumes from what is on disk, so nothing more goes there.
     const { revoked } = this.upload;
     if (revoked.aborted) throw revoked.reason instanceof FtError ? revoked.reason : new FtError('BUSY', 'a newer upload of this file took it over');
-    if (this.received + chunk.length > this.length) {
+    if (this.length !== undefined && this.received + chunk.length > this.length) {
       throw new FtError('INTERNAL', `a body of ${this.length} bytes for ${this.upload.key.filename} got ${this.received + chunk.length}`);
     }
     this.hasher.update(chunk);
@@ -384,13 +396,15 @@ class LocalWriter implements UploadWriter {
 
   async end(size?: number): Promise<string> {
     if (this.closed) throw new FtError('INTERNAL', `end() of the body of ${this.upload.key.filename} twice`);
-    if (size !== undefined && size !== this.upload.key.size) {
-      throw new FtError('INTERNAL', `the upload of ${this.upload.key.filename} was opened with size ${this.upload.key.size}, not ${size}`);
+    const { key } = this.upload;
+    if (key.size === undefined ? size !== this.received : size !== undefined && size !== key.size) {
+      throw new FtError('INTERNAL', `the upload of ${key.filename} was opened with size ${key.size ?? 'unknown'} and got ${this.received} bytes, not ${size ?? 'unknown'}`);
     }
-    if (this.received !== this.length) {
-      throw new FtError('INTERNAL', `the body of ${this.upload.key.filename} ended after ${this.received} of ${this.length} bytes`);
+    if (this.length !== undefined && this.received !== this.length) {
+      throw new FtError('INTERNAL', `the body of ${key.filename} ended after ${this.received} of ${this.length} bytes`);
     }
     this.closed = true;
+    if (key.size === undefined) this.upload.declareSize(this.received);
     const file = await this.sink.finish();
     const hash = this.hasher.digest();
     this.upload.ended(this, file, hash);

@@ -65,7 +65,8 @@ export function readPartialFolder(fs: FileSystem, dir: string, ttlMs: number, in
       // Private copies (`~`), metadata being written and partials of ft 0.1 are the sweep's
       // garbage, and other names (another ft's kinds of partial) are not uploads to resume.
       const match = KEY_PATTERN.exec(entry.name);
-      if (!match || match[2]) continue;
+      // A stream's bytes (`.stream`) are no upload to resume: they go when its connection ends.
+      if (!match || match[2] || match[3] === 'stream') continue;
       const kept = found.get(match[1]!) ?? { part: false, json: false };
       kept[match[3] as 'part' | 'json'] = true;
       found.set(match[1]!, kept);

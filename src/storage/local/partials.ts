@@ -10,7 +10,8 @@ import { hashRange, isNotFound, lstatIfExists, type FileHandle, type FileSystem,
 
 /** What the inbox compares a header with: a size, and the content's hash when the header has it. */
 export interface ContentId {
-  size: number;
+  /** Undefined for a stream (see Partial.stream). */
+  size: number | undefined;
   hash?: string;
 }
 
@@ -81,8 +82,12 @@ export const SCAN_LIMIT = 65_536;
 const UNKNOWN_PEER = '?';
 const OWNER_PATTERN = /^[0-9a-f]{64}$/;
 
-/** `<key>.part`, `<key>.json`, and the `<key>~<8 hex>.part|json` of a private copy of older versions (only swept). */
-export const KEY_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.(part|json)$/;
+/**
+ * `<key>.part`, `<key>.json`, the `<key>~<8 hex>.part|json` of a private copy of older versions
+ * (only swept), and `<key>.stream`: a stream's bytes under a random key, never resumed (its
+ * source cannot be read again), so one found unheld is garbage.
+ */
+export const KEY_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.(part|json|stream)$/;
 /** Metadata being written: `<key>.json.<8 hex>.tmp`, renamed over `<key>.json` once synced. */
 const TEMP_PATTERN = /^([0-9a-f]{32})(~[0-9a-f]{8})?\.json\.[0-9a-f]{8}\.tmp$/;
 /** Partials of ft 0.1 (keyed by content or name, without an owner): never resumed, only swept. */
@@ -198,6 +203,7 @@ export class PartialStore {
   async acquire(id: UploadId, peer: string, options?: AcquireOptions): Promise<Partial>;
   async acquire(id: UploadId, peer: string, options: AcquireOptions = {}): Promise<Partial | undefined> {
     if (!OWNER_PATTERN.test(id.owner)) throw new FtError('INTERNAL', 'an upload owner must be 64 lowercase hex digits');
+    if (id.size === undefined) return this.acquireStream(id, peer);
     const key = partialKey(id);
     const lease = await this.held.take(key, options);
     const partial = new Partial(this, lease, id, peer, this.fs, options.keep === true || options.existing === true);
@@ -221,6 +227,24 @@ export class PartialStore {
     return partial;
   }
 
+  /**
+   * A stream's partial: a fresh random key (nothing to resume, nobody to take over), counted in
+   * the caps like any partial kept, and deleted once let go (see tidy).
+   */
+  private async acquireStream(id: UploadId, peer: string): Promise<Partial> {
+    const lease = await this.held.take(randomBytes(16).toString('hex'));
+    const partial = new Partial(this, lease, id, peer, this.fs);
+    try {
+      await this.verifyDir();
+      this.makeRoom(peerGroup(peer));
+      this.countIn(partial.key, peerGroup(peer));
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+    return partial;
+  }
+
   /** @internal Called by Partial.release: tidies up, then lets the next holder in (which then sees what was kept). */
   released(partial: Partial, lease: Lease): void {
     try {
@@ -231,6 +255,12 @@ export class PartialStore {
   }
 
   private tidy(partial: Partial): void {
+    if (partial.stream) {
+      // Placed, failed or cut off: a stream's bytes are never kept.
+      if (lstatIfExists(this.fs, partial.dataPath)) unlinkQuietly(this.fs, partial.dataPath);
+      this.forget(partial.key);
+      return;
+    }
     if (!partial.resumable) {
       // A small upload saves nothing on resume: it is not kept (and has no metadata). Looked up
       // first: most were placed, and a failed unlink costs more.
@@ -291,9 +321,11 @@ export class PartialStore {
         const isPrivate = name.includes('~');
         if (temp) {
           if (age >= quickMs) remove(name);
-        } else if (!stat.isFile() || isPrivate) {
-          // A link or FIFO named like ours was never written by us; a private copy (older versions) is garbage.
+        } else if (!stat.isFile() || isPrivate || name.endsWith('.stream')) {
+          // A link or FIFO named like ours was never written by us; a private copy (older versions)
+          // is garbage, and so is a stream's partial nobody holds (its connection is gone).
           remove(name);
+          if (ours) this.forget(key);
         } else if (name.endsWith('.part')) {
           if (age >= ttlMs || (stat.size < QUICK_EXPIRY_BYTES && age >= quickMs)) {
             remove(name);
@@ -416,6 +448,8 @@ export class PartialStore {
     try {
       for (let seen = 0, entry = listing.readSync(); entry && seen < SCAN_LIMIT; seen++, entry = listing.readSync()) {
         const match = KEY_PATTERN.exec(entry.name);
+        // A stream's partial not held was left by a receiver that stopped mid-stream: never resumable.
+        if (match?.[3] === 'stream' && !match[2] && !this.held.has(match[1]!)) unlinkQuietly(this.fs, path.join(this.dir, entry.name));
         if (!match || match[2] || match[3] !== 'part' || this.index.has(match[1]!)) continue;
         const stat = lstatIfExists(this.fs, path.join(this.dir, entry.name));
         if (stat?.isFile()) found.push({ key: match[1]!, mtimeMs: stat.mtimeMs });
@@ -543,7 +577,10 @@ export class Partial {
    * at most a second, and every one kept costs inodes a peer could fill.
    */
   readonly resumable: boolean;
+  /** A stream's: its size is declared at its end (declareSize), and it is never kept. */
+  readonly stream: boolean;
   readonly key: string;
+  private declaredSize: number | undefined;
   private meta: PartialMeta | undefined;
   /** The data file as checked (at load, or as created): every later open must find this one. */
   private file: { dev: number; ino: number } | undefined;
@@ -560,9 +597,21 @@ export class Partial {
     private readonly keep = false,
   ) {
     this.key = lease.key;
-    this.dataPath = path.join(store.dir, `${this.key}.part`);
+    this.stream = id.size === undefined;
+    this.dataPath = path.join(store.dir, `${this.key}.${this.stream ? 'stream' : 'part'}`);
     this.metaPath = path.join(store.dir, `${this.key}.json`);
-    this.resumable = keep || id.size > SMALL_BODY_BYTES;
+    this.resumable = id.size !== undefined && (keep || id.size > SMALL_BODY_BYTES);
+  }
+
+  /** The file's size: the announced one, or a stream's once declared; undefined before that. */
+  get size(): number | undefined {
+    return this.id.size ?? this.declaredSize;
+  }
+
+  /** A stream's size, known at its end. */
+  declareSize(size: number): void {
+    if (!this.stream) throw new FtError('INTERNAL', 'only a stream declares its size late');
+    this.declaredSize = size;
   }
 
   /**
@@ -616,7 +665,7 @@ export class Partial {
     const stat = lstatIfExists(this.fs, this.dataPath);
     if (!stat) return undefined;
     // Not something we could have written for this upload: a link, a FIFO, another's file, a hard link, too long.
-    if (!isOurFile(stat) || stat.size > this.id.size) {
+    if (!isOurFile(stat) || this.id.size === undefined || stat.size > this.id.size) {
       this.discard();
       return undefined;
     }
@@ -657,7 +706,7 @@ export class Partial {
    */
   async openForWrite(from: number): Promise<FileHandle> {
     // A body held in memory is written in one go once verified: metadata would only cost an fsync.
-    if (this.resumable && this.id.size - from > SMALL_BODY_BYTES && (from === 0 || !this.meta)) this.writeMeta();
+    if (this.resumable && this.id.size! - from > SMALL_BODY_BYTES && (from === 0 || !this.meta)) this.writeMeta();
     if (from === 0) return (await this.reusedAsync()) ?? this.createAsync();
     const handle = await this.openChecked(O_WRONLY);
     if (!handle) throw changedMeanwhile();
@@ -745,7 +794,7 @@ export class Partial {
       v: 1,
       owner: this.id.owner,
       filename: this.id.filename,
-      size: this.id.size,
+      size: this.id.size!,
       ...(this.id.hash !== undefined ? { hash: this.id.hash } : {}),
       peer: this.peer,
       createdAt: new Date().toISOString(),

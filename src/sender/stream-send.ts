@@ -1,0 +1,180 @@
+/**
+ * Sending a stream of unknown size (standard input, a library's Readable or async iterable) as
+ * one file, over one connection (feature `stream`, docs/PROTOCOL.md §9.4): a header without
+ * size or hash, the bytes in body frames as they come, then the size and hash in the `hash`
+ * message. A stream cannot be read again, so nothing here retries or resumes: a connection
+ * that breaks, or a source that fails, ends the send with STREAM_INTERRUPTED (run the job
+ * again), and the receiver discards what it got.
+ */
+import { FtError, toFtError } from '../errors.js';
+import { createHasher } from '../hashing.js';
+import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
+import { FEATURES } from '../wire/messages.js';
+import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
+import { SenderConnection, type Outcome } from './connection.js';
+import { connectOptions, senderIdentity } from './send-setup.js';
+import type { FileResult, SendOptions, SendReport } from './sender.js';
+
+/** A source of unknown size: any Readable, or any async iterable of bytes (strings are UTF-8). */
+export interface StreamSource {
+  stream: AsyncIterable<Uint8Array | string>;
+  /** The file's name on the receiver: a safe relative path, as for files. */
+  name: string;
+}
+
+/** How a stream is shown in events and results, where a file shows its path. */
+export const STREAM_PATH = '-';
+
+/** Bytes per body frame at most: a source's larger chunks are cut, so a frame's bytes soon reach the receiver. */
+const MAX_FRAME_BYTES = 1024 * 1024;
+
+export async function sendStream(source: StreamSource, options: SendOptions): Promise<SendReport> {
+  const started = performance.now();
+  const emit = options.onEvent ?? (() => undefined);
+  const { name } = source;
+  parseSafeName(name);
+  const identity = await senderIdentity(options);
+  const result: FileResult = { path: STREAM_PATH, name, size: 0, hash: '', status: 'failed', bytesSent: 0 };
+  const report = (): SendReport => ({ files: [result], ignored: [], bytesSent: result.bytesSent, durationMs: Math.round(performance.now() - started) });
+  emit({ type: 'collected', files: 1, bytes: null });
+  const chunks = framed(source.stream, options.signal);
+  // The producer is started before the receiver is kept waiting: a header goes out with data to follow.
+  const first = await nextChunk(chunks, result);
+  const connecting = connectOptions(options, identity);
+  const { port } = connecting;
+  const connection = await SenderConnection.open(connecting);
+  const { fingerprint, firstContact } = connection;
+  emit({ type: 'connected', host: options.host, port, attempt: 0, ...(fingerprint !== undefined && { fingerprint }), firstContact });
+  try {
+    if (!connection.features.has(FEATURES.STREAM)) {
+      throw new FtError('UNSUPPORTED_VERSION', `${options.host}:${port} cannot take a stream (its ft is older, without the "${FEATURES.STREAM}" feature); upgrade ft there, or send a file`);
+    }
+    const decision = await connection.sendHeader({ type: 'file', id: 1, filename: name, stream: true });
+    if (decision.type === 'refuse') {
+      settleFailure(result, 'refused', new FtError(decision.code, decision.message), emit);
+      await connection.finish();
+      return report();
+    }
+    if (decision.type !== 'accept' || decision.offset !== 0) {
+      throw new FtError('BAD_MESSAGE', `the receiver answered a stream's header with ${decision.type === 'accept' ? `offset ${decision.offset}` : `"${decision.type}"`}`);
+    }
+    const outcome = await streamBody(connection, first, chunks, result, options, emit);
+    if (outcome.type === 'failed') {
+      settleFailure(result, 'failed', new FtError(outcome.code, outcome.message), emit);
+      // The receiver drops whatever else comes: there is no point sending it.
+      connection.close();
+      return report();
+    }
+    Object.assign(result, { status: 'sent', hash: outcome.hash, resumedFrom: 0 }, outcome.path === undefined ? {} : { remotePath: outcome.path });
+    emit({ type: 'verified', path: STREAM_PATH, name, size: result.size, hash: outcome.hash, ...(outcome.path !== undefined && { remotePath: outcome.path }), resumedFrom: 0 });
+    await connection.finish();
+    return report();
+  } catch (error) {
+    connection.close();
+    throw interrupted(error, result, options.signal);
+  } finally {
+    // Stops the source (a Readable is destroyed) when the send ended before it did.
+    await chunks.return(undefined);
+  }
+}
+
+/**
+ * Sends `first` and every chunk after it as body frames, hashing them, then the size and hash;
+ * resolves with the receiver's verdict. A `failed` that arrives early stops the sending at once.
+ */
+async function streamBody(
+  connection: SenderConnection,
+  first: Buffer | undefined,
+  chunks: AsyncIterator<Buffer>,
+  result: FileResult,
+  options: SendOptions,
+  emit: (event: SendEvent) => void,
+): Promise<Outcome> {
+  const { name } = result;
+  const hasher = await createHasher();
+  let early: Outcome | undefined;
+  const outcome = connection.startBody({ type: 'body', id: 1, offset: 0, length: first?.length ?? 0 });
+  void outcome.then((o) => (early = o), () => undefined);
+  emit({ type: 'started', path: STREAM_PATH, name, size: null, offset: 0 });
+  let lastProgress = performance.now();
+  const progress = (force: boolean) => {
+    const now = performance.now();
+    if (!force && now - lastProgress < PROGRESS_INTERVAL_MS) return;
+    lastProgress = now;
+    const event = { path: STREAM_PATH, name, bytes: result.bytesSent, size: null };
+    emit({ type: 'progress', ...event });
+    options.onProgress?.(event);
+  };
+  for (let chunk = first; chunk !== undefined; chunk = await nextChunk(chunks, result)) {
+    if (early) return early;
+    if (chunk !== first) connection.write({ type: 'body', id: 1, offset: result.bytesSent, length: chunk.length });
+    hasher.update(chunk);
+    // Waits while the receiver is slower than the producer: the source is read no faster (backpressure).
+    await connection.writeRaw(chunk);
+    result.bytesSent += chunk.length;
+    progress(false);
+  }
+  if (early) return early;
+  progress(true);
+  result.size = result.bytesSent;
+  result.hash = hasher.digest();
+  connection.write({ type: 'hash', id: 1, hash: result.hash, size: result.size });
+  return outcome;
+}
+
+/** The next chunk, or undefined at the end; a source that fails is STREAM_INTERRUPTED. */
+async function nextChunk(chunks: AsyncIterator<Buffer>, result: FileResult): Promise<Buffer | undefined> {
+  let next: IteratorResult<Buffer>;
+  try {
+    next = await chunks.next();
+  } catch (error) {
+    if (error instanceof FtError && error.code === 'ABORTED') throw error;
+    throw new FtError('STREAM_INTERRUPTED', `reading ${escapeForDisplay(result.name)} failed after ${result.bytesSent} bytes: ${(error as Error)?.message ?? String(error)}`, {}, { cause: error });
+  }
+  return next.done ? undefined : next.value;
+}
+
+/** The source's chunks as Buffers of 1 to MAX_FRAME_BYTES bytes; an abort ends the wait for the next one. */
+async function* framed(stream: AsyncIterable<Uint8Array | string>, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const aborted = new Promise<never>((_, reject) => {
+    const stop = () => reject(new FtError('ABORTED', 'send was cancelled'));
+    if (signal?.aborted) stop();
+    signal?.addEventListener('abort', stop, { once: true });
+  });
+  aborted.catch(() => undefined);
+  try {
+    for (;;) {
+      const next = await Promise.race([iterator.next(), aborted]);
+      if (next.done) return;
+      const value = next.value;
+      const bytes = typeof value === 'string' ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+      for (let at = 0; at < bytes.length; at += MAX_FRAME_BYTES) yield bytes.subarray(at, at + MAX_FRAME_BYTES);
+    }
+  } finally {
+    // Stops a Readable (and the producer's side of a pipe) when the send ends early.
+    await iterator.return?.().catch(() => undefined);
+  }
+}
+
+function settleFailure(result: FileResult, status: 'refused' | 'failed', error: FtError, emit: (event: SendEvent) => void): void {
+  Object.assign(result, { status, code: error.code, message: error.message });
+  emit({ type: status, path: STREAM_PATH, name: result.name, code: error.code, message: error.message });
+}
+
+/**
+ * Why the send ended early. Once the stream's bytes began to be read, a lost connection cannot
+ * be made good (they cannot be read again): STREAM_INTERRUPTED, the job has to run again.
+ */
+function interrupted(error: unknown, result: FileResult, signal: AbortSignal | undefined): FtError {
+  // `stream`: whoever reports it must not promise a resume.
+  if (signal?.aborted) return new FtError('ABORTED', 'send was cancelled', { stream: true });
+  const failure = toFtError(error);
+  if (!['CONNECTION_LOST', 'TIMEOUT', 'STREAM_INTERRUPTED'].includes(failure.code)) return failure;
+  const message =
+    failure.code === 'STREAM_INTERRUPTED'
+      ? failure.message
+      : `the stream ${escapeForDisplay(result.name)} was cut off after ${result.bytesSent} bytes (${failure.message}); a stream cannot resume: run the job again`;
+  Object.assign(result, { status: 'failed', code: 'STREAM_INTERRUPTED', message });
+  return new FtError('STREAM_INTERRUPTED', message, { results: [result] }, { cause: failure });
+}

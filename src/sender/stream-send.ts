@@ -25,6 +25,9 @@ export interface StreamSource {
 /** How a stream is shown in events and results, where a file shows its path. */
 export const STREAM_PATH = '-';
 
+/** What the wait for the next chunk yields to when the receiver has answered (or the connection ended). */
+const STOP = Symbol('stop');
+
 /** Bytes per body frame at most: a source's larger chunks are cut, so a frame's bytes soon reach the receiver. */
 const MAX_FRAME_BYTES = 1024 * 1024;
 
@@ -37,7 +40,8 @@ export async function sendStream(source: StreamSource, options: SendOptions): Pr
   const result: FileResult = { path: STREAM_PATH, name, size: 0, hash: '', status: 'failed', bytesSent: 0 };
   const report = (): SendReport => ({ files: [result], ignored: [], bytesSent: result.bytesSent, durationMs: Math.round(performance.now() - started) });
   emit({ type: 'collected', files: 1, bytes: null });
-  const chunks = framed(source.stream, options.signal);
+  const reading = source.stream[Symbol.asyncIterator]();
+  const chunks = framed(reading, options.signal);
   // The producer is started before the receiver is kept waiting: a header goes out with data to follow.
   const first = await nextChunk(chunks, result);
   const connecting = connectOptions(options, identity);
@@ -73,8 +77,9 @@ export async function sendStream(source: StreamSource, options: SendOptions): Pr
     connection.close();
     throw interrupted(error, result, options.signal);
   } finally {
-    // Stops the source (a Readable is destroyed) when the send ended before it did.
-    await chunks.return(undefined);
+    // Stops the source (a Readable is destroyed) when the send ended before it did. Not
+    // awaited: a source still working on a chunk nobody will take must not hold the send.
+    reading.return?.().catch(() => undefined);
   }
 }
 
@@ -92,9 +97,12 @@ async function streamBody(
 ): Promise<Outcome> {
   const { name } = result;
   const hasher = await createHasher();
-  let early: Outcome | undefined;
   const outcome = connection.startBody({ type: 'body', id: 1, offset: 0, length: first?.length ?? 0 });
-  void outcome.then((o) => (early = o), () => undefined);
+  // An early `failed`, or the connection's end, stops the sending at once, even while the source is slow.
+  const settled: Promise<typeof STOP> = outcome.then(
+    () => STOP,
+    () => STOP,
+  );
   emit({ type: 'started', path: STREAM_PATH, name, size: null, offset: 0 });
   let lastProgress = performance.now();
   const progress = (force: boolean) => {
@@ -105,16 +113,17 @@ async function streamBody(
     emit({ type: 'progress', ...event });
     options.onProgress?.(event);
   };
-  for (let chunk = first; chunk !== undefined; chunk = await nextChunk(chunks, result)) {
-    if (early) return early;
+  for (let chunk = first; chunk !== undefined; ) {
     if (chunk !== first) connection.write({ type: 'body', id: 1, offset: result.bytesSent, length: chunk.length });
     hasher.update(chunk);
     // Waits while the receiver is slower than the producer: the source is read no faster (backpressure).
     await connection.writeRaw(chunk);
     result.bytesSent += chunk.length;
     progress(false);
+    const next = await Promise.race([nextChunk(chunks, result), settled]);
+    if (next === STOP) return outcome;
+    chunk = next;
   }
-  if (early) return early;
   progress(true);
   result.size = result.bytesSent;
   result.hash = hasher.digest();
@@ -135,25 +144,19 @@ async function nextChunk(chunks: AsyncIterator<Buffer>, result: FileResult): Pro
 }
 
 /** The source's chunks as Buffers of 1 to MAX_FRAME_BYTES bytes; an abort ends the wait for the next one. */
-async function* framed(stream: AsyncIterable<Uint8Array | string>, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
-  const iterator = stream[Symbol.asyncIterator]();
+async function* framed(iterator: AsyncIterator<Uint8Array | string>, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
   const aborted = new Promise<never>((_, reject) => {
     const stop = () => reject(new FtError('ABORTED', 'send was cancelled'));
     if (signal?.aborted) stop();
     signal?.addEventListener('abort', stop, { once: true });
   });
   aborted.catch(() => undefined);
-  try {
-    for (;;) {
-      const next = await Promise.race([iterator.next(), aborted]);
-      if (next.done) return;
-      const value = next.value;
-      const bytes = typeof value === 'string' ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-      for (let at = 0; at < bytes.length; at += MAX_FRAME_BYTES) yield bytes.subarray(at, at + MAX_FRAME_BYTES);
-    }
-  } finally {
-    // Stops a Readable (and the producer's side of a pipe) when the send ends early.
-    await iterator.return?.().catch(() => undefined);
+  for (;;) {
+    const next = await Promise.race([iterator.next(), aborted]);
+    if (next.done) return;
+    const value = next.value;
+    const bytes = typeof value === 'string' ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    for (let at = 0; at < bytes.length; at += MAX_FRAME_BYTES) yield bytes.subarray(at, at + MAX_FRAME_BYTES);
   }
 }
 

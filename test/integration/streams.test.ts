@@ -166,6 +166,28 @@ describe('streams of unknown size', () => {
     await nothingKept(r);
   });
 
+  it('a connection lost while the source is silent ends the send at once (not at the next chunk)', async () => {
+    const r = await startReceiver();
+    const proxy = await startProxy({ targetPort: r.port });
+    let release!: () => void;
+    const stalled = new Promise<void>((resolve) => (release = resolve));
+    async function* silent(): AsyncGenerator<Buffer> {
+      yield randomBuffer(MiB, 'silent');
+      // A producer busy elsewhere (pg_dump waiting on a lock): nothing comes for a long time.
+      await stalled;
+    }
+    const sending = send([{ stream: silent(), name: 'silent.bin' }], { ...to(r), port: proxy.port });
+    await r.waitFor('started');
+    await waitUntil(() => proxy.forwarded >= MiB, 'the first chunk through');
+    proxy.cutAll();
+    try {
+      await expectFtError(sending, 'STREAM_INTERRUPTED');
+    } finally {
+      release();
+    }
+    await nothingKept(r);
+  });
+
   it('a source that fails mid-way fails STREAM_INTERRUPTED; the receiver keeps nothing', async () => {
     const r = await startReceiver();
     async function* failing(): AsyncGenerator<Buffer> {

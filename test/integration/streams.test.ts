@@ -15,6 +15,8 @@ import { listFiles, randomBuffer, waitUntil } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
 import { closeAllFakeReceivers, startProtocol3Receiver } from '../helpers/fake-receiver.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { encodeFrame } from '../../src/wire/frame.js';
 import { removeTempDirs } from '../helpers/temp.js';
 
 const MiB = 1024 * 1024;
@@ -65,6 +67,13 @@ async function nothingKept(r: TestReceiver): Promise<void> {
   await waitUntil(async () => (await listFiles(r.dir)).length === 0, 'the stream’s partial deleted');
 }
 
+/** The file holds exactly `bytes` (compared whole: a deep equality of MiBs takes seconds). */
+async function expectContent(file: string, bytes: Buffer): Promise<void> {
+  const stored = await readFile(file);
+  expect(stored.length).toBe(bytes.length);
+  expect(stored.equals(bytes)).toBe(true);
+}
+
 async function expectFtError(promise: Promise<unknown>, code: string): Promise<FtError> {
   const error = await promise.then(
     () => undefined,
@@ -83,7 +92,7 @@ describe('streams of unknown size', () => {
     const report = await send([{ stream: unevenly(bytes), name: 'dump/db.sql' }], { ...to(r), onEvent: (event) => events.push(event) });
     const hash = await hashBytes(bytes);
     expect(report.files).toEqual([expect.objectContaining({ path: '-', name: 'dump/db.sql', status: 'sent', size: bytes.length, hash, bytesSent: bytes.length })]);
-    expect(await readFile(path.join(r.dir, 'dump/db.sql'))).toEqual(bytes);
+    await expectContent(path.join(r.dir, 'dump/db.sql'), bytes);
     expect(await listFiles(r.dir)).toEqual(['dump/db.sql']);
     expect(events.find((e) => e.type === 'collected')).toEqual({ type: 'collected', files: 1, bytes: null });
     expect(events.find((e) => e.type === 'started')).toMatchObject({ size: null, offset: 0 });
@@ -99,7 +108,7 @@ describe('streams of unknown size', () => {
     await send([{ stream: Readable.from([bytes.subarray(0, MiB), bytes.subarray(MiB)]), name: 'r.bin' }], to(r));
     const empty = await send([{ stream: Readable.from([]), name: 'empty' }], to(r));
     expect(empty.files[0]).toMatchObject({ status: 'sent', size: 0, hash: 'xxh64:ef46db3751d8e999' });
-    expect(await readFile(path.join(r.dir, 'r.bin'))).toEqual(bytes);
+    await expectContent(path.join(r.dir, 'r.bin'), bytes);
     expect(await readFile(path.join(r.dir, 'empty'))).toEqual(Buffer.alloc(0));
   });
 
@@ -215,5 +224,69 @@ describe('streams of unknown size', () => {
     const stream = unevenly(Buffer.from('x'));
     await expectFtError(send([{ stream, name: 'a' }, 'file.txt'] as never, { host: '127.0.0.1' }), 'USAGE');
     await expectFtError(send([{ stream, name: '../escape' }], { host: '127.0.0.1' }), 'BAD_NAME');
+  });
+});
+
+describe('a stream on the wire (a raw sender)', () => {
+  const STREAMING = { features: ['trailing-hash', 'stream'] };
+  const frame = (offset: number, bytes: Buffer) => Buffer.concat([encodeFrame({ type: 'body', id: 1, offset, length: bytes.length }), bytes]);
+
+  it('frames at growing offsets and the hash with the size: done, and the file is the frames’ bytes', async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    try {
+      await c.handshake(STREAMING);
+      c.send({ type: 'file', id: 1, filename: 'wire.bin', stream: true });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      const bytes = randomBuffer(3 * MiB, 'wire');
+      c.writeRaw(Buffer.concat([frame(0, bytes.subarray(0, 5)), frame(5, bytes.subarray(5, 2 * MiB)), frame(2 * MiB, bytes.subarray(2 * MiB))]));
+      c.send({ type: 'hash', id: 1, hash: await hashBytes(bytes), size: bytes.length });
+      expect(await c.next()).toMatchObject({ type: 'done', id: 1, hash: await hashBytes(bytes) });
+      await expectContent(path.join(r.dir, 'wire.bin'), bytes);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('a hash declaring another size is BAD_MESSAGE, and nothing of the stream is kept', async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    try {
+      await c.handshake(STREAMING);
+      c.send({ type: 'file', id: 1, filename: 'liar.bin', stream: true });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      const bytes = randomBuffer(2 * MiB, 'liar');
+      c.writeRaw(frame(0, bytes));
+      c.send({ type: 'hash', id: 1, hash: await hashBytes(bytes), size: bytes.length - 1 });
+      expect(await c.next()).toMatchObject({ type: 'error', code: 'BAD_MESSAGE' });
+    } finally {
+      c.destroy();
+    }
+    await nothingKept(r);
+  });
+
+  it('a stream header without the feature is BAD_MESSAGE', async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    try {
+      await c.handshake();
+      c.send({ type: 'file', id: 1, filename: 'x.bin', stream: true });
+      expect(await c.next()).toMatchObject({ type: 'error', code: 'BAD_MESSAGE', message: expect.stringContaining('"stream"') });
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('a sender that goes away mid-stream leaves nothing: the partial goes with the connection', async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    await c.handshake(STREAMING);
+    c.send({ type: 'file', id: 1, filename: 'gone.bin', stream: true });
+    expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+    c.writeRaw(frame(0, randomBuffer(3 * MiB, 'gone')));
+    await waitUntil(async () => (await listFiles(r.dir)).some((name) => name.endsWith('.stream')), 'the stream’s partial written');
+    c.destroy();
+    expect(await r.waitFor('connection-error')).toMatchObject({ code: 'CONNECTION_LOST', message: expect.not.stringContaining('kept for resume') });
+    await nothingKept(r);
   });
 });

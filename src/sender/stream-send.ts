@@ -6,13 +6,14 @@
  * that breaks, or a source that fails, ends the send with STREAM_INTERRUPTED (run the job
  * again), and the receiver discards what it got.
  */
+import type { BandwidthLimit } from '../bandwidth-limit.js';
 import { FtError, toFtError } from '../errors.js';
 import { createHasher } from '../hashing.js';
 import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { FEATURES } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
 import { SenderConnection, type Outcome } from './connection.js';
-import { connectOptions, senderIdentity } from './send-setup.js';
+import { bandwidthOf, connectOptions, limitedSlice, senderIdentity } from './send-setup.js';
 import type { FileResult, SendOptions, SendReport } from './sender.js';
 
 /** A source of unknown size: any Readable, or any async iterable of bytes (strings are UTF-8). */
@@ -41,7 +42,9 @@ export async function sendStream(source: StreamSource, options: SendOptions): Pr
   const report = (): SendReport => ({ files: [result], ignored: [], bytesSent: result.bytesSent, durationMs: Math.round(performance.now() - started) });
   emit({ type: 'collected', files: 1, bytes: null });
   const reading = source.stream[Symbol.asyncIterator]();
-  const chunks = framed(reading, options.signal);
+  const bandwidth = bandwidthOf(options);
+  // Under a limit, frames of a slice each: each waits for the limit before it goes.
+  const chunks = framed(reading, bandwidth ? limitedSlice(bandwidth) : MAX_FRAME_BYTES, options.signal);
   // The producer is started before the receiver is kept waiting: a header goes out with data to follow.
   const first = await nextChunk(chunks, result);
   const connecting = connectOptions(options, identity);
@@ -62,7 +65,7 @@ export async function sendStream(source: StreamSource, options: SendOptions): Pr
     if (decision.type !== 'accept' || decision.offset !== 0) {
       throw new FtError('BAD_MESSAGE', `the receiver answered a stream's header with ${decision.type === 'accept' ? `offset ${decision.offset}` : `"${decision.type}"`}`);
     }
-    const outcome = await streamBody(connection, first, chunks, result, options, emit);
+    const outcome = await streamBody(connection, first, chunks, { result, bandwidth }, options, emit);
     if (outcome.type === 'failed') {
       settleFailure(result, 'failed', new FtError(outcome.code, outcome.message), emit);
       // The receiver drops whatever else comes: there is no point sending it.
@@ -91,7 +94,7 @@ async function streamBody(
   connection: SenderConnection,
   first: Buffer | undefined,
   chunks: AsyncIterator<Buffer>,
-  result: FileResult,
+  { result, bandwidth }: { result: FileResult; bandwidth: BandwidthLimit | undefined },
   options: SendOptions,
   emit: (event: SendEvent) => void,
 ): Promise<Outcome> {
@@ -116,6 +119,7 @@ async function streamBody(
   for (let chunk = first; chunk !== undefined; ) {
     if (chunk !== first) connection.write({ type: 'body', id: 1, offset: result.bytesSent, length: chunk.length });
     hasher.update(chunk);
+    await bandwidth?.take(chunk.length, options.signal);
     // Waits while the receiver is slower than the producer: the source is read no faster (backpressure).
     await connection.writeRaw(chunk);
     result.bytesSent += chunk.length;
@@ -143,8 +147,8 @@ async function nextChunk(chunks: AsyncIterator<Buffer>, result: FileResult): Pro
   return next.done ? undefined : next.value;
 }
 
-/** The source's chunks as Buffers of 1 to MAX_FRAME_BYTES bytes; an abort ends the wait for the next one. */
-async function* framed(iterator: AsyncIterator<Uint8Array | string>, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+/** The source's chunks as Buffers of 1 to `frameBytes` bytes; an abort ends the wait for the next one. */
+async function* framed(iterator: AsyncIterator<Uint8Array | string>, frameBytes: number, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
   const aborted = new Promise<never>((_, reject) => {
     const stop = () => reject(new FtError('ABORTED', 'send was cancelled'));
     if (signal?.aborted) stop();
@@ -156,7 +160,7 @@ async function* framed(iterator: AsyncIterator<Uint8Array | string>, signal: Abo
     if (next.done) return;
     const value = next.value;
     const bytes = typeof value === 'string' ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-    for (let at = 0; at < bytes.length; at += MAX_FRAME_BYTES) yield bytes.subarray(at, at + MAX_FRAME_BYTES);
+    for (let at = 0; at < bytes.length; at += frameBytes) yield bytes.subarray(at, at + frameBytes);
   }
 }
 

@@ -9,7 +9,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { FtError, nodeFileSystem, send, type FileSystem, type SendEvent } from '../../src/index.js';
+import { BandwidthLimit, FtError, nodeFileSystem, send, type FileSystem, type SendEvent } from '../../src/index.js';
 import { hashBytes } from '../../src/hashing.js';
 import { listFiles, randomBuffer, waitUntil } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
@@ -110,6 +110,26 @@ describe('streams of unknown size', () => {
     expect(empty.files[0]).toMatchObject({ status: 'sent', size: 0, hash: 'xxh64:ef46db3751d8e999' });
     await expectContent(path.join(r.dir, 'r.bin'), bytes);
     expect(await readFile(path.join(r.dir, 'empty'))).toEqual(Buffer.alloc(0));
+  });
+
+  it('limitRate holds for a stream: every byte waits for the limit (a clock of the test’s own)', async () => {
+    const r = await startReceiver();
+    let now = 0;
+    let slept = 0;
+    const limit = new BandwidthLimit({
+      bytesPerSecond: MiB,
+      now: () => now,
+      sleep: async (ms) => {
+        now += ms;
+        slept += ms;
+      },
+    });
+    const bytes = randomBuffer(3 * MiB, 'limited');
+    const report = await send([{ stream: unevenly(bytes), name: 'limited.bin' }], { ...to(r), limitRate: limit });
+    expect(report.files[0]).toMatchObject({ status: 'sent', size: bytes.length });
+    // 3 MiB at 1 MiB/s, less the burst the bucket holds at first: close to 3 s of the limit's time.
+    expect(slept).toBeGreaterThanOrEqual(3000 - 1000 * (limit.burst / MiB) - 1);
+    await expectContent(path.join(r.dir, 'limited.bin'), bytes);
   });
 
   it('an endless stream is refused TOO_LARGE as soon as it passes the receiver’s limit; nothing is kept', async () => {

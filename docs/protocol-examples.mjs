@@ -261,6 +261,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   show('S->R hash, with the size', { type: 'hash', id: 1, hash: HASH, size: 13 });
   show('R->S failed early (a limit of 10 bytes, passed by the second body)', { type: 'failed', id: 1, code: 'TOO_LARGE', message: "the stream greeting.txt passed this receiver's limit of 10 bytes" });
 
+  console.log('=== example 9: file metadata and an empty folder (§9.5; both hellos also list "metadata")');
+  show('S->R file with mtime and mode', { ...header, mtime: '1700000000.123456789', mode: 0o644 });
+  show('S->R folder', { type: 'file', id: 2, filename: 'photos/2023/empty', folder: true });
+  show('R->S accept', { type: 'accept', id: 1, offset: 0 });
+  show('R->S done for the folder (no hash)', { type: 'done', id: 2 });
+  show('S->R file of 1969 (seconds before the epoch)', { type: 'file', id: 3, filename: 'old.txt', size: 0, hash: hash(Buffer.alloc(0)), mtime: '-86400.5' });
+
   console.log('=== discovery (§12.8): datagrams (UDP port 9527)');
   // addrs: every IPv4 address it may answer from, those on the asker's (or the beacon's) subnet first.
   // fp: the full fingerprint of the receiver's key (an example value); absent for a receiver in plaintext.

@@ -31,6 +31,8 @@ type SyncCalls = Pick<
   // The partial folder: streamed listings (bounded memory) and tightening its mode through a checked handle.
   | 'opendirSync'
   | 'fchmodSync'
+  // File metadata a sender asked for, set on the open file before it is placed.
+  | 'futimesSync'
 >;
 
 /**
@@ -50,6 +52,11 @@ export type FileHandle = Awaited<ReturnType<FileSystem['open']>>;
 export interface OpenFile {
   sync(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Sets the modification time (`mtime` in seconds as futimes takes them; the access time
+   * becomes now) and the mode, on the open file; sync() then makes them durable too.
+   */
+  setMetadata(metadata: { mtime?: string; mode?: number }): Promise<void>;
 }
 
 /**
@@ -85,6 +92,7 @@ export function fileSystemOf(shapedLikeNodeFs: object): FileSystem {
     fsync: bound(fs.fsync, fs),
     opendirSync: bound(fs.opendirSync, fs),
     fchmodSync: bound(fs.fchmodSync, fs),
+    futimesSync: bound(fs.futimesSync, fs),
   };
 }
 

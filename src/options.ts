@@ -149,6 +149,7 @@ const SEND_RULES: Rules = {
   idleTimeoutMs: TIMEOUT_MS,
   hashCache: TEXT,
   followSymlinks: BOOLEAN,
+  preserveMode: BOOLEAN,
   keepContentBytes: BYTES,
   senderKeyFile: TEXT,
   fs: FILE_SYSTEM,

@@ -79,6 +79,7 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--no-hash-cache', 'always hash large files anew (default: reuse hashes of unchanged files from ~/.cache/ft)')
     .option('--limit-rate <rate>', 'send at most this much per second, all files together (e.g. 20M = 20 MiB/s; at least 32K)', parseRate)
     .option('--follow-symlinks', 'follow symbolic links inside folders (default: skip them; paths given are always followed)')
+    .option('--preserve-mode', 'give the received files these permission bits (rwx only, less the receiver\'s umask; the modification time is always kept)')
     .option('--token-file <file>', 'shared secret the receiver requires (or set FT_TOKEN); it also proves the receiver to us')
     .option('--fingerprint <fp>', "the receiver's key, as `ft serve` printed it: anything else is refused")
     .option('--trust-new', 'on first contact, trust the receiver unchecked and pin its key (default: ask on a terminal, else refuse)')

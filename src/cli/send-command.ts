@@ -62,6 +62,7 @@ export interface SendCommandOptions {
   followSymlinks?: boolean;
   /** Bytes per second. */
   limitRate?: number;
+  preserveMode?: boolean;
   /** With the path `-`: the name standard input gets on the receiver. */
   as?: string;
 }
@@ -127,6 +128,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
       idleTimeoutMs: options.idleTimeout * 1000,
       hashCache: options.hashCache ? defaultHashCachePath() : undefined,
       followSymlinks: options.followSymlinks,
+      preserveMode: options.preserveMode,
       senderKeyFile: options.senderKey ?? defaultSenderKeyPath(),
       token,
       fingerprint,

@@ -34,13 +34,24 @@ export async function createSendView(json: boolean, streams: Streams = { out: pr
 /** A file that was never finished: the batch stopped before it. */
 const unsent = (file: FileResult) => file.status === 'failed' && file.code === undefined;
 
+/** Results of a status, never finished ones apart; empty folders that arrived (or could not go) are counted apart. */
+function countOf(report: SendReport, status: FileResult['status']): number {
+  const apart = (f: FileResult) => f.folder === true && (f.status === 'sent' || f.status === 'skipped');
+  return report.files.filter((f) => f.status === status && !apart(f) && !unsent(f)).length;
+}
+
+/** Empty folders that arrived. */
+const foldersOf = (report: SendReport) => report.files.filter((f) => f.folder === true && f.status === 'sent').length;
+
 export function summaryLine(report: SendReport): string {
-  const count = (status: FileResult['status']) => report.files.filter((f) => f.status === status && !unsent(f)).length;
+  const count = (status: FileResult['status']) => countOf(report, status);
   const parts = [`${count('sent') + count('resumed')} sent`];
   if (count('resumed')) parts.push(`${count('resumed')} resumed`);
   parts.push(`${count('skipped')} already there`);
   if (count('refused')) parts.push(`${count('refused')} refused`);
   if (count('failed')) parts.push(`${count('failed')} failed`);
+  const folders = foldersOf(report);
+  if (folders) parts.push(`${folders} empty ${folders === 1 ? 'folder' : 'folders'}`);
   const left = report.files.filter(unsent).length;
   if (left) parts.push(`${left} not sent`);
   const rate = formatRate(report.bytesSent, report.durationMs);
@@ -58,6 +69,8 @@ export function describe(event: SendEvent): { result: string } | { note: string 
     }
     case 'skipped':
       return { result: `skipped  ${escapeForDisplay(event.name)}: already there` };
+    case 'folder':
+      return { result: `sent     ${escapeForDisplay(event.name)}/: empty folder` };
     case 'ignored':
       return { result: `skipped  ${escapeForDisplay(event.name)}: ${escapeControls(event.reason)}` };
     case 'refused':
@@ -131,13 +144,14 @@ class JsonView implements SendView {
   }
 
   summary(report: SendReport): void {
-    const count = (status: FileResult['status']) => report.files.filter((f) => f.status === status && !unsent(f)).length;
+    const count = (status: FileResult['status']) => countOf(report, status);
     this.write('summary', {
       sent: count('sent') + count('resumed'),
       resumed: count('resumed'),
       skipped: count('skipped'),
       refused: count('refused'),
       failed: count('failed'),
+      folders: foldersOf(report),
       unsent: report.files.filter(unsent).length,
       bytes: report.bytesSent,
       durationMs: report.durationMs,

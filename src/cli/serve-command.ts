@@ -186,6 +186,8 @@ function describe(event: ReceiverEvent): string | undefined {
     }
     case 'skipped':
       return `skipped  ${name}: already there`;
+    case 'folder':
+      return `folder   ${escapeForDisplay(event.path)}/ (empty) from ${event.remote}`;
     case 'refused':
       return `refused  ${name} from ${event.remote}: ${event.code}: ${escapeControls(event.message)}`;
     case 'failed':

@@ -59,6 +59,7 @@ export class TerminalView extends LineView {
         break;
       }
       case 'verified':
+      case 'folder':
       case 'skipped':
       case 'refused':
       case 'failed': {

@@ -22,6 +22,8 @@ export type ReceiverEvent =
       verified: boolean;
     }
   | { type: 'skipped'; remote: string; name: string; path: string }
+  /** An empty folder a sender announced is there (created, or it was already). */
+  | { type: 'folder'; remote: string; name: string; path: string }
   | { type: 'refused'; remote: string; name: string; code: ErrorCode; message: string }
   | { type: 'failed'; remote: string; name: string; code: ErrorCode; message: string }
   | { type: 'connection-error'; remote: string; code: ErrorCode; message: string }
@@ -41,6 +43,8 @@ export type SendEvent =
   | { type: 'progress'; path: string; name: string; bytes: number; size: number | null }
   | { type: 'verified'; path: string; name: string; size: number; hash: string; remotePath?: string; resumedFrom: number }
   | { type: 'skipped'; path: string; name: string; remotePath?: string }
+  /** An empty folder arrived (the receiver created it, or had it already). */
+  | { type: 'folder'; path: string; name: string; remotePath?: string }
   /** An entry inside a folder that is not sent, such as a symbolic link not followed. */
   | { type: 'ignored'; path: string; name: string; reason: string }
   | { type: 'refused'; path: string; name: string; code: ErrorCode; message: string }

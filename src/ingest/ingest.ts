@@ -16,6 +16,8 @@ import type { DiskBudget, Reservation } from './disk-budget.js';
 import { PROGRESS_INTERVAL_MS, type ReceiverEvent } from './events.js';
 import { NameTable } from './name-table.js';
 import { receiptName, type ReceiptSealer } from './receipts.js';
+import { MAX_FOLDERS_PER_CONNECTION, parseMtime } from '../wire/messages.js';
+import type { FileMetadata } from '../storage/upload-store.js';
 
 export interface IngestOptions {
   store: UploadStore;
@@ -57,11 +59,23 @@ export interface FileOffer {
   size?: number;
   hash?: string;
   receipt?: string;
+  /** Decimal seconds since the epoch (messages.ts MTIME_PATTERN): the time the stored file gets. */
+  mtime?: string;
+  /** Permission bits the sender asks for (the store applies at most 0o777, less its umask). */
+  mode?: number;
+}
+
+/** An empty folder a sender announced (the `metadata` feature). */
+export interface FolderOffer {
+  id: number;
+  filename: string;
 }
 
 export type Decision =
   | { kind: 'accept'; offset: number; prefixHash?: string }
   | { kind: 'skip'; path?: string }
+  /** A folder header: the folder is there (created, or already). */
+  | { kind: 'folder'; path?: string }
   | { kind: 'refuse'; code: ErrorCode; message: string };
 
 export type Outcome = { kind: 'done'; hash: string; receipt: string; path?: string } | { kind: 'failed'; code: ErrorCode; message: string };
@@ -135,6 +149,8 @@ export class IngestSession {
   /** Bodies complete and written, waiting for their hash (at most one on TCP). */
   private readonly ended = new Map<number, { body: ActiveBody; hash: string }>();
   private readonly committing = new Set<Promise<void>>();
+  /** Folder headers taken on this session (MAX_FOLDERS_PER_CONNECTION). */
+  private folders = 0;
 
   constructor(
     private readonly options: IngestOptions,
@@ -158,6 +174,40 @@ export class IngestSession {
    */
   async decide(offer: FileOffer): Promise<{ decision: Decision; announce: () => void }> {
     return (await this.admit(offer, undefined))!;
+  }
+
+  /**
+   * Creates an empty folder a sender announced: `folder`, or `refuse` (a bad name, a file or
+   * link in the way under a policy that refuses it, too many folders on this session). Never throws.
+   */
+  async decideFolder(offer: FolderOffer): Promise<{ decision: Decision; announce: () => void }> {
+    const { filename: name } = offer;
+    const { emit, store, tellPaths } = this.options;
+    const remote = this.peer.remote;
+    const refuse = (code: ErrorCode, message: string) => ({
+      decision: { kind: 'refuse', code, message } as const,
+      announce: () => emit({ type: 'refused', remote, name, code, message }),
+    });
+    try {
+      const components = parseSafeName(name);
+      if (!this.names.claim(collisionKey(name), name)) {
+        return refuse('NAME_COLLISION', `"${name}" and a name sent earlier on this connection differ only by case or normalisation`);
+      }
+      // Folders cost inodes and no bytes: the disk budget does not bound them, this does.
+      if (++this.folders > MAX_FOLDERS_PER_CONNECTION) {
+        return refuse('BUSY', `more than ${MAX_FOLDERS_PER_CONNECTION} folders on one connection; send the rest over another`);
+      }
+      if (!store.capabilities.metadata) return refuse('INTERNAL', 'this receiver cannot create folders');
+      const path = await store.makeFolder(components);
+      this.peer.progressed();
+      return {
+        decision: { kind: 'folder', ...(tellPaths ? { path } : {}) },
+        announce: () => emit({ type: 'folder', remote, name, path }),
+      };
+    } catch (error) {
+      const { code, message } = this.told(localFailure(error), name);
+      return refuse(code, message);
+    }
   }
 
   /**
@@ -414,7 +464,7 @@ export class IngestSession {
     const { emit, receipts, tellPaths } = this.options;
     const remote = this.peer.remote;
     try {
-      const placed = await file.upload.commit(file.components, expectedHash ?? hash);
+      const placed = await file.upload.commit(file.components, expectedHash ?? hash, metadataOf(offer));
       const size = body.writer.size;
       const claims = { owner: this.peer.owner, name: receiptName(offer.filename), size, path: placed.path, hash, identity: placed.identity };
       const receipt = receipts.seal(claims, offer.filename);
@@ -527,6 +577,12 @@ export class IngestSession {
     if (offer.hash !== undefined && offer.hash !== claims.hash) return undefined;
     return (await this.options.store.unchanged(claims.path, claims.identity)) ? claims.path : undefined;
   }
+}
+
+/** What the header asked to keep besides the bytes; undefined when nothing. */
+function metadataOf(offer: FileOffer): FileMetadata | undefined {
+  if (offer.mtime === undefined && offer.mode === undefined) return undefined;
+  return { ...(offer.mtime !== undefined ? { mtimeNs: parseMtime(offer.mtime) } : {}), ...(offer.mode !== undefined ? { mode: offer.mode } : {}) };
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   type Body,
   type Feature,
   type FileHeader,
+  type FolderHeader,
   type SenderHello,
   type SenderMessage,
 } from '../wire/messages.js';
@@ -44,7 +45,7 @@ export interface StreamSoFar {
 /** What happens next, for the session to carry out, in order. */
 export type Effect =
   | { readonly kind: 'hello'; readonly hello: SenderHello }
-  | { readonly kind: 'header'; readonly header: FileHeader }
+  | { readonly kind: 'header'; readonly header: FileHeader | FolderHeader }
   /** A body starts (for a stream: its first frame; the next ones only bring chunks). */
   | { readonly kind: 'body'; readonly body: Body; readonly stream?: true }
   | { readonly kind: 'chunk'; readonly data: Buffer }
@@ -136,7 +137,7 @@ export function transition(
       break;
   }
   // Parse errors come first: an unknown type is BAD_MESSAGE in every state.
-  const message = parseSenderMessage(input.message);
+  const message = parseSenderMessage(input.message, memory.features);
   switch (state.name) {
     case 'closing':
       throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" after "bye"`);
@@ -188,13 +189,19 @@ export function transition(
  * headers on a connection and maxPendingFiles open at once, and no header without its hash
  * unless `trailing-hash` was agreed.
  */
-function openHeader(header: FileHeader, memory: ProtocolMemory, limits: ProtocolLimits): FileHeader {
+function openHeader<T extends FileHeader | FolderHeader>(header: T, memory: ProtocolMemory, limits: ProtocolLimits): T {
   if (header.id <= memory.lastId) throw new FtError('UNEXPECTED_MESSAGE', `file id ${header.id} is not above the previous one (${memory.lastId})`);
   if (++memory.headers > MAX_FILES_PER_CONNECTION) {
     throw new FtError('UNEXPECTED_MESSAGE', `more than ${MAX_FILES_PER_CONNECTION} files on one connection; open another`);
   }
   if (memory.open.size >= limits.maxPendingFiles) {
     throw new FtError('UNEXPECTED_MESSAGE', `more than ${limits.maxPendingFiles} headers are waiting for bodies`);
+  }
+  // A folder header is open until it is answered, like any header (it never gets a body).
+  if ('folder' in header) {
+    memory.lastId = header.id;
+    memory.open.set(header.id, { hash: undefined, stream: false });
+    return header;
   }
   if (header.stream) {
     if (!memory.features.has(FEATURES.STREAM)) {

@@ -218,7 +218,7 @@ export class ReceiverSession {
       case 'header': {
         const { header } = effect;
         this.names.set(header.id, header.filename);
-        const decision = files.decide(header);
+        const decision = 'folder' in header ? files.decideFolder(header) : files.decide(header);
         const answered = this.answered.then(async () => {
           const { decision: told, announce } = await decision;
           this.deciding.delete(header.id);
@@ -339,6 +339,9 @@ export class ReceiverSession {
         );
       case 'skip':
         return this.send({ type: 'skip', id, reason: 'already-there', ...(decision.path !== undefined ? { path: decision.path } : {}) });
+      case 'folder':
+        // A folder header's one answer (PROTOCOL.md §9.5): no hash, no receipt.
+        return this.send({ type: 'done', id, ...(decision.path !== undefined ? { path: decision.path } : {}) });
       case 'refuse':
         return this.send({ type: 'refuse', id, code: wireCodeOf(decision.code), message: decision.message });
     }

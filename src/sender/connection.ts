@@ -12,6 +12,7 @@ import {
   type Accept,
   type Body,
   type FileHeader,
+  type FolderHeader,
   type Done,
   type Failed,
   type ReceiverHello,
@@ -30,7 +31,10 @@ import { tlsConnector } from '../transport/tls-connector.js';
 import type { ReceiverTrust } from './receiver-trust.js';
 
 export type Decision = Accept | Skip | Refuse;
-export type Outcome = Done | Failed;
+/** A body's verdict: its `done` always has the hash. */
+export type Outcome = (Done & { hash: string }) | Failed;
+/** The answer to a folder header (`metadata`): `done` without hash, or `refuse`. */
+export type FolderDecision = Done | Refuse;
 
 /** Body bytes handed to the stream per write: the idle timer learns of progress this often. */
 const ACTIVITY_SLICE_BYTES = 64 * 1024;
@@ -65,6 +69,7 @@ export class SenderConnection {
   private readonly decoder = new FrameDecoder();
   private readonly decisions = new Map<number, Waiter<Decision>>();
   private readonly outcomes = new Map<number, Waiter<Outcome>>();
+  private readonly folders = new Map<number, Waiter<FolderDecision>>();
   private failure: FtError | undefined;
   private rejectFailed: (error: FtError) => void = () => undefined;
   /** Rejects when the connection fails, for racing against waits on the stream. */
@@ -289,17 +294,22 @@ export class SenderConnection {
       case 'error':
         // The receiver explains why it closes; keep its code (AUTH_FAILED, BAD_MESSAGE, …).
         return this.failAll(new FtError(message.code, `receiver: ${message.message}`));
+      case 'refuse':
+        if (this.folders.has(message.id)) return this.deliver(this.folders, message.id, message);
+        return this.deliver(this.decisions, message.id, message);
       case 'accept':
       case 'skip':
-      case 'refuse':
         return this.deliver(this.decisions, message.id, message);
       case 'done':
+        if (this.folders.has(message.id)) return this.deliver(this.folders, message.id, message);
+        if (message.hash === undefined) throw new FtError('BAD_MESSAGE', `"done" for file id ${message.id} has no hash`);
+        return this.deliver(this.outcomes, message.id, message as Outcome);
       case 'failed':
         return this.deliver(this.outcomes, message.id, message);
     }
   }
 
-  private deliver<T extends Decision | Outcome>(waiters: Map<number, Waiter<T>>, id: number, message: T): void {
+  private deliver<T extends Decision | Outcome | FolderDecision>(waiters: Map<number, Waiter<T>>, id: number, message: T): void {
     const waiter = waiters.get(id);
     if (!waiter) throw new FtError('UNEXPECTED_MESSAGE', `"${message.type}" for file id ${id}, which expects none`);
     waiters.delete(id);
@@ -317,6 +327,13 @@ export class SenderConnection {
   /** Sends a file header; resolves with the receiver's accept, skip or refuse. */
   sendHeader(header: FileHeader): Promise<Decision> {
     const decision = this.expect(this.decisions, header.id);
+    this.write(header);
+    return decision;
+  }
+
+  /** Announces an empty folder (`metadata`); resolves with the receiver's done or refuse. */
+  sendFolder(header: FolderHeader): Promise<FolderDecision> {
+    const decision = this.expect(this.folders, header.id);
     this.write(header);
     return decision;
   }
@@ -341,7 +358,7 @@ export class SenderConnection {
     this.helloWaiter = undefined;
     this.welcomeWaiter?.reject(error);
     this.welcomeWaiter = undefined;
-    for (const waiters of [this.decisions, this.outcomes] as Map<number, Waiter<unknown>>[]) {
+    for (const waiters of [this.decisions, this.outcomes, this.folders] as Map<number, Waiter<unknown>>[]) {
       for (const waiter of waiters.values()) waiter.reject(error);
       waiters.clear();
     }

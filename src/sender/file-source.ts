@@ -11,6 +11,8 @@ export class FileSource implements LocalFile, Source {
   name: string;
   size: number;
   mtimeMs: number;
+  mtimeNs?: bigint;
+  mode?: number;
   hash = '';
   identity: FileIdentity | undefined;
   content?: Buffer;

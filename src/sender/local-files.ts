@@ -1,4 +1,4 @@
-import nodeFs, { constants, type Stats } from 'node:fs';
+import nodeFs, { constants, type BigIntStats, type Stats } from 'node:fs';
 import path from 'node:path';
 import { FtError } from '../errors.js';
 import { createHasher, hashBytes } from '../hashing.js';
@@ -14,6 +14,10 @@ export interface LocalFile {
   name: string;
   size: number;
   mtimeMs: number;
+  /** The modification time to the nanosecond, from the open file when it was hashed (the receiver keeps it). */
+  mtimeNs?: bigint;
+  /** The permission bits (0o7777) of the open file when it was hashed: sent with preserveMode. */
+  mode?: number;
   /** Filled by hashLocalFile; empty while deferred (the hash is then computed as the body is sent). */
   hash: string;
   /**
@@ -52,6 +56,13 @@ export const SYMLINK_NOT_FOLLOWED = 'symbolic link, not followed (use --follow-s
 /** Files up to this size are read in one piece and kept for sending. */
 export const KEEP_CONTENT_BYTES = 1024 * 1024;
 
+/** A folder with nothing in it to send: announced on its own, so that it arrives too. */
+export interface LocalFolder {
+  path: string;
+  /** Relative, `/`-separated name on the receiver. */
+  name: string;
+}
+
 /** A path given to send that cannot be: it fails alone, the others are still sent. */
 export interface PathProblem {
   path: string;
@@ -68,8 +79,13 @@ export interface PathProblem {
  * folders that contain them (cycles) are left out. A path that is missing, unreadable or not a
  * file or folder is a problem of that path only.
  */
-export function collectFiles(paths: string[], fs: FileSystem, options: CollectOptions = {}): { files: LocalFile[]; problems: PathProblem[] } {
+export function collectFiles(
+  paths: string[],
+  fs: FileSystem,
+  options: CollectOptions = {},
+): { files: LocalFile[]; folders: LocalFolder[]; problems: PathProblem[] } {
   const files: LocalFile[] = [];
+  const folders: LocalFolder[] = [];
   const problems: PathProblem[] = [];
   for (const given of paths) {
     const base = path.basename(path.resolve(given));
@@ -87,11 +103,13 @@ export function collectFiles(paths: string[], fs: FileSystem, options: CollectOp
     } else if (stat.isDirectory()) {
       const realPath = canCheckOpenPaths(fs) ? fs.realpathSync(given) : undefined;
       const before = files.length;
+      const foldersBefore = folders.length;
       try {
-        walk(fs, { dir: given, name: base, realPath, ancestors: new Set([identityKey(stat)]) }, files, options);
+        walk(fs, { dir: given, name: base, realPath, ancestors: new Set([identityKey(stat)]) }, { files, folders }, options);
       } catch (error) {
         // Half a folder would look complete on the receiver: the whole folder fails.
         files.length = before;
+        folders.length = foldersBefore;
         const where = (error as NodeJS.ErrnoException).path;
         problem(where && where !== given ? `cannot read ${escapeForDisplay(where)}: ${describeFsError(error)}` : describeFsError(error), error);
       }
@@ -99,7 +117,7 @@ export function collectFiles(paths: string[], fs: FileSystem, options: CollectOp
       problem('not a regular file or folder');
     }
   }
-  return { files, problems };
+  return { files, folders, problems };
 }
 
 const FS_ERRORS: Record<string, string> = {
@@ -140,7 +158,17 @@ interface WalkFolder {
   ancestors: Set<string>;
 }
 
-function walk(fs: FileSystem, folder: WalkFolder, out: LocalFile[], options: CollectOptions): void {
+/**
+ * Lists the folder's files into `out.files`; a folder below which nothing is sent (empty, or
+ * holding only what is left out) goes into `out.folders`, since no file's path implies it.
+ */
+function walk(fs: FileSystem, folder: WalkFolder, out: { files: LocalFile[]; folders: LocalFolder[] }, options: CollectOptions): void {
+  const listedBefore = out.files.length + out.folders.length;
+  walkEntries(fs, folder, out, options);
+  if (out.files.length + out.folders.length === listedBefore) out.folders.push({ path: folder.dir, name: folder.name });
+}
+
+function walkEntries(fs: FileSystem, folder: WalkFolder, out: { files: LocalFile[]; folders: LocalFolder[] }, options: CollectOptions): void {
   const entries = fs.readdirSync(folder.dir) as string[];
   entries.sort();
   for (const entry of entries) {
@@ -157,7 +185,7 @@ function walk(fs: FileSystem, folder: WalkFolder, out: LocalFile[], options: Col
     const realPath = followed || folder.realPath === undefined ? undefined : path.join(folder.realPath, entry);
     if (stat.isFile()) {
       const listed = { dev: stat.dev, ino: stat.ino };
-      out.push({ path: full, name, size: stat.size, mtimeMs: stat.mtimeMs, hash: '', listed, noFollow: !followed, realPath });
+      out.files.push({ path: full, name, size: stat.size, mtimeMs: stat.mtimeMs, hash: '', listed, noFollow: !followed, realPath });
     } else if (stat.isDirectory()) {
       const key = identityKey(stat);
       if (folder.ancestors.has(key)) {
@@ -283,7 +311,7 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: Ha
   if (small) {
     const { stat } = small;
     const identity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
-    Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, identity, hash: await hashBytes(small.content) });
+    Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, identity, hash: await hashBytes(small.content), ...small.metadata });
     file.content = options.keep ? small.content : undefined;
     return;
   }
@@ -291,7 +319,8 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: Ha
   const { handle, stat } = await openListed(file, fs);
   try {
     const identity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs };
-    Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, identity, content: undefined });
+    const precise = (await handle.stat({ bigint: true })) as BigIntStats;
+    Object.assign(file, { size: stat.size, mtimeMs: stat.mtimeMs, identity, content: undefined, ...metadataOf(precise) });
     const cached = options.cache?.get(identity);
     const quiet = Date.now() - stat.mtimeMs >= QUIET_BEFORE_DEFERRING_MS;
     if (cached || (options.defer && quiet)) {
@@ -307,14 +336,27 @@ export async function hashLocalFile(file: LocalFile, fs: FileSystem, options: Ha
   }
 }
 
+type FileMetadata = Pick<LocalFile, 'mtimeNs' | 'mode'>;
+
+/**
+ * The time to the nanosecond and the permission bits, from a stat taken with `bigint` (a
+ * number's milliseconds are a double, which cannot hold nanoseconds). A file system without
+ * bigint stats gives the milliseconds.
+ */
+function metadataOf(stat: BigIntStats): FileMetadata {
+  const mtimeNs = typeof stat.mtimeNs === 'bigint' ? stat.mtimeNs : BigInt(Math.trunc(Number(stat.mtimeMs))) * 1_000_000n;
+  return { mtimeNs, mode: Number(stat.mode) & 0o7777 };
+}
+
 /**
  * A file of at most KEEP_CONTENT_BYTES, read whole with synchronous calls (four system calls
  * instead of four thread-pool round trips); undefined when the open file is larger.
  */
-function readSmallFile(file: LocalFile, fs: FileSystem): { stat: Stats; content: Buffer } | undefined {
+function readSmallFile(file: LocalFile, fs: FileSystem): { stat: Stats; content: Buffer; metadata: FileMetadata } | undefined {
   const { fd, stat } = openListedSync(file, fs);
   try {
     if (stat.size > KEEP_CONTENT_BYTES) return undefined;
+    const metadata = metadataOf(fs.fstatSync(fd, { bigint: true }));
     const content = Buffer.allocUnsafe(stat.size);
     let read = 0;
     while (read < stat.size) {
@@ -322,7 +364,7 @@ function readSmallFile(file: LocalFile, fs: FileSystem): { stat: Stats; content:
       if (bytes === 0) throw new FtError('FILE_CHANGED', `${escapeForDisplay(file.path)} shrank while it was hashed`);
       read += bytes;
     }
-    return { stat, content };
+    return { stat, content, metadata };
   } finally {
     fs.closeSync(fd);
   }

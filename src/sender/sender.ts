@@ -24,14 +24,14 @@ import { createHasher, type Hasher } from '../hashing.js';
 import { backoffDelay, waitFor, type Backoff } from '../retry.js';
 import type { Connector } from '../transport/connector.js';
 import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
-import { MAX_FILES_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
+import { formatMtime, MAX_FILES_PER_CONNECTION, MAX_FOLDERS_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
-import { collectFiles, hashLocalFiles, KeepBudget, localFileError, type LocalFile } from './local-files.js';
+import { collectFiles, hashLocalFiles, KeepBudget, localFileError } from './local-files.js';
 import { FileSource } from './file-source.js';
-import type { Source } from './source.js';
+import { FolderSource, type Source } from './source.js';
 import type { OwnerKey } from '../auth/owner-key.js';
-import { SenderConnection, type Outcome } from './connection.js';
+import { SenderConnection, type Decision, type FolderDecision, type Outcome } from './connection.js';
 import type { ReceiverTrust, TrustPolicy } from './receiver-trust.js';
 import { bandwidthOf, connectOptions, limitedSlice, senderIdentity } from './send-setup.js';
 import { sendStream, type StreamSource } from './stream-send.js';
@@ -94,6 +94,12 @@ export interface SendOptions {
   /** File system to read from. @default node:fs */
   fs?: FileSystem;
   /**
+   * Send each file's permission bits too (`--preserve-mode`): the receiver gives the file those
+   * of them it allows (read, write and execute, less its umask; never set-user-id, set-group-id
+   * or sticky). The modification time is always sent. @default false: the receiver's own mode
+   */
+  preserveMode?: boolean;
+  /**
    * The receiver's fingerprint, as `ft serve` printed it (short or full form): its key must be
    * this one, or nothing is sent (RECEIVER_KEY_CHANGED). The surest way for a script.
    */
@@ -145,6 +151,8 @@ export interface FileResult {
   size: number;
   hash: string;
   status: FileStatus;
+  /** An empty folder (no bytes): `sent` means it is there on the receiver. */
+  folder?: boolean;
   /**
    * Name the receiver stored it under (may differ when it kept both copies). Only receivers
    * that required our token tell it: an open receiver's answer would tell anyone which names
@@ -199,6 +207,8 @@ interface Job {
 /** Knobs for tests, not part of the library's options. */
 export interface SendLimits {
   maxFilesPerConnection: number;
+  /** Folder headers per connection. @default MAX_FOLDERS_PER_CONNECTION */
+  maxFoldersPerConnection?: number;
   /** The back-off before asking again for a file refused BUSY. @default BUSY_BACKOFF with jitter */
   busyDelayMs?: (retry: number) => number;
 }
@@ -230,19 +240,24 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   }
 
   const ignored: SendReport['ignored'] = [];
-  const { files, problems } = collectFiles(paths, fs, { followSymlinks: options.followSymlinks ?? SEND_DEFAULTS.followSymlinks, onIgnored: (entry) => ignored.push(entry) });
+  const { files, folders, problems } = collectFiles(paths, fs, { followSymlinks: options.followSymlinks ?? SEND_DEFAULTS.followSymlinks, onIgnored: (entry) => ignored.push(entry) });
   for (const entry of ignored) emit({ type: 'ignored', ...entry });
-  emit({ type: 'collected', files: files.length + problems.length, bytes: files.reduce((sum, file) => sum + file.size, 0) });
+  emit({ type: 'collected', files: files.length + folders.length + problems.length, bytes: files.reduce((sum, file) => sum + file.size, 0) });
   // A path that cannot be sent is a job that fails at once, so it is reported like any other file.
   const failedPaths = problems.map(({ path, name, error }) => ({ file: { path, name, size: 0, mtimeMs: 0, hash: '' }, error }));
-  const sources = [...files, ...failedPaths.map((p) => p.file)].map((listed) => new FileSource(listed, fs));
+  const sources: Source[] = [
+    ...files.map((listed) => new FileSource(listed, fs)),
+    ...folders.map((folder) => new FolderSource(folder.path, folder.name)),
+    ...failedPaths.map((p) => new FileSource(p.file, fs)),
+  ];
   const jobs: Job[] = sources.map((file) => {
     let hashed!: () => void;
     const ready = new Promise<void>((resolve) => (hashed = resolve));
-    const result: FileResult = { path: file.path, name: file.name, size: file.size ?? 0, hash: '', status: 'failed', bytesSent: 0 };
+    const result: FileResult = { path: file.path, name: file.name, size: file.size ?? 0, hash: '', status: 'failed', bytesSent: 0, ...(file.folder ? { folder: true } : {}) };
     return { file, result, mismatches: 0, busyRetries: 0, notBefore: 0, hashFirst: false, finished: false, isHashed: false, ready, hashed };
   });
-  for (const [i, { error }] of failedPaths.entries()) finish(jobs[files.length + i]!, 'failed', error, emit);
+  const firstFailed = files.length + folders.length;
+  for (const [i, { error }] of failedPaths.entries()) finish(jobs[firstFailed + i]!, 'failed', error, emit);
   // Before any file is reported: a key we cannot use stops the whole send.
   const { ownerKey, trust } = await senderIdentity(options);
   refuseLocally(jobs, emit);
@@ -250,9 +265,9 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
   const cache = options.hashCache ? await HashCache.load(options.hashCache) : undefined;
   const budget = new KeepBudget(options.keepContentBytes ?? KEEP_CONTENT_BUDGET_BYTES);
   const io: LocalIo = { cache, budget, hashing: new Set(), ownerKey, trust, saveSoon: saver(cache), bandwidth: bandwidthOf(options) };
-  const byFile = new Map(sources.map((source, i) => [source as LocalFile, jobs[i]!]));
+  const byFile = new Map<object, Job>(sources.map((source, i) => [source, jobs[i]!]));
   const hashing = hashLocalFiles(
-    sources.filter((_, i) => !jobs[i]!.finished),
+    sources.filter((source, i) => !jobs[i]!.finished && !source.folder) as FileSource[],
     fs,
     {
       signal: options.signal,
@@ -263,6 +278,8 @@ export async function sendWithLimits(paths: string[], options: SendOptions, limi
     },
   );
   for (const job of jobs) if (job.finished) job.hashed();
+  // A folder has nothing to hash: its header can go at once.
+  for (const job of jobs) if (job.file.folder && !job.finished) hashed(job, undefined, options.signal, emit);
   // Saved as soon as hashing ends, so even a sender killed mid-transfer resumes without re-reading.
   const hashingDone = hashing.then(() => cache?.save());
   try {
@@ -490,9 +507,15 @@ async function transferBatch(
   const receiver: ReceiverId = { name: connection.receiverName ?? '', host: options.host, port };
   // Without it, every header carries its hash: a file whose hash was left for after the body is hashed first.
   const trailingHash = connection.features.has('trailing-hash');
+  // Times (and modes, when asked) go in the headers, and empty folders get their own.
+  const metadata = connection.features.has('metadata');
   let nextId = 1;
   // Every header counts, re-sent ones too: the receiver counts them all.
   let headersLeft = limits.maxFilesPerConnection;
+  // Empty folders cost the receiver inodes and no bytes: it takes a bounded number per connection.
+  let foldersLeft = limits.maxFoldersPerConnection ?? MAX_FOLDERS_PER_CONNECTION;
+  /** Whether the next header may go over this connection; if not, the rest go over a new one. */
+  const room = () => headersLeft > 0 && !(queue[0]?.file.folder && foldersLeft === 0);
   /** Asked again after its back-off, on this connection if it is still open then, else on a later one. */
   const later = (job: Job) => {
     job.notBefore = performance.now() + (limits.busyDelayMs ?? busyDelay)(job.busyRetries++);
@@ -508,7 +531,7 @@ async function transferBatch(
     }
   };
   /** `size` is what the header announced: the body and its events hold to it. */
-  const inFlight: Array<{ job: Job; id: number; size: number; stored: StoredReceipt | undefined; decision: ReturnType<SenderConnection['sendHeader']> }> = [];
+  const inFlight: Array<{ job: Job; id: number; size: number; stored: StoredReceipt | undefined; decision: Promise<Decision | FolderDecision> }> = [];
   const outcomes: Promise<void>[] = [];
   /**
    * Uploads (name and size) with a header out on this connection and no verdict yet. A second,
@@ -520,13 +543,29 @@ async function transferBatch(
   const blocked = () => queue.length > 0 && holding.has(uploadOf(queue[0]!));
   const sendHeaders = () => {
     promoteDue();
-    while (headersLeft > 0 && queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
+    while (room() && queue.length > 0 && inFlight.length < PIPELINE_DEPTH && (queue[0]!.isHashed || queue[0]!.finished)) {
       const job = queue[0]!;
       if (job.finished) {
         queue.shift();
         continue;
       }
       const { file } = job;
+      if (file.folder) {
+        queue.shift();
+        if (!metadata) {
+          // As before the feature: the receiver gets the files, and an empty folder cannot go.
+          const reason = 'empty folder, not sent: the receiver does not take folders (no "metadata" feature)';
+          Object.assign(job.result, { status: 'skipped', message: reason });
+          job.finished = true;
+          emit({ type: 'ignored', path: file.path, name: file.name, reason });
+          continue;
+        }
+        const id = nextId++;
+        headersLeft -= 1;
+        foldersLeft -= 1;
+        inFlight.push({ job, id, size: 0, stored: undefined, decision: connection.sendFolder({ type: 'file', id, filename: file.name, folder: true }) });
+        continue;
+      }
       if (file.size === undefined) {
         // The interface allows it; streams go through stream-send.ts (feature `stream`), never here.
         queue.shift();
@@ -550,6 +589,8 @@ async function transferBatch(
       // No hash yet: it follows the body.
       if (file.hash) header.hash = file.hash;
       if (stored) header.receipt = stored.receipt;
+      if (metadata && file.mtimeNs !== undefined) header.mtime = formatMtime(file.mtimeNs);
+      if (metadata && options.preserveMode && file.mode !== undefined) header.mode = file.mode;
       headersLeft -= 1;
       holding.add(uploadOf(job));
       inFlight.push({ job, id, size, stored, decision: connection.sendHeader(header) });
@@ -559,7 +600,7 @@ async function transferBatch(
     for (;;) {
       sendHeaders();
       if (inFlight.length === 0) {
-        if (queue.length > 0 && headersLeft > 0) {
+        if (queue.length > 0 && room()) {
           if (blocked()) {
             // Its namesake's verdict frees it.
             await Promise.all(outcomes.splice(0));
@@ -578,7 +619,7 @@ async function transferBatch(
         // Verdicts still to come may put a job back in the queue (a hash mismatch is retried once).
         await Promise.all(outcomes.splice(0));
         promoteDue();
-        if (queue.length > 0 && headersLeft > 0) continue;
+        if (queue.length > 0 && room()) continue;
         // Done, or this connection has taken all the headers it may (the rest go over a new one),
         // or only files waiting out a BUSY back-off are left (they go over a new one after it).
         break;
@@ -587,7 +628,12 @@ async function transferBatch(
       const decision = await pendingDecision;
       const { file, result } = job;
       if (decision.type !== 'accept') holding.delete(uploadOf(job));
-      if (decision.type === 'skip') {
+      if (decision.type === 'done') {
+        // A folder header's answer: the folder is there.
+        Object.assign(result, { status: 'sent' }, pathOf(decision.path));
+        job.finished = true;
+        emit({ type: 'folder', path: file.path, name: file.name, ...pathOf(decision.path) });
+      } else if (decision.type === 'skip') {
         // Still honoured: kept as the newest, so the bound drops it last.
         if (stored) io.cache?.setReceipt(stored);
         Object.assign(result, { status: 'skipped' }, pathOf(decision.path));

@@ -40,6 +40,12 @@ export interface Source {
   hash: string;
   /** What the hash cache and upload receipts key on; undefined when it has no lasting identity. */
   readonly identity: FileIdentity | undefined;
+  /** The modification time to the nanosecond, once known (the receiver keeps it, with `metadata`). */
+  readonly mtimeNs?: bigint;
+  /** The permission bits, once known (sent only when the user asks to preserve modes). */
+  readonly mode?: number;
+  /** An empty folder: announced by a header of its own, with no body (FolderSource). */
+  readonly folder?: boolean;
   /**
    * Streams the bytes from `offset` to `consume`, in blocks, at most two in memory, each awaited
    * before the next is handed on. Rejects FILE_CHANGED when it ends before `size`, LOCAL_FILE
@@ -52,4 +58,28 @@ export interface Source {
   hashNow(signal?: AbortSignal): Promise<void>;
   /** Frees what it holds in memory (bytes kept from hashing); it is read again when next needed. */
   release(): void;
+}
+
+/** An empty folder to send: nothing to read or hash; its header is all there is. */
+export class FolderSource implements Source {
+  readonly size = 0;
+  readonly rereadable = true;
+  readonly identity = undefined;
+  readonly folder = true;
+  hash = '';
+
+  constructor(
+    readonly path: string,
+    readonly name: string,
+  ) {}
+
+  async read(): Promise<void> {}
+
+  async changed(): Promise<boolean> {
+    return false;
+  }
+
+  async hashNow(): Promise<void> {}
+
+  release(): void {}
 }

@@ -4,7 +4,8 @@
  * the spirit of tus-node-server's DataStore and Locker:
  *
  *   inspect(name) → open(key) → [hashPrefix()] → append(from) → write… → end()
- *                 → commit(name, hash) | abandon() | discard()
+ *                 → commit(name, hash, metadata) | abandon() | discard()
+ *   makeFolder(name)  (an empty folder: no upload)
  *
  * The ingest service (src/ingest/) makes every decision and calls these in that order; a store
  * never talks to a peer and never decides what a peer may learn. Nothing here names a path on
@@ -20,6 +21,8 @@ export interface StoreCapabilities {
   readonly lateSize: boolean;
   /** Uploads left unfinished survive a restart of the receiver (resume). */
   readonly durableUploads: boolean;
+  /** commit() applies FileMetadata, and makeFolder() creates folders. */
+  readonly metadata: boolean;
 }
 
 /** Who uploads what: an upload's key. Another owner's upload of the same name and size is another upload. */
@@ -42,6 +45,20 @@ export type TargetState = { readonly kind: 'free' } | { readonly kind: 'conflict
  * seals it). Opaque to everyone but the store that made it.
  */
 export type StoredIdentity = Readonly<Record<string, string | number>>;
+
+/**
+ * What a file keeps besides its bytes, as the sender asked (PROTOCOL.md §9.5). A store applies
+ * what it can before the file is made durable and placed, and says what in its capabilities.
+ */
+export interface FileMetadata {
+  /** Modification time, in nanoseconds since the epoch (negative before 1970). */
+  readonly mtimeNs?: bigint;
+  /**
+   * Permission bits asked for: a store applies at most the 0o777 bits (never set-user-id,
+   * set-group-id or sticky), masked by its own umask.
+   */
+  readonly mode?: number;
+}
 
 /** Where a committed upload ended up. */
 export interface Placed {
@@ -90,6 +107,13 @@ export interface UploadStore {
    * Such an upload stays kept whatever its size.
    */
   resume(key: UploadKey, options: OpenOptions): Promise<Upload | undefined>;
+  /**
+   * Creates the folder `components` and those on the way (an empty folder a sender announced),
+   * under the conflict policy as for a file's folders: one that exists is fine; a file or link in
+   * the way is CONFLICT or UNSAFE_PATH, or under `rename` gives a variant. Returns its path,
+   * relative to the inbox.
+   */
+  makeFolder(components: readonly string[]): Promise<string>;
   /**
    * Whether `path` (from a Placed) still holds the file committed with `identity`, unchanged.
    * Asynchronous: a store on the network can only tell by asking (an S3 HeadObject).
@@ -144,8 +168,10 @@ export interface Upload {
    * Once placed, what is kept of the same owner's uploads of the same name but another size
    * (its source changed, and it was sent again from the start) is deleted, unless in use:
    * orphans, which would otherwise wait for the TTL. Another owner's uploads are never touched.
+   * `metadata` is applied to the file before it is made durable (not to an identical file
+   * already there that a deduplicating store keeps instead).
    */
-  commit(components: readonly string[], expectedHash: string): Promise<Placed>;
+  commit(components: readonly string[], expectedHash: string, metadata?: FileMetadata): Promise<Placed>;
   /** The upload will not complete now: keep what can be resumed, and let go. Idempotent; never throws. */
   abandon(): Promise<void>;
   /** The bytes are not wanted: delete them, and let go. Idempotent; never throws. */

@@ -22,10 +22,12 @@ export const FEATURES = {
   TRAILING_HASH: 'trailing-hash',
   /** A header may announce a stream of unknown size: its body comes in several frames, its size in the `hash` message. Needs `trailing-hash`. */
   STREAM: 'stream',
+  /** Headers carry the modification time (and, when asked, permission bits); empty folders get a header of their own. */
+  METADATA: 'metadata',
 } as const;
 export type Feature = (typeof FEATURES)[keyof typeof FEATURES];
 /** What this implementation speaks, in the order it lists them. */
-export const OUR_FEATURES: readonly Feature[] = [FEATURES.TRAILING_HASH, FEATURES.STREAM];
+export const OUR_FEATURES: readonly Feature[] = [FEATURES.TRAILING_HASH, FEATURES.STREAM, FEATURES.METADATA];
 /** A feature name: lowercase letters, digits and hyphens. */
 const FEATURE_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 /** Features one hello may list: more is not a peer we need to read. */
@@ -47,6 +49,21 @@ export const DEFAULT_PORT = 9527;
  * A sender with more files finishes the connection (`bye`) and goes on over a new one.
  */
 export const MAX_FILES_PER_CONNECTION = 10_000;
+
+/**
+ * Folder headers a receiver takes on one connection (`metadata`): each may create up to 64
+ * nested folders, which cost inodes and no bytes. More are refused BUSY.
+ */
+export const MAX_FOLDERS_PER_CONNECTION = 1000;
+
+/**
+ * A modification time: decimal seconds since the epoch, negative before 1970, with up to 9
+ * fraction digits (nanoseconds). At most 12 integer digits: a time in milliseconds by mistake
+ * (13 digits today) is refused rather than read as a date 50,000 years away.
+ */
+export const MTIME_PATTERN = /^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,9})?$/;
+/** Permission bits as a header carries them: the receiver applies only 0o777 of them. */
+export const MAX_MODE = 0o7777;
 
 /** `xxh64:` + 16 lowercase hex digits: XXH64, seed 0, of the content. */
 export const HASH_PATTERN = /^xxh64:[0-9a-f]{16}$/;
@@ -100,7 +117,8 @@ export interface Refuse {
 export interface Done {
   type: 'done';
   id: number;
-  hash: string;
+  /** Absent only in the answer to a folder header (`metadata`). */
+  hash?: string;
   /** Where it was stored; told only to senders that proved the receiver's token. */
   path?: string;
   /** Lets the same owner's later header for the same file be answered "already there". */
@@ -157,6 +175,17 @@ export interface FileHeader {
   stream?: true;
   /** A receipt from an earlier `done` for this file: "already there" if it still holds. */
   receipt?: string;
+  /** `metadata`: the modification time, decimal seconds since the epoch (MTIME_PATTERN; see parseMtime). */
+  mtime?: string;
+  /** `metadata`, when the sender preserves modes: the file's permission bits. */
+  mode?: number;
+}
+/** `metadata`: an empty folder to create (no size, hash or body); answered `done` without hash, or `refuse`. */
+export interface FolderHeader {
+  type: 'file';
+  id: number;
+  filename: string;
+  folder: true;
 }
 export interface Body {
   type: 'body';
@@ -179,7 +208,7 @@ export interface Cancel {
 export interface Bye {
   type: 'bye';
 }
-export type SenderMessage = SenderHello | FileHeader | Body | BodyHash | Cancel | Bye;
+export type SenderMessage = SenderHello | FileHeader | FolderHeader | Body | BodyHash | Cancel | Bye;
 
 /** Reads fields off an untrusted object, building a new one: unknown keys (and `__proto__`) never pass. */
 class Fields {
@@ -245,6 +274,19 @@ class Fields {
     return this.value(field) === undefined ? undefined : this.matching(field, pattern, description);
   }
 
+  /** An integer from 0 to `max`, or undefined when absent. */
+  optionalCountUpTo(field: string, max: number): number | undefined {
+    const v = this.value(field);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) this.bad(field, `an integer from 0 to ${max}`);
+    return v;
+  }
+
+  /** The field must be absent. */
+  absent(field: string, why: string): void {
+    if (this.value(field) !== undefined) this.bad(field, why);
+  }
+
   /** A list of feature names; absent is none, and names not of feature form are dropped (a newer peer's). */
   features(): string[] {
     const v = this.value('features');
@@ -269,6 +311,30 @@ class Fields {
 }
 
 const HASH_DESCRIPTION = '"xxh64:" and 16 lowercase hex digits';
+const NO_FEATURES: ReadonlySet<string> = new Set();
+
+function parseFolderHeader(f: Fields): FolderHeader {
+  const header: FolderHeader = { type: 'file', id: f.id(), filename: f.text('filename', MAX_FILENAME_BYTES), folder: true };
+  for (const field of ['size', 'hash', 'receipt', 'stream']) f.absent(field, 'absent in a folder header');
+  return header;
+}
+
+/** Nanoseconds since the epoch from a time MTIME_PATTERN accepted. */
+export function parseMtime(text: string): bigint {
+  const negative = text.startsWith('-');
+  const [whole, fraction = ''] = (negative ? text.slice(1) : text).split('.');
+  const ns = BigInt(whole!) * 1_000_000_000n + BigInt(fraction.padEnd(9, '0'));
+  return negative ? -ns : ns;
+}
+
+/** The wire form of a time in nanoseconds: decimal seconds, the fraction without trailing zeros. */
+export function formatMtime(ns: bigint): string {
+  const negative = ns < 0n;
+  const magnitude = negative ? -ns : ns;
+  const whole = magnitude / 1_000_000_000n;
+  const fraction = (magnitude % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '');
+  return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
+}
 const RECEIPT_DESCRIPTION = '16 to 16384 base64url characters';
 
 function typeOf(raw: JsonObject): string {
@@ -282,7 +348,11 @@ function protocolVersion(f: Fields): { protocol: typeof PROTOCOL; version: numbe
   return { protocol: PROTOCOL, version: f.count('version') };
 }
 
-export function parseSenderMessage(raw: JsonObject): SenderMessage {
+/**
+ * A sender's message. `features` are the connection's: fields of a feature not agreed are
+ * unknown fields, ignored like any other (docs/PROTOCOL.md §9.2).
+ */
+export function parseSenderMessage(raw: JsonObject, features: ReadonlySet<string> = NO_FEATURES): SenderMessage {
   const type = typeOf(raw);
   const f = new Fields(raw, type);
   switch (type) {
@@ -301,12 +371,20 @@ export function parseSenderMessage(raw: JsonObject): SenderMessage {
       return hello;
     }
     case 'file': {
+      const metadata = features.has(FEATURES.METADATA);
+      if (metadata && f.optionalBoolean('folder') === true) return parseFolderHeader(f);
       const stream = f.optionalBoolean('stream') === true;
       const header: FileHeader = { type, id: f.id(), filename: f.text('filename', MAX_FILENAME_BYTES) };
       // A stream has no size; whether it may come at all, and without what, is the state machine's to say.
       const size = stream ? f.optionalCount('size') : f.count('size');
       if (size !== undefined) header.size = size;
       if (stream) header.stream = true;
+      if (metadata) {
+        const mtime = f.optionalMatching('mtime', MTIME_PATTERN, 'decimal seconds since the epoch, up to 12 integer and 9 fraction digits');
+        if (mtime !== undefined) header.mtime = mtime;
+        const mode = f.optionalCountUpTo('mode', MAX_MODE);
+        if (mode !== undefined) header.mode = mode;
+      }
       const hash = f.optionalMatching('hash', HASH_PATTERN, HASH_DESCRIPTION);
       if (hash !== undefined) header.hash = hash;
       const receipt = f.optionalMatching('receipt', RECEIPT_PATTERN, RECEIPT_DESCRIPTION);
@@ -370,7 +448,9 @@ export function parseReceiverMessage(raw: JsonObject): ReceiverMessage {
     case 'failed':
       return { type, id: f.id(), code: f.code(), message: f.text('message') };
     case 'done': {
-      const done: Done = { type, id: f.id(), hash: f.matching('hash', HASH_PATTERN, HASH_DESCRIPTION) };
+      const done: Done = { type, id: f.id() };
+      const hash = f.optionalMatching('hash', HASH_PATTERN, HASH_DESCRIPTION);
+      if (hash !== undefined) done.hash = hash;
       const path = f.optionalText('path');
       if (path !== undefined) done.path = path;
       const receipt = f.optionalMatching('receipt', RECEIPT_PATTERN, RECEIPT_DESCRIPTION);

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FtError, type ErrorCode } from '../../src/errors.js';
 import { hashBytes } from '../../src/hashing.js';
 import type { ConflictPolicy } from '../../src/storage/conflict-policy.js';
-import type { PartialUpload, Upload, UploadKey, UploadStore, UploadWriter } from '../../src/storage/upload-store.js';
+import type { FileMetadata, PartialUpload, Upload, UploadKey, UploadStore, UploadWriter } from '../../src/storage/upload-store.js';
 
 /** What the contract may do to a store's medium behind its back, by paths relative to the inbox. */
 export interface StoreMedium {
@@ -23,12 +23,16 @@ export interface StoreMedium {
   replace(path: string): Promise<void>;
   /** The paths of every file the inbox shows (not the store's own state), sorted. */
   list(): Promise<string[]>;
+  /** What is at `path`: a folder, or a file with its modification time (ms since the epoch) and mode bits. */
+  entry(path: string): Promise<{ kind: 'folder' } | { kind: 'file'; mtimeMs: number; mode: number } | undefined>;
 }
 
 export interface StoreSetup {
   onConflict: ConflictPolicy;
   partialLimits?: { maxPartials?: number; maxPartialsPerPeer?: number };
   takeoverWaitMs?: number;
+  /** Bits a store takes away from the modes it applies (FileMetadata.mode). */
+  umask?: number;
 }
 
 export interface StoreUnderTest {
@@ -108,13 +112,13 @@ export function uploadStoreContract(factory: StoreFactory): void {
     });
 
     /** A whole upload from 0, committed under `name`. */
-    async function upload(store: UploadStore, bytes: Buffer, name: string, owner = OWNER_A) {
+    async function upload(store: UploadStore, bytes: Buffer, name: string, owner = OWNER_A, metadata?: FileMetadata) {
       const key = await keyOf(bytes, name, owner);
       const opened = await store.open(key, { peer: PEER });
       const writer = await opened.append(0, bytes.length);
       await writeAll(writer, bytes);
       const hash = await writer.end();
-      return opened.commit(name.split('/'), hash);
+      return opened.commit(name.split('/'), hash, metadata);
     }
 
     /** Writes the first `cut` bytes and abandons. */
@@ -845,11 +849,75 @@ export function uploadStoreContract(factory: StoreFactory): void {
       });
     });
 
+    describe('metadata', () => {
+      const ms = (ns: bigint) => Number(ns / 1_000_000n);
+
+      it.each([
+        ['after 1970', 1_700_000_000_123_000_000n],
+        ['before 1970', -86_400_500_000_000n],
+      ])('commit gives the file its modification time %s (to the millisecond at least)', async (_, mtimeNs) => {
+        const { store, medium } = await create();
+        if (!store.capabilities.metadata) return;
+        for (const [name, size] of [['small.bin', SMALL], ['large.bin', LARGE]] as const) {
+          const placed = await upload(store, content(size, 3), name, OWNER_A, { mtimeNs });
+          expect(await medium.entry(placed.path)).toMatchObject({ kind: 'file', mtimeMs: ms(mtimeNs) });
+          // What a receipt records is the file as placed, time included: unchanged() holds.
+          expect(await store.unchanged(placed.path, placed.identity)).toBe(true);
+        }
+      });
+
+      it('commit applies at most the 0o777 bits of a mode, less the umask; without one the mode is the store\'s own', async () => {
+        const { store, medium } = await create({ umask: 0o027 });
+        if (!store.capabilities.metadata) return;
+        const plain = await upload(store, content(SMALL, 4), 'plain.bin');
+        const own = await medium.entry(plain.path);
+        for (const [name, size] of [['suid.bin', SMALL], ['suid-large.bin', LARGE]] as const) {
+          const placed = await upload(store, content(size, 5), name, OWNER_A, { mode: 0o4777 });
+          expect(await medium.entry(placed.path)).toMatchObject({ kind: 'file', mode: 0o750 });
+        }
+        const kept = await upload(store, content(SMALL, 6), 'kept.bin', OWNER_A, { mode: 0o640 });
+        expect(await medium.entry(kept.path)).toMatchObject({ mode: 0o640 });
+        expect(own).toMatchObject({ kind: 'file' });
+        expect((own as { mode: number }).mode & 0o7000).toBe(0);
+      });
+
+      it('makeFolder creates nested folders; one already there is fine', async () => {
+        const { store, medium } = await create();
+        if (!store.capabilities.metadata) return;
+        expect(await store.makeFolder(['a', 'b', 'c'])).toBe('a/b/c');
+        expect(await medium.entry('a/b/c')).toEqual({ kind: 'folder' });
+        expect(await store.makeFolder(['a', 'b', 'c'])).toBe('a/b/c');
+        expect(await store.makeFolder(['a'])).toBe('a');
+        expect(await medium.list()).toEqual([]);
+        // A file can go into it afterwards, as into any folder.
+        expect((await upload(store, content(SMALL, 7), 'a/b/c/f.bin')).path).toBe('a/b/c/f.bin');
+      });
+
+      it.each(['reject', 'overwrite'] as const)('makeFolder under %s refuses a file where a folder should be, and leaves it', async (onConflict) => {
+        const { store, medium } = await create({ onConflict });
+        if (!store.capabilities.metadata) return;
+        await medium.put('x/file', Buffer.from('mine'));
+        await expectFtError(store.makeFolder(['x', 'file']), 'CONFLICT');
+        await expectFtError(store.makeFolder(['x', 'file', 'below']), 'CONFLICT');
+        expect((await medium.read('x/file'))?.toString()).toBe('mine');
+      });
+
+      it('makeFolder under rename gives a variant where a file has the name', async () => {
+        const { store, medium } = await create();
+        if (!store.capabilities.metadata) return;
+        await medium.put('x/file', Buffer.from('mine'));
+        const made = await store.makeFolder(['x', 'file']);
+        expect(made).toMatch(/^x\/file \(/);
+        expect(await medium.entry(made)).toEqual({ kind: 'folder' });
+        expect((await medium.read('x/file'))?.toString()).toBe('mine');
+      });
+    });
+
     describe('capabilities', () => {
       it('declares what it can do, and freeSpace answers accordingly', async () => {
         const { store } = await create();
-        const { atomicNoReplace, freeSpace, lateSize, durableUploads } = store.capabilities;
-        for (const value of [atomicNoReplace, freeSpace, lateSize, durableUploads]) expect(typeof value).toBe('boolean');
+        const { atomicNoReplace, freeSpace, lateSize, durableUploads, metadata } = store.capabilities;
+        for (const value of [atomicNoReplace, freeSpace, lateSize, durableUploads, metadata]) expect(typeof value).toBe('boolean');
         const free = await store.freeSpace();
         if (freeSpace) expect(free === undefined || (Number.isSafeInteger(free) && free >= 0)).toBe(true);
         else expect(free).toBeUndefined();

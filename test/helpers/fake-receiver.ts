@@ -177,6 +177,8 @@ export interface Protocol3Options extends FakeReceiverOptions {
   failBody?: (header: JsonObject, session: number) => string | undefined;
   /** Stops answering (but keeps reading) after this many `done` in all. */
   stallAfterDone?: number;
+  /** What its hello lists (it answers folder headers `done` when this has `metadata`). @default ['trailing-hash'] */
+  features?: string[];
 }
 
 export interface Protocol3Receiver extends FakeReceiver {
@@ -204,7 +206,7 @@ export async function startProtocol3Receiver(options: Protocol3Options = {}): Pr
     const mine: JsonObject[] = [];
     headers.push(mine);
     const nonce = randomBytes(16).toString('hex');
-    session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce, name: options.name ?? 'fake', features: ['trailing-hash'] });
+    session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce, name: options.name ?? 'fake', features: options.features ?? ['trailing-hash'] });
     const hello = await session.next();
     hellos[index] = hello;
     const owner = verifyOwnerProof(String(hello.owner), nonce, String(hello.ownerProof), session.security.binding());
@@ -225,6 +227,10 @@ export async function startProtocol3Receiver(options: Protocol3Options = {}): Pr
       if (options.stallAfterDone !== undefined && dones >= options.stallAfterDone) continue;
       if (frame.type === 'file') {
         mine.push(frame);
+        if (frame.folder === true) {
+          session.send({ type: 'done', id: frame.id });
+          continue;
+        }
         if (options.maxFilesPerConnection !== undefined && mine.length > options.maxFilesPerConnection) {
           session.send({ type: 'error', code: 'UNEXPECTED_MESSAGE', message: 'too many files on one connection' });
           session.socket.end();

@@ -272,7 +272,7 @@ describe('token', () => {
         owner: expect.stringMatching(/^[0-9a-f]{64}$/),
         ownerProof: expect.stringMatching(/^[0-9a-f]{128}$/),
         proof: senderProof(TOKEN, { binding: catcher.bindings[i]!, receiverNonce: catcher.nonces[i]!, senderNonce: hello.nonce as string }),
-        features: ['trailing-hash', 'stream'],
+        features: ['trailing-hash', 'stream', 'metadata'],
       });
       expect(catcher.bindings[i]).toHaveLength(32);
       // Bound to the channel: the same proof over no binding would be another one.

@@ -142,6 +142,7 @@ const sendEvents: Full<SendEvent> = {
   progress: { type: 'progress', path: 'a', name: 'a', bytes: 7, size: 10 },
   verified: { type: 'verified', path: 'a', name: 'a', size: 10, hash: '0123456789abcdef', remotePath: 'a (1)', resumedFrom: 5 },
   skipped: { type: 'skipped', path: 'a', name: 'a', remotePath: 'a' },
+  folder: { type: 'folder', path: 'd/e', name: 'd/e', remotePath: 'd/e (1)' },
   ignored: { type: 'ignored', path: 'd/l', name: 'd/l', reason: 'symbolic link, not followed' },
   refused: { type: 'refused', path: 'a', name: 'a', code: 'TOO_LARGE', message: 'too large' },
   failed: { type: 'failed', path: 'a', name: 'a', code: 'LOCAL_FILE', message: 'gone' },
@@ -165,6 +166,7 @@ const receiverEvents: Full<ReceiverEvent> = {
     verified: true,
   },
   skipped: { type: 'skipped', remote: '127.0.0.1:5000', name: 'a', path: 'a' },
+  folder: { type: 'folder', remote: '127.0.0.1:5000', name: 'd/e', path: 'd/e' },
   refused: { type: 'refused', remote: '127.0.0.1:5000', name: 'a', code: 'CONFLICT', message: 'taken' },
   failed: { type: 'failed', remote: '127.0.0.1:5000', name: 'a', code: 'HASH_MISMATCH', message: 'differs' },
   'connection-error': { type: 'connection-error', remote: '127.0.0.1:5000', code: 'TIMEOUT', message: 'idle' },
@@ -177,6 +179,7 @@ const fileResult: Required<FileResult> = {
   size: 10,
   hash: '0123456789abcdef',
   status: 'refused',
+  folder: false,
   remotePath: 'a',
   resumedFrom: 0,
   bytesSent: 0,
@@ -263,6 +266,7 @@ describe('README "--json output"', () => {
     await randomFile(path.join(folder, 'a.bin'), 10_000);
     await randomFile(path.join(folder, 'too-big.bin'), 7 * 1024 * 1024);
     await symlink('a.bin', path.join(folder, 'link'));
+    await mkdir(path.join(folder, 'empty'));
     const first = await runFt(['send', folder, ...to, '--trust-new'], { env });
     expect(first.exit.code, first.stderr).toBe(4); // too-big.bin refused
     const again = await runFt(['send', folder, ...to], { env });
@@ -303,9 +307,9 @@ describe('README "--json output"', () => {
     const events = (lines: Array<Record<string, unknown>>) => new Set(lines.map((l) => l.event));
     // The runs did reach what they were meant to: each of these was printed at least once.
     expect([...events(sends)].sort()).toEqual(
-      expect.arrayContaining(['collected', 'connected', 'error', 'ignored', 'progress', 'refused', 'resumed', 'skipped', 'started', 'summary', 'verified']),
+      expect.arrayContaining(['collected', 'connected', 'error', 'folder', 'ignored', 'progress', 'refused', 'resumed', 'skipped', 'started', 'summary', 'verified']),
     );
-    expect([...events(linesOf(serve.proc.stdout))]).toEqual(expect.arrayContaining(['listening', 'received', 'refused', 'skipped', 'started']));
+    expect([...events(linesOf(serve.proc.stdout))]).toEqual(expect.arrayContaining(['folder', 'listening', 'received', 'refused', 'skipped', 'started']));
     expect(linesOf(pins.stdout).map((l) => l.event)).toEqual(['pinned']);
   });
 

@@ -49,6 +49,11 @@ function folderMedium(fs: FullFs, root: string): StoreMedium {
       await fs.rename(`${at(relative)}.new`, at(relative));
     },
     list: async () => (await list(root, '')).sort(),
+    entry: async (relative) => {
+      const stat = await fs.lstat(at(relative)).catch(() => undefined);
+      if (!stat) return undefined;
+      return stat.isDirectory() ? { kind: 'folder' } : { kind: 'file', mtimeMs: Math.floor(stat.mtimeMs), mode: stat.mode & 0o7777 };
+    },
   };
 }
 
@@ -114,9 +119,9 @@ describe('LocalUploadStore', () => {
     expect(store.policy).toBe('rename');
   });
 
-  it('declares link(2)’s atomic no-replace, durable uploads, late size (streams); free space from statfs', async () => {
+  it('declares link(2)’s atomic no-replace, durable uploads, late size (streams), metadata; free space from statfs', async () => {
     const store = await open();
-    expect(store.capabilities).toEqual({ atomicNoReplace: true, freeSpace: true, lateSize: true, durableUploads: true });
+    expect(store.capabilities).toEqual({ atomicNoReplace: true, freeSpace: true, lateSize: true, durableUploads: true, metadata: true });
     const stats = await nodeFs.statfs(store.privateLocation);
     const free = await store.freeSpace();
     expect(free).toBeGreaterThan(0);

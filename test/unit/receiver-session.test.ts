@@ -35,7 +35,7 @@ describe('the receiver over an in-memory transport', () => {
     const { vol, connect } = await start();
     const client = connect();
     const hello = await client.next();
-    expect(hello).toMatchObject({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, features: ['trailing-hash', 'stream'] });
+    expect(hello).toMatchObject({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, features: ['trailing-hash', 'stream', 'metadata'] });
     expect(PROTOCOL_VERSION).toBe(5);
     // A memory transport is plaintext: the channel binding is empty.
     expect(client.security.binding()).toEqual(Buffer.alloc(0));

@@ -103,9 +103,18 @@ class DiskSink implements BodySink {
     if (!this.writer.write(chunk)) return this.writer.drained();
   }
 
-  async finish(): Promise<FileHandle> {
+  async finish(): Promise<OpenFile> {
     await this.writer.flush();
-    return this.handle;
+    const { handle } = this;
+    return {
+      // FileHandle.sync() is fsync: the metadata set below is made durable too.
+      sync: () => handle.sync(),
+      close: () => handle.close(),
+      setMetadata: async ({ mtime, mode }) => {
+        if (mode !== undefined) await handle.chmod(mode);
+        if (mtime !== undefined) await handle.utimes(new Date(), mtime);
+      },
+    };
   }
 
   async abandon(): Promise<void> {

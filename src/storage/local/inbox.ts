@@ -175,6 +175,24 @@ export class Inbox {
   }
 
   /**
+   * Creates the folder `components` and every one on the way, through the same walk as a file's
+   * folders (never through a symbolic link; under `rename` a file or link in the way gives a
+   * variant, the other policies refuse it); a folder already there is fine. Returns where it
+   * is, relative to the inbox, once the new entries are durable.
+   */
+  async makeFolder(components: string[]): Promise<string> {
+    await this.ensureOwnFolders(false);
+    // walk() opens every component but the last: the folder itself is the last one opened.
+    const walked = this.walk([...components, ''], true)!;
+    try {
+      await Promise.all([walked.folder, ...walked.parentsOfCreated].map((folder) => this.tree.sync(folder)));
+      return walked.names.join('/');
+    } finally {
+      for (const folder of [walked.folder, ...walked.parentsOfCreated]) folder.release();
+    }
+  }
+
+  /**
    * The identity of the regular file at `relative` (a path place() returned), walked through
    * folder handles without following links; undefined when there is none.
    */

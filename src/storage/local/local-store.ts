@@ -8,7 +8,9 @@ import { createHasher, type Hasher } from '../../hashing.js';
 import { isNotFound, nodeFileSystem, type FileSystem, type OpenFile } from '../../file-system.js';
 import type { ConflictPolicy } from '../conflict-policy.js';
 import { TAKEOVER_WAIT_MS } from '../leases.js';
+import { appliedMetadata, currentUmask, type AppliedMetadata } from './file-metadata.js';
 import type {
+  FileMetadata,
   OpenOptions,
   PartialListing,
   Placed,
@@ -37,6 +39,8 @@ export interface LocalUploadStoreOptions {
   folderHandles?: boolean;
   /** How long open() waits for an older holder of the same key to let go, in ms (TAKEOVER_WAIT_MS). */
   takeoverWaitMs?: number;
+  /** Bits taken away from a mode a sender asks for (FileMetadata.mode). @default the process's umask */
+  umask?: number;
 }
 
 const CAPABILITIES: StoreCapabilities = {
@@ -47,6 +51,7 @@ const CAPABILITIES: StoreCapabilities = {
   // A stream's partial has a random key and no announced size; its size is declared at end().
   lateSize: true,
   durableUploads: true,
+  metadata: true,
 };
 
 export class LocalUploadStore implements UploadStore {
@@ -57,6 +62,7 @@ export class LocalUploadStore implements UploadStore {
     private readonly inbox: Inbox,
     private readonly fs: FileSystem,
     private readonly takeoverWaitMs: number,
+    private readonly umask: number,
   ) {
     this.capabilities = { ...CAPABILITIES, freeSpace: fs.statfs !== undefined };
   }
@@ -75,7 +81,9 @@ export class LocalUploadStore implements UploadStore {
       partialLimits: options.partialLimits,
       folderHandles: options.folderHandles,
     });
-    return new LocalUploadStore(inbox, fs, takeoverWaitMs);
+    const umask = options.umask ?? currentUmask();
+    if (!Number.isSafeInteger(umask) || umask < 0 || umask > 0o777) throw new FtError('USAGE', `Expected umask to be from 0 to 0o777, got ${JSON.stringify(umask)}`);
+    return new LocalUploadStore(inbox, fs, takeoverWaitMs, umask);
   }
 
   /** The inbox's real path. */
@@ -106,6 +114,10 @@ export class LocalUploadStore implements UploadStore {
     return this.inbox.inspect([...components]);
   }
 
+  makeFolder(components: readonly string[]): Promise<string> {
+    return this.inbox.makeFolder([...components]);
+  }
+
   async open(key: UploadKey, options: OpenOptions): Promise<Upload> {
     return (await this.acquire(key, options, false))!;
   }
@@ -134,7 +146,7 @@ export class LocalUploadStore implements UploadStore {
       }
       throw error;
     }
-    return new LocalUpload(key, size, partial, this.inbox);
+    return new LocalUpload(key, size, partial, this.inbox, this.umask);
   }
 
   async unchanged(path: string, identity: StoredIdentity): Promise<boolean> {
@@ -194,6 +206,7 @@ class LocalUpload implements Upload {
     private readonly size: number | undefined,
     private readonly partial: Partial,
     private readonly inbox: Inbox,
+    private readonly umask: number,
   ) {}
 
   get offset(): number {
@@ -270,12 +283,12 @@ class LocalUpload implements Upload {
     this.stage = { kind: 'ended', file, hash };
   }
 
-  async commit(components: readonly string[], expectedHash: string): Promise<Placed> {
+  async commit(components: readonly string[], expectedHash: string, metadata?: FileMetadata): Promise<Placed> {
     const stage = this.stage;
     if (stage.kind !== 'ended') throw this.notNow('commit');
     // Pinned: a newer open() of the key waits for the commit instead of revoking it.
     const unpin = this.partial.pin();
-    const committing = this.place(stage.file, stage.hash, components, expectedHash);
+    const committing = this.place(stage.file, stage.hash, components, expectedHash, appliedMetadata(metadata, this.umask));
     this.stage = { kind: 'committing', done: committing };
     try {
       return await committing;
@@ -309,13 +322,15 @@ class LocalUpload implements Upload {
   }
 
   /** Checks the whole file's hash, then makes it durable and places it. */
-  private async place(file: OpenFile, hash: string, components: readonly string[], expectedHash: string): Promise<Placed> {
+  private async place(file: OpenFile, hash: string, components: readonly string[], expectedHash: string, metadata: AppliedMetadata | undefined): Promise<Placed> {
     if (hash !== expectedHash) {
       // The bytes are not the announced content, and which are wrong cannot be told. If
       // deleting them fails, the next resume's prefix check still refuses them.
       await this.drop({ kind: 'ended', file, hash });
       throw new FtError('HASH_MISMATCH', `content of ${this.key.filename} hashes to ${hash}, not ${expectedHash}; nothing was kept`);
     }
+    // PROTOCOL.md §6.8: verified, then the metadata, then durable, then placed.
+    if (metadata) await file.setMetadata(metadata);
     await file.sync();
     await file.close();
     const placed = await this.inbox.place(this.partial, [...components]);

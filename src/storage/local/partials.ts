@@ -748,8 +748,15 @@ export class Partial {
       throw error;
     }
     let open = true;
+    // fdatasync leaves out metadata a read does not need (the times, the mode): once they are set, fsync.
+    let metadataSet = false;
     return {
-      sync: () => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
+      sync: () => new Promise<void>((resolve, reject) => (metadataSet ? fs.fsync : fs.fdatasync)(fd, (error) => (error ? reject(error) : resolve()))),
+      setMetadata: async ({ mtime, mode }) => {
+        metadataSet = true;
+        if (mode !== undefined) fs.fchmodSync(fd, mode);
+        if (mtime !== undefined) fs.futimesSync(fd, new Date(), mtime);
+      },
       // Idempotent: closing a descriptor number twice could close a file opened meanwhile.
       close: async () => {
         if (!open) return;

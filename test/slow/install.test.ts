@@ -4,7 +4,8 @@
  * `--offline`: the runtime dependencies come from an npm cache of the test's own, filled by
  * one install of the tarball from the registry first, so the run depends on no cache on the
  * machine). From there `ft --version`, `ft serve` + `ft send` over loopback, and a script
- * importing `ft-lan` by name, all inside the same network namespace.
+ * importing `ft-lan` by name, all inside the same network namespace; so are a stream from a pipe
+ * (`ft send - --as`) under `--limit-rate`, and `ft status --json`.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -71,12 +72,17 @@ describe.skipIf(!hasUnshare)('the packed tarball (needs unshare -n, as root)', (
       `'${ft}' serve '${inbox}' --host 127.0.0.1 --port 19733 --no-web --json > serve.log 2>&1 &\n` +
         `serve=$!\ntrap 'kill $serve' EXIT\n` +
         `for i in $(seq 50); do grep -q listening serve.log && break; sleep 0.2; done\n` +
-        `'${ft}' send hello.txt --to 127.0.0.1:19733 --trust-new --json`,
+        `'${ft}' send hello.txt --to 127.0.0.1:19733 --trust-new --json\n` +
+        // The backup-script features from the installed copy too: a stream, a rate limit, and status.
+        `printf 'from a pipe\\n' | '${ft}' send - --as piped.txt --to 127.0.0.1:19733 --limit-rate 1M --json\n` +
+        `'${ft}' status '${inbox}' --json`,
       work,
       env,
     );
-    expect(sent).toContain('"event":"verified"');
+    expect(sent.match(/"event":"verified"/g)).toHaveLength(2);
+    expect(sent).toMatch(/"event":"summary".*"partials":0/);
     expect(readFileSync(path.join(inbox, 'hello.txt'), 'utf8')).toBe('installed and sent\n');
+    expect(readFileSync(path.join(inbox, 'piped.txt'), 'utf8')).toBe('from a pipe\n');
 
     // A backup script's folder: the package as a dependency, imported by name.
     const script = path.join(work, 'script');

@@ -176,6 +176,29 @@ describe('LocalUploadStore', () => {
     expect((await upload.commit(['misuse.bin'], key.hash)).path).toBe('misuse.bin');
   });
 
+  it('a commit refused after the metadata was set leaves no peer-chosen time or mode on the partial kept', async () => {
+    const store = await open(undefined, { onConflict: 'reject', umask: 0 });
+    const bytes = content(SMALL_BODY_BYTES + 10, 43);
+    const key = { owner: OWNER, filename: 'late.bin', size: bytes.length, hash: await hashBytes(bytes) };
+    const upload = await store.open(key, { peer: PEER });
+    const writer = await upload.append(0, bytes.length);
+    await writer.write(bytes);
+    const hash = await writer.end();
+    // The name is taken after the header was accepted (another connection's file, say).
+    await nodeFs.writeFile(path.join(store.privateLocation, 'late.bin'), 'theirs');
+    const year33658 = 999_999_999_999n * 1_000_000_000n;
+    await expect(upload.commit(['late.bin'], hash, { mtimeNs: year33658, mode: 0o000 })).rejects.toMatchObject({ code: 'CONFLICT' });
+    const partialDir = path.join(store.privateLocation, PARTIAL_DIR);
+    const kept = (await nodeFs.readdir(partialDir)).filter((name) => name.endsWith('.part'));
+    expect(kept).toHaveLength(1);
+    const stat = await nodeFs.stat(path.join(partialDir, kept[0]!));
+    expect(stat.mtimeMs).toBeLessThanOrEqual(Date.now() + 1000);
+    expect(stat.mode & 0o777).toBe(0o600);
+    // So the sweep still deletes it once its time is up.
+    await store.expire(1000, Date.now() + 2 * 86_400_000);
+    expect((await nodeFs.readdir(partialDir)).filter((name) => name.endsWith('.part'))).toEqual([]);
+  });
+
   it('abandon while a commit runs waits for it and changes nothing', async () => {
     const store = await open();
     const bytes = content(SMALL_BODY_BYTES + 10, 42);

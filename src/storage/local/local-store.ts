@@ -25,7 +25,7 @@ import type {
 import { openBodySink, type BodySink } from './body-sink.js';
 import { Inbox } from './inbox.js';
 import { readPartialFolder } from './partial-listing.js';
-import { PARTIAL_SWEEP_INTERVAL_MS, type Partial, type PartialLimitOptions, type PartialLimits } from './partials.js';
+import { PARTIAL_FILE_MODE, PARTIAL_SWEEP_INTERVAL_MS, type Partial, type PartialLimitOptions, type PartialLimits } from './partials.js';
 import { sameIdentity, type FileIdentity } from './same-content.js';
 
 export interface LocalUploadStoreOptions {
@@ -332,8 +332,15 @@ class LocalUpload implements Upload {
     // PROTOCOL.md §6.8: verified, then the metadata, then durable, then placed.
     if (metadata) await file.setMetadata(metadata);
     await file.sync();
-    await file.close();
-    const placed = await this.inbox.place(this.partial, [...components]);
+    let placed: Awaited<ReturnType<Inbox['place']>>;
+    try {
+      placed = await this.inbox.place(this.partial, [...components]);
+    } catch (error) {
+      if (metadata) await this.unsetMetadata(file);
+      throw error;
+    } finally {
+      await file.close();
+    }
     try {
       this.inbox.partials.dropOrphans(this.partial.id);
     } catch {
@@ -341,6 +348,25 @@ class LocalUpload implements Upload {
     }
     const { dev, ino, size, mtimeMs, ctimeMs } = placed.identity;
     return { path: placed.path, deduplicated: placed.deduplicated, identity: { dev, ino, size, mtimeMs, ctimeMs } };
+  }
+
+  /**
+   * The partial kept after a placement failed must not keep the sender's time and mode: the
+   * sweep ages it by its time (one in the year 30000 would never expire, and would outlive
+   * everyone else's partials), and a mode without read or write would lock ft out of it.
+   * Where that fails, it goes: a partial is only ever a saving.
+   */
+  private async unsetMetadata(file: OpenFile): Promise<void> {
+    try {
+      await file.setMetadata({ mode: PARTIAL_FILE_MODE, mtime: String(Date.now() / 1000) });
+      await file.sync();
+    } catch {
+      try {
+        this.partial.discard();
+      } catch {
+        // The sweep looks again.
+      }
+    }
   }
 
   /** Deletes what is held and lets go; never throws. */

@@ -102,6 +102,8 @@ const O_DIRECTORY = nodeFs.constants.O_DIRECTORY ?? 0;
 const EXISTING = O_NOFOLLOW | O_NONBLOCK;
 /** A new entry of ours: created here, by us, or not at all. */
 const FRESH = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+/** A partial's own mode: only this user reads it. */
+export const PARTIAL_FILE_MODE = 0o600;
 /** Undefined where there are no user ids (Windows): ownership is then not checked. */
 export const OUR_UID = process.getuid?.();
 
@@ -808,7 +810,7 @@ export class Partial {
       ...(this.keep ? { recorded: true as const } : {}),
     };
     const temp = `${this.metaPath}.${randomBytes(4).toString('hex')}.tmp`;
-    const fd = fs.openSync(temp, FRESH, 0o600);
+    const fd = fs.openSync(temp, FRESH, PARTIAL_FILE_MODE);
     try {
       const bytes = Buffer.from(JSON.stringify(meta) + '\n');
       for (let at = 0; at < bytes.length; ) {
@@ -830,11 +832,11 @@ export class Partial {
   private async createAsync(): Promise<FileHandle> {
     let handle: FileHandle;
     try {
-      handle = await this.fs.open(this.dataPath, FRESH, 0o600);
+      handle = await this.fs.open(this.dataPath, FRESH, PARTIAL_FILE_MODE);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       this.fs.unlinkSync(this.dataPath);
-      handle = await this.fs.open(this.dataPath, FRESH, 0o600);
+      handle = await this.fs.open(this.dataPath, FRESH, PARTIAL_FILE_MODE);
     }
     try {
       this.adopt(await handle.stat());
@@ -849,11 +851,11 @@ export class Partial {
     const { fs } = this;
     let fd: number;
     try {
-      fd = fs.openSync(this.dataPath, FRESH, 0o600);
+      fd = fs.openSync(this.dataPath, FRESH, PARTIAL_FILE_MODE);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       fs.unlinkSync(this.dataPath);
-      fd = fs.openSync(this.dataPath, FRESH, 0o600);
+      fd = fs.openSync(this.dataPath, FRESH, PARTIAL_FILE_MODE);
     }
     try {
       this.adopt(fs.fstatSync(fd));

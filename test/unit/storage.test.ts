@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { promises as nodeFs } from 'node:fs';
+import { promises as nodeFs, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createFsFromVolume, Volume } from 'memfs';
@@ -1106,5 +1106,36 @@ describe.each(backends)('storage contract on $name', (backend) => {
       await fs.rm(inbox.partials.dir, { recursive: true });
       expect(inbox.partials.expire(0)).toEqual([]);
     });
+  });
+});
+
+describe('Inbox.makeFolder in the path fallback', () => {
+  it('refuses a folder that a parent swapped for a link between its check and the mkdir put outside', async () => {
+    const base = await nodeFs.mkdtemp(path.join(os.tmpdir(), 'ft-storage-test-'));
+    try {
+      const root = path.join(base, 'inbox');
+      const outside = path.join(base, 'outside');
+      await nodeFs.mkdir(outside);
+      await nodeFs.mkdir(path.join(root, 'a'), { recursive: true });
+      const swapped: FileSystem = {
+        ...nodeFileSystem,
+        mkdirSync: ((at: string, options: unknown) => {
+          if (at === path.join(root, 'a', 'b')) {
+            // A local user swaps the checked folder a for a link to the outside.
+            nodeFileSystem.renameSync(path.join(root, 'a'), path.join(root, 'a.aside'));
+            symlinkSync(outside, path.join(root, 'a'));
+          }
+          return nodeFileSystem.mkdirSync(at, options as never);
+        }) as FileSystem['mkdirSync'],
+      };
+      const inbox = await Inbox.open(root, swapped, 'reject', { folderHandles: false });
+      try {
+        await expectFtError(inbox.makeFolder(['a', 'b']), 'UNSAFE_PATH');
+      } finally {
+        inbox.close();
+      }
+    } finally {
+      await nodeFs.rm(base, { recursive: true, force: true });
+    }
   });
 });

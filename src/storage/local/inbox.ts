@@ -185,6 +185,8 @@ export class Inbox {
     // walk() opens every component but the last: the folder itself is the last one opened.
     const walked = this.walk([...components, ''], true)!;
     try {
+      // The paths fallback must not report a folder that a swapped parent put outside.
+      if (this.tree.mode === 'paths') this.checkInside(walked.folder, walked.names.join('/'));
       await Promise.all([walked.folder, ...walked.parentsOfCreated].map((folder) => this.tree.sync(folder)));
       return walked.names.join('/');
     } finally {

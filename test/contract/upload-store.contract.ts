@@ -877,6 +877,11 @@ export function uploadStoreContract(factory: StoreFactory): void {
         }
         const kept = await upload(store, content(SMALL, 6), 'kept.bin', OWNER_A, { mode: 0o640 });
         expect(await medium.entry(kept.path)).toMatchObject({ mode: 0o640 });
+        // Without the owner's read bit, a receiver not running as root could not place it (EACCES).
+        for (const [name, mode] of [['write-only.bin', 0o200], ['none.bin', 0]] as const) {
+          const placed = await upload(store, content(SMALL, 7), name, OWNER_A, { mode });
+          expect(await medium.entry(placed.path)).toMatchObject({ mode: mode | 0o400 });
+        }
         expect(own).toMatchObject({ kind: 'file' });
         expect((own as { mode: number }).mode & 0o7000).toBe(0);
       });

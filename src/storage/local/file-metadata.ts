@@ -31,12 +31,19 @@ export function futimesSeconds(ns: bigint): string {
   return `${negative ? '-' : ''}${whole}.${fraction}5`;
 }
 
-/** What the open file gets: the time as futimes takes it, and the mode's permission bits less the umask. */
+/**
+ * The bit a received file always keeps: ft opens the verified partial for reading by its name
+ * to place it (and to compare it with a same-size file under `rename`), which a mode without
+ * it (0o200, 0) would refuse with EACCES to anyone but root, failing every such upload.
+ */
+export const OWNER_READ = 0o400;
+
+/** What the open file gets: the time as futimes takes it, and the mode's permission bits less the umask, plus OWNER_READ. */
 export function appliedMetadata(metadata: FileMetadata | undefined, umask: number): AppliedMetadata | undefined {
   if (metadata === undefined || (metadata.mtimeNs === undefined && metadata.mode === undefined)) return undefined;
   return {
     ...(metadata.mtimeNs !== undefined ? { mtime: futimesSeconds(metadata.mtimeNs) } : {}),
-    ...(metadata.mode !== undefined ? { mode: metadata.mode & PERMISSION_BITS & ~umask } : {}),
+    ...(metadata.mode !== undefined ? { mode: (metadata.mode & PERMISSION_BITS & ~umask) | OWNER_READ } : {}),
   };
 }
 

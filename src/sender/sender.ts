@@ -24,7 +24,7 @@ import { createHasher, type Hasher } from '../hashing.js';
 import { backoffDelay, waitFor, type Backoff } from '../retry.js';
 import type { Connector } from '../transport/connector.js';
 import { collisionKey, escapeForDisplay, parseSafeName } from '../names/safe-name.js';
-import { formatMtime, MAX_FILES_PER_CONNECTION, MAX_FOLDERS_PER_CONNECTION, type FileHeader } from '../wire/messages.js';
+import { formatMtime, MAX_FILES_PER_CONNECTION, MAX_FOLDERS_PER_CONNECTION, MTIME_PATTERN, type FileHeader } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
 import { HashCache, type ReceiverId, type StoredReceipt } from './hash-cache.js';
 import { collectFiles, hashLocalFiles, KeepBudget, localFileError } from './local-files.js';
@@ -589,7 +589,9 @@ async function transferBatch(
       // No hash yet: it follows the body.
       if (file.hash) header.hash = file.hash;
       if (stored) header.receipt = stored.receipt;
-      if (metadata && file.mtimeNs !== undefined) header.mtime = formatMtime(file.mtimeNs);
+      const mtime = metadata && file.mtimeNs !== undefined ? formatMtime(file.mtimeNs) : undefined;
+      // A time past the wire's 12 integer digits (tmpfs keeps them) is left out: sent, it would close the connection.
+      if (mtime !== undefined && MTIME_PATTERN.test(mtime)) header.mtime = mtime;
       if (metadata && options.preserveMode && file.mode !== undefined) header.mode = file.mode;
       headersLeft -= 1;
       holding.add(uploadOf(job));

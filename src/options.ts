@@ -65,6 +65,10 @@ const FILE_SYSTEM = rule('a FileSystem (see fileSystemOf)', (value) => {
   const fs = value as Record<string, unknown> | null;
   return typeof fs === 'object' && fs !== null && ['open', 'lstatSync', 'openSync'].every((call) => typeof fs[call] === 'function');
 });
+const UPLOAD_STORE = rule('an UploadStore (an S3UploadStore, say)', (value) => {
+  const store = value as Record<string, unknown> | null;
+  return typeof store === 'object' && store !== null && ['inspect', 'open', 'resume', 'expire', 'close'].every((call) => typeof store[call] === 'function');
+});
 const CONFLICT_POLICY = rule(`one of ${CONFLICT_POLICIES.join(', ')}`, (value) => CONFLICT_POLICIES.includes(value as never));
 const FINGERPRINT = rule('a receiver fingerprint (32 to 52 letters A-Z and digits 2-7, dashes allowed)', (value) => {
   if (typeof value !== 'string') return false;
@@ -195,6 +199,7 @@ const SERVE_RULES: Rules = {
   discoveryPort: PORT,
   interface: TEXT,
   fs: FILE_SYSTEM,
+  store: UPLOAD_STORE,
   signal: SIGNAL,
   listen: FUNCTION,
   identity: IDENTITY,
@@ -208,6 +213,8 @@ const SERVE_RULES: Rules = {
 
 export function validateServeOptions(options: unknown): void {
   validate('serve', options, SERVE_RULES);
+  const { dir, store } = (options ?? {}) as { dir?: string; store?: unknown };
+  if (dir !== undefined && store !== undefined) throw new FtError('USAGE', 'Expected dir or store, not both (a store says where files go)');
   const { interface: only, beacon } = (options ?? {}) as { interface?: string; beacon?: boolean };
   // An interface that does not exist is a typo to report now, not a warning every few seconds.
   if (only !== undefined && (beacon ?? true)) broadcastTargets({ only, includeLoopback: true });

@@ -30,7 +30,7 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
   program
     .command('serve')
     .description('receive files into a folder')
-    .argument('[dir]', 'folder to receive into (created if missing)', SERVE_DEFAULTS.dir)
+    .argument('[dir]', 'folder (created if missing) or s3://bucket/prefix', SERVE_DEFAULTS.dir)
     .option('-p, --port <n>', 'TCP port to listen on', parsePort, SERVE_DEFAULTS.port)
     .option('--host <address>', 'address to listen on (default: all interfaces)')
     .addOption(
@@ -64,6 +64,7 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--beacon-interval <seconds>', 'seconds between announcements', parseSeconds, SERVE_DEFAULTS.beaconInterval)
     .option('--interface <name|address>', 'announce on this network interface only')
     .option('--json', 'print one JSON object per line for each event')
+    .option('--s3-endpoint <url>', 'with s3://bucket/prefix: the S3-compatible service (Ceph, MinIO, …; path-style addresses; default: AWS)')
     // Each command loads its own code: a small `ft send` starts faster without the receiver's.
     .action(async (dir: string, options) => setExit(await (await import('./serve-command.js')).serveCommand(dir, options)));
 
@@ -107,13 +108,14 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
   program
     .command('status')
     .description('list the unfinished uploads an inbox keeps for resume (reads only: safe beside ft serve)')
-    .argument('[dir]', 'the inbox folder, as given to ft serve', SERVE_DEFAULTS.dir)
+    .argument('[dir]', 'the inbox folder (or s3://bucket/prefix), as given to ft serve', SERVE_DEFAULTS.dir)
     .addOption(
       new Option('--partial-ttl <duration>', "ft serve's --partial-ttl, so that expiry times are its own")
         .argParser(parsePartialTtl)
         .default(SERVE_DEFAULTS.partialTtlMs, durationText(SERVE_DEFAULTS.partialTtlMs)),
     )
     .option('--json', 'print one JSON object per line: each upload, each unreadable entry, then a summary')
+    .option('--s3-endpoint <url>', 'with s3://bucket/prefix: the S3-compatible service, as given to ft serve')
     .action(async (dir: string, options) => setExit(await (await import('./status-command.js')).statusCommand(dir, options)));
 
   const trust = program.command('trust').description('show or forget the receivers this sender has pinned (their keys)');

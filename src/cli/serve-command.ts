@@ -6,6 +6,7 @@ import type { ReceiverEvent } from '../ingest/events.js';
 import { serve } from '../receiver/server.js';
 import { durationsInWords, formatBytes, formatDuration, formatRate, jsonLine } from './format.js';
 import { checkInbox, inboxError } from './inbox-check.js';
+import { FtError } from '../errors.js';
 import { readToken } from './options.js';
 import { defaultIdentityDir, loadOrCreateIdentity } from '../auth/identity-store.js';
 import { shortFingerprint } from '../auth/fingerprint.js';
@@ -38,8 +39,10 @@ export interface ServeCommandOptions {
   beaconInterval: number;
   interface?: string;
   json?: boolean;
+  s3Endpoint?: string;
 }
 
+const isS3Url = (dir: string) => dir.startsWith('s3://');
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
 const PLAINTEXT_WARNING = '--insecure-plaintext: nothing is encrypted, so anyone on the network can read and change the files, and senders cannot tell this receiver from an impostor';
 
@@ -60,13 +63,16 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
   const collectGarbage = youngCollector();
   const token = readToken(options.tokenFile);
   const out = (text: string) => process.stdout.write(text);
-  checkInbox(dir);
+  if (options.s3Endpoint !== undefined && !isS3Url(dir)) throw new FtError('USAGE', '--s3-endpoint is for an inbox in a bucket (s3://bucket/prefix)');
+  // Loaded only for a bucket: the AWS SDK is large, and a folder inbox never needs it.
+  const store = isS3Url(dir) ? await (await import('./s3-inbox.js')).openS3Inbox(dir, { endpoint: options.s3Endpoint, ...options }) : undefined;
+  if (store === undefined) checkInbox(dir);
   const plaintext = options.insecurePlaintext === true;
   const loaded = plaintext ? undefined : await loadOrCreateIdentity(options.identity ?? defaultIdentityDir());
   const receiver = await serve({
     identity: loaded?.identity,
     insecurePlaintext: plaintext,
-    dir,
+    ...(store !== undefined ? { store } : { dir }),
     collectGarbage,
     port: options.port,
     host: options.host,

@@ -10,14 +10,26 @@ import { displayWidth, padEnd } from './text-width.js';
 
 export interface StatusOptions {
   json?: boolean;
+  /** With s3://bucket/prefix: the service's endpoint (see ft serve). */
+  s3Endpoint?: string;
   /** The receiver's --partial-ttl, so that expiry times are its own. */
   partialTtl: number;
 }
 
 export async function statusCommand(dir: string, options: StatusOptions, now = Date.now()): Promise<number> {
-  const listing = await listPartials(dir, { partialTtlMs: options.partialTtl });
+  const listing = dir.startsWith('s3://') ? await bucketPartials(dir, options) : await listPartials(dir, { partialTtlMs: options.partialTtl });
   process.stdout.write(options.json ? statusJson(dir, listing, options.partialTtl, now) : statusText(dir, listing, now));
   return 0;
+}
+
+/** The unfinished uploads of an inbox in a bucket (reads only; the AWS SDK is loaded for it alone). */
+async function bucketPartials(url: string, options: StatusOptions): Promise<PartialListing> {
+  const store = await (await import('./s3-inbox.js')).openS3Inbox(url, { endpoint: options.s3Endpoint, onConflict: 'rename' });
+  try {
+    return await store.listPartials(options.partialTtl);
+  } finally {
+    await store.close();
+  }
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();

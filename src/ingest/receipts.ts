@@ -54,6 +54,14 @@ export function receiptName(filename: string): string {
 export class ReceiptSealer {
   private constructor(private readonly key: Buffer) {}
 
+  /**
+   * A key derived from a secret kept elsewhere (the receiver's identity key): for a store with no
+   * private folder of its own (an S3 bucket). Receivers sharing an identity share the key.
+   */
+  static derivedFrom(secret: string | Buffer): ReceiptSealer {
+    return new ReceiptSealer(Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), 'ft-receipt-key', KEY_BYTES)));
+  }
+
   /** The key kept in `dir` (the receiver's private folder), created owner-only on first use. */
   static open(dir: string, fs: FileSystem): ReceiptSealer {
     const file = path.join(dir, KEY_FILE);

@@ -19,7 +19,7 @@ import { listenTcp } from '../transport/tcp-listener.js';
 import { negotiatedProtocol, tlsListener } from '../transport/tls-listener.js';
 import { ALPN } from '../transport/channel.js';
 import { TLSSocket } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { startWebSide, type WebSide } from './web-side.js';
 import { generateIdentity, identityFrom, type Identity } from '../auth/identity.js';
 import { encodeFrame } from '../wire/frame.js';
@@ -33,6 +33,12 @@ import { BandwidthLimit } from '../bandwidth-limit.js';
 export interface ServeOptions {
   /** Folder to receive into, created if missing. @default './inbox' */
   dir?: string;
+  /**
+   * Where files go instead of `dir`: an UploadStore, such as an S3UploadStore (an inbox in an
+   * S3 bucket); the receiver closes it when it closes. Its receipts' key is then derived from
+   * the identity's key (so receivers sharing a bucket and an identity honour each other's).
+   */
+  store?: UploadStore;
   /** TCP port; 0 picks a free one. @default 9527 */
   port?: number;
   /** Address to listen on. @default all interfaces */
@@ -241,7 +247,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const fs = options.fs ?? nodeFileSystem;
   const port = options.port ?? SERVE_DEFAULTS.port;
   const partialTtlMs = options.partialTtlMs ?? SERVE_DEFAULTS.partialTtlMs;
-  const store = await LocalUploadStore.open(options.dir ?? SERVE_DEFAULTS.dir, {
+  const store = options.store ?? await LocalUploadStore.open(options.dir ?? SERVE_DEFAULTS.dir, {
     fs,
     onConflict: options.onConflict ?? SERVE_DEFAULTS.onConflict,
     partialLimits: {
@@ -284,7 +290,7 @@ export async function serve(options: ServeOptions = {}): Promise<Receiver> {
   const name = cleanReceiverName(options.name ?? os.hostname());
   const emit = (event: ReceiverEvent) => receiver.publish(event);
   // The key lives with the partial uploads: the receiver's own, owner-only folder.
-  const receipts = ReceiptSealer.open(store.stateDir, fs);
+  const receipts = store instanceof LocalUploadStore ? ReceiptSealer.open(store.stateDir, fs) : ReceiptSealer.derivedFrom(options.identity?.key ?? randomBytes(32));
   const ingest = new Ingest({
     store,
     receipts,

@@ -44,6 +44,10 @@ export interface CephCluster {
   client(gateway?: number): S3Client;
   /** Creates a bucket (a fresh name per test keeps tests apart). */
   createBucket(name: string): Promise<void>;
+  /** Stops gateway `gateway` (SIGKILL, as a crash), leaving the cluster and the other gateways up. */
+  killGateway(gateway: number): void;
+  /** Starts gateway `gateway` again on its port, once it answers. */
+  startGateway(gateway: number): Promise<void>;
   /** Stops every daemon (by PID) and removes the dir; idempotent. */
   stop(): void;
 }
@@ -129,6 +133,26 @@ export async function startCephCluster(gateways = 1): Promise<CephCluster> {
       } finally {
         client.destroy();
       }
+    },
+    killGateway(gateway) {
+      const port = new URL(endpoints[gateway]!).port;
+      const pid = Number(readFileSync(path.join(dir, 'run', `client.rgw.p${port}.pid`), 'utf8'));
+      // Only a process whose command line names this cluster's dir (as ceph-s3-down.sh checks).
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(pid, 'SIGKILL');
+    },
+    async startGateway(gateway) {
+      const port = new URL(endpoints[gateway]!).port;
+      const name = `client.rgw.p${port}`;
+      spawnSync('radosgw', ['-c', path.join(dir, 'ceph.conf'), '-n', name, '--rgw-data', path.join(dir, `rgw.${port}`), '--rgw-frontends', `beast endpoint=127.0.0.1:${port}`], {
+        env: { ...process.env, CEPH_CONF: path.join(dir, 'ceph.conf') },
+        stdio: 'ignore',
+        timeout: 30_000,
+      });
+      for (const started = Date.now(); Date.now() - started < 60_000; await new Promise((resolve) => setTimeout(resolve, 200))) {
+        const answered = await fetch(`${endpoints[gateway]}/`).then((reply) => reply.ok, () => false);
+        if (answered) return;
+      }
+      throw new Error(`the gateway on port ${port} did not start again`);
     },
     stop() {
       if (stopped) return;

@@ -78,10 +78,10 @@ export interface ServeProcess {
  */
 export async function startServe(
   dir: string,
-  { port, args = [], timeoutMs }: { port?: number; args?: string[]; timeoutMs: number },
+  { port, args = [], timeoutMs, env }: { port?: number; args?: string[]; timeoutMs: number; env?: NodeJS.ProcessEnv },
 ): Promise<ServeProcess> {
   const listenPort = port ?? (await freePort());
-  const proc = spawnFt(['serve', dir, '--port', String(listenPort), '--host', '127.0.0.1', '--no-beacon', '--json', ...args], { timeoutMs });
+  const proc = spawnFt(['serve', dir, '--port', String(listenPort), '--host', '127.0.0.1', '--no-beacon', '--json', ...args], { timeoutMs, env });
   const listening = await proc.waitForJson((e) => e.event === 'listening', 20_000);
   return {
     proc,

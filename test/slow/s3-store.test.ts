@@ -4,7 +4,7 @@
  * of S3's smallest size (5 MiB) and a small-upload size just over one part, so the contract's
  * uploads are multipart with a tail, and its cuts fall inside the second part.
  */
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { describe } from 'vitest';
 import { S3UploadStore, S3_MIN_PART_BYTES } from '../../src/storage/s3/s3-store.js';
 import { Layout } from '../../src/storage/s3/layout.js';
@@ -36,6 +36,16 @@ function bucketMedium(client: S3Client, Bucket: string, layout: Layout): StoreMe
       const { bytes } = (await read(path))!;
       await client.send(new DeleteObjectCommand({ Bucket, Key: layout.object(path) }));
       await client.send(new PutObjectCommand({ Bucket, Key: layout.object(path), Body: bytes }));
+    },
+    entry: async (path) => {
+      const key = layout.object(path);
+      try {
+        const head = await client.send(new HeadObjectCommand({ Bucket, Key: key }));
+        return { kind: 'file', mtimeMs: head.LastModified?.getTime() ?? 0, mode: 0 };
+      } catch {
+        const listed = await client.send(new ListObjectsV2Command({ Bucket, Prefix: `${key}/`, MaxKeys: 1 }));
+        return (listed.KeyCount ?? 0) > 0 ? { kind: 'folder' } : undefined;
+      }
     },
     list: async () => {
       const found: string[] = [];

@@ -83,6 +83,9 @@ const CAPABILITIES: StoreCapabilities = {
   freeSpace: false,
   lateSize: false,
   durableUploads: true,
+  // Objects have no modification time or permission bits of their own to set, and buckets no
+  // folders: ingest refuses folder headers and commits without metadata.
+  metadata: false,
 };
 
 export class S3UploadStore implements UploadStore {
@@ -337,6 +340,10 @@ export class S3UploadStore implements UploadStore {
   /** @internal An upload let go: no longer counted as held here. */
   letGo(id: string): void {
     this.heldHere.delete(id);
+  }
+
+  async makeFolder(components: readonly string[]): Promise<string> {
+    throw new FtError('INTERNAL', `the S3 store keeps no folders (${components.join('/')}): capabilities.metadata is false`);
   }
 
   async unchanged(path: string, identity: StoredIdentity): Promise<boolean> {

@@ -37,10 +37,18 @@ export type ProtocolState =
   /** `bye` was read: nothing more may arrive. */
   | { readonly name: 'closing' };
 
-/** A stream's bytes in all its body frames so far (feature `stream`). */
+/** A stream's bytes in all its body frames so far (feature `stream`), and where it failed, if it did. */
 export interface StreamSoFar {
   readonly received: number;
+  readonly failedAt?: number;
 }
+
+/**
+ * Bytes of a failed stream read and dropped after the frame it failed in: what a sender may
+ * have on its way before our `failed` reaches it. Past them it ignored the `failed`, and a
+ * stream has no size to bound what it could go on sending.
+ */
+export const FAILED_STREAM_GRACE_BYTES = 16 * 1024 * 1024;
 
 /** What happens next, for the session to carry out, in order. */
 export type Effect =
@@ -121,7 +129,7 @@ export function transition(
       if (state.name === 'awaiting-hash') memory.droppedId = state.id;
       if (state.name !== 'receiving') return stay();
       memory.droppedId = state.id;
-      return { state: { ...state, dropping: true }, effects: [] };
+      return { state: { ...state, dropping: true, ...(state.stream && { stream: { ...state.stream, failedAt: state.stream.received } }) }, effects: [] };
     case 'body-chunk':
       if (state.name !== 'receiving') throw new FtError('INTERNAL', 'body bytes outside a body');
       return state.dropping ? stay() : stay({ kind: 'chunk', data: input.data });
@@ -240,6 +248,9 @@ function streamGoesOn(id: number, stream: StreamSoFar, message: SenderMessage, m
   if (stream.received === 0) throw new FtError('BAD_MESSAGE', `stream ${id} began with an empty body: an empty stream has no other`);
   if (message.offset !== stream.received) throw new FtError('BAD_MESSAGE', `a body of stream ${id} starts at ${message.offset}, not ${stream.received}`);
   if (message.length === 0) throw new FtError('BAD_MESSAGE', `an empty body in the middle of stream ${id}`);
-  const next = { received: stream.received + message.length };
+  const next = { ...stream, received: stream.received + message.length };
+  if (stream.failedAt !== undefined && next.received - stream.failedAt > FAILED_STREAM_GRACE_BYTES) {
+    throw new FtError('UNEXPECTED_MESSAGE', `stream ${id} went on for more than ${FAILED_STREAM_GRACE_BYTES} bytes after it failed`);
+  }
   return { state: { name: 'receiving', id, hash: undefined, dropping: dropped, stream: next }, effects: [] };
 }

@@ -5,12 +5,14 @@
 import type { Duplex } from 'node:stream';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../src/wire/frame.js';
+import { nodeFileSystem, type FileSystem } from '../../src/index.js';
 import { listFiles, randomBuffer, waitUntil } from '../helpers/files.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { closeAllReceivers, startReceiver } from '../helpers/receiver.js';
 import { removeTempDirs } from '../helpers/temp.js';
 
 const MiB = 1024 * 1024;
+const FAKE_HASH = 'xxh64:0123456789abcdef';
 const STREAMING = { features: ['trailing-hash', 'stream'] };
 
 afterEach(closeAllReceivers);
@@ -58,5 +60,48 @@ describe('a hostile stream', () => {
       c.destroy();
     }
     await waitUntil(async () => (await listFiles(r.dir)).length === 0, 'nothing kept');
+  });
+});
+
+describe('a stream that fails, every way it can', () => {
+  it('gives back its reservation of the free space each time: a file that needs nearly all of it is still accepted', async () => {
+    const free: FileSystem = { ...nodeFileSystem, statfs: (async () => ({ bavail: 40 * MiB, bsize: 1 })) as unknown as FileSystem['statfs'] };
+    const r = await startReceiver({ fs: free });
+    const bytes = randomBuffer(3 * MiB, 'fails');
+    const endings: Array<(c: RawClient) => void> = [
+      (c) => c.destroy(),
+      (c) => c.writeRaw(frame(1, 5, bytes)),
+      (c) => c.send({ type: 'hash', id: 1, hash: FAKE_HASH, size: bytes.length + 1 }),
+      (c) => c.send({ type: 'hash', id: 1, hash: FAKE_HASH, size: bytes.length }),
+      (c) => c.send({ type: 'file', id: 2, filename: 'between.bin', size: 1, hash: FAKE_HASH }),
+      (c) => c.send({ type: 'cancel', id: 1 }),
+      (c) => c.send({ type: 'bye' }),
+    ];
+    for (const [round, end] of [...endings, ...endings].entries()) {
+      const c = await RawClient.connect(r.port);
+      try {
+        await c.handshake(STREAMING);
+        c.send({ type: 'file', id: 1, filename: `fail-${round}.bin`, stream: true });
+        expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+        c.writeRaw(frame(1, 0, bytes));
+        end(c);
+        await waitUntil(() => r.eventsOf('connection-error').length + r.eventsOf('failed').length > round, `round ${round} over`);
+      } finally {
+        c.destroy();
+      }
+    }
+    await waitUntil(async () => (await listFiles(r.dir)).length === 0, 'nothing kept');
+    const c = await RawClient.connect(r.port);
+    try {
+      await c.handshake(STREAMING);
+      c.send({ type: 'file', id: 1, filename: 'nearly-all.bin', size: 39 * MiB, hash: FAKE_HASH });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      // Its body reserves too: a leak would show here.
+      c.writeRaw(Buffer.concat([encodeFrame({ type: 'body', id: 1, offset: 0, length: 39 * MiB }), randomBuffer(MiB)]));
+      await waitUntil(() => r.eventsOf('started').some((e) => e.name === 'nearly-all.bin'), 'its body started');
+      expect(r.eventsOf('failed').filter((e) => e.name === 'nearly-all.bin')).toEqual([]);
+    } finally {
+      c.destroy();
+    }
   });
 });

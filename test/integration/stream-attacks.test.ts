@@ -3,6 +3,9 @@
  * receiver spend is bounded.
  */
 import type { Duplex } from 'node:stream';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { hashBytes } from '../../src/hashing.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../src/wire/frame.js';
 import { nodeFileSystem, type FileSystem } from '../../src/index.js';
@@ -103,5 +106,38 @@ describe('a stream that fails, every way it can', () => {
     } finally {
       c.destroy();
     }
+  });
+});
+
+describe('a stream and a file of the same name', () => {
+  it('racing each other: both arrive whole, neither overwrites the other', async () => {
+    const r = await startReceiver();
+    const streamed = randomBuffer(3 * MiB, 'streamed');
+    const plain = randomBuffer(2 * MiB, 'plain');
+    const a = await RawClient.connect(r.port);
+    const b = await RawClient.connect(r.port, '127.0.0.1');
+    try {
+      await a.handshake(STREAMING);
+      await b.handshake(STREAMING);
+      a.send({ type: 'file', id: 1, filename: 'same.bin', stream: true });
+      expect(await a.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      a.writeRaw(frame(1, 0, streamed.subarray(0, MiB)));
+      b.send({ type: 'file', id: 1, filename: 'same.bin', size: plain.length, hash: await hashBytes(plain) });
+      expect(await b.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      b.writeRaw(frame(1, 0, plain));
+      expect(await b.next()).toMatchObject({ type: 'done', id: 1 });
+      a.writeRaw(frame(1, MiB, streamed.subarray(MiB)));
+      a.send({ type: 'hash', id: 1, hash: await hashBytes(streamed), size: streamed.length });
+      expect(await a.next()).toMatchObject({ type: 'done', id: 1 });
+    } finally {
+      a.destroy();
+      b.destroy();
+    }
+    const received = r.eventsOf('received');
+    expect(received).toHaveLength(2);
+    expect(new Set(received.map((e) => e.path)).size).toBe(2);
+    const contents = await Promise.all(received.map((e) => readFile(path.join(r.dir, e.path))));
+    expect(contents.map((c) => c.length).sort()).toEqual([plain.length, streamed.length].sort());
+    expect(contents.some((c) => c.equals(plain)) && contents.some((c) => c.equals(streamed))).toBe(true);
   });
 });

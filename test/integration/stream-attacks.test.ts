@@ -141,3 +141,34 @@ describe('a stream and a file of the same name', () => {
     expect(contents.some((c) => c.equals(plain)) && contents.some((c) => c.equals(streamed))).toBe(true);
   });
 });
+
+describe('under a receiver bandwidth limit', () => {
+  it('a sender silent while another fills the limit is still cut off by the idle timeout, mid-body or between files', async () => {
+    const r = await startReceiver({ limitRate: 64 * 1024, idleTimeoutMs: 1000, minBodyRate: 1 });
+    const busy = await RawClient.connect(r.port);
+    const silent = await RawClient.connect(r.port);
+    const midBody = await RawClient.connect(r.port);
+    try {
+      await busy.handshake(STREAMING);
+      busy.send({ type: 'file', id: 1, filename: 'busy.bin', stream: true });
+      expect(await busy.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      let writing = true;
+      const filling = (async () => {
+        for (let offset = 0; writing && (await write(busy.socket, frame(1, offset, randomBuffer(64 * 1024)))); offset += 64 * 1024);
+      })();
+      await silent.handshake(STREAMING);
+      await midBody.handshake(STREAMING);
+      midBody.send({ type: 'file', id: 1, filename: 'mid.bin', stream: true });
+      expect(await midBody.next(10_000)).toEqual({ type: 'accept', id: 1, offset: 0 });
+      midBody.writeRaw(frame(1, 0, randomBuffer(100 * 1024)).subarray(0, 90 * 1024));
+      await Promise.all([silent.closed, midBody.closed]);
+      await waitUntil(() => r.eventsOf('connection-error').filter((e) => e.code === 'TIMEOUT').length === 2, 'both timed out');
+      expect(busy.socket.destroyed).toBe(false);
+      writing = false;
+      busy.destroy();
+      await filling;
+    } finally {
+      for (const c of [busy, silent, midBody]) c.destroy();
+    }
+  }, 20_000);
+});

@@ -37,16 +37,15 @@ export type ProtocolState =
   /** `bye` was read: nothing more may arrive. */
   | { readonly name: 'closing' };
 
-/** A stream's bytes in all its body frames so far (feature `stream`), and where it failed, if it did. */
+/** A stream's bytes in all its body frames so far (feature `stream`). */
 export interface StreamSoFar {
   readonly received: number;
-  readonly failedAt?: number;
 }
 
 /**
- * Bytes of a failed stream read and dropped after the frame it failed in: what a sender may
- * have on its way before our `failed` reaches it. Past them it ignored the `failed`, and a
- * stream has no size to bound what it could go on sending.
+ * Bytes of a failed stream read and dropped: what a sender may have on its way before our
+ * `failed` reaches it. Past them it ignored the `failed`, and a stream has no size (nor need
+ * its frames have a sensible length) to bound what it could go on sending.
  */
 export const FAILED_STREAM_GRACE_BYTES = 16 * 1024 * 1024;
 
@@ -77,6 +76,8 @@ export interface ProtocolMemory {
   readonly open: Map<number, OpenHeader>;
   /** Whether the body in progress was dropped, for its hash. */
   droppedId: number | undefined;
+  /** Bytes of the failed stream read and dropped so far (see FAILED_STREAM_GRACE_BYTES). */
+  failedStreamBytes: number;
 }
 
 export interface OpenHeader {
@@ -90,7 +91,7 @@ export interface ProtocolLimits {
 }
 
 export function initialMemory(): ProtocolMemory {
-  return { features: new Set(), lastId: 0, headers: 0, open: new Map(), droppedId: undefined };
+  return { features: new Set(), lastId: 0, headers: 0, open: new Map(), droppedId: undefined, failedStreamBytes: 0 };
 }
 
 /** Inputs from the session itself, besides decoded frames. */
@@ -129,10 +130,15 @@ export function transition(
       if (state.name === 'awaiting-hash') memory.droppedId = state.id;
       if (state.name !== 'receiving') return stay();
       memory.droppedId = state.id;
-      return { state: { ...state, dropping: true, ...(state.stream && { stream: { ...state.stream, failedAt: state.stream.received } }) }, effects: [] };
+      if (state.stream) memory.failedStreamBytes = 0;
+      return { state: { ...state, dropping: true }, effects: [] };
     case 'body-chunk':
       if (state.name !== 'receiving') throw new FtError('INTERNAL', 'body bytes outside a body');
-      return state.dropping ? stay() : stay({ kind: 'chunk', data: input.data });
+      if (!state.dropping) return stay({ kind: 'chunk', data: input.data });
+      if (state.stream && (memory.failedStreamBytes += input.data.length) > FAILED_STREAM_GRACE_BYTES) {
+        throw new FtError('UNEXPECTED_MESSAGE', `stream ${state.id} went on for more than ${FAILED_STREAM_GRACE_BYTES} bytes after it failed`);
+      }
+      return stay();
     case 'body-end': {
       if (state.name !== 'receiving') throw new FtError('INTERNAL', 'the end of a body outside a body');
       const { id, hash, stream } = state;
@@ -248,9 +254,6 @@ function streamGoesOn(id: number, stream: StreamSoFar, message: SenderMessage, m
   if (stream.received === 0) throw new FtError('BAD_MESSAGE', `stream ${id} began with an empty body: an empty stream has no other`);
   if (message.offset !== stream.received) throw new FtError('BAD_MESSAGE', `a body of stream ${id} starts at ${message.offset}, not ${stream.received}`);
   if (message.length === 0) throw new FtError('BAD_MESSAGE', `an empty body in the middle of stream ${id}`);
-  const next = { ...stream, received: stream.received + message.length };
-  if (stream.failedAt !== undefined && next.received - stream.failedAt > FAILED_STREAM_GRACE_BYTES) {
-    throw new FtError('UNEXPECTED_MESSAGE', `stream ${id} went on for more than ${FAILED_STREAM_GRACE_BYTES} bytes after it failed`);
-  }
+  const next = { received: stream.received + message.length };
   return { state: { name: 'receiving', id, hash: undefined, dropping: dropped, stream: next }, effects: [] };
 }

@@ -40,30 +40,30 @@ async function write(socket: Duplex, bytes: Buffer): Promise<boolean> {
 }
 
 describe('a hostile stream', () => {
-  it('one that goes on after its failed is not read for ever: the receiver ends the connection', async () => {
-    const r = await startReceiver({ maxFileSize: MiB });
-    const c = await RawClient.connect(r.port);
-    try {
-      await c.handshake(STREAMING);
-      c.send({ type: 'file', id: 1, filename: 'on-and-on.bin', stream: true });
-      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
-      const chunk = randomBuffer(MiB, 'on');
-      let offset = 0;
-      let sent = 0;
-      // 2 MiB past the limit and then 200 MiB more, ignoring the failed.
-      while (sent < 202 * MiB && (await write(c.socket, frame(1, offset, chunk)))) {
-        offset += chunk.length;
-        sent += chunk.length;
+  // In frames of 1 MiB, or in one frame that says it is 2^40 bytes long.
+  for (const oneFrame of [false, true]) {
+    it(`one that goes on after its failed is not read for ever: the receiver ends the connection${oneFrame ? ' (one huge frame)' : ''}`, async () => {
+      const r = await startReceiver({ maxFileSize: MiB });
+      const c = await RawClient.connect(r.port);
+      try {
+        await c.handshake(STREAMING);
+        c.send({ type: 'file', id: 1, filename: 'on-and-on.bin', stream: true });
+        expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+        const chunk = randomBuffer(MiB, 'on');
+        if (oneFrame) c.send({ type: 'body', id: 1, offset: 0, length: 2 ** 40 });
+        let sent = 0;
+        // 2 MiB past the limit and then 200 MiB more, ignoring the failed.
+        while (sent < 202 * MiB && (await write(c.socket, oneFrame ? chunk : frame(1, sent, chunk)))) sent += chunk.length;
+        const answers = await c.rest(10_000);
+        expect(answers[0]).toMatchObject({ type: 'failed', id: 1, code: 'TOO_LARGE' });
+        expect(answers[1]).toMatchObject({ type: 'error', code: 'UNEXPECTED_MESSAGE' });
+        expect(sent).toBeLessThan(100 * MiB);
+      } finally {
+        c.destroy();
       }
-      const answers = await c.rest(10_000);
-      expect(answers[0]).toMatchObject({ type: 'failed', id: 1, code: 'TOO_LARGE' });
-      expect(answers[1]).toMatchObject({ type: 'error', code: 'UNEXPECTED_MESSAGE' });
-      expect(sent).toBeLessThan(100 * MiB);
-    } finally {
-      c.destroy();
-    }
-    await waitUntil(async () => (await listFiles(r.dir)).length === 0, 'nothing kept');
-  });
+      await waitUntil(async () => (await listFiles(r.dir)).length === 0, 'nothing kept');
+    });
+  }
 });
 
 describe('a stream that fails, every way it can', () => {

@@ -102,8 +102,9 @@ async function streamBody(
   const hasher = await createHasher();
   const outcome = connection.startBody({ type: 'body', id: 1, offset: 0, length: first?.length ?? 0 });
   // An early `failed`, or the connection's end, stops the sending at once, even while the source is slow.
+  let told: Outcome | undefined;
   const settled: Promise<typeof STOP> = outcome.then(
-    () => STOP,
+    (answer) => ((told = answer), STOP),
     () => STOP,
   );
   emit({ type: 'started', path: STREAM_PATH, name, size: null, offset: 0 });
@@ -117,11 +118,17 @@ async function streamBody(
     options.onProgress?.(event);
   };
   for (let chunk = first; chunk !== undefined; ) {
-    if (chunk !== first) connection.write({ type: 'body', id: 1, offset: result.bytesSent, length: chunk.length });
     hasher.update(chunk);
-    await bandwidth?.take(chunk.length, options.signal);
-    // Waits while the receiver is slower than the producer: the source is read no faster (backpressure).
-    await connection.writeRaw(chunk);
+    try {
+      if (chunk !== first) connection.write({ type: 'body', id: 1, offset: result.bytesSent, length: chunk.length });
+      await bandwidth?.take(chunk.length, options.signal);
+      // Waits while the receiver is slower than the producer: the source is read no faster (backpressure).
+      await connection.writeRaw(chunk);
+    } catch (error) {
+      // The receiver said why the stream failed, then closed (it reads only so much of a failed stream): that is the news.
+      if (told) return told;
+      throw error;
+    }
     result.bytesSent += chunk.length;
     progress(false);
     const next = await Promise.race([nextChunk(chunks, result), settled]);

@@ -13,7 +13,8 @@ import { BandwidthLimit, FtError, nodeFileSystem, send, type FileSystem, type Se
 import { hashBytes } from '../../src/hashing.js';
 import { listFiles, randomBuffer, waitUntil } from '../helpers/files.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
-import { closeAllFakeReceivers, startProtocol3Receiver } from '../helpers/fake-receiver.js';
+import { closeAllFakeReceivers, startFakeReceiver, startProtocol3Receiver } from '../helpers/fake-receiver.js';
+import { PROTOCOL_VERSION } from '../../src/wire/messages.js';
 import { closeAllReceivers, startReceiver, type TestReceiver } from '../helpers/receiver.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { encodeFrame } from '../../src/wire/frame.js';
@@ -227,6 +228,27 @@ describe('streams of unknown size', () => {
     expect(error.message).toMatch(/pg_dump: connection to server lost/);
     await r.waitFor('connection-error');
     await nothingKept(r);
+  });
+
+  it('a receiver that says failed and then closes (it reads only so much of a failed stream) fails the file with its code, not the send', async () => {
+    const fake = await startFakeReceiver(async (session) => {
+      session.send({ type: 'hello', protocol: 'ft', version: PROTOCOL_VERSION, auth: 'none', nonce: 'ab'.repeat(16), name: 'fake', features: ['trailing-hash', 'stream'] });
+      await session.next();
+      session.send({ type: 'welcome' });
+      const header = await session.next();
+      session.send({ type: 'accept', id: header.id!, offset: 0 });
+      await session.waitForBodyBytes(MiB);
+      // The sender is blocked on a full socket when the answer and the end come.
+      session.stopReading();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      session.send({ type: 'failed', id: header.id!, code: 'TOO_LARGE', message: 'the stream passed this receiver’s limit' });
+      session.send({ type: 'error', code: 'UNEXPECTED_MESSAGE', message: 'stream 1 went on after it failed' });
+      session.socket.end();
+      setTimeout(() => session.socket.destroy(), 100);
+    });
+    const source = endless();
+    const report = await send([{ stream: source.stream, name: 'cut.bin' }], { host: '127.0.0.1', port: fake.port, fingerprint: fake.fingerprint, retries: 0 });
+    expect(report.files[0]).toMatchObject({ status: 'failed', code: 'TOO_LARGE' });
   });
 
   it('a receiver without the stream feature gets no header: a one-line error', async () => {

@@ -172,3 +172,21 @@ describe('under a receiver bandwidth limit', () => {
     }
   }, 20_000);
 });
+
+describe('a receiver that stops mid-stream', () => {
+  it('keeps nothing of the stream (unlike a file, which is kept for resume)', async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    try {
+      await c.handshake(STREAMING);
+      c.send({ type: 'file', id: 1, filename: 'stopped.bin', stream: true });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      c.writeRaw(frame(1, 0, randomBuffer(3 * MiB, 'stopped')));
+      await waitUntil(async () => (await listFiles(r.dir)).some((name) => name.endsWith('.stream')), 'the stream’s partial written');
+      await r.close();
+    } finally {
+      c.destroy();
+    }
+    expect(await listFiles(r.dir)).toEqual([]);
+  });
+});

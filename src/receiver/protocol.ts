@@ -40,7 +40,18 @@ export type ProtocolState =
 /** A stream's bytes in all its body frames so far (feature `stream`). */
 export interface StreamSoFar {
   readonly received: number;
+  /** Its body frames so far. */
+  readonly frames: number;
 }
+
+/**
+ * Each body frame costs the receiver a message's work whatever its length: past the first
+ * STREAM_FREE_FRAMES, a stream's frames must average STREAM_MIN_AVERAGE_FRAME_BYTES, so a peer
+ * cannot make it spend a message per byte. An honest sender gathers a slow source's bytes for up
+ * to a second per frame, and a stream slower than this a second is cut by the minimum body rate.
+ */
+export const STREAM_FREE_FRAMES = 1024;
+export const STREAM_MIN_AVERAGE_FRAME_BYTES = 4096;
 
 /**
  * Bytes of a failed stream read and dropped: what a sender may have on its way before our
@@ -183,7 +194,7 @@ export function transition(
       const hash = header?.hash;
       if (!header?.stream) return { state: { name: 'receiving', id: message.id, hash, dropping: false }, effects: [{ kind: 'body', body: message }] };
       if (message.offset !== 0) throw new FtError('BAD_MESSAGE', `the first body of stream ${message.id} starts at ${message.offset}, not 0`);
-      const stream = { received: message.length };
+      const stream = { received: message.length, frames: 1 };
       return { state: { name: 'receiving', id: message.id, hash, dropping: false, stream }, effects: [{ kind: 'body', body: message, stream: true }] };
     }
     case 'cancel':
@@ -254,6 +265,12 @@ function streamGoesOn(id: number, stream: StreamSoFar, message: SenderMessage, m
   if (stream.received === 0) throw new FtError('BAD_MESSAGE', `stream ${id} began with an empty body: an empty stream has no other`);
   if (message.offset !== stream.received) throw new FtError('BAD_MESSAGE', `a body of stream ${id} starts at ${message.offset}, not ${stream.received}`);
   if (message.length === 0) throw new FtError('BAD_MESSAGE', `an empty body in the middle of stream ${id}`);
-  const next = { received: stream.received + message.length };
+  const next = { received: stream.received + message.length, frames: stream.frames + 1 };
+  if (next.frames > STREAM_FREE_FRAMES + next.received / STREAM_MIN_AVERAGE_FRAME_BYTES) {
+    throw new FtError(
+      'BAD_MESSAGE',
+      `stream ${id} came in ${next.frames} frames for ${next.received} bytes: past the first ${STREAM_FREE_FRAMES}, frames must average ${STREAM_MIN_AVERAGE_FRAME_BYTES} bytes`,
+    );
+  }
   return { state: { name: 'receiving', id, hash: undefined, dropping: dropped, stream: next }, effects: [] };
 }

@@ -154,7 +154,18 @@ async function nextChunk(chunks: AsyncIterator<Buffer>, result: FileResult): Pro
   return next.done ? undefined : next.value;
 }
 
-/** The source's chunks as Buffers of 1 to `frameBytes` bytes; an abort ends the wait for the next one. */
+/**
+ * Small chunks are gathered into frames of at least this many bytes (or what came within
+ * GATHER_MS): a receiver bounds a stream's frames by its bytes (PROTOCOL.md §9.4).
+ */
+const GATHER_BYTES = 64 * 1024;
+const GATHER_MS = 1000;
+const FLUSH = Symbol('flush');
+
+/**
+ * The source's chunks as Buffers of 1 to `frameBytes` bytes, small ones gathered up to
+ * GATHER_BYTES (or GATHER_MS after the first of them); an abort ends the wait for the next one.
+ */
 async function* framed(iterator: AsyncIterator<Uint8Array | string>, frameBytes: number, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
   const aborted = new Promise<never>((_, reject) => {
     const stop = () => reject(new FtError('ABORTED', 'send was cancelled'));
@@ -162,12 +173,47 @@ async function* framed(iterator: AsyncIterator<Uint8Array | string>, frameBytes:
     signal?.addEventListener('abort', stop, { once: true });
   });
   aborted.catch(() => undefined);
+  const gather = Math.min(GATHER_BYTES, frameBytes);
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let flushAt = 0;
+  const release = () => {
+    const out = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+    held = [];
+    heldBytes = 0;
+    return out;
+  };
+  let pending: Promise<IteratorResult<Uint8Array | string>> | undefined;
   for (;;) {
-    const next = await Promise.race([iterator.next(), aborted]);
-    if (next.done) return;
+    pending ??= iterator.next();
+    let timer: NodeJS.Timeout | undefined;
+    const due = heldBytes === 0 ? [] : [new Promise<typeof FLUSH>((resolve) => (timer = setTimeout(resolve, Math.max(0, flushAt - Date.now()), FLUSH)))];
+    const next = await Promise.race([pending, aborted, ...due]).finally(() => clearTimeout(timer));
+    if (next === FLUSH) {
+      yield release(); // the source is slow: what it gave goes now, and its pending read is kept
+      continue;
+    }
+    pending = undefined;
+    if (next.done) {
+      if (heldBytes > 0) yield release();
+      return;
+    }
     const value = next.value;
-    const bytes = typeof value === 'string' ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-    for (let at = 0; at < bytes.length; at += frameBytes) yield bytes.subarray(at, at + frameBytes);
+    let bytes = typeof value === 'string' ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    if (bytes.length === 0) continue;
+    if (heldBytes > 0) {
+      held.push(Buffer.from(bytes)); // copied: a source may reuse its buffer for the next chunk
+      heldBytes += bytes.length;
+      if (heldBytes < gather) continue;
+      bytes = release();
+    }
+    let at = 0;
+    for (; bytes.length - at >= gather; at += frameBytes) yield bytes.subarray(at, Math.min(at + frameBytes, bytes.length));
+    if (at < bytes.length) {
+      held = [Buffer.from(bytes.subarray(at))];
+      heldBytes = held[0]!.length;
+      flushAt = Date.now() + GATHER_MS;
+    }
   }
 }
 

@@ -66,6 +66,26 @@ describe('a hostile stream', () => {
   }
 });
 
+describe('a stream of tiny frames', () => {
+  it('past the first 1,024 frames, frames averaging under 4 KiB end the connection (BAD_MESSAGE); nothing is kept', async () => {
+    const r = await startReceiver();
+    const c = await RawClient.connect(r.port);
+    try {
+      await c.handshake(STREAMING);
+      c.send({ type: 'file', id: 1, filename: 'drip.bin', stream: true });
+      expect(await c.next()).toEqual({ type: 'accept', id: 1, offset: 0 });
+      // 1-byte frames: each costs the receiver a message's work for one byte.
+      let sent = 0;
+      while (sent < 20_000 && (await write(c.socket, frame(1, sent, Buffer.from([sent & 0xff]))))) sent += 1;
+      const answers = await c.rest(10_000);
+      expect(answers).toEqual([expect.objectContaining({ type: 'error', code: 'BAD_MESSAGE', message: expect.stringMatching(/1025 frames for 1025 bytes/) })]);
+    } finally {
+      c.destroy();
+    }
+    await waitUntil(async () => (await listFiles(r.dir)).length === 0, 'nothing kept');
+  });
+});
+
 describe('a stream that fails, every way it can', () => {
   it('gives back its reservation of the free space each time: a file that needs nearly all of it is still accepted', async () => {
     const free: FileSystem = { ...nodeFileSystem, statfs: (async () => ({ bavail: 40 * MiB, bsize: 1 })) as unknown as FileSystem['statfs'] };

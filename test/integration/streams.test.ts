@@ -103,6 +103,20 @@ describe('streams of unknown size', () => {
     expect(r.eventsOf('started')[0]).toMatchObject({ size: null });
   });
 
+  it('a source of many tiny chunks is gathered into frames the receiver takes (it bounds frames by bytes)', async () => {
+    const r = await startReceiver();
+    const bytes = randomBuffer(20_000, 'tiny');
+    async function* byteByByte(): AsyncGenerator<Buffer> {
+      for (let at = 0; at < bytes.length; at++) {
+        yield bytes.subarray(at, at + 1);
+        if (at === 10_000) await new Promise((resolve) => setTimeout(resolve, 1200)); // slow for a while: what came goes
+      }
+    }
+    const report = await send([{ stream: byteByByte(), name: 'tiny.bin' }], to(r));
+    expect(report.files[0]).toMatchObject({ status: 'sent', size: bytes.length });
+    await expectContent(path.join(r.dir, 'tiny.bin'), bytes);
+  });
+
   it('a Readable, and an empty stream (one empty body), arrive too', async () => {
     const r = await startReceiver();
     const bytes = randomBuffer(2 * MiB, 'readable');

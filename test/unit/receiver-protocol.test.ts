@@ -231,11 +231,21 @@ describe('streams (feature stream)', () => {
   const header = (id = 1, extra: JsonObject = {}) => ({ type: 'file', id, filename: 'db.sql', stream: true, ...extra });
   const body = (offset: number, bytes: string, id = 1) => [{ type: 'body', id, offset, length: bytes.length }, Buffer.from(bytes)] as const;
 
+  it('past the first 1,024 frames, a frame that brings the average under 4 KiB is BAD_MESSAGE; frames of 4 KiB go on', () => {
+    const tiny = new Machine().ready(STREAMING).frame(header());
+    for (let offset = 0; offset < 1024; offset++) tiny.frame(...body(offset, 'x'));
+    violation(() => tiny.frame(...body(1024, 'x')), 'BAD_MESSAGE');
+    const fair = new Machine().ready(STREAMING).frame(header());
+    const chunk = 'y'.repeat(4096);
+    for (let frame = 0; frame < 3000; frame++) fair.frame(...body(frame * chunk.length, chunk));
+    expect(fair.state).toMatchObject({ name: 'awaiting-hash', stream: { frames: 3000 } });
+  });
+
   it('several bodies at growing offsets, then the hash with the size: one body effect, every chunk, the hash with its size', () => {
     const m = new Machine().ready(STREAMING).frame(header());
     expect(m.effects.at(-1)).toEqual({ kind: 'header', header: { type: 'file', id: 1, filename: 'db.sql', stream: true } });
     m.frame(...body(0, 'abc'));
-    expect(m.state).toEqual({ name: 'awaiting-hash', id: 1, stream: { received: 3 } });
+    expect(m.state).toEqual({ name: 'awaiting-hash', id: 1, stream: { received: 3, frames: 1 } });
     m.frame(...body(3, 'de')).frame(...body(5, 'f'));
     m.frame({ type: 'hash', id: 1, hash: HASH, size: 6 });
     expect(m.kinds()).toEqual(['hello', 'header', 'body', 'chunk', 'body-end', 'chunk', 'body-end', 'chunk', 'body-end', 'hash']);

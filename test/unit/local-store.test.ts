@@ -8,6 +8,7 @@ import { hashBytes } from '../../src/hashing.js';
 import { SMALL_BODY_BYTES } from '../../src/storage/local/body-sink.js';
 import { LocalUploadStore } from '../../src/storage/local/local-store.js';
 import { PARTIAL_SWEEP_INTERVAL_MS } from '../../src/storage/local/partials.js';
+import { listPartials } from '../../src/storage/local/partial-listing.js';
 import { ComparisonTurns } from '../../src/storage/local/same-content.js';
 import { PARTIAL_DIR } from '../../src/names/safe-name.js';
 import { content, uploadStoreContract, type StoreMedium, type StoreSetup } from '../contract/upload-store.contract.js';
@@ -195,6 +196,25 @@ describe('LocalUploadStore', () => {
     expect(stat.mtimeMs).toBeLessThanOrEqual(Date.now() + 1000);
     expect(stat.mode & 0o777).toBe(0o600);
     // So the sweep still deletes it once its time is up.
+    await store.expire(1000, Date.now() + 2 * 86_400_000);
+    expect((await nodeFs.readdir(partialDir)).filter((name) => name.endsWith('.part'))).toEqual([]);
+  });
+
+  it('a partial left with a far-future time (the receiver stopped as it was placed) still expires, and ft status says when', async () => {
+    const dir = path.join(await tempDir('ft-store-'), 'inbox');
+    const store = await open(dir);
+    const bytes = content(SMALL_BODY_BYTES + 10, 44);
+    const key = { owner: OWNER, filename: 'stopped.bin', size: bytes.length, hash: await hashBytes(bytes) };
+    const upload = await store.open(key, { peer: PEER });
+    const writer = await upload.append(0, bytes.length);
+    await writer.write(bytes.subarray(0, 1000));
+    await upload.abandon();
+    const partialDir = path.join(store.privateLocation, PARTIAL_DIR);
+    const [part] = (await nodeFs.readdir(partialDir)).filter((name) => name.endsWith('.part'));
+    // What setMetadata gives the partial just before placement, were the receiver stopped there.
+    await nodeFs.utimes(path.join(partialDir, part!), new Date(), '999999999999' as unknown as number);
+    const listed = await listPartials(dir);
+    expect(listed.partials[0]!.lastWriteAt).toBeLessThanOrEqual(Date.now() + 1000);
     await store.expire(1000, Date.now() + 2 * 86_400_000);
     expect((await nodeFs.readdir(partialDir)).filter((name) => name.endsWith('.part'))).toEqual([]);
   });

@@ -15,7 +15,7 @@ import { isNotFound, nodeFileSystem, type FileSystem } from '../../file-system.j
 import { validateListPartialsOptions } from '../../options.js';
 import { escapeForDisplay, PARTIAL_DIR, parseSafeName } from '../../names/safe-name.js';
 import type { PartialListing, PartialUpload, UnreadablePartial } from '../upload-store.js';
-import { isOurFile, KEY_PATTERN, OUR_UID, partialKey, QUICK_EXPIRY_BYTES, QUICK_EXPIRY_MS, readMetaFile, SCAN_LIMIT } from './partials.js';
+import { isOurFile, KEY_PATTERN, lastWriteMs, OUR_UID, partialKey, QUICK_EXPIRY_BYTES, QUICK_EXPIRY_MS, readMetaFile, SCAN_LIMIT } from './partials.js';
 
 export interface ListPartialsOptions {
   /** The receiver's partialTtlMs, so that expiry times are its own (SERVE_DEFAULTS.partialTtlMs by default). */
@@ -98,7 +98,7 @@ function readOne(fs: FileSystem, dir: string, key: string, part: boolean, json: 
   }
   const notOurs = whyNotOurs(stat);
   if (notOurs) return { entry: data, reason: `${notOurs}: not an upload of ours, never followed (the sweep deletes it)` };
-  const expires = expiresAt(stat.size, stat.mtimeMs, ttlMs);
+  const expires = expiresAt(stat.size, lastWriteMs(stat), ttlMs);
   const left = `holds ${stat.size} bytes, deleted from ${new Date(expires).toISOString()}`;
   if (!json) return { entry: data, reason: `data without metadata, so its name is unknown (${left})` };
   const read = readMetaFile(fs, path.join(dir, meta));
@@ -118,7 +118,7 @@ function readOne(fs: FileSystem, dir: string, key: string, part: boolean, json: 
     bytes: stat.size,
     kind: read.recorded ? 'tus' : 'send',
     createdAt: Number.isFinite(created) ? created : undefined,
-    lastWriteAt: stat.mtimeMs,
+    lastWriteAt: lastWriteMs(stat),
     expiresAt: expires,
     peer: read.peer,
   };

@@ -108,6 +108,16 @@ export const PARTIAL_FILE_MODE = 0o600;
 export const OUR_UID = process.getuid?.();
 
 /**
+ * When a partial was last written, as the sweep, the caps and ft status age it: its mtime, or
+ * its ctime where that is earlier. A sender's time is set on the partial just before it is
+ * placed (and taken back if that fails); should the receiver stop right then, a time a peer
+ * chose (the year 30000) must not keep it forever, and the ctime, which nobody sets, tells.
+ */
+export function lastWriteMs(stat: { mtimeMs: number; ctimeMs: number }): number {
+  return Math.min(stat.mtimeMs, stat.ctimeMs);
+}
+
+/**
  * The key of a partial: the first 32 hex digits of SHA-256 over owner, name and size (NUL
  * between them). Another owner's upload of the same name and size has another key, so no peer
  * can find, learn the progress of, or append to a partial another peer created.
@@ -319,7 +329,7 @@ export class PartialStore {
         if (this.held.has(key)) continue;
         const stat = lstatIfExists(this.fs, path.join(this.dir, name));
         if (!stat || stat.isDirectory()) continue;
-        const age = now - stat.mtimeMs;
+        const age = now - lastWriteMs(stat);
         const isPrivate = name.includes('~');
         if (temp) {
           if (age >= quickMs) remove(name);
@@ -454,7 +464,7 @@ export class PartialStore {
         if (match?.[3] === 'stream' && !match[2] && !this.held.has(match[1]!)) unlinkQuietly(this.fs, path.join(this.dir, entry.name));
         if (!match || match[2] || match[3] !== 'part' || this.index.has(match[1]!)) continue;
         const stat = lstatIfExists(this.fs, path.join(this.dir, entry.name));
-        if (stat?.isFile()) found.push({ key: match[1]!, mtimeMs: stat.mtimeMs });
+        if (stat?.isFile()) found.push({ key: match[1]!, mtimeMs: lastWriteMs(stat) });
       }
     } finally {
       listing.closeSync();
@@ -637,7 +647,7 @@ export class Partial {
     if (!this.resumable) return undefined;
     const stat = lstatIfExists(this.fs, this.dataPath);
     if (!stat?.isFile()) return undefined;
-    return stat.mtimeMs + (stat.size < QUICK_EXPIRY_BYTES ? Math.min(ttlMs, QUICK_EXPIRY_MS) : ttlMs);
+    return lastWriteMs(stat) + (stat.size < QUICK_EXPIRY_BYTES ? Math.min(ttlMs, QUICK_EXPIRY_MS) : ttlMs);
   }
 
   /** Aborts when a newer upload of the same key takes it over: let go (release) soon. */

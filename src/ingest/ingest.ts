@@ -198,6 +198,7 @@ export class IngestSession {
         return refuse('BUSY', `more than ${MAX_FOLDERS_PER_CONNECTION} folders on one connection; send the rest over another`);
       }
       if (!store.capabilities.metadata) return refuse('INTERNAL', 'this receiver cannot create folders');
+      if ((await this.options.disk.shortfall(1)).missing > 0) return refuse('NO_SPACE', NO_SPACE_TEXT);
       const path = await store.makeFolder(components);
       this.peer.progressed();
       return {
@@ -253,7 +254,8 @@ export class IngestSession {
       const peer = this.peer.address;
       upload = mode === 'existing' ? await store.resume(key, { peer }) : await store.open(key, { peer, ...(mode === 'create' ? { record: true } : {}) });
       if (upload === undefined) return undefined;
-      const needed = offer.size === undefined ? Math.min(STREAM_MIN_FREE_BYTES, maxFileSize) : offer.size - upload.offset;
+      // A new file needs room even when empty: its inode (the store reports none left as no space).
+      const needed = offer.size === undefined ? Math.min(STREAM_MIN_FREE_BYTES, maxFileSize) : Math.max(offer.size - upload.offset, upload.offset === 0 ? 1 : 0);
       const { missing, available } = await disk.shortfall(needed);
       if (missing > 0) {
         await upload.abandon();

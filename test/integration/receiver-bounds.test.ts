@@ -10,6 +10,7 @@ import { nodeFileSystem, type FileSystem } from '../../src/file-system.js';
 import { ephemeralOwnerKey } from '../../src/auth/owner-key.js';
 import { encodeFrame, type JsonObject } from '../../src/wire/frame.js';
 import { MAX_FILES_PER_CONNECTION } from '../../src/wire/messages.js';
+import { MIN_FREE_INODES } from '../../src/storage/local/local-store.js';
 import { listFiles } from '../helpers/files.js';
 import { expectServesOn } from '../helpers/hostile.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -98,6 +99,27 @@ describe('disk space', () => {
   function smallDisk(free: number): FileSystem {
     return { ...nodeFileSystem, statfs: (async () => ({ bavail: free, bsize: 1 })) as unknown as FileSystem['statfs'] };
   }
+
+  it(`inodes: with fewer than ${MIN_FREE_INODES} free, an empty file and a folder are refused NO_SPACE (they cost no bytes); with more, both go`, async () => {
+    for (const ffree of [MIN_FREE_INODES - 1, MIN_FREE_INODES]) {
+      const fs = { ...nodeFileSystem, statfs: (async () => ({ bavail: 1024 * MiB, bsize: 1, files: 1_000_000, ffree })) as unknown as FileSystem['statfs'] };
+      const r = await startReceiver({ fs });
+      const c = await RawClient.connect(r.port);
+      try {
+        await c.handshake({ features: ['metadata'] }, ephemeralOwnerKey());
+        c.send({ type: 'file', id: 1, filename: 'empty.txt', size: 0, hash: 'xxh64:ef46db3751d8e999' });
+        c.send({ type: 'file', id: 2, filename: 'empty-folder', folder: true });
+        const answers = [await c.next(), await c.next()];
+        if (ffree < MIN_FREE_INODES) {
+          expect(answers).toEqual([expect.objectContaining({ type: 'refuse', id: 1, code: 'NO_SPACE' }), expect.objectContaining({ type: 'refuse', id: 2, code: 'NO_SPACE' })]);
+        } else {
+          expect(answers).toEqual([{ type: 'accept', id: 1, offset: 0 }, { type: 'done', id: 2 }]);
+        }
+      } finally {
+        c.destroy();
+      }
+    }
+  });
 
   it('a slow body holds no more than 64 MiB ahead of what it wrote: a hog the size of the free space does not lock out others', async () => {
     const r = await startReceiver({ fs: smallDisk(200 * MiB) });

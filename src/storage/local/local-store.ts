@@ -54,6 +54,13 @@ const CAPABILITIES: StoreCapabilities = {
   metadata: true,
 };
 
+/**
+ * Files and folders cost inodes, which the free bytes do not show: with fewer than this many
+ * left the store says it has no space, so that peers cannot use up the inode table (empty files
+ * and folders cost no bytes). A file system without an inode limit reports none (`files` 0).
+ */
+export const MIN_FREE_INODES = 10_000;
+
 export class LocalUploadStore implements UploadStore {
   readonly capabilities: StoreCapabilities;
   readonly sweepIntervalMs = PARTIAL_SWEEP_INTERVAL_MS;
@@ -161,6 +168,7 @@ export class LocalUploadStore implements UploadStore {
     if (!statfs) return undefined;
     try {
       const stats = await statfs(this.inbox.root);
+      if (stats.files > 0 && stats.ffree < MIN_FREE_INODES) return 0;
       return stats.bavail * stats.bsize;
     } catch {
       return undefined;

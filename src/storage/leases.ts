@@ -1,4 +1,5 @@
 import { FtError } from '../errors.js';
+import { Revocation } from './revocation.js';
 
 /** How long open() waits by default for an older holder of the same key to let go. */
 export const TAKEOVER_WAIT_MS = 10_000;
@@ -40,12 +41,7 @@ interface Waiter {
 }
 
 class LeaseOf implements Lease {
-  private readonly controller = new AbortController();
-  /**
-   * Plain callbacks, not listeners on the signal: Node's EventTarget costs about 5 µs and 100
-   * bytes a listener, which a flood of headers (each one an upload held) multiplies.
-   */
-  private readonly listeners = new Set<() => void>();
+  private readonly revocation = new Revocation();
   private pins = 0;
   private done = false;
 
@@ -55,7 +51,7 @@ class LeaseOf implements Lease {
   ) {}
 
   get revoked(): AbortSignal {
-    return this.controller.signal;
+    return this.revocation.signal;
   }
 
   get released(): boolean {
@@ -63,20 +59,11 @@ class LeaseOf implements Lease {
   }
 
   revoke(): void {
-    if (this.pins > 0 || this.controller.signal.aborted) return;
-    this.controller.abort(new FtError('BUSY', 'a newer upload of this file took it over'));
-    const listeners = [...this.listeners];
-    this.listeners.clear();
-    for (const listener of listeners) listener();
+    if (this.pins === 0) this.revocation.revoke();
   }
 
   onRevoked(listener: () => void): () => void {
-    if (this.controller.signal.aborted) {
-      listener();
-      return () => undefined;
-    }
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.revocation.onRevoked(listener);
   }
 
   pin(): () => void {

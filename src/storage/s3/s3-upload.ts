@@ -11,6 +11,7 @@ import type { Lease } from '../leases.js';
 import type { Placed, Upload, UploadKey, UploadWriter } from '../upload-store.js';
 import type { BucketLease } from './bucket-lease.js';
 import { Placer } from './placer.js';
+import { Revocation } from '../revocation.js';
 import { attempt, putJson } from './s3-client.js';
 import type { S3UploadStore } from './s3-store.js';
 import { partsBytes, type UploadState } from './upload-state.js';
@@ -21,8 +22,7 @@ type Stage = 'open' | 'writing' | 'ended' | 'committing' | 'done';
 export class S3Upload implements Upload {
   private stage: Stage = 'open';
   private committing: Promise<unknown> | undefined;
-  private readonly controller = new AbortController();
-  private readonly listeners = new Set<() => void>();
+  private readonly revocation = new Revocation();
   /** Whether the state in the bucket is behind the one here. */
   private dirty = false;
   /** Whether the state was ever written to the bucket. */
@@ -63,24 +63,15 @@ export class S3Upload implements Upload {
   private broken = false;
 
   get revoked(): AbortSignal {
-    return this.controller.signal;
+    return this.revocation.signal;
   }
 
   private revoke(reason: unknown): void {
-    if (this.controller.signal.aborted) return;
-    this.controller.abort(reason instanceof FtError ? reason : new FtError('BUSY', 'a newer upload of this file took it over'));
-    const listeners = [...this.listeners];
-    this.listeners.clear();
-    for (const listener of listeners) listener();
+    this.revocation.revoke(reason instanceof FtError ? reason : undefined);
   }
 
   onRevoked(listener: () => void): () => void {
-    if (this.controller.signal.aborted) {
-      listener();
-      return () => undefined;
-    }
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.revocation.onRevoked(listener);
   }
 
   keptUntil(ttlMs: number): number | undefined {

@@ -1,5 +1,5 @@
 import dgram from 'node:dgram';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { FINGERPRINT_PATTERN } from '../auth/fingerprint.js';
 import { decodeDatagram, encodeWithin, MAX_DATAGRAM_BYTES, type ReceiverInfo } from './codec.js';
 import {
@@ -29,6 +29,18 @@ export interface AnnouncerOptions {
   /** The receiver listens on loopback only: announce there, and answer only local askers. */
   loopbackOnly: boolean;
   onError?: (error: Error) => void;
+}
+
+/**
+ * The id a receiver announces. With a key, it follows from the key and the name, so instances
+ * that share an identity and a name (several `ft serve` on one store) announce one id and are
+ * one receiver to senders (sightings.ts), and a restart keeps it. Nothing secret goes in: both
+ * are in every beacon anyway. In plaintext nothing can vouch that two answers are one receiver,
+ * so each process takes a random one of its own.
+ */
+export function receiverId(name: string, fingerprint: string | undefined): string {
+  if (fingerprint === undefined) return randomBytes(8).toString('hex');
+  return createHash('sha256').update(`ft-receiver-id\0${fingerprint}\0${name}`).digest('hex').slice(0, 16);
 }
 
 /** Answers per source address: a burst of ANSWER_BURST, then one per second. */
@@ -63,7 +75,7 @@ export class Announcer {
   ) {
     this.info = {
       name: options.name,
-      id: randomBytes(8).toString('hex'),
+      id: receiverId(options.name, options.fingerprint),
       port: options.port,
       auth: options.auth,
       interval: options.interval,

@@ -37,7 +37,7 @@ const QID_PATTERN = /^[0-9a-f]{16}$/;
 /** What a receiver says about itself. */
 export interface ReceiverInfo {
   name: string;
-  /** Stable for the life of one receiver process. */
+  /** Stable for the life of one receiver process; with a key, derived from it and the name (announcer.ts receiverId), so shared by instances of one identity. */
   id: string;
   /** TCP port of the transfer service. */
   port: number;

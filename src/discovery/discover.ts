@@ -8,7 +8,7 @@ import { decodeDatagram, encodeDatagram, type ReceiverInfo } from './codec.js';
 import { broadcastTargets, type BroadcastTarget } from './interfaces.js';
 import { ReceiverTable, type FoundReceiver } from './sightings.js';
 
-export type { Claim, FoundReceiver } from './sightings.js';
+export type { Claim, Endpoint, FoundReceiver } from './sightings.js';
 
 export interface DiscoverOptions {
   /** How long to listen for answers, in ms. @default 1000 */

@@ -2,10 +2,18 @@
  * From the answers and announces heard to a list of receivers, without trusting any of them.
  *
  * Ids are not secret: anyone who hears a beacon can answer with the same id from another
- * address. So answers with one id make one receiver only when they agree (same name, TCP port,
- * auth and key fingerprint) and every address they came from is one the receiver itself lists in `addrs`, in
- * every one of them: that is how one receiver on several interfaces tells us its addresses
- * belong together. Anything else is a conflict, shown as such and never connected to by name.
+ * address. So answers with one id make one receiver only when they agree:
+ *  - with a key (`fp`): same name, auth and key. Several `ft serve` instances sharing one
+ *    identity and one name (one store) answer so, each from its own address and port, and are
+ *    one receiver with several endpoints. Merging on the key is safe because the key is what
+ *    every connection is checked against: the sender's TLS check requires each endpoint to show
+ *    that very key (src/sender/receiver-trust.ts), so an answer that copied it from elsewhere
+ *    adds an endpoint that fails the check, never one that receives a byte. Answers with
+ *    another key (or none) are never merged: a conflict, as below.
+ *  - in plaintext: nothing vouches for anything, so also the same TCP port, and every address
+ *    they came from is one the receiver itself lists in `addrs`, in every one of them: that is
+ *    how one receiver on several interfaces tells us its addresses belong together.
+ * Anything else is a conflict, shown as such and never connected to by name.
  * Pure: no sockets, no clock (callers pass the time), so it is unit-tested as it is.
  */
 import type { ReceiverInfo } from './codec.js';
@@ -27,7 +35,13 @@ export interface Claim {
   fingerprint?: string;
 }
 
-/** A receiver found on the network: one entry per id, however many interfaces it answered on. */
+/** One address:port a receiver answered from (with the TCP port that answer gave). */
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+/** A receiver found on the network: one entry per id, however many interfaces (or instances) it answered on. */
 export interface FoundReceiver {
   name: string;
   id: string;
@@ -37,6 +51,11 @@ export interface FoundReceiver {
   fingerprint?: string;
   /** Addresses it answered from, first answer first. */
   addresses: string[];
+  /**
+   * Each address:port it answered from, first answer first: one per interface, and one per
+   * instance when several share its key and name (their ports may differ; `port` is the first's).
+   */
+  endpoints: Endpoint[];
   /**
    * Answers with this id disagree (another address, port, name, auth or key that the receiver does
    * not list as its own): one of them is likely an impostor that copied the id. Never connect
@@ -62,9 +81,11 @@ interface Kept {
 export function consistent(sightings: Sighting[]): boolean {
   const [first, ...rest] = sightings;
   if (!first) return true;
-  const same = (s: Sighting) =>
-    s.info.name === first.info.name && s.info.port === first.info.port && s.info.auth === first.info.auth && s.info.fingerprint === first.info.fingerprint;
-  if (!rest.every(same)) return false;
+  const sameClaim = (s: Sighting) => s.info.name === first.info.name && s.info.auth === first.info.auth && s.info.fingerprint === first.info.fingerprint;
+  if (!rest.every(sameClaim)) return false;
+  // One key: instances sharing it, wherever they answer from (each endpoint is checked against it).
+  if (first.info.fingerprint !== undefined) return true;
+  if (!rest.every((s) => s.info.port === first.info.port)) return false;
   const sources = new Set(sightings.map((s) => s.address));
   if (sources.size === 1) return true;
   return sightings.every((s) => [...sources].every((address) => s.info.addrs.includes(address)));
@@ -76,15 +97,19 @@ export function describe(sightings: Sighting[], overflowed = false): FoundReceiv
   const { name, id, port, auth } = first.info;
   const key = withFingerprint(first.info.fingerprint);
   const addresses = [...new Set(sightings.map((s) => s.address))];
+  const endpoints: Endpoint[] = [];
+  for (const { address, info } of sightings) {
+    if (!endpoints.some((e) => e.address === address && e.port === info.port)) endpoints.push({ address, port: info.port });
+  }
   const conflict = overflowed || !consistent(sightings);
-  if (!conflict) return { name, id, port, auth, ...key, addresses, conflict };
+  if (!conflict) return { name, id, port, auth, ...key, addresses, endpoints, conflict };
   const claims: Claim[] = [];
   for (const { address, info } of sightings) {
     const claim: Claim = { address, port: info.port, name: info.name, auth: info.auth, ...withFingerprint(info.fingerprint) };
     const same = (c: Claim) => c.address === address && c.port === claim.port && c.name === claim.name && c.auth === claim.auth && c.fingerprint === claim.fingerprint;
     if (!claims.some(same)) claims.push(claim);
   }
-  return { name, id, port, auth, ...key, addresses, conflict, claims };
+  return { name, id, port, auth, ...key, addresses, endpoints, conflict, claims };
 }
 
 /** The field only when there is a fingerprint: a plaintext receiver's entry has none (and its JSON no null). */

@@ -112,7 +112,8 @@ const jsonLines = blocks.flatMap(jsonLinesOf);
 
 describe('PROTOCOL.md', () => {
   it('is short enough to read in one sitting', () => {
-    expect(doc.split('\n').length).toBeLessThan(1100);
+    // 1,110: §10 gained endpoints (one receiver, several instances sharing its key) and how senders use them.
+    expect(doc.split('\n').length).toBeLessThan(1110);
   });
 
   it('specifies the version this implementation speaks', () => {

@@ -66,6 +66,15 @@ export function receiverJson(receiver: FoundReceiver, keyConflicts: Map<string, 
   return { ...receiver, keyConflict: conflict !== undefined, ...(conflict && { pinnedFingerprint: conflict.pinned }) };
 }
 
+/**
+ * ADDRESSES and PORT of a receiver: its addresses and the port, or, when its instances (one
+ * key, one name) listen on different ports, each address:port and `several`.
+ */
+function whereTo(r: FoundReceiver): [string, string] {
+  if (r.endpoints.every((e) => e.port === r.port)) return [r.addresses.join(', '), String(r.port)];
+  return [r.endpoints.map((e) => `${e.address}:${e.port}`).join(', '), 'several'];
+}
+
 /** The table `ft discover` prints, and a line under it for each id whose answers conflict. */
 export function receiverTable(found: FoundReceiver[], keyConflicts: Map<string, KeyConflict> = new Map()): string {
   const key = (r: FoundReceiver) => {
@@ -77,7 +86,7 @@ export function receiverTable(found: FoundReceiver[], keyConflicts: Map<string, 
   const rows = found.map((r) =>
     r.conflict
       ? [escapeForDisplay(r.name), (r.claims ?? []).map((c) => `${c.address}:${c.port}`).join(', '), 'CONFLICT', r.auth ? 'yes' : 'no', key(r), r.id]
-      : [escapeForDisplay(r.name), r.addresses.join(', '), String(r.port), r.auth ? 'yes' : 'no', key(r), r.id],
+      : [escapeForDisplay(r.name), ...whereTo(r), r.auth ? 'yes' : 'no', key(r), r.id],
   );
   const header = ['NAME', 'ADDRESSES', 'PORT', 'TOKEN', 'KEY', 'ID'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));

@@ -22,6 +22,11 @@ export interface ResolvedReceiver {
    * a receiver in plaintext). A claim only: the TLS certificate must show this very key.
    */
   fingerprint?: string;
+  /**
+   * Found by discovery: the receiver's other endpoints (instances sharing its key and name), in
+   * the order heard, to try in turn after `host`:`port`. Each must show the same key.
+   */
+  fallbacks?: Array<{ host: string; port: number }>;
 }
 
 export type ResolveOptions = Pick<DiscoverOptions, 'interface' | 'port' | 'signal' | 'timeout'> & {
@@ -117,19 +122,25 @@ export async function resolveReceiver(
     const pinned = await pinnedFingerprint(receiver.name);
     if (pinned !== undefined && !hasPinnedKey(receiver.fingerprint, pinned)) throw keyChanged(receiver.name, pinned, [receiver]);
   }
-  const port = target?.port ?? receiver.port;
   const fingerprint = receiver.fingerprint === undefined ? {} : { fingerprint: receiver.fingerprint };
-  if (!dnsAddresses) return { host: receiver.addresses[0]!, port, via: 'discovery', receiver, ...fingerprint };
   // DNS knows the name too: use the discovered port only for a receiver DNS agrees with, so an
   // impostor on the LAN cannot take over a host name that used to go to DNS.
-  const host = receiver.addresses.find((address) => dnsAddresses.some((known) => sameHost(known, address)));
-  if (host) return { host, port, via: 'discovery', receiver, ...fingerprint };
+  const agreed = dnsAddresses ? (address: string) => dnsAddresses.some((known) => sameHost(known, address)) : () => true;
+  const endpoints = endpointsOf(receiver, target?.port).filter((e) => agreed(e.host));
+  const [first, ...rest] = endpoints;
+  if (first) return { ...first, via: 'discovery', receiver, ...fingerprint, ...(rest.length > 0 && { fallbacks: rest }) };
   throw new FtError(
     'USAGE',
-    `"${target!.host}" is ${describeAll([receiver])} by discovery, but DNS says ${dnsAddresses.join(', ')}; ` +
+    `"${target!.host}" is ${describeAll([receiver])} by discovery, but DNS says ${dnsAddresses!.join(', ')}; ` +
       'pick one with --to <address:port>',
     { candidates },
   );
+}
+
+/** Where a receiver can be reached, first heard first: every endpoint, or each address on `port` when one was given. */
+function endpointsOf(receiver: FoundReceiver, port: number | undefined): Array<{ host: string; port: number }> {
+  if (port !== undefined) return receiver.addresses.map((host) => ({ host, port }));
+  return receiver.endpoints.map((e) => ({ host: e.address, port: e.port }));
 }
 
 /** Only receivers with another key (or none) claim a pinned name: refused, naming both keys. */
@@ -137,7 +148,7 @@ function keyChanged(name: string, pinned: string, others: FoundReceiver[]): FtEr
   const claims = others.flatMap((r) =>
     r.claims
       ? r.claims.filter((c) => c.name.toLowerCase() === name.toLowerCase()).map((c) => ({ where: `${c.address}:${c.port}`, fingerprint: c.fingerprint }))
-      : [{ where: r.addresses.map((a) => `${a}:${r.port}`).join(', '), fingerprint: r.fingerprint }],
+      : [{ where: endpointList(r), fingerprint: r.fingerprint }],
   );
   const keyed = [...new Set(claims.map((c) => `${c.where} with ${keyOf(c.fingerprint)}`))];
   const who = keyed.length === 1 ? `the only receiver answering as "${name}" is ${keyed[0]}` : `the receivers answering as "${name}" are ${keyed.join('; ')}`;
@@ -164,12 +175,16 @@ function claimsOf(receiver: FoundReceiver): string {
     .join(', ');
 }
 
+function endpointList(receiver: FoundReceiver): string {
+  return receiver.endpoints.map((e) => `${e.address}:${e.port}`).join(', ');
+}
+
 function describeAll(receivers: FoundReceiver[]): string {
   return receivers
     .map((r) =>
       r.conflict
         ? `${r.name} (conflicting answers from ${claimsOf(r)}, id ${r.id})`
-        : `${r.name} (${r.addresses.map((a) => `${a}:${r.port}`).join(', ')}, id ${r.id}, key ${describeKey(r.fingerprint)})`,
+        : `${r.name} (${endpointList(r)}, id ${r.id}, key ${describeKey(r.fingerprint)})`,
     )
     .join('; ');
 }

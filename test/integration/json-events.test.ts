@@ -193,6 +193,7 @@ const found: Required<FoundReceiver> = {
   auth: true,
   fingerprint: 'A'.repeat(52),
   addresses: ['192.0.2.1'],
+  endpoints: [{ address: '192.0.2.1', port: 9527 }],
   conflict: true,
   claims: [{ address: '192.0.2.1', port: 9527, name: 'nas', auth: true, fingerprint: 'A'.repeat(52) }],
 };

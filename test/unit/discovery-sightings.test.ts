@@ -80,6 +80,7 @@ describe('the key fingerprint (fp)', () => {
       auth: false,
       fingerprint: KEY,
       addresses: [REAL],
+      endpoints: [{ address: REAL, port: 9527 }],
       conflict: false,
     });
     // In plaintext: no fingerprint key at all (and so none in --json).
@@ -109,6 +110,73 @@ describe('the key fingerprint (fp)', () => {
   });
 });
 
+describe('several instances sharing one key and one name (one receiver, several endpoints)', () => {
+  const A = '192.168.1.21';
+  const B = '192.168.1.22';
+  /** An instance on its own host: it lists only its own address, and the other instance's port may differ. */
+  const instance = (address: string, port: number, fields: Partial<ReceiverInfo> = {}) => seen(address, { fingerprint: KEY, port, addrs: [address], ...fields });
+
+  it('answers with one id and one key from different hosts and ports are one receiver with every endpoint, first heard first', () => {
+    const entry = describeEntry([instance(B, 9600), instance(A, 9527), instance(B, 9600)]);
+    expect(entry).toEqual({
+      name: 'vm',
+      id: ID,
+      port: 9600,
+      auth: false,
+      fingerprint: KEY,
+      addresses: [B, A],
+      endpoints: [
+        { address: B, port: 9600 },
+        { address: A, port: 9527 },
+      ],
+      conflict: false,
+    });
+    // Two instances on one host (two ports on 127.0.0.1): one address, two endpoints.
+    expect(describeEntry([instance('127.0.0.1', 9001), instance('127.0.0.1', 9002)]).endpoints).toEqual([
+      { address: '127.0.0.1', port: 9001 },
+      { address: '127.0.0.1', port: 9002 },
+    ]);
+  });
+
+  it('a hostile answer reusing the id with another key is never merged: the id is a conflict, whichever answers first', () => {
+    for (const order of [
+      [instance(A, 9527), instance(B, 9527, { fingerprint: OTHER_KEY })],
+      [instance(B, 9527, { fingerprint: OTHER_KEY }), instance(A, 9527)],
+    ]) {
+      expect(consistent(order)).toBe(false);
+      const table = new ReceiverTable();
+      for (const s of order) table.add(s);
+      const [entry, ...more] = table.receivers();
+      expect(more).toEqual([]);
+      expect(entry!.conflict).toBe(true);
+      expect(entry!.claims!.map((c) => [c.address, c.fingerprint])).toEqual(order.map((s) => [s.address, s.info.fingerprint]));
+    }
+    // Nor one reusing it with no key at all (a downgrade to plaintext), nor a third instance among two good ones.
+    expect(consistent([instance(A, 9527), instance(B, 9527, { fingerprint: undefined })])).toBe(false);
+    expect(consistent([instance(A, 9527), instance(B, 9527), instance('192.168.1.66', 9527, { fingerprint: OTHER_KEY })])).toBe(false);
+  });
+
+  it('one key but another name or auth under the same id is a conflict too (instances of one receiver agree on both)', () => {
+    expect(consistent([instance(A, 9527), instance(B, 9527, { name: 'vm2' })])).toBe(false);
+    expect(consistent([instance(A, 9527), instance(B, 9527, { auth: true })])).toBe(false);
+  });
+
+  it('plaintext receivers are never merged on their claims alone: one id from two hosts, or on two ports, is a conflict', () => {
+    expect(consistent([instance(A, 9527, { fingerprint: undefined }), instance(B, 9527, { fingerprint: undefined })])).toBe(false);
+    expect(consistent([instance(A, 9001, { fingerprint: undefined }), instance(A, 9002, { fingerprint: undefined })])).toBe(false);
+  });
+
+  it('the same name and key under two ids stay two receivers (nothing merges across ids)', () => {
+    const table = new ReceiverTable();
+    table.add(instance(A, 9527));
+    table.add(instance(B, 9527, { id: 'fedcba9876543210' }));
+    expect(table.receivers().map((r) => [r.id, r.endpoints.length, r.conflict])).toEqual([
+      [ID, 1, false],
+      ['fedcba9876543210', 1, false],
+    ]);
+  });
+});
+
 describe('describe()', () => {
   it('a consistent id is one plain entry with every address, first heard first', () => {
     expect(describeEntry([seen('10.0.0.5'), seen(REAL), seen('10.0.0.5')])).toEqual({
@@ -117,6 +185,10 @@ describe('describe()', () => {
       port: 9527,
       auth: false,
       addresses: ['10.0.0.5', REAL],
+      endpoints: [
+        { address: '10.0.0.5', port: 9527 },
+        { address: REAL, port: 9527 },
+      ],
       conflict: false,
     });
   });
@@ -129,6 +201,10 @@ describe('describe()', () => {
       port: 4444,
       auth: false,
       addresses: [IMPOSTOR, REAL],
+      endpoints: [
+        { address: IMPOSTOR, port: 4444 },
+        { address: REAL, port: 9527 },
+      ],
       conflict: true,
       claims: [
         { address: IMPOSTOR, port: 4444, name: 'vm', auth: false },
@@ -176,7 +252,7 @@ describe('ReceiverTable', () => {
     expect(table.expire(4_999)).toEqual({ gone: [], changed: [] });
     const { gone, changed } = table.expire(5_000);
     expect(gone).toEqual([]);
-    expect(changed).toEqual([{ name: 'vm', id: ID, port: 9527, auth: false, addresses: [REAL], conflict: false }]);
+    expect(changed).toEqual([{ name: 'vm', id: ID, port: 9527, auth: false, addresses: [REAL], endpoints: [{ address: REAL, port: 9527 }], conflict: false }]);
     expect(table.expire(19_999).gone).toEqual([]);
     expect(table.expire(20_000).gone.map((r) => r.id)).toEqual([ID]);
     expect(table.receivers()).toEqual([]);

@@ -89,6 +89,17 @@ const DISCOVERED = rule('{ name?, fingerprint? } as discovery found the receiver
   if (typeof found !== 'object' || found === null) return false;
   return (found.name === undefined || typeof found.name === 'string') && (found.fingerprint === undefined || FINGERPRINT.ok(found.fingerprint));
 });
+/** Most fallbacks one send takes: instances of one receiver, not a scan of a network. */
+export const MAX_FALLBACKS = 32;
+const FALLBACKS = rule(`an array of at most ${MAX_FALLBACKS} { host, port? } (other addresses of the same receiver)`, (value) => {
+  if (!Array.isArray(value) || value.length > MAX_FALLBACKS) return false;
+  return value.every((entry: unknown) => {
+    const e = entry as Record<string, unknown> | null;
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) return false;
+    const keys = Object.keys(e);
+    return TEXT.ok(e.host) && (e.port === undefined || PORT.ok(e.port)) && keys.every((k) => k === 'host' || k === 'port');
+  });
+});
 /** A stream to send as one file (see StreamSource): a name, and bytes to iterate. */
 const isStream = (value: unknown) => {
   const source = value as { name?: unknown; stream?: { [Symbol.asyncIterator]?: unknown } } | null;
@@ -143,6 +154,7 @@ function validate(what: string, options: unknown, rules: Rules, required: string
 const SEND_RULES: Rules = {
   host: TEXT,
   port: PORT,
+  fallbacks: FALLBACKS,
   signal: SIGNAL,
   onEvent: FUNCTION,
   onProgress: FUNCTION,

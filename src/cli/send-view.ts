@@ -88,6 +88,9 @@ export function describe(event: SendEvent): { result: string } | { note: string 
       return { note: `trusted  first contact ${where}, key ${shortFingerprint(event.fingerprint)} (pinned)` };
     }
     case 'retrying':
+      if (event.switching) {
+        return { note: `retry    ${escapeControls(durationsInWords(event.message))}; now at ${hostPort(event.host, event.port)}, another address of the receiver` };
+      }
       return { note: `retry    ${escapeControls(durationsInWords(event.message))}; attempt ${event.attempt} in ${formatDuration(event.delayMs)}` };
     default:
       return undefined;

@@ -49,7 +49,19 @@ export type SendEvent =
   | { type: 'ignored'; path: string; name: string; reason: string }
   | { type: 'refused'; path: string; name: string; code: ErrorCode; message: string }
   | { type: 'failed'; path: string; name: string; code: ErrorCode; message: string }
-  | { type: 'retrying'; attempt: number; delayMs: number; code: ErrorCode; message: string };
+  | {
+      type: 'retrying';
+      /** Back-off retries so far (a switch to another address of the receiver, at once, adds none). */
+      attempt: number;
+      delayMs: number;
+      code: ErrorCode;
+      message: string;
+      /** Where the next connection goes: another address of the receiver when it has several. */
+      host: string;
+      port: number;
+      /** To another address of the receiver, at once (delayMs 0), not counted in `attempt`. */
+      switching: boolean;
+    };
 
 /** Progress events are limited to this rate per file (plus the final one). */
 export const PROGRESS_INTERVAL_MS = 250;

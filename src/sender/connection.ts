@@ -216,7 +216,7 @@ export class SenderConnection {
       }
       if (options.trust === undefined || security.peerFingerprint === undefined) throw new FtError('TLS_FAILED', `${where}: the receiver's key is unknown`);
       // 'after-token-proof': go on; the welcome's proof settles it before any file is announced.
-      return (await options.trust.check(security.peerFingerprint)) === 'ask' ? 'ask' : 'go';
+      return (await options.trust.check(security.peerFingerprint, options)) === 'ask' ? 'ask' : 'go';
     } catch (error) {
       stream.destroy();
       throw error;

@@ -60,7 +60,8 @@ export class ReceiverTrust {
   private verified: string | undefined;
   /** Whether the last check met the key for the first time (no pin, no fingerprint): it is pinned once confirmed. */
   firstContact = false;
-  private readonly where: string;
+  /** Where the connection being checked goes (one of the receiver's addresses: fallbacks share its key). */
+  private at: { host: string; port: number };
   /**
    * The receiver name whose pin applies: the one discovery found, or the host name sent to (a
    * pinned "nas" is still "nas" when DNS, not discovery, finds it: a receiver that is down or
@@ -70,12 +71,19 @@ export class ReceiverTrust {
 
   constructor(private readonly options: ReceiverTrustOptions) {
     this.pinnedName = options.discovered?.name ?? (net.isIP(options.host) === 0 ? options.host : undefined);
-    const name = options.discovered?.name;
-    this.where = name !== undefined ? `"${escapeForDisplay(name)}" (${addressKey(options.host, options.port)})` : addressKey(options.host, options.port);
+    this.at = { host: options.host, port: options.port };
   }
 
-  async check(presented: string): Promise<TrustVerdict> {
+  private get where(): string {
+    const name = this.options.discovered?.name;
+    const address = addressKey(this.at.host, this.at.port);
+    return name !== undefined ? `"${escapeForDisplay(name)}" (${address})` : address;
+  }
+
+  /** `at`: the address connected to, when it is another than `host`:`port` (a fallback); its pin is the one looked up. */
+  async check(presented: string, at: { host: string; port: number } = this.options): Promise<TrustVerdict> {
     const { options } = this;
+    this.at = { host: at.host, port: at.port };
     this.firstContact = false;
     if (this.verified !== undefined) {
       if (presented === this.verified) return 'trusted';
@@ -87,7 +95,7 @@ export class ReceiverTrust {
     }
     const announced = options.discovered?.fingerprint;
     if (announced !== undefined && announced !== presented) throw this.changed(presented, announced, 'its discovery beacon announced');
-    const address = addressKey(options.host, options.port);
+    const address = addressKey(at.host, at.port);
     const pins = await options.store?.lookup({ name: this.pinnedName, address });
     if (pins?.byName) {
       if (pins.byName.fingerprint === presented) return 'trusted';
@@ -112,7 +120,8 @@ export class ReceiverTrust {
 
   /** First contact on a terminal: the user says yes (resolves) or no (RECEIVER_UNKNOWN). */
   async ask(presented: string): Promise<void> {
-    const { policy, host, port, discovered } = this.options;
+    const { policy, discovered } = this.options;
+    const { host, port } = this.at;
     const yes = typeof policy === 'function' && (await policy({ fingerprint: presented, host, port, name: discovered?.name }));
     if (!yes) throw new FtError('RECEIVER_UNKNOWN', `${this.where} (key ${shortFingerprint(presented)}) was not trusted; nothing was sent`);
   }
@@ -127,8 +136,8 @@ export class ReceiverTrust {
    */
   async confirmed(presented: string): Promise<void> {
     this.verified = presented;
-    const { store, host, port, discovered } = this.options;
-    await store?.record({ fingerprint: presented, name: discovered?.name, address: addressKey(host, port) });
+    const { store, discovered } = this.options;
+    await store?.record({ fingerprint: presented, name: discovered?.name, address: addressKey(this.at.host, this.at.port) });
   }
 
   /** `forget`: the pin that refused it, which `ft trust forget` removes to accept a deliberate change. */

@@ -49,11 +49,23 @@ export function limitedSlice(bandwidth: BandwidthLimit): number {
   return Math.min(64 * 1024, bandwidth.burst);
 }
 
-/** How each connection of this send is opened. */
-export function connectOptions(options: SendOptions, { ownerKey, trust }: SenderIdentity): ConnectOptions {
+/** One address of the receiver, with its port. */
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** Where this send's connections may go, in turn: `host`:`port`, then each fallback (a port left out is `port`'s). */
+export function endpointsOf(options: SendOptions): Endpoint[] {
+  const port = options.port ?? SEND_DEFAULTS.port;
+  return [{ host: options.host, port }, ...(options.fallbacks ?? []).map((f) => ({ host: f.host, port: f.port ?? port }))];
+}
+
+/** How each connection of this send is opened, to `at` (one of endpointsOf). */
+export function connectOptions(options: SendOptions, { ownerKey, trust }: SenderIdentity, at: Endpoint = endpointsOf(options)[0]!): ConnectOptions {
   return {
-    host: options.host,
-    port: options.port ?? SEND_DEFAULTS.port,
+    host: at.host,
+    port: at.port,
     token: options.token,
     ownerKey,
     connectTimeoutMs: options.connectTimeoutMs ?? SEND_DEFAULTS.connectTimeoutMs,

@@ -33,7 +33,7 @@ import { FolderSource, type Source } from './source.js';
 import type { OwnerKey } from '../auth/owner-key.js';
 import { SenderConnection, type Decision, type FolderDecision, type Outcome } from './connection.js';
 import type { ReceiverTrust, TrustPolicy } from './receiver-trust.js';
-import { bandwidthOf, connectOptions, limitedSlice, senderIdentity } from './send-setup.js';
+import { bandwidthOf, connectOptions, endpointsOf, limitedSlice, senderIdentity, type Endpoint } from './send-setup.js';
 import { sendStream, type StreamSource } from './stream-send.js';
 import { validateSendOptions } from '../options.js';
 import { SEND_DEFAULTS } from '../defaults.js';
@@ -44,6 +44,16 @@ export interface SendOptions {
   host: string;
   /** @default 9527 */
   port?: number;
+  /**
+   * Other addresses of the same receiver: instances sharing its identity (one key) and its
+   * store, as discovery lists them (`ResolvedReceiver.fallbacks`). When `host`:`port` cannot be
+   * reached, or the connection is lost, the next one is tried at once, and the send resumes
+   * there (the store has what the last one received); after each round, `retries` and its
+   * back-off apply as for one address. Every one must present the key the first connection
+   * did (RECEIVER_KEY_CHANGED otherwise: the send stops, it does not skip ahead).
+   * A port left out is `port`'s. @default none: `host`:`port` only
+   */
+  fallbacks?: ReadonlyArray<{ host: string; port?: number }>;
   /** Cancels the transfer; what the receiver got so far stays resumable. */
   signal?: AbortSignal;
   /** Every event, in order (started, progress, verified, skipped, …). */
@@ -439,6 +449,11 @@ async function transferAll(
   started: number,
 ): Promise<Omit<SendReport, 'ignored'>> {
   const retries = options.retries ?? SEND_DEFAULTS.retries;
+  // One receiver's addresses (instances sharing its key): the next is tried when one fails.
+  const endpoints = endpointsOf(options);
+  let at = 0;
+  /** Other addresses still to try at once, before the back-off: a round of them after each progress, and after each back-off. */
+  let spare = endpoints.length - 1;
   let attempt = 0;
   let everConnected = false;
   for (;;) {
@@ -446,22 +461,36 @@ async function transferAll(
     if (todo.length === 0) break;
     const progressBefore = progressMark(jobs);
     try {
-      await transferBatch(todo, options, io, limits, emit, attempt, () => (everConnected = true));
+      await transferBatch(todo, options, io, limits, emit, attempt, endpoints[at]!, () => (everConnected = true));
       // Back here early when one file failed mid-body (the connection was dropped on purpose),
       // or when the connection took as many headers as a receiver allows.
-      if (progressMark(jobs) !== progressBefore) attempt = 0;
+      if (progressMark(jobs) !== progressBefore) {
+        attempt = 0;
+        spare = endpoints.length - 1;
+      }
       continue;
     } catch (error) {
       const ftError = abortAware(error, options.signal);
-      if (progressMark(jobs) !== progressBefore) attempt = 0;
-      // A receiver that never answered is more likely a wrong address than a restart: fail fast.
-      const retryable = RETRYABLE.has(ftError.code) && (everConnected || ftError.code !== 'CONNECT_FAILED');
-      if (!retryable || attempt >= retries) {
-        throw Object.assign(ftError, { details: { ...ftError.details, results: jobs.map((j) => j.result) } });
+      if (progressMark(jobs) !== progressBefore) {
+        attempt = 0;
+        spare = endpoints.length - 1;
       }
+      const fail = () => Object.assign(ftError, { details: { ...ftError.details, results: jobs.map((j) => j.result) } });
+      if (!RETRYABLE.has(ftError.code)) throw fail();
+      if (spare > 0) {
+        // Another instance of the receiver: at once, not counted as a retry; it resumes what this one stored.
+        spare -= 1;
+        at = (at + 1) % endpoints.length;
+        emit({ type: 'retrying', attempt, delayMs: 0, code: ftError.code, message: ftError.message, ...endpoints[at]!, switching: true });
+        continue;
+      }
+      // A receiver that never answered (on any of its addresses) is more likely a wrong address than a restart: fail fast.
+      if ((!everConnected && ftError.code === 'CONNECT_FAILED') || attempt >= retries) throw fail();
       const delayMs = backoffDelay({ baseMs: options.retryDelayMs ?? SEND_DEFAULTS.retryDelayMs, maxMs: MAX_RETRY_DELAY_MS }, attempt);
       attempt += 1;
-      emit({ type: 'retrying', attempt, delayMs, code: ftError.code, message: ftError.message });
+      at = (at + 1) % endpoints.length;
+      spare = endpoints.length - 1;
+      emit({ type: 'retrying', attempt, delayMs, code: ftError.code, message: ftError.message, ...endpoints[at]!, switching: false });
       await waitFor(delayMs, options.signal);
     }
   }
@@ -486,9 +515,10 @@ async function transferBatch(
   limits: SendLimits,
   emit: (event: SendEvent) => void,
   attempt: number,
+  at: Endpoint,
   onConnected: () => void,
 ): Promise<void> {
-  const port = options.port ?? SEND_DEFAULTS.port;
+  const { host, port } = at;
   // Files refused BUSY wait out their back-off; when only they are left, the wait is here, unconnected.
   const earliest = todo.reduce((min, job) => Math.min(min, job.notBefore), Infinity);
   const waitMs = earliest - performance.now();
@@ -499,12 +529,12 @@ async function transferBatch(
   // No connection sits idle while the first (perhaps huge) file is hashed.
   await queue[0]?.ready;
   if (todo.every((job) => job.finished)) return;
-  const connection = await SenderConnection.open(connectOptions(options, io));
+  const connection = await SenderConnection.open(connectOptions(options, io, at));
   onConnected();
   const { fingerprint, firstContact } = connection;
-  emit({ type: 'connected', host: options.host, port, attempt, ...(fingerprint !== undefined && { fingerprint }), firstContact });
+  emit({ type: 'connected', host, port, attempt, ...(fingerprint !== undefined && { fingerprint }), firstContact });
   // Receipts are kept for, and shown only to, the receiver that issued them.
-  const receiver: ReceiverId = { name: connection.receiverName ?? '', host: options.host, port };
+  const receiver: ReceiverId = { name: connection.receiverName ?? '', host, port };
   // Without it, every header carries its hash: a file whose hash was left for after the body is hashed first.
   const trailingHash = connection.features.has('trailing-hash');
   // Times (and modes, when asked) go in the headers, and empty folders get their own.

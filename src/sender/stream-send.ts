@@ -4,7 +4,8 @@
  * size or hash, the bytes in body frames as they come, then the size and hash in the `hash`
  * message. A stream cannot be read again, so nothing here retries or resumes: a connection
  * that breaks, or a source that fails, ends the send with STREAM_INTERRUPTED (run the job
- * again), and the receiver discards what it got.
+ * again), and the receiver discards what it got. Only connecting moves on to the receiver's
+ * next address (fallbacks) when one cannot be reached: no byte of the stream has gone yet.
  */
 import type { BandwidthLimit } from '../bandwidth-limit.js';
 import { FtError, toFtError } from '../errors.js';
@@ -13,7 +14,7 @@ import { escapeForDisplay, parseSafeName } from '../names/safe-name.js';
 import { FEATURES } from '../wire/messages.js';
 import { PROGRESS_INTERVAL_MS, type SendEvent } from '../ingest/events.js';
 import { SenderConnection, type Outcome } from './connection.js';
-import { bandwidthOf, connectOptions, limitedSlice, senderIdentity } from './send-setup.js';
+import { bandwidthOf, connectOptions, endpointsOf, limitedSlice, senderIdentity } from './send-setup.js';
 import type { FileResult, SendOptions, SendReport } from './sender.js';
 
 /** A source of unknown size: any Readable, or any async iterable of bytes (strings are UTF-8). */
@@ -47,14 +48,12 @@ export async function sendStream(source: StreamSource, options: SendOptions): Pr
   const chunks = framed(reading, bandwidth ? limitedSlice(bandwidth) : MAX_FRAME_BYTES, options.signal);
   // The producer is started before the receiver is kept waiting: a header goes out with data to follow.
   const first = await nextChunk(chunks, result);
-  const connecting = connectOptions(options, identity);
-  const { port } = connecting;
-  const connection = await SenderConnection.open(connecting);
+  const { connection, host, port } = await openFirstReachable(options, identity);
   const { fingerprint, firstContact } = connection;
-  emit({ type: 'connected', host: options.host, port, attempt: 0, ...(fingerprint !== undefined && { fingerprint }), firstContact });
+  emit({ type: 'connected', host, port, attempt: 0, ...(fingerprint !== undefined && { fingerprint }), firstContact });
   try {
     if (!connection.features.has(FEATURES.STREAM)) {
-      throw new FtError('UNSUPPORTED_VERSION', `${options.host}:${port} cannot take a stream (its ft is older, without the "${FEATURES.STREAM}" feature); upgrade ft there, or send a file`);
+      throw new FtError('UNSUPPORTED_VERSION', `${host}:${port} cannot take a stream (its ft is older, without the "${FEATURES.STREAM}" feature); upgrade ft there, or send a file`);
     }
     const decision = await connection.sendHeader({ type: 'file', id: 1, filename: name, stream: true });
     if (decision.type === 'refuse') {
@@ -237,4 +236,18 @@ function interrupted(error: unknown, result: FileResult, signal: AbortSignal | u
       : `the stream ${escapeForDisplay(result.name)} was cut off after ${result.bytesSent} bytes (${failure.message}); a stream cannot resume: run the job again`;
   Object.assign(result, { status: 'failed', code: 'STREAM_INTERRUPTED', message });
   return new FtError('STREAM_INTERRUPTED', message, { results: [result] }, { cause: failure });
+}
+
+/** A connection to the first of the receiver's addresses that can be reached (each checked for its key); the last failure when none can. */
+async function openFirstReachable(options: SendOptions, identity: Awaited<ReturnType<typeof senderIdentity>>) {
+  const endpoints = endpointsOf(options);
+  for (let i = 0; ; i++) {
+    const at = endpoints[i]!;
+    try {
+      return { connection: await SenderConnection.open(connectOptions(options, identity, at)), ...at };
+    } catch (error) {
+      // Only an address that cannot be reached is passed over: a key refused stops here.
+      if (i === endpoints.length - 1 || !(error instanceof FtError) || error.code !== 'CONNECT_FAILED' || options.signal?.aborted) throw error;
+    }
+  }
 }

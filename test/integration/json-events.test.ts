@@ -146,7 +146,7 @@ const sendEvents: Full<SendEvent> = {
   ignored: { type: 'ignored', path: 'd/l', name: 'd/l', reason: 'symbolic link, not followed' },
   refused: { type: 'refused', path: 'a', name: 'a', code: 'TOO_LARGE', message: 'too large' },
   failed: { type: 'failed', path: 'a', name: 'a', code: 'LOCAL_FILE', message: 'gone' },
-  retrying: { type: 'retrying', attempt: 2, delayMs: 500, code: 'CONNECTION_LOST', message: 'lost' },
+  retrying: { type: 'retrying', attempt: 2, delayMs: 500, code: 'CONNECTION_LOST', message: 'lost', host: '192.0.2.2', port: 9528, switching: false },
 };
 const receiverEvents: Full<ReceiverEvent> = {
   connection: { type: 'connection', remote: '127.0.0.1:5000' },

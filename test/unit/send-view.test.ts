@@ -116,10 +116,15 @@ describe('ft send without a terminal', () => {
       err: { write: (text: string) => (err.push(text), order.push(text)) },
     });
     for (const event of [...batch, ...ending]) view.event(event);
-    view.event({ type: 'retrying', attempt: 1, delayMs: 500, code: 'CONNECTION_LOST', message: 'connection lost' });
+    view.event({ type: 'retrying', attempt: 1, delayMs: 500, code: 'CONNECTION_LOST', message: 'connection lost', host: 'nas', port: 9527, switching: false });
+    view.event({ type: 'retrying', attempt: 1, delayMs: 0, code: 'CONNECTION_LOST', message: 'connection lost', host: '192.0.2.7', port: 9600, switching: true });
     view.summary(report);
     expect(out.join('')).toBe(results.map((line) => `${line}\n`).join(''));
-    expect(err).toEqual(['resuming big.iso at 4 MiB of 10 MiB\n', 'retry    connection lost; attempt 1 in 500ms\n']);
+    expect(err).toEqual([
+      'resuming big.iso at 4 MiB of 10 MiB\n',
+      'retry    connection lost; attempt 1 in 500ms\n',
+      'retry    connection lost; now at 192.0.2.7:9600, another address of the receiver\n',
+    ]);
     expect(order.indexOf(err[0]!)).toBeLessThan(order.indexOf(`${results[2]}\n`));
   });
 });

@@ -4,6 +4,7 @@ import { escapeControls, escapeForDisplay, parseSafeName } from '../names/safe-n
 import { send, type FileResult } from '../sender/sender.js';
 import type { StreamSource } from '../sender/stream-send.js';
 import { jsonLine } from './format.js';
+import { hostPort } from '../host-port.js';
 import { createSendView } from './send-view.js';
 import { parseTarget, readToken } from './options.js';
 import { resolveReceiver } from '../discovery/resolve.js';
@@ -105,11 +106,12 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
     target.receiver && !plaintext ? { ...(options.to !== undefined && { name: target.receiver.name }), fingerprint: target.fingerprint } : undefined;
   if (target.receiver || target.note) {
     // Say where the files go when discovery chose it (or was asked and DNS chose instead).
+    const others = target.fallbacks ? `; also at ${target.fallbacks.map((f) => hostPort(f.host, f.port)).join(', ')}, tried in turn` : '';
     const line = target.receiver
-      ? `ft: sending to ${escapeForDisplay(target.receiver.name)} at ${target.host}:${target.port} (found by discovery)`
+      ? `ft: sending to ${escapeForDisplay(target.receiver.name)} at ${target.host}:${target.port} (found by discovery${others})`
       : `ft: ${escapeControls(target.note!)}`;
-    const { host, port, via, note } = target;
-    if (options.json) process.stdout.write(jsonLine('resolved', { ...target.receiver, host, port, via, note }));
+    const { host, port, via, note, fallbacks } = target;
+    if (options.json) process.stdout.write(jsonLine('resolved', { ...target.receiver, host, port, via, note, fallbacks }));
     else process.stderr.write(`${line}\n`);
   }
   const view = await createSendView(options.json === true);
@@ -123,6 +125,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
     const report = await send(sources, {
       host: target.host,
       port: target.port,
+      fallbacks: target.fallbacks,
       retries: options.retries,
       connectTimeoutMs: options.connectTimeout * 1000,
       idleTimeoutMs: options.idleTimeout * 1000,

@@ -292,7 +292,7 @@ describe('discover()', () => {
     const started = Date.now();
     const found = await discover({ interface: LO, port: P, timeout: 5000, until: (list) => list.some((x) => x.name === r.name) });
     const elapsed = Date.now() - started;
-    expect(found).toEqual([{ name: r.name, id: r.id, port: r.port, auth: true, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false }]);
+    expect(found).toEqual([{ name: r.name, id: r.id, port: r.port, auth: true, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], endpoints: [{ address: '127.0.0.1', port: r.port }], conflict: false }]);
     expect(r.port).not.toBe(P);
     expect(elapsed).toBeLessThan(1000);
   });
@@ -304,8 +304,8 @@ describe('discover()', () => {
     const found = await discover({ interface: '127.0.0.1', port: P, timeout: 800 });
     const byName = [...found].sort((x, y) => x.name.localeCompare(y.name));
     expect(byName).toEqual([
-      { name: 'ft-test-alpha', id: a.id, port: a.port, auth: true, fingerprint: a.fingerprint, addresses: ['127.0.0.1'], conflict: false },
-      { name: 'ft-test-bravo', id: b.id, port: b.port, auth: false, fingerprint: b.fingerprint, addresses: ['127.0.0.1'], conflict: false },
+      { name: 'ft-test-alpha', id: a.id, port: a.port, auth: true, fingerprint: a.fingerprint, addresses: ['127.0.0.1'], endpoints: [{ address: '127.0.0.1', port: a.port }], conflict: false },
+      { name: 'ft-test-bravo', id: b.id, port: b.port, auth: false, fingerprint: b.fingerprint, addresses: ['127.0.0.1'], endpoints: [{ address: '127.0.0.1', port: b.port }], conflict: false },
     ]);
     expect(a.id).not.toBe(b.id);
   });
@@ -357,7 +357,7 @@ describe('ReceiverWatcher', () => {
 
     const r = await startReceiver({ beaconInterval: 0.2 });
     const up = await until(() => ups.find((x) => x.id === r.id), "'up'");
-    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false });
+    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], endpoints: [{ address: '127.0.0.1', port: r.port }], conflict: false });
     expect(watcher.receivers.map((x) => x.id)).toEqual([r.id]);
 
     // Several more beacons: still one 'up', no 'down'.
@@ -387,7 +387,7 @@ describe('ReceiverWatcher', () => {
     watcher.on('up', (x: FoundReceiver) => ups.push(x));
     const up = await until(() => ups.find((x) => x.id === r.id), "'up'", 2000);
     expect(Date.now() - started).toBeLessThan(1000);
-    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: true, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false });
+    expect(up).toEqual({ name: r.name, id: r.id, port: r.port, auth: true, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], endpoints: [{ address: '127.0.0.1', port: r.port }], conflict: false });
   });
 });
 
@@ -405,7 +405,7 @@ describe('resolveReceiver', () => {
       port: r.port,
       via: 'discovery',
       fingerprint: r.fingerprint,
-      receiver: { name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false },
+      receiver: { name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], endpoints: [{ address: '127.0.0.1', port: r.port }], conflict: false },
     });
   });
 
@@ -587,14 +587,14 @@ describe('the announcer under hostile datagrams', () => {
 });
 
 
-describe('impostors: one id from an address or port its receiver does not announce is a conflict', () => {
-  it('an impostor that copies the id (and address list) and answers first is never merged or picked', async () => {
+describe('impostors: one id from an address or port its receiver does not announce, with another key, is a conflict', () => {
+  it('an impostor that copies the id (and address list) with its own key and answers first is never merged or picked', async () => {
     const name = `ft-test-victim-${randomBytes(3).toString('hex')}`;
     // Same TCP port number as the real receiver, on its own address: only the address tells them apart.
     const realPort = (await tcpTrap('127.0.0.1')).port;
     await Promise.all([...servers].map((server) => new Promise((resolve) => server.close(resolve))));
     servers.clear();
-    const impostor = await startImpostor(name, { samePort: realPort });
+    const impostor = await startImpostor(name, { samePort: realPort, fingerprint: fingerprintOfPublicKey(randomBytes(32)) });
     const dir = path.join(await tempDir('ft-disc-'), 'inbox');
     const receiver = await serve({ host: '127.0.0.1', port: realPort, discoveryPort: P, dir, name, beaconInterval: 3 });
     receivers.add(receiver);
@@ -628,9 +628,10 @@ describe('impostors: one id from an address or port its receiver does not announ
     expect(table).toContain(`CONFLICT: id ${real.id}`);
   });
 
-  it('an impostor that lists its own address beside the real ones, on another port, conflicts as well', async () => {
+  it('an impostor that lists its own address beside the real ones, on another port, with its own key, conflicts as well', async () => {
     const name = `ft-test-victim-${randomBytes(3).toString('hex')}`;
-    const impostor = await startImpostor(name, { addrs: (realAddrs, own) => [own, ...realAddrs] });
+    const own = fingerprintOfPublicKey(randomBytes(32));
+    const impostor = await startImpostor(name, { addrs: (realAddrs, address) => [address, ...realAddrs], fingerprint: own });
     const r = await startReceiver({ name });
     await impostor.learned;
     const found = await discover({ interface: LO, port: P, timeout: 800 });
@@ -638,14 +639,53 @@ describe('impostors: one id from an address or port its receiver does not announ
     expect(found[0]).toMatchObject({ id: r.id, conflict: true });
     expect(found[0]!.claims).toEqual(
       expect.arrayContaining([
-        // The impostor copies the real key too (it cannot prove it over TLS).
         { address: '127.0.0.1', port: r.port, name, auth: false, fingerprint: r.fingerprint },
-        { address: '127.0.0.2', port: impostor.trap.port, name, auth: false, fingerprint: r.fingerprint },
+        { address: '127.0.0.2', port: impostor.trap.port, name, auth: false, fingerprint: own },
       ]),
     );
     const error = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 }).catch((e: unknown) => e);
     expectFtError(error, 'USAGE');
     expect(impostor.trap.connections()).toBe(0);
+  });
+
+  it('an impostor that copies the id and the key is one more endpoint, which must prove the key: a send meeting it first moves on, and the file reaches only the real receiver', async () => {
+    const name = `ft-test-victim-${randomBytes(3).toString('hex')}`;
+    // It copies everything, key included; its port only takes a TCP connection and drops it (it cannot do TLS with a key it lacks).
+    const impostor = await startImpostor(name, { addrs: (realAddrs, address) => [address, ...realAddrs] });
+    const r = await startReceiver({ name });
+    await impostor.learned;
+    const found = await discover({ interface: LO, port: P, timeout: 800 });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ id: r.id, fingerprint: r.fingerprint, conflict: false });
+    expect(found[0]!.endpoints).toEqual(
+      expect.arrayContaining([
+        { address: '127.0.0.1', port: r.port },
+        { address: '127.0.0.2', port: impostor.trap.port },
+      ]),
+    );
+    const resolved = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 });
+    const all = [{ host: resolved.host, port: resolved.port }, ...(resolved.fallbacks ?? [])];
+    expect(all).toEqual(expect.arrayContaining([{ host: '127.0.0.1', port: r.port }, { host: '127.0.0.2', port: impostor.trap.port }]));
+    // The impostor first, whatever order discovery heard them in: its endpoint fails, the next is the real one.
+    const [first, ...rest] = [{ host: '127.0.0.2', port: impostor.trap.port }, { host: '127.0.0.1', port: r.port }];
+    const file = path.join(await tempDir('ft-disc-src-'), 'for-the-real-one.bin');
+    const bytes = randomBuffer(64 * 1024, 'impostor-endpoint');
+    await writeFile(file, bytes);
+    const events: string[] = [];
+    const report = await send([file], {
+      ...first!,
+      fallbacks: rest,
+      discovered: { name, fingerprint: resolved.fingerprint },
+      trust: 'new',
+      retries: 0,
+      onEvent: (event) => {
+        if (event.type === 'connected' || event.type === 'retrying') events.push(`${event.type} ${event.host}:${event.port}`);
+      },
+    });
+    expect(report.files.map((f) => f.status)).toEqual(['sent']);
+    expect(impostor.trap.connections()).toBe(1);
+    expect(events).toEqual([`retrying 127.0.0.1:${r.port}`, `connected 127.0.0.1:${r.port}`]);
+    expect(await readFile(path.join(r.receiver.dir, 'for-the-real-one.bin'))).toEqual(bytes);
   });
 
   it('a flood of answers with invented ids (to push the real receiver out of the list) makes a lookup by name refuse', async () => {
@@ -689,7 +729,7 @@ describe('impostors: one id from an address or port its receiver does not announ
     });
     const found = await discover({ interface: LO, port: P, timeout: 800 });
     expect(found).toHaveLength(1);
-    expect(found[0]).toEqual({ name, id, port: trap.port, auth: false, addresses: expect.arrayContaining(addrs), conflict: false });
+    expect(found[0]).toEqual({ name, id, port: trap.port, auth: false, addresses: expect.arrayContaining(addrs), endpoints: expect.arrayContaining(addrs.map((address) => ({ address, port: trap.port }))), conflict: false });
     expect(found[0]!.addresses).toHaveLength(2);
     const resolved = await resolveReceiver({ host: name, port: undefined }, 9527, { interface: LO, port: P, timeout: 3000 });
     expect(resolved).toMatchObject({ via: 'discovery', port: trap.port });
@@ -709,7 +749,7 @@ describe('impostors: one id from an address or port its receiver does not announ
 
     // The impostor announces the copied id from its own address, with a short interval so it is forgotten soon.
     const out = await udpClient('127.0.0.2');
-    const info = { ...r.receiver.announcer!.info, interval: 0.2, addrs: LOOPBACK_ADDRESSES };
+    const info = { ...r.receiver.announcer!.info, interval: 0.2, addrs: LOOPBACK_ADDRESSES, fingerprint: fingerprintOfPublicKey(randomBytes(32)) };
     const forged = encodeDatagram({ kind: 'announce', ...info, port: 1 });
     const announceTo = () => new Promise<void>((resolve) => out.socket.send(forged, P, LOOPBACK_BROADCAST, () => resolve()));
     out.socket.setBroadcast(true);
@@ -724,7 +764,7 @@ describe('impostors: one id from an address or port its receiver does not announ
 
     // Silent for 3 × 0.2 s + 1 s: its sighting expires, the real receiver stays, plain again.
     await until(() => updates.find((x) => x.id === r.id && !x.conflict), 'the conflict to clear', 5000);
-    expect(watcher.receivers.find((x) => x.id === r.id)).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], conflict: false });
+    expect(watcher.receivers.find((x) => x.id === r.id)).toEqual({ name: r.name, id: r.id, port: r.port, auth: false, fingerprint: r.fingerprint, addresses: ['127.0.0.1'], endpoints: [{ address: '127.0.0.1', port: r.port }], conflict: false });
   });
 });
 
@@ -797,7 +837,7 @@ describe('key fingerprints: discovery cannot redirect a sender to another key', 
     // What discovery heard: the real receiver alone and plain, the impostor's claim kept apart.
     const heard = await discoverAll({ interface: LO, port: P, timeout: 800 }, (info) => info.fingerprint !== key);
     expect(impostor.answers()).toBeGreaterThan(0);
-    expect(heard.receivers).toEqual([{ name, id: real.id, port: real.port, auth: false, fingerprint: key, addresses: ['127.0.0.1'], conflict: false }]);
+    expect(heard.receivers).toEqual([{ name, id: real.id, port: real.port, auth: false, fingerprint: key, addresses: ['127.0.0.1'], endpoints: [{ address: '127.0.0.1', port: real.port }], conflict: false }]);
     expect(heard.setAside).toEqual([expect.objectContaining({ id: real.id, fingerprint: other, addresses: ['127.0.0.2'] })]);
 
     const before = impostor.answers();

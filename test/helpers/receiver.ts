@@ -22,9 +22,9 @@ export interface TestReceiver {
 
 const open = new Set<TestReceiver>();
 
-/** A library receiver on 127.0.0.1, port 0, without beacon, receiving into a fresh temp inbox unless `dir` is given. */
+/** A library receiver on 127.0.0.1, port 0, without beacon, receiving into a fresh temp inbox unless `dir` (or a `store`) is given. */
 export async function startReceiver(options: ServeOptions = {}): Promise<TestReceiver> {
-  const dir = options.dir ?? path.join(await tempDir('ft-inbox-'), 'inbox');
+  const dir = options.store ? undefined : (options.dir ?? path.join(await tempDir('ft-inbox-'), 'inbox'));
   // No discovery beacon: tests keep every packet on 127.0.0.1.
   const receiver = await serve({ beacon: false, ...options, dir, port: 0, host: '127.0.0.1' });
   const events: ReceiverEvent[] = [];

@@ -7,6 +7,7 @@ import { jsonLine } from './format.js';
 export interface DiscoverCommandOptions {
   timeout: number;
   interface?: string;
+  discoveryPort?: number;
   json?: boolean;
   /** The fingerprint pinned for a receiver name, if any (the trust store): a receiver claiming a pinned name with another key is a conflict. */
   pinnedFingerprint?: PinLookup;
@@ -21,7 +22,7 @@ export interface KeyConflict {
 }
 
 export async function discoverCommand(options: DiscoverCommandOptions): Promise<number> {
-  const found = await discover({ timeout: options.timeout * 1000, interface: options.interface });
+  const found = await discover({ timeout: options.timeout * 1000, interface: options.interface, port: options.discoveryPort });
   const conflicts = await keyConflicts(found, options.pinnedFingerprint);
   if (options.json) {
     for (const receiver of found) process.stdout.write(jsonLine('receiver', receiverJson(receiver, conflicts)));
@@ -30,7 +31,7 @@ export async function discoverCommand(options: DiscoverCommandOptions): Promise<
   if (found.length === 0) {
     process.stdout.write(
       'no receivers found.\n' +
-        `Discovery broadcasts on UDP port ${DISCOVER_DEFAULTS.port}: a firewall dropping it, Wi-Fi client isolation, or an interface\n` +
+        `Discovery broadcasts on UDP port ${options.discoveryPort ?? DISCOVER_DEFAULTS.port}: a firewall dropping it, Wi-Fi client isolation, or an interface\n` +
         'without a broadcast address (VPN, point-to-point) hides receivers. Try --interface <name>, a longer\n' +
         `--timeout, or send by address: ft send FILE --to 192.168.1.20:${SEND_DEFAULTS.port}\n`,
     );

@@ -63,6 +63,7 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--no-beacon', 'do not announce this receiver on the LAN')
     .option('--beacon-interval <seconds>', 'seconds between announcements', parseSeconds, SERVE_DEFAULTS.beaconInterval)
     .option('--interface <name|address>', 'announce on this network interface only')
+    .option('--discovery-port <n>', 'UDP port for beacons and discovery queries', parsePort, SERVE_DEFAULTS.discoveryPort)
     .option('--json', 'print one JSON object per line for each event')
     .option('--s3-endpoint <url>', 'with s3://bucket/prefix: the S3-compatible service (Ceph, MinIO, …; path-style addresses; default: AWS)')
     // Each command loads its own code: a small `ft send` starts faster without the receiver's.
@@ -88,6 +89,7 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .option('--insecure-plaintext', 'no TLS: anyone on the network can read and change what is sent, and the receiver is not authenticated (it must run with it too)')
     .option('--sender-key <file>', 'owner key for resuming and "already there" (default: ~/.config/ft/sender-key.pem on Linux, created on first use)')
     .option('--interface <name|address>', 'look for receivers on this network interface only')
+    .option('--discovery-port <n>', 'UDP port receivers answer discovery on', parsePort, DISCOVER_DEFAULTS.port)
     .option('--json', 'print one JSON object per line for each event')
     .action(async (paths: string[], options) => setExit(await (await import('./send-command.js')).sendCommand(paths, options)));
 
@@ -96,6 +98,7 @@ export function buildProgram(setExit: (code: number) => void, printed: Set<unkno
     .description('list receivers on the local network')
     .option('--timeout <seconds>', 'how long to wait for answers', parseSeconds, seconds(DISCOVER_DEFAULTS.timeout))
     .option('--interface <name|address>', 'ask on this network interface only')
+    .option('--discovery-port <n>', 'UDP port receivers answer discovery on', parsePort, DISCOVER_DEFAULTS.port)
     .option('--trust-file <file>', 'the file of pinned receivers, to mark names claimed with another key (default: ~/.config/ft/known-receivers.json on Linux)')
     .option('--json', 'print one JSON object per line for each receiver')
     .action(async (options) => {

@@ -49,6 +49,7 @@ export interface SendCommandOptions {
   /** What followed --to: an address, a host name or a receiver name; undefined to discover. */
   to?: string;
   interface?: string;
+  discoveryPort?: number;
   retries: number;
   hashCache: boolean;
   connectTimeout: number;
@@ -98,6 +99,7 @@ export async function sendCommand(paths: string[], options: SendCommandOptions):
   if (plaintext) process.stderr.write(`ft: warning: ${PLAINTEXT_WARNING}\n`);
   const target = await resolveReceiver(options.to === undefined ? undefined : parseTarget(options.to), SEND_DEFAULTS.port, {
     interface: options.interface,
+    port: options.discoveryPort,
     // A beacon claiming a pinned name with another key is set aside (resolve.ts).
     pinnedFingerprint: plaintext ? undefined : pinnedByName(trustFile),
   });

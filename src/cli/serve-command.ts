@@ -38,6 +38,7 @@ export interface ServeCommandOptions {
   beacon: boolean;
   beaconInterval: number;
   interface?: string;
+  discoveryPort?: number;
   json?: boolean;
   s3Endpoint?: string;
 }
@@ -93,6 +94,7 @@ export async function serveCommand(dir: string, options: ServeCommandOptions): P
     beacon: options.beacon,
     beaconInterval: options.beaconInterval,
     interface: options.interface,
+    discoveryPort: options.discoveryPort,
     web: options.web,
     webPort: options.webPort,
     allowUnverified: options.allowUnverified === true,

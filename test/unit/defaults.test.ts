@@ -43,13 +43,17 @@ const SERVE_FLAGS: Array<[flag: string, option: keyof typeof SERVE_DEFAULTS, fro
   ['--hello-timeout', 'helloTimeoutMs', (v) => v * 1000],
   ['--beacon-interval', 'beaconInterval', (v) => v],
   ['--partial-ttl', 'partialTtlMs', (v) => v],
+  ['--discovery-port', 'discoveryPort', (v) => v],
 ];
 const SEND_FLAGS: Array<[string, keyof typeof SEND_DEFAULTS, (v: number) => number]> = [
   ['--retries', 'retries', (v) => v],
   ['--connect-timeout', 'connectTimeoutMs', (v) => v * 1000],
   ['--idle-timeout', 'idleTimeoutMs', (v) => v * 1000],
 ];
-const DISCOVER_FLAGS: Array<[string, keyof typeof DISCOVER_DEFAULTS, (v: number) => number]> = [['--timeout', 'timeout', (v) => v * 1000]];
+const DISCOVER_FLAGS: Array<[string, keyof typeof DISCOVER_DEFAULTS, (v: number) => number]> = [
+  ['--timeout', 'timeout', (v) => v * 1000],
+  ['--discovery-port', 'port', (v) => v],
+];
 
 const camel = (flag: string) => flag.replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
 

@@ -252,7 +252,9 @@ export class IngestSession {
       if (target.kind === 'conflict') return refuse('CONFLICT', target.reason);
       const key = { owner: this.peer.owner, filename: name, size: offer.size, ...(offer.hash !== undefined ? { hash: offer.hash } : {}) };
       const peer = this.peer.address;
-      upload = mode === 'existing' ? await store.resume(key, { peer }) : await store.open(key, { peer, ...(mode === 'create' ? { record: true } : {}) });
+      const metadata = metadataOf(offer);
+      const opening = { peer, ...(metadata !== undefined ? { metadata } : {}) };
+      upload = mode === 'existing' ? await store.resume(key, opening) : await store.open(key, { ...opening, ...(mode === 'create' ? { record: true } : {}) });
       if (upload === undefined) return undefined;
       // A new file needs room even when empty: its inode (the store reports none left as no space).
       const needed = offer.size === undefined ? Math.min(STREAM_MIN_FREE_BYTES, maxFileSize) : Math.max(offer.size - upload.offset, upload.offset === 0 ? 1 : 0);

@@ -83,6 +83,12 @@ export interface OpenOptions {
    * creates an upload apart from its bytes (tus). One already kept under the key is resumed.
    */
   readonly record?: boolean;
+  /**
+   * The metadata the header asked for, which commit() will most likely be given: a store that
+   * fixes an object's metadata when the object is begun (an S3 multipart upload) gives it then,
+   * so that the object appears with it. commit()'s metadata is what counts.
+   */
+  readonly metadata?: FileMetadata;
 }
 
 export interface UploadStore {

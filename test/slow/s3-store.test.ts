@@ -8,6 +8,7 @@ import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2
 import { describe } from 'vitest';
 import { S3UploadStore, S3_MIN_PART_BYTES } from '../../src/storage/s3/s3-store.js';
 import { Layout } from '../../src/storage/s3/layout.js';
+import { fileMetadataOf } from '../../src/storage/s3/object-metadata.js';
 import { uploadStoreContract, type StoreMedium } from '../contract/upload-store.contract.js';
 import { cephSkipReason, useCephCluster } from '../helpers/ceph.js';
 
@@ -41,7 +42,9 @@ function bucketMedium(client: S3Client, Bucket: string, layout: Layout): StoreMe
       const key = layout.object(path);
       try {
         const head = await client.send(new HeadObjectCommand({ Bucket, Key: key }));
-        return { kind: 'file', mtimeMs: head.LastModified?.getTime() ?? 0, mode: 0 };
+        // What a restore from the bucket would give the file: ft's metadata, else the object's own time.
+        const { mtimeNs, mode } = fileMetadataOf(head.Metadata);
+        return { kind: 'file', mtimeMs: mtimeNs !== undefined ? Number(mtimeNs / 1_000_000n) : (head.LastModified?.getTime() ?? 0), mode: mode ?? 0 };
       } catch {
         const listed = await client.send(new ListObjectsV2Command({ Bucket, Prefix: `${key}/`, MaxKeys: 1 }));
         return (listed.KeyCount ?? 0) > 0 ? { kind: 'folder' } : undefined;
@@ -54,7 +57,8 @@ function bucketMedium(client: S3Client, Bucket: string, layout: Layout): StoreMe
         const listed = await client.send(new ListObjectsV2Command({ Bucket, Prefix: layout.base, ContinuationToken: token }));
         for (const item of listed.Contents ?? []) {
           const path = layout.pathOf(item.Key!);
-          if (path !== undefined) found.push(path);
+          // A folder's marker (`name/`) is no file.
+          if (path !== undefined && !path.endsWith('/')) found.push(path);
         }
         token = listed.IsTruncated ? listed.NextContinuationToken : undefined;
       } while (token);

@@ -17,6 +17,7 @@ import { nameVariants } from '../local/inbox-names.js';
 import type { Placed, StoredIdentity } from '../upload-store.js';
 import { attempt, deleteObject, getJson, headObject, isConflict, isPreconditionFailed, putIfAbsent, putIfMatch } from './s3-client.js';
 import type { S3UploadStore } from './s3-store.js';
+import { sameFtMetadata } from './object-metadata.js';
 import type { UploadState } from './upload-state.js';
 
 const MiB = 1024 * 1024;
@@ -35,6 +36,8 @@ export class Placer {
     private readonly state: UploadState,
     private readonly hash: string,
     private readonly pending: Buffer[],
+    /** What the object is to carry (object-metadata.ts). */
+    private readonly metadata: Record<string, string>,
   ) {}
 
   private get client() {
@@ -98,23 +101,23 @@ export class Placer {
       const after = await attempt(what, () => headObject(this.client, this.Bucket, Key));
       if (after === undefined) throw new FtError('WRITE_FAILED', `${what}: the object store does not show the object just placed`);
       let identity = identityOf(after);
-      if (after.Metadata?.['ft-hash'] !== this.hash && (after.ContentLength ?? 0) <= MAX_COPY_BYTES) {
-        // The hash was not known when the multipart upload began: set it now (a copy onto itself).
-        const copied = await attempt(what, () =>
+      if (!sameFtMetadata(after.Metadata, this.metadata) && (after.ContentLength ?? 0) <= MAX_COPY_BYTES) {
+        // Not known, or other, when the multipart upload began (the hash of a tus upload, the time
+        // of a commit without a header's): set now, by a copy onto itself.
+        await attempt(what, () =>
           this.client.send(
-            new CopyObjectCommand({ Bucket: this.Bucket, Key, CopySource: encodeURI(`${this.Bucket}/${Key}`), MetadataDirective: 'REPLACE', Metadata: this.metadata() }),
+            new CopyObjectCommand({ Bucket: this.Bucket, Key, CopySource: encodeURI(`${this.Bucket}/${Key}`), MetadataDirective: 'REPLACE', Metadata: this.metadata }),
           ),
         );
-        identity = { ...identity, etag: copied.CopyObjectResult?.ETag ?? identity.etag };
+        // The identity as HeadObject will show it later (the copy result's ETag is quoted otherwise on RGW).
+        const copied = await attempt(what, () => headObject(this.client, this.Bucket, Key));
+        if (copied === undefined) throw new FtError('WRITE_FAILED', `${what}: the object store does not show the object just placed`);
+        identity = identityOf(copied);
       }
       return { placed: { path, deduplicated: false, identity }, moved: true };
     } finally {
       await deleteObject(this.client, this.Bucket, claimKey).catch(() => undefined);
     }
-  }
-
-  private metadata(): Record<string, string> {
-    return { 'ft-id': this.state.token, 'ft-hash': this.hash };
   }
 
   /** Takes the claim on a name: a marker created only if absent, or taken over once expired. */
@@ -150,7 +153,7 @@ export class Placer {
     try {
       if (this.state.uploadId === undefined) {
         const Body = Buffer.concat(this.pending);
-        await this.client.send(new PutObjectCommand({ Bucket: this.Bucket, Key, Body, ContentLength: Body.length, Metadata: this.metadata(), ...condition }));
+        await this.client.send(new PutObjectCommand({ Bucket: this.Bucket, Key, Body, ContentLength: Body.length, Metadata: this.metadata, ...condition }));
         return true;
       }
       if (this.state.objectKey !== Key) throw new FtError('INTERNAL', `a multipart upload made for ${this.state.objectKey} cannot be placed at ${Key}`);

@@ -27,6 +27,7 @@ import { FtError } from '../../errors.js';
 import { createResumableHasher } from '../../resumable-hashing.js';
 import type { ConflictPolicy } from '../conflict-policy.js';
 import { Leases, TAKEOVER_WAIT_MS } from '../leases.js';
+import { currentUmask } from '../local/file-metadata.js';
 import { nameVariants } from '../local/inbox-names.js';
 import { PARTIAL_LIMITS, PARTIAL_SWEEP_INTERVAL_MS, peerGroup, type PartialLimitOptions, type PartialLimits } from '../local/partials.js';
 import type {
@@ -42,7 +43,7 @@ import type {
 } from '../upload-store.js';
 import { BucketLease, leaseIsLive } from './bucket-lease.js';
 import { Layout } from './layout.js';
-import { attempt, deleteObject, getJson, headObject, isNotFound, storeError, type S3Location } from './s3-client.js';
+import { attempt, deleteObject, getJson, headObject, isNotFound, putIfAbsent, storeError, type S3Location } from './s3-client.js';
 import { S3Upload } from './s3-upload.js';
 import { newState, parseUploadState, partsBytes, type UploadState } from './upload-state.js';
 
@@ -72,6 +73,8 @@ export interface S3UploadStoreOptions {
   smallUploadBytes?: number;
   /** The bucket lease's lifetime without renewal (bucket-lease.ts). */
   leaseTtlMs?: number;
+  /** Bits taken away from the modes kept as metadata (ft-mode), as the local store's umask. @default the process's umask */
+  umask?: number;
   /** close() destroys the client (it was made for this store). @default false */
   ownsClient?: boolean;
 }
@@ -83,9 +86,8 @@ const CAPABILITIES: StoreCapabilities = {
   freeSpace: false,
   lateSize: false,
   durableUploads: true,
-  // Objects have no modification time or permission bits of their own to set, and buckets no
-  // folders: ingest refuses folder headers and commits without metadata.
-  metadata: false,
+  // Kept as the object's user metadata (object-metadata.ts); folders are marker objects (`name/`).
+  metadata: true,
 };
 
 export class S3UploadStore implements UploadStore {
@@ -99,6 +101,7 @@ export class S3UploadStore implements UploadStore {
   /** @internal */ readonly partBytes: number;
   /** @internal */ readonly smallUploadBytes: number;
   /** @internal */ readonly leaseTtlMs: number | undefined;
+  /** @internal */ readonly umask: number;
   private readonly takeoverWaitMs: number;
   private readonly ownsClient: boolean;
   private readonly leases = new Leases();
@@ -118,6 +121,7 @@ export class S3UploadStore implements UploadStore {
     this.partBytes = options.partBytes ?? S3_PART_BYTES;
     this.smallUploadBytes = options.smallUploadBytes ?? S3_SMALL_UPLOAD_BYTES;
     this.leaseTtlMs = options.leaseTtlMs;
+    this.umask = options.umask ?? currentUmask();
     this.ownsClient = options.ownsClient === true;
   }
 
@@ -200,7 +204,7 @@ export class S3UploadStore implements UploadStore {
         state = newState(key, size, group, options.peer, options.record === true, this.layout.object(key.filename), await createResumableHasher());
         fresh = true;
       }
-      const upload = new S3Upload(this, key, id, state, resumable, local, bucketLease);
+      const upload = new S3Upload(this, key, id, state, resumable, local, bucketLease, options.metadata);
       if (resumable) this.heldHere.set(id, state.peer);
       if (fresh && resumable) {
         await this.makeRoom(id, group);
@@ -342,8 +346,28 @@ export class S3UploadStore implements UploadStore {
     this.heldHere.delete(id);
   }
 
+  /**
+   * An empty folder: a marker object `name/` (as S3 consoles make them), zero bytes. A file under
+   * a folder's name on the way is CONFLICT, or under rename gives that folder a variant.
+   */
   async makeFolder(components: readonly string[]): Promise<string> {
-    throw new FtError('INTERNAL', `the S3 store keeps no folders (${components.join('/')}): capabilities.metadata is false`);
+    const names: string[] = [];
+    for (const component of components) names.push(await this.folderName(names, component));
+    const path = names.join('/');
+    const Key = `${this.layout.object(path)}/`;
+    if (Buffer.byteLength(Key) > MAX_KEY_BYTES) throw new FtError('CONFLICT', `"${path}" is longer than the object store allows`);
+    // One there already is fine: created only if absent, never rewritten.
+    await attempt(`making the folder ${path}`, () => putIfAbsent(this.client, { Bucket: this.bucket, Key, Body: '', ContentLength: 0 }));
+    return path;
+  }
+
+  /** `component` in the folder `parent`, or under rename its first variant, where no file has the name. */
+  private async folderName(parent: readonly string[], component: string): Promise<string> {
+    for (const candidate of this.policy === 'rename' ? nameVariants(component) : [component]) {
+      const path = [...parent, candidate].join('/');
+      if ((await attempt(`looking up ${path}`, () => headObject(this.client, this.bucket, this.layout.object(path)))) === undefined) return candidate;
+    }
+    throw new FtError('CONFLICT', `"${[...parent, component].join('/')}" is a file`);
   }
 
   async unchanged(path: string, identity: StoredIdentity): Promise<boolean> {

@@ -8,8 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { FtError } from '../../errors.js';
 import { createResumableHasher, type ResumableHasher } from '../../resumable-hashing.js';
 import type { Lease } from '../leases.js';
-import type { Placed, Upload, UploadKey, UploadWriter } from '../upload-store.js';
+import type { FileMetadata, Placed, Upload, UploadKey, UploadWriter } from '../upload-store.js';
 import type { BucketLease } from './bucket-lease.js';
+import { objectMetadata } from './object-metadata.js';
 import { Placer } from './placer.js';
 import { Revocation } from '../revocation.js';
 import { attempt, putJson } from './s3-client.js';
@@ -42,6 +43,8 @@ export class S3Upload implements Upload {
     readonly resumable: boolean,
     private readonly local: Lease,
     private readonly bucketLease: BucketLease | undefined,
+    /** What the header asked to keep: the multipart upload is begun with it (see OpenOptions.metadata). */
+    private readonly expectedMetadata?: FileMetadata,
   ) {
     this.saved = partsBytes(state) + state.tail > 0 || state.uploadId !== undefined || state.recorded;
     this.stopWatching.push(local.onRevoked(() => this.revoke(local.revoked.reason)));
@@ -170,7 +173,7 @@ export class S3Upload implements Upload {
     const what = `writing ${this.key.filename}`;
     if (this.state.uploadId === undefined) {
       this.state.objectKey = await attempt(what, () => this.store.firstFreeKey(this.key.filename));
-      const Metadata: Record<string, string> = { 'ft-id': this.state.token, ...(this.key.hash !== undefined ? { 'ft-hash': this.key.hash } : {}) };
+      const Metadata = objectMetadata(this.state.token, this.key.hash, this.expectedMetadata, this.store.umask);
       const Key = this.state.objectKey;
       const created = await attempt(what, () => client.send(new CreateMultipartUploadCommand({ Bucket, Key, Metadata })));
       this.state.uploadId = created.UploadId!;
@@ -213,12 +216,12 @@ export class S3Upload implements Upload {
     return this.wholeHash;
   }
 
-  async commit(components: readonly string[], expectedHash: string): Promise<Placed> {
+  async commit(components: readonly string[], expectedHash: string, metadata?: FileMetadata): Promise<Placed> {
     if (this.stage !== 'ended') throw this.notNow('commit');
     this.stage = 'committing';
     // Pinned: a newer open() here or on another receiver waits for the commit instead of revoking it.
     const unpin = [this.local.pin(), this.bucketLease?.pin()];
-    const committing = this.place(components, expectedHash);
+    const committing = this.place(components, expectedHash, metadata);
     this.committing = committing;
     try {
       const placed = await committing;
@@ -235,13 +238,13 @@ export class S3Upload implements Upload {
     }
   }
 
-  private async place(components: readonly string[], expectedHash: string): Promise<Placed> {
+  private async place(components: readonly string[], expectedHash: string, metadata: FileMetadata | undefined): Promise<Placed> {
     const hash = this.wholeHash!;
     if (hash !== expectedHash) {
       await this.dropAll();
       throw new FtError('HASH_MISMATCH', `content of ${this.key.filename} hashes to ${hash}, not ${expectedHash}; nothing was kept`);
     }
-    const placer = new Placer(this.store, this.state, hash, this.pending);
+    const placer = new Placer(this.store, this.state, hash, this.pending, objectMetadata(this.state.token, hash, metadata, this.store.umask));
     let placed: Awaited<ReturnType<Placer['place']>>;
     try {
       placed = await placer.place(components);

@@ -15,12 +15,13 @@
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import * as tus from 'tus-js-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { hashBytes } from '../../src/hashing.js';
+import { fileMetadataOf } from '../../src/storage/s3/object-metadata.js';
 import { randomBuffer, waitUntil } from '../helpers/files.js';
 import { cephSkipReason, useCephCluster } from '../helpers/ceph.js';
 import { closeAllProxies, startProxy } from '../helpers/proxy.js';
@@ -240,6 +241,9 @@ describe.skipIf(cephSkipReason !== undefined)(`more end to end into ft serve s3:
       console.log(`s3 race, ${label} files: the loser was ${how}`);
       expect((await objectBytes(client, bucket, variant)).equals(sources[loser]!.bytes)).toBe(true);
       expect((await objectBytes(client, bucket, Key)).equals(sources[winner]!.bytes)).toBe(true);
+      // The sender's modification time is kept as object metadata (README), to the nanosecond.
+      const { mtimeNs } = fileMetadataOf((await client.send(new HeadObjectCommand({ Bucket: bucket, Key }))).Metadata);
+      expect(mtimeNs, `${label}: x-amz-meta-ft-mtime`).toBe(BigInt((await stat(sources[winner]!.file, { bigint: true })).mtimeNs));
       expect((await listAll(client, bucket, 'inbox/')).filter((k) => k.startsWith(`inbox/${label}`)).sort()).toEqual([variant, Key].sort());
     }
     expect(await listAll(client, bucket, 'inbox/.ft-partial/uploads/')).toEqual([]);

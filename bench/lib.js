@@ -20,6 +20,8 @@ const children = new Set();
  */
 export function start(name, command, args, options = {}) {
   const keep = options.keep ?? 65536;
+  // `wrap`: e.g. a network namespace's `ip netns exec NS` (which execs in place: same pid).
+  if (options.wrap) [command, args] = options.wrap(command, args);
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: options.env ?? process.env,
@@ -221,16 +223,47 @@ function connectOnce(port) {
   });
 }
 
+/**
+ * True when the network namespace of `pid` has a TCP socket listening on `port` (any address).
+ * /proc/PID/net/tcp shows the sockets of that process's namespace, unlike /proc/net/tcp.
+ */
+function listeningInNamespaceOf(pid, port) {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const file of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
+    let table;
+    try {
+      table = fs.readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of table.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length >= 4 && fields[1].split(':')[1] === hexPort && fields[3] === '0A') return true;
+    }
+  }
+  return false;
+}
+
 const haveProcNetTcp = fs.existsSync('/proc/net/tcp');
 
 /**
  * Waits until something listens on 127.0.0.1:port. On Linux this reads /proc/net/tcp, which does
  * not disturb the server: a probe connection would be taken by a one-shot listener such as
  * `socat TCP-LISTEN` (without fork) as *the* transfer. Elsewhere it poll-connects, but only when
- * `probeSafe` says the server survives a probe; otherwise it just waits a moment.
+ * `probeSafe` says the server survives a probe; otherwise it just waits a moment. `namespaced`:
+ * the server runs in a network namespace of its own; then /proc/PID/net/tcp (its namespace's
+ * table) is read instead, for a listener on any address.
  */
-export async function waitForListen(proc, port, { timeoutMs = 15000, probeSafe = false } = {}) {
+export async function waitForListen(proc, port, { timeoutMs = 15000, probeSafe = false, namespaced = false } = {}) {
   const deadline = Date.now() + timeoutMs;
+  if (namespaced) {
+    for (;;) {
+      if (proc.done) throw new BenchError(`${proc.name} ${exitText(proc.done)} before it was listening${describeOutput(proc)}`);
+      if (listeningInNamespaceOf(proc.pid, port)) return;
+      if (Date.now() > deadline) throw new BenchError(`${proc.name} was not listening on port ${port} within ${timeoutMs / 1000} s${describeOutput(proc)}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
   if (!haveProcNetTcp && !probeSafe) {
     await new Promise((resolve) => setTimeout(resolve, 500));
     return;
@@ -359,16 +392,21 @@ async function waitForNoNewDescendants(pid, keep, timeoutMs) {
  * Measures the CPU a long-lived server (and every child it forks) spends from now until
  * finish(), which waits until the children forked meanwhile have exited and been reaped
  * (children that were already there keep running and are read live). finish() resolves to
- * { seconds } or { seconds: undefined, reason } when the reading cannot be trusted.
+ * { seconds, peakRss } or { seconds: undefined, reason, peakRss } when the reading cannot be
+ * trusted; peakRss is the highest VmHWM of the server or of one child seen meanwhile.
  */
 export async function watchTreeCpu(pid, everyMs = 100) {
   const before = treeCpuSeconds(pid);
   const seen = new Map(); // descendant pid -> highest utime+stime seen (ticks)
   const start = processTable();
   const already = new Map(descendantsOf(pid, start).map((p) => [p, start.get(p).own])); // counted in `before`
+  let peak = peakRss(pid); // the highest VmHWM of the server or any one of its children
   const poll = () => {
     const table = processTable();
-    for (const p of descendantsOf(pid, table)) seen.set(p, Math.max(seen.get(p) ?? 0, table.get(p).own));
+    for (const p of descendantsOf(pid, table)) {
+      seen.set(p, Math.max(seen.get(p) ?? 0, table.get(p).own));
+      peak = Math.max(peak ?? 0, peakRss(p) ?? 0) || undefined;
+    }
   };
   const timer = setInterval(poll, everyMs);
   timer.unref(); // a transfer that fails never calls finish()
@@ -377,18 +415,20 @@ export async function watchTreeCpu(pid, everyMs = 100) {
       // Keep polling until the connection's children are gone: they may still be working.
       const gone = await waitForNoNewDescendants(pid, already, timeoutMs);
       clearInterval(timer);
-      if (before === undefined) return { seconds: undefined, reason: 'its /proc entry was unreadable' };
-      if (!gone) return { seconds: undefined, reason: `its child processes were still running ${timeoutMs / 1000} s after the transfer` };
+      const peakRssBytes = Math.max(peak ?? 0, peakRss(pid) ?? 0) || undefined;
+      const result = (fields) => ({ ...fields, peakRss: peakRssBytes });
+      if (before === undefined) return result({ seconds: undefined, reason: 'its /proc entry was unreadable' });
+      if (!gone) return result({ seconds: undefined, reason: `its child processes were still running ${timeoutMs / 1000} s after the transfer` });
       const after = treeCpuSeconds(pid);
-      if (after === undefined) return { seconds: undefined, reason: 'it exited before the end of the transfer' };
+      if (after === undefined) return result({ seconds: undefined, reason: 'it exited before the end of the transfer' });
       const seconds = after - before;
       const seenTicks = [...seen].reduce((sum, [p, ticks]) => sum + ticks - (already.get(p) ?? 0), 0);
       const seenSeconds = seenTicks / ticksPerSecond();
       // Each seen tick must be in the reading once reaped; allow 2 ticks of rounding per process.
       if (seenSeconds > seconds + (2 * seen.size) / ticksPerSecond()) {
-        return { seconds: undefined, reason: `its child processes used at least ${seenSeconds.toFixed(2)} s but only ${seconds.toFixed(2)} s came back to it (a child was not reaped by its parent)` };
+        return result({ seconds: undefined, reason: `its child processes used at least ${seenSeconds.toFixed(2)} s but only ${seconds.toFixed(2)} s came back to it (a child was not reaped by its parent)` });
       }
-      return { seconds };
+      return result({ seconds });
     },
   };
 }

@@ -41,7 +41,9 @@ import {
   waitForListen,
   which,
 } from './lib.js';
+import { LINK_CLIENT_ADDRESS, createLink, netnsMissing, parseRate } from './netns.js';
 import { GCM_CIPHER, findSshTools, startSshd } from './sshd.js';
+import { findWormhole, startWormholeServers, wormholeContender } from './wormhole.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 let FT = path.join(ROOT, 'bin', 'ft.js'); // --ft may point at another build
@@ -70,6 +72,7 @@ const TUS_IDS = ['tus-ft', 'tus-ft-plain', 'tus-node', 'tus-node-tls'];
 const ROWS = [
   ['ft', 'ft', { durable: 'yes', verified: 'xxh64', encrypted: 'TLS 1.3' }],
   ['ft-plain', 'ft (plaintext)', { durable: 'yes', verified: 'xxh64', encrypted: 'no' }],
+  ['ft-fresh', 'ft (TLS), source just written', { durable: 'yes', verified: 'xxh64', encrypted: 'TLS 1.3' }],
   ['node-copy', 'node-copy', { durable: 'no', verified: 'no', encrypted: 'no' }],
   ['socat', 'socat', { durable: 'no', verified: 'no', encrypted: 'no' }],
   ['socat+fsync', 'socat+fsync', { durable: 'yes', verified: 'no', encrypted: 'no' }],
@@ -83,6 +86,7 @@ const ROWS = [
   ['tus-ft-plain', 'tus → ft (HTTP, plaintext)', { durable: 'yes', verified: 'xxh64', encrypted: 'no' }],
   ['tus-node', 'tus → @tus/server (HTTP)', { durable: 'no', verified: 'no', encrypted: 'no' }],
   ['tus-node-tls', 'tus → @tus/server (HTTPS)', { durable: 'no', verified: 'no', encrypted: 'TLS 1.3' }],
+  ['wormhole', 'magic-wormhole', { durable: 'no', verified: 'sha256', encrypted: 'SPAKE2 + SecretBox' }],
 ];
 const ROW_PROPS = Object.fromEntries(ROWS.map(([id, , props]) => [id, props]));
 const ROW_IDS_TEXT = ROWS.map(([id]) => id).join(', ');
@@ -396,17 +400,23 @@ function ftEnv() {
   return env;
 }
 
-async function startFtServe(inbox, { plaintext = false, keep } = {}) {
+/**
+ * Where a row's traffic goes: loopback, or with --link the veth pair (the receiving side in one
+ * namespace at `host`, the sender in the other; `serverWrap` / `clientWrap` start a process in each).
+ */
+const LOOPBACK = { link: false, host: '127.0.0.1', serverWrap: undefined, clientWrap: undefined };
+
+async function startFtServe(inbox, { plaintext = false, keep, net = LOOPBACK } = {}) {
   const port = await freePort();
   const f = ftFeatures();
-  const args = [FT, 'serve', inbox, '--port', String(port), '--host', '127.0.0.1', '--json'];
+  const args = [FT, 'serve', inbox, '--port', String(port), '--host', net.host, '--json'];
   if (f.noBeacon) args.push('--no-beacon');
   // One identity for the whole run; a plaintext receiver has no use for one.
   if (f.identity && !plaintext) args.push('--identity', path.join(workDir, 'ft-identity'));
   if (plaintext) args.push('--insecure-plaintext');
   // In plaintext the page has a port of its own (--port + 1 unless told): one known to be free.
   if (plaintext && f.webPort) args.push('--web-port', String(await freePort()));
-  const serve = start('ft serve', NODE, args, { env: ftEnv(), keep });
+  const serve = start('ft serve', NODE, args, { env: ftEnv(), keep, wrap: net.serverWrap });
   const line = await waitForLine(serve, (text) => {
     try {
       return JSON.parse(text).event === 'listening';
@@ -448,11 +458,11 @@ async function runSender(tools, scratch, name, args, timeoutMs, options = {}) {
 }
 
 /** Runs `ft send`; adds ft's own timer (the summary's durationMs). */
-async function ftSend(tools, paths, port, scratch, timeoutMs, variant) {
+async function ftSend(tools, paths, port, scratch, timeoutMs, variant, net = LOOPBACK) {
   // --no-hash-cache: every round measures a first send, which hashes each file (a large one at rest while sending it).
-  const args = [FT, 'send', ...paths, '--to', `127.0.0.1:${port}`, '--json', '--no-hash-cache', ...ftSendArgs(variant)];
+  const args = [FT, 'send', ...paths, '--to', `${net.host}:${port}`, '--json', '--no-hash-cache', ...ftSendArgs(variant)];
   // Keep enough output for the summary line, which lists every file.
-  const { proc: send, seconds, senderPeak, senderCpu } = await runSender(tools, scratch, 'ft send', args, timeoutMs, { keep: 64 * 1024 * 1024, env: ftEnv() });
+  const { proc: send, seconds, senderPeak, senderCpu } = await runSender(tools, scratch, 'ft send', args, timeoutMs, { keep: 64 * 1024 * 1024, env: ftEnv(), wrap: net.clientWrap });
   let internalMs;
   for (const line of send.stdout.split('\n')) {
     try {
@@ -472,28 +482,49 @@ async function ftSend(tools, paths, port, scratch, timeoutMs, variant) {
 async function measured(pid, send, check = async () => undefined) {
   const cpu = await watchTreeCpu(pid);
   const sent = await send();
-  const receiverPeak = peakRss(pid);
   await check();
   const receiver = await cpu.finish();
-  return { ...sent, receiverPeak, receiverCpu: receiver.seconds, cpuNote: receiver.reason };
+  return { ...sent, receiverPeak: receiver.peakRss, receiverCpu: receiver.seconds, cpuNote: receiver.reason };
 }
 
-/** One ft row: ft serve, then ft send; the receiver's CPU from ready to the sender's exit. */
+/**
+ * One ft row: ft serve, then ft send; the receiver's CPU from ready to the sender's exit.
+ * `variant.fresh`: the source is first copied to a new file (outside the timed part, not synced:
+ * its pages are dirty in the page cache and its mtime is now), so ft hashes it before sending.
+ */
 function ftContender(tools, variant, { paths, received, timeoutMs }) {
   return {
     id: variant.id,
     label: variant.label,
     async run(ctx) {
       const inbox = path.join(ctx.outDir, 'inbox');
-      const { serve, port } = await startFtServe(inbox, variant);
+      const net = ctx.net ?? LOOPBACK;
+      const sources = variant.fresh ? paths(ctx).map((file) => freshCopy(file, path.join(ctx.outDir, 'fresh'))) : paths(ctx);
+      const { serve, port } = await startFtServe(inbox, { ...variant, net });
       try {
-        const sent = await measured(serve.pid, () => ftSend(tools, paths(ctx), port, ctx.outDir, timeoutMs(ctx), variant));
+        const sent = await measured(serve.pid, () => ftSend(tools, sources, port, ctx.outDir, timeoutMs(ctx), variant, net));
         return { ...sent, ...received(inbox, ctx) };
       } finally {
         await stop(serve);
       }
     },
   };
+}
+
+/** Copies a file into `dir` through user space with plain writes (no fsync, no reflink); returns the copy. */
+function freshCopy(file, dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const copy = path.join(dir, path.basename(file));
+  const buffer = Buffer.allocUnsafe(8 * 1024 * 1024);
+  const from = fs.openSync(file, 'r');
+  const to = fs.openSync(copy, 'w');
+  try {
+    for (let n; (n = fs.readSync(from, buffer, 0, buffer.length, null)) > 0; ) fs.writeSync(to, buffer, 0, n);
+  } finally {
+    fs.closeSync(from);
+    fs.closeSync(to);
+  }
+  return copy;
 }
 
 /**
@@ -643,6 +674,17 @@ function receiverCpuSince(proc, baseline) {
   return Math.max(0, usage.cpuSeconds - baseline);
 }
 
+/** A sender's CPU and peak RSS from /usr/bin/time (unset without it). */
+function clientUsage(client) {
+  const usage = client.usage();
+  return { senderCpu: usage?.cpuSeconds, senderPeak: usage?.maxRss };
+}
+
+/** A long-lived receiver's CPU, peak RSS and why its CPU was not read, from watchTreeCpu's finish(). */
+function serverUsage(receiver) {
+  return { receiverCpu: receiver.seconds, receiverPeak: receiver.peakRss, cpuNote: receiver.reason };
+}
+
 function rsyncConf(outDir, dest) {
   const conf = path.join(outDir, 'rsyncd.conf');
   const root = process.getuid?.() === 0;
@@ -664,11 +706,11 @@ function rsyncConf(outDir, dest) {
   return conf;
 }
 
-async function startRsyncDaemon(tools, outDir, dest) {
+async function startRsyncDaemon(tools, outDir, dest, net = LOOPBACK) {
   const port = await freePort();
   const conf = rsyncConf(outDir, dest);
-  const daemon = start('rsync daemon', tools.rsync, ['--daemon', '--no-detach', `--config=${conf}`, `--port=${port}`, '--address=127.0.0.1']);
-  await waitForListen(daemon, port, { probeSafe: true });
+  const daemon = start('rsync daemon', tools.rsync, ['--daemon', '--no-detach', `--config=${conf}`, `--port=${port}`, `--address=${net.host}`], { wrap: net.serverWrap });
+  await waitForListen(daemon, port, { probeSafe: true, namespaced: Boolean(net.serverWrap) });
   return { daemon, port };
 }
 
@@ -683,16 +725,17 @@ function rsyncContenders(tools, part) {
   const run = (fsync) => async (ctx) => {
     const dest = path.join(ctx.outDir, 'dest');
     fs.mkdirSync(dest);
-    const { daemon, port } = await startRsyncDaemon(tools, ctx.outDir, dest);
+    const net = ctx.net ?? LOOPBACK;
+    const { daemon, port } = await startRsyncDaemon(tools, ctx.outDir, dest, net);
     try {
       const cpu = await watchTreeCpu(daemon.pid);
       const t0 = process.hrtime.bigint();
-      const args = [...rsyncArgs(tools, fsync), part.paths(ctx)[0], `rsync://127.0.0.1:${port}/bench/`];
-      const client = startTimed(tools.time, path.join(ctx.outDir, 'rsync.time'), 'rsync client', tools.rsync, args);
+      const args = [...rsyncArgs(tools, fsync), part.paths(ctx)[0], `rsync://${net.host}:${port}/bench/`];
+      const client = startTimed(tools.time, path.join(ctx.outDir, 'rsync.time'), 'rsync client', tools.rsync, args, { wrap: net.clientWrap });
       await expectSuccess(client, part.timeoutMs(ctx));
       const seconds = elapsedSeconds(t0);
       const receiver = await cpu.finish();
-      return { seconds, senderCpu: client.usage()?.cpuSeconds, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...part.received(dest, ctx) };
+      return { seconds, ...clientUsage(client), ...serverUsage(receiver), ...part.received(dest, ctx) };
     } finally {
       await stop(daemon);
     }
@@ -730,11 +773,11 @@ function sshContenders(tools, sshd, part) {
         : [...rsyncArgs(tools, false), '-e', [tools.ssh.ssh, '-F', sshd.configFile, ...cipherArgs].join(' '), source, sshd.remote(`${dest}/`)];
     const cpu = await watchTreeCpu(sshd.proc.pid);
     const t0 = process.hrtime.bigint();
-    const client = startTimed(tools.time, path.join(ctx.outDir, `${tool}.time`), tool === 'scp' ? 'scp' : 'rsync -e ssh', tool === 'scp' ? tools.ssh.scp : tools.rsync, args);
+    const client = startTimed(tools.time, path.join(ctx.outDir, `${tool}.time`), tool === 'scp' ? 'scp' : 'rsync -e ssh', tool === 'scp' ? tools.ssh.scp : tools.rsync, args, { wrap: sshd.clientWrap });
     await expectSuccess(client, part.timeoutMs(ctx));
     const seconds = elapsedSeconds(t0);
     const receiver = await cpu.finish();
-    return { seconds, senderCpu: client.usage()?.cpuSeconds, receiverCpu: receiver.seconds, cpuNote: receiver.reason, ...part.received(dest, ctx) };
+    return { seconds, ...clientUsage(client), ...serverUsage(receiver), ...part.received(dest, ctx) };
   };
   if (tools.rsync) {
     for (const v of variants) list.push({ id: `rsync-ssh${v.suffix}`, label: `rsync -e ssh (${v.what})`, run: run('rsync', v.cipher) });
@@ -768,30 +811,30 @@ function largeContenders(tools, sshd) {
         await expectTransfer(receiver, sender, transferTimeoutMs(bytes));
         const seconds = elapsedSeconds(t0);
         await expectSuccess(sender, 10_000);
-        return { seconds, senderCpu: sender.usage()?.cpuSeconds, receiverCpu: receiverCpuSince(receiver, baseline), file };
+        return { seconds, ...clientUsage(sender), receiverCpu: receiverCpuSince(receiver, baseline), receiverPeak: receiver.usage()?.maxRss, file };
       } finally {
         await stop(receiver);
       }
     },
   });
-  const socatRun = (fsync) => async ({ src, outDir, bytes }) => {
+  const socatRun = (fsync) => async ({ src, outDir, bytes, net = LOOPBACK }) => {
     const port = await freePort();
     const name = path.basename(src);
-    const listen = `TCP-LISTEN:${port},reuseaddr,bind=127.0.0.1`;
+    const listen = `TCP-LISTEN:${port},reuseaddr,bind=${net.host}`;
     const timeFile = path.join(outDir, 'receiver.time');
     // Relative names (cwd) so no path needs socat address escaping.
     const receiver = fsync
-      ? startTimed(tools.time, timeFile, 'socat+fsync receiver', 'sh', ['-c', `"$0" -b${SOCAT_BLOCK} -u ${listen} OPEN:${name},creat,trunc && "$1" ${name} .`, tools.socat, tools.sync], { cwd: outDir })
-      : startTimed(tools.time, timeFile, 'socat receiver', tools.socat, [`-b${SOCAT_BLOCK}`, '-u', listen, `OPEN:${name},creat,trunc`], { cwd: outDir });
+      ? startTimed(tools.time, timeFile, 'socat+fsync receiver', 'sh', ['-c', `"$0" -b${SOCAT_BLOCK} -u ${listen} OPEN:${name},creat,trunc && "$1" ${name} .`, tools.socat, tools.sync], { cwd: outDir, wrap: net.serverWrap })
+      : startTimed(tools.time, timeFile, 'socat receiver', tools.socat, [`-b${SOCAT_BLOCK}`, '-u', listen, `OPEN:${name},creat,trunc`], { cwd: outDir, wrap: net.serverWrap });
     try {
-      await waitForListen(receiver, port);
+      await waitForListen(receiver, port, { namespaced: Boolean(net.serverWrap) });
       const baseline = treeCpuSeconds(receiver.pid);
       const t0 = process.hrtime.bigint();
-      const sender = startTimed(tools.time, path.join(outDir, 'sender.time'), 'socat sender', tools.socat, [`-b${SOCAT_BLOCK}`, '-u', `OPEN:${name}`, `TCP:127.0.0.1:${port}`], { cwd: path.dirname(src) });
+      const sender = startTimed(tools.time, path.join(outDir, 'sender.time'), 'socat sender', tools.socat, [`-b${SOCAT_BLOCK}`, '-u', `OPEN:${name}`, `TCP:${net.host}:${port}`], { cwd: path.dirname(src), wrap: net.clientWrap });
       await expectTransfer(receiver, sender, transferTimeoutMs(bytes));
       const seconds = elapsedSeconds(t0);
       await expectSuccess(sender, 10_000);
-      return { seconds, senderCpu: sender.usage()?.cpuSeconds, receiverCpu: receiverCpuSince(receiver, baseline), file: path.join(outDir, name) };
+      return { seconds, ...clientUsage(sender), receiverCpu: receiverCpuSince(receiver, baseline), receiverPeak: receiver.usage()?.maxRss, file: path.join(outDir, name) };
     } finally {
       await stop(receiver);
     }

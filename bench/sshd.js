@@ -1,4 +1,4 @@
-// A private sshd on 127.0.0.1 for the scp and `rsync -e ssh` rows of bench/run.js: its own host
+// A private sshd on 127.0.0.1 (or on the --link namespace's address) for the scp and `rsync -e ssh` rows of bench/run.js: its own host
 // key, client key, authorized_keys, known_hosts and configs in one folder, nothing read from
 // /etc/ssh or ~/.ssh. The sshd is a tracked child (killed with its connections at the end, also
 // on Ctrl-C); the folder is inside the bench's work folder, which is removed at the end.
@@ -33,9 +33,11 @@ function writeConfig(file, lines) {
 
 /**
  * Starts sshd -D on a free port. Returns { proc, port, configFile, defaultCipher, remote(path),
- * stop() }, or throws (with sshd's output) when it does not start or refuses our key.
+ * clientWrap, stop() }, or throws (with sshd's output) when it does not start or refuses our key.
+ * `net` (bench/run.js's --link): the address to listen on and the namespaces of sshd
+ * (`serverWrap`) and of the clients (`clientWrap`, handed back for scp and rsync).
  */
-export async function startSshd(ssh, dir, onCleanup) {
+export async function startSshd(ssh, dir, onCleanup, net = { host: '127.0.0.1' }) {
   fs.mkdirSync(dir, { mode: 0o700 });
   const home = path.join(dir, 'home'); // an empty HOME: no rc files for the remote shell to read
   fs.mkdirSync(home);
@@ -50,7 +52,7 @@ export async function startSshd(ssh, dir, onCleanup) {
   const port = await freePort();
   const sshdConfig = path.join(dir, 'sshd_config');
   writeConfig(sshdConfig, [
-    `ListenAddress 127.0.0.1:${port}`,
+    `ListenAddress ${net.host}:${port}`,
     `HostKey ${hostKey}`,
     `PidFile ${path.join(dir, 'sshd.pid')}`,
     `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
@@ -78,7 +80,7 @@ export async function startSshd(ssh, dir, onCleanup) {
   const clientConfig = path.join(dir, 'ssh_config');
   writeConfig(clientConfig, [
     `Host ${HOST}`,
-    '  HostName 127.0.0.1',
+    `  HostName ${net.host}`,
     `  Port ${port}`,
     `  User ${user}`,
     `  IdentityFile ${clientKey}`,
@@ -111,9 +113,9 @@ export async function startSshd(ssh, dir, onCleanup) {
       }
     });
   }
-  const proc = start('sshd', ssh.sshd, ['-D', '-e', '-f', sshdConfig], { killTree: true });
-  await waitForListen(proc, port, { probeSafe: true });
-  const check = start('ssh (first login)', ssh.ssh, ['-F', clientConfig, HOST, 'true']);
+  const proc = start('sshd', ssh.sshd, ['-D', '-e', '-f', sshdConfig], { killTree: true, wrap: net.serverWrap });
+  await waitForListen(proc, port, { probeSafe: true, namespaced: Boolean(net.serverWrap) });
+  const check = start('ssh (first login)', ssh.ssh, ['-F', clientConfig, HOST, 'true'], { wrap: net.clientWrap });
   try {
     await expectSuccess(check, 30_000);
   } catch (error) {
@@ -134,6 +136,7 @@ export async function startSshd(ssh, dir, onCleanup) {
     defaultCipher,
     /** `host:path` for scp and rsync. */
     remote: (file) => `${HOST}:${file}`,
+    clientWrap: net.clientWrap,
     stop: () => stop(proc),
   };
 }

@@ -543,9 +543,4 @@ export function parseSize(text) {
 // The same units as the ft command prints (npm run bench builds dist/ first).
 export { formatBytes } from '../dist/cli/format.js';
 
-/** Rounds to 3 significant digits for display, keeping integers above 100 whole. */
-export function fmt(value, digits = 3) {
-  if (value === undefined || value === null || !Number.isFinite(value)) return '–';
-  if (Math.abs(value) >= 10 ** digits) return Math.round(value).toLocaleString('en-US');
-  return Number(value.toPrecision(digits)).toString();
-}
+export { fmt } from './summary.js';

@@ -23,7 +23,6 @@ import {
   describeOutput,
   expectSuccess,
   expectTransfer,
-  fmt,
   formatBytes,
   freePort,
   killAll,
@@ -43,6 +42,7 @@ import {
 } from './lib.js';
 import { LINK_CLIENT_ADDRESS, createLink, netnsMissing, parseRate } from './netns.js';
 import { GCM_CIPHER, findSshTools, startSshd } from './sshd.js';
+import { cpuPer, fmt, linkPercent, mibText, rangeText, spread, toolCell } from './summary.js';
 import { findWormhole, startWormholeServers, wormholeContender } from './wormhole.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -98,7 +98,9 @@ daemon (with and without --fsync), and scp and rsync -e ssh (AES-GCM and default
 private sshd, alternating the tools round by round and reporting medians and CPU time per side.
 When this ft has --insecure-plaintext, ft runs twice: with TLS (its default) and in plaintext.
 When ft serve has its tus endpoint, tus-js-client uploads the same data to it (HTTPS, and HTTP in
-plaintext) and to @tus/server with @tus/file-store (HTTP and HTTPS).
+plaintext) and to @tus/server with @tus/file-store (HTTP and HTTPS). As root, magic-wormhole runs
+with a local mailbox server and transit relay in a network namespace with only loopback up.
+The ft (TLS) row runs again on a large file written just before the send (ft hashes it first).
 
   --rounds N          rounds for the large-file and small-files parts (default 3)
   --size SIZE         large file size, binary units: 256M, 1G (default 1G)
@@ -108,6 +110,10 @@ plaintext) and to @tus/server with @tus/file-store (HTTP and HTTPS).
   --only PARTS        large, small, latency or a comma list (default: all)
   --tools IDS         only these rows, a comma list of ids (ft always runs: the ratios
                       refer to it): ${ROW_IDS_TEXT}
+  --link RATE         also run ft, socat, rsync (daemon) and scp / rsync -e ssh (AES-GCM) over a
+                      veth pair between two network namespaces, shaped to RATE (tc tbf on
+                      both ends: 1gbit, 100mbit), the large file and the small files; reports
+                      MB/s and % of the link. Needs root; off by default
   --quick             256M, 1 round, 2000 small files (explicit options still win)
   --dir DIR           create the work folder under DIR (an existing folder) instead of ${os.tmpdir()}
   --ft FILE           the ft entry point to run (default: this checkout's bin/ft.js)
@@ -133,6 +139,7 @@ function parseOptions(argv) {
         only: { type: 'string' },
         tools: { type: 'string' },
         quick: { type: 'boolean', default: false },
+        link: { type: 'string' },
         dir: { type: 'string' },
         ft: { type: 'string' },
         json: { type: 'boolean', default: false },
@@ -171,6 +178,8 @@ function parseOptions(argv) {
     parts: new Set(parts),
     tools: wanted,
     quick: v.quick,
+    linkBits: v.link === undefined ? undefined : parseRate(v.link),
+    linkText: v.link,
     dir: v.dir,
     ft: v.ft,
     json: v.json,
@@ -207,6 +216,7 @@ function findTools() {
     cmp: which('cmp'),
     time: time && capture(time, ['-f', '%M', 'true']) !== undefined ? time : undefined,
     ssh: findSshTools(),
+    wormhole: findWormhole(),
   };
 }
 
@@ -387,6 +397,11 @@ function ftVariants() {
     { id: 'ft', label: 'ft (TLS)', plaintext: false },
     { id: 'ft-plain', label: 'ft (plaintext)', plaintext: true },
   ];
+}
+
+/** ft with default options on a source written just before the send (the large file only). */
+function ftFreshVariant() {
+  return { id: 'ft-fresh', label: `${ftVariants()[0].label}, source just written`, plaintext: false, fresh: true };
 }
 
 /**
@@ -786,8 +801,14 @@ function sshContenders(tools, sshd, part) {
   return list;
 }
 
-/** Large-file contenders: each run() returns { seconds, file, ...extras } and leaves nothing running. */
-function largeContenders(tools, sshd) {
+/** Rows that also run over --link (the others need loopback or a namespace of their own). */
+const LINK_ROWS = ['ft', 'ft-plain', 'socat', 'rsync', 'rsync-ssh-gcm', 'scp-gcm'];
+
+/**
+ * Large-file contenders: each run() returns { seconds, file, ...extras } and leaves nothing running.
+ * `peers`: { wormhole } servers when that row runs.
+ */
+function largeContenders(tools, sshd, peers = {}) {
   const part = {
     paths: (ctx) => [ctx.src],
     received: (dir, ctx) => ({ file: path.join(dir, path.basename(ctx.src)) }),
@@ -795,7 +816,7 @@ function largeContenders(tools, sshd) {
     receivedTusStore: (store, ctx) => ({ file: tusStoreFiles(store).get(path.basename(ctx.src)) ?? path.join(store, '(no upload named big.bin)') }),
     timeoutMs: (ctx) => transferTimeoutMs(ctx.bytes),
   };
-  const list = ftVariants().map((variant) => ftContender(tools, variant, part));
+  const list = [...ftVariants(), ftFreshVariant()].map((variant) => ftContender(tools, variant, part));
   list.push({
     id: 'node-copy',
     label: 'node-copy',
@@ -844,10 +865,11 @@ function largeContenders(tools, sshd) {
     if (tools.sync) list.push({ id: 'socat+fsync', label: 'socat+fsync', run: socatRun(true) });
   }
   list.push(...rsyncContenders(tools, part), ...sshContenders(tools, sshd, part), ...tusContenders(tools, part));
+  if (peers.wormhole) list.push(wormholeContender(tools, peers.wormhole, part));
   return list;
 }
 
-const SMALL_ROWS = ['ft', 'ft-plain', 'rsync', 'rsync+fsync', ...SSH_IDS, ...TUS_IDS];
+const SMALL_ROWS = ['ft', 'ft-plain', 'rsync', 'rsync+fsync', ...SSH_IDS, ...TUS_IDS, 'wormhole'];
 
 /** The contenders --tools asks for (all by default; ft always). */
 function chosen(opts, contenders) {
@@ -868,21 +890,29 @@ function skippedNotes(tools) {
     if (!tools.rsync) notes['rsync-ssh-gcm'] = notes['rsync-ssh'] = notes.rsync;
     if (!tools.ssh.gcm) notes['scp-gcm'] = notes['rsync-ssh-gcm'] = `this ssh has no ${GCM_CIPHER}`;
   }
+  if (tools.wormhole.missing) notes.wormhole = tools.wormhole.missing;
   if (!tools.time) notes.cpu = 'CPU time of the senders and of socat and node-copy receivers not measured: /usr/bin/time not installed (apt-get install time)';
   return notes;
 }
 
 /* ================================================================ part 1: one large file */
 
-/** Medians over the rounds: time, rate and each side's CPU seconds (rounds without a reading left out). */
-function summarise(list, extra) {
+/**
+ * Medians over the rounds: time, rate (`rateKey`, with its min-max) and each side's CPU seconds
+ * (rounds without a reading left out), and each side's highest peak RSS.
+ */
+function summarise(list, extra, rateKey) {
   const cpuNotes = [...new Set(list.map((r) => r.cpuNote).filter(Boolean))];
   return {
     runs: list,
     seconds: median(list.map((r) => r.seconds)),
     ...extra,
+    [rateKey]: median(list.map((r) => r[rateKey])),
+    range: spread(list.map((r) => r[rateKey])),
     senderCpu: median(list.map((r) => r.senderCpu)),
     receiverCpu: median(list.map((r) => r.receiverCpu)),
+    senderPeak: peakOf(list, 'senderPeak'),
+    receiverPeak: peakOf(list, 'receiverPeak'),
     ...(cpuNotes.length ? { cpuNote: `receiver CPU not measured in ${list.filter((r) => r.receiverCpu === undefined).length} of ${list.length} rounds: ${cpuNotes.join('; ')}` } : {}),
   };
 }
@@ -907,28 +937,33 @@ function cpuText(result) {
   return `CPU ${text(result.senderCpu)} / ${text(result.receiverCpu)}`;
 }
 
-async function benchLarge(opts, tools, sshd) {
-  const srcDir = path.join(workDir, 'large-src');
+/**
+ * `where`: { net, tag, peers } — over --link: the link's net, 'link large' in logs and folder
+ * names, and only LINK_ROWS; peers: servers some rows need (wormhole).
+ */
+async function benchLarge(opts, tools, sshd, where = {}) {
+  const { net = LOOPBACK, tag = 'large', peers = {} } = where;
+  const srcDir = path.join(workDir, `${tag.replace(/\W/g, '-')}-src`);
   fs.mkdirSync(srcDir);
   const src = path.join(srcDir, 'big.bin');
-  log(`large: writing ${formatBytes(opts.size)} of random data`);
+  log(`${tag}: writing ${formatBytes(opts.size)} of random data`);
   await writeRandomFile(src, opts.size);
   // A file at rest, as one sent from disk usually is: ft hashes a file written within the last
   // minute before sending it (it may be changing still), and any other while sending it.
   const anHourAgo = new Date(Date.now() - 3600_000);
   fs.utimesSync(src, anHourAgo, anHourAgo);
   readThrough([src], tools);
-  const contenders = chosen(opts, largeContenders(tools, sshd));
+  const contenders = chosen(opts, largeContenders(tools, sshd, peers)).filter((c) => !net.link || LINK_ROWS.includes(c.id));
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
   const failures = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
     for (const contender of rotated(contenders, round - 1)) {
-      const outDir = path.join(workDir, `large-${contender.id.replace(/\W/g, '_')}-${round}`);
+      const outDir = path.join(workDir, `${tag.replace(/\W/g, '-')}-${contender.id.replace(/\W/g, '_')}-${round}`);
       fs.mkdirSync(outDir);
       settle(tools);
       let result;
       try {
-        result = await contender.run({ src, outDir, bytes: opts.size });
+        result = await contender.run({ src, outDir, bytes: opts.size, net });
         let size;
         try {
           size = fs.statSync(result.file).size;
@@ -938,7 +973,7 @@ async function benchLarge(opts, tools, sshd) {
         if (size !== opts.size) throw new BenchError(`${contender.label}: received ${size} bytes, expected ${opts.size}`);
         if (!(await sameBytes(tools, src, result.file))) throw new BenchError(`${contender.label}: the received file differs from the original`);
       } catch (error) {
-        failures[contender.id].push(failed('large', round, opts, contender, error));
+        failures[contender.id].push(failed(tag, round, opts, contender, error));
         continue;
       } finally {
         fs.rmSync(outDir, { recursive: true, force: true });
@@ -946,8 +981,8 @@ async function benchLarge(opts, tools, sshd) {
       const mbps = opts.size / 1e6 / result.seconds;
       runs[contender.id].push({ ...result, file: undefined, mbps });
       const extra = result.internalMs !== undefined ? `, ft's own timer ${(result.internalMs / 1000).toFixed(2)} s` : '';
-      log(`large: round ${round}/${opts.rounds} ${contender.label.padEnd(LABEL_WIDTH)} ${fmt(mbps).padStart(6)} MB/s (${result.seconds.toFixed(2)} s${extra}; ${cpuText(result)})`);
-      if (result.cpuNote) log(`large: ${contender.label}: receiver CPU not measured: ${result.cpuNote}`);
+      log(`${tag}: round ${round}/${opts.rounds} ${contender.label.padEnd(LABEL_WIDTH)} ${fmt(mbps).padStart(6)} MB/s (${result.seconds.toFixed(2)} s${extra}; ${cpuText(result)})`);
+      if (result.cpuNote) log(`${tag}: ${contender.label}: receiver CPU not measured: ${result.cpuNote}`);
     }
   }
   fs.rmSync(srcDir, { recursive: true, force: true });
@@ -955,14 +990,16 @@ async function benchLarge(opts, tools, sshd) {
   const gib = opts.size / 1024 ** 3;
   for (const contender of contenders) {
     const list = runs[contender.id];
-    const result = summarise(list, { label: contender.label, failures: failures[contender.id], mbps: median(list.map((r) => r.mbps)) });
-    result.senderCpuPerGiB = result.senderCpu === undefined ? undefined : result.senderCpu / gib;
-    result.receiverCpuPerGiB = result.receiverCpu === undefined ? undefined : result.receiverCpu / gib;
+    const result = summarise(list, { label: contender.label, failures: failures[contender.id] }, 'mbps');
+    result.senderCpuPerGiB = cpuPer(result.senderCpu, gib, 1);
+    result.receiverCpuPerGiB = cpuPer(result.receiverCpu, gib, 1);
+    if (net.link) result.linkPercent = linkPercent(result.mbps, net.rateBits);
     results[contender.id] = result;
   }
   for (const result of Object.values(results)) result.ftRatio = results.ft.mbps / result.mbps;
   const ft = runs.ft;
   return {
+    ...(net.link ? { linkBits: net.rateBits } : {}),
     bytes: opts.size,
     rounds: opts.rounds,
     tools: results,
@@ -1018,10 +1055,12 @@ function checkSmallCopy(label, srcDir, destDir) {
   }
 }
 
-async function benchSmall(opts, tools, sshd) {
-  const srcParent = path.join(workDir, 'small-src');
+/** `where`: as for benchLarge. */
+async function benchSmall(opts, tools, sshd, where = {}) {
+  const { net = LOOPBACK, tag = 'small', peers = {} } = where;
+  const srcParent = path.join(workDir, `${tag.replace(/\W/g, '-')}-src`);
   const srcDir = path.join(srcParent, 'files');
-  log(`small: writing ${opts.smallCount} files of ${formatBytes(opts.smallSize)}`);
+  log(`${tag}: writing ${opts.smallCount} files of ${formatBytes(opts.smallSize)}`);
   makeSmallFiles(srcDir, opts.smallCount, opts.smallSize);
   readThrough(listFiles(srcDir).map((f) => path.join(srcDir, f)), tools);
   const totalBytes = opts.smallCount * opts.smallSize;
@@ -1038,42 +1077,46 @@ async function benchSmall(opts, tools, sshd) {
     ...rsyncContenders(tools, part),
     ...sshContenders(tools, sshd, part),
     ...tusContenders(tools, part),
-  ]);
+    ...(peers.wormhole ? [wormholeContender(tools, peers.wormhole, part)] : []),
+  ]).filter((c) => !net.link || LINK_ROWS.includes(c.id));
   const runs = Object.fromEntries(contenders.map((c) => [c.id, []]));
   const failures = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let round = 1; round <= opts.rounds; round++) {
     for (const contender of rotated(contenders, round - 1)) {
-      const outDir = path.join(workDir, `small-${contender.id}-${round}`);
+      const outDir = path.join(workDir, `${tag.replace(/\W/g, '-')}-${contender.id.replace(/\W/g, '_')}-${round}`);
       fs.mkdirSync(outDir);
       settle(tools);
       let result;
       try {
-        result = await contender.run({ outDir });
+        result = await contender.run({ outDir, net });
         if (result.tusStore) checkTusStore(contender.label, srcDir, result.tusStore);
         else checkSmallCopy(contender.label, srcDir, result.dest);
       } catch (error) {
-        failures[contender.id].push(failed('small', round, opts, contender, error));
+        failures[contender.id].push(failed(tag, round, opts, contender, error));
         continue;
       } finally {
         fs.rmSync(outDir, { recursive: true, force: true });
       }
       const filesPerSecond = opts.smallCount / result.seconds;
       runs[contender.id].push({ ...result, dest: undefined, filesPerSecond, mbps: totalBytes / 1e6 / result.seconds });
-      log(`small: round ${round}/${opts.rounds} ${contender.label.padEnd(LABEL_WIDTH)} ${fmt(filesPerSecond).padStart(6)} files/s (${result.seconds.toFixed(2)} s; ${cpuText(result)})`);
-      if (result.cpuNote) log(`small: ${contender.label}: receiver CPU not measured: ${result.cpuNote}`);
+      log(`${tag}: round ${round}/${opts.rounds} ${contender.label.padEnd(LABEL_WIDTH)} ${fmt(filesPerSecond).padStart(6)} files/s (${result.seconds.toFixed(2)} s; ${cpuText(result)})`);
+      if (result.cpuNote) log(`${tag}: ${contender.label}: receiver CPU not measured: ${result.cpuNote}`);
     }
   }
   fs.rmSync(srcParent, { recursive: true, force: true });
   const results = {};
   for (const contender of contenders) {
     const list = runs[contender.id];
-    const result = summarise(list, { label: contender.label, failures: failures[contender.id], filesPerSecond: median(list.map((r) => r.filesPerSecond)), mbps: median(list.map((r) => r.mbps)) });
-    result.senderCpuMsPerFile = result.senderCpu === undefined ? undefined : (result.senderCpu * 1000) / opts.smallCount;
-    result.receiverCpuMsPerFile = result.receiverCpu === undefined ? undefined : (result.receiverCpu * 1000) / opts.smallCount;
+    const result = summarise(list, { label: contender.label, failures: failures[contender.id], mbps: median(list.map((r) => r.mbps)), mbpsRange: spread(list.map((r) => r.mbps)) }, 'filesPerSecond');
+    // CPU seconds per 1,000 files (numerically the same as milliseconds per file).
+    result.senderCpuPer1000 = cpuPer(result.senderCpu, opts.smallCount, 1000);
+    result.receiverCpuPer1000 = cpuPer(result.receiverCpu, opts.smallCount, 1000);
+    if (net.link) result.linkPercent = linkPercent(result.mbps, net.rateBits);
     results[contender.id] = result;
   }
   for (const result of Object.values(results)) result.ftRatio = results.ft.filesPerSecond / result.filesPerSecond;
   return {
+    ...(net.link ? { linkBits: net.rateBits } : {}),
     count: opts.smallCount,
     size: opts.smallSize,
     rounds: opts.rounds,
@@ -1205,41 +1248,60 @@ function markdown(results, opts) {
   const refLabel = (part) => part.tools.ft.label;
   const promises = ['durable', 'verified', 'encrypted'];
   const table = (part, ids, headers, cells) => {
-    row(['tool', ...headers, ...promises]);
-    row(['---', ...headers.map(() => '---:'), ...promises.map(() => '---')]);
+    const heads = [...headers, 'sender peak RSS', 'receiver peak RSS'];
+    row(['tool', ...heads, 'durable', 'verifies', 'encrypts']);
+    row(['---', ...heads.map(() => '---:'), ...promises.map(() => '---')]);
     for (const [id, label, props] of ROWS) {
       if (!ids.includes(id) || (opts.tools && !opts.tools.has(id))) continue;
       const r = part.tools[id];
       const marks = promises.map((key) => props[key]);
-      if (r) {
-        // A tool that failed keeps its row and says so; its figures are those of the rounds that worked.
-        const failedText = r.runs.length === 0 ? ' (failed)' : r.failures?.length ? ` (failed ${r.failures.length} of ${opts.rounds})` : '';
-        row([`${r.label}${failedText}`, ...cells(r), ...marks]);
-      } else if (notes[id]) row([label, 'skipped', ...headers.slice(1).map(() => '–'), ...marks]);
+      // A tool that failed keeps its row and says so (the reason is in a note below); its
+      // figures are those of the rounds that worked.
+      if (r) row([toolCell(r.label, r.runs.length, r.failures?.length ?? 0), ...cells(r), mibText(r.senderPeak), mibText(r.receiverPeak), ...marks]);
+      else if (notes[id]) row([label, 'skipped', ...heads.slice(1).map(() => '–'), ...marks]);
     }
     lines.push('');
   };
-  if (results.large) {
-    const part = results.large;
-    lines.push(`${formatBytes(part.bytes)} file, ${rounds}:`, '');
-    table(part, ROWS.map(([id]) => id), ['MB/s', 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU-s/GiB', 'receiver CPU-s/GiB'], (r) => [
+  const cpu = (v) => (v === undefined ? '–' : v.toFixed(2));
+  const percent = (v) => (v === undefined ? '–' : `${v.toFixed(0)} %`);
+  const largeTable = (part, ids, link) =>
+    table(part, ids, ['MB/s', 'min–max', ...(link ? ['% of link'] : []), 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU-s/GiB', 'receiver CPU-s/GiB'], (r) => [
       fmt(r.mbps),
+      rangeText(r.range),
+      ...(link ? [percent(r.linkPercent)] : []),
       seconds(r.seconds),
       ratio(r.ftRatio),
-      seconds(r.senderCpuPerGiB),
-      seconds(r.receiverCpuPerGiB),
+      cpu(r.senderCpuPerGiB),
+      cpu(r.receiverCpuPerGiB),
     ]);
+  const smallTable = (part, ids, link) =>
+    table(part, ids, ['files/s', 'min–max', ...(link ? ['MB/s', '% of link'] : []), 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU-s/1,000 files', 'receiver CPU-s/1,000 files'], (r) => [
+      fmt(r.filesPerSecond),
+      rangeText(r.range),
+      ...(link ? [fmt(r.mbps), percent(r.linkPercent)] : []),
+      seconds(r.seconds),
+      ratio(r.ftRatio),
+      cpu(r.senderCpuPer1000),
+      cpu(r.receiverCpuPer1000),
+    ]);
+  if (results.large) {
+    lines.push(`${formatBytes(results.large.bytes)} file, ${rounds}:`, '');
+    largeTable(results.large, ROWS.map(([id]) => id), false);
   }
   if (results.small) {
     const part = results.small;
     lines.push(`${part.count.toLocaleString('en-US')} × ${formatBytes(part.size)} files, ${rounds}:`, '');
-    table(part, SMALL_ROWS, ['files/s', 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU ms/file', 'receiver CPU ms/file'], (r) => [
-      fmt(r.filesPerSecond),
-      seconds(r.seconds),
-      ratio(r.ftRatio),
-      r.senderCpuMsPerFile === undefined ? '–' : fmt(r.senderCpuMsPerFile),
-      r.receiverCpuMsPerFile === undefined ? '–' : fmt(r.receiverCpuMsPerFile),
-    ]);
+    smallTable(part, SMALL_ROWS, false);
+  }
+  const link = results.link;
+  if (link?.error) lines.push(`Over a ${link.rate} link: not measured, ${link.error}.`, '');
+  if (link?.large) {
+    lines.push(`Over a ${link.rate} link (veth pair between two network namespaces, tbf on both ends), ${formatBytes(link.large.bytes)} file, ${rounds}:`, '');
+    largeTable(link.large, LINK_ROWS, true);
+  }
+  if (link?.small) {
+    lines.push(`Over the ${link.rate} link, ${link.small.count.toLocaleString('en-US')} × ${formatBytes(link.small.size)} files, ${rounds}:`, '');
+    smallTable(link.small, LINK_ROWS, true);
   }
 
   const targetHeads = {
@@ -1298,6 +1360,12 @@ function markdown(results, opts) {
   const perRound = (part, key, unit) => {
     for (const r of Object.values(part.tools)) lines.push(`- ${r.label}: ${r.runs.map((x) => fmt(x[key])).join(', ')} ${unit}`);
   };
+  for (const [part, what, key, unit] of [[link?.large, 'large file over the link', 'mbps', 'MB/s'], [link?.small, 'small files over the link', 'filesPerSecond', 'files/s']]) {
+    if (part && opts.rounds > 1) {
+      lines.push(`Per round, ${what}:`);
+      perRound(part, key, unit);
+    }
+  }
   if (results.large && opts.rounds > 1) {
     lines.push('Per round, large file:');
     perRound(results.large, 'mbps', 'MB/s');
@@ -1328,21 +1396,27 @@ function markdown(results, opts) {
       `socat: \`socat -b${SOCAT_BLOCK} -u\`, no fsync; socat+fsync adds \`sync FILE DIR\` (fsync of the file and its folder) on the receiver. ` +
       'rsync: daemon on loopback, `rsync -a --whole-file --checksum-choice=xxh128` into an empty folder (whole-file checksum, temp file + rename, no fsync); rsync+fsync adds `--fsync` (fsync of each file, not of its folder). ' +
       `rsync -e ssh and scp (\`scp -p\`, -r for folders; SFTP protocol): to a private sshd on loopback (own host and client keys, empty HOME), with \`-c ${GCM_CIPHER}\` (AES-GCM) or ssh's default cipher negotiation, nothing fsynced. ` +
-      'CPU: seconds of user + system time per GiB (per file for small files), sender = the whole sending process and its children (`/usr/bin/time`), receiver = the receiving process tree from ready to done ' +
+      'ft (TLS), source just written: the same, but the large file is first copied to a new file with plain writes (outside the timed part, not synced: dirty in the page cache, modified just now), so the sender hashes it whole before sending (the one-minute rule) instead of while sending. ' +
+      'magic-wormhole: `wormhole send` and `wormhole receive --accept-file` with the same code, started together, both inside a network namespace with only loopback up, with a local mailbox server and transit relay there (`--relay-url`, `--transit-helper`); folders are zipped by the sender and unzipped by the receiver; the receiver\'s SHA-256 is compared by the sender; nothing fsynced; both sides\' CPU and memory include Python\'s start-up. ' +
+      'CPU: seconds of user + system time per GiB (per 1,000 files for small files), sender = the whole sending process and its children (`/usr/bin/time`), receiver = the receiving process tree from ready to done ' +
       '(the sshd connection processes for ssh, including key exchange and login), from /proc utime + stime + cutime + cstime. ' +
       'tus rows: tus-js-client 4 in Node (bench/tus-client.js, a process of its own: the sender), which computes each file\'s XXH64 (xxhash-wasm, as the upload page does) and sends it as `hash` metadata to every server alike, then uploads it (POST, then one PATCH of the whole file), ' +
       `${TUS_CONCURRENCY} uploads at once over keep-alive connections for the small files (each as \`files/<name>\` by relativePath); ` +
       'to `ft serve`\'s endpoint (`/files/`: HTTPS on ft\'s own port with its identity; in plaintext, its HTTP port), where each upload is verified, fsynced and renamed into the inbox before the last PATCH is answered, ' +
       'and to @tus/server 2 + @tus/file-store (bench/tus-server.js: HTTP, or HTTPS with a self-signed P-256 certificate and ft\'s TLS 1.3 settings), which writes each upload to its own file and neither verifies nor fsyncs. ' +
-      'Ratio = ft ÷ tool: below 1 means ft is slower.',
+      'Peak RSS: the highest VmHWM of one process on that side (`/usr/bin/time` %M; for a server, the server or any child it forked for the connection, polled). ' +
+      'Ratio = ft ÷ tool: below 1 means ft is slower.' +
+      (link?.rateBits
+        ? ` Over the link: the receiving side (ft serve, socat, rsync daemon, sshd) in one network namespace, the sender in another, joined by a veth pair with \`tc qdisc tbf rate ${link.rate} burst 256k latency 20ms\` on both ends; % of link = payload MB/s × 8 ÷ the rate.`
+        : ''),
   );
   for (const [ids, note] of groupedNotes(notes)) lines.push('', `Note: ${ids.includes('cpu') ? note : `${ids.join(', ')} skipped: ${note}`}.`);
   const cpuNotes = [];
-  for (const part of [results.large, results.small]) {
+  for (const part of [results.large, results.small, link?.large, link?.small]) {
     for (const r of Object.values(part?.tools ?? {})) if (r.cpuNote) cpuNotes.push(`${r.label}: ${r.cpuNote}`);
   }
   for (const note of cpuNotes) lines.push('', `Note: ${note}.`);
-  for (const [part, what] of [[results.large, 'large file'], [results.small, 'small files']]) {
+  for (const [part, what] of [[results.large, 'large file'], [results.small, 'small files'], [link?.large, 'large file over the link'], [link?.small, 'small files over the link']]) {
     for (const r of Object.values(part?.tools ?? {})) {
       if (r.failures?.length) lines.push('', `Note: ${r.label} failed in ${r.failures.length} of ${opts.rounds} rounds (${what}): ${[...new Set(r.failures)].join('; ')}.`);
     }
@@ -1379,6 +1453,55 @@ async function sshdForRows(tools, skipped) {
   }
 }
 
+/** The wormhole mailbox server and transit relay in their namespace, or undefined (reason in `skipped`). */
+async function wormholeForRows(opts, tools, skipped) {
+  if (tools.wormhole.missing || (opts.tools && !opts.tools.has('wormhole'))) return undefined;
+  try {
+    const servers = await startWormholeServers(tools.wormhole, path.join(workDir, 'wormhole'), onCleanup);
+    log('bench: wormhole mailbox server and transit relay in a namespace with only loopback');
+    return servers;
+  } catch (error) {
+    skipped.wormhole = `the mailbox server or transit relay did not start: ${error.message.split('\n').map((l) => l.trim()).filter(Boolean).join(' ').slice(0, 300)}`;
+    log(`bench: skipping wormhole: ${skipped.wormhole}`);
+    return undefined;
+  }
+}
+
+/**
+ * The --link part: the two namespaces and their shaped veth pair, an sshd in the receiving one,
+ * then the large file and the small files with LINK_ROWS; everything removed after.
+ */
+async function benchLink(opts, tools) {
+  const rate = opts.linkText;
+  const missing = netnsMissing();
+  if (missing) {
+    log(`bench: --link not run: ${missing}`);
+    return { rate, error: missing };
+  }
+  const link = createLink(opts.linkBits, onCleanup);
+  log(`bench: --link ${rate}: ${link.server.name} (${link.serverAddress}, receivers) <-> ${link.client.name} (${LINK_CLIENT_ADDRESS}, senders)`);
+  const net = { link: true, host: link.serverAddress, serverWrap: link.server.wrap, clientWrap: link.client.wrap, rateBits: link.rateBits };
+  const linkSkipped = {};
+  let sshd;
+  if (!tools.ssh.missing && (!opts.tools || opts.tools.has('scp-gcm') || opts.tools.has('rsync-ssh-gcm'))) {
+    try {
+      sshd = await startSshd(tools.ssh, path.join(workDir, 'sshd-link'), onCleanup, net);
+    } catch (error) {
+      linkSkipped.ssh = error.message.split('\n')[0];
+      log(`bench: no sshd on the link, skipping scp and rsync -e ssh there: ${linkSkipped.ssh}`);
+    }
+  }
+  const result = { rate, rateBits: link.rateBits, skipped: linkSkipped };
+  try {
+    if (opts.parts.has('large')) result.large = await benchLarge(opts, tools, sshd, { net, tag: 'link large' });
+    if (opts.parts.has('small')) result.small = await benchSmall(opts, tools, sshd, { net, tag: 'link small' });
+  } finally {
+    await sshd?.stop();
+    link.remove();
+  }
+  return result;
+}
+
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
   installCleanup();
@@ -1401,7 +1524,7 @@ async function main() {
   makeWorkDir(opts.dir);
   log(`bench: work folder ${workDir}`);
   let needed = 64 * 1024 ** 2;
-  if (opts.parts.has('large')) needed += opts.size * 2.2;
+  if (opts.parts.has('large')) needed += opts.size * 3.2; // source, received copy, ft-fresh's copy
   if (opts.parts.has('small')) needed += opts.smallCount * Math.max(opts.smallSize, 4096) * 2.5;
   checkFreeSpace(workDir, needed);
 
@@ -1414,10 +1537,14 @@ async function main() {
     skipped,
     busyBefore,
   };
-  const sshd = opts.parts.has('large') || opts.parts.has('small') ? await sshdForRows(tools, skipped) : undefined;
-  if (opts.parts.has('large')) results.large = await benchLarge(opts, tools, sshd);
-  if (opts.parts.has('small')) results.small = await benchSmall(opts, tools, sshd);
+  const transfers = opts.parts.has('large') || opts.parts.has('small');
+  const sshd = transfers ? await sshdForRows(tools, skipped) : undefined;
+  const peers = { wormhole: transfers ? await wormholeForRows(opts, tools, skipped) : undefined };
+  if (opts.parts.has('large')) results.large = await benchLarge(opts, tools, sshd, { peers });
+  if (opts.parts.has('small')) results.small = await benchSmall(opts, tools, sshd, { peers });
   await sshd?.stop();
+  await peers.wormhole?.stop();
+  if (opts.linkBits && transfers) results.link = await benchLink(opts, tools);
   if (opts.parts.has('latency')) results.latency = await benchLatency(opts);
   results.targets = targets(results, opts);
   cleanupSync();

@@ -1247,7 +1247,7 @@ function markdown(results, opts) {
   const ratio = (v) => (Number.isFinite(v) ? v.toFixed(2) : '–');
   const refLabel = (part) => part.tools.ft.label;
   const promises = ['durable', 'verified', 'encrypted'];
-  const table = (part, ids, headers, cells) => {
+  const table = (part, ids, headers, cells, partNotes = notes) => {
     const heads = [...headers, 'sender peak RSS', 'receiver peak RSS'];
     row(['tool', ...heads, 'durable', 'verifies', 'encrypts']);
     row(['---', ...heads.map(() => '---:'), ...promises.map(() => '---')]);
@@ -1258,12 +1258,13 @@ function markdown(results, opts) {
       // A tool that failed keeps its row and says so (the reason is in a note below); its
       // figures are those of the rounds that worked.
       if (r) row([toolCell(r.label, r.runs.length, r.failures?.length ?? 0), ...cells(r), mibText(r.senderPeak), mibText(r.receiverPeak), ...marks]);
-      else if (notes[id]) row([label, 'skipped', ...heads.slice(1).map(() => '–'), ...marks]);
+      else if (partNotes[id]) row([label, 'skipped', ...heads.slice(1).map(() => '–'), ...marks]);
     }
     lines.push('');
   };
   const cpu = (v) => (v === undefined ? '–' : v.toFixed(2));
   const percent = (v) => (v === undefined ? '–' : `${v.toFixed(0)} %`);
+  const linkNotes = { ...notes, ...results.link?.skipped };
   const largeTable = (part, ids, link) =>
     table(part, ids, ['MB/s', 'min–max', ...(link ? ['% of link'] : []), 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU-s/GiB', 'receiver CPU-s/GiB'], (r) => [
       fmt(r.mbps),
@@ -1273,7 +1274,7 @@ function markdown(results, opts) {
       ratio(r.ftRatio),
       cpu(r.senderCpuPerGiB),
       cpu(r.receiverCpuPerGiB),
-    ]);
+    ], link ? linkNotes : notes);
   const smallTable = (part, ids, link) =>
     table(part, ids, ['files/s', 'min–max', ...(link ? ['MB/s', '% of link'] : []), 'seconds', `${refLabel(part)} ÷ tool`, 'sender CPU-s/1,000 files', 'receiver CPU-s/1,000 files'], (r) => [
       fmt(r.filesPerSecond),
@@ -1283,7 +1284,7 @@ function markdown(results, opts) {
       ratio(r.ftRatio),
       cpu(r.senderCpuPer1000),
       cpu(r.receiverCpuPer1000),
-    ]);
+    ], link ? linkNotes : notes);
   if (results.large) {
     lines.push(`${formatBytes(results.large.bytes)} file, ${rounds}:`, '');
     largeTable(results.large, ROWS.map(([id]) => id), false);
@@ -1411,6 +1412,7 @@ function markdown(results, opts) {
         : ''),
   );
   for (const [ids, note] of groupedNotes(notes)) lines.push('', `Note: ${ids.includes('cpu') ? note : `${ids.join(', ')} skipped: ${note}`}.`);
+  for (const [ids, note] of groupedNotes(results.link?.skipped ?? {})) lines.push('', `Note: over the link, ${ids.join(', ')} skipped: ${note}.`);
   const cpuNotes = [];
   for (const part of [results.large, results.small, link?.large, link?.small]) {
     for (const r of Object.values(part?.tools ?? {})) if (r.cpuNote) cpuNotes.push(`${r.label}: ${r.cpuNote}`);
@@ -1487,8 +1489,9 @@ async function benchLink(opts, tools) {
     try {
       sshd = await startSshd(tools.ssh, path.join(workDir, 'sshd-link'), onCleanup, net);
     } catch (error) {
-      linkSkipped.ssh = error.message.split('\n')[0];
-      log(`bench: no sshd on the link, skipping scp and rsync -e ssh there: ${linkSkipped.ssh}`);
+      const reason = `the sshd on the link did not start: ${error.message.split('\n')[0]}`;
+      for (const id of ['scp-gcm', 'rsync-ssh-gcm']) linkSkipped[id] = reason;
+      log(`bench: skipping scp and rsync -e ssh on the link: ${reason}`);
     }
   }
   const result = { rate, rateBits: link.rateBits, skipped: linkSkipped };

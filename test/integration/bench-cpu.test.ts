@@ -28,6 +28,7 @@ describe.runIf(linux)('bench CPU accounting of a server tree', () => {
       await new Promise((resolve) => setTimeout(resolve, 600)); // the connection has started
       const result = await watch.finish(30_000);
       expect(result.reason).toBeUndefined();
+      expect(result.peakRss).toBeGreaterThan(0); // the server's (or its children's) VmHWM
       expect(result.seconds).toBeGreaterThanOrEqual(0.38);
     } finally {
       server.kill('SIGKILL');

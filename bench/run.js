@@ -4,11 +4,13 @@
 //
 //   npm run bench                      # build, then the full run (1 GiB, 3 rounds, 10,000 small files)
 //   node bench/run.js --quick          # 256 MiB, 1 round, 2,000 small files
+//   node bench/run.js --link 1gbit     # also over a 1 Gbit/s link between two namespaces (root)
 //   node bench/run.js --help           # all options
 //
-// Everything runs on 127.0.0.1. Work files live in a temporary folder that is removed at the
-// end (also on Ctrl-C), and every child process is killed (a private sshd with its connections
-// too). Progress goes to stderr; the result (Markdown tables, or JSON with --json) goes to stdout.
+// Everything runs on 127.0.0.1 or in network namespaces the bench creates (bench/netns.js:
+// magic-wormhole's, with only loopback, and --link's shaped veth pair), removed at the end. Work
+// files live in a temporary folder that is removed at the end (also on Ctrl-C), and every child
+// process is killed (a private sshd with its connections too). Progress goes to stderr; the result (Markdown tables, or JSON with --json) goes to stdout.
 // How CPU time is measured: see the comment above processTable in lib.js.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -29,7 +31,6 @@ import {
   listFiles,
   median,
   parseSize,
-  peakRss,
   pollPeakRss,
   start,
   startTimed,

@@ -1362,21 +1362,17 @@ function markdown(results, opts) {
   const perRound = (part, key, unit) => {
     for (const r of Object.values(part.tools)) lines.push(`- ${r.label}: ${r.runs.map((x) => fmt(x[key])).join(', ')} ${unit}`);
   };
-  for (const [part, what, key, unit] of [[link?.large, 'large file over the link', 'mbps', 'MB/s'], [link?.small, 'small files over the link', 'filesPerSecond', 'files/s']]) {
-    if (part && opts.rounds > 1) {
-      lines.push(`Per round, ${what}:`);
-      perRound(part, key, unit);
-    }
+  const perRoundParts = [
+    [results.large, 'large file', 'mbps', 'MB/s'],
+    [results.small, 'small files', 'filesPerSecond', 'files/s'],
+    [link?.large, 'large file over the link', 'mbps', 'MB/s'],
+    [link?.small, 'small files over the link', 'filesPerSecond', 'files/s'],
+  ].filter(([part]) => part && opts.rounds > 1);
+  for (const [part, what, key, unit] of perRoundParts) {
+    lines.push(`Per round, ${what}:`);
+    perRound(part, key, unit);
   }
-  if (results.large && opts.rounds > 1) {
-    lines.push('Per round, large file:');
-    perRound(results.large, 'mbps', 'MB/s');
-  }
-  if (results.small && opts.rounds > 1) {
-    lines.push('Per round, small files:');
-    perRound(results.small, 'filesPerSecond', 'files/s');
-  }
-  if (opts.rounds > 1 && (results.large || results.small)) lines.push('');
+  if (perRoundParts.length) lines.push('');
 
   const m = results.machine;
   const versions = [`node ${m.node}`];

@@ -4,7 +4,9 @@
  * and the semantics of the gateways it rests on.
  *
  * - Uploads are multipart uploads of parts of `partBytes` (8 MiB; at least 5 MiB, S3's minimum
- *   but for the last part): one part's buffer per upload is all the memory an upload holds.
+ *   but for the last part): one part's buffer per upload is the memory an upload holds, besides
+ *   the parts going up, at most `partsInFlight` (4) for the whole store: a part that fills goes
+ *   up while the next one fills (s3-upload.ts).
  *   A file that fits in one part is one PutObject at its commit.
  * - All upload state lives in the bucket (upload-state.ts), so a restart, or another receiver,
  *   resumes it; a lease in the bucket (bucket-lease.ts) keeps two receivers from writing one
@@ -44,12 +46,18 @@ import type {
 import { BucketLease, leaseIsLive } from './bucket-lease.js';
 import { Layout } from './layout.js';
 import { attempt, deleteObject, getJson, headObject, isNotFound, putIfAbsent, storeError, type S3Location } from './s3-client.js';
+import { PartSlots } from './part-slots.js';
 import { S3Upload } from './s3-upload.js';
 import { newState, parseUploadState, partsBytes, type UploadState } from './upload-state.js';
 
 const MiB = 1024 * 1024;
 /** A part's size by default: the memory one upload holds while its part fills. */
 export const S3_PART_BYTES = 8 * MiB;
+/**
+ * Parts going up at once, all uploads together (as many as @aws-sdk/lib-storage's Upload has by
+ * default): receiving goes on while they do, and their buffers are the memory this adds.
+ */
+export const S3_PARTS_IN_FLIGHT = 4;
 /** S3's smallest part but the last. */
 export const S3_MIN_PART_BYTES = 5 * MiB;
 /** S3's most parts in one upload. */
@@ -70,6 +78,8 @@ export interface S3UploadStoreOptions {
   partialLimits?: PartialLimitOptions;
   takeoverWaitMs?: number;
   partBytes?: number;
+  /** Parts going up at once, all uploads together. @default S3_PARTS_IN_FLIGHT */
+  partsInFlight?: number;
   smallUploadBytes?: number;
   /** The bucket lease's lifetime without renewal (bucket-lease.ts). */
   leaseTtlMs?: number;
@@ -109,6 +119,8 @@ export class S3UploadStore implements UploadStore {
   private readonly heldHere = new Map<string, string>();
   /** @internal Multipart uploads in use here, which expiry must not abort. */
   readonly uploadIdsInUse = new Set<string>();
+  /** @internal The parts in flight (s3-upload.ts), store-wide. */
+  readonly partSlots: PartSlots;
 
   private constructor(options: S3UploadStoreOptions) {
     this.client = options.client;
@@ -119,6 +131,7 @@ export class S3UploadStore implements UploadStore {
     this.limits = { ...PARTIAL_LIMITS, ...definedOnly(options.partialLimits ?? {}) };
     this.takeoverWaitMs = options.takeoverWaitMs ?? TAKEOVER_WAIT_MS;
     this.partBytes = options.partBytes ?? S3_PART_BYTES;
+    this.partSlots = new PartSlots(options.partsInFlight ?? S3_PARTS_IN_FLIGHT);
     this.smallUploadBytes = options.smallUploadBytes ?? S3_SMALL_UPLOAD_BYTES;
     this.leaseTtlMs = options.leaseTtlMs;
     this.umask = options.umask ?? currentUmask();
@@ -127,7 +140,10 @@ export class S3UploadStore implements UploadStore {
 
   /** Checks that the bucket is there and ours to use (one line on failure), then serves it. */
   static async open(options: S3UploadStoreOptions): Promise<S3UploadStore> {
-    const { partBytes = S3_PART_BYTES, takeoverWaitMs = TAKEOVER_WAIT_MS } = options;
+    const { partBytes = S3_PART_BYTES, takeoverWaitMs = TAKEOVER_WAIT_MS, partsInFlight = S3_PARTS_IN_FLIGHT } = options;
+    if (!Number.isSafeInteger(partsInFlight) || partsInFlight < 1) {
+      throw new FtError('USAGE', `Expected partsInFlight to be a whole number of at least 1, got ${JSON.stringify(partsInFlight)}`);
+    }
     if (!Number.isSafeInteger(partBytes) || partBytes < S3_MIN_PART_BYTES || partBytes % 32 !== 0) {
       throw new FtError('USAGE', `Expected partBytes to be a multiple of 32 of at least ${S3_MIN_PART_BYTES}, got ${partBytes}`);
     }

@@ -2,6 +2,11 @@
  * One upload into the S3 store and its writer: the part being filled in memory, parts stored
  * as they fill, the state kept in the bucket (upload-state.ts), the leases held (in-process and
  * in the bucket), and the commit through the Placer.
+ *
+ * A part that fills goes up while the next one fills: receiving never waits for the store
+ * unless the store's parts in flight (PartSlots, all uploads together) are all taken. Parts are
+ * recorded in the bucket's state strictly in order, each once it was answered and the ones
+ * before it were recorded, so the state always names a prefix of the file that is stored.
  */
 import { CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +18,7 @@ import type { BucketLease } from './bucket-lease.js';
 import { objectMetadata } from './object-metadata.js';
 import { Placer } from './placer.js';
 import { Revocation } from '../revocation.js';
-import { attempt, putJson } from './s3-client.js';
+import { attempt, putJson, storeError } from './s3-client.js';
 import type { S3UploadStore } from './s3-store.js';
 import { partsBytes, type UploadState } from './upload-state.js';
 
@@ -28,9 +33,22 @@ export class S3Upload implements Upload {
   private dirty = false;
   /** Whether the state was ever written to the bucket. */
   private saved: boolean;
-  /** The bytes after the last whole part, in memory: at most one part. */
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /**
+   * The part being filled (sized to what is left of the file, at most one part), from file
+   * offset `partStart`; `fill` bytes of it are taken. Allocated as bytes come, so an upload
+   * waiting for a slot holds no second buffer.
+   */
+  private part: Buffer | undefined;
+  private fill = 0;
+  private partStart = 0;
+  /** The next part's number (1-based) while writing: parts in flight are not in the state yet. */
+  private nextPart = 1;
+  /** The multipart upload being created (once, for the first part), with the key it is for. */
+  private creating: Promise<void> | undefined;
+  /** Settles once every part sent so far is stored and recorded, or one failed; never rejects. */
+  private recording: Promise<void> = Promise.resolve();
+  /** The first failure of a part or of its record: the upload cannot go on. */
+  private failure: unknown;
   private hasher: ResumableHasher | undefined;
   private wholeHash: string | undefined;
   private readonly stopWatching: Array<() => void> = [];
@@ -57,7 +75,12 @@ export class S3Upload implements Upload {
   }
 
   get offset(): number {
-    return partsBytes(this.state) + this.state.tail + this.pendingBytes - (this.hasPendingTail ? this.state.tail : 0);
+    return this.part !== undefined || this.stage === 'writing' ? this.partStart + this.fill : partsBytes(this.state) + this.state.tail;
+  }
+
+  /** The bytes taken but not in a part that went up (the part being filled). */
+  private get pending(): Buffer[] {
+    return this.part !== undefined && this.fill > 0 ? [this.part.subarray(0, this.fill)] : [];
   }
 
   /** Whether the tail object's bytes are in `pending` already (loaded for a body). */
@@ -109,10 +132,15 @@ export class S3Upload implements Upload {
       const got = await attempt(`resuming ${this.key.filename}`, () => this.store.client.send(new GetObjectCommand({ Bucket: this.store.bucket, Key: this.store.layout.tailOf(this.id) })));
       const tail = Buffer.from(await got.Body!.transformToByteArray());
       if (tail.length !== this.state.tail) throw new FtError('WRITE_FAILED', 'the partial upload changed on the receiver after it was offered; send again');
-      this.pending = [tail];
-      this.pendingBytes = tail.length;
+      this.partStart = partsBytes(this.state);
+      this.part = this.newPart();
+      tail.copy(this.part);
+      this.fill = tail.length;
       this.hasPendingTail = true;
+    } else {
+      this.partStart = from;
     }
+    this.nextPart = this.state.parts.length + 1;
     this.expect('open', 'append'); // let go meanwhile?
     this.stage = 'writing';
     return new S3Writer(this, from, size - from);
@@ -132,56 +160,94 @@ export class S3Upload implements Upload {
     this.dirty = true;
   }
 
-  /** @internal The writer's bytes, in order; resolves once a whole part that filled is stored. */
-  take(chunk: Buffer): Promise<void> | undefined {
-    const hasher = this.hasher!;
-    let rest = chunk;
-    let flushing: Promise<void> | undefined;
-    while (this.pendingBytes + rest.length >= this.store.partBytes) {
-      const piece = rest.subarray(0, this.store.partBytes - this.pendingBytes);
-      hasher.update(piece);
-      this.pending.push(Buffer.from(piece));
-      this.pendingBytes += piece.length;
-      rest = rest.subarray(piece.length);
-      const hashState = hasher.save();
-      const body = Buffer.concat(this.pending);
-      this.pending = [];
-      this.pendingBytes = 0;
-      const previous = flushing;
-      flushing = (async () => {
-        await previous;
-        try {
-          await this.storePart(body, hashState);
-        } catch (error) {
-          // The part's bytes are gone from memory and the hasher is past them: only what the bucket holds can be kept.
-          this.broken = true;
-          throw error;
-        }
-      })();
-    }
-    if (rest.length > 0) {
-      hasher.update(rest);
-      this.pending.push(Buffer.from(rest));
-      this.pendingBytes += rest.length;
-    }
-    return flushing;
+  /** A buffer for the part from `partStart`: one part, or what is left of the file. */
+  private newPart(): Buffer {
+    return Buffer.allocUnsafe(Math.min(this.store.partBytes, this.state.size - this.partStart));
   }
 
-  /** Uploads one part (creating the multipart upload for the first) and records it. */
-  private async storePart(body: Buffer, hashState: string): Promise<void> {
-    const { client, bucket: Bucket } = this.store;
-    const what = `writing ${this.key.filename}`;
-    if (this.state.uploadId === undefined) {
+  /**
+   * @internal The writer's bytes, in order, copied once into the part being filled; a part that
+   * fills is sent. Resolves at once unless the store's parts in flight are all taken, then once
+   * this part has a slot (the writer waits: that is the memory bound).
+   */
+  take(chunk: Buffer): Promise<void> | undefined {
+    if (this.failure !== undefined) throw this.failed();
+    const hasher = this.hasher!;
+    let waiting: Promise<void> | undefined;
+    for (let at = 0; at < chunk.length; ) {
+      this.part ??= this.newPart();
+      const piece = chunk.subarray(at, at + this.part.length - this.fill);
+      hasher.update(piece);
+      piece.copy(this.part, this.fill);
+      this.fill += piece.length;
+      at += piece.length;
+      // Only a whole part goes up here: a shorter last one waits for finish(), and a file of
+      // one short part becomes one PutObject (Placer).
+      if (this.fill === this.store.partBytes) waiting = this.send(this.part, hasher.save()) ?? waiting;
+    }
+    return waiting;
+  }
+
+  /**
+   * Sends a whole part: a slot first (now if one is free), then UploadPart, then its record in
+   * order. Returns a promise only when it has to wait for a slot.
+   */
+  private send(body: Buffer, hashState: string): Promise<void> | undefined {
+    const PartNumber = this.nextPart++;
+    this.partStart += body.length;
+    this.part = undefined;
+    this.fill = 0;
+    const slots = this.store.partSlots;
+    const slot = slots.tryAcquire() ? undefined : slots.acquire();
+    const put = (async () => {
+      await slot;
+      try {
+        await this.multipart();
+        const { client, bucket: Bucket } = this.store;
+        const Key = this.state.objectKey;
+        const UploadId = this.state.uploadId;
+        const put = await attempt(`writing ${this.key.filename}`, () => client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: body, ContentLength: body.length })));
+        return put.ETag ?? '';
+      } finally {
+        slots.release();
+      }
+    })();
+    const before = this.recording;
+    this.recording = (async () => {
+      let etag: string;
+      try {
+        etag = await put;
+        await before;
+        if (this.failure !== undefined) return;
+        await this.record(body.length, etag, hashState);
+      } catch (error) {
+        // The part's bytes are gone from memory and the hasher is past them: only what the bucket holds can be kept.
+        this.failure ??= error;
+        this.broken = true;
+      }
+    })();
+    return slot;
+  }
+
+  /** The multipart upload for this file, created with the first part (its key chosen then). */
+  private multipart(): Promise<void> {
+    if (this.state.uploadId !== undefined) return Promise.resolve();
+    this.creating ??= (async () => {
+      const { client, bucket: Bucket } = this.store;
+      const what = `writing ${this.key.filename}`;
       this.state.objectKey = await attempt(what, () => this.store.firstFreeKey(this.key.filename));
       const Metadata = objectMetadata(this.state.token, this.key.hash, this.expectedMetadata, this.store.umask);
       const Key = this.state.objectKey;
       const created = await attempt(what, () => client.send(new CreateMultipartUploadCommand({ Bucket, Key, Metadata })));
       this.state.uploadId = created.UploadId!;
       this.store.uploadIdsInUse.add(created.UploadId!);
-    }
-    const PartNumber = this.state.parts.length + 1;
-    const put = await attempt(what, () => client.send(new UploadPartCommand({ Bucket, Key: this.state.objectKey, UploadId: this.state.uploadId, PartNumber, Body: body, ContentLength: body.length })));
-    this.state.parts.push({ size: body.length, etag: put.ETag ?? '' });
+    })();
+    return this.creating;
+  }
+
+  /** A part is stored: into the state, which goes to the bucket (when the upload is kept for resume). */
+  private async record(size: number, etag: string, hashState: string): Promise<void> {
+    this.state.parts.push({ size, etag });
     this.state.partsHashState = hashState;
     if (this.hasPendingTail || this.state.tail > 0) {
       // The tail object's bytes are in this part now.
@@ -191,6 +257,19 @@ export class S3Upload implements Upload {
     }
     this.dirty = true;
     if (this.resumable) await this.saveState();
+  }
+
+  /** Every part sent so far stored and recorded (or failed). */
+  private async drain(): Promise<void> {
+    let seen: Promise<void> | undefined;
+    while (seen !== this.recording) {
+      seen = this.recording;
+      await seen;
+    }
+  }
+
+  private failed(): FtError {
+    return this.failure instanceof FtError ? this.failure : storeError(this.failure, `writing ${this.key.filename}`);
   }
 
   /** @internal Writes the state to the bucket (touching it: expiry counts from now). */
@@ -204,12 +283,12 @@ export class S3Upload implements Upload {
   /** @internal Every byte is taken: the last part goes up when there are parts already. */
   async finish(): Promise<string> {
     if (this.stage !== 'writing') throw this.notNow('end');
-    if (this.state.uploadId !== undefined && this.pendingBytes > 0) {
-      const body = Buffer.concat(this.pending);
-      this.pending = [];
-      this.pendingBytes = 0;
-      await this.storePart(body, this.hasher!.save());
+    if ((this.state.uploadId !== undefined || this.creating !== undefined) && this.fill > 0) {
+      // The last, shorter part of a multipart upload.
+      await this.send(this.part!.subarray(0, this.fill), this.hasher!.save());
     }
+    await this.drain();
+    if (this.failure !== undefined) throw this.failed();
     if (this.stage !== 'writing') throw this.notNow('end');
     this.wholeHash = this.hasher!.digest();
     this.stage = 'ended';
@@ -256,8 +335,7 @@ export class S3Upload implements Upload {
     await this.store.deleteUpload(this.id, { ...this.state, uploadId: placed.moved ? undefined : this.state.uploadId });
     await this.store.dropOrphans(this.key.owner, this.key.filename, this.id);
     this.saved = false;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.dropPart();
     return placed.placed;
   }
 
@@ -278,6 +356,7 @@ export class S3Upload implements Upload {
   /** Keeps what can be resumed (the tail too), then lets go of the leases; never throws. */
   private async letGo(): Promise<void> {
     if (this.released) return;
+    await this.drain();
     try {
       if (this.resumable) await this.keep();
       else await this.dropData();
@@ -294,8 +373,8 @@ export class S3Upload implements Upload {
       await this.store.deleteUpload(this.id, this.state);
       return;
     }
-    if (!this.broken && this.pendingBytes > 0 && (!this.hasPendingTail || this.pendingBytes !== this.state.tail)) {
-      const body = Buffer.concat(this.pending);
+    if (!this.broken && this.fill > 0 && (!this.hasPendingTail || this.fill !== this.state.tail)) {
+      const body = this.part!.subarray(0, this.fill);
       const tailHashState = this.hasher!.save();
       await attempt(`keeping ${this.key.filename}`, () =>
         this.store.client.send(new PutObjectCommand({ Bucket: this.store.bucket, Key: this.store.layout.tailOf(this.id), Body: body, ContentLength: body.length })),
@@ -313,10 +392,15 @@ export class S3Upload implements Upload {
   }
 
   private async dropAll(): Promise<void> {
+    await this.drain();
     await this.store.deleteUpload(this.id, this.state);
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.dropPart();
     await this.release();
+  }
+
+  private dropPart(): void {
+    this.part = undefined;
+    this.fill = 0;
   }
 
   private released = false;
@@ -348,7 +432,7 @@ export class S3Upload implements Upload {
   }
 }
 
-/** Hashes as it takes bytes; memory bounded by one part (see S3Upload.take). */
+/** Hashes as it takes bytes; memory bounded by one part, besides the store's parts in flight (see S3Upload.take). */
 class S3Writer implements UploadWriter {
   private received = 0;
   private closed = false;

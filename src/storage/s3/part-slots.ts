@@ -1,0 +1,33 @@
+/**
+ * How many parts the S3 store has going up at once, all uploads together: a part's buffer is
+ * held from when it fills until its UploadPart is answered, so this count times the part size
+ * bounds the memory of parts in flight, however many uploads there are. Waiters are served in
+ * order, so no upload starves.
+ */
+export class PartSlots {
+  private free: number;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(readonly total: number) {
+    this.free = total;
+  }
+
+  /** A slot now (true) if one is free and nobody waits; false otherwise (then acquire()). */
+  tryAcquire(): boolean {
+    if (this.free === 0 || this.waiting.length > 0) return false;
+    this.free -= 1;
+    return true;
+  }
+
+  /** Resolves once a slot is this caller's; release() it when the part is answered. */
+  acquire(): Promise<void> {
+    if (this.tryAcquire()) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free += 1;
+  }
+}

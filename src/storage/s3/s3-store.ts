@@ -131,7 +131,7 @@ export class S3UploadStore implements UploadStore {
     this.limits = { ...PARTIAL_LIMITS, ...definedOnly(options.partialLimits ?? {}) };
     this.takeoverWaitMs = options.takeoverWaitMs ?? TAKEOVER_WAIT_MS;
     this.partBytes = options.partBytes ?? S3_PART_BYTES;
-    this.partSlots = new PartSlots(options.partsInFlight ?? S3_PARTS_IN_FLIGHT);
+    this.partSlots = new PartSlots(options.partsInFlight ?? S3_PARTS_IN_FLIGHT, this.partBytes);
     this.smallUploadBytes = options.smallUploadBytes ?? S3_SMALL_UPLOAD_BYTES;
     this.leaseTtlMs = options.leaseTtlMs;
     this.umask = options.umask ?? currentUmask();

@@ -162,7 +162,7 @@ export class S3Upload implements Upload {
 
   /** A buffer for the part from `partStart`: one part, or what is left of the file. */
   private newPart(): Buffer {
-    return Buffer.allocUnsafe(Math.min(this.store.partBytes, this.state.size - this.partStart));
+    return this.store.partSlots.buffer(Math.min(this.store.partBytes, this.state.size - this.partStart));
   }
 
   /**
@@ -209,6 +209,7 @@ export class S3Upload implements Upload {
         const put = await attempt(`writing ${this.key.filename}`, () => client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: body, ContentLength: body.length })));
         return put.ETag ?? '';
       } finally {
+        slots.recycle(body);
         slots.release();
       }
     })();
